@@ -1,0 +1,1 @@
+"""The Tether wire contract shared by the controller and the agent: topics, payload models, enums, lifecycles."""

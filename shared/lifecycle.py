@@ -1,0 +1,45 @@
+"""Pure transition tables for operation states and per-device command statuses.
+
+Nothing in Tether writes a state without asking `advance_*` first, so a late or replayed message can never move
+a lifecycle backwards (a late EXECUTING after SUCCESSFUL is refused, not applied).
+"""
+
+from shared.errors import IllegalTransition
+from shared.operations import DeviceStatus, OperationState
+
+_S = DeviceStatus
+DEVICE_TRANSITIONS: dict[DeviceStatus, frozenset[DeviceStatus]] = {
+    _S.PENDING: frozenset({_S.PENDING, _S.EXECUTING, _S.SUCCESSFUL, _S.FAILED}),
+    _S.EXECUTING: frozenset({_S.EXECUTING, _S.SUCCESSFUL, _S.FAILED}),
+    _S.SUCCESSFUL: frozenset({_S.SUCCESSFUL}),
+    _S.FAILED: frozenset({_S.FAILED}),
+}
+"""Self-loops are legal no-ops: duplicates and retained redeliveries are normal on MQTT."""
+
+_O = OperationState
+OPERATION_TRANSITIONS: dict[OperationState, frozenset[OperationState]] = {
+    _O.CREATED: frozenset({_O.RESOLVING, _O.FAILED}),
+    _O.RESOLVING: frozenset({_O.RESOLVED, _O.FAILED}),
+    _O.RESOLVED: frozenset({_O.DISPATCHING, _O.FAILED}),
+    _O.DISPATCHING: frozenset({_O.COMPLETED, _O.FAILED}),
+    _O.COMPLETED: frozenset(),
+    _O.FAILED: frozenset(),
+}
+
+
+def advance_device(current: DeviceStatus, new: DeviceStatus) -> DeviceStatus:
+    """Return the status after `new` is reported in `current`; raise IllegalTransition for a regression."""
+    if new not in DEVICE_TRANSITIONS[current]:
+        raise IllegalTransition(f"device status cannot move from {current} to {new}")
+    return new
+
+
+def advance_operation(current: OperationState, new: OperationState) -> OperationState:
+    """Return `new` if an operation in `current` may move there; raise IllegalTransition otherwise."""
+    if new not in OPERATION_TRANSITIONS[current]:
+        raise IllegalTransition(f"operation state cannot move from {current} to {new}")
+    return new
+
+
+def is_terminal_operation(state: OperationState) -> bool:
+    return not OPERATION_TRANSITIONS[state]

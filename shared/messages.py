@@ -1,0 +1,117 @@
+"""Pydantic models of every MQTT payload, and the one pair of functions that encode and decode them."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.errors import PayloadError, TopicError
+from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
+from shared.topics import validate_id
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Larger payloads are refused on both sides; big outputs (logs, screenshots) travel over HTTP instead."""
+
+
+def _valid_id(value: str) -> str:
+    try:
+        return validate_id(value)
+    except TopicError as err:
+        raise ValueError(str(err)) from err
+
+
+def _valid_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown IANA time zone {value!r}") from err
+    return value
+
+
+Id = Annotated[str, AfterValidator(_valid_id)]
+TimeZone = Annotated[str, AfterValidator(_valid_time_zone)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Message(BaseModel):
+    # Unknown fields are ignored so that an older peer still understands a newer one's messages.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Command(_Message):
+    """Controller -> device: run one operation once. Retained, QoS 1, one topic per command."""
+
+    command_id: Id
+    operation_id: str = Field(min_length=1, max_length=128)
+    device_id: Id
+    operation_type: OperationType
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    issued_at: AwareDatetime
+    schedule: dict[str, Any] | None = None
+    """Reserved for WINDOW schedules; an agent that cannot honour a schedule must refuse the command."""
+    signature: str | None = None
+    """Reserved for signed commands."""
+
+
+class StatusReport(_Message):
+    """Device -> controller: the command's status. FAILED carries a reason; SUCCESSFUL may carry a result."""
+
+    command_id: Id
+    device_id: Id
+    status: DeviceStatus
+    timestamp: AwareDatetime
+    result: dict[str, Any] | None = None
+    failure_reason: str | None = Field(default=None, max_length=4096)
+    progress: int | None = Field(default=None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _reason_matches_status(self) -> "StatusReport":
+        if self.status is DeviceStatus.FAILED and not self.failure_reason:
+            raise ValueError("a FAILED status needs a failure_reason")
+        if self.status is not DeviceStatus.FAILED and self.failure_reason:
+            raise ValueError(f"a {self.status} status cannot carry a failure_reason")
+        return self
+
+
+class Announcement(_Message):
+    """Device -> everyone: who the device is and what it can run. Retained, QoS 1."""
+
+    device_id: Id
+    platform: Platform
+    agent_version: str = Field(min_length=1, max_length=64)
+    inventory: dict[str, Any] = Field(default_factory=dict)
+    time_zone: TimeZone | None = None
+    capabilities: list[OperationType] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    announced_at: AwareDatetime
+
+
+class Presence(_Message):
+    """Device -> everyone: online at connect, offline from the last will or a clean stop. Retained, QoS 1."""
+
+    device_id: Id
+    state: PresenceState
+
+
+M = TypeVar("M", bound=_Message)
+
+
+def encode(message: _Message) -> bytes:
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def decode(model: type[M], payload: bytes) -> M:
+    """Parse `payload` as `model`; raise PayloadError with a one-line reason for anything invalid."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "payload"
+        raise PayloadError(f"invalid {model.__name__} ({err.error_count()} errors): {where}: {first['msg']}") from err

@@ -1,0 +1,97 @@
+"""The only place MQTT topics are built or parsed.
+
+Every device owns the subtree `<prefix>/devices/<device_id>/`, so one broker ACL pattern per direction confines a
+device to its own commands, statuses, announcement and presence.
+"""
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.errors import TopicError
+
+DEFAULT_PREFIX = "tether/v1"
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+"""Device and command ids: no `/`, `+`, `#` or spaces, so they are always exactly one topic level."""
+
+
+class TopicKind(StrEnum):
+    COMMAND = "commands"
+    STATUS = "status"
+    ANNOUNCE = "announce"
+    PRESENCE = "presence"
+
+
+_WITH_COMMAND_ID = frozenset({TopicKind.COMMAND, TopicKind.STATUS})
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    kind: TopicKind
+    device_id: str
+    command_id: str | None = None
+
+
+def validate_id(value: str, what: str = "id") -> str:
+    """Return `value` if it can be one topic level; raise TopicError naming `what` otherwise."""
+    if not ID_PATTERN.match(value):
+        raise TopicError(
+            f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic builder and parser for one prefix (default `tether/v1`)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        levels = self.prefix.split("/")
+        if not self.prefix or any(not level or "+" in level or "#" in level for level in levels):
+            raise TopicError(f"invalid topic prefix {self.prefix!r}: non-empty levels without wildcards")
+
+    def device_root(self, device_id: str) -> str:
+        return f"{self.prefix}/devices/{validate_id(device_id, 'device id')}"
+
+    def command(self, device_id: str, command_id: str) -> str:
+        return f"{self.device_root(device_id)}/{TopicKind.COMMAND}/{validate_id(command_id, 'command id')}"
+
+    def status(self, device_id: str, command_id: str) -> str:
+        return f"{self.device_root(device_id)}/{TopicKind.STATUS}/{validate_id(command_id, 'command id')}"
+
+    def announce(self, device_id: str) -> str:
+        return f"{self.device_root(device_id)}/{TopicKind.ANNOUNCE}"
+
+    def presence(self, device_id: str) -> str:
+        return f"{self.device_root(device_id)}/{TopicKind.PRESENCE}"
+
+    def device_commands_filter(self, device_id: str) -> str:
+        """What an agent subscribes to: its own commands and nothing else."""
+        return f"{self.device_root(device_id)}/{TopicKind.COMMAND}/+"
+
+    def fleet_filter(self, kind: TopicKind) -> str:
+        """What the controller subscribes to for one kind of device-published message."""
+        suffix = "/+" if kind in _WITH_COMMAND_ID else ""
+        return f"{self.prefix}/devices/+/{kind}{suffix}"
+
+    def parse(self, topic: str) -> ParsedTopic:
+        """Split a topic under this prefix into its kind and ids; raise TopicError for anything else."""
+        head = f"{self.prefix}/devices/"
+        if not topic.startswith(head):
+            raise TopicError(f"topic {topic!r} is not under {head!r}")
+        levels = topic[len(head) :].split("/")
+        try:
+            kind = TopicKind(levels[1]) if len(levels) > 1 else None
+        except ValueError:
+            kind = None
+        if kind is None:
+            raise TopicError(f"topic {topic!r} has no known kind")
+        expected_levels = 3 if kind in _WITH_COMMAND_ID else 2
+        if len(levels) != expected_levels:
+            raise TopicError(f"topic {topic!r} has {len(levels)} levels after the prefix, expected {expected_levels}")
+        device_id = validate_id(levels[0], "device id")
+        command_id = validate_id(levels[2], "command id") if kind in _WITH_COMMAND_ID else None
+        return ParsedTopic(kind, device_id, command_id)

@@ -1,0 +1,1 @@
+"""Tests of Tether, mirroring the source tree."""

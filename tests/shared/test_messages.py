@@ -1,0 +1,102 @@
+"""Wire models: what they accept, what they refuse, and that encode/decode round-trips."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.errors import PayloadError
+from shared.messages import (
+    MAX_PAYLOAD_BYTES,
+    Announcement,
+    Command,
+    Presence,
+    StatusReport,
+    decode,
+    encode,
+)
+from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def test_all_91_operation_types() -> None:
+    assert len(OperationType) == 91
+    assert {"CONVERGE", "RUN_SHELL_SCRIPT", "DECLARATIVE_MANAGEMENT", "SET_PFN"} <= set(OperationType)
+
+
+def test_command_round_trip() -> None:
+    command = Command(
+        command_id="c1",
+        operation_id="op",
+        device_id="d1",
+        operation_type=OperationType.RUN_SHELL_SCRIPT,
+        arguments={"script": "echo hi"},
+        issued_at=NOW,
+    )
+    encoded = encode(command)
+    assert b'"issued_at":"2026-11-22T12:00:00Z"' in encoded
+    assert b"signature" not in encoded
+    assert decode(Command, encoded) == command
+
+
+def test_status_round_trip() -> None:
+    report = StatusReport(
+        command_id="c1", device_id="d1", status=DeviceStatus.SUCCESSFUL, timestamp=NOW, result={"exit_code": 0}
+    )
+    assert decode(StatusReport, encode(report)) == report
+
+
+@pytest.mark.parametrize(
+    ("payload", "where"),
+    [
+        (b"not json", "payload"),
+        (b'{"command_id":"c1","device_id":"d1","status":"DONE","timestamp":"2026-11-22T12:00:00Z"}', "status"),
+        (b'{"command_id":"c1","device_id":"d1","status":"PENDING","timestamp":"2026-11-22T12:00:00"}', "timestamp"),
+        (b'{"command_id":"c/1","device_id":"d1","status":"PENDING","timestamp":"2026-11-22T12:00:00Z"}', "command_id"),
+        (b'{"device_id":"d1","status":"PENDING","timestamp":"2026-11-22T12:00:00Z"}', "command_id"),
+        (b'{"command_id":"c1","device_id":"d1","status":"FAILED","timestamp":"2026-11-22T12:00:00Z"}', "payload"),
+        (
+            b'{"command_id":"c1","device_id":"d1","status":"EXECUTING","timestamp":"2026-11-22T12:00:00Z",'
+            b'"progress":101}',
+            "progress",
+        ),
+    ],
+)
+def test_status_refuses(payload: bytes, where: str) -> None:
+    with pytest.raises(PayloadError, match=f"invalid StatusReport.*{where}"):
+        decode(StatusReport, payload)
+
+
+def test_failed_needs_reason_and_success_refuses_one() -> None:
+    with pytest.raises(ValueError, match="needs a failure_reason"):
+        StatusReport(command_id="c", device_id="d", status=DeviceStatus.FAILED, timestamp=NOW)
+    with pytest.raises(ValueError, match="cannot carry a failure_reason"):
+        StatusReport(command_id="c", device_id="d", status=DeviceStatus.SUCCESSFUL, timestamp=NOW, failure_reason="x")
+
+
+def test_oversized_payload_is_refused_before_parsing() -> None:
+    with pytest.raises(PayloadError, match="exceeds"):
+        decode(Presence, b" " * (MAX_PAYLOAD_BYTES + 1))
+
+
+def test_announcement_validates_time_zone_and_capabilities() -> None:
+    base = {
+        "device_id": "d1",
+        "platform": "linux",
+        "agent_version": "0.1.0",
+        "announced_at": "2026-11-22T12:00:00Z",
+    }
+    ok = Announcement.model_validate({**base, "time_zone": "Asia/Tokyo", "capabilities": ["REBOOT"]})
+    assert ok.platform is Platform.LINUX
+    assert ok.capabilities == [OperationType.REBOOT]
+    with pytest.raises(ValueError, match="unknown IANA time zone"):
+        Announcement.model_validate({**base, "time_zone": "Mars/Olympus"})
+    with pytest.raises(ValueError, match="capabilities"):
+        Announcement.model_validate({**base, "capabilities": ["TELEPORT"]})
+    with pytest.raises(ValueError, match="platform"):
+        Announcement.model_validate({**base, "platform": "ios"})
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    presence = decode(Presence, b'{"device_id":"d1","state":"online","future":1}')
+    assert presence.state is PresenceState.ONLINE
