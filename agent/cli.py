@@ -1,0 +1,108 @@
+"""The `tetherd` command: `tetherd run` connects a device to a Tether broker and runs its operations."""
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent import __version__
+from agent.config import AgentSettings, load_settings
+from agent.errors import AgentError
+from agent.handlers import build_registry, capabilities
+from agent.inventory import linux_inventory, local_time_zone
+from agent.journal import Journal
+from agent.platforms.linux import LinuxPlatform
+from agent.runner import Runner
+from agent.session import Session
+from shared.messages import Announcement, StatusReport, utc_now
+from shared.operations import Platform
+from shared.topics import Topics
+
+log = logging.getLogger("agent")
+
+EXIT_CONFIG_ERROR = 78
+"""EX_CONFIG from sysexits.h, so systemd can be told not to restart on a bad config."""
+
+
+async def run_agent(settings: AgentSettings) -> None:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    journal = Journal(settings.state_dir / "journal.db")
+    platform = LinuxPlatform(boot_id_path=settings.boot_id_path, tool_timeout=settings.tool_timeout_s)
+    registry = build_registry(reboot_grace_s=settings.reboot_grace_s)
+    announcement = Announcement(
+        device_id=settings.device_id,
+        platform=Platform.LINUX,
+        agent_version=__version__,
+        inventory=linux_inventory(),
+        time_zone=settings.time_zone or local_time_zone(),
+        capabilities=capabilities(Platform.LINUX, registry),
+        tags=settings.tags,
+        groups=settings.groups,
+        announced_at=utc_now(),
+    )
+    session: Session
+
+    async def publish(report: StatusReport) -> bool:
+        return await session.publish_status(report)
+
+    runner = Runner(
+        device_id=settings.device_id,
+        platform=platform,
+        registry=registry,
+        journal=journal,
+        publish=publish,
+        work_root=settings.state_dir / "work",
+    )
+    session = Session(
+        url=settings.broker_url,
+        device_id=settings.device_id,
+        topics=Topics(settings.topic_prefix),
+        announcement=announcement,
+        runner=runner,
+    )
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    try:
+        await runner.recover()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(session.run())
+            group.create_task(runner.run())
+    finally:
+        journal.close()
+
+
+@click.group()
+@click.version_option(__version__)
+def main() -> None:
+    """tetherd: the Tether device agent."""
+
+
+@main.command(name="run")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file.")
+@click.option("--broker", help="mqtt://[user:pass@]host:port")
+@click.option("--device-id", help="This device's id (letters, digits, '.', '_', ':' or '-').")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Journal and work files.")
+@click.option("--topic-prefix", help="Root of every Tether topic (default tether/v1).")
+@click.option("--tag", "tags", multiple=True, help="A tag that operation queries can select on; repeatable.")
+@click.option("--group", "groups", multiple=True, help="A group that operation queries can select on; repeatable.")
+@click.option("--time-zone", help="IANA time zone, if the system's cannot be detected.")
+@click.option("--boot-id-path", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
+@click.option("--reboot-grace", "reboot_grace_s", type=float, help="Seconds to wait for a reboot to take effect.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
+def run_command(config_file: Path | None, log_level: str, **overrides: Any) -> None:
+    """Connect to the broker, announce this device and run the operations sent to it."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(config_file, overrides)
+    except AgentError as err:
+        click.echo(f"tetherd: error: {err}", err=True)
+        sys.exit(EXIT_CONFIG_ERROR)
+    try:
+        asyncio.run(run_agent(settings))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log.info("stopped")

@@ -1,0 +1,47 @@
+"""The table of operation handlers: what the agent can run, and on which platforms."""
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from agent.errors import UnsupportedOperation
+from agent.handlers.base import Handler
+from agent.handlers.lock import LockHandler
+from agent.handlers.power import RebootHandler
+from agent.handlers.shell import ShellHandler
+from agent.handlers.wifi import WifiHandler
+from shared.operations import OperationType, Platform
+
+
+def build_registry(*, reboot_grace_s: float = 300.0) -> Mapping[OperationType, Handler]:
+    """One handler instance per operation family, keyed by every operation type it runs."""
+    handlers: tuple[Handler, ...] = (
+        RebootHandler(reboot_grace_s=reboot_grace_s),
+        LockHandler(),
+        WifiHandler(),
+        ShellHandler(),
+    )
+    table: dict[OperationType, Handler] = {}
+    for handler in handlers:
+        for operation_type in handler.operation_types:
+            if operation_type in table:
+                raise ValueError(f"two handlers claim {operation_type}")
+            table[operation_type] = handler
+    return MappingProxyType(table)
+
+
+REGISTRY = build_registry()
+
+
+def capabilities(platform: Platform, registry: Mapping[OperationType, Handler] = REGISTRY) -> list[OperationType]:
+    """The operation types the agent advertises on `platform`, sorted."""
+    return sorted(operation_type for operation_type, handler in registry.items() if platform in handler.platforms)
+
+
+def handler_for(
+    operation_type: OperationType, platform: Platform, registry: Mapping[OperationType, Handler] = REGISTRY
+) -> Handler:
+    """The handler for `operation_type` on `platform`; UnsupportedOperation (a FAILED status at once) otherwise."""
+    handler = registry.get(operation_type)
+    if handler is None or platform not in handler.platforms:
+        raise UnsupportedOperation(f"{operation_type} is not supported on {platform}")
+    return handler

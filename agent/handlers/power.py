@@ -1,0 +1,39 @@
+"""REBOOT: ask the platform to reboot, and decide the outcome from the boot id once the agent is back."""
+
+import asyncio
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from agent.errors import HandlerError, UnsupportedOperation
+from agent.handlers.base import Handler, HandlerContext, RestartOutcome
+from shared.operations import OperationType, Platform
+
+
+@runtime_checkable
+class Rebooter(Protocol):
+    """What REBOOT needs of a platform."""
+
+    async def reboot(self) -> None: ...
+
+
+class RebootHandler(Handler):
+    """Reboots the device. Success is only ever reported after the restart, when the boot id has changed."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REBOOT})
+    platforms: ClassVar[frozenset[Platform]] = frozenset({Platform.LINUX})
+
+    def __init__(self, *, reboot_grace_s: float = 300.0) -> None:
+        self.reboot_grace_s = reboot_grace_s
+
+    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
+        platform = context.platform
+        if not isinstance(platform, Rebooter):
+            raise UnsupportedOperation(f"{OperationType.REBOOT} is not supported on {platform.kind}")
+        await platform.reboot()
+        # The reboot kills this process on its way down, so still being here after the grace means it did not happen.
+        await asyncio.sleep(self.reboot_grace_s)
+        raise HandlerError(f"the device did not reboot within {self.reboot_grace_s:g} s after systemctl reboot")
+
+    def outcome_after_restart(self, started_boot_id: str, current_boot_id: str) -> RestartOutcome:
+        if current_boot_id == started_boot_id:
+            return RestartOutcome(reason="boot id unchanged: the device did not reboot")
+        return RestartOutcome(result={"previous_boot_id": started_boot_id, "boot_id": current_boot_id})

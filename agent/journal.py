@@ -1,0 +1,110 @@
+"""The agent's on-disk journal: every command id it has seen, how far it got, and final statuses not yet delivered.
+
+It is what makes a command run at most once across duplicates, retained redelivery and agent restarts, and what
+keeps a final status that could not be published until the broker is reachable again.
+"""
+
+import sqlite3
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from shared.messages import Command, StatusReport, decode, encode, utc_now
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    command TEXT NOT NULL,
+    boot_id TEXT,
+    final_report TEXT,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    received_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commands_by_stage ON commands (stage, received_at);
+"""
+
+
+class Stage(StrEnum):
+    QUEUED = "queued"
+    EXECUTING = "executing"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    command: Command
+    stage: Stage
+    boot_id: str | None
+    final_report: StatusReport | None
+    delivered: bool
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a command marked executing must survive a power cut that the command itself may cause (REBOOT).
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def get(self, command_id: str) -> Entry | None:
+        row = self._conn.execute(
+            "SELECT command, stage, boot_id, final_report, delivered FROM commands WHERE command_id = ?",
+            (command_id,),
+        ).fetchone()
+        return None if row is None else _entry(row)
+
+    def record_received(self, command: Command) -> bool:
+        """Journal a new command as queued; False if this command id was seen before."""
+        now = utc_now().isoformat()
+        cursor = self._conn.execute(
+            """INSERT OR IGNORE INTO commands (command_id, stage, command, received_at, updated_at)
+               VALUES (?, ?, ?, ?, ?)""",
+            (command.command_id, Stage.QUEUED, encode(command).decode(), now, now),
+        )
+        return cursor.rowcount == 1
+
+    def record_started(self, command_id: str, boot_id: str) -> None:
+        self._conn.execute(
+            "UPDATE commands SET stage = ?, boot_id = ?, updated_at = ? WHERE command_id = ?",
+            (Stage.EXECUTING, boot_id, utc_now().isoformat(), command_id),
+        )
+
+    def record_finished(self, report: StatusReport) -> None:
+        self._conn.execute(
+            "UPDATE commands SET stage = ?, final_report = ?, delivered = 0, updated_at = ? WHERE command_id = ?",
+            (Stage.FINISHED, encode(report).decode(), utc_now().isoformat(), report.command_id),
+        )
+
+    def mark_delivered(self, command_id: str) -> None:
+        self._conn.execute("UPDATE commands SET delivered = 1 WHERE command_id = ?", (command_id,))
+
+    def in_stage(self, stage: Stage) -> list[Entry]:
+        rows = self._conn.execute(
+            "SELECT command, stage, boot_id, final_report, delivered FROM commands WHERE stage = ? ORDER BY rowid",
+            (stage,),
+        )
+        return [_entry(row) for row in rows]
+
+    def undelivered(self) -> list[StatusReport]:
+        rows = self._conn.execute(
+            "SELECT final_report FROM commands WHERE stage = ? AND delivered = 0 ORDER BY updated_at", (Stage.FINISHED,)
+        )
+        return [decode(StatusReport, row[0].encode()) for row in rows]
+
+
+def _entry(row: tuple[str, str, str | None, str | None, int]) -> Entry:
+    command, stage, boot_id, final_report, delivered = row
+    return Entry(
+        command=decode(Command, command.encode()),
+        stage=Stage(stage),
+        boot_id=boot_id,
+        final_report=None if final_report is None else decode(StatusReport, final_report.encode()),
+        delivered=bool(delivered),
+    )

@@ -1,0 +1,108 @@
+"""The agent's MQTT session: connect with a last will, announce, subscribe to its own commands, reconnect forever."""
+
+import asyncio
+import logging
+
+import aiomqtt
+
+from agent.runner import Runner
+from shared.errors import TetherProtocolError
+from shared.messages import Announcement, Command, Presence, StatusReport, decode, encode
+from shared.operations import PresenceState
+from shared.topics import TopicKind, Topics
+from shared.transport import BrokerUrl, make_client
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MAX_S = 30.0
+
+
+class Session:
+    def __init__(
+        self, *, url: BrokerUrl, device_id: str, topics: Topics, announcement: Announcement, runner: Runner
+    ) -> None:
+        self._url = url
+        self._device_id = device_id
+        self._topics = topics
+        self._announcement = announcement
+        self._runner = runner
+        self._client: aiomqtt.Client | None = None
+
+    def _presence(self, state: PresenceState) -> bytes:
+        return encode(Presence(device_id=self._device_id, state=state))
+
+    async def publish_status(self, report: StatusReport) -> bool:
+        """QoS 1 to the command's status topic; False if there is no connection right now."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(
+                self._topics.status(self._device_id, report.command_id), encode(report), qos=1, timeout=30
+            )
+        except aiomqtt.MqttError as err:
+            log.warning("could not publish the %s status of %s: %s", report.status, report.command_id, err)
+            return False
+        return True
+
+    async def run(self) -> None:
+        backoff = 0.5
+        presence_topic = self._topics.presence(self._device_id)
+        will = aiomqtt.Will(presence_topic, self._presence(PresenceState.OFFLINE), qos=1, retain=True)
+        while True:
+            client = make_client(self._url, identifier=f"tetherd-{self._device_id}", will=will)
+            try:
+                async with client:
+                    await self._on_connect(client)
+                    backoff = 0.5
+                    try:
+                        async for message in client.messages:
+                            await self._on_message(message)
+                    except asyncio.CancelledError:
+                        await self._say_goodbye(client)
+                        raise
+            except aiomqtt.MqttError as err:
+                log.warning("MQTT connection to %s lost (%s); retrying in %.1f s", self._url, err, backoff)
+            finally:
+                self._client = None
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        await client.publish(self._topics.presence(self._device_id), self._presence(PresenceState.ONLINE), 1, True)
+        await client.publish(self._topics.announce(self._device_id), encode(self._announcement), qos=1, retain=True)
+        await client.subscribe(self._topics.device_commands_filter(self._device_id), qos=1)
+        self._client = client
+        log.info("connected to %s as %s", self._url, self._device_id)
+        await self._runner.resend_undelivered()
+
+    async def _say_goodbye(self, client: aiomqtt.Client) -> None:
+        # A clean stop says offline itself: the broker sends the last will only when the connection breaks.
+        try:
+            async with asyncio.timeout(2):
+                await client.publish(
+                    self._topics.presence(self._device_id), self._presence(PresenceState.OFFLINE), 1, True
+                )
+        except (aiomqtt.MqttError, TimeoutError):
+            log.warning("could not publish offline presence on shutdown")
+
+    async def _on_message(self, message: aiomqtt.Message) -> None:
+        """Accept only well-formed commands addressed to this device; log and skip everything else."""
+        topic = str(message.topic)
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        if not payload:
+            return  # the controller cleared a finished command's retained message
+        try:
+            parsed = self._topics.parse(topic)
+            if parsed.kind is not TopicKind.COMMAND or parsed.device_id != self._device_id:
+                raise TetherProtocolError(f"not a command for {self._device_id}")
+            command = decode(Command, payload)
+            if command.device_id != self._device_id or command.command_id != parsed.command_id:
+                raise TetherProtocolError(
+                    f"payload names device {command.device_id!r} and command {command.command_id!r}, "
+                    "which the topic does not"
+                )
+        except TetherProtocolError as err:
+            log.warning("dropped a message on %s: %s", topic, err)
+            return
+        await self._runner.accept(command)

@@ -1,0 +1,209 @@
+"""The runner with a real journal and platform: order, at-most-once, restarts and undelivered final statuses."""
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.handlers import build_registry
+from agent.journal import Journal, Stage
+from agent.platforms.linux import LinuxPlatform
+from agent.runner import Runner
+from shared.messages import Command, StatusReport, utc_now
+from shared.operations import DeviceStatus, OperationType
+from tests.fakes import FakeTools
+
+
+class Bench:
+    """A runner whose statuses land in a list; `online` decides whether publishing succeeds."""
+
+    def __init__(self, tmp_path: Path, tools: FakeTools) -> None:
+        self.tmp_path = tmp_path
+        self.tools = tools
+        self.boot_id = tmp_path / "boot_id"
+        self.boot_id.write_text("boot-1\n")
+        self.published: list[StatusReport] = []
+        self.online = True
+        self.journal = Journal(tmp_path / "state" / "journal.db")
+        self.runner = self.new_runner()
+
+    def new_runner(self) -> Runner:
+        return Runner(
+            device_id="d1",
+            platform=LinuxPlatform(boot_id_path=self.boot_id, tool_timeout=5),
+            registry=build_registry(reboot_grace_s=0.2),
+            journal=self.journal,
+            publish=self._publish,
+            work_root=self.tmp_path / "work",
+        )
+
+    async def _publish(self, report: StatusReport) -> bool:
+        if self.online:
+            self.published.append(report)
+        return self.online
+
+    def statuses(self, command_id: str) -> list[str]:
+        return [r.status for r in self.published if r.command_id == command_id]
+
+    def final(self, command_id: str) -> StatusReport:
+        return [r for r in self.published if r.command_id == command_id][-1]
+
+    def drive(self, *commands: Command, settle: float = 0.0) -> None:
+        """Accept the commands and run the queue until it is empty (plus `settle` seconds)."""
+
+        async def go() -> None:
+            worker = asyncio.create_task(self.runner.run())
+            for command in commands:
+                await self.runner.accept(command)
+            await until(lambda: self.runner._queue.empty() and not self._busy())
+            await asyncio.sleep(settle)
+            worker.cancel()
+
+        asyncio.run(go())
+
+    def _busy(self) -> bool:
+        return bool(self.journal.in_stage(Stage.EXECUTING))
+
+
+async def until(condition: Callable[[], bool], limit_s: float = 10.0) -> None:
+    """Poll `condition` every 10 ms; fail the test if it stays false for `limit_s` seconds."""
+    for _ in range(int(limit_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def command(command_id: str, operation_type: OperationType, **arguments: Any) -> Command:
+    return Command(
+        command_id=command_id,
+        operation_id="op",
+        device_id="d1",
+        operation_type=operation_type,
+        arguments=arguments,
+        issued_at=utc_now(),
+    )
+
+
+@pytest.fixture
+def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bench]:
+    tools = FakeTools.on_path(tmp_path / "bin", monkeypatch)
+    bench = Bench(tmp_path, tools)
+    yield bench
+    bench.journal.close()
+
+
+def test_statuses_in_order_and_fifo(bench: Bench) -> None:
+    first = command("c1", OperationType.RUN_SHELL_SCRIPT, script="sleep 0.2; echo one >> order")
+    second = command("c2", OperationType.RUN_SHELL_SCRIPT, script="echo two >> ../c1/order")
+    bench.drive(first, second)
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+    assert bench.statuses("c2") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+    assert (bench.tmp_path / "work" / "c1" / "order").read_text() == "one\ntwo\n"
+
+
+def test_a_command_id_runs_once_and_a_finished_one_resends_its_status(bench: Bench) -> None:
+    lock = command("c1", OperationType.LOCK)
+    bench.drive(lock, lock)
+    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    bench.drive(lock)
+    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL", "SUCCESSFUL"]
+
+
+def test_unsupported_and_invalid_fail_at_once_without_executing(bench: Bench) -> None:
+    bench.drive(
+        command("c1", OperationType.ENABLE_LOST_MODE),
+        command("c2", OperationType.SET_WIFI_STATE, wifi_state="sideways"),
+        command("c3", OperationType.RUN_SHELL_SCRIPT),
+    )
+    assert bench.statuses("c1") == ["PENDING", "FAILED"]
+    assert bench.final("c1").failure_reason == "ENABLE_LOST_MODE is not supported on linux"
+    assert bench.statuses("c2") == ["PENDING", "FAILED"]
+    assert "wifi_state" in (bench.final("c2").failure_reason or "")
+    assert "script" in (bench.final("c3").failure_reason or "")
+    assert bench.tools.calls("nmcli") == []
+
+
+def test_a_schedule_this_agent_cannot_honour_is_refused(bench: Bench) -> None:
+    scheduled = command("c1", OperationType.LOCK).model_copy(update={"schedule": {"window": "02:00-03:00"}})
+    bench.drive(scheduled)
+    assert bench.statuses("c1") == ["PENDING", "FAILED"]
+    assert "scheduled commands" in (bench.final("c1").failure_reason or "")
+    assert bench.tools.calls("loginctl") == []
+
+
+def test_failed_script_keeps_its_output(bench: Bench) -> None:
+    bench.drive(command("c1", OperationType.RUN_SHELL_SCRIPT, script="echo out; echo bad >&2; exit 3"))
+    final = bench.final("c1")
+    assert final.status == "FAILED"
+    assert final.failure_reason == "script exited 3: bad"
+    assert final.result is not None
+    assert (final.result["exit_code"], final.result["stdout"]) == (3, "out\n")
+
+
+def _journal_as_executing(bench: Bench, entry: Command, boot_id: str) -> None:
+    assert bench.journal.record_received(entry)
+    bench.journal.record_started(entry.command_id, boot_id)
+
+
+def test_restart_during_execution_fails_and_never_reruns(bench: Bench) -> None:
+    lock = command("c1", OperationType.LOCK)
+    _journal_as_executing(bench, lock, "boot-1")
+    asyncio.run(bench.new_runner().recover())
+    assert bench.statuses("c1") == ["FAILED"]
+    assert bench.final("c1").failure_reason == "agent restarted during execution"
+    bench.drive(lock)
+    assert bench.tools.calls("loginctl") == []
+
+
+@pytest.mark.parametrize(
+    ("boot_after", "status", "reason"),
+    [("boot-2", "SUCCESSFUL", None), ("boot-1", "FAILED", "boot id unchanged: the device did not reboot")],
+)
+def test_reboot_is_decided_by_the_boot_id(bench: Bench, boot_after: str, status: str, reason: str | None) -> None:
+    _journal_as_executing(bench, command("c1", OperationType.REBOOT), "boot-1")
+    bench.boot_id.write_text(boot_after + "\n")
+    asyncio.run(bench.new_runner().recover())
+    final = bench.final("c1")
+    assert (final.status, final.failure_reason) == (status, reason)
+
+
+def test_reboot_that_never_happens_fails_after_the_grace(bench: Bench) -> None:
+    bench.drive(command("c1", OperationType.REBOOT))
+    assert bench.tools.calls("systemctl") == [["systemctl", "reboot"]]
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "FAILED"]
+    assert "did not reboot" in (bench.final("c1").failure_reason or "")
+
+
+def test_queued_commands_survive_a_restart(bench: Bench) -> None:
+    assert bench.journal.record_received(command("c1", OperationType.LOCK))
+    bench.runner = bench.new_runner()
+
+    async def go() -> None:
+        await bench.runner.recover()
+        worker = asyncio.create_task(bench.runner.run())
+        await until(lambda: not bench.journal.in_stage(Stage.QUEUED) and not bench.journal.in_stage(Stage.EXECUTING))
+        worker.cancel()
+
+    asyncio.run(go())
+    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert bench.statuses("c1") == ["EXECUTING", "SUCCESSFUL"]
+
+
+def test_final_status_is_kept_until_delivered(bench: Bench) -> None:
+    bench.online = False
+    bench.drive(command("c1", OperationType.LOCK))
+    assert bench.published == []
+    assert [r.command_id for r in bench.journal.undelivered()] == ["c1"]
+    bench.online = True
+    asyncio.run(bench.runner.resend_undelivered())
+    assert bench.statuses("c1") == ["SUCCESSFUL"]
+    assert bench.journal.undelivered() == []
+    entry = bench.journal.get("c1")
+    assert entry is not None
+    assert entry.stage is Stage.FINISHED
+    assert entry.final_report is not None
+    assert entry.final_report.status is DeviceStatus.SUCCESSFUL

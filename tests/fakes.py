@@ -1,0 +1,75 @@
+"""Recording fake executables first on PATH, so tests reach the OS edge without touching the machine."""
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+DANGEROUS = ("systemctl", "loginctl", "nmcli", "shutdown", "reboot", "poweroff", "halt")
+"""Always faked, so that a test that forgets to fake one of them still cannot reboot or cut off this machine."""
+
+
+class FakeTools:
+    """A directory of small `#!/bin/sh` tools that log their argv (NUL-separated, count first) and then behave."""
+
+    @classmethod
+    def on_path(cls, directory: Path, monkeypatch: pytest.MonkeyPatch) -> "FakeTools":
+        """Fakes in `directory`, first on PATH for the test; the DANGEROUS tools are already there, succeeding."""
+        tools = cls(directory)
+        for name in DANGEROUS:
+            tools.add(name)
+        monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ.get('PATH', os.defpath)}")
+        return tools
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.log = directory / "calls.log"
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def add(
+        self,
+        name: str,
+        *,
+        exit_code: int = 0,
+        stdout: str = "",
+        stderr: str = "",
+        sleep: float = 0.0,
+        script: str = "",
+    ) -> Path:
+        """Write the fake `name`: log argv, print `stdout`/`stderr`, run `script`, sleep, exit `exit_code`."""
+        lines = [
+            "#!/bin/sh",
+            f"""printf '%s\\0' "$#" "${{0##*/}}" "$@" >> {shlex.quote(str(self.log))}""",
+            # Builtins only, so the fake works whatever PATH it is run with.
+            f"printf '%s' {shlex.quote(stdout)}",
+            f"printf '%s' {shlex.quote(stderr)} >&2",
+            script,
+            f"sleep {sleep}" if sleep else "",
+            f"exit {exit_code}",
+        ]
+        path = self.directory / name
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o755)
+        return path
+
+    def calls(self, name: str | None = None) -> list[list[str]]:
+        """Every recorded argv, oldest first, with the tool's name as argv[0]; only `name`'s if given."""
+        if not self.log.exists():
+            return []
+        fields = self.log.read_bytes().decode().split("\0")
+        calls, i = [], 0
+        while i < len(fields) - 1:
+            count = int(fields[i])
+            calls.append(fields[i + 1 : i + 2 + count])
+            i += count + 2
+        return [argv for argv in calls if name is None or argv[0] == name]
+
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` is alive; a zombie counts as gone (here PID 1 may never reap orphans)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
