@@ -1,0 +1,1 @@
+"""tether: the Tether controller: REST API, store, dispatcher and ingest."""

@@ -1,0 +1,18 @@
+"""Builds the FastAPI application around the controller's store and scheduler."""
+
+from fastapi import FastAPI
+
+from controller.api import errors, v0
+from controller.api.deps import ApiServices
+
+
+def create_app(services: ApiServices) -> FastAPI:
+    app = FastAPI(
+        title="Tether",
+        version="0.1.0",
+        description="Device operations over MQTT. Authenticate with `Authorization: Bearer <key>`.",
+    )
+    app.state.services = services
+    errors.install(app)
+    app.include_router(v0.router)
+    return app

@@ -1,0 +1,66 @@
+"""The one table that turns errors into HTTP responses with a readable message that names the field."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from controller.api.schemas import ErrorOut, FieldError
+from controller.errors import Conflict, ControllerError, Forbidden, InvalidRequest, NotFound, Unauthorized
+from controller.query import QueryError
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[Exception], int] = {
+    InvalidRequest: 400,
+    QueryError: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+}
+
+
+def _response(status: int, message: str, errors: list[FieldError] | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = ErrorOut(message=message, errors=errors or [])
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    # Drop FastAPI's "body"/"query" prefix so the field reads as the client sent it.
+    parts = [str(part) for part in location[1:]] if location and location[0] in ("body", "query", "path") else []
+    return ".".join(parts) or str(location[0] if location else "request")
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [FieldError(field=_field_path(tuple(e["loc"])), message=e["msg"]) for e in exc.errors()]
+    summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:3])
+    return _response(400, f"invalid request: {summary}", errors)
+
+
+async def _controller_error(request: Request, exc: Exception) -> JSONResponse:
+    status = next((code for kind, code in STATUS_BY_ERROR.items() if isinstance(exc, kind)), 500)
+    if status == 500:
+        log.error("unmapped error on %s %s: %s", request.method, request.url.path, exc)
+        return _response(500, "internal error")
+    if isinstance(exc, InvalidRequest):
+        return _response(status, str(exc), [FieldError(field=exc.field, message=exc.message)])
+    if isinstance(exc, QueryError):
+        return _response(status, str(exc), [FieldError(field="operation_device_query", message=str(exc))])
+    return _response(status, str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return _response(exc.status_code, str(exc.detail))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for kind in (ControllerError, QueryError):
+        app.add_exception_handler(kind, _controller_error)

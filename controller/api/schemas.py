@@ -1,0 +1,162 @@
+"""Request and response bodies of the /v0 API, shaped exactly as seed 000 describes them."""
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from controller.store.records import OperationRecord, OperationStats
+from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType, TimeType
+
+T = TypeVar("T")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScheduleArgsIn(_Strict):
+    start_datetime: AwareDatetime | None = None
+    end_datetime: AwareDatetime | None = None
+    time_type: TimeType | None = None
+    days: list[str] | None = None
+    window_start_time: None = Field(
+        default=None, description="Filled in from start_datetime; it cannot be set in a request."
+    )
+    window_end_time: None = Field(default=None, description="Filled in from end_datetime; it cannot be set.")
+
+    @field_validator("window_start_time", "window_end_time", mode="before")
+    @classmethod
+    def _not_settable(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError("is filled in from start_datetime/end_datetime and cannot be set")
+        return None
+
+
+class OperationCreate(_Strict):
+    operation_type: OperationType
+    schedule_type: ScheduleType = ScheduleType.IMMEDIATE
+    schedule_args: ScheduleArgsIn | None = None
+    operation_device_query: dict[str, Any] = Field(
+        description='Selects the target devices; see docs/query-language.md. Send {"all": true} for every device.'
+    )
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeviceOperationStatusesCount(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    resolved_device_count: int
+    dispatched_device_count: int
+    dispatch_failed_count: int
+    failed_device_count: int
+    success_device_count: int
+
+
+class OperationStatsOut(BaseModel):
+    device_operation_statuses_count: DeviceOperationStatusesCount
+
+    @classmethod
+    def of(cls, stats: OperationStats) -> "OperationStatsOut":
+        return cls(device_operation_statuses_count=DeviceOperationStatusesCount.model_validate(stats))
+
+
+class ActivityOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    operation_state: str
+    timestamp: str
+    message: str | None
+
+
+class OperationOut(BaseModel):
+    id: str
+    operation: OperationType
+    state: OperationState
+    schedule_type: ScheduleType
+    schedule_args: dict[str, Any] | None
+    operation_device_query: dict[str, Any]
+    arguments: dict[str, Any]
+    reason: str | None
+    created_at: str
+    created_by: str
+    updated_at: str
+    updated_by: str
+    operation_activity: list[ActivityOut]
+    operation_stats: OperationStatsOut
+
+    @classmethod
+    def of(cls, record: OperationRecord) -> "OperationOut":
+        return cls(
+            id=record.id,
+            operation=record.operation_type,
+            state=record.state,
+            schedule_type=record.schedule_type,
+            schedule_args=record.schedule_args,
+            operation_device_query=record.device_query,
+            arguments=record.arguments,
+            reason=record.reason,
+            created_at=record.created_at,
+            created_by=record.created_by,
+            updated_at=record.updated_at,
+            updated_by=record.updated_by,
+            operation_activity=[ActivityOut.model_validate(entry) for entry in record.activity],
+            operation_stats=OperationStatsOut.of(record.stats),
+        )
+
+
+class DeviceOperationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    device_id: str
+    command_id: str
+    status: DeviceStatus
+    dispatch_state: str
+    created_at: str
+    dispatched_at: str | None
+    received_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+    result: dict[str, Any] | None
+    failure_reason: str | None
+    progress: int | None
+
+
+class DeviceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    device_id: str
+    platform: str | None
+    agent_version: str | None
+    online: bool
+    time_zone: str | None
+    tags: list[str]
+    groups: list[str]
+    capabilities: list[str]
+    inventory: dict[str, Any]
+    first_seen: str
+    last_seen: str
+    presence_changed_at: str | None
+
+
+class Envelope(BaseModel, Generic[T]):
+    """Every /v0 response wraps its body in `content`, as seed 000's 201 response does."""
+
+    content: T
+
+
+class PageOut(BaseModel, Generic[T]):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[T]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    message: str
+    errors: list[FieldError] = Field(default_factory=list)

@@ -1,0 +1,101 @@
+"""The Esper-style /v0 routes: operations and devices."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from controller.api.auth import Admin, Reader
+from controller.api.deps import services
+from controller.api.schemas import DeviceOperationOut, DeviceOut, Envelope, OperationCreate, OperationOut, PageOut
+from controller.errors import InvalidRequest
+from controller.query import compile_query
+from controller.store import Store
+from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType
+
+router = APIRouter(prefix="/v0")
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, description="How many items to skip.")]
+
+
+def _store(request: Request) -> Store:
+    return services(request).store
+
+
+def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str | None, str | None]:
+    following = offset + limit
+    next_url = str(request.url.include_query_params(limit=limit, offset=following)) if following < total else None
+    previous = str(request.url.include_query_params(limit=limit, offset=max(offset - limit, 0))) if offset > 0 else None
+    return next_url, previous
+
+
+@router.post("/operations/", status_code=status.HTTP_201_CREATED, response_model=Envelope[OperationOut])
+async def create_operation(body: OperationCreate, request: Request, key: Admin) -> Envelope[OperationOut]:
+    if body.schedule_type is ScheduleType.WINDOW:
+        raise InvalidRequest("schedule_type", "WINDOW is not supported yet; use IMMEDIATE")
+    if body.schedule_args is not None and body.schedule_args.model_dump(exclude_none=True):
+        raise InvalidRequest("schedule_args", "is only used with schedule_type WINDOW")
+    compile_query(body.operation_device_query)
+    store = _store(request)
+    operation_id = store.create_operation(
+        operation_type=body.operation_type,
+        schedule_type=body.schedule_type,
+        schedule_args=None,
+        device_query=body.operation_device_query,
+        arguments=body.arguments,
+        created_by=key.name,
+    )
+    services(request).scheduler.submit(operation_id)
+    return Envelope(content=OperationOut.of(store.get_operation(operation_id)))
+
+
+@router.get("/operations/", response_model=Envelope[PageOut[OperationOut]])
+async def list_operations(
+    request: Request,
+    _: Reader,
+    state: OperationState | None = None,
+    operation_type: OperationType | None = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> Envelope[PageOut[OperationOut]]:
+    page = _store(request).list_operations(state=state, operation_type=operation_type, limit=limit, offset=offset)
+    next_url, previous = _links(request, limit, offset, page.total)
+    results = [OperationOut.of(record) for record in page.items]
+    return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
+
+
+@router.get("/operations/{operation_id}/", response_model=Envelope[OperationOut])
+async def get_operation(operation_id: str, request: Request, _: Reader) -> Envelope[OperationOut]:
+    return Envelope(content=OperationOut.of(_store(request).get_operation(operation_id)))
+
+
+@router.get("/operations/{operation_id}/devices/", response_model=Envelope[PageOut[DeviceOperationOut]])
+async def list_operation_devices(
+    operation_id: str,
+    request: Request,
+    _: Reader,
+    status: DeviceStatus | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Envelope[PageOut[DeviceOperationOut]]:
+    store = _store(request)
+    store.get_operation(operation_id)  # 404 for an unknown operation rather than an empty page
+    page = store.commands.list_for_operation(operation_id, status=status, limit=limit, offset=offset)
+    next_url, previous = _links(request, limit, offset, page.total)
+    results = [DeviceOperationOut.model_validate(record) for record in page.items]
+    return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
+
+
+@router.get("/devices/", response_model=Envelope[PageOut[DeviceOut]])
+async def list_devices(
+    request: Request, _: Reader, online: bool | None = None, limit: Limit = 100, offset: Offset = 0
+) -> Envelope[PageOut[DeviceOut]]:
+    page = _store(request).list_devices(online=online, limit=limit, offset=offset)
+    next_url, previous = _links(request, limit, offset, page.total)
+    results = [DeviceOut.model_validate(record) for record in page.items]
+    return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
+
+
+@router.get("/devices/{device_id}/", response_model=Envelope[DeviceOut])
+async def get_device(device_id: str, request: Request, _: Reader) -> Envelope[DeviceOut]:
+    return Envelope(content=DeviceOut.model_validate(_store(request).get_device(device_id)))

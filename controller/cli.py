@@ -1,0 +1,117 @@
+"""The `tether` command: `tether serve` runs the controller, `tether keys create` makes API keys."""
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from controller.api.auth import Role
+from controller.broker import ListenAddress
+from controller.errors import ControllerError
+from controller.service import ServeSettings, serve
+from controller.store import Store
+from shared.transport import BrokerUrl
+
+
+def default_db_path() -> Path:
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "tether" / "tether.db"
+
+
+def _listen(_: click.Context, param: click.Parameter, value: str) -> ListenAddress:
+    try:
+        return ListenAddress.parse(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param=param) from err
+
+
+def _broker(_: click.Context, param: click.Parameter, value: str | None) -> BrokerUrl | None:
+    try:
+        return None if value is None else BrokerUrl.parse(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param=param) from err
+
+
+db_option = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=default_db_path,
+    envvar="TETHER_DB",
+    show_default="$XDG_STATE_HOME/tether/tether.db",
+    help="SQLite database file.",
+)
+
+
+@click.group()
+def main() -> None:
+    """Tether: device operations over MQTT."""
+
+
+@main.command(name="serve")
+@click.option("--http-listen", default="127.0.0.1:8080", show_default=True, callback=_listen, help="REST API address.")
+@click.option(
+    "--mqtt-listen", default="127.0.0.1:1883", show_default=True, callback=_listen, help="Embedded broker address."
+)
+@click.option("--broker", callback=_broker, help="Use this broker (mqtt://[user:pass@]host:port) and embed none.")
+@click.option(
+    "--embedded-broker",
+    type=click.Choice(["amqtt", "mosquitto"]),
+    default="amqtt",
+    show_default=True,
+    help="Which broker to embed when --broker is not given: amqtt in-process, or a managed private Mosquitto.",
+)
+@click.option("--topic-prefix", default="tether/v1", show_default=True, help="Root of every Tether topic.")
+@db_option
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
+def serve_command(log_level: str, **options: Any) -> None:
+    """Run the controller: REST API, store, dispatcher and (by default) an embedded MQTT broker."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ServeSettings(
+        http_listen=options["http_listen"],
+        mqtt_listen=options["mqtt_listen"],
+        db_path=options["db_path"],
+        external_broker=options["broker"],
+        embedded_broker=options["embedded_broker"],
+        topic_prefix=options["topic_prefix"],
+    )
+    _run_or_exit(lambda: asyncio.run(serve(settings)))
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command(name="create")
+@click.option("--name", required=True, help="Who the key is for; shown as created_by.")
+@click.option(
+    "--role", type=click.Choice([r.value for r in Role]), required=True, help="admin may create; read may only read."
+)
+@db_option
+def create_key(name: str, role: str, db_path: Path) -> None:
+    """Create an API key and print it on stdout (it is stored hashed and cannot be shown again)."""
+
+    def create() -> None:
+        store = Store(db_path)
+        try:
+            _, plaintext = store.create_key(name, role)
+        finally:
+            store.close()
+        click.echo(plaintext)
+
+    _run_or_exit(create)
+
+
+def _run_or_exit(action: Any) -> None:
+    try:
+        action()
+    except ControllerError as err:
+        click.echo(f"tether: error: {err}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

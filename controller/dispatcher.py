@@ -1,0 +1,86 @@
+"""Publishes each resolved operation's commands as retained QoS 1 messages, and clears them once finished."""
+
+import asyncio
+import logging
+
+import aiomqtt
+
+from controller.mqtt_link import MqttLink
+from controller.store import Store
+from controller.store.commands import finish_if_done
+from shared.messages import Command, encode, utc_now
+from shared.operations import ActivityState, OperationState
+from shared.topics import Topics
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+SWEEP_INTERVAL_S = 5.0
+"""How often work left over by a lost connection is retried even if nothing wakes the dispatcher."""
+
+
+class Dispatcher:
+    def __init__(self, store: Store, link: MqttLink, topics: Topics) -> None:
+        self._store = store
+        self._link = link
+        self._topics = topics
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(SWEEP_INTERVAL_S):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self._link.wait_connected()
+            try:
+                await self._sweep()
+            except aiomqtt.MqttError as err:
+                log.warning("dispatch interrupted (%s); will resume after reconnecting", err)
+
+    async def _sweep(self) -> None:
+        for operation_id in self._store.operations_in_states([OperationState.RESOLVED, OperationState.DISPATCHING]):
+            await self._dispatch(operation_id)
+        while finished := self._store.commands.uncleared_terminal(BATCH_SIZE):
+            await self.clear(finished)
+
+    async def _dispatch(self, operation_id: str) -> None:
+        operation = self._store.get_operation(operation_id)
+        if operation.state is OperationState.RESOLVED:
+            self._store.transition(operation_id, OperationState.DISPATCHING, activity=ActivityState.DISPATCHING)
+        published = 0
+        while batch := self._store.commands.waiting(operation_id, BATCH_SIZE):
+            issued_at = utc_now()
+            messages = [
+                (
+                    self._topics.command(device_id, command_id),
+                    encode(
+                        Command(
+                            command_id=command_id,
+                            operation_id=operation_id,
+                            device_id=device_id,
+                            operation_type=operation.operation_type,
+                            arguments=operation.arguments,
+                            issued_at=issued_at,
+                        )
+                    ),
+                )
+                for device_id, command_id in batch
+            ]
+            await self._link.publish_retained(messages)
+            self._store.commands.mark_dispatched([command_id for _, command_id in batch])
+            published += len(batch)
+        if published and not self._store.has_activity(operation_id, ActivityState.DISPATCHED):
+            self._store.add_activity(operation_id, ActivityState.DISPATCHED, f"{published} command(s) published")
+            log.info("operation %s: %d command(s) published", operation_id, published)
+        finish_if_done(self._store, operation_id)
+
+    async def clear(self, finished: list[tuple[str, str]]) -> None:
+        """Remove finished commands' retained messages so a reconnecting agent never sees them again."""
+        await self._link.publish_retained([(self._topics.command(d, c), b"") for d, c in finished])
+        self._store.commands.mark_cleared([command_id for _, command_id in finished])

@@ -1,0 +1,46 @@
+"""Errors of the controller; the REST API maps them to HTTP in one table (controller/api/errors.py).
+
+ControllerError
+├── StartupError          `tether serve` cannot start (port in use, bad flag); one line, exit non-zero
+│   └── BrokerError       the embedded broker cannot start
+├── NotFound              404: no such operation, device or key
+├── InvalidRequest        400: a request field is wrong; `field` names it
+├── Unauthorized          401: no valid API key
+├── Forbidden             403: the key's role may not do this
+└── Conflict              409: e.g. a key name already taken
+"""
+
+
+class ControllerError(Exception):
+    """Base of every error the controller raises on purpose."""
+
+
+class StartupError(ControllerError):
+    pass
+
+
+class BrokerError(StartupError):
+    pass
+
+
+class NotFound(ControllerError):
+    pass
+
+
+class InvalidRequest(ControllerError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class Unauthorized(ControllerError):
+    pass
+
+
+class Forbidden(ControllerError):
+    pass
+
+
+class Conflict(ControllerError):
+    pass

@@ -1,0 +1,131 @@
+"""`tether serve`: broker (embedded or external), store, MQTT link, dispatcher, ingest and REST API in one process."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import uvicorn
+
+from controller.api.app import create_app
+from controller.api.deps import ApiServices
+from controller.broker import ListenAddress, make_broker
+from controller.dispatcher import Dispatcher
+from controller.errors import StartupError
+from controller.ingest import Ingest
+from controller.mqtt_link import MqttLink
+from controller.scheduler import Scheduler
+from controller.store import Store
+from shared.topics import TopicKind, Topics
+from shared.transport import BrokerUrl
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    http_listen: ListenAddress
+    mqtt_listen: ListenAddress
+    db_path: Path
+    external_broker: BrokerUrl | None = None
+    embedded_broker: Literal["amqtt", "mosquitto"] = "amqtt"
+    topic_prefix: str = "tether/v1"
+    client_id: str = "tether-controller"
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The controller handles SIGINT and SIGTERM itself so that the broker and store shut down cleanly too.
+        yield
+
+
+class _Stopped(Exception):
+    pass
+
+
+def bind_http(address: ListenAddress) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as err:
+        sock.close()
+        raise StartupError(
+            f"HTTP port {address.host}:{address.port} is not available ({err.strerror}); "
+            "choose another with --http-listen HOST:PORT"
+        ) from err
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: ServeSettings) -> None:
+    http_socket = bind_http(settings.http_listen)
+    topics = Topics(settings.topic_prefix)
+    store = Store(settings.db_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with AsyncExitStack() as stack:
+            broker_url = settings.external_broker
+            if broker_url is None:
+                data_dir = settings.db_path.parent / "broker"
+                broker = make_broker(settings.embedded_broker, settings.mqtt_listen, data_dir)
+                await stack.enter_async_context(broker)
+                broker_url = BrokerUrl.parse(broker.url)
+                log.info("embedded %s broker listening on %s", settings.embedded_broker, broker.url)
+            await _run(settings, store, topics, broker_url, http_socket, stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        http_socket.close()
+        store.close()
+
+
+async def _run(
+    settings: ServeSettings,
+    store: Store,
+    topics: Topics,
+    broker_url: BrokerUrl,
+    http_socket: socket.socket,
+    stop: asyncio.Event,
+) -> None:
+    ingest: Ingest
+    link = MqttLink(
+        broker_url,
+        identifier=settings.client_id,
+        subscriptions=[
+            topics.fleet_filter(kind) for kind in (TopicKind.STATUS, TopicKind.ANNOUNCE, TopicKind.PRESENCE)
+        ],
+        on_message=lambda message: ingest.on_message(message),
+    )
+    dispatcher = Dispatcher(store, link, topics)
+    ingest = Ingest(store, topics, dispatcher)
+    scheduler = Scheduler(store, dispatcher.wake)
+    scheduler.recover()
+    app = create_app(ApiServices(store=store, scheduler=scheduler))
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    host, port = settings.http_listen.host, settings.http_listen.port
+    log.info("REST API on http://%s:%d (MQTT broker %s, database %s)", host, port, broker_url, settings.db_path)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in (link.run(), dispatcher.run(), ingest.run()):
+                group.create_task(job)
+            web = group.create_task(server.serve(sockets=[http_socket]))
+            await stop.wait()
+            log.info("stopping")
+            server.should_exit = True
+            await web
+            raise _Stopped
+    except* _Stopped:
+        pass

@@ -1,0 +1,336 @@
+"""The only SQL in the controller: operations, per-device commands, devices and API keys in one SQLite file."""
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from controller.clock import now_iso
+from controller.errors import Conflict, NotFound
+from controller.store.commands import CommandLedger
+from controller.store.records import (
+    ActivityEntry,
+    ApiKeyRecord,
+    DeviceRecord,
+    OperationRecord,
+    OperationStats,
+    Page,
+)
+from controller.store.schema import connect
+from shared.lifecycle import advance_operation
+from shared.messages import Announcement
+from shared.operations import OperationState, OperationType, PresenceState, ScheduleType
+
+SYSTEM_ACTOR = "tether"
+"""`updated_by` for transitions the controller makes on its own."""
+
+
+def hash_key(key: str) -> str:
+    # API keys are 256-bit random tokens, so a plain SHA-256 is enough; no password stretching is needed.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Store:
+    """A synchronous SQLite store; every multi-row write runs in one transaction."""
+
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.conn = connect(str(path))
+        self.commands = CommandLedger(self)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- API keys -----------------------------------------------------------------------------------------------
+
+    def create_key(self, name: str, role: str) -> tuple[ApiKeyRecord, str]:
+        """Store a new key and return it with its plaintext, which is shown once and never stored."""
+        plaintext = "tth_" + secrets.token_urlsafe(32)
+        record = ApiKeyRecord(id=str(uuid.uuid4()), name=name, role=role, created_at=now_iso())
+        try:
+            self.conn.execute(
+                "INSERT INTO api_keys (id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                (record.id, name, role, hash_key(plaintext), record.created_at),
+            )
+        except sqlite3.IntegrityError as err:
+            raise Conflict(f"an API key named {name!r} already exists") from err
+        return record, plaintext
+
+    def find_key(self, plaintext: str) -> ApiKeyRecord | None:
+        row = self.conn.execute(
+            "SELECT id, name, role, created_at FROM api_keys WHERE key_hash = ?", (hash_key(plaintext),)
+        ).fetchone()
+        return None if row is None else ApiKeyRecord(**dict(row))
+
+    # -- devices --------------------------------------------------------------------------------------------------
+
+    def record_announcement(self, announcement: Announcement) -> None:
+        now = now_iso()
+        self.conn.execute(
+            """INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
+                                    groups_, first_seen, last_seen)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (device_id) DO UPDATE SET platform = excluded.platform,
+                   agent_version = excluded.agent_version, time_zone = excluded.time_zone,
+                   inventory = excluded.inventory, capabilities = excluded.capabilities, tags = excluded.tags,
+                   groups_ = excluded.groups_, last_seen = excluded.last_seen""",
+            (
+                announcement.device_id,
+                announcement.platform,
+                announcement.agent_version,
+                announcement.time_zone,
+                _json(announcement.inventory),
+                _json([str(c) for c in announcement.capabilities]),
+                _json(announcement.tags),
+                _json(announcement.groups),
+                now,
+                now,
+            ),
+        )
+
+    def record_presence(self, device_id: str, state: PresenceState) -> None:
+        now = now_iso()
+        online = int(state is PresenceState.ONLINE)
+        self.conn.execute(
+            """INSERT INTO devices (device_id, online, first_seen, last_seen, presence_changed_at)
+               VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,
+                   presence_changed_at = excluded.presence_changed_at""",
+            (device_id, online, now, now, now),
+        )
+
+    def get_device(self, device_id: str) -> DeviceRecord:
+        row = self.conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no device with id {device_id!r}")
+        return _device(row)
+
+    def list_devices(self, *, online: bool | None = None, limit: int, offset: int) -> Page[DeviceRecord]:
+        where, params = ("WHERE online = ?", [int(online)]) if online is not None else ("", [])
+        total = self.conn.execute(f"SELECT count(*) FROM devices {where}", params).fetchone()[0]
+        rows = self.conn.execute(
+            f"SELECT * FROM devices {where} ORDER BY device_id LIMIT ? OFFSET ?", [*params, limit, offset]
+        )
+        return Page([_device(row) for row in rows], total)
+
+    def iter_devices(self, device_ids: Iterable[str] | None = None) -> Iterator[DeviceRecord]:
+        """Every device, or only the named ones; for resolving a device query."""
+        if device_ids is None:
+            rows = self.conn.execute("SELECT * FROM devices ORDER BY device_id")
+        else:
+            ids = sorted(device_ids)
+            rows = self.conn.execute(
+                "SELECT * FROM devices WHERE device_id IN (SELECT value FROM json_each(?)) ORDER BY device_id",
+                (_json(ids),),
+            )
+        return (_device(row) for row in rows)
+
+    # -- operations -----------------------------------------------------------------------------------------------
+
+    def create_operation(
+        self,
+        *,
+        operation_type: OperationType,
+        schedule_type: ScheduleType,
+        schedule_args: dict[str, Any] | None,
+        device_query: dict[str, Any],
+        arguments: dict[str, Any],
+        created_by: str,
+    ) -> str:
+        operation_id = str(uuid.uuid4())
+        now = now_iso()
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO operations (id, operation_type, state, schedule_type, schedule_args, device_query,
+                       arguments, created_at, created_by, updated_at, updated_by)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    operation_id,
+                    operation_type,
+                    OperationState.CREATED,
+                    schedule_type,
+                    _json(schedule_args),
+                    _json(device_query),
+                    _json(arguments),
+                    now,
+                    created_by,
+                    now,
+                    created_by,
+                ),
+            )
+            self._add_activity(conn, operation_id, "CREATED", now, None)
+        return operation_id
+
+    def transition(
+        self,
+        operation_id: str,
+        new_state: OperationState,
+        *,
+        activity: str | None = None,
+        message: str | None = None,
+        reason: str | None = None,
+        actor: str = SYSTEM_ACTOR,
+    ) -> None:
+        """Move an operation to `new_state` if the lifecycle allows it, logging `activity` in the same transaction."""
+        with self.transaction() as conn:
+            self.transition_in(conn, operation_id, new_state, activity, message, reason, actor)
+
+    def transition_in(
+        self,
+        conn: sqlite3.Connection,
+        operation_id: str,
+        new_state: OperationState,
+        activity: str | None,
+        message: str | None,
+        reason: str | None,
+        actor: str,
+    ) -> None:
+        row = conn.execute("SELECT state FROM operations WHERE id = ?", (operation_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no operation with id {operation_id!r}")
+        advance_operation(OperationState(row["state"]), new_state)
+        now = now_iso()
+        conn.execute(
+            """UPDATE operations SET state = ?, reason = coalesce(?, reason), updated_at = ?, updated_by = ?
+               WHERE id = ?""",
+            (new_state, reason, now, actor, operation_id),
+        )
+        if activity is not None:
+            self._add_activity(conn, operation_id, activity, now, message)
+
+    def add_activity(self, operation_id: str, operation_state: str, message: str | None = None) -> None:
+        self._add_activity(self.conn, operation_id, operation_state, now_iso(), message)
+
+    @staticmethod
+    def _add_activity(
+        conn: sqlite3.Connection, operation_id: str, state: str, timestamp: str, message: str | None
+    ) -> None:
+        conn.execute(
+            "INSERT INTO operation_activity (operation_id, operation_state, timestamp, message) VALUES (?, ?, ?, ?)",
+            (operation_id, state, timestamp, message),
+        )
+
+    def has_activity(self, operation_id: str, operation_state: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM operation_activity WHERE operation_id = ? AND operation_state = ? LIMIT 1",
+            (operation_id, operation_state),
+        ).fetchone()
+        return row is not None
+
+    def get_operation(self, operation_id: str) -> OperationRecord:
+        row = self.conn.execute("SELECT * FROM operations WHERE id = ?", (operation_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no operation with id {operation_id!r}")
+        return self._operation(row)
+
+    def list_operations(
+        self,
+        *,
+        state: OperationState | None = None,
+        operation_type: OperationType | None = None,
+        limit: int,
+        offset: int,
+    ) -> Page[OperationRecord]:
+        clauses, params = [], []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(str(state))
+        if operation_type is not None:
+            clauses.append("operation_type = ?")
+            params.append(str(operation_type))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        total = self.conn.execute(f"SELECT count(*) FROM operations {where}", params).fetchone()[0]
+        rows = self.conn.execute(
+            f"SELECT * FROM operations {where} ORDER BY seq DESC LIMIT ? OFFSET ?", [*params, limit, offset]
+        ).fetchall()
+        return Page([self._operation(row) for row in rows], total)
+
+    def operations_in_states(self, states: Sequence[OperationState]) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT id FROM operations WHERE state IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            (_json([str(s) for s in states]),),
+        )
+        return [row["id"] for row in rows]
+
+    def stats(self, operation_id: str) -> OperationStats:
+        row = self.conn.execute(
+            """SELECT count(*) AS resolved,
+                      coalesce(sum(dispatch_state = 'dispatched'), 0) AS dispatched,
+                      coalesce(sum(dispatch_state = 'failed'), 0) AS dispatch_failed,
+                      coalesce(sum(status = 'FAILED' AND dispatch_state != 'failed'), 0) AS failed,
+                      coalesce(sum(status = 'SUCCESSFUL'), 0) AS success,
+                      coalesce(sum(status NOT IN ('SUCCESSFUL', 'FAILED')), 0) AS unfinished
+               FROM device_operations WHERE operation_id = ?""",
+            (operation_id,),
+        ).fetchone()
+        return OperationStats(
+            resolved_device_count=row["resolved"],
+            dispatched_device_count=row["dispatched"],
+            dispatch_failed_count=row["dispatch_failed"],
+            failed_device_count=row["failed"],
+            success_device_count=row["success"],
+            unfinished_device_count=row["unfinished"],
+        )
+
+    def _operation(self, row: sqlite3.Row) -> OperationRecord:
+        activity = self.conn.execute(
+            "SELECT operation_state, timestamp, message FROM operation_activity WHERE operation_id = ? ORDER BY seq",
+            (row["id"],),
+        )
+        return OperationRecord(
+            id=row["id"],
+            operation_type=OperationType(row["operation_type"]),
+            state=OperationState(row["state"]),
+            schedule_type=ScheduleType(row["schedule_type"]),
+            schedule_args=_load(row["schedule_args"]),
+            device_query=_load(row["device_query"]),
+            arguments=_load(row["arguments"]),
+            reason=row["reason"],
+            created_at=row["created_at"],
+            created_by=row["created_by"],
+            updated_at=row["updated_at"],
+            updated_by=row["updated_by"],
+            activity=tuple(ActivityEntry(**dict(a)) for a in activity),
+            stats=self.stats(row["id"]),
+        )
+
+
+def _device(row: sqlite3.Row) -> DeviceRecord:
+    return DeviceRecord(
+        device_id=row["device_id"],
+        platform=row["platform"],
+        agent_version=row["agent_version"],
+        online=bool(row["online"]),
+        time_zone=row["time_zone"],
+        inventory=_load(row["inventory"]),
+        capabilities=_load(row["capabilities"]),
+        tags=_load(row["tags"]),
+        groups=_load(row["groups_"]),
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        presence_changed_at=row["presence_changed_at"],
+    )

@@ -1,0 +1,108 @@
+"""Plain records the store returns: frozen dataclasses, no SQL and no JSON left in them."""
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEntry:
+    operation_state: str
+    timestamp: str
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationStats:
+    resolved_device_count: int = 0
+    dispatched_device_count: int = 0
+    dispatch_failed_count: int = 0
+    failed_device_count: int = 0
+    success_device_count: int = 0
+    unfinished_device_count: int = 0
+    """Devices whose command has no final status yet; not part of the Esper counts, used to detect completion."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    id: str
+    operation_type: OperationType
+    state: OperationState
+    schedule_type: ScheduleType
+    schedule_args: dict[str, Any] | None
+    device_query: dict[str, Any]
+    arguments: dict[str, Any]
+    reason: str | None
+    created_at: str
+    created_by: str
+    updated_at: str
+    updated_by: str
+    activity: tuple[ActivityEntry, ...] = ()
+    stats: OperationStats = OperationStats()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOperationRecord:
+    command_id: str
+    operation_id: str
+    device_id: str
+    status: DeviceStatus
+    dispatch_state: str
+    """`waiting`, `dispatched` or `failed`: whether the retained command reached the broker."""
+    created_at: str
+    dispatched_at: str | None
+    received_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+    result: dict[str, Any] | None
+    failure_reason: str | None
+    progress: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    device_id: str
+    platform: str | None
+    agent_version: str | None
+    online: bool
+    time_zone: str | None
+    inventory: dict[str, Any]
+    capabilities: list[str]
+    tags: list[str]
+    groups: list[str]
+    first_seen: str
+    last_seen: str
+    presence_changed_at: str | None
+
+    def as_query_document(self) -> dict[str, Any]:
+        """The document `operation_device_query` is matched against (see docs/query-language.md)."""
+        return {
+            "device_id": self.device_id,
+            "platform": self.platform,
+            "online": self.online,
+            "agent_version": self.agent_version,
+            "time_zone": self.time_zone,
+            "tags": self.tags,
+            "groups": self.groups,
+            "capabilities": self.capabilities,
+            "inventory": self.inventory,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    id: str
+    name: str
+    role: str
+    created_at: str
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int

@@ -1,0 +1,85 @@
+"""The SQLite schema, created idempotently on open; WAL so the CLI can write keys while `tether serve` runs."""
+
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    platform TEXT,
+    agent_version TEXT,
+    online INTEGER NOT NULL DEFAULT 0,
+    time_zone TEXT,
+    inventory TEXT NOT NULL DEFAULT '{}',
+    capabilities TEXT NOT NULL DEFAULT '[]',
+    tags TEXT NOT NULL DEFAULT '[]',
+    groups_ TEXT NOT NULL DEFAULT '[]',
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    presence_changed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS operations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    operation_type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    schedule_type TEXT NOT NULL,
+    schedule_args TEXT,
+    device_query TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operations_by_state ON operations (state, seq);
+CREATE INDEX IF NOT EXISTS operations_by_type ON operations (operation_type, seq);
+CREATE TABLE IF NOT EXISTS operation_activity (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    operation_id TEXT NOT NULL,
+    operation_state TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS activity_by_operation ON operation_activity (operation_id, seq);
+CREATE TABLE IF NOT EXISTS device_operations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    command_id TEXT NOT NULL UNIQUE,
+    operation_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    dispatch_state TEXT NOT NULL DEFAULT 'waiting',
+    cleared INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    dispatched_at TEXT,
+    received_at TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    updated_at TEXT NOT NULL,
+    result TEXT,
+    failure_reason TEXT,
+    progress INTEGER,
+    UNIQUE (operation_id, device_id)
+);
+CREATE INDEX IF NOT EXISTS device_operations_by_status ON device_operations (operation_id, status, dispatch_state);
+CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (cleared, status)
+    WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED');
+"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.executescript(SCHEMA)
+    return conn

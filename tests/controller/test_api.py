@@ -1,0 +1,219 @@
+"""The /v0 API over ASGI with a real SQLite file: validation, auth, the 201 shape, listing and paging."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.api.app import create_app
+from controller.api.deps import ApiServices
+from controller.scheduler import Scheduler
+from controller.store import Store
+from shared.messages import Announcement, utc_now
+from shared.operations import Platform
+
+
+class Api:
+    """A synchronous face over an ASGI client, so tests read top to bottom."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.wakes = 0
+        self.app = create_app(ApiServices(store=store, scheduler=Scheduler(store, self._wake)))
+        self.admin_key = store.create_key("ops", "admin")[1]
+        self.read_key = store.create_key("auditor", "read")[1]
+
+    def _wake(self) -> None:
+        self.wakes += 1
+
+    def request(self, method: str, path: str, key: str | None = "admin", **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {self.admin_key if key == 'admin' else key}"
+
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://tether") as client:
+                return await client.request(method, path, headers=headers, **kwargs)
+
+        return asyncio.run(send())
+
+    def announce(self, device_id: str, **fields: Any) -> None:
+        self.store.record_announcement(
+            Announcement(
+                device_id=device_id,
+                platform=Platform.LINUX,
+                agent_version="0.1.0",
+                announced_at=utc_now(),
+                capabilities=["RUN_SHELL_SCRIPT", "LOCK"],
+                **fields,
+            )
+        )
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    store = Store(tmp_path / "tether.db")
+    yield Api(store)
+    store.close()
+
+
+def create(api: Api, **overrides: Any) -> httpx.Response:
+    body = {"operation_type": "LOCK", "operation_device_query": {"device_id": "d1"}, **overrides}
+    return api.request("POST", "/v0/operations/", json=body)
+
+
+def test_create_returns_every_seed_field(api: Api) -> None:
+    api.announce("d1", tags=["kiosk"])
+    api.announce("d2")
+    response = create(api, operation_device_query={"tags": "kiosk"}, arguments={"sample_key": "v"})
+    assert response.status_code == 201
+    content = response.json()["content"]
+    assert set(content) == {
+        "id",
+        "operation",
+        "state",
+        "schedule_type",
+        "schedule_args",
+        "operation_device_query",
+        "arguments",
+        "reason",
+        "created_at",
+        "created_by",
+        "updated_at",
+        "updated_by",
+        "operation_activity",
+        "operation_stats",
+    }
+    assert content["operation"] == "LOCK"
+    assert content["state"] == "RESOLVED"
+    assert content["schedule_type"] == "IMMEDIATE"
+    assert content["created_by"] == "ops"
+    assert content["arguments"] == {"sample_key": "v"}
+    assert [a["operation_state"] for a in content["operation_activity"]] == [
+        "CREATED",
+        "QUERY INITIATED",
+        "QUERY RESOLVED",
+    ]
+    assert content["operation_stats"]["device_operation_statuses_count"] == {
+        "resolved_device_count": 1,
+        "dispatched_device_count": 0,
+        "dispatch_failed_count": 0,
+        "failed_device_count": 0,
+        "success_device_count": 0,
+    }
+    assert api.wakes == 1
+
+
+def test_no_matching_device_fails_the_operation_with_a_reason(api: Api) -> None:
+    response = create(api, operation_device_query={"device_id": "ghost"})
+    assert response.status_code == 201
+    content = response.json()["content"]
+    assert content["state"] == "FAILED"
+    assert content["reason"] == "no device matched operation_device_query"
+    assert content["operation_activity"][-1]["operation_state"] == "FAILURE"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"operation_type": "TELEPORT"}, "operation_type"),
+        ({"operation_device_query": {}}, "operation_device_query"),
+        ({"operation_device_query": {"x": {"$regex": "a"}}}, "operation_device_query"),
+        ({"schedule_type": "SOMETIMES"}, "schedule_type"),
+        ({"schedule_type": "WINDOW"}, "schedule_type"),
+        ({"schedule_args": {"start_datetime": "yesterday"}}, "schedule_args.start_datetime"),
+        ({"schedule_args": {"start_datetime": "2024-08-08T14:30:00"}}, "schedule_args.start_datetime"),
+        ({"schedule_args": {"window_start_time": "10:00"}}, "schedule_args.window_start_time"),
+        ({"schedule_args": {"start_datetime": "2024-08-08T14:30:00Z"}}, "schedule_args"),
+        ({"arguments": "x"}, "arguments"),
+        ({"operation_typo": "LOCK"}, "operation_typo"),
+    ],
+)
+def test_bad_fields_give_400_naming_the_field(api: Api, overrides: dict[str, Any], field: str) -> None:
+    api.announce("d1")
+    response = create(api, **overrides)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert field in [e["field"] for e in body["errors"]], body
+    assert field in body["message"]
+
+
+def test_missing_fields_are_named(api: Api) -> None:
+    response = api.request("POST", "/v0/operations/", json={})
+    assert response.status_code == 400
+    assert {e["field"] for e in response.json()["errors"]} == {"operation_type", "operation_device_query"}
+
+
+def test_malformed_json_is_a_400(api: Api) -> None:
+    response = api.request("POST", "/v0/operations/", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+
+
+def test_auth(api: Api) -> None:
+    assert create(api).status_code in (201,)
+    no_key = api.request("GET", "/v0/operations/", key=None)
+    assert no_key.status_code == 401
+    assert no_key.headers["WWW-Authenticate"] == "Bearer"
+    assert api.request("GET", "/v0/operations/", key="tth_wrong").status_code == 401
+    assert api.request("GET", "/v0/operations/", key=api.read_key).status_code == 200
+    forbidden = api.request(
+        "POST", "/v0/operations/", key=api.read_key, json={"operation_type": "LOCK", "operation_device_query": {}}
+    )
+    assert forbidden.status_code == 403
+    assert "admin" in forbidden.json()["message"]
+
+
+def test_keys_are_stored_hashed(api: Api) -> None:
+    stored = [row[0] for row in api.store.conn.execute("SELECT key_hash FROM api_keys")]
+    assert api.admin_key not in stored
+    assert all(len(h) == 64 for h in stored)
+
+
+def test_list_is_newest_first_paged_and_filtered(api: Api) -> None:
+    api.announce("d1")
+    ids = [create(api, operation_type=t).json()["content"]["id"] for t in ("LOCK", "REBOOT", "LOCK")]
+    create(api, operation_type="REBOOT", operation_device_query={"device_id": "ghost"})
+    page = api.request("GET", "/v0/operations/", params={"limit": 2}).json()["content"]
+    assert page["count"] == 4
+    assert page["previous"] is None
+    assert "offset=2" in page["next"]
+    second = api.request("GET", page["next"].removeprefix("http://tether")).json()["content"]
+    assert [r["id"] for r in second["results"]] == [ids[1], ids[0]]
+    assert second["next"] is None
+    locks = api.request("GET", "/v0/operations/", params={"operation_type": "LOCK"}).json()["content"]
+    assert [r["id"] for r in locks["results"]] == [ids[2], ids[0]]
+    failed = api.request("GET", "/v0/operations/", params={"state": "FAILED"}).json()["content"]
+    assert failed["count"] == 1
+    assert api.request("GET", "/v0/operations/", params={"state": "NOPE"}).status_code == 400
+
+
+def test_get_one_and_its_devices(api: Api) -> None:
+    api.announce("d1")
+    api.announce("d2")
+    operation = create(api, operation_device_query={"all": True}).json()["content"]
+    one = api.request("GET", f"/v0/operations/{operation['id']}/").json()["content"]
+    assert one["id"] == operation["id"]
+    devices = api.request("GET", f"/v0/operations/{operation['id']}/devices/").json()["content"]
+    assert devices["count"] == 2
+    assert {d["device_id"] for d in devices["results"]} == {"d1", "d2"}
+    assert all(d["status"] == "PENDING" and d["dispatch_state"] == "waiting" for d in devices["results"])
+    assert api.request("GET", "/v0/operations/nope/").status_code == 404
+    assert api.request("GET", "/v0/operations/nope/devices/").status_code == 404
+
+
+def test_devices_listing(api: Api) -> None:
+    api.announce("d1", tags=["kiosk"], time_zone="Asia/Tokyo", inventory={"hostname": "h1"})
+    listing = api.request("GET", "/v0/devices/").json()["content"]
+    assert listing["count"] == 1
+    device = listing["results"][0]
+    assert device["device_id"] == "d1"
+    assert device["online"] is False
+    assert device["inventory"] == {"hostname": "h1"}
+    assert device["capabilities"] == ["RUN_SHELL_SCRIPT", "LOCK"]
+    assert api.request("GET", "/v0/devices/d1/").json()["content"]["time_zone"] == "Asia/Tokyo"
+    assert api.request("GET", "/v0/devices/zz/").status_code == 404
+    assert api.request("GET", "/v0/devices/", params={"online": "true"}).json()["content"]["count"] == 0
