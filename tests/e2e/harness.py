@@ -1,0 +1,196 @@
+"""Real `tether serve` and `tetherd run` processes for end-to-end tests, and a client for the REST API."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import paho.mqtt.client as mqtt
+
+from tests.fakes import DANGEROUS, FakeTools
+from tests.fixtures_brokers import free_port
+
+T = TypeVar("T")
+BIN = Path(sys.executable).parent
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05) -> T:
+    """Poll `check` until it returns something truthy; fail the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Process:
+    """A child process whose output goes to a log file that a failing test can show."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        self.popen.kill()
+        self.popen.wait()
+        self._log.close()
+
+
+class Controller:
+    """`tether serve` with its own database, on free ports; embedded amqtt unless `broker_url` is given."""
+
+    def __init__(self, work: Path, broker_url: str | None = None) -> None:
+        self.work = work
+        self.db = work / "tether.db"
+        self.http_port = free_port()
+        self.mqtt_port = free_port()
+        self.broker_url = broker_url or f"mqtt://127.0.0.1:{self.mqtt_port}"
+        self.key = tether("keys", "create", "--name", "ops", "--role", "admin", "--db", str(self.db)).strip()
+        argv = [
+            str(BIN / "tether"),
+            "serve",
+            "--http-listen",
+            f"127.0.0.1:{self.http_port}",
+            "--mqtt-listen",
+            f"127.0.0.1:{self.mqtt_port}",
+            "--db",
+            str(self.db),
+        ]
+        if broker_url:
+            argv += ["--broker", broker_url]
+        self.process = Process(argv, work / "controller.log")
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.http_port}", headers={"Authorization": f"Bearer {self.key}"}, timeout=10
+        )
+        wait_for("the controller's REST API", self._ready, timeout=20)
+
+    def _ready(self) -> bool:
+        if self.process.popen.poll() is not None:
+            raise AssertionError(f"tether serve exited early:\n{self.process.output()}")
+        try:
+            return self.http.get("/v0/operations/").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.http.get(path, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()["content"]
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post("/v0/operations/", json=body)
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()["content"]
+        return result
+
+    def wait_online(self, *device_ids: str) -> None:
+        def online() -> bool:
+            devices = {d["device_id"]: d for d in self.get("/v0/devices/")["results"]}
+            return all(d in devices and devices[d]["online"] and devices[d]["platform"] for d in device_ids)
+
+        wait_for(f"devices {device_ids} online", online)
+
+    def wait_finished(self, operation_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        def finished() -> dict[str, Any] | None:
+            operation: dict[str, Any] = self.get(f"/v0/operations/{operation_id}/")
+            return operation if operation["state"] in ("COMPLETED", "FAILED") else None
+
+        return wait_for(f"operation {operation_id} to finish", finished, timeout=timeout)
+
+    def device_results(self, operation_id: str) -> dict[str, dict[str, Any]]:
+        page = self.get(f"/v0/operations/{operation_id}/devices/", limit=1000)
+        return {d["device_id"]: d for d in page["results"]}
+
+    def stop(self) -> int:
+        self.http.close()
+        return self.process.stop()
+
+
+class Agent:
+    """`tetherd run` for one device, with recording fake OS tools first on its PATH and a fake boot id file."""
+
+    def __init__(self, work: Path, broker_url: str, device_id: str, *extra: str) -> None:
+        self.device_id = device_id
+        self.work = work / device_id
+        self.tools = FakeTools(self.work / "bin")
+        for name in DANGEROUS:
+            self.tools.add(name)
+        self.boot_id = self.work / "boot_id"
+        if not self.boot_id.exists():
+            self.boot_id.write_text("boot-1\n")
+        self.broker_url = broker_url
+        self.extra = extra
+        self.process = self._start()
+
+    def _start(self) -> Process:
+        env = {**os.environ, "PATH": f"{self.tools.directory}{os.pathsep}{os.environ['PATH']}"}
+        argv = [
+            str(BIN / "tetherd"),
+            "run",
+            "--broker",
+            self.broker_url,
+            "--device-id",
+            self.device_id,
+            "--state-dir",
+            str(self.work / "state"),
+            "--boot-id-path",
+            str(self.boot_id),
+            *self.extra,
+        ]
+        return Process(argv, self.work / "agent.log", env=env)
+
+    def restart(self) -> None:
+        self.process.stop()
+        self.process = self._start()
+
+    def stop(self) -> int:
+        return self.process.stop()
+
+
+def tether(*args: str) -> str:
+    done = subprocess.run([str(BIN / "tether"), *args], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def retained(broker_url: str, topic_filter: str, settle: float = 1.0) -> dict[str, bytes]:
+    """Every retained message the broker holds under `topic_filter`, read by a fresh clean-session client."""
+    host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
+    found: dict[str, bytes] = {}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{time.monotonic_ns()}")
+
+    def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.retain:
+            found[message.topic] = message.payload
+
+    client.on_message = on_message
+    client.connect(host, int(port))
+    client.subscribe(topic_filter, qos=1)
+    client.loop_start()
+    time.sleep(settle)
+    client.loop_stop()
+    client.disconnect()
+    return {topic: payload for topic, payload in found.items() if payload}
