@@ -105,7 +105,7 @@ def test_reboot_is_confirmed_by_the_boot_id(fleet: tuple[Controller, Agent, Agen
     wait_for("systemctl reboot", lambda: alpha.tools.calls("systemctl") == [["systemctl", "reboot"]])
     alpha.process.kill()  # what the reboot would have done
     alpha.boot_id.write_text("boot-2\n")
-    alpha.process = alpha._start()
+    alpha.process = alpha.start()
     operation = controller.wait_finished(created["id"])
     result = controller.device_results(created["id"])["alpha"]
     assert operation["state"] == "COMPLETED"
