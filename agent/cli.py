@@ -39,7 +39,7 @@ async def run_agent(settings: AgentSettings) -> None:
         agent_version=__version__,
         inventory=linux_inventory(),
         time_zone=settings.time_zone or local_time_zone(),
-        capabilities=capabilities(Platform.LINUX, registry),
+        capabilities=capabilities(platform, registry),
         tags=settings.tags,
         groups=settings.groups,
         announced_at=utc_now(),

@@ -6,10 +6,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.errors import HandlerError
+from agent.errors import HandlerError, InvalidArguments
 from agent.handlers import handler_for
 from agent.handlers.base import Handler, HandlerContext, PlatformTools, RestartOutcome
 from agent.journal import Journal, Stage
+from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
 
@@ -81,7 +82,7 @@ class Runner:
 
     def _handler_or_none(self, command: Command) -> Handler | None:
         try:
-            return handler_for(command.operation_type, self._platform.kind, self._registry)
+            return handler_for(command.operation_type, self._platform, self._registry)
         except HandlerError:
             return None
 
@@ -92,8 +93,11 @@ class Runner:
         try:
             if command.schedule is not None:
                 raise HandlerError("scheduled commands need a newer agent; this one runs IMMEDIATE commands only")
-            handler = handler_for(command.operation_type, self._platform.kind, self._registry)
-            arguments = handler.parse_arguments(command.arguments)
+            handler = handler_for(command.operation_type, self._platform, self._registry)
+            try:
+                arguments = validate_arguments(command.operation_type, command.arguments)
+            except ArgumentsError as err:
+                raise InvalidArguments(str(err)) from err
             work_dir = self._work_root / command.command_id
             work_dir.mkdir(parents=True, exist_ok=True)
             # Journal before acting: a command that takes the agent down with it is decided on restart, not rerun.

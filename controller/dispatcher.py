@@ -55,6 +55,9 @@ class Dispatcher:
             self._store.transition(operation_id, OperationState.DISPATCHING, activity=ActivityState.DISPATCHING)
         published = 0
         while batch := self._store.commands.waiting(operation_id, BATCH_SIZE):
+            batch = self._refuse_unsupported(operation.operation_type, batch)
+            if not batch:
+                continue
             issued_at = utc_now()
             messages = [
                 (
@@ -79,6 +82,19 @@ class Dispatcher:
             self._store.add_activity(operation_id, ActivityState.DISPATCHED, f"{published} command(s) published")
             log.info("operation %s: %d command(s) published", operation_id, published)
         finish_if_done(self._store, operation_id)
+
+    def _refuse_unsupported(self, operation_type: str, batch: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Fail at dispatch the devices that announced they cannot run `operation_type`; return the rest."""
+        known = self._store.platforms_and_capabilities([device_id for device_id, _ in batch])
+        refused = [
+            (command_id, f"{operation_type} is not supported on {known[device_id][0]}")
+            for device_id, command_id in batch
+            if device_id in known and operation_type not in known[device_id][1]
+        ]
+        if refused:
+            self._store.commands.mark_dispatch_failed(refused)
+        refused_ids = {command_id for command_id, _ in refused}
+        return [(device_id, command_id) for device_id, command_id in batch if command_id not in refused_ids]
 
     async def clear(self, finished: list[tuple[str, str]]) -> None:
         """Remove finished commands' retained messages so a reconnecting agent never sees them again."""

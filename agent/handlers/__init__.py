@@ -4,12 +4,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from agent.errors import UnsupportedOperation
-from agent.handlers.base import Handler
+from agent.handlers.base import Handler, PlatformTools
 from agent.handlers.lock import LockHandler
 from agent.handlers.power import RebootHandler
 from agent.handlers.shell import ShellHandler
 from agent.handlers.wifi import WifiHandler
-from shared.operations import OperationType, Platform
+from shared.operations import OperationType
 
 
 def build_registry(*, reboot_grace_s: float = 300.0) -> Mapping[OperationType, Handler]:
@@ -32,16 +32,16 @@ def build_registry(*, reboot_grace_s: float = 300.0) -> Mapping[OperationType, H
 REGISTRY = build_registry()
 
 
-def capabilities(platform: Platform, registry: Mapping[OperationType, Handler] = REGISTRY) -> list[OperationType]:
-    """The operation types the agent advertises on `platform`, sorted."""
-    return sorted(operation_type for operation_type, handler in registry.items() if platform in handler.platforms)
+def capabilities(platform: PlatformTools, registry: Mapping[OperationType, Handler] = REGISTRY) -> list[OperationType]:
+    """The operation types the agent advertises for a device: those whose handler `platform` can serve, sorted."""
+    return sorted(operation_type for operation_type, handler in registry.items() if handler.supports(platform))
 
 
 def handler_for(
-    operation_type: OperationType, platform: Platform, registry: Mapping[OperationType, Handler] = REGISTRY
+    operation_type: OperationType, platform: PlatformTools, registry: Mapping[OperationType, Handler] = REGISTRY
 ) -> Handler:
     """The handler for `operation_type` on `platform`; UnsupportedOperation (a FAILED status at once) otherwise."""
     handler = registry.get(operation_type)
-    if handler is None or platform not in handler.platforms:
-        raise UnsupportedOperation(f"{operation_type} is not supported on {platform}")
+    if handler is None or not handler.supports(platform):
+        raise UnsupportedOperation(f"{operation_type} is not supported on {platform.kind}")
     return handler

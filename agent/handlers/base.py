@@ -1,19 +1,11 @@
 """What every operation handler is: an argument model, the platforms it runs on, and an async `run`."""
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from agent.errors import InvalidArguments
 from shared.messages import Command
 from shared.operations import OperationType, Platform
-
-
-class NoArguments(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PlatformTools(Protocol):
@@ -43,21 +35,17 @@ class RestartOutcome:
 class Handler:
     """One operation family. Subclasses set the class attributes and implement `run`.
 
-    `run` returns the `result` of a SUCCESSFUL status, or raises a HandlerError whose message is the failure reason.
+    `needs` is the runtime-checkable protocol a platform must implement for the handler to run there, so a platform's
+    capabilities follow from the methods it has. `run` is only called with such a platform and with arguments
+    already validated by `shared.arguments`; it returns the `result` of a SUCCESSFUL status, or raises a HandlerError
+    whose message is the failure reason.
     """
 
     operation_types: ClassVar[frozenset[OperationType]]
-    platforms: ClassVar[frozenset[Platform]]
-    arguments_model: ClassVar[type[BaseModel]] = NoArguments
+    needs: ClassVar[type[Any]]
 
-    def parse_arguments(self, arguments: Mapping[str, Any]) -> BaseModel:
-        try:
-            return self.arguments_model.model_validate(dict(arguments))
-        except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in err.errors()
-            )
-            raise InvalidArguments(f"invalid arguments: {problems}") from err
+    def supports(self, platform: PlatformTools) -> bool:
+        return isinstance(platform, self.needs)
 
     async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
         raise NotImplementedError

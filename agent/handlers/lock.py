@@ -1,10 +1,9 @@
 """LOCK: lock every graphical and console session on the device."""
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
-from agent.errors import UnsupportedOperation
 from agent.handlers.base import Handler, HandlerContext
-from shared.operations import OperationType, Platform
+from shared.operations import OperationType
 
 
 @runtime_checkable
@@ -16,11 +15,9 @@ class SessionLocker(Protocol):
 
 class LockHandler(Handler):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.LOCK})
-    platforms: ClassVar[frozenset[Platform]] = frozenset({Platform.LINUX})
+    needs: ClassVar[type[Any]] = SessionLocker
 
     async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
-        platform = context.platform
-        if not isinstance(platform, SessionLocker):
-            raise UnsupportedOperation(f"{OperationType.LOCK} is not supported on {platform.kind}")
+        platform = cast(SessionLocker, context.platform)
         await platform.lock_sessions()
         return {"locked": True}

@@ -1,11 +1,11 @@
 """REBOOT: ask the platform to reboot, and decide the outcome from the boot id once the agent is back."""
 
 import asyncio
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
-from agent.errors import HandlerError, UnsupportedOperation
+from agent.errors import HandlerError
 from agent.handlers.base import Handler, HandlerContext, RestartOutcome
-from shared.operations import OperationType, Platform
+from shared.operations import OperationType
 
 
 @runtime_checkable
@@ -19,15 +19,13 @@ class RebootHandler(Handler):
     """Reboots the device. Success is only ever reported after the restart, when the boot id has changed."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REBOOT})
-    platforms: ClassVar[frozenset[Platform]] = frozenset({Platform.LINUX})
+    needs: ClassVar[type[Any]] = Rebooter
 
     def __init__(self, *, reboot_grace_s: float = 300.0) -> None:
         self.reboot_grace_s = reboot_grace_s
 
     async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
-        platform = context.platform
-        if not isinstance(platform, Rebooter):
-            raise UnsupportedOperation(f"{OperationType.REBOOT} is not supported on {platform.kind}")
+        platform = cast(Rebooter, context.platform)
         await platform.reboot()
         # The reboot kills this process on its way down, so still being here after the grace means it did not happen.
         await asyncio.sleep(self.reboot_grace_s)

@@ -10,6 +10,7 @@ from controller.api.schemas import DeviceOperationOut, DeviceOut, Envelope, Oper
 from controller.errors import InvalidRequest
 from controller.query import compile_query
 from controller.store import Store
+from shared.arguments import ArgumentsError, validate_arguments
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType
 
 router = APIRouter(prefix="/v0")
@@ -36,6 +37,10 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
     if body.schedule_args is not None and body.schedule_args.model_dump(exclude_none=True):
         raise InvalidRequest("schedule_args", "is only used with schedule_type WINDOW")
     compile_query(body.operation_device_query)
+    try:
+        validate_arguments(body.operation_type, body.arguments)
+    except ArgumentsError as err:
+        raise InvalidRequest(err.field, str(err)) from err
     store = _store(request)
     operation_id = store.create_operation(
         operation_type=body.operation_type,

@@ -149,6 +149,15 @@ class Store:
             )
         return (_device(row) for row in rows)
 
+    def platforms_and_capabilities(self, device_ids: Sequence[str]) -> dict[str, tuple[str, frozenset[str]]]:
+        """(platform, capabilities) of the named devices that have announced themselves."""
+        rows = self.conn.execute(
+            """SELECT device_id, platform, capabilities FROM devices
+               WHERE platform IS NOT NULL AND device_id IN (SELECT value FROM json_each(?))""",
+            (_json(list(device_ids)),),
+        )
+        return {row[0]: (row[1], frozenset(_load(row[2]))) for row in rows}
+
     # -- operations -----------------------------------------------------------------------------------------------
 
     def create_operation(

@@ -69,7 +69,12 @@ def create(api: Api, **overrides: Any) -> httpx.Response:
 def test_create_returns_every_seed_field(api: Api) -> None:
     api.announce("d1", tags=["kiosk"])
     api.announce("d2")
-    response = create(api, operation_device_query={"tags": "kiosk"}, arguments={"sample_key": "v"})
+    response = create(
+        api,
+        operation_type="CONVERGE",
+        operation_device_query={"tags": "kiosk"},
+        arguments={"converge_with_provision": True},
+    )
     assert response.status_code == 201
     content = response.json()["content"]
     assert set(content) == {
@@ -88,11 +93,11 @@ def test_create_returns_every_seed_field(api: Api) -> None:
         "operation_activity",
         "operation_stats",
     }
-    assert content["operation"] == "LOCK"
+    assert content["operation"] == "CONVERGE"
     assert content["state"] == "RESOLVED"
     assert content["schedule_type"] == "IMMEDIATE"
     assert content["created_by"] == "ops"
-    assert content["arguments"] == {"sample_key": "v"}
+    assert content["arguments"] == {"converge_with_provision": True}
     assert [a["operation_state"] for a in content["operation_activity"]] == [
         "CREATED",
         "QUERY INITIATED",
@@ -131,6 +136,10 @@ def test_no_matching_device_fails_the_operation_with_a_reason(api: Api) -> None:
         ({"schedule_args": {"start_datetime": "2024-08-08T14:30:00Z"}}, "schedule_args"),
         ({"arguments": "x"}, "arguments"),
         ({"operation_typo": "LOCK"}, "operation_typo"),
+        ({"operation_type": "RUN_SHELL_SCRIPT", "arguments": {}}, "arguments.script"),
+        ({"operation_type": "RUN_SHELL_SCRIPT", "arguments": {"script": "x", "timeout_s": 0}}, "arguments.timeout_s"),
+        ({"operation_type": "SET_WIFI_STATE", "arguments": {"wifi_state": "sideways"}}, "arguments.wifi_state"),
+        ({"operation_type": "LOCK", "arguments": {"force": True}}, "arguments.force"),
     ],
 )
 def test_bad_fields_give_400_naming_the_field(api: Api, overrides: dict[str, Any], field: str) -> None:

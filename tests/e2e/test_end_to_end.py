@@ -84,14 +84,19 @@ def test_failures_carry_reasons_and_the_operation_still_completes(fleet: tuple[C
     assert beta.tools.calls("nmcli") == [["nmcli", "radio", "wifi", "off"]]
 
 
-def test_unsupported_type_fails_at_once_with_a_reason(fleet: tuple[Controller, Agent, Agent]) -> None:
-    controller, _, _ = fleet
-    created = controller.create({"operation_type": "ENABLE_LOST_MODE", "operation_device_query": {"device_id": "beta"}})
+def test_a_type_a_device_cannot_run_fails_at_dispatch(fleet: tuple[Controller, Agent, Agent]) -> None:
+    controller, alpha, beta = fleet
+    created = controller.create({"operation_type": "ENABLE_LOST_MODE", "operation_device_query": {"all": True}})
     operation = controller.wait_finished(created["id"])
-    result = controller.device_results(created["id"])["beta"]
     assert operation["state"] == "COMPLETED"
-    assert result["status"] == "FAILED"
-    assert result["failure_reason"] == "ENABLE_LOST_MODE is not supported on linux"
+    counts = operation["operation_stats"]["device_operation_statuses_count"]
+    assert counts["dispatch_failed_count"] == 2
+    assert counts["dispatched_device_count"] == 0
+    for result in controller.device_results(created["id"]).values():
+        assert result["status"] == "FAILED"
+        assert result["dispatch_state"] == "failed"
+        assert result["failure_reason"] == "ENABLE_LOST_MODE is not supported on linux"
+    assert "queued" not in alpha.process.output() + beta.process.output()
 
 
 def test_reboot_is_confirmed_by_the_boot_id(fleet: tuple[Controller, Agent, Agent]) -> None:
