@@ -56,7 +56,7 @@ class Runner:
 
     async def recover(self) -> None:
         """After a restart: decide commands that were executing, and queue those that never started."""
-        boot_id = self._platform.boot_id()
+        boot_id = await self._platform.boot_id()
         for entry in self._journal.in_stage(Stage.EXECUTING):
             handler = self._handler_or_none(entry.command)
             decision = (
@@ -101,7 +101,7 @@ class Runner:
             work_dir = self._work_root / command.command_id
             work_dir.mkdir(parents=True, exist_ok=True)
             # Journal before acting: a command that takes the agent down with it is decided on restart, not rerun.
-            self._journal.record_started(command.command_id, self._platform.boot_id())
+            self._journal.record_started(command.command_id, await self._platform.boot_id())
             await self._report(command, DeviceStatus.EXECUTING)
             log.info("command %s (%s) executing", command.command_id, command.operation_type)
             result = await handler.run(arguments, HandlerContext(command, self._platform, work_dir))

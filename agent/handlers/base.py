@@ -13,7 +13,7 @@ class PlatformTools(Protocol):
 
     kind: Platform
 
-    def boot_id(self) -> str: ...
+    async def boot_id(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

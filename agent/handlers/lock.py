@@ -1,16 +1,10 @@
 """LOCK: lock every graphical and console session on the device."""
 
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, cast
 
 from agent.handlers.base import Handler, HandlerContext
+from agent.platforms.contract import SessionLocker
 from shared.operations import OperationType
-
-
-@runtime_checkable
-class SessionLocker(Protocol):
-    """What LOCK needs of a platform."""
-
-    async def lock_sessions(self) -> None: ...
 
 
 class LockHandler(Handler):

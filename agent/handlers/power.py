@@ -1,18 +1,12 @@
 """REBOOT: ask the platform to reboot, and decide the outcome from the boot id once the agent is back."""
 
 import asyncio
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, cast
 
 from agent.errors import HandlerError
 from agent.handlers.base import Handler, HandlerContext, RestartOutcome
+from agent.platforms.contract import Rebooter
 from shared.operations import OperationType
-
-
-@runtime_checkable
-class Rebooter(Protocol):
-    """What REBOOT needs of a platform."""
-
-    async def reboot(self) -> None: ...
 
 
 class RebootHandler(Handler):

@@ -1,28 +1,13 @@
 """RUN_SHELL_SCRIPT: run a script with an interpreter, a timeout and bounded output, and report its exit and output."""
 
-from pathlib import Path
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, cast
 
 from agent.errors import ToolFailed, ToolTimeout
 from agent.handlers.base import Handler, HandlerContext
-from agent.process import ProcessResult, last_line
+from agent.platforms.contract import ScriptRunner
+from agent.process import last_line
 from shared.arguments.scripts import ShellArguments
 from shared.operations import OperationType
-
-
-@runtime_checkable
-class ScriptRunner(Protocol):
-    """What RUN_SHELL_SCRIPT needs of a platform."""
-
-    async def run_script(
-        self,
-        script: str,
-        *,
-        interpreter: str,
-        timeout: float,  # noqa: ASYNC109  (the script's own limit, passed down to agent.process)
-        work_dir: Path,
-        output_limit: int,
-    ) -> ProcessResult: ...
 
 
 class ShellHandler(Handler):

@@ -1,17 +1,11 @@
 """SET_WIFI_STATE: switch the Wi-Fi radio on or off."""
 
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, cast
 
 from agent.handlers.base import Handler, HandlerContext
+from agent.platforms.contract import WifiRadio
 from shared.arguments.network import WifiArguments
 from shared.operations import OperationType
-
-
-@runtime_checkable
-class WifiRadio(Protocol):
-    """What SET_WIFI_STATE needs of a platform."""
-
-    async def set_wifi(self, enabled: bool) -> None: ...
 
 
 class WifiHandler(Handler):

@@ -6,24 +6,17 @@ from pathlib import Path
 
 from agent import process
 from agent.errors import HandlerError
+from agent.platforms.linux_tools import LinuxTools
 from agent.process import ProcessResult
-from shared.operations import Platform
 
 
-class LinuxPlatform:
-    """The tools a handler may use on Linux; every process goes through `agent.process`."""
+class LinuxPlatform(LinuxTools):
+    """The tools a handler may use on Linux; every process goes through `agent.process`.
 
-    kind = Platform.LINUX
+    Capabilities beyond power, sessions, Wi-Fi radio and scripts come from the linux_* mix-ins listed as bases.
+    """
 
-    def __init__(
-        self,
-        boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id"),
-        tool_timeout: float = 60.0,
-    ) -> None:
-        self.boot_id_path = boot_id_path
-        self.tool_timeout = tool_timeout
-
-    def boot_id(self) -> str:
+    async def boot_id(self) -> str:
         """The kernel's random id of this boot; it changes exactly when the device reboots."""
         try:
             return self.boot_id_path.read_text().strip()
@@ -32,13 +25,13 @@ class LinuxPlatform:
 
     async def reboot(self) -> None:
         """Ask systemd to reboot; it returns once the reboot is queued, before the system goes down."""
-        await process.check(["systemctl", "reboot"], timeout=self.tool_timeout)
+        await self.tool("systemctl", "reboot")
 
     async def lock_sessions(self) -> None:
-        await process.check(["loginctl", "lock-sessions"], timeout=self.tool_timeout)
+        await self.tool("loginctl", "lock-sessions")
 
     async def set_wifi(self, enabled: bool) -> None:
-        await process.check(["nmcli", "radio", "wifi", "on" if enabled else "off"], timeout=self.tool_timeout)
+        await self.tool("nmcli", "radio", "wifi", "on" if enabled else "off")
 
     async def run_script(
         self,

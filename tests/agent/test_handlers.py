@@ -12,11 +12,12 @@ from agent import process
 from agent.errors import HandlerError, InvalidArguments, ToolFailed, ToolNotFound, ToolTimeout, UnsupportedOperation
 from agent.handlers import REGISTRY, build_registry, capabilities, handler_for
 from agent.handlers.base import Handler, HandlerContext, RestartOutcome
-from agent.handlers.lock import LockHandler, SessionLocker
-from agent.handlers.power import Rebooter, RebootHandler
-from agent.handlers.shell import ScriptRunner, ShellHandler
-from agent.handlers.wifi import WifiHandler, WifiRadio
+from agent.handlers.lock import LockHandler
+from agent.handlers.power import RebootHandler
+from agent.handlers.shell import ShellHandler
+from agent.handlers.wifi import WifiHandler
 from agent.platforms import LinuxPlatform
+from agent.platforms.contract import Rebooter, ScriptRunner, SessionLocker, WifiRadio
 from shared.arguments import ArgumentsError, arguments_model, validate_arguments
 from shared.messages import Command
 from shared.operations import OperationType, Platform
@@ -77,14 +78,14 @@ def execute(handler: Handler, arguments: dict[str, Any], context: HandlerContext
 
 
 def test_boot_id_is_read_and_stripped(platform: LinuxPlatform) -> None:
-    assert platform.boot_id() == BOOT_ID
+    assert asyncio.run(platform.boot_id()) == BOOT_ID
 
 
 def test_unreadable_boot_id_is_a_handler_error(tmp_path: Path) -> None:
     missing = tmp_path / "no-boot-id"
 
     with pytest.raises(HandlerError, match=rf"^cannot read the boot id from {missing}: "):
-        LinuxPlatform(boot_id_path=missing).boot_id()
+        asyncio.run(LinuxPlatform(boot_id_path=missing).boot_id())
 
 
 def test_linux_platform_offers_what_every_handler_needs(platform: LinuxPlatform) -> None:
@@ -368,5 +369,5 @@ def test_reboot_grace_is_configurable(platform: LinuxPlatform) -> None:
 class BarePlatform:
     kind = Platform.ANDROID
 
-    def boot_id(self) -> str:
+    async def boot_id(self) -> str:
         return BOOT_ID

@@ -1,0 +1,159 @@
+"""What handlers may ask of a platform, one runtime-checkable protocol per capability.
+
+A handler names the protocol it `needs`; a platform (Linux, an Android device over adb) has a capability exactly when
+it implements the protocol's methods, so the capabilities an agent advertises follow from its platform classes.
+Methods raise agent.errors.HandlerError subclasses (ToolNotFound, ToolFailed, ToolTimeout) with readable messages.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from agent.process import ProcessResult
+from shared.arguments.apps import AppState, PackageSpec
+from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork
+from shared.arguments.system import AudioStream, LocationMode, Rotation
+
+
+@runtime_checkable
+class Rebooter(Protocol):
+    async def reboot(self) -> None: ...
+
+
+@runtime_checkable
+class PowerOff(Protocol):
+    async def shut_down(self) -> None: ...
+
+
+@runtime_checkable
+class SessionLocker(Protocol):
+    async def lock_sessions(self) -> None: ...
+
+
+@runtime_checkable
+class WifiRadio(Protocol):
+    async def set_wifi(self, enabled: bool) -> None: ...
+
+
+@runtime_checkable
+class WifiNetworks(Protocol):
+    async def add_wifi_network(self, network: WifiNetwork) -> None: ...
+    async def remove_wifi_network(self, ssid: str) -> None: ...
+    async def use_only_saved_wifi(self, enabled: bool) -> None: ...
+
+
+@runtime_checkable
+class BluetoothRadio(Protocol):
+    async def set_bluetooth(self, enabled: bool) -> None: ...
+
+
+@runtime_checkable
+class WiredNetwork(Protocol):
+    async def configure_ethernet(self, settings: EthernetSettings) -> None: ...
+    async def set_static_ip(self, settings: StaticIpSettings) -> None: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    async def set_time_zone(self, zone: str) -> None: ...
+
+
+@runtime_checkable
+class Locale(Protocol):
+    async def set_language(self, locale: str) -> None: ...
+
+
+@runtime_checkable
+class Display(Protocol):
+    async def set_brightness(self, percent: int) -> None: ...
+    async def set_screen_off_timeout(self, seconds: int) -> None: ...
+
+
+@runtime_checkable
+class RotationControl(Protocol):
+    async def set_rotation(self, rotation: Rotation) -> None: ...
+
+
+@runtime_checkable
+class Audio(Protocol):
+    async def set_stream_volume(self, stream: AudioStream, percent: int) -> None: ...
+
+
+@runtime_checkable
+class Attention(Protocol):
+    async def notify(self, title: str, message: str) -> None: ...
+    async def beep(self, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class Packages(Protocol):
+    """System packages (Linux) or apps (Android), by name."""
+
+    async def install_packages(self, packages: Sequence[PackageSpec]) -> None: ...
+    async def remove_packages(self, names: Sequence[str]) -> None: ...
+    async def list_packages(self) -> list[dict[str, str]]:
+        """[{"name": ..., "version": ...}] of everything installed."""
+        ...
+
+
+@runtime_checkable
+class AppFiles(Protocol):
+    """Installing a downloaded app or package file (an .apk, a .deb or an .rpm)."""
+
+    async def install_app_file(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class AppControl(Protocol):
+    """Per-app controls that only Android has."""
+
+    async def clear_app_data(self, package: str) -> None: ...
+    async def set_app_permission(self, package: str, permission: str, granted: bool) -> None: ...
+    async def set_app_state(self, package: str, state: AppState) -> None: ...
+
+
+@runtime_checkable
+class Location(Protocol):
+    async def set_location_mode(self, mode: LocationMode) -> None: ...
+
+
+@runtime_checkable
+class Certificates(Protocol):
+    async def install_certificate(self, name: str, pem: bytes) -> None: ...
+    async def uninstall_certificate(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class SystemUpdate(Protocol):
+    async def install_update(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class Screenshots(Protocol):
+    async def capture_screenshot(self, destination: Path) -> None:
+        """Write a PNG of the screen to `destination`."""
+        ...
+
+
+@runtime_checkable
+class Logs(Protocol):
+    async def collect_logs(self, destination: Path, *, since_minutes: int, max_lines: int) -> None:
+        """Write the system log of the last `since_minutes` (at most `max_lines` lines) as text to `destination`."""
+        ...
+
+    async def bugreport(self, destination: Path) -> None:
+        """Write a diagnostic archive to `destination`."""
+        ...
+
+
+@runtime_checkable
+class ScriptRunner(Protocol):
+    async def run_script(
+        self,
+        script: str,
+        *,
+        interpreter: str,
+        timeout: float,  # noqa: ASYNC109  (the script's own limit, passed down to agent.process)
+        work_dir: Path,
+        output_limit: int,
+    ) -> ProcessResult: ...

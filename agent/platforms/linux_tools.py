@@ -1,0 +1,30 @@
+"""The base every Linux capability mix-in shares: a tool timeout and one way to run a tool."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import process
+from agent.process import ProcessResult
+from shared.operations import Platform
+
+
+class LinuxTools:
+    """Settings of the Linux platform; mix-ins (linux_*.py) add capabilities on top of it."""
+
+    kind = Platform.LINUX
+
+    def __init__(
+        self,
+        boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id"),
+        tool_timeout: float = 60.0,
+    ) -> None:
+        self.boot_id_path = boot_id_path
+        self.tool_timeout = tool_timeout
+
+    async def tool(self, *argv: str, limit_s: float | None = None, stdin: bytes | None = None) -> ProcessResult:
+        """Run a system tool found on PATH; a non-zero exit raises ToolFailed naming the tool and its last line."""
+        return await process.check(argv, timeout=limit_s or self.tool_timeout, stdin=stdin)
+
+    async def probe(self, argv: Sequence[str]) -> ProcessResult:
+        """Run a read-only tool and return its result whatever the exit code."""
+        return await process.run(argv, timeout=self.tool_timeout)

@@ -1,0 +1,106 @@
+"""Arguments of the regional, display, sound, attention and location operation types."""
+
+from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from shared.arguments.network import switch_word
+
+
+class _Arguments(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TimeZoneArguments(_Arguments):
+    """SET_TIMEZONE."""
+
+    timezone: str = Field(min_length=1, max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown IANA time zone {value!r}") from err
+        return value
+
+
+class LanguageArguments(_Arguments):
+    """SET_DEVICE_LANGUAGE: a locale such as de_DE.UTF-8, de-DE or de_DE."""
+
+    language: str = Field(pattern=r"^[a-z]{2,3}([_-][A-Z]{2})?(\.UTF-8)?$")
+
+
+class BrightnessArguments(_Arguments):
+    """SET_BRIGHTNESS_SCALE: percent of the maximum."""
+
+    brightness: int = Field(ge=0, le=100)
+
+
+class ScreenOffTimeoutArguments(_Arguments):
+    """SET_SCREEN_OFF_TIMEOUT: seconds of inactivity before the screen turns off; 0 means never."""
+
+    timeout_s: int = Field(ge=0, le=86400)
+
+
+class Rotation(StrEnum):
+    AUTO = "auto"
+    PORTRAIT = "portrait"
+    LANDSCAPE = "landscape"
+    REVERSE_PORTRAIT = "reverse_portrait"
+    REVERSE_LANDSCAPE = "reverse_landscape"
+
+
+class RotationArguments(_Arguments):
+    """SET_ROTATION_STATE."""
+
+    rotation: Rotation
+
+
+class AudioStream(StrEnum):
+    MUSIC = "music"
+    RING = "ring"
+    ALARM = "alarm"
+    NOTIFICATION = "notification"
+    VOICE_CALL = "voice_call"
+    SYSTEM = "system"
+
+
+class VolumeArguments(_Arguments):
+    """SET_STREAM_VOLUME: percent of the stream's maximum."""
+
+    stream: AudioStream = AudioStream.MUSIC
+    volume: int = Field(ge=0, le=100)
+
+
+class NotifyArguments(_Arguments):
+    """NOTIFY_DEVICE."""
+
+    title: str = Field(min_length=1, max_length=200)
+    message: str = Field(default="", max_length=4000)
+
+
+class BeepArguments(_Arguments):
+    """BEEP_DEVICE."""
+
+    duration_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class LocationMode(StrEnum):
+    OFF = "off"
+    ON = "on"
+
+
+class GpsArguments(_Arguments):
+    """SET_GPS_STATE."""
+
+    gps_state: StrictBool
+    _words = field_validator("gps_state", mode="before")(switch_word)
+
+
+class LocationServiceArguments(_Arguments):
+    """SET_LOCATION_SERVICE."""
+
+    mode: LocationMode
