@@ -4,22 +4,25 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
 from agent import __version__
+from agent.android.bridge import AndroidBridge
 from agent.config import AgentSettings, load_settings
 from agent.errors import AgentError
 from agent.handlers import build_registry, capabilities
+from agent.handlers.base import Handler
 from agent.inventory import linux_inventory, local_time_zone
 from agent.journal import Journal
 from agent.platforms.linux import LinuxPlatform
 from agent.runner import Runner
 from agent.session import Session
 from shared.messages import Announcement, StatusReport, utc_now
-from shared.operations import Platform
+from shared.operations import OperationType, Platform
 from shared.topics import Topics
 
 log = logging.getLogger("agent")
@@ -29,10 +32,27 @@ EXIT_CONFIG_ERROR = 78
 
 
 async def run_agent(settings: AgentSettings) -> None:
+    """Run this host as a device unless `host` is off, and every attached Android device too if `android` is on."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    registry = build_registry(
+        reboot_grace_s=settings.reboot_grace_s,
+        custom_actions=settings.custom_actions,
+        converge_actions=settings.converge_actions,
+        provision_action=settings.provision_action,
+    )
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    async with asyncio.TaskGroup() as group:
+        if settings.host:
+            group.create_task(run_host(settings, registry))
+        if settings.android:
+            group.create_task(AndroidBridge(settings, registry).run())
+
+
+async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Handler]) -> None:
     journal = Journal(settings.state_dir / "journal.db")
     platform = LinuxPlatform(boot_id_path=settings.boot_id_path, tool_timeout=settings.tool_timeout_s)
-    registry = build_registry(reboot_grace_s=settings.reboot_grace_s)
     announcement = Announcement(
         device_id=settings.device_id,
         platform=Platform.LINUX,
@@ -56,6 +76,8 @@ async def run_agent(settings: AgentSettings) -> None:
         journal=journal,
         publish=publish,
         work_root=settings.state_dir / "work",
+        allow_destructive=frozenset(settings.allow_destructive),
+        update_inventory=lambda patch: session.update_inventory(patch),
     )
     session = Session(
         url=settings.broker_url,
@@ -64,9 +86,6 @@ async def run_agent(settings: AgentSettings) -> None:
         announcement=announcement,
         runner=runner,
     )
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
         await runner.recover()
         async with asyncio.TaskGroup() as group:
@@ -93,6 +112,8 @@ def main() -> None:
 @click.option("--time-zone", help="IANA time zone, if the system's cannot be detected.")
 @click.option("--boot-id-path", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
 @click.option("--reboot-grace", "reboot_grace_s", type=float, help="Seconds to wait for a reboot to take effect.")
+@click.option("--android", is_flag=True, default=None, help="Also run each Android device attached over adb.")
+@click.option("--no-host", "host", flag_value=False, default=None, help="With --android: do not run this host itself.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
 def run_command(config_file: Path | None, log_level: str, **overrides: Any) -> None:
     """Connect to the broker, announce this device and run the operations sent to it."""

@@ -4,12 +4,23 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError
 from shared.errors import TopicError
+from shared.operations import OperationType
 from shared.topics import DEFAULT_PREFIX, Topics, validate_id
 from shared.transport import BrokerUrl
+
+
+class CustomAction(BaseModel):
+    """An operator-defined action: `command` is an argv whose `{name}` placeholders are filled from `parameters`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: list[str] = Field(min_length=1)
+    timeout_s: float = Field(default=60.0, gt=0, le=86400)
+    parameters: list[str] = Field(default_factory=list, description="The arguments the operator may pass.")
 
 
 class AgentSettings(BaseModel):
@@ -25,6 +36,32 @@ class AgentSettings(BaseModel):
     boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id")
     reboot_grace_s: float = Field(default=300.0, gt=0)
     tool_timeout_s: float = Field(default=60.0, gt=0)
+    allow_destructive: list[OperationType] = Field(
+        default_factory=list, description="Destructive types (SHUT_DOWN, WIPE, REMOVE_AGENT) this device may run."
+    )
+    custom_actions: dict[str, CustomAction] = Field(
+        default_factory=dict, description="Named commands RUN_CUSTOM_ACTION may run; see docs/operations.md."
+    )
+    converge_actions: list[str] = Field(default_factory=list, description="Custom actions CONVERGE runs, in order.")
+    provision_action: str | None = Field(default=None, description="The custom action converge_with_provision runs.")
+
+    @model_validator(mode="after")
+    def _actions_exist(self) -> "AgentSettings":
+        named = [*self.converge_actions, *([self.provision_action] if self.provision_action else [])]
+        missing = sorted(set(named) - set(self.custom_actions))
+        if missing:
+            raise ValueError(f"no custom action named {', '.join(missing)} (define it under [custom_actions])")
+        return self
+
+    host: bool = Field(default=True, description="Run this host as the device `device_id`; false needs `android`.")
+    android: bool = Field(default=False, description="Also run every Android device attached over adb as a device.")
+    adb_path: str = Field(default="adb", min_length=1, description="The adb executable, by name on PATH or by path.")
+    android_device_prefix: str = Field(
+        default="android-",
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._:-]{0,63})?$",
+        description="Put before an Android device's serial to make its device id.",
+    )
+    android_poll_interval_s: float = Field(default=2.0, gt=0, le=3600, description="How often `adb devices` runs.")
 
     @field_validator("broker")
     @classmethod
@@ -48,6 +85,12 @@ class AgentSettings(BaseModel):
         except TopicError as err:
             raise ValueError(str(err)) from err
         return value
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> "AgentSettings":
+        if not self.host and not self.android:
+            raise ValueError("nothing to run: host is false (--no-host) and android is not enabled (--android)")
+        return self
 
     @property
     def broker_url(self) -> BrokerUrl:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
-from typing import Any
+from typing import IO, Any
 
 from agent.errors import ToolFailed, ToolNotFound, ToolTimeout
 
@@ -78,10 +78,13 @@ async def run(
     cwd: Path | None = None,
     output_limit: int = 4096,
     stdin: bytes | None = None,
+    stdout_path: Path | None = None,
 ) -> ProcessResult:
     """Run `argv` to completion in a new session; raise ToolNotFound, or ToolTimeout after killing its group.
 
-    A non-zero exit is not an error here; `check` makes it one.
+    With `stdout_path`, standard output goes straight into that file (created or truncated), whatever its size, and
+    the result's stdout tail is empty: for binary output such as a screenshot. A non-zero exit is not an error here;
+    `check` makes it one.
     """
     if not argv:
         raise ValueError("argv must name a program")
@@ -90,20 +93,23 @@ async def run(
     loop = asyncio.get_running_loop()
     collector = _Collector(output_limit)
     started = time.monotonic()
-    try:
-        transport, _ = await loop.subprocess_exec(
-            lambda: collector,
-            executable,
-            *argv[1:],
-            stdin=DEVNULL if stdin is None else PIPE,
-            stdout=PIPE,
-            stderr=PIPE,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-    except OSError as err:
-        raise ToolFailed(f"{tool} could not be started: {err.strerror or err}") from err
+    # The child gets its own descriptor of the output file; ours is closed as soon as the child has started.
+    with contextlib.ExitStack() as files:
+        stdout_target = PIPE if stdout_path is None else files.enter_context(_output_file(tool, stdout_path))
+        try:
+            transport, _ = await loop.subprocess_exec(
+                lambda: collector,
+                executable,
+                *argv[1:],
+                stdin=DEVNULL if stdin is None else PIPE,
+                stdout=stdout_target,
+                stderr=PIPE,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as err:
+            raise ToolFailed(f"{tool} could not be started: {err.strerror or err}") from err
     # start_new_session makes the child the leader of a new process group whose id is its pid.
     pgid = transport.get_pid()
     try:
@@ -147,14 +153,24 @@ async def check(
     cwd: Path | None = None,
     output_limit: int = 4096,
     stdin: bytes | None = None,
+    stdout_path: Path | None = None,
 ) -> ProcessResult:
     """`run`, and raise ToolFailed naming the tool, its exit code and its last line of output on a non-zero exit."""
-    result = await run(argv, timeout=timeout, env=env, cwd=cwd, output_limit=output_limit, stdin=stdin)
+    result = await run(
+        argv, timeout=timeout, env=env, cwd=cwd, output_limit=output_limit, stdin=stdin, stdout_path=stdout_path
+    )
     if result.returncode != 0:
         line = last_line(result.stderr_tail) or last_line(result.stdout_tail)
         reason = f"{argv[0]} {result.exit_description}" + (f": {line}" if line else "")
         raise ToolFailed(reason, result=result.summary())
     return result
+
+
+def _output_file(tool: str, path: Path) -> IO[bytes]:
+    try:
+        return path.open("wb")
+    except OSError as err:
+        raise ToolFailed(f"cannot write the output of {tool} to {path}: {err.strerror or err}") from err
 
 
 def _resolve(tool: str, env: Mapping[str, str] | None) -> str:

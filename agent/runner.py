@@ -3,12 +3,13 @@
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agent.errors import HandlerError, InvalidArguments
 from agent.handlers import handler_for
-from agent.handlers.base import Handler, HandlerContext, PlatformTools, RestartOutcome
+from agent.handlers.base import Handler, HandlerContext, InventoryUpdate, PlatformTools, RestartOutcome
 from agent.journal import Journal, Stage
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import Command, StatusReport, utc_now
@@ -30,6 +31,8 @@ class Runner:
         journal: Journal,
         publish: Publish,
         work_root: Path,
+        allow_destructive: frozenset[OperationType] = frozenset(),
+        update_inventory: InventoryUpdate | None = None,
     ) -> None:
         self._device_id = device_id
         self._platform = platform
@@ -37,6 +40,8 @@ class Runner:
         self._journal = journal
         self._publish = publish
         self._work_root = work_root
+        self._allow_destructive = allow_destructive
+        self._update_inventory = update_inventory
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
 
     async def accept(self, command: Command) -> None:
@@ -94,6 +99,11 @@ class Runner:
             if command.schedule is not None:
                 raise HandlerError("scheduled commands need a newer agent; this one runs IMMEDIATE commands only")
             handler = handler_for(command.operation_type, self._platform, self._registry)
+            if handler.destructive and command.operation_type not in self._allow_destructive:
+                raise HandlerError(
+                    f"{command.operation_type} is destructive and disabled on this device; enable it with "
+                    f'allow_destructive = ["{command.operation_type}"] in the agent config file'
+                )
             try:
                 arguments = validate_arguments(command.operation_type, command.arguments)
             except ArgumentsError as err:
@@ -104,7 +114,10 @@ class Runner:
             self._journal.record_started(command.command_id, await self._platform.boot_id())
             await self._report(command, DeviceStatus.EXECUTING)
             log.info("command %s (%s) executing", command.command_id, command.operation_type)
-            result = await handler.run(arguments, HandlerContext(command, self._platform, work_dir))
+            context = HandlerContext(command, self._platform, work_dir)
+            if self._update_inventory is not None:
+                context = replace(context, update_inventory=self._update_inventory)
+            result = await handler.run(arguments, context)
         except HandlerError as err:
             await self._finish(command, DeviceStatus.FAILED, reason=str(err), result=err.result)
         except Exception as err:  # a handler bug must still end the command, never the agent

@@ -2,12 +2,14 @@
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import aiomqtt
 
 from agent.runner import Runner
 from shared.errors import TetherProtocolError
-from shared.messages import Announcement, Command, Presence, StatusReport, decode, encode
+from shared.messages import Announcement, Command, Presence, StatusReport, decode, encode, utc_now
 from shared.operations import PresenceState
 from shared.topics import TopicKind, Topics
 from shared.transport import BrokerUrl, make_client
@@ -27,6 +29,18 @@ class Session:
         self._announcement = announcement
         self._runner = runner
         self._client: aiomqtt.Client | None = None
+
+    async def update_inventory(self, patch: Mapping[str, Any]) -> None:
+        """Merge `patch` into the announced inventory and announce again (retained) if connected."""
+        inventory = {**self._announcement.inventory, **patch}
+        self._announcement = self._announcement.model_copy(update={"inventory": inventory, "announced_at": utc_now()})
+        client = self._client
+        if client is not None:
+            topic = self._topics.announce(self._device_id)
+            try:
+                await client.publish(topic, encode(self._announcement), qos=1, retain=True, timeout=30)
+            except aiomqtt.MqttError as err:
+                log.warning("could not announce the new inventory now (%s); it goes out on the next connect", err)
 
     def _presence(self, state: PresenceState) -> bytes:
         return encode(Presence(device_id=self._device_id, state=state))
@@ -53,9 +67,10 @@ class Session:
             client = make_client(self._url, identifier=f"tetherd-{self._device_id}", will=will)
             try:
                 async with client:
-                    await self._on_connect(client)
-                    backoff = 0.5
+                    # Online is published first thing in _on_connect, so a cancellation from then on says offline.
                     try:
+                        await self._on_connect(client)
+                        backoff = 0.5
                         async for message in client.messages:
                             await self._on_message(message)
                     except asyncio.CancelledError:

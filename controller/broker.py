@@ -1,50 +1,31 @@
 """The MQTT broker `tether serve` embeds: amqtt in-process (with fixes for amqtt 0.12.1) or a private Mosquitto.
 
-amqtt 0.12.1 is patched here, by subclassing, in four places (details at each override):
-  - on every connect it replayed the retained messages matching *any* client's subscriptions to the connecting client,
-    so device A received device B's retained commands: replays now go only to the client's own subscriptions;
-  - it kept every outgoing QoS 1/2 delivery in flight at once, and once 65,535 were unacknowledged to one client each
-    further one scanned all packet ids, failed and was logged with a traceback: the broker sat at 100% CPU serving
-    about 100 messages a second to everyone. A window of MAX_INFLIGHT deliveries per connection now bounds it;
-  - its anonymous login marked every session anonymous, which dropped persistent sessions (clean_session=False) a
-    second after disconnect and skipped queuing QoS 1 messages for them: everyone is admitted, not marked;
-  - it ignored the keep-alive, so a device that vanished without closing its socket stayed connected and its last
-    will never fired: it is now disconnected after 1.5 keep-alive periods (MQTT-3.1.2-24).
+The amqtt fixes live in controller/amqtt_fixes.py.
 
-Measured on 2 cores (clients in a separate process): amqtt delivered 1k devices' retained commands, one per device,
-to 1k subscribed devices in ~1.5 s and 5k in ~20 s, because each publish is matched against every subscription in
-turn; it serves about 1-2k devices comfortably. Mosquitto did the same 5k in ~1 s: use it for larger fleets.
+Measured on 2 cores, raw MQTT clients in another process, one retained command per device: a fleet of N devices
+connecting and each receiving its command took 1.5 s / 4.5 s / 30 s for N = 1k / 2k / 5k, and sending one new command
+to each connected device took 0.9 s / 2.9 s / 17 s. amqtt matches every message against every subscription, so this
+grows with N squared: it serves about 2,000 devices comfortably. Mosquitto did 5k in 1.0 s and 0.25 s: use it beyond.
 """
 
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
-import math
 import os
-import pwd
 import shutil
 import signal
 import socket
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self, assert_never
+from typing import Literal, Protocol, Self, assert_never
 
-from amqtt.broker import Broker
 from amqtt.errors import BrokerError as AmqttStartError
-from amqtt.mqtt.constants import QOS_1, QOS_2
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import OutgoingApplicationMessage
 
+from controller.amqtt_fixes import MAX_INFLIGHT, FixedAmqtt, require_amqtt_version
 from controller.errors import BrokerError
 
-AMQTT_VERSION = "0.12.1"
-"""The amqtt release the overrides below were written against; they touch its private methods."""
-MAX_INFLIGHT = 100
-"""Unacknowledged QoS 1/2 deliveries per connection, for both brokers (Mosquitto's default is 20)."""
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 _FLAG_HINT = "choose another with --mqtt-listen HOST:PORT"
@@ -133,138 +114,6 @@ async def _ensure_port_free(listen: ListenAddress) -> None:
                 raise BrokerError(f"cannot listen for MQTT on {listen}: {err.strerror}; {_FLAG_HINT}") from err
 
 
-class _Connection(BrokerProtocolHandler):  # type: ignore[misc]
-    """amqtt's handler for one client connection, with a window on unacknowledged deliveries and keep-alive enforced."""
-
-    def __init__(self, plugins_manager: Any, max_inflight: int) -> None:
-        super().__init__(plugins_manager, loop=asyncio.get_running_loop())
-        self._window = asyncio.Semaphore(max_inflight)
-        self._stopped = False
-        self._closing: asyncio.Future[None] | None = None
-
-    async def mqtt_publish(
-        self, topic: str, data: bytes | bytearray, qos: int | None, retain: bool, ack_timeout: int | None = None
-    ) -> Any:
-        # amqtt starts a delivery task per message and gives each a packet id at once (handler.py:218), so a client
-        # that reads slowly collected tens of thousands in flight; past 65,535 every new one scanned all ids and
-        # failed (session.py:226-233), logged with a traceback (broker.py:972): 100% CPU for the whole broker.
-        if qos not in (QOS_1, QOS_2):
-            return await super().mqtt_publish(topic, data, qos, retain, ack_timeout)
-        async with self._window:
-            if self._stopped:
-                # The connection ended while this waited; amqtt would send it into the closed socket and drop it
-                # after its 5 s PUBACK timeout, so drop it now. Retained commands are sent again on resubscribe.
-                return OutgoingApplicationMessage(None, topic, qos, data, retain)
-            return await super().mqtt_publish(topic, data, qos, retain, ack_timeout)
-
-    def handle_read_timeout(self) -> None:
-        # amqtt 0.12.1 ignores this (broker_handler.py:86-87): a device that vanished without closing its socket
-        # stayed connected and its last will, Tether's offline presence, never fired. Close it as a lost connection.
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(self.handle_connection_closed())
-
-    async def stop(self) -> None:
-        self._stopped = True
-        stream = getattr(self.writer, "_writer", None)  # amqtt's StreamWriterAdapter keeps the asyncio writer here
-        if isinstance(stream, asyncio.StreamWriter) and stream.transport.get_write_buffer_size() > 0:
-            # The peer stopped reading: amqtt's close would wait in drain() forever, and the deliveries queued behind
-            # it would hold the window and the socket. The connection is over, so drop what is still buffered.
-            stream.transport.abort()
-        await super().stop()
-
-
-@functools.lru_cache(maxsize=65536)
-def _literal_prefix(topic_filter: str) -> str:
-    """The part of a topic filter before its first wildcard: every topic it matches starts with this."""
-    return topic_filter.partition("+")[0].partition("#")[0]
-
-
-class _SubscriptionTable(dict[str, list[tuple[Any, int]]]):
-    """amqtt's table of topic filter to (session, QoS) subscribers, with a repr that does not list them.
-
-    amqtt logs repr(table) after every SUBSCRIBE (broker.py:637), formatted even with debug logging off, which cost
-    O(subscriptions) per SUBSCRIBE: about half the broker's time when a whole fleet reconnects.
-    """
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} topic filters>"
-
-
-class _FixedAmqtt(Broker):  # type: ignore[misc]
-    """amqtt's broker with the fixes the module docstring lists."""
-
-    def __init__(self, config: dict[str, Any], max_inflight: int) -> None:
-        super().__init__(config)
-        self._subscriptions = _SubscriptionTable()
-        self._max_inflight = max_inflight
-        self._replays: set[asyncio.Task[Any]] = set()
-
-    async def _initialize_client_session(self, reader: Any, writer: Any, address: str, port: int) -> tuple[Any, Any]:
-        # amqtt has just built a bare handler for the CONNECT; use ours instead (same constructor, nothing attached).
-        _, session = await super()._initialize_client_session(reader, writer, address, port)
-        if session.keep_alive > 0:
-            session.keep_alive = math.ceil(session.keep_alive * 1.5)
-        return _Connection(self.plugins_manager, self._max_inflight), session
-
-    async def _authenticate(self, session: Any, listener: Any) -> bool:
-        # Everyone is admitted until broker authentication lands. amqtt's AnonymousAuthPlugin would also set
-        # session.is_anonymous, after which amqtt drops the persistent session on disconnect (broker.py:365-366) and
-        # queues nothing for it while offline (broker.py:1034-1037), unlike Mosquitto.
-        return True
-
-    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
-        # On every connect amqtt calls this for each filter *any* client subscribed (broker.py:601-602), which sent
-        # device B's retained commands to device A. Serve only the client's own filters, at their granted QoS.
-        topic_filter = subscription[0]
-        granted = None
-        for owner, qos in self._subscriptions.get(topic_filter, ()):
-            if owner.client_id == session.client_id:
-                granted = qos
-                break
-        if granted is None:
-            return  # kept cheap: amqtt makes this call once per filter in the whole broker on every connect
-        handler = self._get_handler(session)
-        if handler is None:
-            return
-        for topic, message in list(self._retained_messages.items()):
-            if self._matches(topic, topic_filter):
-                qos = granted if message.qos is None else min(granted, message.qos)
-                # Not awaited: amqtt iterates its subscription table around this call, and yielding here would let
-                # another client's SUBSCRIBE change that table mid-iteration.
-                replay = asyncio.ensure_future(handler.mqtt_publish(topic, message.data, qos, retain=True))
-                self._replays.add(replay)
-                replay.add_done_callback(self._replay_done)
-
-    def _matches(self, topic: str, a_filter: str) -> bool:
-        # amqtt calls this for every subscription on every published message (broker.py:1015-1018) and splits both
-        # strings each time; a topic outside the filter's literal prefix cannot match, which settles most calls.
-        return topic.startswith(_literal_prefix(a_filter)) and bool(super()._matches(topic, a_filter))
-
-    def _replay_done(self, replay: asyncio.Task[Any]) -> None:
-        self._replays.discard(replay)
-        if not replay.cancelled() and replay.exception() is not None:
-            log.debug("retained message not acknowledged: %s", replay.exception())
-
-    async def shutdown(self) -> None:
-        await super().shutdown()
-        for replay in list(self._replays):
-            replay.cancel()
-        await asyncio.gather(*self._replays, return_exceptions=True)
-
-    def close_listeners(self) -> None:
-        for server in self._servers.values():
-            server.instance.close()
-
-
-def _require_amqtt_version() -> None:
-    installed = metadata.version("amqtt")
-    if installed != AMQTT_VERSION:
-        raise BrokerError(
-            f"the embedded amqtt broker is patched for amqtt {AMQTT_VERSION} but {installed} is installed;"
-            f" install amqtt=={AMQTT_VERSION} or use --embedded-broker mosquitto"
-        )
-
-
 class AmqttBroker:
     """amqtt running in-process on the current event loop, with the fixes above."""
 
@@ -272,10 +121,10 @@ class AmqttBroker:
         self.listen = listen
         self.url = listen.url
         self._max_inflight = max_inflight
-        self._broker: _FixedAmqtt | None = None
+        self._broker: FixedAmqtt | None = None
 
     async def __aenter__(self) -> Self:
-        _require_amqtt_version()
+        require_amqtt_version()
         for name in ("amqtt", "transitions"):
             # amqtt logs every connection at INFO; keep it quiet unless someone configured it on purpose.
             if logging.getLogger(name).level == logging.NOTSET:
@@ -287,7 +136,7 @@ class AmqttBroker:
             # No $SYS, packet logger or anonymous plugin (see _authenticate). asyncio sets TCP_NODELAY itself.
             "plugins": {},
         }
-        broker = _FixedAmqtt(config, self._max_inflight)
+        broker = FixedAmqtt(config, self._max_inflight)
         try:
             await broker.start()
         except AmqttStartError as err:
@@ -328,10 +177,10 @@ def _mosquitto_config(listen: ListenAddress, data_dir: Path, log_path: Path) -> 
             "log_type error",
             "log_type warning",
             "log_type notice",
-            # Run as root, Mosquitto 2 switches to user `mosquitto`, which cannot write data_dir; stay who we are.
-            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
-            "",
         ]
+        # Run as root, Mosquitto 2 switches to user `mosquitto`, which cannot write data_dir; stay root.
+        + (["user root"] if os.geteuid() == 0 else [])
+        + [""]
     )
 
 
@@ -388,7 +237,8 @@ class MosquittoBroker:
                     _, writer = await asyncio.open_connection(self.listen.host, self.listen.port)
                 writer.close()
                 await writer.wait_closed()
-                return
+                if process.returncode is None:
+                    return
             if loop.time() > deadline:
                 raise BrokerError(f"mosquitto did not listen on {self.listen} within {_START_TIMEOUT:.0f} s")
             await asyncio.sleep(0.05)
@@ -422,5 +272,6 @@ class MosquittoBroker:
             log.warning("mosquitto did not stop within %.0f s of SIGTERM; killing it", _STOP_TIMEOUT)
         finally:
             if process.returncode is None:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
                 await process.wait()

@@ -66,6 +66,10 @@ def main() -> None:
     help="Which broker to embed when --broker is not given: amqtt in-process, or a managed private Mosquitto.",
 )
 @click.option("--topic-prefix", default="tether/v1", show_default=True, help="Root of every Tether topic.")
+@click.option("--public-url", help="Base URL devices use to upload artifacts (default: http://<--http-listen>).")
+@click.option(
+    "--max-artifact-mb", type=click.IntRange(1, 10240), default=100, show_default=True, help="Largest artifact upload."
+)
 @db_option
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
 def serve_command(log_level: str, **options: Any) -> None:
@@ -78,6 +82,8 @@ def serve_command(log_level: str, **options: Any) -> None:
         external_broker=options["broker"],
         embedded_broker=options["embedded_broker"],
         topic_prefix=options["topic_prefix"],
+        public_url=options["public_url"],
+        max_artifact_bytes=options["max_artifact_mb"] * 1024 * 1024,
     )
     _run_or_exit(lambda: asyncio.run(serve(settings)))
 

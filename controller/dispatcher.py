@@ -2,14 +2,15 @@
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import aiomqtt
 
 from controller.mqtt_link import MqttLink
 from controller.store import Store
 from controller.store.commands import finish_if_done
-from shared.messages import Command, encode, utc_now
-from shared.operations import ActivityState, OperationState
+from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, encode, utc_now
+from shared.operations import ActivityState, OperationState, OperationType
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -19,11 +20,19 @@ SWEEP_INTERVAL_S = 5.0
 """How often work left over by a lost connection is retried even if nothing wakes the dispatcher."""
 
 
+@dataclass(frozen=True, slots=True)
+class ArtifactSettings:
+    public_url: str
+    """The controller's base URL as devices reach it, e.g. http://controller.example:8080."""
+    max_bytes: int
+
+
 class Dispatcher:
-    def __init__(self, store: Store, link: MqttLink, topics: Topics) -> None:
+    def __init__(self, store: Store, link: MqttLink, topics: Topics, artifacts: ArtifactSettings) -> None:
         self._store = store
         self._link = link
         self._topics = topics
+        self._artifacts = artifacts
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -59,6 +68,7 @@ class Dispatcher:
             if not batch:
                 continue
             issued_at = utc_now()
+            uploads = self._uploads(operation_id, operation.operation_type, batch)
             messages = [
                 (
                     self._topics.command(device_id, command_id),
@@ -70,6 +80,7 @@ class Dispatcher:
                             operation_type=operation.operation_type,
                             arguments=operation.arguments,
                             issued_at=issued_at,
+                            artifact_upload=uploads.get(command_id),
                         )
                     ),
                 )
@@ -82,6 +93,23 @@ class Dispatcher:
             self._store.add_activity(operation_id, ActivityState.DISPATCHED, f"{published} command(s) published")
             log.info("operation %s: %d command(s) published", operation_id, published)
         finish_if_done(self._store, operation_id)
+
+    def _uploads(
+        self, operation_id: str, operation_type: OperationType, batch: list[tuple[str, str]]
+    ) -> dict[str, ArtifactUpload]:
+        """One-time upload tokens for the commands of types that produce a file."""
+        if operation_type not in ARTIFACT_TYPES:
+            return {}
+        tokens = self._store.artifacts.issue_tokens([command_id for _, command_id in batch])
+        base = self._artifacts.public_url.rstrip("/")
+        return {
+            command_id: ArtifactUpload(
+                url=f"{base}/v0/operations/{operation_id}/devices/{device_id}/artifact",
+                token=tokens[command_id],
+                max_bytes=self._artifacts.max_bytes,
+            )
+            for device_id, command_id in batch
+        }
 
     def _refuse_unsupported(self, operation_type: str, batch: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Fail at dispatch the devices that announced they cannot run `operation_type`; return the rest."""

@@ -7,7 +7,8 @@ ControllerError
 ├── InvalidRequest        400: a request field is wrong; `field` names it
 ├── Unauthorized          401: no valid API key
 ├── Forbidden             403: the key's role may not do this
-└── Conflict              409: e.g. a key name already taken
+├── Conflict              409: e.g. a key name already taken
+└── TooLarge              413: an artifact over the size limit
 """
 
 
@@ -43,4 +44,8 @@ class Forbidden(ControllerError):
 
 
 class Conflict(ControllerError):
+    pass
+
+
+class TooLarge(ControllerError):
     pass

@@ -14,9 +14,9 @@ from typing import Literal
 import uvicorn
 
 from controller.api.app import create_app
-from controller.api.deps import ApiServices
+from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, ApiServices
 from controller.broker import ListenAddress, make_broker
-from controller.dispatcher import Dispatcher
+from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError
 from controller.ingest import Ingest
 from controller.mqtt_link import MqttLink
@@ -37,6 +37,18 @@ class ServeSettings:
     embedded_broker: Literal["amqtt", "mosquitto"] = "amqtt"
     topic_prefix: str = "tether/v1"
     client_id: str = "tether-controller"
+    public_url: str | None = None
+    """Base URL devices use to upload artifacts; defaults to the HTTP listen address."""
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+
+    @property
+    def device_facing_url(self) -> str:
+        if self.public_url:
+            return self.public_url
+        host = self.http_listen.host
+        if host in ("0.0.0.0", "::"):
+            host = socket.getfqdn()
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.http_listen.port}"
 
 
 class _Server(uvicorn.Server):
@@ -111,11 +123,19 @@ async def _run(
         ],
         on_message=lambda message: ingest.on_message(message),
     )
-    dispatcher = Dispatcher(store, link, topics)
+    artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
+    dispatcher = Dispatcher(store, link, topics, artifacts)
     ingest = Ingest(store, topics, dispatcher)
     scheduler = Scheduler(store, dispatcher.wake)
     scheduler.recover()
-    app = create_app(ApiServices(store=store, scheduler=scheduler))
+    app = create_app(
+        ApiServices(
+            store=store,
+            scheduler=scheduler,
+            artifact_dir=settings.db_path.parent / "artifacts",
+            max_artifact_bytes=settings.max_artifact_bytes,
+        )
+    )
     server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     host, port = settings.http_listen.host, settings.http_listen.port
     log.info("REST API on http://%s:%d (MQTT broker %s, database %s)", host, port, broker_url, settings.db_path)

@@ -4,7 +4,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from shared.errors import PayloadError, TopicError
 from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
@@ -42,6 +51,20 @@ class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+ARTIFACT_TYPES = frozenset(
+    {OperationType.CAPTURE_SCREENSHOT, OperationType.COLLECT_LOGS, OperationType.REQUEST_BUGREPORT}
+)
+"""Types whose output is a file, uploaded to the controller over HTTP rather than sent through MQTT."""
+
+
+class ArtifactUpload(_Message):
+    """Where and with what one-time token a command's artifact goes: `PUT url` with `Authorization: Bearer token`."""
+
+    url: AnyHttpUrl
+    token: str = Field(min_length=16, max_length=256)
+    max_bytes: int = Field(gt=0)
+
+
 class Command(_Message):
     """Controller -> device: run one operation once. Retained, QoS 1, one topic per command."""
 
@@ -55,6 +78,8 @@ class Command(_Message):
     """Reserved for WINDOW schedules; an agent that cannot honour a schedule must refuse the command."""
     signature: str | None = None
     """Reserved for signed commands."""
+    artifact_upload: ArtifactUpload | None = None
+    """Present for ARTIFACT_TYPES."""
 
 
 class StatusReport(_Message):

@@ -1,24 +1,82 @@
 """The table of operation handlers: what the agent can run, and on which platforms."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from agent.config import CustomAction
 from agent.errors import UnsupportedOperation
+from agent.handlers.apps import AppPermissionHandler, AppStateHandler, ClearAppDataHandler
+from agent.handlers.artifacts import BugreportHandler, LogsHandler, ScreenshotHandler
+from agent.handlers.attention import BeepHandler, NotifyHandler
 from agent.handlers.base import Handler, PlatformTools
+from agent.handlers.certificates import InstallCertificateHandler, UninstallCertificateHandler
+from agent.handlers.content import InstallOtaHandler, SyncContentHandler
+from agent.handlers.custom import ConvergeHandler, CustomActionHandler
+from agent.handlers.device import LocationHandler, RotationHandler
+from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.lock import LockHandler
-from agent.handlers.power import RebootHandler
+from agent.handlers.network import (
+    AddWifiHandler,
+    BluetoothHandler,
+    EthernetHandler,
+    RemoveWifiHandler,
+    SavedWifiOnlyHandler,
+    StaticIpHandler,
+)
+from agent.handlers.packages import InstallAppHandler, InstallHandler, RefreshAppListHandler, UninstallHandler
+from agent.handlers.power import RebootHandler, ShutDownHandler
+from agent.handlers.regional import LanguageHandler, TimeZoneHandler
 from agent.handlers.shell import ShellHandler
+from agent.handlers.sound import VolumeHandler
 from agent.handlers.wifi import WifiHandler
 from shared.operations import OperationType
 
 
-def build_registry(*, reboot_grace_s: float = 300.0) -> Mapping[OperationType, Handler]:
+def build_registry(
+    *,
+    reboot_grace_s: float = 300.0,
+    custom_actions: Mapping[str, CustomAction] = MappingProxyType({}),
+    converge_actions: Sequence[str] = (),
+    provision_action: str | None = None,
+) -> Mapping[OperationType, Handler]:
     """One handler instance per operation family, keyed by every operation type it runs."""
     handlers: tuple[Handler, ...] = (
+        CustomActionHandler(custom_actions),
+        ConvergeHandler(custom_actions, list(converge_actions), provision_action),
         RebootHandler(reboot_grace_s=reboot_grace_s),
+        ShutDownHandler(shutdown_grace_s=reboot_grace_s),
         LockHandler(),
         WifiHandler(),
+        AddWifiHandler(),
+        RemoveWifiHandler(),
+        SavedWifiOnlyHandler(),
+        BluetoothHandler(),
+        EthernetHandler(),
+        StaticIpHandler(),
+        TimeZoneHandler(),
+        LanguageHandler(),
+        BrightnessHandler(),
+        ScreenOffTimeoutHandler(),
+        VolumeHandler(),
+        NotifyHandler(),
+        BeepHandler(),
         ShellHandler(),
+        ScreenshotHandler(),
+        LogsHandler(),
+        BugreportHandler(),
+        ClearAppDataHandler(),
+        AppPermissionHandler(),
+        AppStateHandler(),
+        RotationHandler(),
+        LocationHandler(),
+        InstallHandler(),
+        InstallAppHandler(),
+        UninstallHandler(),
+        RefreshAppListHandler(),
+        InstallCertificateHandler(),
+        UninstallCertificateHandler(),
+        SyncContentHandler(),
+        InstallOtaHandler(),
     )
     table: dict[OperationType, Handler] = {}
     for handler in handlers:

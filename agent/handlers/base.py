@@ -1,5 +1,6 @@
-"""What every operation handler is: an argument model, the platforms it runs on, and an async `run`."""
+"""What every operation handler is: the operation types it runs, the platform protocol it needs, and an async `run`."""
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -16,12 +17,21 @@ class PlatformTools(Protocol):
     async def boot_id(self) -> str: ...
 
 
+InventoryUpdate = Callable[[Mapping[str, Any]], Awaitable[None]]
+"""Merges keys into the device's inventory and announces it again (REFRESH_APPLIST, CONVERGE)."""
+
+
+async def _keep_inventory(_: Mapping[str, Any]) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class HandlerContext:
     command: Command
     platform: PlatformTools
     work_dir: Path
     """A private directory for this command's files, created by the runner."""
+    update_inventory: InventoryUpdate = _keep_inventory
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,8 @@ class Handler:
 
     operation_types: ClassVar[frozenset[OperationType]]
     needs: ClassVar[type[Any]]
+    destructive: ClassVar[bool] = False
+    """Destructive handlers run only for the types the agent's config lists in `allow_destructive`."""
 
     def supports(self, platform: PlatformTools) -> bool:
         return isinstance(platform, self.needs)

@@ -37,8 +37,18 @@ class WifiRadio(Protocol):
 
 @runtime_checkable
 class WifiNetworks(Protocol):
+    """Saved Wi-Fi networks. Implementations keep the password out of errors, results and logs."""
+
     async def add_wifi_network(self, network: WifiNetwork) -> None: ...
-    async def remove_wifi_network(self, ssid: str) -> None: ...
+    async def remove_wifi_network(self, ssid: str) -> None:
+        """Raise a HandlerError naming `ssid` when no Wi-Fi network of that name is saved."""
+        ...
+
+
+@runtime_checkable
+class WifiJoinPolicy(Protocol):
+    """Whether the device may join networks that are not saved on it (Linux has no such switch)."""
+
     async def use_only_saved_wifi(self, enabled: bool) -> None: ...
 
 
@@ -80,20 +90,44 @@ class Audio(Protocol):
 
 
 @runtime_checkable
-class Attention(Protocol):
+class Notifier(Protocol):
     async def notify(self, title: str, message: str) -> None: ...
+
+
+@runtime_checkable
+class Beeper(Protocol):
     async def beep(self, seconds: float) -> None: ...
 
 
 @runtime_checkable
-class Packages(Protocol):
-    """System packages (Linux) or apps (Android), by name."""
+class Attention(Notifier, Beeper, Protocol):
+    """Notifier and Beeper. Android can notify but not beep over adb, so a handler should need only the one it uses."""
+
+
+@runtime_checkable
+class PackageInstall(Protocol):
+    """Installing system packages (Linux) by name from the configured repositories; adb has no store to install from."""
 
     async def install_packages(self, packages: Sequence[PackageSpec]) -> None: ...
+
+
+@runtime_checkable
+class PackageRemoval(Protocol):
+    """Removing system packages (Linux) or apps (Android) by name."""
+
     async def remove_packages(self, names: Sequence[str]) -> None: ...
+
+
+@runtime_checkable
+class PackageListing(Protocol):
     async def list_packages(self) -> list[dict[str, str]]:
         """[{"name": ..., "version": ...}] of everything installed."""
         ...
+
+
+@runtime_checkable
+class Packages(PackageInstall, PackageRemoval, PackageListing, Protocol):
+    """All three package protocols (Linux). A handler should need only the one it uses, so Android gets the rest."""
 
 
 @runtime_checkable
@@ -119,7 +153,10 @@ class Location(Protocol):
 
 @runtime_checkable
 class Certificates(Protocol):
-    async def install_certificate(self, name: str, pem: bytes) -> None: ...
+    async def install_certificate(self, name: str, pem: bytes) -> Path:
+        """Trust the CA certificates in `pem` under `name`, replacing any of that name; return where they are stored."""
+        ...
+
     async def uninstall_certificate(self, name: str) -> None: ...
 
 
@@ -154,6 +191,20 @@ class ScriptRunner(Protocol):
         *,
         interpreter: str,
         timeout: float,  # noqa: ASYNC109  (the script's own limit, passed down to agent.process)
+        work_dir: Path,
+        output_limit: int,
+    ) -> ProcessResult: ...
+
+
+@runtime_checkable
+class CommandRunner(Protocol):
+    """Runs an operator-defined argv (custom actions); a non-zero exit is returned, not raised."""
+
+    async def run_command(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,  # noqa: ASYNC109  (the action's own limit, passed down to agent.process)
         work_dir: Path,
         output_limit: int,
     ) -> ProcessResult: ...

@@ -25,6 +25,17 @@ class LinuxTools:
         """Run a system tool found on PATH; a non-zero exit raises ToolFailed naming the tool and its last line."""
         return await process.check(argv, timeout=limit_s or self.tool_timeout, stdin=stdin)
 
+    async def run_command(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,  # noqa: ASYNC109  (the action's own limit, passed down to agent.process)
+        work_dir: Path,
+        output_limit: int,
+    ) -> ProcessResult:
+        """An operator-defined command from the agent's config, run from `work_dir`."""
+        return await process.run(argv, timeout=timeout, cwd=work_dir, output_limit=output_limit)
+
     async def probe(self, argv: Sequence[str]) -> ProcessResult:
         """Run a read-only tool and return its result whatever the exit code."""
         return await process.run(argv, timeout=self.tool_timeout)

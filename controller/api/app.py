@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from controller.api import errors, v0
+from controller.api import artifacts, errors, v0
 from controller.api.deps import ApiServices
 
 
@@ -15,4 +15,5 @@ def create_app(services: ApiServices) -> FastAPI:
     app.state.services = services
     errors.install(app)
     app.include_router(v0.router)
+    app.include_router(artifacts.router)
     return app

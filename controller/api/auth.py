@@ -16,11 +16,11 @@ class Role(StrEnum):
     READ = "read"
 
 
-_bearer = HTTPBearer(auto_error=False, description="An API key made with `tether keys create`.")
+bearer = HTTPBearer(auto_error=False, description="An API key made with `tether keys create`.")
 
 
 def authenticated(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> ApiKeyRecord:
     if credentials is None:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")

@@ -1,17 +1,22 @@
 """What routes get from the running controller, kept on `app.state`."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import Request
 
 from controller.scheduler import Scheduler
 from controller.store import Store
 
+DEFAULT_MAX_ARTIFACT_BYTES = 100 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class ApiServices:
     store: Store
     scheduler: Scheduler
+    artifact_dir: Path
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
 
 
 def services(request: Request) -> ApiServices:

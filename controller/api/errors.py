@@ -8,7 +8,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.api.schemas import ErrorOut, FieldError
-from controller.errors import Conflict, ControllerError, Forbidden, InvalidRequest, NotFound, Unauthorized
+from controller.errors import (
+    Conflict,
+    ControllerError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+)
 from controller.query import QueryError
 
 log = logging.getLogger(__name__)
@@ -20,6 +28,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    TooLarge: 413,
 }
 
 

@@ -1,6 +1,5 @@
 """The only SQL in the controller: operations, per-device commands, devices and API keys in one SQLite file."""
 
-import hashlib
 import json
 import secrets
 import sqlite3
@@ -12,6 +11,8 @@ from typing import Any
 
 from controller.clock import now_iso
 from controller.errors import Conflict, NotFound
+from controller.keys import hash_key
+from controller.store.artifacts import ArtifactLedger
 from controller.store.commands import CommandLedger
 from controller.store.records import (
     ActivityEntry,
@@ -30,11 +31,6 @@ SYSTEM_ACTOR = "tether"
 """`updated_by` for transitions the controller makes on its own."""
 
 
-def hash_key(key: str) -> str:
-    # API keys are 256-bit random tokens, so a plain SHA-256 is enough; no password stretching is needed.
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
@@ -51,6 +47,7 @@ class Store:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(str(path))
         self.commands = CommandLedger(self)
+        self.artifacts = ArtifactLedger(self)
 
     def close(self) -> None:
         self.conn.close()

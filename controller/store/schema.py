@@ -68,6 +68,15 @@ CREATE TABLE IF NOT EXISTS device_operations (
     progress INTEGER,
     UNIQUE (operation_id, device_id)
 );
+CREATE TABLE IF NOT EXISTS artifacts (
+    command_id TEXT PRIMARY KEY,
+    token_hash TEXT UNIQUE,
+    path TEXT,
+    size_bytes INTEGER,
+    sha256 TEXT,
+    content_type TEXT,
+    uploaded_at TEXT
+);
 CREATE INDEX IF NOT EXISTS device_operations_by_status ON device_operations (operation_id, status, dispatch_state);
 CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (cleared, status)
     WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED');

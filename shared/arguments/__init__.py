@@ -9,9 +9,42 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared.arguments.management import ConvergeArguments
-from shared.arguments.network import WifiArguments
+from shared.arguments.apps import (
+    AppPackageArguments,
+    AppPermissionArguments,
+    AppStateArguments,
+    CertificateArguments,
+    CertificateNameArguments,
+    InstallAppArguments,
+    InstallArguments,
+    OtaArguments,
+    SyncContentArguments,
+    UninstallArguments,
+)
+from shared.arguments.diagnostics import LogsArguments
+from shared.arguments.management import ConvergeArguments, CustomActionArguments
+from shared.arguments.network import (
+    BluetoothArguments,
+    EthernetSettings,
+    SavedWifiOnly,
+    StaticIpSettings,
+    WifiArguments,
+    WifiNetwork,
+    WifiSsid,
+)
 from shared.arguments.scripts import ShellArguments
+from shared.arguments.system import (
+    BeepArguments,
+    BrightnessArguments,
+    GpsArguments,
+    LanguageArguments,
+    LocationServiceArguments,
+    NotifyArguments,
+    RotationArguments,
+    ScreenOffTimeoutArguments,
+    TimeZoneArguments,
+    VolumeArguments,
+)
 from shared.operations import OperationType
 
 
@@ -30,8 +63,37 @@ class ArgumentsError(ValueError):
 ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
     {
         OperationType.CONVERGE: ConvergeArguments,
+        OperationType.RUN_CUSTOM_ACTION: CustomActionArguments,
+        OperationType.COLLECT_LOGS: LogsArguments,
         OperationType.SET_WIFI_STATE: WifiArguments,
+        OperationType.ADD_WIFI_AP: WifiNetwork,
+        OperationType.REMOVE_WIFI_AP: WifiSsid,
+        OperationType.USE_ONLY_SAVED_WIFI_AP: SavedWifiOnly,
+        OperationType.SET_BLUETOOTH_STATE: BluetoothArguments,
+        OperationType.SET_ETHERNET_SETTINGS: EthernetSettings,
+        OperationType.SET_STATIC_IP: StaticIpSettings,
+        OperationType.SET_TIMEZONE: TimeZoneArguments,
+        OperationType.SET_DEVICE_LANGUAGE: LanguageArguments,
+        OperationType.SET_BRIGHTNESS_SCALE: BrightnessArguments,
+        OperationType.SET_SCREEN_OFF_TIMEOUT: ScreenOffTimeoutArguments,
+        OperationType.SET_STREAM_VOLUME: VolumeArguments,
+        OperationType.NOTIFY_DEVICE: NotifyArguments,
+        OperationType.BEEP_DEVICE: BeepArguments,
         OperationType.RUN_SHELL_SCRIPT: ShellArguments,
+        OperationType.CLEAR_APP_DATA: AppPackageArguments,
+        OperationType.SET_APP_PERMISSION: AppPermissionArguments,
+        OperationType.SET_APP_STATE: AppStateArguments,
+        OperationType.SET_ROTATION_STATE: RotationArguments,
+        OperationType.SET_GPS_STATE: GpsArguments,
+        OperationType.SET_LOCATION_SERVICE: LocationServiceArguments,
+        OperationType.INSTALL: InstallArguments,
+        OperationType.INSTALL_APP: InstallAppArguments,
+        OperationType.UNINSTALL: UninstallArguments,
+        OperationType.UNINSTALL_APP: UninstallArguments,
+        OperationType.INSTALL_CERTIFICATE: CertificateArguments,
+        OperationType.UNINSTALL_CERTIFICATE: CertificateNameArguments,
+        OperationType.SYNC_CONTENT: SyncContentArguments,
+        OperationType.INSTALL_OTA: OtaArguments,
     }
 )
 

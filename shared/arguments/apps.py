@@ -1,8 +1,11 @@
 """Arguments of the package, app, certificate, content and update operation types."""
 
+import binascii
+import re
 from enum import StrEnum
+from typing import Annotated, Self
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PACKAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9+._:@-]{0,254}$"
 """Debian, RPM, Alpine and Android package names alike; never anything a shell or option parser would read."""
@@ -26,7 +29,7 @@ class InstallArguments(_Arguments):
 class UninstallArguments(_Arguments):
     """UNINSTALL and UNINSTALL_APP."""
 
-    packages: list[str] = Field(min_length=1, max_length=100)
+    packages: list[Annotated[str, Field(pattern=PACKAGE_NAME)]] = Field(min_length=1, max_length=100)
 
 
 class Download(_Arguments):
@@ -41,6 +44,19 @@ class AppFileArguments(_Arguments):
     """INSTALL_APP from a file (an .apk on Android, a .deb or .rpm on Linux)."""
 
     file: Download
+
+
+class InstallAppArguments(_Arguments):
+    """INSTALL_APP: either `packages` from the package manager (as INSTALL) or one downloadable `file`, not both."""
+
+    packages: list[PackageSpec] | None = Field(default=None, min_length=1, max_length=100)
+    file: Download | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.packages is None) == (self.file is None):
+            raise ValueError("give exactly one of 'packages' or 'file'")
+        return self
 
 
 class AppState(StrEnum):
@@ -71,11 +87,53 @@ class AppStateArguments(_Arguments):
     state: AppState
 
 
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*([A-Za-z0-9+/=\s]*?)-----END ([A-Z0-9 ]+)-----")
+
+
+def certificate_blocks(text: str) -> list[str]:
+    """The PEM CERTIFICATE blocks that make up `text`, normalised; ValueError if it holds anything else."""
+    if "PRIVATE KEY" in text:
+        raise ValueError("contains a private key; only CA certificates may be installed")
+    matches = list(_PEM_BLOCK.finditer(text))
+    if not matches:
+        raise ValueError("must hold at least one -----BEGIN CERTIFICATE----- block")
+    blocks: list[str] = []
+    position = 0
+    for match in matches:
+        if text[position : match.start()].strip():
+            raise ValueError("has text outside its -----BEGIN CERTIFICATE----- blocks")
+        label, body, end_label = match.groups()
+        if label != "CERTIFICATE" or end_label != "CERTIFICATE":
+            raise ValueError(f"has a {label} block; only CERTIFICATE blocks may be installed")
+        try:
+            der = binascii.a2b_base64("".join(body.split()), strict_mode=True)
+        except binascii.Error as err:
+            raise ValueError(f"certificate {len(blocks) + 1} is not valid base64") from err
+        if not der.startswith(b"\x30"):  # every X.509 certificate is a DER SEQUENCE
+            raise ValueError(f"certificate {len(blocks) + 1} is not an X.509 certificate")
+        lines = [body_line for body_line in body.split() if body_line]
+        blocks.append("\n".join(["-----BEGIN CERTIFICATE-----", *lines, "-----END CERTIFICATE-----"]))
+        position = match.end()
+    if text[position:].strip():
+        raise ValueError("has text outside its -----BEGIN CERTIFICATE----- blocks")
+    return blocks
+
+
 class CertificateArguments(_Arguments):
-    """INSTALL_CERTIFICATE: a PEM CA certificate stored under `name`."""
+    """INSTALL_CERTIFICATE: one or more PEM CA certificates (and nothing else) stored under `name`."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     certificate: str = Field(min_length=1, max_length=64 * 1024)
+
+    @field_validator("certificate")
+    @classmethod
+    def _only_certificates(cls, value: str) -> str:
+        certificate_blocks(value)
+        return value
+
+    def pem(self) -> bytes:
+        """The certificates as stored: normalised PEM blocks, one newline after each."""
+        return "".join(block + "\n" for block in certificate_blocks(self.certificate)).encode()
 
 
 class CertificateNameArguments(_Arguments):
@@ -89,6 +147,13 @@ class SyncContentArguments(_Arguments):
 
     file: Download
     path: str = Field(pattern=r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,254}$")
+
+    @field_validator("path")
+    @classmethod
+    def _stays_inside(cls, value: str) -> str:
+        if any(part in ("", ".", "..") for part in value.split("/")):
+            raise ValueError("must be a relative path without empty, '.' or '..' parts")
+        return value
 
 
 class OtaArguments(_Arguments):

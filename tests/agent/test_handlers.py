@@ -324,10 +324,37 @@ def test_script_defaults() -> None:
 
 def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
     assert capabilities(platform) == [
+        OperationType.ADD_WIFI_AP,
+        OperationType.BEEP_DEVICE,
+        OperationType.CAPTURE_SCREENSHOT,
+        OperationType.COLLECT_LOGS,
+        OperationType.CONVERGE,
+        OperationType.INSTALL,
+        OperationType.INSTALL_APP,
+        OperationType.INSTALL_CERTIFICATE,
+        OperationType.INSTALL_OTA,
         OperationType.LOCK,
+        OperationType.NOTIFY_DEVICE,
         OperationType.REBOOT,
+        OperationType.REFRESH_APPLIST,
+        OperationType.REMOVE_WIFI_AP,
+        OperationType.REQUEST_BUGREPORT,
+        OperationType.RUN_CUSTOM_ACTION,
         OperationType.RUN_SHELL_SCRIPT,
+        OperationType.SET_BLUETOOTH_STATE,
+        OperationType.SET_BRIGHTNESS_SCALE,
+        OperationType.SET_DEVICE_LANGUAGE,
+        OperationType.SET_ETHERNET_SETTINGS,
+        OperationType.SET_SCREEN_OFF_TIMEOUT,
+        OperationType.SET_STATIC_IP,
+        OperationType.SET_STREAM_VOLUME,
+        OperationType.SET_TIMEZONE,
         OperationType.SET_WIFI_STATE,
+        OperationType.SHUT_DOWN,
+        OperationType.SYNC_CONTENT,
+        OperationType.UNINSTALL,
+        OperationType.UNINSTALL_APP,
+        OperationType.UNINSTALL_CERTIFICATE,
     ]
 
 

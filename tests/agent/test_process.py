@@ -273,3 +273,17 @@ def test_empty_argv_is_a_programming_error() -> None:
 )
 def test_last_line(text: str, line: str) -> None:
     assert process.last_line(text) == line
+
+
+def test_stdout_can_go_to_a_file_whatever_its_size(tmp_path: Path) -> None:
+    destination = tmp_path / "out.bin"
+    script = "head -c 300000 /dev/zero; echo done >&2"
+    result = asyncio.run(process.run(["sh", "-c", script], timeout=5, output_limit=10, stdout_path=destination))
+    assert destination.read_bytes() == bytes(300000)
+    assert (result.stdout_tail, result.stdout_truncated, result.stderr_tail) == ("", False, "done\n")
+
+
+def test_an_unwritable_stdout_file_fails_before_starting(tmp_path: Path) -> None:
+    with pytest.raises(ToolFailed, match="cannot write the output of sh"):
+        asyncio.run(process.run(["sh", "-c", "touch started"], timeout=5, cwd=tmp_path, stdout_path=tmp_path / "no/x"))
+    assert not (tmp_path / "started").exists()

@@ -29,8 +29,9 @@ class Bench:
         self.journal = Journal(tmp_path / "state" / "journal.db")
         self.runner = self.new_runner()
 
-    def new_runner(self) -> Runner:
+    def new_runner(self, allow_destructive: frozenset[OperationType] = frozenset()) -> Runner:
         return Runner(
+            allow_destructive=allow_destructive,
             device_id="d1",
             platform=LinuxPlatform(boot_id_path=self.boot_id, tool_timeout=5),
             registry=build_registry(reboot_grace_s=0.2),
@@ -207,3 +208,16 @@ def test_final_status_is_kept_until_delivered(bench: Bench) -> None:
     assert entry.stage is Stage.FINISHED
     assert entry.final_report is not None
     assert entry.final_report.status is DeviceStatus.SUCCESSFUL
+
+
+def test_destructive_types_need_the_config_to_allow_them(bench: Bench) -> None:
+    bench.drive(command("c1", OperationType.SHUT_DOWN))
+    assert bench.statuses("c1") == ["PENDING", "FAILED"]
+    assert bench.final("c1").failure_reason == (
+        "SHUT_DOWN is destructive and disabled on this device; "
+        'enable it with allow_destructive = ["SHUT_DOWN"] in the agent config file'
+    )
+    assert bench.tools.calls("systemctl") == []
+    bench.runner = bench.new_runner(allow_destructive=frozenset({OperationType.SHUT_DOWN}))
+    bench.drive(command("c2", OperationType.SHUT_DOWN))
+    assert bench.tools.calls("systemctl") == [["systemctl", "poweroff"]]

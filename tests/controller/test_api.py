@@ -19,10 +19,13 @@ from shared.operations import Platform
 class Api:
     """A synchronous face over an ASGI client, so tests read top to bottom."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, artifact_dir: Path) -> None:
         self.store = store
         self.wakes = 0
-        self.app = create_app(ApiServices(store=store, scheduler=Scheduler(store, self._wake)))
+        services = ApiServices(
+            store=store, scheduler=Scheduler(store, self._wake), artifact_dir=artifact_dir, max_artifact_bytes=1000
+        )
+        self.app = create_app(services)
         self.admin_key = store.create_key("ops", "admin")[1]
         self.read_key = store.create_key("auditor", "read")[1]
 
@@ -57,7 +60,7 @@ class Api:
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     store = Store(tmp_path / "tether.db")
-    yield Api(store)
+    yield Api(store, tmp_path / "artifacts")
     store.close()
 
 
@@ -226,3 +229,37 @@ def test_devices_listing(api: Api) -> None:
     assert api.request("GET", "/v0/devices/d1/").json()["content"]["time_zone"] == "Asia/Tokyo"
     assert api.request("GET", "/v0/devices/zz/").status_code == 404
     assert api.request("GET", "/v0/devices/", params={"online": "true"}).json()["content"]["count"] == 0
+
+
+def test_artifact_upload_once_with_its_token_then_download(api: Api) -> None:
+    api.announce("d1")
+    operation = create(api, operation_type="CAPTURE_SCREENSHOT").json()["content"]
+    command_id = api.store.commands.waiting(operation["id"], 10)[0][1]
+    token = api.store.artifacts.issue_tokens([command_id])[command_id]
+    path = f"/v0/operations/{operation['id']}/devices/d1/artifact"
+    assert api.request("GET", path).status_code == 404
+    png = b"\x89PNG\r\n\x1a\n" + b"x" * 100
+    wrong_device = api.request("PUT", path.replace("/d1/", "/d2/"), key=token, content=png)
+    assert wrong_device.status_code == 401
+    uploaded = api.request("PUT", path, key=token, content=png, headers={"Content-Type": "image/png"})
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["size_bytes"] == len(png)
+    assert api.request("PUT", path, key=token, content=png).status_code == 401
+    downloaded = api.request("GET", path, key=api.read_key)
+    assert downloaded.status_code == 200
+    assert downloaded.content == png
+    assert downloaded.headers["content-type"] == "image/png"
+    assert api.request("GET", path, key=None).status_code == 401
+
+
+def test_oversized_artifact_is_refused_and_nothing_kept(api: Api, tmp_path: Path) -> None:
+    api.announce("d1")
+    operation = create(api, operation_type="COLLECT_LOGS").json()["content"]
+    command_id = api.store.commands.waiting(operation["id"], 10)[0][1]
+    token = api.store.artifacts.issue_tokens([command_id])[command_id]
+    path = f"/v0/operations/{operation['id']}/devices/d1/artifact"
+    response = api.request("PUT", path, key=token, content=b"x" * 1001)
+    assert response.status_code == 413
+    assert "1000-byte limit" in response.json()["message"]
+    assert list((tmp_path / "artifacts").iterdir()) == []
+    assert api.request("GET", path).status_code == 404

@@ -44,11 +44,13 @@ class Client:
         self.acknowledge = not manual_ack
         self._silent = False
         self._connected = threading.Event()
+        self._disconnected = threading.Event()
         self._acked: set[int] = set()
         self.paho = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, manual_ack=manual_ack
         )
         self.paho.on_connect = lambda *_: self._connected.set()
+        self.paho.on_disconnect = lambda *_: self._disconnected.set()
         self.paho.on_message = self._on_message
         self.paho.on_subscribe = lambda _client, _userdata, mid, *_: self._acked.add(mid)
         if will is not None:
@@ -93,9 +95,12 @@ class Client:
 
     def close(self) -> None:
         self.paho.disconnect()
-        if self._silent:
-            self.paho.loop(timeout=0.1)  # sends the DISCONNECT or sees the broker's close; either closes the socket
+        if not self._silent:
+            self._disconnected.wait(WAIT)  # loop_stop() may end the network thread before it sends the DISCONNECT
         self.paho.loop_stop()
+        sock = self.paho.socket()
+        if sock is not None:  # a silent client never sent its DISCONNECT; paho would leave the socket to the GC
+            sock.close()
 
 
 @pytest.fixture
@@ -264,6 +269,22 @@ def test_persistent_session_gets_what_was_published_while_offline(broker_url: st
     assert device.wait_for(TOPICS.command("dev-1", "while-away"))[-1].payload == b"x"
 
 
+def test_reconnecting_over_a_half_open_connection_takes_the_session_over(broker_url: str, clients: ExitStack) -> None:
+    # amqtt published the old connection's will and left the session marked offline, queuing what was sent to it.
+    watcher = connect(clients, broker_url, "controller")
+    watcher.subscribe(TOPICS.fleet_filter(TopicKind.PRESENCE))
+    will = (TOPICS.presence("dev-1"), b"offline")
+    old = connect(clients, broker_url, "dev-1", will=will)
+    old.subscribe(TOPICS.device_commands_filter("dev-1"))
+    old.go_silent()  # its socket stays open, so the broker still counts it as connected
+    new = connect(clients, broker_url, "dev-1", will=will)
+
+    watcher.publish(TOPICS.command("dev-1", "after-takeover"), b"x")
+    assert new.wait_for(TOPICS.command("dev-1", "after-takeover"))[-1].payload == b"x"
+    watcher.publish(TOPICS.presence("dev-2"), b"sentinel")
+    assert [message.topic for message in watcher.wait_for(TOPICS.presence("dev-2"))] == [TOPICS.presence("dev-2")]
+
+
 def test_silent_client_is_dropped_and_its_will_published(broker_url: str, clients: ExitStack) -> None:
     # amqtt 0.12.1 ignored the keep-alive, so a vanished device never went offline.
     watcher = connect(clients, broker_url, "controller")
@@ -284,8 +305,13 @@ def test_amqtt_keeps_a_bounded_window_of_unacknowledged_deliveries() -> None:
         controller = connect(clients, url, "controller")
         for n in range(total):
             controller.publish(TOPICS.command("dev-1", f"cmd-{n}"), b"")
-        time.sleep(1.0)  # well inside amqtt's 5 s PUBACK timeout, which would free the window
-        held = device.drain()
+        held: list[mqtt.MQTTMessage] = []
+        deadline = time.monotonic() + 2
+        while len(held) < window and time.monotonic() < deadline:
+            held += device.drain()
+            time.sleep(0.02)
+        time.sleep(0.5)  # time enough for the rest to come, were there no window; within amqtt's 5 s PUBACK timeout
+        held += device.drain()
         assert len(held) == window
 
         device.acknowledge = True

@@ -1,0 +1,1 @@
+"""Android devices attached to this host over adb, each run as a Tether device of its own."""

@@ -1,0 +1,210 @@
+"""Runs every Android device attached over adb as a Tether device of its own, for as long as it stays attached.
+
+Each device in state `device` gets what `tetherd run` gives the host: a journal, a Runner and a Session with its own
+MQTT connection, last will and announcement. Detaching cancels them (the Session publishes presence offline on its
+way out); attaching again starts them anew on the same journal, so a command cut off by the detach (a REBOOT) is
+decided from the boot id, and one never started still runs. Devices run concurrently; one device's commands in order.
+"""
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent import __version__, process
+from agent.android.inventory import android_inventory
+from agent.config import AgentSettings
+from agent.errors import HandlerError
+from agent.handlers import capabilities
+from agent.handlers.base import Handler
+from agent.journal import Journal
+from agent.platforms.android import AndroidPlatform
+from agent.runner import Runner
+from agent.session import Session
+from shared.errors import TopicError
+from shared.messages import Announcement, StatusReport, utc_now
+from shared.operations import OperationType, Platform
+from shared.topics import Topics, validate_id
+
+log = logging.getLogger(__name__)
+
+READY = "device"
+"""The `adb devices` state of a device that accepts commands; `unauthorized`, `offline` and others do not."""
+DEVICES_TIMEOUT_S = 10.0
+"""The limit of one `adb devices -l`; the first one also starts the adb server, which takes about a second."""
+RETRY_S = 30.0
+"""How long a device that failed to start (getprop or the boot id failed) waits before it is tried again."""
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedDevice:
+    """One line of `adb devices -l`: `SERIAL device usb:1-1 product:panther model:Pixel_7 transport_id:3`."""
+
+    serial: str
+    state: str
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_devices(text: str) -> list[AttachedDevice]:
+    """The devices `adb devices -l` lists, skipping its header and the adb server's `* daemon ...` messages."""
+    devices = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 2 or line.startswith(("*", "List of devices")):
+            continue
+        serial, state = words[0], words[1]
+        if state == "no":  # `no permissions (user not in plugdev group); see [URL]`
+            state = "no permissions"
+        details = {}
+        if state == READY:
+            details = dict(word.split(":", 1) for word in words[2:] if ":" in word)
+        devices.append(AttachedDevice(serial, state, details))
+    return devices
+
+
+def device_id_for(serial: str, prefix: str) -> str:
+    """`prefix` + the serial with every character a topic id cannot hold replaced by `_`; TopicError if still invalid.
+
+    USB serials are letters and digits; `adb connect` serials (`192.168.1.5:5555`) and emulators (`emulator-5554`)
+    are valid ids as they are.
+    """
+    return validate_id((prefix + _UNSAFE.sub("_", serial))[:128], "Android device id")
+
+
+class AndroidBridge:
+    def __init__(self, settings: AgentSettings, registry: Mapping[OperationType, Handler]) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._topics = Topics(settings.topic_prefix)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        """Serial -> the task serving it, while attached."""
+        self._stopping: dict[str, asyncio.Task[None]] = {}
+        """Serial -> a cancelled task still saying goodbye; the serial is not started again before it has ended."""
+        self._retry_at: dict[str, float] = {}
+        self._noted: dict[str, str] = {}
+        """What was last logged per serial (a state, or a problem), so that each is logged once, not every poll."""
+        self._adb_problem: str | None = None
+
+    async def run(self) -> None:
+        """Poll `adb devices -l` forever; cancelling this stops every device (each publishes offline)."""
+        log.info("managing Android devices attached over adb (%s)", self._settings.adb_path)
+        async with asyncio.TaskGroup() as group:
+            while True:
+                attached = await self._list_devices()
+                if attached is not None:
+                    self._update(attached, group)
+                await asyncio.sleep(self._settings.android_poll_interval_s)
+
+    async def _list_devices(self) -> list[AttachedDevice] | None:
+        """The attached devices; None (change nothing) when adb itself fails, which is logged once per problem."""
+        try:
+            result = await process.check([self._settings.adb_path, "devices", "-l"], timeout=DEVICES_TIMEOUT_S)
+        except HandlerError as err:
+            if str(err) != self._adb_problem:
+                log.warning("cannot list Android devices: %s", err)
+                self._adb_problem = str(err)
+            return None
+        if self._adb_problem is not None:
+            log.info("adb devices works again")
+            self._adb_problem = None
+        return parse_devices(result.stdout_tail)
+
+    def _update(self, attached: list[AttachedDevice], group: asyncio.TaskGroup) -> None:
+        ready = {device.serial for device in attached if device.state == READY}
+        present = {device.serial for device in attached}
+        self._noted = {serial: what for serial, what in self._noted.items() if serial in present}
+        for device in attached:
+            if device.state != READY:
+                message = f"Android device {device.serial} is {device.state}: not managed until it is `device`"
+                self._note(device.serial, device.state, message)
+        for serial in [serial for serial in self._running if serial not in ready]:
+            log.info("Android device %s detached", serial)
+            task = self._running.pop(serial)
+            task.cancel()
+            self._stopping[serial] = task
+        self._stopping = {serial: task for serial, task in self._stopping.items() if not task.done()}
+        now = time.monotonic()
+        for serial, task in list(self._running.items()):
+            if task.done():  # it failed to start, and said why
+                del self._running[serial]
+                self._retry_at[serial] = now + RETRY_S
+        for serial in sorted(ready - self._running.keys() - self._stopping.keys()):
+            if self._retry_at.get(serial, 0.0) > now:
+                continue
+            try:
+                device_id = device_id_for(serial, self._settings.android_device_prefix)
+            except TopicError as err:
+                self._note(serial, "invalid id", f"Android device {serial} cannot be managed: {err}")
+                continue
+            if device_id in {task.get_name() for task in self._running.values()}:
+                self._note(serial, "duplicate id", f"Android device {serial} would also be {device_id}: not managed")
+                continue
+            self._noted.pop(serial, None)
+            self._retry_at.pop(serial, None)
+            self._running[serial] = group.create_task(self._serve(serial, device_id), name=device_id)
+
+    def _note(self, serial: str, what: str, message: str) -> None:
+        if self._noted.get(serial) != what:
+            log.warning("%s", message)
+            self._noted[serial] = what
+
+    async def _serve(self, serial: str, device_id: str) -> None:
+        """Run one device until cancelled; a failure to start is logged and ends the task (it is retried later)."""
+        try:
+            await self._run_device(serial, device_id)
+        except HandlerError as err:
+            log.warning("Android device %s (%s) could not start: %s; retrying in %g s", serial, device_id, err, RETRY_S)
+        except Exception:  # one device's bug must not stop the bridge and every other device
+            log.exception("Android device %s (%s) stopped unexpectedly", serial, device_id)
+
+    async def _run_device(self, serial: str, device_id: str) -> None:
+        settings = self._settings
+        platform = AndroidPlatform(serial=serial, adb=settings.adb_path, tool_timeout=settings.tool_timeout_s)
+        root = settings.state_dir / "android" / device_id
+        journal = Journal(root / "journal.db")
+        try:
+            inventory, time_zone = await android_inventory(platform)
+            announcement = Announcement(
+                device_id=device_id,
+                platform=Platform.ANDROID,
+                agent_version=__version__,
+                inventory=inventory,
+                time_zone=time_zone,
+                capabilities=capabilities(platform, self._registry),
+                tags=settings.tags,
+                groups=settings.groups,
+                announced_at=utc_now(),
+            )
+            session: Session
+
+            async def publish(report: StatusReport) -> bool:
+                return await session.publish_status(report)
+
+            runner = Runner(
+                device_id=device_id,
+                platform=platform,
+                registry=self._registry,
+                journal=journal,
+                publish=publish,
+                work_root=root / "work",
+                allow_destructive=frozenset(settings.allow_destructive),
+                update_inventory=lambda patch: session.update_inventory(patch),
+            )
+            session = Session(
+                url=settings.broker_url,
+                device_id=device_id,
+                topics=self._topics,
+                announcement=announcement,
+                runner=runner,
+            )
+            await runner.recover()
+            log.info("Android device %s attached as %s", serial, device_id)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(session.run())
+                group.create_task(runner.run())
+        finally:
+            journal.close()

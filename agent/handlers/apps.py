@@ -1,0 +1,37 @@
+"""CLEAR_APP_DATA, SET_APP_PERMISSION and SET_APP_STATE: per-app controls, which only Android has."""
+
+from typing import Any, ClassVar, cast
+
+from agent.handlers.base import Handler, HandlerContext
+from agent.platforms.contract import AppControl
+from shared.arguments.apps import AppPackageArguments, AppPermissionArguments, AppStateArguments
+from shared.operations import OperationType
+
+
+class ClearAppDataHandler(Handler):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.CLEAR_APP_DATA})
+    needs: ClassVar[type[Any]] = AppControl
+
+    async def run(self, arguments: AppPackageArguments, context: HandlerContext) -> dict[str, Any]:
+        await cast(AppControl, context.platform).clear_app_data(arguments.package)
+        return {"package": arguments.package, "cleared": True}
+
+
+class AppPermissionHandler(Handler):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_APP_PERMISSION})
+    needs: ClassVar[type[Any]] = AppControl
+
+    async def run(self, arguments: AppPermissionArguments, context: HandlerContext) -> dict[str, Any]:
+        await cast(AppControl, context.platform).set_app_permission(
+            arguments.package, arguments.permission, arguments.granted
+        )
+        return {"package": arguments.package, "permission": arguments.permission, "granted": arguments.granted}
+
+
+class AppStateHandler(Handler):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_APP_STATE})
+    needs: ClassVar[type[Any]] = AppControl
+
+    async def run(self, arguments: AppStateArguments, context: HandlerContext) -> dict[str, Any]:
+        await cast(AppControl, context.platform).set_app_state(arguments.package, arguments.state)
+        return {"package": arguments.package, "state": str(arguments.state)}

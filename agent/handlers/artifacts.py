@@ -1,0 +1,92 @@
+"""CAPTURE_SCREENSHOT, COLLECT_LOGS and REQUEST_BUGREPORT: make a file on the device and upload it to the controller."""
+
+import asyncio
+import gzip
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar, cast
+
+from agent.errors import HandlerError
+from agent.handlers.base import Handler, HandlerContext
+from agent.platforms.contract import Logs, Screenshots
+from agent.upload import upload_artifact
+from shared.arguments.diagnostics import LogsArguments
+from shared.messages import ArtifactUpload
+from shared.operations import OperationType
+
+MAGIC_TYPES = ((b"\x89PNG", "image/png"), (b"\x1f\x8b", "application/gzip"), (b"PK\x03\x04", "application/zip"))
+
+
+def content_type(path: Path) -> str | None:
+    """Known by the file's first bytes, since the platform decides the format (zip on Android, tar.gz on Linux).
+
+    None if there is no file or it is empty.
+    """
+    try:
+        with path.open("rb") as file:
+            head = file.read(8)
+    except FileNotFoundError:
+        return None
+    if not head:
+        return None
+    return next((kind for magic, kind in MAGIC_TYPES if head.startswith(magic)), "application/octet-stream")
+
+
+def gzip_file(source: Path, target: Path) -> None:
+    with source.open("rb") as plain, gzip.open(target, "wb") as packed:
+        shutil.copyfileobj(plain, packed)
+
+
+def _upload_spec(context: HandlerContext) -> ArtifactUpload:
+    """Checked before any work is done: without somewhere to send the file, making it would be pointless."""
+    spec = context.command.artifact_upload
+    if spec is None:
+        raise HandlerError(
+            f"{context.command.operation_type} needs an artifact upload URL, which only commands sent by the "
+            "controller carry"
+        )
+    return spec
+
+
+async def _send(context: HandlerContext, spec: ArtifactUpload, path: Path) -> dict[str, Any]:
+    kind = await asyncio.to_thread(content_type, path)
+    if kind is None:
+        raise HandlerError(f"{context.command.operation_type} produced no file")
+    return {"artifact": await upload_artifact(spec, path, kind)}
+
+
+class ScreenshotHandler(Handler):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.CAPTURE_SCREENSHOT})
+    needs: ClassVar[type[Any]] = Screenshots
+
+    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
+        spec = _upload_spec(context)
+        path = context.work_dir / "screenshot.png"
+        await cast(Screenshots, context.platform).capture_screenshot(path)
+        return await _send(context, spec, path)
+
+
+class LogsHandler(Handler):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.COLLECT_LOGS})
+    needs: ClassVar[type[Any]] = Logs
+
+    async def run(self, arguments: LogsArguments, context: HandlerContext) -> dict[str, Any]:
+        spec = _upload_spec(context)
+        text = context.work_dir / "logs.txt"
+        await cast(Logs, context.platform).collect_logs(
+            text, since_minutes=arguments.since_minutes, max_lines=arguments.max_lines
+        )
+        packed = context.work_dir / "logs.txt.gz"
+        await asyncio.to_thread(gzip_file, text, packed)
+        return await _send(context, spec, packed)
+
+
+class BugreportHandler(Handler):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REQUEST_BUGREPORT})
+    needs: ClassVar[type[Any]] = Logs
+
+    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
+        spec = _upload_spec(context)
+        destination = context.work_dir / "bugreport"
+        await cast(Logs, context.platform).bugreport(destination)
+        return await _send(context, spec, destination)

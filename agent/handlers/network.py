@@ -1,0 +1,81 @@
+"""Saved Wi-Fi networks, the saved-networks-only policy, Bluetooth and wired addressing."""
+
+from typing import Any, ClassVar, cast
+
+from agent.handlers.base import Handler, HandlerContext
+from agent.platforms.contract import BluetoothRadio, WifiJoinPolicy, WifiNetworks, WiredNetwork
+from shared.arguments.network import (
+    BluetoothArguments,
+    EthernetSettings,
+    SavedWifiOnly,
+    StaticIpSettings,
+    WifiNetwork,
+    WifiSsid,
+)
+from shared.operations import OperationType
+
+
+class AddWifiHandler(Handler):
+    """ADD_WIFI_AP: save a network the device may join; the result never carries the password."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.ADD_WIFI_AP})
+    needs: ClassVar[type[Any]] = WifiNetworks
+
+    async def run(self, arguments: WifiNetwork, context: HandlerContext) -> dict[str, Any]:
+        await cast(WifiNetworks, context.platform).add_wifi_network(arguments)
+        return arguments.model_dump(mode="json", exclude={"password"})
+
+
+class RemoveWifiHandler(Handler):
+    """REMOVE_WIFI_AP: forget a saved network; one that is not saved is a failure."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REMOVE_WIFI_AP})
+    needs: ClassVar[type[Any]] = WifiNetworks
+
+    async def run(self, arguments: WifiSsid, context: HandlerContext) -> dict[str, Any]:
+        await cast(WifiNetworks, context.platform).remove_wifi_network(arguments.ssid)
+        return {"ssid": arguments.ssid, "removed": True}
+
+
+class SavedWifiOnlyHandler(Handler):
+    """USE_ONLY_SAVED_WIFI_AP: allow or forbid joining networks that are not saved on the device."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.USE_ONLY_SAVED_WIFI_AP})
+    needs: ClassVar[type[Any]] = WifiJoinPolicy
+
+    async def run(self, arguments: SavedWifiOnly, context: HandlerContext) -> dict[str, Any]:
+        await cast(WifiJoinPolicy, context.platform).use_only_saved_wifi(arguments.enabled)
+        return {"enabled": arguments.enabled}
+
+
+class BluetoothHandler(Handler):
+    """SET_BLUETOOTH_STATE: switch every Bluetooth adapter on or off."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_BLUETOOTH_STATE})
+    needs: ClassVar[type[Any]] = BluetoothRadio
+
+    async def run(self, arguments: BluetoothArguments, context: HandlerContext) -> dict[str, Any]:
+        await cast(BluetoothRadio, context.platform).set_bluetooth(arguments.bluetooth_state)
+        return {"bluetooth_state": "on" if arguments.bluetooth_state else "off"}
+
+
+class EthernetHandler(Handler):
+    """SET_ETHERNET_SETTINGS: connect or disconnect a wired interface, by DHCP or with a static address."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_ETHERNET_SETTINGS})
+    needs: ClassVar[type[Any]] = WiredNetwork
+
+    async def run(self, arguments: EthernetSettings, context: HandlerContext) -> dict[str, Any]:
+        await cast(WiredNetwork, context.platform).configure_ethernet(arguments)
+        return arguments.model_dump(mode="json")
+
+
+class StaticIpHandler(Handler):
+    """SET_STATIC_IP: give a wired interface a fixed address."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_STATIC_IP})
+    needs: ClassVar[type[Any]] = WiredNetwork
+
+    async def run(self, arguments: StaticIpSettings, context: HandlerContext) -> dict[str, Any]:
+        await cast(WiredNetwork, context.platform).set_static_ip(arguments)
+        return arguments.model_dump(mode="json")

@@ -1,0 +1,26 @@
+"""SET_TIMEZONE and SET_DEVICE_LANGUAGE: the device's time zone and system language."""
+
+from typing import Any, ClassVar, cast
+
+from agent.handlers.base import Handler, HandlerContext
+from agent.platforms.contract import Clock, Locale
+from shared.arguments.system import LanguageArguments, TimeZoneArguments
+from shared.operations import OperationType
+
+
+class TimeZoneHandler(Handler):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_TIMEZONE})
+    needs: ClassVar[type[Any]] = Clock
+
+    async def run(self, arguments: TimeZoneArguments, context: HandlerContext) -> dict[str, Any]:
+        await cast(Clock, context.platform).set_time_zone(arguments.timezone)
+        return {"timezone": arguments.timezone}
+
+
+class LanguageHandler(Handler):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_DEVICE_LANGUAGE})
+    needs: ClassVar[type[Any]] = Locale
+
+    async def run(self, arguments: LanguageArguments, context: HandlerContext) -> dict[str, Any]:
+        await cast(Locale, context.platform).set_language(arguments.language)
+        return {"language": arguments.language}

@@ -1,0 +1,181 @@
+"""Linux packages through whichever package manager is on PATH, package files, and system update bundles."""
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent import process
+from agent.errors import HandlerError, UnsupportedOperation
+from agent.platforms.linux_tools import LinuxTools
+from shared.arguments.apps import PackageSpec
+
+PACKAGE_TIMEOUT_S = 30 * 60.0
+"""Package managers download and unpack: minutes, not the seconds a system tool gets."""
+LIST_OUTPUT_LIMIT = 16 * 1024 * 1024
+"""Room for the listing of about 200,000 packages; a longer one is refused rather than cut."""
+APT_OPTIONS = (
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+    # Wait for unattended-upgrades rather than failing at once on the dpkg lock; older apt ignores the option.
+    "-o",
+    "DPkg::Lock::Timeout=300",
+)
+
+
+def _tab_separated(text: str) -> list[dict[str, str]]:
+    """`name<TAB>version[<TAB>status]` lines; a dpkg status other than `installed` (say, config-files) is skipped."""
+    packages = []
+    for line in text.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 2 and fields[0] and (len(fields) < 3 or fields[2] == "installed"):
+            packages.append({"name": fields[0], "version": fields[1]})
+    return packages
+
+
+def _apk_lines(text: str) -> list[dict[str, str]]:
+    """`apk info -v` lines: `name-version-rN`, where the name itself may hold hyphens."""
+    packages = []
+    for line in text.splitlines():
+        parts = line.strip().rsplit("-", 2)
+        if len(parts) == 3 and parts[0] and parts[2].startswith("r"):
+            packages.append({"name": parts[0], "version": f"{parts[1]}-{parts[2]}"})
+    return packages
+
+
+@dataclass(frozen=True, slots=True)
+class PackageManager:
+    """How one package manager installs, removes and lists; argv prefixes, names (and paths) go last."""
+
+    tool: str
+    install: tuple[str, ...]
+    pin: str
+    """What joins a name and a version in an install request."""
+    remove: tuple[str, ...]
+    listing: tuple[str, ...]
+    parse: Callable[[str], list[dict[str, str]]]
+    file_suffix: str
+    install_file: tuple[str, ...]
+    refresh: tuple[str, ...] = ()
+    """Run before installing from the repositories, so a stale index cannot make a package unknown."""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+MANAGERS: tuple[PackageManager, ...] = (
+    PackageManager(
+        tool="apt-get",
+        install=("apt-get", "install", "-y", "--no-install-recommends", *APT_OPTIONS),
+        pin="=",
+        remove=("apt-get", "remove", "-y", *APT_OPTIONS),
+        listing=("dpkg-query", "-W", "-f", "${binary:Package}\t${Version}\t${db:Status-Status}\n"),
+        parse=_tab_separated,
+        file_suffix=".deb",
+        install_file=("apt-get", "install", "-y", "--no-install-recommends", *APT_OPTIONS),
+        refresh=("apt-get", "update", "-q"),
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    ),
+    PackageManager(
+        tool="dnf",
+        install=("dnf", "install", "-y"),
+        pin="-",
+        remove=("dnf", "remove", "-y"),
+        listing=("rpm", "-qa", "--qf", "%{NAME}\t%{VERSION}-%{RELEASE}\n"),
+        parse=_tab_separated,
+        file_suffix=".rpm",
+        install_file=("dnf", "install", "-y"),
+    ),
+    PackageManager(
+        tool="zypper",
+        install=("zypper", "--non-interactive", "install", "--no-recommends"),
+        pin="=",
+        remove=("zypper", "--non-interactive", "remove"),
+        listing=("rpm", "-qa", "--qf", "%{NAME}\t%{VERSION}-%{RELEASE}\n"),
+        parse=_tab_separated,
+        file_suffix=".rpm",
+        # The file's SHA-256 was checked against the command's before it got here.
+        install_file=("zypper", "--non-interactive", "install", "--allow-unsigned-rpm"),
+    ),
+    PackageManager(
+        tool="apk",
+        install=("apk", "add"),
+        pin="=",
+        remove=("apk", "del"),
+        listing=("apk", "info", "-v"),
+        parse=_apk_lines,
+        file_suffix=".apk",
+        # As for zypper: a local file carries no repository signature, and its SHA-256 is already checked.
+        install_file=("apk", "add", "--allow-untrusted"),
+    ),
+)
+
+UPDATE_TOOLS: dict[str, tuple[str, ...]] = {".raucb": ("rauc", "install"), ".swu": ("swupdate", "-i")}
+"""Whole-system update bundles by file suffix: RAUC and SWUpdate, each taking the bundle's path last."""
+UPDATE_PACKAGES = (".deb", ".rpm")
+
+
+def _file_argument(path: Path) -> str:
+    """`path` made absolute: apt-get reads an argument without a slash as a package name, not a file."""
+    return os.path.abspath(path)
+
+
+def package_manager() -> PackageManager:
+    """The first of MANAGERS whose tool is on PATH now; a device may gain or lose one while the agent runs."""
+    for manager in MANAGERS:
+        if shutil.which(manager.tool):
+            return manager
+    names = ", ".join(manager.tool for manager in MANAGERS)
+    raise UnsupportedOperation(f"no supported package manager ({names}) found on PATH")
+
+
+class LinuxPackages(LinuxTools):
+    """Packages, AppFiles and SystemUpdate on Linux; package operations get `package_timeout` seconds each."""
+
+    def __init__(self, *args: Any, package_timeout: float = PACKAGE_TIMEOUT_S, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.package_timeout = package_timeout
+
+    async def install_packages(self, packages: Sequence[PackageSpec]) -> None:
+        manager = package_manager()
+        if manager.refresh:
+            await self._package_tool(manager, manager.refresh)
+        requests = [
+            spec.name if spec.version is None else f"{spec.name}{manager.pin}{spec.version}" for spec in packages
+        ]
+        await self._package_tool(manager, (*manager.install, *requests))
+
+    async def remove_packages(self, names: Sequence[str]) -> None:
+        manager = package_manager()
+        await self._package_tool(manager, (*manager.remove, *names))
+
+    async def list_packages(self) -> list[dict[str, str]]:
+        manager = package_manager()
+        result = await process.check(manager.listing, timeout=self.tool_timeout, output_limit=LIST_OUTPUT_LIMIT)
+        if result.stdout_truncated:
+            raise HandlerError(f"{manager.listing[0]} listed more than {LIST_OUTPUT_LIMIT} bytes of packages")
+        return sorted(manager.parse(result.stdout_tail), key=lambda package: (package["name"], package["version"]))
+
+    async def install_app_file(self, path: Path) -> None:
+        manager = package_manager()
+        if path.suffix.lower() != manager.file_suffix:
+            raise HandlerError(
+                f"{path.name} is not a {manager.file_suffix} file, the only kind {manager.tool} installs on this device"
+            )
+        await self._package_tool(manager, (*manager.install_file, _file_argument(path)))
+
+    async def install_update(self, path: Path) -> None:
+        suffix = path.suffix.lower()
+        if suffix in UPDATE_PACKAGES:
+            await self.install_app_file(path)
+        elif suffix in UPDATE_TOOLS:
+            await self.tool(*UPDATE_TOOLS[suffix], _file_argument(path), limit_s=self.package_timeout)
+        else:
+            kinds = ", ".join((*UPDATE_PACKAGES, *UPDATE_TOOLS))
+            raise HandlerError(f"cannot install {path.name} as an update: supported kinds are {kinds}")
+
+    async def _package_tool(self, manager: PackageManager, argv: Sequence[str]) -> None:
+        env = {**os.environ, **manager.env} if manager.env else None
+        await process.check(argv, timeout=self.package_timeout, env=env)

@@ -1,0 +1,8 @@
+"""Hashing of the secrets the controller hands out: API keys and artifact upload tokens."""
+
+import hashlib
+
+
+def hash_key(key: str) -> str:
+    # Keys and tokens are 192- to 256-bit random strings, so a plain SHA-256 is enough; no stretching is needed.
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,433 @@
+"""The network handlers on the Linux platform, against recording fakes of nmcli and rfkill."""
+
+import asyncio
+import shlex
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import process
+from agent.errors import HandlerError, ToolFailed, ToolNotFound, ToolTimeout, UnsupportedOperation
+from agent.handlers import handler_for
+from agent.handlers.base import Handler, HandlerContext
+from agent.handlers.network import (
+    AddWifiHandler,
+    BluetoothHandler,
+    EthernetHandler,
+    RemoveWifiHandler,
+    SavedWifiOnlyHandler,
+    StaticIpHandler,
+)
+from agent.platforms import LinuxPlatform
+from agent.platforms.contract import BluetoothRadio, WifiJoinPolicy, WifiNetworks, WiredNetwork
+from shared.arguments import ArgumentsError, validate_arguments
+from shared.messages import Command
+from shared.operations import OperationType, Platform
+from tests.fakes import FakeTools
+
+PASSWORD = "hunter2-correct-horse"
+UUID = "7d1b2a9e-5c1f-4e8a-9b62-0f3e1d2c4b5a"
+
+sh = shlex.split
+"""Expected argv are written as shell words, `''` for an empty argument."""
+
+SHOW_WIFI = sh("nmcli --escape no -g connection.type connection show id home")
+SHOW_ETH0 = sh("nmcli --escape no -g GENERAL.CON-UUID device show eth0")
+UP_ETH0 = sh(f"nmcli connection up uuid {UUID} ifname eth0")
+RFKILL_LIST = sh("rfkill --noheadings --output ID list bluetooth")
+
+# Shell snippets for the fake nmcli, answering the queries the platform makes (builtins only).
+UNSAVED = (
+    """case "$*" in *"connection show id"*) echo "Error: home - no such connection profile." >&2; exit 10;; esac"""
+)
+SAVED_WIFI = """case "$*" in *"connection show id"*) printf '802-11-wireless\\n';; esac"""
+SAVED_WIRED = """case "$*" in *"connection show id"*) printf '802-3-ethernet\\n';; esac"""
+ACTIVE = f"""case "$*" in *"device show"*) printf '{UUID}\\n';; esac"""
+
+
+@pytest.fixture(autouse=True)
+def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTools:
+    return FakeTools.on_path(tmp_path / "fake-bin", monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def short_graces(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(process, "KILL_GRACE_S", 0.5)
+    monkeypatch.setattr(process, "DRAIN_S", 0.3)
+
+
+def context_for(platform: Any, tmp_path: Path, operation_type: OperationType) -> HandlerContext:
+    command = Command(
+        command_id="cmd-1",
+        operation_id="op-1",
+        device_id="dev-1",
+        operation_type=operation_type,
+        issued_at=datetime.now(UTC),
+    )
+    return HandlerContext(command=command, platform=platform, work_dir=tmp_path)
+
+
+def execute(handler: Handler, arguments: dict[str, Any], tmp_path: Path, tool_timeout: float = 5) -> dict[str, Any]:
+    """Validate as the runner does, then run on a Linux platform."""
+    (operation_type,) = handler.operation_types
+    platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id", tool_timeout=tool_timeout)
+    parsed = validate_arguments(operation_type, arguments)
+    return asyncio.run(handler.run(parsed, context_for(platform, tmp_path, operation_type)))
+
+
+@dataclass(frozen=True)
+class Case:
+    handler: Handler
+    arguments: dict[str, Any]
+    calls: list[list[str]]
+    result: dict[str, Any]
+    nmcli: str = ""
+    rfkill: str = ""
+
+    def install(self, tools: FakeTools) -> None:
+        tools.add("nmcli", script=self.nmcli)
+        tools.add("rfkill", stdout=self.rfkill)
+
+
+WPA = {"ssid": "home", "password": PASSWORD}
+WPA_RESULT = {"ssid": "home", "security": "wpa-psk", "hidden": False, "autoconnect": True}
+ADD_HOME = "nmcli connection add type wifi con-name home 802-11-wireless.ssid home"
+ADD_WPA = sh(
+    f"{ADD_HOME} 802-11-wireless.hidden no connection.autoconnect yes"
+    f" 802-11-wireless-security.key-mgmt wpa-psk 802-11-wireless-security.psk {PASSWORD}"
+)
+DELETE_HOME = sh("nmcli connection delete id home")
+MODIFY = f"nmcli connection modify uuid {UUID}"
+DHCP = "ipv4.addresses '' ipv4.gateway '' ipv4.method auto ipv4.dns '' ipv4.ignore-auto-dns no"
+ETH0_DEFAULTS = {"interface": "eth0", "enabled": True, "dhcp": True, "address": None, "gateway": None, "dns": []}
+OWN_DNS = ["192.0.2.53", "2001:db8::53", "198.51.100.53"]
+STATIC_V4 = {"interface": "enp1s0", "dhcp": False, "address": "192.0.2.10/24", "gateway": "192.0.2.1", "dns": []}
+STATIC_V6 = {"address": "2001:db8::10/64", "gateway": "2001:db8::1", "dns": ["2001:db8::53"]}
+
+CASES = {
+    "add-new-wpa": Case(AddWifiHandler(), WPA, [SHOW_WIFI, ADD_WPA], WPA_RESULT, nmcli=UNSAVED),
+    "add-replaces-saved-sae-hidden": Case(
+        AddWifiHandler(),
+        {"ssid": "home", "security": "sae", "password": PASSWORD, "hidden": True, "autoconnect": False},
+        [
+            SHOW_WIFI,
+            DELETE_HOME,
+            sh(
+                f"{ADD_HOME} 802-11-wireless.hidden yes connection.autoconnect no"
+                f" 802-11-wireless-security.key-mgmt sae 802-11-wireless-security.psk {PASSWORD}"
+            ),
+        ],
+        {"ssid": "home", "security": "sae", "hidden": True, "autoconnect": False},
+        nmcli=SAVED_WIFI,
+    ),
+    "add-open": Case(
+        AddWifiHandler(),
+        {"ssid": "home", "security": "open"},
+        [SHOW_WIFI, sh(f"{ADD_HOME} 802-11-wireless.hidden no connection.autoconnect yes")],
+        {"ssid": "home", "security": "open", "hidden": False, "autoconnect": True},
+        nmcli=UNSAVED,
+    ),
+    "remove": Case(
+        RemoveWifiHandler(),
+        {"ssid": "home"},
+        [SHOW_WIFI, DELETE_HOME],
+        {"ssid": "home", "removed": True},
+        nmcli=SAVED_WIFI,
+    ),
+    "bluetooth-on": Case(
+        BluetoothHandler(),
+        {"bluetooth_state": "on"},
+        [RFKILL_LIST, sh("rfkill unblock bluetooth")],
+        {"bluetooth_state": "on"},
+        rfkill="0\n",
+    ),
+    "bluetooth-off": Case(
+        BluetoothHandler(),
+        {"bluetooth_state": False},
+        [RFKILL_LIST, sh("rfkill block bluetooth")],
+        {"bluetooth_state": "off"},
+        rfkill="0\n3\n",
+    ),
+    "ethernet-dhcp": Case(
+        EthernetHandler(), {}, [SHOW_ETH0, sh(f"{MODIFY} {DHCP}"), UP_ETH0], ETH0_DEFAULTS, nmcli=ACTIVE
+    ),
+    "ethernet-dhcp-own-dns": Case(
+        EthernetHandler(),
+        {"dns": OWN_DNS},
+        [
+            SHOW_ETH0,
+            sh(
+                f"{MODIFY} ipv4.addresses '' ipv4.gateway '' ipv4.method auto"
+                " ipv4.dns 192.0.2.53,198.51.100.53 ipv4.ignore-auto-dns yes"
+                " ipv6.dns 2001:db8::53 ipv6.ignore-auto-dns yes"
+            ),
+            UP_ETH0,
+        ],
+        {**ETH0_DEFAULTS, "dns": OWN_DNS},
+        nmcli=ACTIVE,
+    ),
+    "ethernet-static": Case(
+        EthernetHandler(),
+        {**STATIC_V4, "dhcp": "false"},
+        [
+            sh("nmcli --escape no -g GENERAL.CON-UUID device show enp1s0"),
+            sh(
+                f"{MODIFY} ipv4.addresses 192.0.2.10/24 ipv4.gateway 192.0.2.1 ipv4.method manual"
+                " ipv4.dns '' ipv4.ignore-auto-dns no"
+            ),
+            sh(f"nmcli connection up uuid {UUID} ifname enp1s0"),
+        ],
+        {**STATIC_V4, "enabled": True},
+        nmcli=ACTIVE,
+    ),
+    "ethernet-disabled": Case(
+        EthernetHandler(), {"enabled": False}, [sh("nmcli device disconnect eth0")], {**ETH0_DEFAULTS, "enabled": False}
+    ),
+    "static-ipv6": Case(
+        StaticIpHandler(),
+        STATIC_V6,
+        [
+            SHOW_ETH0,
+            sh(
+                f"{MODIFY} ipv6.addresses 2001:db8::10/64 ipv6.gateway 2001:db8::1 ipv6.method manual"
+                " ipv6.dns 2001:db8::53 ipv6.ignore-auto-dns yes"
+            ),
+            UP_ETH0,
+        ],
+        {"interface": "eth0", **STATIC_V6},
+        nmcli=ACTIVE,
+    ),
+}
+"""What each handler runs and returns; the first of each handler also drives its failure paths below."""
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_handler_runs_the_tools_and_returns_what_it_applied(case: Case, fake_tools: FakeTools, tmp_path: Path) -> None:
+    case.install(fake_tools)
+
+    result = execute(case.handler, case.arguments, tmp_path)
+
+    assert result == case.result
+    assert fake_tools.calls() == case.calls
+    assert PASSWORD not in repr(result)
+
+
+FAILING = {name: CASES[name] for name in ("add-new-wpa", "remove", "bluetooth-on", "ethernet-dhcp", "static-ipv6")}
+
+
+@pytest.mark.parametrize("case", FAILING.values(), ids=FAILING.keys())
+def test_missing_tool(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    tool = case.calls[0][0]
+
+    with pytest.raises(ToolNotFound, match=rf"^{tool} not found on PATH$"):
+        execute(case.handler, case.arguments, tmp_path)
+
+
+@pytest.mark.parametrize("case", FAILING.values(), ids=FAILING.keys())
+def test_failing_tool(case: Case, fake_tools: FakeTools, tmp_path: Path) -> None:
+    tool = case.calls[0][0]
+    fake_tools.add(tool, exit_code=8, stderr="warming up\nError: NetworkManager is not running.\n")
+
+    with pytest.raises(ToolFailed, match=rf"^{tool} exited 8: Error: NetworkManager is not running\.$"):
+        execute(case.handler, case.arguments, tmp_path)
+    assert len(fake_tools.calls()) == 1
+
+
+@pytest.mark.parametrize("case", FAILING.values(), ids=FAILING.keys())
+def test_hanging_tool(case: Case, fake_tools: FakeTools, tmp_path: Path) -> None:
+    tool = case.calls[0][0]
+    fake_tools.add(tool, sleep=10)
+
+    with pytest.raises(ToolTimeout, match=rf"^{tool} timed out after 0.2s$"):
+        execute(case.handler, case.arguments, tmp_path, tool_timeout=0.2)
+
+
+@pytest.mark.parametrize(
+    ("operation_type", "arguments", "field"),
+    [
+        (OperationType.ADD_WIFI_AP, {"password": PASSWORD}, "arguments.ssid"),
+        (OperationType.ADD_WIFI_AP, {"ssid": "", "password": PASSWORD}, "arguments.ssid"),
+        (OperationType.ADD_WIFI_AP, {"ssid": "é" * 17, "password": PASSWORD}, "arguments.ssid"),
+        (OperationType.ADD_WIFI_AP, {"ssid": "home"}, "arguments"),
+        (OperationType.ADD_WIFI_AP, {"ssid": "home", "security": "open", "password": PASSWORD}, "arguments"),
+        (OperationType.ADD_WIFI_AP, {"ssid": "home", "security": "wep", "password": PASSWORD}, "arguments.security"),
+        (OperationType.ADD_WIFI_AP, {"ssid": "home", "password": "short"}, "arguments.password"),
+        (OperationType.ADD_WIFI_AP, {"ssid": "home", "password": PASSWORD + "\n"}, "arguments.password"),
+        (OperationType.ADD_WIFI_AP, {"ssid": "home", "password": PASSWORD, "psk": PASSWORD}, "arguments.psk"),
+        (OperationType.REMOVE_WIFI_AP, {}, "arguments.ssid"),
+        (OperationType.REMOVE_WIFI_AP, {"ssid": "x" * 33}, "arguments.ssid"),
+        (OperationType.USE_ONLY_SAVED_WIFI_AP, {"enabled": "maybe"}, "arguments.enabled"),
+        (OperationType.SET_BLUETOOTH_STATE, {}, "arguments.bluetooth_state"),
+        (OperationType.SET_BLUETOOTH_STATE, {"bluetooth_state": 1}, "arguments.bluetooth_state"),
+        (OperationType.SET_ETHERNET_SETTINGS, {"interface": "-eth0"}, "arguments.interface"),
+        (OperationType.SET_ETHERNET_SETTINGS, {"interface": "eth0 up"}, "arguments.interface"),
+        (OperationType.SET_ETHERNET_SETTINGS, {"dhcp": False}, "arguments"),
+        (OperationType.SET_ETHERNET_SETTINGS, {"address": "192.0.2.10/24"}, "arguments"),
+        (OperationType.SET_ETHERNET_SETTINGS, {"gateway": "192.0.2.1"}, "arguments"),
+        (OperationType.SET_ETHERNET_SETTINGS, {"enabled": False, "dns": ["192.0.2.53"]}, "arguments"),
+        (OperationType.SET_ETHERNET_SETTINGS, {"dns": ["nope"]}, "arguments.dns.0"),
+        (OperationType.SET_ETHERNET_SETTINGS, {"dns": ["192.0.2.53"] * 9}, "arguments.dns"),
+        (OperationType.SET_STATIC_IP, {}, "arguments.address"),
+        (OperationType.SET_STATIC_IP, {"address": "192.0.2.300/24"}, "arguments.address"),
+        (OperationType.SET_STATIC_IP, {"address": "192.0.2.10"}, "arguments.address"),
+        (OperationType.SET_STATIC_IP, {"address": "2001:db8::10/64", "gateway": "192.0.2.1"}, "arguments"),
+    ],
+)
+def test_bad_arguments_name_the_field(operation_type: OperationType, arguments: dict[str, Any], field: str) -> None:
+    with pytest.raises(ArgumentsError) as caught:
+        validate_arguments(operation_type, arguments)
+
+    assert caught.value.field == field
+    assert PASSWORD not in str(caught.value)
+
+
+def test_static_ip_problems_read_plainly() -> None:
+    with pytest.raises(ArgumentsError) as caught:
+        validate_arguments(OperationType.SET_STATIC_IP, {"address": "2001:db8::10/64", "gateway": "192.0.2.1"})
+
+    assert str(caught.value) == (
+        "invalid arguments: arguments: Value error, gateway 192.0.2.1 is not an IPv6 address like 2001:db8::10/64"
+    )
+
+
+def test_wifi_password_stays_out_of_the_model_repr() -> None:
+    network = validate_arguments(OperationType.ADD_WIFI_AP, WPA)
+
+    assert PASSWORD not in repr(network)
+
+
+# --- Wi-Fi specifics ------------------------------------------------------------------------------------------------
+
+
+def test_a_password_echoed_by_nmcli_is_scrubbed(fake_tools: FakeTools, tmp_path: Path) -> None:
+    echo = f"""case "$*" in *"connection add"*) echo "Error: 802-11-wireless-security.psk: '{PASSWORD}' rejected" >&2
+    exit 2;; esac"""
+    fake_tools.add("nmcli", script=UNSAVED + "\n" + echo)
+
+    with pytest.raises(ToolFailed) as caught:
+        execute(AddWifiHandler(), WPA, tmp_path)
+
+    assert str(caught.value) == "nmcli exited 2: Error: 802-11-wireless-security.psk: '[password]' rejected"
+    assert caught.value.result is not None
+    assert caught.value.result["exit_code"] == 2
+    assert PASSWORD not in repr(caught.value.result)
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+
+
+def test_a_hanging_nmcli_add_leaks_no_password(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add(
+        "nmcli", stdout=f"{PASSWORD}\n", script=f'{UNSAVED}\ncase "$*" in *"connection add"*) sleep 10;; esac'
+    )
+
+    with pytest.raises(ToolTimeout) as caught:
+        execute(AddWifiHandler(), WPA, tmp_path, tool_timeout=0.2)
+
+    assert str(caught.value) == "nmcli timed out after 0.2s"
+    assert PASSWORD not in repr(caught.value.result)
+
+
+def test_add_refuses_to_replace_a_wired_profile_of_the_same_name(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add("nmcli", script=SAVED_WIRED)
+
+    with pytest.raises(HandlerError) as caught:
+        execute(AddWifiHandler(), WPA, tmp_path)
+
+    assert str(caught.value) == "a saved connection named 'home' is not a Wi-Fi network"
+    assert fake_tools.calls() == [SHOW_WIFI]
+
+
+@pytest.mark.parametrize("nmcli", [UNSAVED, SAVED_WIRED])
+def test_removing_a_network_that_is_not_saved_fails(nmcli: str, fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add("nmcli", script=nmcli)
+
+    with pytest.raises(HandlerError, match=r"^no saved Wi-Fi network named 'home'$"):
+        execute(RemoveWifiHandler(), {"ssid": "home"}, tmp_path)
+    assert fake_tools.calls() == [SHOW_WIFI]
+
+
+def test_use_only_saved_wifi_is_not_supported_on_linux(tmp_path: Path) -> None:
+    platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id")
+
+    assert not isinstance(platform, WifiJoinPolicy)
+    with pytest.raises(UnsupportedOperation, match=r"^USE_ONLY_SAVED_WIFI_AP is not supported on linux$"):
+        handler_for(OperationType.USE_ONLY_SAVED_WIFI_AP, platform)
+
+
+def test_use_only_saved_wifi_on_a_platform_that_has_it(tmp_path: Path) -> None:
+    class Kiosk:
+        kind = Platform.ANDROID
+
+        def __init__(self) -> None:
+            self.calls: list[bool] = []
+
+        async def boot_id(self) -> str:
+            return "boot"
+
+        async def use_only_saved_wifi(self, enabled: bool) -> None:
+            self.calls.append(enabled)
+
+    platform = Kiosk()
+    handler = SavedWifiOnlyHandler()
+    context = context_for(platform, tmp_path, OperationType.USE_ONLY_SAVED_WIFI_AP)
+
+    assert handler.supports(platform)
+    arguments = validate_arguments(OperationType.USE_ONLY_SAVED_WIFI_AP, {"enabled": "off"})
+    assert asyncio.run(handler.run(arguments, context)) == {"enabled": False}
+    assert validate_arguments(OperationType.USE_ONLY_SAVED_WIFI_AP, {}).model_dump() == {"enabled": True}
+    assert platform.calls == [False]
+
+
+def test_linux_has_the_other_network_capabilities(tmp_path: Path) -> None:
+    platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id")
+
+    for needs in (WifiNetworks, BluetoothRadio, WiredNetwork):
+        assert isinstance(platform, needs)
+
+
+# --- Bluetooth and Ethernet specifics -------------------------------------------------------------------------------
+
+
+def test_bluetooth_without_an_adapter_fails(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add("rfkill")
+
+    with pytest.raises(HandlerError, match=r"^no Bluetooth adapter: rfkill lists no bluetooth device$"):
+        execute(BluetoothHandler(), {"bluetooth_state": True}, tmp_path)
+    assert fake_tools.calls() == [RFKILL_LIST]
+
+
+def test_ethernet_on_a_disconnected_device_connects_it_first(fake_tools: FakeTools, tmp_path: Path) -> None:
+    marker = tmp_path / "connected"
+    fake_tools.add(
+        "nmcli",
+        script=f"""case "$*" in
+        *"device connect"*) : > '{marker}';;
+        *"device show"*) if [ -e '{marker}' ]; then printf '{UUID}\\n'; fi;;
+        esac""",
+    )
+
+    assert execute(EthernetHandler(), {}, tmp_path) == ETH0_DEFAULTS
+    assert fake_tools.calls() == [
+        SHOW_ETH0,
+        sh("nmcli device connect eth0"),
+        SHOW_ETH0,
+        sh(f"{MODIFY} {DHCP}"),
+        UP_ETH0,
+    ]
+
+
+def test_ethernet_without_any_profile_fails(fake_tools: FakeTools, tmp_path: Path) -> None:
+    with pytest.raises(HandlerError, match=r"^eth0 has no NetworkManager connection to configure$"):
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path)
+    assert fake_tools.calls() == [SHOW_ETH0, sh("nmcli device connect eth0"), SHOW_ETH0]
+
+
+def test_ethernet_on_an_unknown_device_names_it(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add("nmcli", exit_code=10, stderr="Error: Device 'eth9' not found.\n")
+
+    with pytest.raises(ToolFailed, match=r"^nmcli exited 10: Error: Device 'eth9' not found\.$"):
+        execute(EthernetHandler(), {"interface": "eth9"}, tmp_path)
