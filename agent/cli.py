@@ -39,6 +39,7 @@ async def run_agent(settings: AgentSettings) -> None:
         custom_actions=settings.custom_actions,
         converge_actions=settings.converge_actions,
         provision_action=settings.provision_action,
+        wipe_action=settings.wipe_action,
     )
     main_task = asyncio.current_task()
     assert main_task is not None

@@ -44,10 +44,11 @@ class AgentSettings(BaseModel):
     )
     converge_actions: list[str] = Field(default_factory=list, description="Custom actions CONVERGE runs, in order.")
     provision_action: str | None = Field(default=None, description="The custom action converge_with_provision runs.")
+    wipe_action: str | None = Field(default=None, description="The custom action WIPE runs (destructive).")
 
     @model_validator(mode="after")
     def _actions_exist(self) -> "AgentSettings":
-        named = [*self.converge_actions, *([self.provision_action] if self.provision_action else [])]
+        named = [*self.converge_actions, *(name for name in (self.provision_action, self.wipe_action) if name)]
         missing = sorted(set(named) - set(self.custom_actions))
         if missing:
             raise ValueError(f"no custom action named {', '.join(missing)} (define it under [custom_actions])")

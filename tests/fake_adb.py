@@ -18,10 +18,11 @@ import json, os, subprocess, sys, time
 
 STATE, CALLS = sys.argv.pop(1), sys.argv.pop(1)
 args = sys.argv[1:]
-with open(CALLS, "a") as log:
-    log.write(json.dumps(["adb", *args]) + "\n")
 with open(STATE) as file:
     state = json.load(file)
+# Logged after the state is read: a test that sees the call can detach the device without changing this call's answer.
+with open(CALLS, "a") as log:
+    log.write(json.dumps(["adb", *args]) + "\n")
 
 
 def out(text="", code=0, err=""):

@@ -10,8 +10,9 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent import __version__, process
 from agent.android.inventory import android_inventory
@@ -36,6 +37,33 @@ DEVICES_TIMEOUT_S = 10.0
 """The limit of one `adb devices -l`; the first one also starts the adb server, which takes about a second."""
 RETRY_S = 30.0
 """How long a device that failed to start (getprop or the boot id failed) waits before it is tried again."""
+STOP_GRACE_S = 5.0
+"""How long a device's session and runner have to stop (publish offline, disconnect) before they are cancelled again.
+
+Once is not always enough on Python 3.11: asyncio.wait_for, which aiomqtt awaits every publish with, drops a
+cancellation that arrives just as the publish completes, and the Session then waits for messages forever. A TaskGroup
+cancels its tasks only once, so a device's two tasks are run by `run_until_cancelled` instead.
+"""
+
+
+async def run_until_cancelled(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutines as tasks until one ends (raising its error) or this is cancelled; then stop them all.
+
+    Each is cancelled again every STOP_GRACE_S until it has ended.
+    """
+    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+        raise RuntimeError("a device task ended without an error")  # Session.run and Runner.run never return
+    finally:
+        pending = {task for task in tasks if not task.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_GRACE_S)
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 
@@ -90,14 +118,28 @@ class AndroidBridge:
         self._adb_problem: str | None = None
 
     async def run(self) -> None:
-        """Poll `adb devices -l` forever; cancelling this stops every device (each publishes offline)."""
+        """Poll `adb devices -l` forever; cancelling this stops every device (each publishes offline) first.
+
+        Device tasks are kept here rather than in a TaskGroup: they come and go with the devices, and `_serve` never
+        lets an exception out, so there is nothing a group would have to propagate.
+        """
         log.info("managing Android devices attached over adb (%s)", self._settings.adb_path)
-        async with asyncio.TaskGroup() as group:
+        try:
             while True:
                 attached = await self._list_devices()
                 if attached is not None:
-                    self._update(attached, group)
+                    self._update(attached)
                 await asyncio.sleep(self._settings.android_poll_interval_s)
+        finally:
+            for serial in list(self._running):
+                self._stop(serial)
+            if self._stopping:
+                await asyncio.wait(self._stopping.values())
+
+    def _stop(self, serial: str) -> None:
+        task = self._running.pop(serial)
+        task.cancel()
+        self._stopping[serial] = task
 
     async def _list_devices(self) -> list[AttachedDevice] | None:
         """The attached devices; None (change nothing) when adb itself fails, which is logged once per problem."""
@@ -113,7 +155,7 @@ class AndroidBridge:
             self._adb_problem = None
         return parse_devices(result.stdout_tail)
 
-    def _update(self, attached: list[AttachedDevice], group: asyncio.TaskGroup) -> None:
+    def _update(self, attached: list[AttachedDevice]) -> None:
         ready = {device.serial for device in attached if device.state == READY}
         present = {device.serial for device in attached}
         self._noted = {serial: what for serial, what in self._noted.items() if serial in present}
@@ -123,9 +165,7 @@ class AndroidBridge:
                 self._note(device.serial, device.state, message)
         for serial in [serial for serial in self._running if serial not in ready]:
             log.info("Android device %s detached", serial)
-            task = self._running.pop(serial)
-            task.cancel()
-            self._stopping[serial] = task
+            self._stop(serial)
         self._stopping = {serial: task for serial, task in self._stopping.items() if not task.done()}
         now = time.monotonic()
         for serial, task in list(self._running.items()):
@@ -145,7 +185,7 @@ class AndroidBridge:
                 continue
             self._noted.pop(serial, None)
             self._retry_at.pop(serial, None)
-            self._running[serial] = group.create_task(self._serve(serial, device_id), name=device_id)
+            self._running[serial] = asyncio.create_task(self._serve(serial, device_id), name=device_id)
 
     def _note(self, serial: str, what: str, message: str) -> None:
         if self._noted.get(serial) != what:
@@ -203,8 +243,6 @@ class AndroidBridge:
             )
             await runner.recover()
             log.info("Android device %s attached as %s", serial, device_id)
-            async with asyncio.TaskGroup() as group:
-                group.create_task(session.run())
-                group.create_task(runner.run())
+            await run_until_cancelled(session.run(), runner.run())
         finally:
             journal.close()

@@ -11,7 +11,7 @@ from agent.handlers.attention import BeepHandler, NotifyHandler
 from agent.handlers.base import Handler, PlatformTools
 from agent.handlers.certificates import InstallCertificateHandler, UninstallCertificateHandler
 from agent.handlers.content import InstallOtaHandler, SyncContentHandler
-from agent.handlers.custom import ConvergeHandler, CustomActionHandler
+from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHandler
 from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.lock import LockHandler
@@ -38,11 +38,13 @@ def build_registry(
     custom_actions: Mapping[str, CustomAction] = MappingProxyType({}),
     converge_actions: Sequence[str] = (),
     provision_action: str | None = None,
+    wipe_action: str | None = None,
 ) -> Mapping[OperationType, Handler]:
     """One handler instance per operation family, keyed by every operation type it runs."""
     handlers: tuple[Handler, ...] = (
         CustomActionHandler(custom_actions),
         ConvergeHandler(custom_actions, list(converge_actions), provision_action),
+        WipeHandler(custom_actions, wipe_action),
         RebootHandler(reboot_grace_s=reboot_grace_s),
         ShutDownHandler(shutdown_grace_s=reboot_grace_s),
         LockHandler(),

@@ -1,4 +1,4 @@
-"""RUN_CUSTOM_ACTION and CONVERGE: commands the operator defined in the agent's config, run by name."""
+"""RUN_CUSTOM_ACTION, CONVERGE and WIPE: commands the operator defined in the agent's config, run by name."""
 
 import re
 from collections.abc import Mapping
@@ -88,3 +88,21 @@ class ConvergeHandler(Handler):
             ran.append({"action": name, "exit_code": outcome["exit_code"], "duration_s": outcome["duration_s"]})
         await context.update_inventory({})
         return {"actions": ran, "announced": True}
+
+
+class WipeHandler(Handler):
+    """Linux has no standard factory reset, so WIPE runs the custom action the config names as `wipe_action`
+    (a reflash, an image restore); it is destructive and runs only where `allow_destructive` lists WIPE."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.WIPE})
+    needs: ClassVar[type[Any]] = CommandRunner
+    destructive: ClassVar[bool] = True
+
+    def __init__(self, actions: Mapping[str, CustomAction], wipe_action: str | None) -> None:
+        self.actions = actions
+        self.wipe_action = wipe_action
+
+    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
+        if self.wipe_action is None:
+            raise HandlerError("WIPE needs wipe_action in the agent config: the custom action that resets this device")
+        return await run_action(self.wipe_action, self.actions, {}, context)

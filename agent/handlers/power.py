@@ -23,7 +23,7 @@ class RebootHandler(Handler):
         await platform.reboot()
         # The reboot kills this process on its way down, so still being here after the grace means it did not happen.
         await asyncio.sleep(self.reboot_grace_s)
-        raise HandlerError(f"the device did not reboot within {self.reboot_grace_s:g} s after systemctl reboot")
+        raise HandlerError(f"the device did not reboot within {self.reboot_grace_s:g} s of being asked to")
 
     def outcome_after_restart(self, started_boot_id: str, current_boot_id: str) -> RestartOutcome:
         if current_boot_id == started_boot_id:

@@ -1,16 +1,21 @@
 """Android apps over adb: install from an .apk, uninstall, list with versions, and per-app controls."""
 
+import asyncio
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.errors import ToolFailed
+from agent.errors import HandlerError, ToolFailed
 from agent.platforms.android_adb import AdbTools
 from agent.process import last_line
 from shared.arguments.apps import AppState
 
 INSTALL_TIMEOUT_S = 600.0
 """`adb install` copies the whole .apk and waits for dexopt; large apps take minutes over USB 2."""
+
+APP_SUFFIXES = (".apk", ".apex")
+"""What `adb install` accepts; it refuses any other file name."""
 
 _PACKAGE_LINE = re.compile(r"^package:(?P<name>\S+)(?:\s+versionCode:(?P<version>\S+))?")
 
@@ -37,7 +42,24 @@ def parse_package_list(text: str) -> list[dict[str, str]]:
 
 class AndroidApps(AdbTools):
     async def install_app_file(self, path: Path) -> None:
-        """`adb -s S install -r PATH`: install or replace (-r) the app, keeping its data."""
+        """`adb -s S install -r PATH`: install or replace (-r) the app, keeping its data.
+
+        adb refuses a file whose name does not end in .apk, so a download named otherwise is linked under such a name.
+        """
+        if path.suffix.lower() in APP_SUFFIXES:
+            await self._install(path)
+            return
+        alias = path.with_name(path.name + ".apk")
+        try:
+            await asyncio.to_thread(os.link, path, alias)
+        except OSError as err:
+            raise HandlerError(f"cannot name {path} as an .apk for adb: {err.strerror or err}") from err
+        try:
+            await self._install(alias)
+        finally:
+            alias.unlink(missing_ok=True)
+
+    async def _install(self, path: Path) -> None:
         result = await self.adb("install", "-r", str(path), limit_s=max(self.tool_timeout, INSTALL_TIMEOUT_S))
         # adb before 1.0.36 printed `Failure [INSTALL_FAILED_...]` and still exited 0.
         if "Failure" in result.stdout_tail:

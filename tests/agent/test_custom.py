@@ -10,7 +10,7 @@ import pytest
 from agent.config import CustomAction, load_settings
 from agent.errors import ConfigError, HandlerError, InvalidArguments, ToolFailed
 from agent.handlers.base import HandlerContext
-from agent.handlers.custom import ConvergeHandler, CustomActionHandler
+from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHandler
 from agent.platforms.linux import LinuxPlatform
 from shared.arguments import validate_arguments
 from shared.messages import Command, utc_now
@@ -121,3 +121,14 @@ def test_config_refuses_converge_actions_that_do_not_exist(tmp_path: Path) -> No
         '[custom_actions.a]\ncommand = ["true"]\n'
     )
     assert load_settings(config, {}).custom_actions["a"].command == ["true"]
+
+
+def test_wipe_runs_the_configured_action_or_says_how_to_configure_one(tools: FakeTools, tmp_path: Path) -> None:
+    tools.add("restore-image", stdout="restored\n")
+    actions = {**ACTIONS, "factory-reset": CustomAction(command=["restore-image", "--all"])}
+    result = asyncio.run(WipeHandler(actions, "factory-reset").run(None, context(tmp_path, OperationType.WIPE)))
+    assert tools.calls("restore-image") == [["restore-image", "--all"]]
+    assert result["action"] == "factory-reset"
+    assert WipeHandler.destructive is True
+    with pytest.raises(HandlerError, match="WIPE needs wipe_action in the agent config"):
+        asyncio.run(WipeHandler(actions, None).run(None, context(tmp_path, OperationType.WIPE)))

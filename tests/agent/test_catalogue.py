@@ -1,0 +1,441 @@
+"""docs/operations.md predicts, for every type and platform, whether it runs; each row is run here to prove it."""
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import re
+import threading
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import process
+from agent.config import AgentSettings
+from agent.errors import UnsupportedOperation
+from agent.handlers import build_registry, handler_for
+from agent.handlers.base import Handler, PlatformTools
+from agent.journal import Journal
+from agent.platforms.android import AndroidPlatform
+from agent.platforms.linux import LinuxPlatform
+from agent.runner import Runner
+from shared.arguments import validate_arguments
+from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, StatusReport, utc_now
+from shared.operations import DeviceStatus, OperationType, Platform
+from tests.agent.file_server import Server
+from tests.agent.test_runner import until
+from tests.fake_adb import FakeAdb
+from tests.fakes import FakeTools
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+HEADER = "| Type | Linux | Android | Example arguments | Result |"
+NOT_SUPPORTED = "not supported"
+SERIAL = "0A1B2C3D4E"
+BOOT_ID_READ = ["shell", "cat", "/proc/sys/kernel/random/boot_id"]
+RESTARTING = frozenset({OperationType.REBOOT, OperationType.SHUT_DOWN})
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    type_name: str
+    cells: Mapping[Platform, str]
+    arguments: dict[str, Any]
+    result: str
+
+    @property
+    def operation_type(self) -> OperationType:
+        return OperationType(self.type_name)
+
+    def supported(self, platform: Platform) -> bool:
+        cell = self.cells[platform]
+        return not (cell == NOT_SUPPORTED or cell.startswith(NOT_SUPPORTED + " — "))
+
+
+def cells(line: str) -> list[str]:
+    """The cells of a Markdown table line; `\\|` is a pipe inside a cell."""
+    parts = re.split(r"(?<!\\)\|", line.strip())
+    return [part.strip().replace("\\|", "|") for part in parts[1:-1]]
+
+
+def code(cell: str) -> str:
+    match = re.fullmatch(r"`([^`]*)`", cell)
+    assert match is not None, f"expected one code span, got {cell!r}"
+    return match[1]
+
+
+def read_table(text: str) -> list[Row]:
+    lines = text.splitlines()
+    assert lines.count(HEADER) == 1, f"docs/operations.md needs exactly one table headed {HEADER!r}"
+    start = lines.index(HEADER) + 2  # the header and its |---| line
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        type_cell, linux, android, arguments, result = cells(line)
+        rows.append(
+            Row(
+                type_name=code(type_cell),
+                cells={Platform.LINUX: linux, Platform.ANDROID: android},
+                arguments=json.loads(code(arguments)),
+                result=result,
+            )
+        )
+    return rows
+
+
+def config_example(text: str) -> dict[str, Any]:
+    """The agent config the page shows, in its one ```toml block."""
+    blocks = re.findall(r"^```toml\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 1
+    return tomllib.loads(blocks[0])
+
+
+TEXT = DOC.read_text()
+ROWS = read_table(TEXT)
+CASES = [pytest.param(row, platform, id=f"{row.type_name}-{platform}") for row in ROWS for platform in Platform]
+
+
+def settings(state_dir: Path) -> AgentSettings:
+    """The page's config example, as the agent would load it: it names every key the catalogue's rows rely on."""
+    return AgentSettings.model_validate(
+        {**config_example(TEXT), "broker": "mqtt://127.0.0.1:1883", "device_id": "d1", "state_dir": state_dir}
+    )
+
+
+def registry(state_dir: Path) -> Mapping[OperationType, Handler]:
+    config = settings(state_dir)
+    return build_registry(
+        reboot_grace_s=30.0,  # never waited out: the test stops the agent as the device would, right after the tool
+        custom_actions=config.custom_actions,
+        converge_actions=config.converge_actions,
+        provision_action=config.provision_action,
+        wipe_action=config.wipe_action,
+    )
+
+
+def test_the_table_has_every_type_once_in_the_seeds_order() -> None:
+    assert [row.type_name for row in ROWS] == [str(operation_type) for operation_type in OperationType]
+
+
+def test_the_counts_under_the_table_add_up() -> None:
+    match = re.search(r"^Supported: (\d+) types on Linux, (\d+) on Android\.$", TEXT, flags=re.MULTILINE)
+    assert match is not None
+    counted = tuple(sum(row.supported(platform) for row in ROWS) for platform in (Platform.LINUX, Platform.ANDROID))
+    assert (int(match[1]), int(match[2])) == counted
+
+
+def test_the_config_example_allows_exactly_the_destructive_types(tmp_path: Path) -> None:
+    destructive = {operation_type for operation_type, handler in registry(tmp_path).items() if handler.destructive}
+    assert set(settings(tmp_path).allow_destructive) == destructive
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.type_name for row in ROWS])
+def test_the_example_arguments_are_valid(row: Row) -> None:
+    validate_arguments(row.operation_type, row.arguments)
+
+
+def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
+    if platform is Platform.LINUX:
+        return LinuxPlatform(
+            boot_id_path=tmp_path / "boot_id",
+            tool_timeout=5,
+            debian_ca_dir=tmp_path / "ca" / "debian",
+            rhel_ca_dir=tmp_path / "ca" / "rhel",
+        )
+    return AndroidPlatform(serial=SERIAL, tool_timeout=5)
+
+
+@pytest.mark.parametrize(("row", "platform"), CASES)
+def test_the_cell_says_not_supported_exactly_when_the_registry_has_no_handler(
+    row: Row, platform: Platform, tmp_path: Path
+) -> None:
+    try:
+        handler_for(row.operation_type, platform_object(platform, tmp_path), registry(tmp_path))
+    except UnsupportedOperation:
+        supported = False
+    else:
+        supported = True
+    assert row.supported(platform) == supported, row.cells[platform]
+
+
+# --- running every row --------------------------------------------------------------------------------------------
+
+
+class Receiver:
+    """The controller's artifact endpoint in miniature: PUT stores the body and answers 201 with what it stored."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, bytes] = {}
+        stored = self.stored
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_PUT(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                stored[self.path] = body
+                answer = json.dumps(
+                    {
+                        "size_bytes": len(body),
+                        "sha256": hashlib.sha256(body).hexdigest(),
+                        "content_type": self.headers.get("Content-Type", "application/octet-stream"),
+                    }
+                ).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def files() -> Iterator[Server]:
+    server = Server()
+    server.thread.start()
+    yield server
+    server.release.set()
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+PNG_PRINTF = r"printf '\211PNG\r\n\032\n fake screen' >"
+
+NMCLI = """case "$*" in
+  "--escape no -g connection.type connection show id Office") echo 802-11-wireless ;;
+  "--escape no -g connection.type connection show id "*) echo "Error: no such connection profile." >&2; exit 10 ;;
+  "--escape no -g GENERAL.CON-UUID device show "*) echo 6c1e8f43-0f5a-4a52-9d3e-2b7a1c9e0d11 ;;
+esac"""
+RFKILL = """case "$*" in
+  "--noheadings --output ID list bluetooth") echo 0 ;;
+esac"""
+
+HOST_TOOLS: dict[str, dict[str, Any]] = {
+    # On the host for Linux rows; for Android rows the fake adb's device shell is this host's, so scripts find them.
+    "apt-get": {"stdout": "Reading package lists... Done\n"},
+    "dpkg-query": {"stdout": "curl\t7.88.1-10+deb12u5\tinstalled\nhtop\t3.2.2-2\tinstalled\n"},
+    "nmcli": {"script": NMCLI},
+    "rfkill": {"script": RFKILL},
+    "timedatectl": {},
+    "localectl": {},
+    "brightnessctl": {"stdout": "Updated device 'intel_backlight'\n"},
+    "xset": {},
+    "wpctl": {},
+    "wall": {},
+    "beep": {},
+    "grim": {"script": PNG_PRINTF + ' "$1"'},
+    "journalctl": {"stdout": "2026-11-22T10:00:00+0000 kiosk systemd[1]: Started tetherd.service.\n"},
+    "df": {"stdout": "Filesystem Size Used Avail Use% Mounted on\n/dev/sda1 58G 9G 46G 17% /\n"},
+    "ip": {"stdout": "1: lo: <LOOPBACK,UP> mtu 65536\n"},
+    "ps": {"stdout": "USER PID %CPU %MEM COMMAND\nroot 1 0.0 0.1 /sbin/init\n"},
+    "update-ca-certificates": {"stdout": "1 added, 0 removed; done.\n"},
+    "rauc": {"stdout": "installing: succeeded\n"},
+    "uptime": {"stdout": " 10:15:00 up 3 days,  2:01,  0 users\n"},
+    # The custom actions of the page's config example.
+    "ansible-pull": {"stdout": "PLAY RECAP ok=3 changed=0\n"},
+    "provision-kiosk": {},
+    "restore-image": {},
+}
+
+ANDROID_RESPONSES: list[tuple[list[str], str]] = [(["shell", "pm", "clear"], "Success\n")]
+ANDROID_PACKAGES = {"com.android.chrome": "631208033", "com.example.kiosk": "42", "htop": "1"}
+
+Preparation = Callable[["Bench"], None]
+
+
+def installed_certificate(bench: "Bench") -> None:
+    """UNINSTALL_CERTIFICATE removes what an earlier INSTALL_CERTIFICATE left."""
+    anchors = bench.tmp_path / "ca" / "debian"
+    anchors.mkdir(parents=True)
+    (anchors / "tether-example-root.crt").write_text("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
+
+
+PREPARATIONS: dict[OperationType, Preparation] = {OperationType.UNINSTALL_CERTIFICATE: installed_certificate}
+
+
+class Bench:
+    """One device of `platform` behind a real Runner, journal and registry, with recording fakes at the OS edge."""
+
+    def __init__(self, platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.platform = platform
+        self.tmp_path = tmp_path
+        bin_dir = tmp_path / "bin"
+        self.adb: FakeAdb | None = None
+        if platform is Platform.ANDROID:
+            self.adb = FakeAdb.on_path(bin_dir, monkeypatch)
+            self.adb.attach(SERIAL, packages=dict(ANDROID_PACKAGES), boot_id="boot-1")
+            for match, stdout in ANDROID_RESPONSES:
+                self.adb.respond(SERIAL, match, stdout=stdout)
+            self.tools = FakeTools(bin_dir)
+        else:
+            self.tools = FakeTools.on_path(bin_dir, monkeypatch)
+            (tmp_path / "boot_id").write_text("boot-1\n")
+        for name, behaviour in HOST_TOOLS.items():
+            self.tools.add(name, **behaviour)
+        monkeypatch.setenv("DISPLAY", ":0")  # a kiosk's tetherd unit names its X display
+        self.device = platform_object(platform, tmp_path)
+        self.registry = registry(tmp_path / "state")
+        self.destructive = frozenset(t for t, handler in self.registry.items() if handler.destructive)
+        self.journal = Journal(tmp_path / "state" / "journal.db")
+        self.published: list[StatusReport] = []
+
+    def runner(self) -> Runner:
+        return Runner(
+            device_id="d1",
+            platform=self.device,
+            registry=self.registry,
+            journal=self.journal,
+            publish=self._publish,
+            work_root=self.tmp_path / "state" / "work",
+            allow_destructive=self.destructive,
+        )
+
+    async def _publish(self, report: StatusReport) -> bool:
+        self.published.append(report)
+        return True
+
+    def calls(self) -> list[list[str]]:
+        """Every tool run on the device, except the boot-id reads that the runner itself makes over adb."""
+        adb_calls = [] if self.adb is None else self.adb.calls()
+        return [argv for argv in adb_calls if argv[3:] != BOOT_ID_READ] + self.tools.calls()
+
+    def restart_device(self) -> None:
+        if self.adb is None:
+            (self.tmp_path / "boot_id").write_text("boot-2\n")
+        else:
+            self.adb.set_boot_id(SERIAL, "boot-2")
+
+    def final(self) -> StatusReport:
+        return self.published[-1]
+
+    def run(self, command: Command) -> None:
+        """Run `command` to its final status; REBOOT and SHUT_DOWN are stopped by the restart their tool causes."""
+
+        async def go() -> None:
+            runner = self.runner()
+            worker = asyncio.create_task(runner.run())
+            await runner.accept(command)
+            if command.operation_type in RESTARTING and handler_in(self.registry, command, self.device):
+                # The device goes down: the agent dies with its command in flight, then comes back on a new boot.
+                await until(lambda: bool(self.calls()) or self.final().status.is_terminal)
+            else:
+                await until(lambda: self.final().status.is_terminal)
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            if not self.final().status.is_terminal:
+                self.restart_device()
+                await self.runner().recover()
+
+        asyncio.run(go())
+
+
+def handler_in(registry: Mapping[OperationType, Handler], command: Command, device: PlatformTools) -> bool:
+    try:
+        handler_for(command.operation_type, device, registry)
+    except UnsupportedOperation:
+        return False
+    return True
+
+
+def served(arguments: Any, server: Server, label: str) -> Any:
+    """`arguments` with every download object pointing at a real file on `server`, with its real SHA-256."""
+    if isinstance(arguments, list):
+        return [served(item, server, label) for item in arguments]
+    if not isinstance(arguments, dict):
+        return arguments
+    if {"url", "sha256"} <= arguments.keys():
+        name = str(arguments["url"]).rsplit("/", 1)[-1]
+        body = f"{label}: the bytes of {name}\n".encode() * 64
+        server.files[name] = body
+        return {**arguments, "url": server.url(f"/files/{name}"), "sha256": hashlib.sha256(body).hexdigest()}
+    return {key: served(value, server, label) for key, value in arguments.items()}
+
+
+@pytest.fixture
+def quiet_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests go straight to the local servers; cancelled fakes are reaped without the production graces."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(process, "KILL_GRACE_S", 0.5)
+    monkeypatch.setattr(process, "DRAIN_S", 0.3)
+
+
+@pytest.fixture
+def benches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Platform], Bench]]:
+    made: list[Bench] = []
+
+    def make(platform: Platform) -> Bench:
+        made.append(Bench(platform, tmp_path, monkeypatch))
+        return made[-1]
+
+    yield make
+    for bench in made:
+        bench.journal.close()
+
+
+@pytest.mark.usefixtures("quiet_network")
+@pytest.mark.parametrize(("row", "platform"), CASES)
+def test_the_row_runs_as_the_table_says(
+    row: Row, platform: Platform, benches: Callable[[Platform], Bench], files: Server, receiver: Receiver
+) -> None:
+    bench = benches(platform)
+    if row.supported(platform) and row.operation_type in PREPARATIONS:
+        PREPARATIONS[row.operation_type](bench)
+    upload = None
+    if row.operation_type in ARTIFACT_TYPES:
+        upload = ArtifactUpload(
+            url=f"{receiver.base}/v0/operations/op-{row.type_name}-{platform}/devices/d1/artifact",
+            token="t" * 32,
+            max_bytes=10**7,
+        )
+    command = Command(
+        command_id="c1",
+        operation_id=f"op-{platform}",
+        device_id="d1",
+        operation_type=row.operation_type,
+        arguments=served(row.arguments, files, f"{row.type_name}-{platform}"),
+        issued_at=utc_now(),
+        artifact_upload=upload,
+    )
+
+    bench.run(command)
+
+    final = bench.final()
+    if not row.supported(platform):
+        assert [report.status for report in bench.published] == [DeviceStatus.PENDING, DeviceStatus.FAILED]
+        assert final.failure_reason == f"{row.type_name} is not supported on {platform}"
+        assert bench.calls() == []
+        return
+    assert (final.status, final.failure_reason) == (DeviceStatus.SUCCESSFUL, None)
+    assert final.result is not None
+    if row.operation_type in RESTARTING:
+        assert final.result == {"previous_boot_id": "boot-1", "boot_id": "boot-2"}
+    if "no tool runs" in row.cells[platform]:
+        assert bench.calls() == []
+        assert Path(final.result["path"]).read_bytes() == files.files[Path(final.result["path"]).name]
+    else:
+        assert bench.calls(), "a supported row must reach the OS edge"
+    if upload is not None:
+        artifact = final.result["artifact"]
+        assert receiver.stored[upload.url.path or ""] != b""
+        assert artifact["sha256"] == hashlib.sha256(receiver.stored[upload.url.path or ""]).hexdigest()
