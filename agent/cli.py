@@ -13,17 +13,14 @@ import click
 from agent import __version__
 from agent.android.bridge import AndroidBridge
 from agent.config import AgentSettings, load_settings
+from agent.device import run_device
 from agent.errors import AgentError
 from agent.handlers import build_registry, capabilities
 from agent.handlers.base import Handler
 from agent.inventory import linux_inventory, local_time_zone
-from agent.journal import Journal
 from agent.platforms.linux import LinuxPlatform
-from agent.runner import Runner
-from agent.session import Session
-from shared.messages import Announcement, StatusReport, utc_now
+from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
-from shared.topics import Topics
 
 log = logging.getLogger("agent")
 
@@ -52,8 +49,9 @@ async def run_agent(settings: AgentSettings) -> None:
 
 
 async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Handler]) -> None:
-    journal = Journal(settings.state_dir / "journal.db")
-    platform = LinuxPlatform(boot_id_path=settings.boot_id_path, tool_timeout=settings.tool_timeout_s)
+    platform = LinuxPlatform(
+        boot_id_path=settings.boot_id_path, tool_timeout=settings.tool_timeout_s, agent_unit=settings.agent_unit
+    )
     announcement = Announcement(
         device_id=settings.device_id,
         platform=Platform.LINUX,
@@ -65,35 +63,9 @@ async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Han
         groups=settings.groups,
         announced_at=utc_now(),
     )
-    session: Session
-
-    async def publish(report: StatusReport) -> bool:
-        return await session.publish_status(report)
-
-    runner = Runner(
-        device_id=settings.device_id,
-        platform=platform,
-        registry=registry,
-        journal=journal,
-        publish=publish,
-        work_root=settings.state_dir / "work",
-        allow_destructive=frozenset(settings.allow_destructive),
-        update_inventory=lambda patch: session.update_inventory(patch),
+    await run_device(
+        settings=settings, platform=platform, announcement=announcement, root=settings.state_dir, registry=registry
     )
-    session = Session(
-        url=settings.broker_url,
-        device_id=settings.device_id,
-        topics=Topics(settings.topic_prefix),
-        announcement=announcement,
-        runner=runner,
-    )
-    try:
-        await runner.recover()
-        async with asyncio.TaskGroup() as group:
-            group.create_task(session.run())
-            group.create_task(runner.run())
-    finally:
-        journal.close()
 
 
 @click.group()

@@ -45,6 +45,11 @@ class AgentSettings(BaseModel):
     converge_actions: list[str] = Field(default_factory=list, description="Custom actions CONVERGE runs, in order.")
     provision_action: str | None = Field(default=None, description="The custom action converge_with_provision runs.")
     wipe_action: str | None = Field(default=None, description="The custom action WIPE runs (destructive).")
+    agent_unit: str = Field(
+        default="tetherd.service",
+        pattern=r"^[A-Za-z0-9:_.@-]+\.service$",
+        description="The agent's own systemd unit, which REMOVE_AGENT stops and disables.",
+    )
 
     @model_validator(mode="after")
     def _actions_exist(self) -> "AgentSettings":

@@ -3,13 +3,21 @@
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from agent.errors import HandlerError, InvalidArguments
 from agent.handlers import handler_for
-from agent.handlers.base import Handler, HandlerContext, InventoryUpdate, PlatformTools, RestartOutcome
+from agent.handlers.base import (
+    Handler,
+    HandlerContext,
+    InventoryUpdate,
+    PlatformTools,
+    ProfileUpdate,
+    RestartOutcome,
+    keep_inventory,
+    no_profile,
+)
 from agent.journal import Journal, Stage
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import Command, StatusReport, utc_now
@@ -32,7 +40,8 @@ class Runner:
         publish: Publish,
         work_root: Path,
         allow_destructive: frozenset[OperationType] = frozenset(),
-        update_inventory: InventoryUpdate | None = None,
+        update_inventory: InventoryUpdate = keep_inventory,
+        update_profile: ProfileUpdate = no_profile,
     ) -> None:
         self._device_id = device_id
         self._platform = platform
@@ -42,6 +51,7 @@ class Runner:
         self._work_root = work_root
         self._allow_destructive = allow_destructive
         self._update_inventory = update_inventory
+        self._update_profile = update_profile
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
 
     async def accept(self, command: Command) -> None:
@@ -114,9 +124,7 @@ class Runner:
             self._journal.record_started(command.command_id, await self._platform.boot_id())
             await self._report(command, DeviceStatus.EXECUTING)
             log.info("command %s (%s) executing", command.command_id, command.operation_type)
-            context = HandlerContext(command, self._platform, work_dir)
-            if self._update_inventory is not None:
-                context = replace(context, update_inventory=self._update_inventory)
+            context = HandlerContext(command, self._platform, work_dir, self._update_inventory, self._update_profile)
             result = await handler.run(arguments, context)
         except HandlerError as err:
             await self._finish(command, DeviceStatus.FAILED, reason=str(err), result=err.result)

@@ -31,16 +31,25 @@ class Session:
         self._client: aiomqtt.Client | None = None
 
     async def update_inventory(self, patch: Mapping[str, Any]) -> None:
-        """Merge `patch` into the announced inventory and announce again (retained) if connected."""
-        inventory = {**self._announcement.inventory, **patch}
-        self._announcement = self._announcement.model_copy(update={"inventory": inventory, "announced_at": utc_now()})
+        """Merge `patch` into the announced inventory and announce again."""
+        await self.reannounce(
+            self._announcement.model_copy(update={"inventory": {**self._announcement.inventory, **patch}})
+        )
+
+    @property
+    def announcement(self) -> Announcement:
+        return self._announcement
+
+    async def reannounce(self, announcement: Announcement) -> None:
+        """Announce `announcement` (retained) now if connected, and on every later connect."""
+        self._announcement = announcement.model_copy(update={"announced_at": utc_now()})
         client = self._client
         if client is not None:
             topic = self._topics.announce(self._device_id)
             try:
                 await client.publish(topic, encode(self._announcement), qos=1, retain=True, timeout=30)
             except aiomqtt.MqttError as err:
-                log.warning("could not announce the new inventory now (%s); it goes out on the next connect", err)
+                log.warning("could not announce the change now (%s); it goes out on the next connect", err)
 
     def _presence(self, state: PresenceState) -> bytes:
         return encode(Presence(device_id=self._device_id, state=state))

@@ -10,24 +10,21 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from agent import __version__, process
 from agent.android.inventory import android_inventory
 from agent.config import AgentSettings
+from agent.device import run_device
 from agent.errors import HandlerError
 from agent.handlers import capabilities
 from agent.handlers.base import Handler
-from agent.journal import Journal
 from agent.platforms.android import AndroidPlatform
-from agent.runner import Runner
-from agent.session import Session
 from shared.errors import TopicError
-from shared.messages import Announcement, StatusReport, utc_now
+from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
-from shared.topics import Topics, validate_id
+from shared.topics import validate_id
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +34,6 @@ DEVICES_TIMEOUT_S = 10.0
 """The limit of one `adb devices -l`; the first one also starts the adb server, which takes about a second."""
 RETRY_S = 30.0
 """How long a device that failed to start (getprop or the boot id failed) waits before it is tried again."""
-STOP_GRACE_S = 5.0
-"""How long a device's session and runner have to stop (publish offline, disconnect) before they are cancelled again.
-
-Once is not always enough on Python 3.11: asyncio.wait_for, which aiomqtt awaits every publish with, drops a
-cancellation that arrives just as the publish completes, and the Session then waits for messages forever. A TaskGroup
-cancels its tasks only once, so a device's two tasks are run by `run_until_cancelled` instead.
-"""
-
-
-async def run_until_cancelled(*coroutines: Coroutine[Any, Any, None]) -> None:
-    """Run the coroutines as tasks until one ends (raising its error) or this is cancelled; then stop them all.
-
-    Each is cancelled again every STOP_GRACE_S until it has ended.
-    """
-    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
-        raise RuntimeError("a device task ended without an error")  # Session.run and Runner.run never return
-    finally:
-        pending = {task for task in tasks if not task.done()}
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=STOP_GRACE_S)
-
-
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 
 
@@ -107,7 +76,6 @@ class AndroidBridge:
     def __init__(self, settings: AgentSettings, registry: Mapping[OperationType, Handler]) -> None:
         self._settings = settings
         self._registry = registry
-        self._topics = Topics(settings.topic_prefix)
         self._running: dict[str, asyncio.Task[None]] = {}
         """Serial -> the task serving it, while attached."""
         self._stopping: dict[str, asyncio.Task[None]] = {}
@@ -204,45 +172,20 @@ class AndroidBridge:
     async def _run_device(self, serial: str, device_id: str) -> None:
         settings = self._settings
         platform = AndroidPlatform(serial=serial, adb=settings.adb_path, tool_timeout=settings.tool_timeout_s)
+        inventory, time_zone = await android_inventory(platform)
+        announcement = Announcement(
+            device_id=device_id,
+            platform=Platform.ANDROID,
+            agent_version=__version__,
+            inventory=inventory,
+            time_zone=time_zone,
+            capabilities=capabilities(platform, self._registry),
+            tags=settings.tags,
+            groups=settings.groups,
+            announced_at=utc_now(),
+        )
+        log.info("Android device %s attached as %s", serial, device_id)
         root = settings.state_dir / "android" / device_id
-        journal = Journal(root / "journal.db")
-        try:
-            inventory, time_zone = await android_inventory(platform)
-            announcement = Announcement(
-                device_id=device_id,
-                platform=Platform.ANDROID,
-                agent_version=__version__,
-                inventory=inventory,
-                time_zone=time_zone,
-                capabilities=capabilities(platform, self._registry),
-                tags=settings.tags,
-                groups=settings.groups,
-                announced_at=utc_now(),
-            )
-            session: Session
-
-            async def publish(report: StatusReport) -> bool:
-                return await session.publish_status(report)
-
-            runner = Runner(
-                device_id=device_id,
-                platform=platform,
-                registry=self._registry,
-                journal=journal,
-                publish=publish,
-                work_root=root / "work",
-                allow_destructive=frozenset(settings.allow_destructive),
-                update_inventory=lambda patch: session.update_inventory(patch),
-            )
-            session = Session(
-                url=settings.broker_url,
-                device_id=device_id,
-                topics=self._topics,
-                announcement=announcement,
-                runner=runner,
-            )
-            await runner.recover()
-            log.info("Android device %s attached as %s", serial, device_id)
-            await run_until_cancelled(session.run(), runner.run())
-        finally:
-            journal.close()
+        await run_device(
+            settings=settings, platform=platform, announcement=announcement, root=root, registry=self._registry
+        )

@@ -15,6 +15,7 @@ from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHand
 from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.lock import LockHandler
+from agent.handlers.management import DeviceConfigHandler, RemoveAgentHandler
 from agent.handlers.network import (
     AddWifiHandler,
     BluetoothHandler,
@@ -45,6 +46,8 @@ def build_registry(
         CustomActionHandler(custom_actions),
         ConvergeHandler(custom_actions, list(converge_actions), provision_action),
         WipeHandler(custom_actions, wipe_action),
+        DeviceConfigHandler(),
+        RemoveAgentHandler(),
         RebootHandler(reboot_grace_s=reboot_grace_s),
         ShutDownHandler(shutdown_grace_s=reboot_grace_s),
         LockHandler(),

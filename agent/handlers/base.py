@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from agent.errors import HandlerError
+from shared.arguments.management import DeviceConfigArguments
 from shared.messages import Command
 from shared.operations import OperationType, Platform
 
@@ -21,8 +23,16 @@ InventoryUpdate = Callable[[Mapping[str, Any]], Awaitable[None]]
 """Merges keys into the device's inventory and announces it again (REFRESH_APPLIST, CONVERGE)."""
 
 
-async def _keep_inventory(_: Mapping[str, Any]) -> None:
+async def keep_inventory(_: Mapping[str, Any]) -> None:
     return None
+
+
+ProfileUpdate = Callable[[DeviceConfigArguments], Awaitable[dict[str, Any]]]
+"""Applies an UPDATE_DEVICE_CONFIG change, keeps it, announces again and returns the profile now in force."""
+
+
+async def no_profile(_: DeviceConfigArguments) -> dict[str, Any]:
+    raise HandlerError("this agent keeps no device profile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +41,8 @@ class HandlerContext:
     platform: PlatformTools
     work_dir: Path
     """A private directory for this command's files, created by the runner."""
-    update_inventory: InventoryUpdate = _keep_inventory
+    update_inventory: InventoryUpdate = keep_inventory
+    update_profile: ProfileUpdate = no_profile
 
 
 @dataclass(frozen=True, slots=True)

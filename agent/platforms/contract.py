@@ -26,6 +26,13 @@ class PowerOff(Protocol):
 
 
 @runtime_checkable
+class AgentRemover(Protocol):
+    async def remove_agent(self, delay_s: float) -> str:
+        """Stop and disable the agent's own service `delay_s` from now, once its last status is out; return the unit."""
+        ...
+
+
+@runtime_checkable
 class SessionLocker(Protocol):
     async def lock_sessions(self) -> None: ...
 

@@ -23,6 +23,21 @@ class LinuxSystem(LinuxTools):
         """Ask systemd to power off; it returns once the shutdown is queued, before the system goes down."""
         await self.tool("systemctl", "poweroff")
 
+    async def remove_agent(self, delay_s: float) -> str:
+        """A transient systemd timer stops and disables the unit, so tetherd outlives this call and reports it."""
+        await self.tool(
+            "systemd-run",
+            f"--on-active={delay_s:g}",
+            "--unit=tetherd-remove",
+            "--collect",
+            "--description=Remove the Tether agent",
+            "systemctl",
+            "disable",
+            "--now",
+            self.agent_unit,
+        )
+        return self.agent_unit
+
     async def set_time_zone(self, zone: str) -> None:
         await self.tool("timedatectl", "set-timezone", zone)
 

@@ -17,9 +17,11 @@ class LinuxTools:
         self,
         boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id"),
         tool_timeout: float = 60.0,
+        agent_unit: str = "tetherd.service",
     ) -> None:
         self.boot_id_path = boot_id_path
         self.tool_timeout = tool_timeout
+        self.agent_unit = agent_unit
 
     async def tool(self, *argv: str, limit_s: float | None = None, stdin: bytes | None = None) -> ProcessResult:
         """Run a system tool found on PATH; a non-zero exit raises ToolFailed naming the tool and its last line."""

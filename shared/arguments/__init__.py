@@ -22,7 +22,7 @@ from shared.arguments.apps import (
     UninstallArguments,
 )
 from shared.arguments.diagnostics import LogsArguments
-from shared.arguments.management import ConvergeArguments, CustomActionArguments
+from shared.arguments.management import ConvergeArguments, CustomActionArguments, DeviceConfigArguments
 from shared.arguments.network import (
     BluetoothArguments,
     EthernetSettings,
@@ -64,6 +64,7 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
     {
         OperationType.CONVERGE: ConvergeArguments,
         OperationType.RUN_CUSTOM_ACTION: CustomActionArguments,
+        OperationType.UPDATE_DEVICE_CONFIG: DeviceConfigArguments,
         OperationType.COLLECT_LOGS: LogsArguments,
         OperationType.SET_WIFI_STATE: WifiArguments,
         OperationType.ADD_WIFI_AP: WifiNetwork,

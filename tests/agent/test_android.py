@@ -12,8 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent import process
-from agent.android import bridge as bridge_module
-from agent.android.bridge import AndroidBridge, AttachedDevice, device_id_for, parse_devices, run_until_cancelled
+from agent.android.bridge import AndroidBridge, AttachedDevice, device_id_for, parse_devices
 from agent.android.inventory import android_inventory, parse_battery, parse_getprop
 from agent.config import AgentSettings
 from agent.errors import InvalidArguments, ToolFailed, ToolNotFound, ToolTimeout
@@ -422,28 +421,6 @@ def test_device_ids_are_sanitised_serials(serial: str, prefix: str, device_id: s
 def test_a_serial_that_cannot_become_an_id_is_refused() -> None:
     with pytest.raises(TopicError):
         device_id_for("_weird", "")
-
-
-def test_a_device_task_that_loses_its_cancellation_is_cancelled_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bridge_module, "STOP_GRACE_S", 0.1)
-    lost = []
-
-    async def loses_one_cancellation() -> None:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:  # what Python 3.11's asyncio.wait_for may do inside aiomqtt
-            lost.append(True)
-        await asyncio.sleep(60)
-
-    async def go() -> None:
-        device = asyncio.create_task(run_until_cancelled(loses_one_cancellation(), asyncio.sleep(60)))
-        await asyncio.sleep(0.05)
-        device.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await device
-
-    asyncio.run(asyncio.wait_for(go(), 5))
-    assert lost == [True]
 
 
 # --- the bridge: against a real broker --------------------------------------------------------------------------------

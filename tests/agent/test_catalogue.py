@@ -23,9 +23,11 @@ from agent.handlers.base import Handler, PlatformTools
 from agent.journal import Journal
 from agent.platforms.android import AndroidPlatform
 from agent.platforms.linux import LinuxPlatform
+from agent.profile import Profile, ProfileStore
 from agent.runner import Runner
 from shared.arguments import validate_arguments
-from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, StatusReport, utc_now
+from shared.arguments.management import DeviceConfigArguments
+from shared.messages import ARTIFACT_TYPES, Announcement, ArtifactUpload, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType, Platform
 from tests.agent.file_server import Server
 from tests.agent.test_runner import until
@@ -250,6 +252,7 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "update-ca-certificates": {"stdout": "1 added, 0 removed; done.\n"},
     "rauc": {"stdout": "installing: succeeded\n"},
     "uptime": {"stdout": " 10:15:00 up 3 days,  2:01,  0 users\n"},
+    "systemd-run": {"stdout": "Running timer as unit: tetherd-remove.timer\n"},
     # The custom actions of the page's config example.
     "ansible-pull": {"stdout": "PLAY RECAP ok=3 changed=0\n"},
     "provision-kiosk": {},
@@ -268,6 +271,11 @@ def installed_certificate(bench: "Bench") -> None:
     anchors.mkdir(parents=True)
     (anchors / "tether-example-root.crt").write_text("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
 
+
+ANNOUNCED = Announcement(
+    device_id="d1", platform=Platform.LINUX, agent_version="0.1.0", tags=["kiosk"], announced_at=utc_now()
+)
+"""What the device announced before the catalogue's UPDATE_DEVICE_CONFIG row changes it."""
 
 PREPARATIONS: dict[OperationType, Preparation] = {OperationType.UNINSTALL_CERTIFICATE: installed_certificate}
 
@@ -297,6 +305,10 @@ class Bench:
         self.destructive = frozenset(t for t, handler in self.registry.items() if handler.destructive)
         self.journal = Journal(tmp_path / "state" / "journal.db")
         self.published: list[StatusReport] = []
+        self.profile = Profile(ProfileStore(tmp_path / "state" / "profile.json"), ANNOUNCED)
+
+    async def _update_profile(self, change: DeviceConfigArguments) -> dict[str, Any]:
+        return self.profile.change(change, ANNOUNCED)[1]
 
     def runner(self) -> Runner:
         return Runner(
@@ -307,6 +319,7 @@ class Bench:
             publish=self._publish,
             work_root=self.tmp_path / "state" / "work",
             allow_destructive=self.destructive,
+            update_profile=self._update_profile,
         )
 
     async def _publish(self, report: StatusReport) -> bool:
@@ -432,7 +445,8 @@ def test_the_row_runs_as_the_table_says(
         assert final.result == {"previous_boot_id": "boot-1", "boot_id": "boot-2"}
     if "no tool runs" in row.cells[platform]:
         assert bench.calls() == []
-        assert Path(final.result["path"]).read_bytes() == files.files[Path(final.result["path"]).name]
+        if "path" in final.result:  # SYNC_CONTENT: the file itself is the outcome
+            assert Path(final.result["path"]).read_bytes() == files.files[Path(final.result["path"]).name]
     else:
         assert bench.calls(), "a supported row must reach the OS edge"
     if upload is not None:

@@ -337,6 +337,7 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.NOTIFY_DEVICE,
         OperationType.REBOOT,
         OperationType.REFRESH_APPLIST,
+        OperationType.REMOVE_AGENT,
         OperationType.REMOVE_WIFI_AP,
         OperationType.REQUEST_BUGREPORT,
         OperationType.RUN_CUSTOM_ACTION,
@@ -355,12 +356,13 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.UNINSTALL,
         OperationType.UNINSTALL_APP,
         OperationType.UNINSTALL_CERTIFICATE,
+        OperationType.UPDATE_DEVICE_CONFIG,
         OperationType.WIPE,
     ]
 
 
-def test_a_platform_without_tools_has_no_capabilities() -> None:
-    assert capabilities(BarePlatform()) == []
+def test_a_platform_without_tools_can_only_change_its_profile() -> None:
+    assert capabilities(BarePlatform()) == [OperationType.UPDATE_DEVICE_CONFIG]
 
 
 def test_every_registered_handler_runs_its_type() -> None:

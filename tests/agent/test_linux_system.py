@@ -15,11 +15,12 @@ from agent.handlers import build_registry, handler_for
 from agent.handlers.attention import BeepHandler, NotifyHandler
 from agent.handlers.base import Handler, HandlerContext, RestartOutcome
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
+from agent.handlers.management import RemoveAgentHandler
 from agent.handlers.power import ShutDownHandler
 from agent.handlers.regional import LanguageHandler, TimeZoneHandler
 from agent.handlers.sound import VolumeHandler
 from agent.platforms import LinuxPlatform
-from agent.platforms.contract import Audio, Beeper, Clock, Display, Locale, Notifier, PowerOff
+from agent.platforms.contract import AgentRemover, Audio, Beeper, Clock, Display, Locale, Notifier, PowerOff
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import Command
 from shared.operations import OperationType
@@ -129,6 +130,21 @@ CASES = {
     ),
     "beep": Case(BeepHandler(), {"duration_s": 1.5}, [sh("beep -l 1500")], {"duration_s": 1.5}),
     "beep-default": Case(BeepHandler(), {}, [sh("beep -l 1000")], {"duration_s": 1.0}),
+    "remove-agent": Case(
+        RemoveAgentHandler(),
+        {},
+        [
+            [
+                "systemd-run",
+                "--on-active=5",
+                "--unit=tetherd-remove",
+                "--collect",
+                "--description=Remove the Tether agent",
+                *sh("systemctl disable --now tetherd.service"),
+            ]
+        ],
+        {"unit": "tetherd.service", "stops_in_s": 5.0},
+    ),
 }
 """What each handler runs and returns."""
 
@@ -218,7 +234,7 @@ def test_bad_arguments_name_the_field(operation_type: OperationType, arguments: 
 def test_linux_has_the_system_capabilities(tmp_path: Path) -> None:
     platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id")
 
-    for needs in (PowerOff, Clock, Locale, Display, Audio, Notifier, Beeper):
+    for needs in (PowerOff, AgentRemover, Clock, Locale, Display, Audio, Notifier, Beeper):
         assert isinstance(platform, needs)
 
 
@@ -233,10 +249,19 @@ def test_shut_down_powers_off_and_fails_if_still_alive_after_the_grace(fake_tool
     assert fake_tools.calls() == [sh("systemctl poweroff")]
 
 
-def test_shut_down_is_destructive_and_others_are_not() -> None:
+def test_shut_down_and_remove_agent_are_destructive_and_others_are_not() -> None:
     assert ShutDownHandler.destructive
     for case in CASES.values():
-        assert not case.handler.destructive
+        assert case.handler.destructive == isinstance(case.handler, RemoveAgentHandler)
+
+
+def test_remove_agent_stops_the_unit_the_config_names(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add("systemd-run")
+    platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id", agent_unit="tether-agent@kiosk.service")
+
+    assert asyncio.run(platform.remove_agent(2.5)) == "tether-agent@kiosk.service"
+    assert fake_tools.calls()[0][1] == "--on-active=2.5"
+    assert fake_tools.calls()[0][-1] == "tether-agent@kiosk.service"
 
 
 def test_shut_down_grace_follows_the_reboot_grace(tmp_path: Path) -> None:

@@ -1,0 +1,92 @@
+"""A device's profile: the tags, groups and time zone it announces, changed remotely by UPDATE_DEVICE_CONFIG.
+
+The agent config gives the starting values; changes are kept in the device's state directory, so they outlive
+restarts and upgrades, and `reset` goes back to the config's values.
+"""
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agent.errors import HandlerError
+from shared.arguments.management import DeviceConfigArguments, Label
+from shared.messages import Announcement, TimeZone
+
+log = logging.getLogger(__name__)
+
+
+class ProfileChanges(BaseModel):
+    """What UPDATE_DEVICE_CONFIG changed; None keeps the config's value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tags: list[Label] | None = None
+    groups: list[Label] | None = None
+    time_zone: TimeZone | None = None
+
+    def updated(self, change: DeviceConfigArguments) -> "ProfileChanges":
+        base = ProfileChanges() if change.reset else self
+        given = change.model_dump(include={"tags", "groups", "time_zone"}, exclude_none=True)
+        return base.model_copy(update=given)
+
+    def applied_to(self, announcement: Announcement) -> Announcement:
+        """The announcement with these changes over the config's values."""
+        return announcement.model_copy(update=self.model_dump(exclude_none=True))
+
+    def changed_fields(self) -> list[str]:
+        return sorted(self.model_dump(exclude_none=True))
+
+
+class ProfileStore:
+    """One JSON file per device, replaced atomically so a crash never leaves half a profile."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> ProfileChanges:
+        """The stored changes; a missing file is none, an unreadable one is logged and ignored."""
+        try:
+            return ProfileChanges.model_validate_json(self.path.read_bytes())
+        except FileNotFoundError:
+            return ProfileChanges()
+        except (OSError, ValidationError) as err:
+            log.warning("ignoring the device profile in %s, which cannot be read: %s", self.path, err)
+            return ProfileChanges()
+
+    def save(self, changes: ProfileChanges) -> None:
+        """Keep `changes`; raise HandlerError naming the file if it cannot be written."""
+        partial = self.path.with_suffix(".partial")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with partial.open("w") as file:
+                file.write(changes.model_dump_json(exclude_none=True))
+                file.flush()
+                os.fsync(file.fileno())
+            partial.replace(self.path)
+        except OSError as err:
+            raise HandlerError(f"cannot keep the device profile in {self.path}: {err.strerror or err}") from err
+
+
+class Profile:
+    """The profile of one device: its config's values with the stored changes over them."""
+
+    def __init__(self, store: ProfileStore, configured: Announcement) -> None:
+        self._store = store
+        self._configured = configured.model_dump(include={"tags", "groups", "time_zone"})
+
+    def announced(self, announcement: Announcement) -> Announcement:
+        """`announcement` with the config's profile and the stored changes over it."""
+        return self._store.load().applied_to(announcement.model_copy(update=self._configured))
+
+    def change(self, change: DeviceConfigArguments, current: Announcement) -> tuple[Announcement, dict[str, Any]]:
+        """Keep `change` and return the announcement it gives, with UPDATE_DEVICE_CONFIG's result."""
+        changes = self._store.load().updated(change)
+        self._store.save(changes)
+        now = self.announced(current)
+        result: dict[str, Any] = {"tags": now.tags, "groups": now.groups, "changed": changes.changed_fields()}
+        if now.time_zone is not None:
+            result["time_zone"] = now.time_zone
+        return now, result
