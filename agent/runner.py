@@ -3,6 +3,7 @@
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,19 @@ from agent.handlers.base import (
 )
 from agent.journal import Journal, Stage
 from shared.arguments import ArgumentsError, validate_arguments
-from shared.messages import Command, StatusReport, utc_now
+from shared.messages import CancelRequest, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Running:
+    command_id: str
+    handler: Handler
+    task: "asyncio.Task[dict[str, Any]]"
+    cancel_reason: str | None = None
+
 
 Publish = Callable[[StatusReport], Awaitable[bool]]
 """Sends one status; returns False when it could not be delivered now (the journal keeps final ones)."""
@@ -53,6 +63,9 @@ class Runner:
         self._update_inventory = update_inventory
         self._update_profile = update_profile
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
+        self._running: _Running | None = None
+        self._cancelled_before_start: dict[str, str] = {}
+        """Commands journalled as started whose handler has not begun yet, when a cancellation arrived."""
 
     async def accept(self, command: Command) -> None:
         """Take a command off the wire; a command id seen before is never run again."""
@@ -68,6 +81,29 @@ class Runner:
         log.info("command %s (%s) queued", command.command_id, command.operation_type)
         await self._report(command, DeviceStatus.PENDING)
         self._queue.put_nowait(command)
+
+    async def cancel(self, request: CancelRequest) -> None:
+        """Stop a command: a queued one ends FAILED at once, a running one only if its handler is cancellable."""
+        entry = self._journal.get(request.command_id)
+        running = self._running
+        if entry is None:
+            log.info("cancellation of unknown command %s ignored", request.command_id)
+        elif entry.stage is Stage.QUEUED:
+            await self._finish(entry.command, DeviceStatus.FAILED, reason=request.reason)
+        elif entry.stage is Stage.FINISHED:
+            log.info("cancellation of command %s ignored: it has already finished", request.command_id)
+        elif running is None or running.command_id != request.command_id:
+            self._cancelled_before_start[request.command_id] = request.reason  # it is about to start
+        elif not running.handler.cancellable:
+            log.warning(
+                "command %s (%s) cannot be stopped safely; it runs to its end",
+                request.command_id,
+                entry.command.operation_type,
+            )
+        elif running.cancel_reason is None:
+            log.info("command %s: stopping it (%s)", request.command_id, request.reason)
+            running.cancel_reason = request.reason
+            running.task.cancel()
 
     async def recover(self) -> None:
         """After a restart: decide commands that were executing, and queue those that never started."""
@@ -108,6 +144,8 @@ class Runner:
         try:
             if command.schedule is not None:
                 raise HandlerError("scheduled commands need a newer agent; this one runs IMMEDIATE commands only")
+            if command.start_before is not None and utc_now() > command.start_before:
+                raise HandlerError(f"expired: not started before {command.start_before.isoformat()}")
             handler = handler_for(command.operation_type, self._platform, self._registry)
             if handler.destructive and command.operation_type not in self._allow_destructive:
                 raise HandlerError(
@@ -125,7 +163,7 @@ class Runner:
             await self._report(command, DeviceStatus.EXECUTING)
             log.info("command %s (%s) executing", command.command_id, command.operation_type)
             context = HandlerContext(command, self._platform, work_dir, self._update_inventory, self._update_profile)
-            result = await handler.run(arguments, context)
+            result = await self._run_handler(command, handler, arguments, context)
         except HandlerError as err:
             await self._finish(command, DeviceStatus.FAILED, reason=str(err), result=err.result)
         except Exception as err:  # a handler bug must still end the command, never the agent
@@ -135,6 +173,25 @@ class Runner:
             )
         else:
             await self._finish(command, DeviceStatus.SUCCESSFUL, result=result)
+
+    async def _run_handler(
+        self, command: Command, handler: Handler, arguments: Any, context: HandlerContext
+    ) -> dict[str, Any]:
+        """Run the handler as its own task, so that a cancellation request can stop it without stopping the runner."""
+        cancelled = self._cancelled_before_start.pop(command.command_id, None)
+        if cancelled is not None:
+            raise HandlerError(cancelled)
+        running = _Running(command.command_id, handler, asyncio.create_task(handler.run(arguments, context)))
+        self._running = running
+        try:
+            return await running.task
+        except asyncio.CancelledError:
+            # Cancelled by a request, the handler's task is done; cancelled with the runner, it is not.
+            if running.cancel_reason is None or not running.task.done():
+                raise
+            raise HandlerError(running.cancel_reason) from None
+        finally:
+            self._running = None
 
     async def _report(self, command: Command, status: DeviceStatus) -> None:
         report = StatusReport(
@@ -159,6 +216,7 @@ class Runner:
             failure_reason=reason,
         )
         self._journal.record_finished(report)
+        self._cancelled_before_start.pop(command.command_id, None)
         log.info("command %s %s%s", command.command_id, status, f": {reason}" if reason else "")
         await self._deliver_final(report)
 

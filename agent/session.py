@@ -9,7 +9,7 @@ import aiomqtt
 
 from agent.runner import Runner
 from shared.errors import TetherProtocolError
-from shared.messages import Announcement, Command, Presence, StatusReport, decode, encode, utc_now
+from shared.messages import Announcement, CancelRequest, Command, Presence, StatusReport, decode, encode, utc_now
 from shared.operations import PresenceState
 from shared.topics import TopicKind, Topics
 from shared.transport import BrokerUrl, make_client
@@ -95,7 +95,7 @@ class Session:
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         await client.publish(self._topics.presence(self._device_id), self._presence(PresenceState.ONLINE), 1, True)
         await client.publish(self._topics.announce(self._device_id), encode(self._announcement), qos=1, retain=True)
-        await client.subscribe(self._topics.device_commands_filter(self._device_id), qos=1)
+        await client.subscribe([(topic, 1) for topic in self._topics.device_filters(self._device_id)])
         self._client = client
         log.info("connected to %s as %s", self._url, self._device_id)
         await self._runner.resend_undelivered()
@@ -111,22 +111,27 @@ class Session:
             log.warning("could not publish offline presence on shutdown")
 
     async def _on_message(self, message: aiomqtt.Message) -> None:
-        """Accept only well-formed commands addressed to this device; log and skip everything else."""
+        """Accept only well-formed commands and cancellations addressed to this device; log and skip the rest."""
         topic = str(message.topic)
         payload = message.payload if isinstance(message.payload, bytes) else b""
         if not payload:
             return  # the controller cleared a finished command's retained message
         try:
             parsed = self._topics.parse(topic)
-            if parsed.kind is not TopicKind.COMMAND or parsed.device_id != self._device_id:
-                raise TetherProtocolError(f"not a command for {self._device_id}")
-            command = decode(Command, payload)
-            if command.device_id != self._device_id or command.command_id != parsed.command_id:
+            if parsed.device_id != self._device_id or parsed.kind not in (TopicKind.COMMAND, TopicKind.CANCEL):
+                raise TetherProtocolError(f"not a command or cancellation for {self._device_id}")
+            decoded: Command | CancelRequest = (
+                decode(Command, payload) if parsed.kind is TopicKind.COMMAND else decode(CancelRequest, payload)
+            )
+            if decoded.device_id != self._device_id or decoded.command_id != parsed.command_id:
                 raise TetherProtocolError(
-                    f"payload names device {command.device_id!r} and command {command.command_id!r}, "
+                    f"payload names device {decoded.device_id!r} and command {decoded.command_id!r}, "
                     "which the topic does not"
                 )
         except TetherProtocolError as err:
             log.warning("dropped a message on %s: %s", topic, err)
             return
-        await self._runner.accept(command)
+        if isinstance(decoded, Command):
+            await self._runner.accept(decoded)
+        else:
+            await self._runner.cancel(decoded)

@@ -3,12 +3,17 @@
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import aiomqtt
 
+from controller.clock import now_iso, to_iso
+from controller.completion import finish_if_done
 from controller.mqtt_link import MqttLink
+from controller.rollout import Rollout
 from controller.store import Store
-from controller.store.commands import finish_if_done
+from controller.store.commands import Deadline
+from controller.store.records import OperationRecord
 from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, encode, utc_now
 from shared.operations import ActivityState, OperationState, OperationType
 from shared.topics import Topics
@@ -34,6 +39,8 @@ class Dispatcher:
         self._topics = topics
         self._artifacts = artifacts
         self._wake = asyncio.Event()
+        self._next_due_s: float | None = None
+        """Seconds until a rate-limited rollout may dispatch again, if sooner than the next sweep."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -41,11 +48,12 @@ class Dispatcher:
     async def run(self) -> None:
         while True:
             try:
-                async with asyncio.timeout(SWEEP_INTERVAL_S):
+                async with asyncio.timeout(min(SWEEP_INTERVAL_S, self._next_due_s or SWEEP_INTERVAL_S)):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
+            self._next_due_s = None
             await self._link.wait_connected()
             try:
                 await self._sweep()
@@ -60,39 +68,71 @@ class Dispatcher:
 
     async def _dispatch(self, operation_id: str) -> None:
         operation = self._store.get_operation(operation_id)
+        if operation.stop_reason is not None:
+            finish_if_done(self._store, operation_id)
+            return
         if operation.state is OperationState.RESOLVED:
-            self._store.transition(operation_id, OperationState.DISPATCHING, activity=ActivityState.DISPATCHING)
+            self._store.start_dispatching(operation_id)
+            operation = self._store.get_operation(operation_id)
+        rollout = Rollout.from_stored(operation.rollout)
+        started_at = datetime.fromisoformat(operation.dispatch_started_at or now_iso())
         published = 0
-        while batch := self._store.commands.waiting(operation_id, BATCH_SIZE):
-            batch = self._refuse_unsupported(operation.operation_type, batch)
+        while True:
+            now = datetime.now(UTC)
+            already = operation.stats.dispatched_device_count + published
+            budget = rollout.dispatch_budget(started_at, now, already)
+            if budget == 0:
+                self._due_in(rollout.seconds_until_next(started_at, now, already))
+                break
+            batch = self._store.commands.waiting(
+                operation_id, BATCH_SIZE if budget is None else min(budget, BATCH_SIZE)
+            )
             if not batch:
-                continue
-            issued_at = utc_now()
-            uploads = self._uploads(operation_id, operation.operation_type, batch)
-            messages = [
-                (
-                    self._topics.command(device_id, command_id),
-                    encode(
-                        Command(
-                            command_id=command_id,
-                            operation_id=operation_id,
-                            device_id=device_id,
-                            operation_type=operation.operation_type,
-                            arguments=operation.arguments,
-                            issued_at=issued_at,
-                            artifact_upload=uploads.get(command_id),
-                        )
-                    ),
-                )
-                for device_id, command_id in batch
-            ]
-            await self._link.publish_retained(messages)
-            self._store.commands.mark_dispatched([command_id for _, command_id in batch])
-            published += len(batch)
+                break
+            batch = self._refuse_unsupported(operation.operation_type, batch)
+            if batch:
+                await self._publish_commands(operation, batch)
+                published += len(batch)
         if published and not self._store.has_activity(operation_id, ActivityState.DISPATCHED):
             self._store.add_activity(operation_id, ActivityState.DISPATCHED, f"{published} command(s) published")
             log.info("operation %s: %d command(s) published", operation_id, published)
         finish_if_done(self._store, operation_id)
+
+    async def _publish_commands(self, operation: OperationRecord, batch: list[tuple[str, str]]) -> None:
+        issued_at = utc_now()
+        start_before = issued_at + timedelta(seconds=operation.delivery_timeout_s)
+        uploads = self._uploads(operation.id, operation.operation_type, batch)
+        messages = [
+            (
+                self._topics.command(device_id, command_id),
+                encode(
+                    Command(
+                        command_id=command_id,
+                        operation_id=operation.id,
+                        device_id=device_id,
+                        operation_type=operation.operation_type,
+                        arguments=operation.arguments,
+                        issued_at=issued_at,
+                        artifact_upload=uploads.get(command_id),
+                        start_before=start_before,
+                    )
+                ),
+            )
+            for device_id, command_id in batch
+        ]
+        await self._link.publish(messages, retain=True)
+        deadline = Deadline(
+            to_iso(start_before),
+            f"timed out: not started within {operation.delivery_timeout_s} s of dispatch (device offline?)",
+        )
+        stopped = self._store.commands.mark_dispatched([command_id for _, command_id in batch], deadline=deadline)
+        if stopped:
+            # Cancelled or aborted while in flight to the broker: take the commands back before a device runs them.
+            await self.clear([(device_id, command_id) for device_id, command_id in batch if command_id in stopped])
+
+    def _due_in(self, seconds: float | None) -> None:
+        if seconds is not None and (self._next_due_s is None or seconds < self._next_due_s):
+            self._next_due_s = seconds
 
     def _uploads(
         self, operation_id: str, operation_type: OperationType, batch: list[tuple[str, str]]
@@ -126,5 +166,5 @@ class Dispatcher:
 
     async def clear(self, finished: list[tuple[str, str]]) -> None:
         """Remove finished commands' retained messages so a reconnecting agent never sees them again."""
-        await self._link.publish_retained([(self._topics.command(d, c), b"") for d, c in finished])
+        await self._link.publish([(self._topics.command(d, c), b"") for d, c in finished], retain=True)
         self._store.commands.mark_cleared([command_id for _, command_id in finished])

@@ -5,9 +5,9 @@ import logging
 
 import aiomqtt
 
+from controller.completion import finish_if_done
 from controller.dispatcher import Dispatcher
 from controller.store import Store
-from controller.store.commands import finish_if_done
 from shared.errors import TetherProtocolError
 from shared.messages import Announcement, Presence, StatusReport, decode
 from shared.operations import ActivityState

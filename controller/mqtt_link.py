@@ -67,8 +67,8 @@ class MqttLink:
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
-    async def publish_retained(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        """Publish retained QoS 1 messages concurrently and return once the broker acknowledged all of them.
+    async def publish(self, messages: Sequence[tuple[str, bytes]], *, retain: bool) -> None:
+        """Publish QoS 1 messages concurrently and return once the broker acknowledged all of them.
 
         Raises aiomqtt.MqttError if the connection drops; the caller retries what it has not marked done.
         """
@@ -76,4 +76,4 @@ class MqttLink:
         if client is None:
             raise aiomqtt.MqttError("not connected")
         async with asyncio.timeout(PUBLISH_TIMEOUT_S + len(messages) / 1000):
-            await asyncio.gather(*(client.publish(topic, payload, qos=1, retain=True) for topic, payload in messages))
+            await asyncio.gather(*(client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages))

@@ -22,6 +22,7 @@ from controller.ingest import Ingest
 from controller.mqtt_link import MqttLink
 from controller.scheduler import Scheduler
 from controller.store import Store
+from controller.supervisor import Supervisor
 from shared.topics import TopicKind, Topics
 from shared.transport import BrokerUrl
 
@@ -128,10 +129,12 @@ async def _run(
     ingest = Ingest(store, topics, dispatcher)
     scheduler = Scheduler(store, dispatcher.wake)
     scheduler.recover()
+    supervisor = Supervisor(store, link, topics, dispatcher)
     app = create_app(
         ApiServices(
             store=store,
             scheduler=scheduler,
+            wake_supervisor=supervisor.wake,
             artifact_dir=settings.db_path.parent / "artifacts",
             max_artifact_bytes=settings.max_artifact_bytes,
         )
@@ -141,7 +144,7 @@ async def _run(
     log.info("REST API on http://%s:%d (MQTT broker %s, database %s)", host, port, broker_url, settings.db_path)
     try:
         async with asyncio.TaskGroup() as group:
-            for job in (link.run(), dispatcher.run(), ingest.run()):
+            for job in (link.run(), dispatcher.run(), ingest.run(), supervisor.run()):
                 group.create_task(job)
             web = group.create_task(server.serve(sockets=[http_socket]))
             await stop.wait()

@@ -33,7 +33,7 @@ def _valid_id(value: str) -> str:
 def _valid_time_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as err:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as err:  # "America" is a directory of zones: OSError
         raise ValueError(f"unknown IANA time zone {value!r}") from err
     return value
 
@@ -80,6 +80,22 @@ class Command(_Message):
     """Reserved for signed commands."""
     artifact_upload: ArtifactUpload | None = None
     """Present for ARTIFACT_TYPES."""
+    start_before: AwareDatetime | None = None
+    """The agent does not start the command after this moment (the operation's delivery deadline); it ends FAILED
+    instead. Devices need a roughly synchronized clock (NTP) for this to be exact."""
+
+
+class CancelRequest(_Message):
+    """Controller -> device: stop a command. QoS 1, not retained; the command's retained message is cleared first.
+
+    A queued command ends FAILED with `reason`; a running one is stopped if its handler can be stopped safely (a
+    script, a download) and ends FAILED with `reason`, otherwise it runs to its own end.
+    """
+
+    command_id: Id
+    device_id: Id
+    reason: str = Field(min_length=1, max_length=512)
+    requested_at: AwareDatetime
 
 
 class StatusReport(_Message):

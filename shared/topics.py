@@ -20,9 +20,10 @@ class TopicKind(StrEnum):
     STATUS = "status"
     ANNOUNCE = "announce"
     PRESENCE = "presence"
+    CANCEL = "cancel"
 
 
-_WITH_COMMAND_ID = frozenset({TopicKind.COMMAND, TopicKind.STATUS})
+_WITH_COMMAND_ID = frozenset({TopicKind.COMMAND, TopicKind.STATUS, TopicKind.CANCEL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,9 @@ class Topics:
     def status(self, device_id: str, command_id: str) -> str:
         return f"{self.device_root(device_id)}/{TopicKind.STATUS}/{validate_id(command_id, 'command id')}"
 
+    def cancel(self, device_id: str, command_id: str) -> str:
+        return f"{self.device_root(device_id)}/{TopicKind.CANCEL}/{validate_id(command_id, 'command id')}"
+
     def announce(self, device_id: str) -> str:
         return f"{self.device_root(device_id)}/{TopicKind.ANNOUNCE}"
 
@@ -69,8 +73,15 @@ class Topics:
         return f"{self.device_root(device_id)}/{TopicKind.PRESENCE}"
 
     def device_commands_filter(self, device_id: str) -> str:
-        """What an agent subscribes to: its own commands and nothing else."""
         return f"{self.device_root(device_id)}/{TopicKind.COMMAND}/+"
+
+    def device_filters(self, device_id: str) -> list[str]:
+        """What an agent subscribes to, in one SUBSCRIBE: its own commands and their cancellations, nothing else.
+
+        One SUBSCRIBE matters: a cancellation published after its command's retained message was cleared then always
+        reaches an agent that received the command.
+        """
+        return [self.device_commands_filter(device_id), f"{self.device_root(device_id)}/{TopicKind.CANCEL}/+"]
 
     def fleet_filter(self, kind: TopicKind) -> str:
         """What the controller subscribes to for one kind of device-published message."""

@@ -57,6 +57,7 @@ async def _send(context: HandlerContext, spec: ArtifactUpload, path: Path) -> di
 
 class ScreenshotHandler(Handler):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.CAPTURE_SCREENSHOT})
+    cancellable: ClassVar[bool] = True
     needs: ClassVar[type[Any]] = Screenshots
 
     async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
@@ -68,6 +69,7 @@ class ScreenshotHandler(Handler):
 
 class LogsHandler(Handler):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.COLLECT_LOGS})
+    cancellable: ClassVar[bool] = True
     needs: ClassVar[type[Any]] = Logs
 
     async def run(self, arguments: LogsArguments, context: HandlerContext) -> dict[str, Any]:
@@ -83,6 +85,7 @@ class LogsHandler(Handler):
 
 class BugreportHandler(Handler):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REQUEST_BUGREPORT})
+    cancellable: ClassVar[bool] = True
     needs: ClassVar[type[Any]] = Logs
 
     async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:

@@ -19,6 +19,7 @@ class NotifyHandler(Handler):
 
 class BeepHandler(Handler):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.BEEP_DEVICE})
+    cancellable: ClassVar[bool] = True
     needs: ClassVar[type[Any]] = Beeper
 
     async def run(self, arguments: BeepArguments, context: HandlerContext) -> dict[str, Any]:

@@ -66,6 +66,9 @@ class Handler:
     needs: ClassVar[type[Any]]
     destructive: ClassVar[bool] = False
     """Destructive handlers run only for the types the agent's config lists in `allow_destructive`."""
+    cancellable: ClassVar[bool] = False
+    """Whether a cancellation may stop `run` midway: true only where stopping leaves the device as it was or in a
+    harmless state (a script, a download, an artifact); never for a package manager, a reboot or a network change."""
 
     def supports(self, platform: PlatformTools) -> bool:
         return isinstance(platform, self.needs)

@@ -15,6 +15,7 @@ class SyncContentHandler(Handler):
     """Keeps files under `content_dir`, by default `<state_dir>/content` (work dirs are `<state_dir>/work/<id>`)."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SYNC_CONTENT})
+    cancellable: ClassVar[bool] = True
     needs: ClassVar[type[Any]] = object
 
     def __init__(

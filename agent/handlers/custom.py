@@ -53,6 +53,7 @@ async def run_action(
 
 class CustomActionHandler(Handler):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.RUN_CUSTOM_ACTION})
+    cancellable: ClassVar[bool] = True
     needs: ClassVar[type[Any]] = CommandRunner
 
     def __init__(self, actions: Mapping[str, CustomAction]) -> None:

@@ -14,6 +14,7 @@ class ShellHandler(Handler):
     """Runs the script for real; a non-zero exit fails the command but keeps exit code and output in the result."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.RUN_SHELL_SCRIPT})
+    cancellable: ClassVar[bool] = True
     needs: ClassVar[type[Any]] = ScriptRunner
 
     async def run(self, arguments: ShellArguments, context: HandlerContext) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """What routes get from the running controller, kept on `app.state`."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ DEFAULT_MAX_ARTIFACT_BYTES = 100 * 1024 * 1024
 class ApiServices:
     store: Store
     scheduler: Scheduler
+    wake_supervisor: Callable[[], None]
+    """Called after a cancellation, so it reaches the devices at once rather than at the next tick."""
     artifact_dir: Path
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
 

@@ -6,6 +6,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from controller.store.records import OperationRecord, OperationStats
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType, TimeType
+from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 
 T = TypeVar("T")
 
@@ -32,6 +33,16 @@ class ScheduleArgsIn(_Strict):
         return None
 
 
+class RolloutIn(_Strict):
+    """Tether extension: dispatch gradually, and stop when too many devices fail."""
+
+    rate_per_minute: int | None = Field(default=None, ge=1, le=1_000_000, description="Devices dispatched per minute.")
+    abort_failure_share: float | None = Field(
+        default=None, gt=0, le=1, description="Abort when more than this share of finished devices failed."
+    )
+    abort_min_finished: int = Field(default=10, ge=1, description="...once at least this many devices finished.")
+
+
 class OperationCreate(_Strict):
     operation_type: OperationType
     schedule_type: ScheduleType = ScheduleType.IMMEDIATE
@@ -40,6 +51,21 @@ class OperationCreate(_Strict):
         description='Selects the target devices; see docs/query-language.md. Send {"all": true} for every device.'
     )
     arguments: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: int | None = Field(
+        default=None,
+        ge=MIN_TIMEOUT_S,
+        le=MAX_TIMEOUT_S,
+        description="Tether extension: seconds a device may take from EXECUTING to a final status; "
+        "the type's default when absent (docs/operations-lifecycle.md).",
+    )
+    delivery_timeout_s: int | None = Field(
+        default=None,
+        ge=MIN_TIMEOUT_S,
+        le=MAX_TIMEOUT_S,
+        description="Tether extension: seconds a device may take from dispatch to EXECUTING (it may be offline); "
+        f"{DEFAULT_DELIVERY_TIMEOUT_S} when absent.",
+    )
+    rollout: RolloutIn | None = None
 
 
 class DeviceOperationStatusesCount(BaseModel):
@@ -83,6 +109,9 @@ class OperationOut(BaseModel):
     updated_by: str
     operation_activity: list[ActivityOut]
     operation_stats: OperationStatsOut
+    timeout_s: int
+    delivery_timeout_s: int
+    rollout: dict[str, Any] | None
 
     @classmethod
     def of(cls, record: OperationRecord) -> "OperationOut":
@@ -101,6 +130,9 @@ class OperationOut(BaseModel):
             updated_by=record.updated_by,
             operation_activity=[ActivityOut.model_validate(entry) for entry in record.activity],
             operation_stats=OperationStatsOut.of(record.stats),
+            timeout_s=record.timeout_s,
+            delivery_timeout_s=record.delivery_timeout_s,
+            rollout=record.rollout,
         )
 
 

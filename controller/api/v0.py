@@ -12,6 +12,7 @@ from controller.query import compile_query
 from controller.store import Store
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType
+from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
 
 router = APIRouter(prefix="/v0")
 
@@ -49,8 +50,20 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
         device_query=body.operation_device_query,
         arguments=body.arguments,
         created_by=key.name,
+        timeout_s=body.timeout_s or default_timeout_s(body.operation_type, body.arguments),
+        delivery_timeout_s=body.delivery_timeout_s or DEFAULT_DELIVERY_TIMEOUT_S,
+        rollout=None if body.rollout is None else body.rollout.model_dump(exclude_none=True),
     )
     services(request).scheduler.submit(operation_id)
+    return Envelope(content=OperationOut.of(store.get_operation(operation_id)))
+
+
+@router.post("/operations/{operation_id}/cancel/", response_model=Envelope[OperationOut])
+async def cancel_operation(operation_id: str, request: Request, key: Admin) -> Envelope[OperationOut]:
+    """Devices that have not started end FAILED "cancelled by <key>"; running ones are asked to stop."""
+    store = _store(request)
+    store.control.cancel(operation_id, key.name)
+    services(request).wake_supervisor()
     return Envelope(content=OperationOut.of(store.get_operation(operation_id)))
 
 

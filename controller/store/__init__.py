@@ -14,7 +14,9 @@ from controller.errors import Conflict, NotFound
 from controller.keys import hash_key
 from controller.store.artifacts import ArtifactLedger
 from controller.store.commands import CommandLedger
+from controller.store.control import OperationControl
 from controller.store.records import (
+    SYSTEM_ACTOR,
     ActivityEntry,
     ApiKeyRecord,
     DeviceRecord,
@@ -25,10 +27,8 @@ from controller.store.records import (
 from controller.store.schema import connect
 from shared.lifecycle import advance_operation
 from shared.messages import Announcement
-from shared.operations import OperationState, OperationType, PresenceState, ScheduleType
-
-SYSTEM_ACTOR = "tether"
-"""`updated_by` for transitions the controller makes on its own."""
+from shared.operations import ActivityState, OperationState, OperationType, PresenceState, ScheduleType
+from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
 
 
 def _json(value: Any) -> str | None:
@@ -48,6 +48,7 @@ class Store:
         self.conn = connect(str(path))
         self.commands = CommandLedger(self)
         self.artifacts = ArtifactLedger(self)
+        self.control = OperationControl(self)
 
     def close(self) -> None:
         self.conn.close()
@@ -166,14 +167,18 @@ class Store:
         device_query: dict[str, Any],
         arguments: dict[str, Any],
         created_by: str,
+        timeout_s: int,
+        delivery_timeout_s: int,
+        rollout: dict[str, Any] | None = None,
     ) -> str:
         operation_id = str(uuid.uuid4())
         now = now_iso()
         with self.transaction() as conn:
             conn.execute(
                 """INSERT INTO operations (id, operation_type, state, schedule_type, schedule_args, device_query,
-                       arguments, created_at, created_by, updated_at, updated_by)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       arguments, created_at, created_by, updated_at, updated_by, timeout_s, delivery_timeout_s,
+                       rollout)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     operation_id,
                     operation_type,
@@ -186,6 +191,9 @@ class Store:
                     created_by,
                     now,
                     created_by,
+                    timeout_s,
+                    delivery_timeout_s,
+                    _json(rollout),
                 ),
             )
             self._add_activity(conn, operation_id, "CREATED", now, None)
@@ -228,8 +236,22 @@ class Store:
         if activity is not None:
             self._add_activity(conn, operation_id, activity, now, message)
 
+    def start_dispatching(self, operation_id: str) -> None:
+        """RESOLVED -> DISPATCHING, remembering when, which a rate-limited rollout counts from."""
+        with self.transaction() as conn:
+            self.transition_in(
+                conn, operation_id, OperationState.DISPATCHING, ActivityState.DISPATCHING, None, None, SYSTEM_ACTOR
+            )
+            conn.execute("UPDATE operations SET dispatch_started_at = ? WHERE id = ?", (now_iso(), operation_id))
+
     def add_activity(self, operation_id: str, operation_state: str, message: str | None = None) -> None:
         self._add_activity(self.conn, operation_id, operation_state, now_iso(), message)
+
+    def add_activity_in(
+        self, conn: sqlite3.Connection, operation_id: str, operation_state: str, message: str | None
+    ) -> None:
+        """Within the caller's transaction."""
+        self._add_activity(conn, operation_id, operation_state, now_iso(), message)
 
     @staticmethod
     def _add_activity(
@@ -307,14 +329,16 @@ class Store:
             "SELECT operation_state, timestamp, message FROM operation_activity WHERE operation_id = ? ORDER BY seq",
             (row["id"],),
         )
+        operation_type = OperationType(row["operation_type"])
+        arguments = _load(row["arguments"])
         return OperationRecord(
             id=row["id"],
-            operation_type=OperationType(row["operation_type"]),
+            operation_type=operation_type,
             state=OperationState(row["state"]),
             schedule_type=ScheduleType(row["schedule_type"]),
             schedule_args=_load(row["schedule_args"]),
             device_query=_load(row["device_query"]),
-            arguments=_load(row["arguments"]),
+            arguments=arguments,
             reason=row["reason"],
             created_at=row["created_at"],
             created_by=row["created_by"],
@@ -322,6 +346,11 @@ class Store:
             updated_by=row["updated_by"],
             activity=tuple(ActivityEntry(**dict(a)) for a in activity),
             stats=self.stats(row["id"]),
+            timeout_s=row["timeout_s"] or default_timeout_s(operation_type, arguments),
+            delivery_timeout_s=row["delivery_timeout_s"] or DEFAULT_DELIVERY_TIMEOUT_S,
+            rollout=_load(row["rollout"]),
+            stop_reason=row["stop_reason"],
+            dispatch_started_at=row["dispatch_started_at"],
         )
 
 

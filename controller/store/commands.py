@@ -5,15 +5,16 @@ import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from controller.aggregation import completion
 from controller.clock import now_iso, to_iso
 from controller.store.records import DeviceOperationRecord, Page
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
 from shared.messages import StatusReport
 from shared.operations import ActivityState, DeviceStatus, OperationState
+from shared.timeouts import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from controller.store import Store
@@ -31,12 +32,21 @@ class IngestOutcome:
     operations: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    at: str
+    """ISO 8601 UTC, comparable as text with now_iso()."""
+    reason: str
+    """The failure reason once it has passed."""
+
+
 @dataclass(slots=True)
 class _Row:
     operation_id: str
     device_id: str
     status: DeviceStatus
     cleared: bool
+    timeout_s: int
 
 
 class CommandLedger:
@@ -75,14 +85,28 @@ class CommandLedger:
         )
         return [(row[0], row[1]) for row in rows]
 
-    def mark_dispatched(self, command_ids: Sequence[str]) -> None:
+    def mark_dispatched(self, command_ids: Sequence[str], *, deadline: Deadline) -> set[str]:
+        """The broker has the commands; each must be EXECUTING by `deadline` or it ends FAILED with its reason.
+
+        Returns the commands that were stopped (cancelled, aborted) while they were being published.
+        """
         now = now_iso()
         with self._store.transaction() as conn:
+            stopped = {
+                row[0]
+                for row in conn.execute(
+                    """SELECT command_id FROM device_operations
+                       WHERE command_id IN (SELECT value FROM json_each(?)) AND dispatch_state != 'waiting'""",
+                    (json.dumps(list(command_ids)),),
+                )
+            }
             conn.executemany(
-                """UPDATE device_operations SET dispatch_state = 'dispatched', dispatched_at = ?, updated_at = ?
+                """UPDATE device_operations SET dispatch_state = 'dispatched', dispatched_at = ?, updated_at = ?,
+                       deadline_at = ?, deadline_reason = ?
                    WHERE command_id = ? AND dispatch_state = 'waiting'""",
-                [(now, now, command_id) for command_id in command_ids],
+                [(now, now, deadline.at, deadline.reason, command_id) for command_id in command_ids],
             )
+        return stopped
 
     def mark_dispatch_failed(self, failures: Sequence[tuple[str, str]]) -> None:
         """(command id, reason): the command never reached the device, so it ends FAILED here."""
@@ -107,12 +131,15 @@ class CommandLedger:
             if reason is not None or row is None:
                 outcome.rejected.append((report.command_id, reason or "unknown command"))
                 continue
+            previous = row.status
             try:
                 row.status = advance_device(row.status, report.status)
             except IllegalTransition as err:
                 outcome.rejected.append((report.command_id, str(err)))
                 continue
             at = to_iso(report.timestamp)
+            started = report.status is DeviceStatus.EXECUTING and previous is not DeviceStatus.EXECUTING
+            deadline = execution_deadline(row.timeout_s) if started else None
             updates.append(
                 (
                     row.status,
@@ -122,6 +149,8 @@ class CommandLedger:
                     None if report.result is None else json.dumps(report.result, separators=(",", ":")),
                     report.failure_reason,
                     report.progress,
+                    None if deadline is None else deadline.at,
+                    None if deadline is None else deadline.reason,
                     now,
                     report.command_id,
                 )
@@ -136,7 +165,8 @@ class CommandLedger:
                     """UPDATE device_operations SET status = ?, received_at = coalesce(received_at, ?),
                            started_at = coalesce(started_at, ?), finished_at = coalesce(finished_at, ?),
                            result = coalesce(?, result), failure_reason = coalesce(?, failure_reason),
-                           progress = coalesce(?, progress), updated_at = ?
+                           progress = coalesce(?, progress), deadline_at = coalesce(?, deadline_at),
+                           deadline_reason = coalesce(?, deadline_reason), updated_at = ?
                        WHERE command_id = ?""",
                     updates,
                 )
@@ -145,12 +175,19 @@ class CommandLedger:
 
     def _rows(self, command_ids: set[str]) -> dict[str, _Row]:
         rows = self._conn.execute(
-            """SELECT command_id, operation_id, device_id, status, cleared FROM device_operations
-               WHERE command_id IN (SELECT value FROM json_each(?))""",
+            """SELECT d.command_id, d.operation_id, d.device_id, d.status, d.cleared, o.timeout_s
+               FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id
+               WHERE d.command_id IN (SELECT value FROM json_each(?))""",
             (json.dumps(sorted(command_ids)),),
         )
         return {
-            r["command_id"]: _Row(r["operation_id"], r["device_id"], DeviceStatus(r["status"]), bool(r["cleared"]))
+            r["command_id"]: _Row(
+                r["operation_id"],
+                r["device_id"],
+                DeviceStatus(r["status"]),
+                bool(r["cleared"]),
+                r["timeout_s"] or DEFAULT_TIMEOUT_S,
+            )
             for r in rows
         }
 
@@ -183,6 +220,13 @@ class CommandLedger:
         return Page([_record(row) for row in rows], total)
 
 
+def execution_deadline(timeout_s: int) -> Deadline:
+    return Deadline(
+        to_iso(datetime.now(UTC) + timedelta(seconds=timeout_s)),
+        f"timed out: no final status within {timeout_s} s of starting",
+    )
+
+
 def _refusal(row: _Row | None, topic_device: str, report: StatusReport) -> str | None:
     if row is None:
         return f"no command {report.command_id} was sent"
@@ -210,17 +254,3 @@ def _record(row: sqlite3.Row) -> DeviceOperationRecord:
         failure_reason=row["failure_reason"],
         progress=row["progress"],
     )
-
-
-def finish_if_done(store: "Store", operation_id: str) -> bool:
-    """Complete a dispatching operation once every device has a final status; True if it completed now."""
-    operation = store.get_operation(operation_id)
-    if operation.state is not OperationState.DISPATCHING:
-        return False
-    done = completion(operation.stats, all_dispatched=not store.commands.waiting(operation_id, 1))
-    if done is None:
-        return False
-    store.transition(
-        operation_id, OperationState.COMPLETED, activity=done.activity, message=done.message, reason=done.reason
-    )
-    return True

@@ -4,6 +4,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType
+from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, DEFAULT_TIMEOUT_S
+
+SYSTEM_ACTOR = "tether"
+"""`updated_by` for transitions the controller makes on its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,14 @@ class OperationRecord:
     updated_by: str
     activity: tuple[ActivityEntry, ...] = ()
     stats: OperationStats = OperationStats()
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    """Per device, from EXECUTING to a final status."""
+    delivery_timeout_s: int = DEFAULT_DELIVERY_TIMEOUT_S
+    """Per device, from dispatch to EXECUTING."""
+    rollout: dict[str, Any] | None = None
+    stop_reason: str | None = None
+    """Set once the operation is cancelled or aborted: no more dispatching, and it ends FAILED with this reason."""
+    dispatch_started_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,12 @@ CREATE TABLE IF NOT EXISTS operations (
     created_at TEXT NOT NULL,
     created_by TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    updated_by TEXT NOT NULL
+    updated_by TEXT NOT NULL,
+    timeout_s INTEGER,
+    delivery_timeout_s INTEGER,
+    rollout TEXT,
+    stop_reason TEXT,
+    dispatch_started_at TEXT
 );
 CREATE INDEX IF NOT EXISTS operations_by_state ON operations (state, seq);
 CREATE INDEX IF NOT EXISTS operations_by_type ON operations (operation_type, seq);
@@ -66,6 +71,10 @@ CREATE TABLE IF NOT EXISTS device_operations (
     result TEXT,
     failure_reason TEXT,
     progress INTEGER,
+    deadline_at TEXT,
+    deadline_reason TEXT,
+    cancel_reason TEXT,
+    cancel_sent INTEGER NOT NULL DEFAULT 0,
     UNIQUE (operation_id, device_id)
 );
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -78,6 +87,10 @@ CREATE TABLE IF NOT EXISTS artifacts (
     uploaded_at TEXT
 );
 CREATE INDEX IF NOT EXISTS device_operations_by_status ON device_operations (operation_id, status, dispatch_state);
+CREATE INDEX IF NOT EXISTS device_operations_by_deadline ON device_operations (deadline_at)
+    WHERE status IN ('PENDING', 'EXECUTING') AND deadline_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS device_operations_to_cancel ON device_operations (cancel_sent)
+    WHERE cancel_reason IS NOT NULL AND cancel_sent = 0;
 CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (cleared, status)
     WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED');
 """
@@ -90,5 +103,34 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA foreign_keys=ON")
+    _add_missing_columns(conn)
     conn.executescript(SCHEMA)
     return conn
+
+
+ADDED_COLUMNS = {
+    "operations": (
+        "timeout_s INTEGER",
+        "delivery_timeout_s INTEGER",
+        "rollout TEXT",
+        "stop_reason TEXT",
+        "dispatch_started_at TEXT",
+    ),
+    "device_operations": (
+        "deadline_at TEXT",
+        "deadline_reason TEXT",
+        "cancel_reason TEXT",
+        "cancel_sent INTEGER NOT NULL DEFAULT 0",
+    ),
+}
+"""Columns added since the first release: a database created before them gets them on open."""
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if not present:
+            continue  # a new database: SCHEMA creates the table whole
+        for column in columns:
+            if column.split()[0] not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")

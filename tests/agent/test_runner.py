@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from agent.handlers import build_registry
 from agent.journal import Journal, Stage
 from agent.platforms.linux import LinuxPlatform
 from agent.runner import Runner
-from shared.messages import Command, StatusReport, utc_now
+from shared.messages import CancelRequest, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
 from tests.fakes import FakeTools
 
@@ -221,3 +222,121 @@ def test_destructive_types_need_the_config_to_allow_them(bench: Bench) -> None:
     bench.runner = bench.new_runner(allow_destructive=frozenset({OperationType.SHUT_DOWN}))
     bench.drive(command("c2", OperationType.SHUT_DOWN))
     assert bench.tools.calls("systemctl") == [["systemctl", "poweroff"]]
+
+
+# --- cancellation ---------------------------------------------------------------------------------------------------
+
+
+def cancel_request(command_id: str, reason: str = "cancelled by ops") -> CancelRequest:
+    return CancelRequest(command_id=command_id, device_id="d1", reason=reason, requested_at=utc_now())
+
+
+def test_cancelling_a_queued_command_fails_it_and_it_never_runs(bench: Bench) -> None:
+    async def go() -> None:
+        blocker = command("c1", OperationType.RUN_SHELL_SCRIPT, script="sleep 0.5")
+        queued = command("c2", OperationType.LOCK)
+        worker = asyncio.create_task(bench.runner.run())
+        await bench.runner.accept(blocker)
+        await bench.runner.accept(queued)
+        await bench.runner.cancel(cancel_request("c2"))
+        await until(lambda: bench.statuses("c1")[-1:] == ["SUCCESSFUL"])
+        await asyncio.sleep(0.1)
+        worker.cancel()
+
+    asyncio.run(go())
+    assert bench.statuses("c2") == ["PENDING", "FAILED"]
+    assert bench.final("c2").failure_reason == "cancelled by ops"
+    assert bench.tools.calls("loginctl") == []
+
+
+def test_cancelling_a_running_script_kills_its_process_group_and_the_runner_goes_on(bench: Bench) -> None:
+    marker = bench.tmp_path / "survived"
+
+    async def go() -> None:
+        script = command("c1", OperationType.RUN_SHELL_SCRIPT, script=f"(sleep 2; touch {marker}) & sleep 30")
+        after = command("c2", OperationType.LOCK)
+        worker = asyncio.create_task(bench.runner.run())
+        await bench.runner.accept(script)
+        await bench.runner.accept(after)
+        await until(lambda: "EXECUTING" in bench.statuses("c1"))
+        await bench.runner.cancel(cancel_request("c1", "timed out: not finished within 30 s"))
+        await until(lambda: bench.statuses("c2")[-1:] == ["SUCCESSFUL"])
+        worker.cancel()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "FAILED"]
+    assert bench.final("c1").failure_reason == "timed out: not finished within 30 s"
+    assert bench.journal.undelivered() == []
+    asyncio.run(asyncio.sleep(2.5))
+    assert not marker.exists(), "the script's background child outlived the cancellation"
+
+
+def test_a_running_command_that_cannot_be_stopped_safely_runs_to_its_end(bench: Bench) -> None:
+    bench.tools.add("nmcli", script="sleep 0.3")
+
+    async def go() -> None:
+        wifi = command("c1", OperationType.SET_WIFI_STATE, wifi_state=False)
+        worker = asyncio.create_task(bench.runner.run())
+        await bench.runner.accept(wifi)
+        await until(lambda: "EXECUTING" in bench.statuses("c1"))
+        await bench.runner.cancel(cancel_request("c1"))
+        await until(lambda: bench.statuses("c1")[-1:] == ["SUCCESSFUL"])
+        worker.cancel()
+
+    asyncio.run(go())
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+
+
+def test_cancelling_a_finished_or_unknown_command_changes_nothing(bench: Bench) -> None:
+    bench.drive(command("c1", OperationType.LOCK))
+
+    async def go() -> None:
+        await bench.runner.cancel(cancel_request("c1"))
+        await bench.runner.cancel(cancel_request("never-sent"))
+
+    asyncio.run(go())
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+    assert bench.statuses("never-sent") == []
+
+
+def test_stopping_the_runner_mid_command_is_not_mistaken_for_a_cancellation(bench: Bench) -> None:
+    async def go() -> None:
+        worker = asyncio.create_task(bench.runner.run())
+        await bench.runner.accept(command("c1", OperationType.RUN_SHELL_SCRIPT, script="sleep 30"))
+        await until(lambda: "EXECUTING" in bench.statuses("c1"))
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING"]
+    assert [entry.command.command_id for entry in bench.journal.in_stage(Stage.EXECUTING)] == ["c1"]
+
+
+def test_a_command_past_its_start_before_is_never_started(bench: Bench) -> None:
+    late = command("c1", OperationType.LOCK).model_copy(update={"start_before": utc_now() - timedelta(seconds=1)})
+    bench.drive(late)
+    assert bench.statuses("c1") == ["PENDING", "FAILED"]
+    assert (bench.final("c1").failure_reason or "").startswith("expired: not started before ")
+    assert bench.tools.calls("loginctl") == []
+
+
+def test_a_command_within_its_start_before_runs(bench: Bench) -> None:
+    bench.drive(command("c1", OperationType.LOCK).model_copy(update={"start_before": utc_now() + timedelta(hours=1)}))
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+
+
+def test_a_cancellation_arriving_as_the_command_starts_still_stops_it(bench: Bench) -> None:
+    """The window between journalling a command as started and running its handler: the handler never runs."""
+
+    async def publish_then_cancel(report: StatusReport) -> bool:
+        bench.published.append(report)
+        if report.status == "EXECUTING":
+            await bench.runner.cancel(cancel_request("c1"))
+        return True
+
+    bench.runner._publish = publish_then_cancel
+    bench.drive(command("c1", OperationType.LOCK))
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "FAILED"]
+    assert bench.final("c1").failure_reason == "cancelled by ops"
+    assert bench.tools.calls("loginctl") == []

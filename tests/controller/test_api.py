@@ -23,7 +23,11 @@ class Api:
         self.store = store
         self.wakes = 0
         services = ApiServices(
-            store=store, scheduler=Scheduler(store, self._wake), artifact_dir=artifact_dir, max_artifact_bytes=1000
+            store=store,
+            scheduler=Scheduler(store, self._wake),
+            wake_supervisor=self._wake,
+            artifact_dir=artifact_dir,
+            max_artifact_bytes=1000,
         )
         self.app = create_app(services)
         self.admin_key = store.create_key("ops", "admin")[1]
@@ -95,7 +99,12 @@ def test_create_returns_every_seed_field(api: Api) -> None:
         "updated_by",
         "operation_activity",
         "operation_stats",
+        # Tether's extensions, documented in docs/operations-lifecycle.md
+        "timeout_s",
+        "delivery_timeout_s",
+        "rollout",
     }
+    assert (content["timeout_s"], content["delivery_timeout_s"], content["rollout"]) == (3600, 86400, None)
     assert content["operation"] == "CONVERGE"
     assert content["state"] == "RESOLVED"
     assert content["schedule_type"] == "IMMEDIATE"
@@ -143,6 +152,13 @@ def test_no_matching_device_fails_the_operation_with_a_reason(api: Api) -> None:
         ({"operation_type": "RUN_SHELL_SCRIPT", "arguments": {"script": "x", "timeout_s": 0}}, "arguments.timeout_s"),
         ({"operation_type": "SET_WIFI_STATE", "arguments": {"wifi_state": "sideways"}}, "arguments.wifi_state"),
         ({"operation_type": "LOCK", "arguments": {"force": True}}, "arguments.force"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"timeout_s": 31 * 86400}, "timeout_s"),
+        ({"delivery_timeout_s": "soon"}, "delivery_timeout_s"),
+        ({"rollout": {"rate_per_minute": 0}}, "rollout.rate_per_minute"),
+        ({"rollout": {"abort_failure_share": 1.5}}, "rollout.abort_failure_share"),
+        ({"rollout": {"abort_min_finished": 0}}, "rollout.abort_min_finished"),
+        ({"rollout": {"batch": 5}}, "rollout.batch"),
     ],
 )
 def test_bad_fields_give_400_naming_the_field(api: Api, overrides: dict[str, Any], field: str) -> None:
@@ -263,3 +279,43 @@ def test_oversized_artifact_is_refused_and_nothing_kept(api: Api, tmp_path: Path
     assert "1000-byte limit" in response.json()["message"]
     assert list((tmp_path / "artifacts").iterdir()) == []
     assert api.request("GET", path).status_code == 404
+
+
+def test_timeouts_and_rollout_are_kept_and_returned(api: Api) -> None:
+    api.announce("d1")
+    response = create(
+        api,
+        operation_type="RUN_SHELL_SCRIPT",
+        arguments={"script": "true", "timeout_s": 30},
+        delivery_timeout_s=120,
+        rollout={"rate_per_minute": 600, "abort_failure_share": 0.1},
+    )
+    content = response.json()["content"]
+    assert content["timeout_s"] == 30 + 120  # the script's own limit plus the margin for its status to arrive
+    assert content["delivery_timeout_s"] == 120
+    assert content["rollout"] == {"rate_per_minute": 600, "abort_failure_share": 0.1, "abort_min_finished": 10}
+    assert create(api, timeout_s=45).json()["content"]["timeout_s"] == 45
+
+
+def test_cancel_ends_an_operation_and_names_who_cancelled(api: Api) -> None:
+    api.announce("d1")
+    created = create(api).json()["content"]
+    wakes = api.wakes
+
+    response = api.request("POST", f"/v0/operations/{created['id']}/cancel/")
+
+    assert response.status_code == 200, response.text
+    assert api.wakes == wakes + 1
+    assert api.store.commands.list_for_operation(created["id"], status=None, limit=1, offset=0).items[0].status == (
+        "FAILED"
+    )
+    again = api.request("POST", f"/v0/operations/{created['id']}/cancel/")
+    assert again.status_code == 409
+    assert "already being stopped (cancelled by ops)" in again.json()["message"]
+
+
+def test_cancel_needs_an_admin_key_and_a_known_operation(api: Api) -> None:
+    api.announce("d1")
+    created = create(api).json()["content"]
+    assert api.request("POST", f"/v0/operations/{created['id']}/cancel/", key=api.read_key).status_code == 403
+    assert api.request("POST", "/v0/operations/nope/cancel/").status_code == 404

@@ -1,0 +1,25 @@
+"""Ends an operation in the store once its devices are done; the decision itself is controller.aggregation's."""
+
+from controller.aggregation import completion
+from controller.store import Store
+from shared.operations import OperationState
+
+
+def finish_if_done(store: Store, operation_id: str) -> bool:
+    """End an operation once every device has a final status; True if it ended now.
+
+    A RESOLVED operation ends here only when it was stopped before any of its commands went out.
+    """
+    operation = store.get_operation(operation_id)
+    stopped_early = operation.state is OperationState.RESOLVED and operation.stop_reason is not None
+    if operation.state is not OperationState.DISPATCHING and not stopped_early:
+        return False
+    done = completion(
+        operation.stats,
+        all_dispatched=not store.commands.waiting(operation_id, 1),
+        stop_reason=operation.stop_reason,
+    )
+    if done is None:
+        return False
+    store.transition(operation_id, done.state, activity=done.activity, message=done.message, reason=done.reason)
+    return True

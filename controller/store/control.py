@@ -1,0 +1,140 @@
+"""Stopping commands before they end on their own: deadlines passing, cancellation and rollout aborts.
+
+A command that has reached a device is never marked FAILED behind the device's back unless it is also sent a
+cancellation: each stop records `cancel_reason`, and the supervisor publishes a CancelRequest for every such row.
+"""
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from controller.clock import now_iso
+from controller.errors import Conflict
+from controller.store.records import SYSTEM_ACTOR
+from shared.lifecycle import is_terminal_operation
+from shared.operations import ActivityState, OperationState
+
+if TYPE_CHECKING:
+    from controller.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """A cancellation to publish to one device."""
+
+    operation_id: str
+    device_id: str
+    command_id: str
+    reason: str
+
+
+class OperationControl:
+    def __init__(self, store: "Store") -> None:
+        self._store = store
+
+    def expire(self, limit: int) -> set[str]:
+        """End FAILED, with their deadline's reason, the unfinished commands whose deadline has passed.
+
+        Returns the operations touched. The rows keep `cleared = 0` so their retained commands are removed, and get
+        `cancel_reason` so that a device still holding one stops it.
+        """
+        now = now_iso()
+        with self._store.transaction() as conn:
+            rows = conn.execute(
+                """SELECT command_id, operation_id FROM device_operations
+                   WHERE deadline_at <= ? AND status IN ('PENDING', 'EXECUTING') LIMIT ?""",
+                (now, limit),
+            ).fetchall()
+            conn.executemany(
+                """UPDATE device_operations SET status = 'FAILED', failure_reason = deadline_reason,
+                       cancel_reason = deadline_reason, finished_at = ?, updated_at = ?
+                   WHERE command_id = ?""",
+                [(now, now, row["command_id"]) for row in rows],
+            )
+        return {row["operation_id"] for row in rows}
+
+    def cancel(self, operation_id: str, actor: str) -> None:
+        """Stop an operation on behalf of `actor`; raise Conflict if it has already ended or is being stopped."""
+        reason = f"cancelled by {actor}"
+        with self._store.transaction() as conn:
+            self._stop(conn, operation_id, reason, actor)
+            now = now_iso()
+            # Reached the broker but not acknowledged by the device: it ends here, and the device is told too.
+            conn.execute(
+                """UPDATE device_operations SET status = 'FAILED', failure_reason = ?, cancel_reason = ?,
+                       finished_at = ?, updated_at = ?
+                   WHERE operation_id = ? AND dispatch_state = 'dispatched' AND status = 'PENDING'
+                       AND received_at IS NULL""",
+                (reason, reason, now, now, operation_id),
+            )
+            # Acknowledged: the device decides (a queued or stoppable command fails "cancelled", others finish).
+            conn.execute(
+                """UPDATE device_operations SET cancel_reason = ?, updated_at = ?
+                   WHERE operation_id = ? AND dispatch_state = 'dispatched'
+                       AND status IN ('PENDING', 'EXECUTING') AND cancel_reason IS NULL""",
+                (reason, now, operation_id),
+            )
+
+    def abort(self, operation_id: str, reason: str) -> None:
+        """Stop dispatching an operation whose rollout failed; commands already out run to their end."""
+        with self._store.transaction() as conn:
+            self._stop(conn, operation_id, reason, None)
+
+    def _stop(self, conn: sqlite3.Connection, operation_id: str, reason: str, actor: str | None) -> None:
+        """Record the stop and end FAILED every command not yet handed to the broker."""
+        operation = self._store.get_operation(operation_id)
+        if is_terminal_operation(operation.state):
+            raise Conflict(f"operation {operation_id} has already ended ({operation.state})")
+        if operation.stop_reason is not None:
+            raise Conflict(f"operation {operation_id} is already being stopped ({operation.stop_reason})")
+        now = now_iso()
+        conn.execute(
+            """UPDATE operations SET stop_reason = ?, updated_at = ?, updated_by = coalesce(?, updated_by)
+               WHERE id = ?""",
+            (reason, now, actor, operation_id),
+        )
+        if operation.state in (OperationState.CREATED, OperationState.RESOLVING):
+            # No commands exist yet, so there is nothing to wait for.
+            self._store.transition_in(
+                conn, operation_id, OperationState.FAILED, ActivityState.FAILURE, reason, reason, actor or SYSTEM_ACTOR
+            )
+            return
+        conn.execute(
+            """UPDATE device_operations SET dispatch_state = 'failed', status = 'FAILED', failure_reason = ?,
+                   finished_at = ?, updated_at = ?, cleared = 1
+               WHERE operation_id = ? AND dispatch_state = 'waiting'""",
+            (reason, now, now, operation_id),
+        )
+        self._store.add_activity_in(conn, operation_id, ActivityState.PROCESSING, reason)
+
+    def pending_cancellations(self, limit: int) -> list[CancelOrder]:
+        rows = self._store.conn.execute(
+            """SELECT operation_id, device_id, command_id, cancel_reason FROM device_operations
+               WHERE cancel_reason IS NOT NULL AND cancel_sent = 0 LIMIT ?""",
+            (limit,),
+        )
+        return [CancelOrder(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def mark_cancellations_sent(self, orders: list[CancelOrder]) -> None:
+        with self._store.transaction() as conn:
+            conn.executemany(
+                "UPDATE device_operations SET cancel_sent = 1 WHERE command_id = ?",
+                [(order.command_id,) for order in orders],
+            )
+
+    def watched_rollouts(self) -> list[tuple[str, dict[str, Any]]]:
+        """(operation id, rollout) of dispatching operations with an abort rule, not yet stopped."""
+        rows = self._store.conn.execute(
+            """SELECT id, rollout FROM operations
+               WHERE state = 'DISPATCHING' AND stop_reason IS NULL
+                   AND json_extract(rollout, '$.abort_failure_share') IS NOT NULL"""
+        )
+        return [(row[0], json.loads(row[1])) for row in rows]
+
+    def stopping(self) -> list[str]:
+        """Operations that were cancelled or aborted and have not ended yet."""
+        rows = self._store.conn.execute(
+            "SELECT id FROM operations WHERE stop_reason IS NOT NULL AND state NOT IN ('COMPLETED', 'FAILED')"
+        )
+        return [row[0] for row in rows]

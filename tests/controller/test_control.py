@@ -1,0 +1,238 @@
+"""Deadlines, cancellation and aborts in a real SQLite store, and the schema migration that added them."""
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from controller.clock import to_iso
+from controller.completion import finish_if_done
+from controller.errors import Conflict
+from controller.store import Store
+from controller.store.commands import Deadline
+from shared.messages import Announcement, StatusReport, utc_now
+from shared.operations import DeviceStatus, OperationState, OperationType, Platform, ScheduleType
+
+PAST = Deadline(to_iso(datetime.now(UTC) - timedelta(seconds=1)), "timed out: not started within 5 s of dispatch")
+FUTURE = Deadline(to_iso(datetime.now(UTC) + timedelta(hours=1)), "timed out: not started within 3600 s of dispatch")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "tether.db")
+    yield opened
+    opened.close()
+
+
+def operation(store: Store, devices: list[str], timeout_s: int = 600) -> str:
+    for device_id in devices:
+        store.record_announcement(
+            Announcement(device_id=device_id, platform=Platform.LINUX, agent_version="0.1.0", announced_at=utc_now())
+        )
+    operation_id = store.create_operation(
+        operation_type=OperationType.RUN_SHELL_SCRIPT,
+        schedule_type=ScheduleType.IMMEDIATE,
+        schedule_args=None,
+        device_query={"all": True},
+        arguments={"script": "true"},
+        created_by="ops",
+        timeout_s=timeout_s,
+        delivery_timeout_s=5,
+    )
+    store.transition(operation_id, OperationState.RESOLVING)
+    store.commands.resolve(operation_id, devices)
+    store.start_dispatching(operation_id)
+    return operation_id
+
+
+def commands(store: Store, operation_id: str) -> dict[str, str]:
+    page = store.commands.list_for_operation(operation_id, status=None, limit=100, offset=0)
+    return {record.device_id: record.command_id for record in page.items}
+
+
+def report(command_id: str, device_id: str, status: DeviceStatus, reason: str | None = None) -> StatusReport:
+    return StatusReport(
+        command_id=command_id, device_id=device_id, status=status, timestamp=utc_now(), failure_reason=reason
+    )
+
+
+def device_row(store: Store, command_id: str) -> sqlite3.Row:
+    row: sqlite3.Row = store.conn.execute(
+        "SELECT * FROM device_operations WHERE command_id = ?", (command_id,)
+    ).fetchone()
+    return row
+
+
+def test_a_command_not_started_by_its_deadline_fails_and_is_to_be_cleared_and_cancelled(store: Store) -> None:
+    operation_id = operation(store, ["a", "b"])
+    ids = commands(store, operation_id)
+    store.commands.mark_dispatched([ids["a"]], deadline=PAST)
+    store.commands.mark_dispatched([ids["b"]], deadline=FUTURE)
+
+    assert store.control.expire(100) == {operation_id}
+
+    a, b = device_row(store, ids["a"]), device_row(store, ids["b"])
+    assert (a["status"], a["failure_reason"], a["cleared"]) == ("FAILED", PAST.reason, 0)
+    assert b["status"] == "PENDING"
+    assert [(o.device_id, o.reason) for o in store.control.pending_cancellations(10)] == [("a", PAST.reason)]
+    assert store.commands.uncleared_terminal(10) == [("a", ids["a"])]
+    assert store.control.expire(100) == set()
+
+
+def test_starting_replaces_the_delivery_deadline_with_the_execution_timeout(store: Store) -> None:
+    operation_id = operation(store, ["a"], timeout_s=1200)
+    command_id = commands(store, operation_id)["a"]
+    store.commands.mark_dispatched([command_id], deadline=PAST)
+
+    store.commands.apply_statuses([("a", report(command_id, "a", DeviceStatus.EXECUTING))])
+
+    row = device_row(store, command_id)
+    assert row["deadline_reason"] == "timed out: no final status within 1200 s of starting"
+    remaining = datetime.fromisoformat(row["deadline_at"]) - datetime.now(UTC)
+    assert timedelta(seconds=1190) < remaining <= timedelta(seconds=1200)
+    assert store.control.expire(100) == set()
+
+
+def test_a_late_status_cannot_resurrect_a_timed_out_device(store: Store) -> None:
+    operation_id = operation(store, ["a"])
+    command_id = commands(store, operation_id)["a"]
+    store.commands.mark_dispatched([command_id], deadline=PAST)
+    store.control.expire(100)
+
+    outcome = store.commands.apply_statuses([("a", report(command_id, "a", DeviceStatus.SUCCESSFUL))])
+
+    assert outcome.applied == 0
+    assert device_row(store, command_id)["status"] == "FAILED"
+    assert finish_if_done(store, operation_id)
+    assert store.get_operation(operation_id).state is OperationState.COMPLETED
+
+
+def test_cancel_fails_what_has_not_started_and_asks_running_devices_to_stop(store: Store) -> None:
+    operation_id = operation(store, ["waiting", "unacknowledged", "queued", "running", "done"])
+    ids = commands(store, operation_id)
+    dispatched = [ids[d] for d in ("unacknowledged", "queued", "running", "done")]
+    store.commands.mark_dispatched(dispatched, deadline=FUTURE)
+    store.commands.apply_statuses(
+        [
+            ("queued", report(ids["queued"], "queued", DeviceStatus.PENDING)),
+            ("running", report(ids["running"], "running", DeviceStatus.EXECUTING)),
+            ("done", report(ids["done"], "done", DeviceStatus.SUCCESSFUL)),
+        ]
+    )
+
+    store.control.cancel(operation_id, "alice")
+
+    statuses = {d: (device_row(store, c)["status"], device_row(store, c)["failure_reason"]) for d, c in ids.items()}
+    assert statuses == {
+        "waiting": ("FAILED", "cancelled by alice"),
+        "unacknowledged": ("FAILED", "cancelled by alice"),
+        "queued": ("PENDING", None),
+        "running": ("EXECUTING", None),
+        "done": ("SUCCESSFUL", None),
+    }
+    orders = {o.device_id for o in store.control.pending_cancellations(10)}
+    assert orders == {"unacknowledged", "queued", "running"}
+    stats = store.stats(operation_id)
+    assert (stats.dispatch_failed_count, stats.failed_device_count) == (1, 1)
+    assert not finish_if_done(store, operation_id)  # two devices are still deciding
+
+    store.commands.apply_statuses(
+        [
+            ("queued", report(ids["queued"], "queued", DeviceStatus.FAILED, "cancelled by alice")),
+            ("running", report(ids["running"], "running", DeviceStatus.SUCCESSFUL)),  # could not be stopped
+        ]
+    )
+    assert finish_if_done(store, operation_id)
+    ended = store.get_operation(operation_id)
+    assert (ended.state, ended.reason) == (OperationState.FAILED, "cancelled by alice")
+    assert ended.activity[-1].message == "cancelled by alice; 2 succeeded, 3 failed of 5 device(s)"
+
+
+def test_cancelling_twice_or_after_the_end_is_a_conflict(store: Store) -> None:
+    operation_id = operation(store, ["a"])
+    store.control.cancel(operation_id, "alice")
+    with pytest.raises(Conflict, match="already being stopped"):
+        store.control.cancel(operation_id, "bob")
+    assert finish_if_done(store, operation_id)
+    with pytest.raises(Conflict, match="has already ended"):
+        store.control.cancel(operation_id, "bob")
+
+
+def test_an_operation_cancelled_before_resolving_fails_at_once(store: Store) -> None:
+    operation_id = store.create_operation(
+        operation_type=OperationType.LOCK,
+        schedule_type=ScheduleType.IMMEDIATE,
+        schedule_args=None,
+        device_query={"all": True},
+        arguments={},
+        created_by="ops",
+        timeout_s=600,
+        delivery_timeout_s=600,
+    )
+    store.control.cancel(operation_id, "alice")
+    ended = store.get_operation(operation_id)
+    assert (ended.state, ended.reason) == (OperationState.FAILED, "cancelled by alice")
+
+
+def test_a_command_stopped_while_being_published_is_reported_back(store: Store) -> None:
+    operation_id = operation(store, ["a", "b"])
+    ids = commands(store, operation_id)
+    store.control.abort(operation_id, "aborted: too many failures")
+
+    stopped = store.commands.mark_dispatched(list(ids.values()), deadline=FUTURE)
+
+    assert stopped == set(ids.values())
+    assert {device_row(store, c)["dispatch_state"] for c in ids.values()} == {"failed"}
+
+
+def test_abort_fails_what_is_left_to_dispatch_and_the_operation_ends_failed(store: Store) -> None:
+    operation_id = operation(store, ["a", "b", "c"])
+    ids = commands(store, operation_id)
+    store.commands.mark_dispatched([ids["a"]], deadline=FUTURE)
+    store.commands.apply_statuses([("a", report(ids["a"], "a", DeviceStatus.FAILED, "exit 1"))])
+
+    store.control.abort(operation_id, "aborted: 1 of 1 finished devices failed")
+
+    assert device_row(store, ids["b"])["failure_reason"] == "aborted: 1 of 1 finished devices failed"
+    assert store.control.pending_cancellations(10) == []
+    assert finish_if_done(store, operation_id)
+    assert store.get_operation(operation_id).reason == "aborted: 1 of 1 finished devices failed"
+
+
+def test_watched_rollouts_are_those_with_an_abort_rule(store: Store) -> None:
+    watched = operation(store, ["a"])
+    store.conn.execute("UPDATE operations SET rollout = ? WHERE id = ?", ('{"abort_failure_share": 0.5}', watched))
+    rated = operation(store, ["b"])
+    store.conn.execute("UPDATE operations SET rollout = ? WHERE id = ?", ('{"rate_per_minute": 5}', rated))
+
+    assert store.control.watched_rollouts() == [(watched, {"abort_failure_share": 0.5})]
+
+
+def test_a_database_from_before_the_deadline_columns_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """CREATE TABLE operations (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+               operation_type TEXT NOT NULL, state TEXT NOT NULL, schedule_type TEXT NOT NULL, schedule_args TEXT,
+               device_query TEXT NOT NULL, arguments TEXT NOT NULL, reason TEXT, created_at TEXT NOT NULL,
+               created_by TEXT NOT NULL, updated_at TEXT NOT NULL, updated_by TEXT NOT NULL);
+           INSERT INTO operations VALUES (1, 'op-1', 'REBOOT', 'COMPLETED', 'IMMEDIATE', NULL, '{"all":true}', '{}',
+               NULL, '2026-01-01T00:00:00.000Z', 'ops', '2026-01-01T00:00:00.000Z', 'ops');
+           CREATE TABLE device_operations (seq INTEGER PRIMARY KEY AUTOINCREMENT, command_id TEXT NOT NULL UNIQUE,
+               operation_id TEXT NOT NULL, device_id TEXT NOT NULL, status TEXT NOT NULL,
+               dispatch_state TEXT NOT NULL DEFAULT 'waiting', cleared INTEGER NOT NULL DEFAULT 0,
+               created_at TEXT NOT NULL, dispatched_at TEXT, received_at TEXT, started_at TEXT, finished_at TEXT,
+               updated_at TEXT NOT NULL, result TEXT, failure_reason TEXT, progress INTEGER,
+               UNIQUE (operation_id, device_id));"""
+    )
+    conn.close()
+
+    store = Store(path)
+    try:
+        old = store.get_operation("op-1")
+        assert (old.timeout_s, old.delivery_timeout_s, old.stop_reason) == (900, 86400, None)
+        assert store.control.expire(10) == set()
+    finally:
+        store.close()
