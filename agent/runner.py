@@ -23,8 +23,26 @@ from agent.journal import Journal, Stage
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import CancelRequest, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
+from shared.schedule import WINDOW_ENDED, ScheduleError, Window
 
 log = logging.getLogger(__name__)
+
+
+MAX_PARK_S = 3600.0
+
+
+def seconds_until_window(schedule: dict[str, Any]) -> float:
+    """0 if the command's window is open now, else how long until it opens; HandlerError if it never will."""
+    try:
+        window = Window.from_description(schedule)
+    except ScheduleError as err:
+        raise HandlerError(f"invalid schedule: {err}") from err
+    zone, _ = window.zone(schedule.get("device_time_zone"))
+    now = utc_now()
+    opening = window.next_opening(zone, now)
+    if opening is None:
+        raise HandlerError(WINDOW_ENDED)
+    return (opening - now).total_seconds()
 
 
 @dataclass(slots=True)
@@ -142,10 +160,13 @@ class Runner:
         if entry is None or entry.stage is not Stage.QUEUED:
             return
         try:
-            if command.schedule is not None:
-                raise HandlerError("scheduled commands need a newer agent; this one runs IMMEDIATE commands only")
             if command.start_before is not None and utc_now() > command.start_before:
                 raise HandlerError(f"expired: not started before {command.start_before.isoformat()}")
+            if command.schedule is not None:
+                wait_s = seconds_until_window(command.schedule)
+                if wait_s > 0:
+                    self._park(command, wait_s)
+                    return
             handler = handler_for(command.operation_type, self._platform, self._registry)
             if handler.destructive and command.operation_type not in self._allow_destructive:
                 raise HandlerError(
@@ -173,6 +194,14 @@ class Runner:
             )
         else:
             await self._finish(command, DeviceStatus.SUCCESSFUL, result=result)
+
+    def _park(self, command: Command, wait_s: float) -> None:
+        """Queue the command again when its window opens; it stays journalled as queued until then.
+
+        Long waits are cut into hours so a clock that jumps (NTP, DST on a naive RTC) is re-read before it runs.
+        """
+        log.info("command %s waits %.0f s for its schedule window", command.command_id, wait_s)
+        asyncio.get_running_loop().call_later(min(wait_s, MAX_PARK_S), self._queue.put_nowait, command)
 
     async def _run_handler(
         self, command: Command, handler: Handler, arguments: Any, context: HandlerContext

@@ -12,10 +12,11 @@ from controller.completion import finish_if_done
 from controller.mqtt_link import MqttLink
 from controller.rollout import Rollout
 from controller.store import Store
-from controller.store.commands import Deadline
+from controller.store.commands import Deadline, Target
 from controller.store.records import OperationRecord
 from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, encode, utc_now
-from shared.operations import ActivityState, OperationState, OperationType
+from shared.operations import ActivityState, OperationState, OperationType, ScheduleType
+from shared.schedule import WINDOW_ENDED
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,11 @@ class Dispatcher:
         if operation.stop_reason is not None:
             finish_if_done(self._store, operation_id)
             return
+        commands = self._store.commands
         if operation.state is OperationState.RESOLVED:
+            if commands.waiting(operation_id, 1) and not commands.due(operation_id, 1):
+                self._wait_for_window(operation_id)  # stays RESOLVED, showing next_dispatch_at, until one opens
+                return
             self._store.start_dispatching(operation_id)
             operation = self._store.get_operation(operation_id)
         rollout = Rollout.from_stored(operation.rollout)
@@ -84,9 +89,7 @@ class Dispatcher:
             if budget == 0:
                 self._due_in(rollout.seconds_until_next(started_at, now, already))
                 break
-            batch = self._store.commands.waiting(
-                operation_id, BATCH_SIZE if budget is None else min(budget, BATCH_SIZE)
-            )
+            batch = commands.due(operation_id, BATCH_SIZE if budget is None else min(budget, BATCH_SIZE))
             if not batch:
                 break
             batch = self._refuse_unsupported(operation.operation_type, batch)
@@ -96,73 +99,82 @@ class Dispatcher:
         if published and not self._store.has_activity(operation_id, ActivityState.DISPATCHED):
             self._store.add_activity(operation_id, ActivityState.DISPATCHED, f"{published} command(s) published")
             log.info("operation %s: %d command(s) published", operation_id, published)
+        self._wait_for_window(operation_id)
         finish_if_done(self._store, operation_id)
 
-    async def _publish_commands(self, operation: OperationRecord, batch: list[tuple[str, str]]) -> None:
+    async def _publish_commands(self, operation: OperationRecord, batch: list[Target]) -> None:
         issued_at = utc_now()
-        start_before = issued_at + timedelta(seconds=operation.delivery_timeout_s)
-        uploads = self._uploads(operation.id, operation.operation_type, batch)
-        messages = [
-            (
-                self._topics.command(device_id, command_id),
-                encode(
-                    Command(
-                        command_id=command_id,
-                        operation_id=operation.id,
-                        device_id=device_id,
-                        operation_type=operation.operation_type,
-                        arguments=operation.arguments,
-                        issued_at=issued_at,
-                        artifact_upload=uploads.get(command_id),
-                        start_before=start_before,
-                    )
-                ),
-            )
-            for device_id, command_id in batch
-        ]
-        await self._link.publish(messages, retain=True)
-        deadline = Deadline(
-            to_iso(start_before),
+        delivery = Deadline(
+            to_iso(issued_at + timedelta(seconds=operation.delivery_timeout_s)),
             f"timed out: not started within {operation.delivery_timeout_s} s of dispatch (device offline?)",
         )
-        stopped = self._store.commands.mark_dispatched([command_id for _, command_id in batch], deadline=deadline)
+        uploads = self._uploads(operation.id, operation.operation_type, batch)
+        messages, deadlines = [], []
+        for target in batch:
+            # A WINDOW command waits on the device for its window and may do so until the window's end.
+            deadline = delivery if target.window_end is None else Deadline(target.window_end, WINDOW_ENDED)
+            schedule = (
+                None
+                if operation.schedule_type is not ScheduleType.WINDOW
+                else {**(operation.schedule_args or {}), "device_time_zone": target.window_zone}
+            )
+            command = Command(
+                command_id=target.command_id,
+                operation_id=operation.id,
+                device_id=target.device_id,
+                operation_type=operation.operation_type,
+                arguments=operation.arguments,
+                issued_at=issued_at,
+                artifact_upload=uploads.get(target.command_id),
+                start_before=datetime.fromisoformat(deadline.at),
+                schedule=schedule,
+            )
+            messages.append((self._topics.command(target.device_id, target.command_id), encode(command)))
+            deadlines.append((target.command_id, deadline))
+        await self._link.publish(messages, retain=True)
+        stopped = self._store.commands.mark_dispatched(deadlines)
         if stopped:
             # Cancelled or aborted while in flight to the broker: take the commands back before a device runs them.
-            await self.clear([(device_id, command_id) for device_id, command_id in batch if command_id in stopped])
+            await self.clear([(t.device_id, t.command_id) for t in batch if t.command_id in stopped])
+
+    def _wait_for_window(self, operation_id: str) -> None:
+        opening = self._store.commands.next_opening(operation_id)
+        if opening is not None:
+            self._due_in(max(0.0, (datetime.fromisoformat(opening) - datetime.now(UTC)).total_seconds()))
 
     def _due_in(self, seconds: float | None) -> None:
         if seconds is not None and (self._next_due_s is None or seconds < self._next_due_s):
             self._next_due_s = seconds
 
     def _uploads(
-        self, operation_id: str, operation_type: OperationType, batch: list[tuple[str, str]]
+        self, operation_id: str, operation_type: OperationType, batch: list[Target]
     ) -> dict[str, ArtifactUpload]:
         """One-time upload tokens for the commands of types that produce a file."""
         if operation_type not in ARTIFACT_TYPES:
             return {}
-        tokens = self._store.artifacts.issue_tokens([command_id for _, command_id in batch])
+        tokens = self._store.artifacts.issue_tokens([target.command_id for target in batch])
         base = self._artifacts.public_url.rstrip("/")
         return {
-            command_id: ArtifactUpload(
-                url=f"{base}/v0/operations/{operation_id}/devices/{device_id}/artifact",
-                token=tokens[command_id],
+            target.command_id: ArtifactUpload(
+                url=f"{base}/v0/operations/{operation_id}/devices/{target.device_id}/artifact",
+                token=tokens[target.command_id],
                 max_bytes=self._artifacts.max_bytes,
             )
-            for device_id, command_id in batch
+            for target in batch
         }
 
-    def _refuse_unsupported(self, operation_type: str, batch: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    def _refuse_unsupported(self, operation_type: str, batch: list[Target]) -> list[Target]:
         """Fail at dispatch the devices that announced they cannot run `operation_type`; return the rest."""
-        known = self._store.platforms_and_capabilities([device_id for device_id, _ in batch])
+        known = self._store.platforms_and_capabilities([target.device_id for target in batch])
         refused = [
-            (command_id, f"{operation_type} is not supported on {known[device_id][0]}")
-            for device_id, command_id in batch
-            if device_id in known and operation_type not in known[device_id][1]
+            (target.command_id, f"{operation_type} is not supported on {known[target.device_id][0]}")
+            for target in batch
+            if target.device_id in known and operation_type not in known[target.device_id][1]
         ]
         if refused:
             self._store.commands.mark_dispatch_failed(refused)
         refused_ids = {command_id for command_id, _ in refused}
-        return [(device_id, command_id) for device_id, command_id in batch if command_id not in refused_ids]
+        return [target for target in batch if target.command_id not in refused_ids]
 
     async def clear(self, finished: list[tuple[str, str]]) -> None:
         """Remove finished commands' retained messages so a reconnecting agent never sees them again."""

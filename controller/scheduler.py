@@ -2,10 +2,15 @@
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
+from controller.clock import to_iso
 from controller.query import compile_query
 from controller.store import Store
-from shared.operations import ActivityState, OperationState
+from controller.store.commands import DeviceWindow
+from shared.operations import ActivityState, OperationState, ScheduleType, TimeType
+from shared.schedule import UNKNOWN_ZONE_NOTE, WINDOW_ENDED, Window
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +23,7 @@ class Scheduler:
         self._wake_dispatcher = wake_dispatcher
 
     def submit(self, operation_id: str) -> None:
-        """Resolve an IMMEDIATE operation now and let the dispatcher publish its commands."""
+        """Resolve an operation now and let the dispatcher publish its commands (when each device's window opens)."""
         self._resolve(operation_id)
         self._wake_dispatcher()
 
@@ -35,7 +40,10 @@ class Scheduler:
         # A RESOLVING operation found after a crash has no targets yet: they are written atomically with RESOLVED.
         query = compile_query(operation.device_query)
         candidates = self._store.iter_devices(query.device_ids())
-        matched = [device.device_id for device in candidates if query.matches(device.as_query_document())]
+        zones = {
+            device.device_id: device.time_zone for device in candidates if query.matches(device.as_query_document())
+        }
+        matched = list(zones)
         if not matched:
             self._store.transition(
                 operation_id,
@@ -45,5 +53,29 @@ class Scheduler:
                 reason=NO_MATCH_REASON,
             )
             return
-        self._store.commands.resolve(operation_id, matched)
+        if operation.schedule_type is ScheduleType.WINDOW:
+            self._resolve_windows(operation_id, operation.schedule_args or {}, matched, zones)
+        else:
+            self._store.commands.resolve(operation_id, matched)
         log.info("operation %s resolved to %d device(s)", operation_id, len(matched))
+
+    def _resolve_windows(
+        self, operation_id: str, schedule_args: dict[str, Any], matched: list[str], zones: dict[str, str | None]
+    ) -> None:
+        """Give each device its own first opening, read in its time zone when the window is in device time."""
+        window = Window.from_description(schedule_args)
+        now = datetime.now(UTC)
+        windows: dict[str, DeviceWindow] = {}
+        refused: dict[str, str] = {}
+        unknown_zone = 0
+        for device_id in matched:
+            zone, note = window.zone(zones[device_id])
+            unknown_zone += note is not None
+            opening = window.next_opening(zone, now)
+            if opening is None:
+                refused[device_id] = f"{WINDOW_ENDED}: no window of this device opens before end_datetime"
+                continue
+            zone_name = None if note is not None or window.time_type is TimeType.CONSOLE else zones[device_id]
+            windows[device_id] = DeviceWindow(to_iso(opening), to_iso(window.bounds(zone)[1]), zone_name)
+        note = f"{unknown_zone} device(s) with {UNKNOWN_ZONE_NOTE}" if unknown_zone else None
+        self._store.commands.resolve(operation_id, matched, windows=windows, refused=refused, note=note)

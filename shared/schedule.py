@@ -26,6 +26,8 @@ from shared.operations import TimeType
 
 WEEKDAYS: tuple[str, ...] = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 UNKNOWN_ZONE_NOTE = "device time zone unknown; window read in UTC"
+WINDOW_ENDED = "schedule window ended"
+"""The failure reason of a device whose command had not finished when its window's end_datetime passed."""
 
 _ARGS = "schedule_args"
 _DAY = timedelta(days=1)

@@ -112,6 +112,8 @@ class OperationOut(BaseModel):
     timeout_s: int
     delivery_timeout_s: int
     rollout: dict[str, Any] | None
+    next_dispatch_at: str | None
+    """While devices wait for their WINDOW to open: the earliest opening."""
 
     @classmethod
     def of(cls, record: OperationRecord) -> "OperationOut":
@@ -133,6 +135,7 @@ class OperationOut(BaseModel):
             timeout_s=record.timeout_s,
             delivery_timeout_s=record.delivery_timeout_s,
             rollout=record.rollout,
+            next_dispatch_at=record.next_dispatch_at,
         )
 
 
@@ -152,6 +155,8 @@ class DeviceOperationOut(BaseModel):
     result: dict[str, Any] | None
     failure_reason: str | None
     progress: int | None
+    not_before: str | None
+    deadline_at: str | None
 
 
 class DeviceOut(BaseModel):

@@ -1,6 +1,6 @@
 """The Esper-style /v0 routes: operations and devices."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
 
@@ -11,7 +11,9 @@ from controller.errors import InvalidRequest
 from controller.query import compile_query
 from controller.store import Store
 from shared.arguments import ArgumentsError, validate_arguments
+from shared.messages import utc_now
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType
+from shared.schedule import ScheduleError, Window
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
 
 router = APIRouter(prefix="/v0")
@@ -33,10 +35,7 @@ def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str |
 
 @router.post("/operations/", status_code=status.HTTP_201_CREATED, response_model=Envelope[OperationOut])
 async def create_operation(body: OperationCreate, request: Request, key: Admin) -> Envelope[OperationOut]:
-    if body.schedule_type is ScheduleType.WINDOW:
-        raise InvalidRequest("schedule_type", "WINDOW is not supported yet; use IMMEDIATE")
-    if body.schedule_args is not None and body.schedule_args.model_dump(exclude_none=True):
-        raise InvalidRequest("schedule_args", "is only used with schedule_type WINDOW")
+    schedule_args = _schedule_args(body)
     compile_query(body.operation_device_query)
     try:
         validate_arguments(body.operation_type, body.arguments)
@@ -46,7 +45,7 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
     operation_id = store.create_operation(
         operation_type=body.operation_type,
         schedule_type=body.schedule_type,
-        schedule_args=None,
+        schedule_args=schedule_args,
         device_query=body.operation_device_query,
         arguments=body.arguments,
         created_by=key.name,
@@ -56,6 +55,30 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
     )
     services(request).scheduler.submit(operation_id)
     return Envelope(content=OperationOut.of(store.get_operation(operation_id)))
+
+
+def _schedule_args(body: OperationCreate) -> dict[str, Any] | None:
+    """The validated schedule as stored and returned, with window_start_time and window_end_time filled in."""
+    given = body.schedule_args
+    if body.schedule_type is ScheduleType.IMMEDIATE:
+        if given is not None and given.model_dump(exclude_none=True):
+            raise InvalidRequest("schedule_args", "is only used with schedule_type WINDOW")
+        return None
+    if given is None:
+        raise InvalidRequest(
+            "schedule_args", "a WINDOW schedule needs schedule_args with start_datetime and end_datetime"
+        )
+    try:
+        window = Window.from_request(
+            start=given.start_datetime,
+            end=given.end_datetime,
+            time_type=given.time_type,
+            days=given.days,
+            now=utc_now(),
+        )
+    except ScheduleError as err:
+        raise InvalidRequest(err.field, str(err)) from err
+    return window.describe()
 
 
 @router.post("/operations/{operation_id}/cancel/", response_model=Envelope[OperationOut])

@@ -351,6 +351,7 @@ class Store:
             rollout=_load(row["rollout"]),
             stop_reason=row["stop_reason"],
             dispatch_started_at=row["dispatch_started_at"],
+            next_dispatch_at=self.commands.next_opening(row["id"]),
         )
 
 

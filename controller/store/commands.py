@@ -3,7 +3,7 @@
 import json
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -14,6 +14,7 @@ from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
 from shared.messages import StatusReport
 from shared.operations import ActivityState, DeviceStatus, OperationState
+from shared.schedule import WINDOW_ENDED
 from shared.timeouts import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -40,6 +41,25 @@ class Deadline:
     """The failure reason once it has passed."""
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceWindow:
+    """When one device's WINDOW schedule first opens and finally ends, read in `zone` (None: UTC, zone unknown)."""
+
+    not_before: str
+    window_end: str
+    zone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A command due for dispatch."""
+
+    device_id: str
+    command_id: str
+    window_end: str | None
+    window_zone: str | None
+
+
 @dataclass(slots=True)
 class _Row:
     operation_id: str
@@ -47,6 +67,7 @@ class _Row:
     status: DeviceStatus
     cleared: bool
     timeout_s: int
+    window_end: str | None
 
 
 class CommandLedger:
@@ -57,27 +78,59 @@ class CommandLedger:
     def _conn(self) -> sqlite3.Connection:
         return self._store.conn
 
-    def resolve(self, operation_id: str, device_ids: Sequence[str]) -> None:
-        """Record the matched devices as PENDING commands and move the operation to RESOLVED, atomically."""
+    def resolve(
+        self,
+        operation_id: str,
+        device_ids: Sequence[str],
+        *,
+        windows: Mapping[str, DeviceWindow] | None = None,
+        refused: Mapping[str, str] | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Record the matched devices as PENDING commands and move the operation to RESOLVED, atomically.
+
+        `windows` gives each device of a WINDOW operation its opening; `refused` devices end FAILED with the reason
+        given at once (their window never opens); `note` is added to the resolution's activity message.
+        """
         now = now_iso()
+        windows = windows or {}
+        refused = refused or {}
+        rows = []
+        for device_id in device_ids:
+            window = windows.get(device_id)
+            reason = refused.get(device_id)
+            rows.append(
+                (
+                    str(uuid.uuid4()),
+                    operation_id,
+                    device_id,
+                    "PENDING" if reason is None else "FAILED",
+                    "waiting" if reason is None else "failed",
+                    reason,
+                    None if reason is None else now,
+                    int(reason is not None),
+                    None if window is None else window.not_before,
+                    None if window is None else window.window_end,
+                    None if window is None else window.zone,
+                    now,
+                    now,
+                )
+            )
         with self._store.transaction() as conn:
             conn.executemany(
-                """INSERT INTO device_operations (command_id, operation_id, device_id, status, created_at, updated_at)
-                   VALUES (?, ?, ?, 'PENDING', ?, ?)""",
-                [(str(uuid.uuid4()), operation_id, device_id, now, now) for device_id in device_ids],
+                """INSERT INTO device_operations (command_id, operation_id, device_id, status, dispatch_state,
+                       failure_reason, finished_at, cleared, not_before, window_end, window_zone, created_at,
+                       updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                rows,
             )
+            message = f"{len(device_ids)} device(s) matched" + (f"; {note}" if note else "")
             self._store.transition_in(
-                conn,
-                operation_id,
-                OperationState.RESOLVED,
-                ActivityState.QUERY_RESOLVED,
-                f"{len(device_ids)} device(s) matched",
-                None,
-                "tether",
+                conn, operation_id, OperationState.RESOLVED, ActivityState.QUERY_RESOLVED, message, None, "tether"
             )
 
     def waiting(self, operation_id: str, limit: int) -> list[tuple[str, str]]:
-        """(device id, command id) of commands not yet handed to the broker."""
+        """(device id, command id) of commands not yet handed to the broker, due or not."""
         rows = self._conn.execute(
             """SELECT device_id, command_id FROM device_operations
                WHERE operation_id = ? AND dispatch_state = 'waiting' ORDER BY seq LIMIT ?""",
@@ -85,8 +138,27 @@ class CommandLedger:
         )
         return [(row[0], row[1]) for row in rows]
 
-    def mark_dispatched(self, command_ids: Sequence[str], *, deadline: Deadline) -> set[str]:
-        """The broker has the commands; each must be EXECUTING by `deadline` or it ends FAILED with its reason.
+    def due(self, operation_id: str, limit: int) -> list[Target]:
+        """Commands not yet handed to the broker whose window (if any) has opened."""
+        rows = self._conn.execute(
+            """SELECT device_id, command_id, window_end, window_zone FROM device_operations
+               WHERE operation_id = ? AND dispatch_state = 'waiting' AND (not_before IS NULL OR not_before <= ?)
+               ORDER BY seq LIMIT ?""",
+            (operation_id, now_iso(), limit),
+        )
+        return [Target(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def next_opening(self, operation_id: str) -> str | None:
+        """The earliest window opening among the commands still waiting, if any waits for one."""
+        row = self._conn.execute(
+            """SELECT min(not_before) FROM device_operations
+               WHERE operation_id = ? AND dispatch_state = 'waiting'""",
+            (operation_id,),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def mark_dispatched(self, dispatched: Sequence[tuple[str, Deadline]]) -> set[str]:
+        """The broker has the commands; each must be EXECUTING by its deadline or it ends FAILED with its reason.
 
         Returns the commands that were stopped (cancelled, aborted) while they were being published.
         """
@@ -97,14 +169,14 @@ class CommandLedger:
                 for row in conn.execute(
                     """SELECT command_id FROM device_operations
                        WHERE command_id IN (SELECT value FROM json_each(?)) AND dispatch_state != 'waiting'""",
-                    (json.dumps(list(command_ids)),),
+                    (json.dumps([command_id for command_id, _ in dispatched]),),
                 )
             }
             conn.executemany(
                 """UPDATE device_operations SET dispatch_state = 'dispatched', dispatched_at = ?, updated_at = ?,
                        deadline_at = ?, deadline_reason = ?
                    WHERE command_id = ? AND dispatch_state = 'waiting'""",
-                [(now, now, deadline.at, deadline.reason, command_id) for command_id in command_ids],
+                [(now, now, deadline.at, deadline.reason, command_id) for command_id, deadline in dispatched],
             )
         return stopped
 
@@ -132,6 +204,10 @@ class CommandLedger:
                 outcome.rejected.append((report.command_id, reason or "unknown command"))
                 continue
             previous = row.status
+            if previous.is_terminal:
+                # The first final status stands: a duplicate, or a late report after a timeout, changes nothing.
+                outcome.rejected.append((report.command_id, f"already {previous}; the first final status stands"))
+                continue
             try:
                 row.status = advance_device(row.status, report.status)
             except IllegalTransition as err:
@@ -139,7 +215,7 @@ class CommandLedger:
                 continue
             at = to_iso(report.timestamp)
             started = report.status is DeviceStatus.EXECUTING and previous is not DeviceStatus.EXECUTING
-            deadline = execution_deadline(row.timeout_s) if started else None
+            deadline = execution_deadline(row.timeout_s, row.window_end) if started else None
             updates.append(
                 (
                     row.status,
@@ -175,7 +251,7 @@ class CommandLedger:
 
     def _rows(self, command_ids: set[str]) -> dict[str, _Row]:
         rows = self._conn.execute(
-            """SELECT d.command_id, d.operation_id, d.device_id, d.status, d.cleared, o.timeout_s
+            """SELECT d.command_id, d.operation_id, d.device_id, d.status, d.cleared, o.timeout_s, d.window_end
                FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id
                WHERE d.command_id IN (SELECT value FROM json_each(?))""",
             (json.dumps(sorted(command_ids)),),
@@ -187,6 +263,7 @@ class CommandLedger:
                 DeviceStatus(r["status"]),
                 bool(r["cleared"]),
                 r["timeout_s"] or DEFAULT_TIMEOUT_S,
+                r["window_end"],
             )
             for r in rows
         }
@@ -220,11 +297,15 @@ class CommandLedger:
         return Page([_record(row) for row in rows], total)
 
 
-def execution_deadline(timeout_s: int) -> Deadline:
-    return Deadline(
+def execution_deadline(timeout_s: int, window_end: str | None) -> Deadline:
+    """From EXECUTING: the timeout, or the end of the device's schedule window if that comes first."""
+    timeout = Deadline(
         to_iso(datetime.now(UTC) + timedelta(seconds=timeout_s)),
         f"timed out: no final status within {timeout_s} s of starting",
     )
+    if window_end is not None and window_end < timeout.at:
+        return Deadline(window_end, WINDOW_ENDED)
+    return timeout
 
 
 def _refusal(row: _Row | None, topic_device: str, report: StatusReport) -> str | None:
@@ -253,4 +334,6 @@ def _record(row: sqlite3.Row) -> DeviceOperationRecord:
         result=None if row["result"] is None else json.loads(row["result"]),
         failure_reason=row["failure_reason"],
         progress=row["progress"],
+        not_before=row["not_before"],
+        deadline_at=row["deadline_at"],
     )

@@ -52,6 +52,8 @@ class OperationRecord:
     stop_reason: str | None = None
     """Set once the operation is cancelled or aborted: no more dispatching, and it ends FAILED with this reason."""
     dispatch_started_at: str | None = None
+    next_dispatch_at: str | None = None
+    """The earliest window opening among devices still waiting for theirs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,10 @@ class DeviceOperationRecord:
     result: dict[str, Any] | None
     failure_reason: str | None
     progress: int | None
+    not_before: str | None = None
+    """A WINDOW operation's first opening for this device, in its time zone."""
+    deadline_at: str | None = None
+    """When the device ends FAILED unless it has reported (see docs/operations-lifecycle.md)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,9 @@ CREATE TABLE IF NOT EXISTS device_operations (
     deadline_reason TEXT,
     cancel_reason TEXT,
     cancel_sent INTEGER NOT NULL DEFAULT 0,
+    not_before TEXT,
+    window_end TEXT,
+    window_zone TEXT,
     UNIQUE (operation_id, device_id)
 );
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -87,6 +90,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
     uploaded_at TEXT
 );
 CREATE INDEX IF NOT EXISTS device_operations_by_status ON device_operations (operation_id, status, dispatch_state);
+CREATE INDEX IF NOT EXISTS device_operations_waiting ON device_operations (operation_id, not_before)
+    WHERE dispatch_state = 'waiting';
 CREATE INDEX IF NOT EXISTS device_operations_by_deadline ON device_operations (deadline_at)
     WHERE status IN ('PENDING', 'EXECUTING') AND deadline_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS device_operations_to_cancel ON device_operations (cancel_sent)
@@ -121,6 +126,9 @@ ADDED_COLUMNS = {
         "deadline_reason TEXT",
         "cancel_reason TEXT",
         "cancel_sent INTEGER NOT NULL DEFAULT 0",
+        "not_before TEXT",
+        "window_end TEXT",
+        "window_zone TEXT",
     ),
 }
 """Columns added since the first release: a database created before them gets them on open."""

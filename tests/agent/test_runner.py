@@ -2,9 +2,10 @@
 
 import asyncio
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -14,6 +15,7 @@ from agent.platforms.linux import LinuxPlatform
 from agent.runner import Runner
 from shared.messages import CancelRequest, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
+from shared.schedule import Window
 from tests.fakes import FakeTools
 
 
@@ -129,12 +131,58 @@ def test_unsupported_and_invalid_fail_at_once_without_executing(bench: Bench) ->
     assert bench.tools.calls("nmcli") == []
 
 
-def test_a_schedule_this_agent_cannot_honour_is_refused(bench: Bench) -> None:
+def test_a_schedule_this_agent_cannot_read_is_refused(bench: Bench) -> None:
     scheduled = command("c1", OperationType.LOCK).model_copy(update={"schedule": {"window": "02:00-03:00"}})
     bench.drive(scheduled)
     assert bench.statuses("c1") == ["PENDING", "FAILED"]
-    assert "scheduled commands" in (bench.final("c1").failure_reason or "")
+    assert (bench.final("c1").failure_reason or "").startswith("invalid schedule: ")
     assert bench.tools.calls("loginctl") == []
+
+
+def window(start: datetime, end: datetime, zone: str | None = None) -> dict[str, Any]:
+    described = Window.from_request(start=start, end=end, time_type=None, days=None, now=start).describe()
+    return {**described, "device_time_zone": zone}
+
+
+def test_a_command_waits_for_its_window_without_holding_up_the_others(bench: Bench) -> None:
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    scheduled = command("c1", OperationType.LOCK).model_copy(
+        update={"schedule": window(opens, opens + timedelta(hours=1))}
+    )
+    bench.drive(scheduled, command("c2", OperationType.RUN_SHELL_SCRIPT, script="true"))
+    assert bench.statuses("c1") == ["PENDING"]
+    assert bench.statuses("c2") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+
+    async def restarted() -> None:
+        bench.runner = bench.new_runner()
+        await bench.runner.recover()  # the journal still holds the parked command as queued
+        worker = asyncio.create_task(bench.runner.run())
+        await until(lambda: bench.statuses("c1")[-1:] == ["SUCCESSFUL"])
+        worker.cancel()
+
+    asyncio.run(restarted())
+    started = [r.timestamp for r in bench.published if r.command_id == "c1" and r.status == "EXECUTING"]
+    assert started[0] >= opens
+    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+
+
+def test_a_command_whose_window_has_ended_fails_without_running(bench: Bench) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    ended = command("c1", OperationType.LOCK).model_copy(update={"schedule": window(start, start + timedelta(hours=1))})
+    bench.drive(ended)
+    assert bench.statuses("c1") == ["PENDING", "FAILED"]
+    assert bench.final("c1").failure_reason == "schedule window ended"
+    assert bench.tools.calls("loginctl") == []
+
+
+def test_an_open_window_in_the_devices_own_zone_runs_at_once(bench: Bench) -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    now_in_tokyo = datetime.now(tokyo).replace(microsecond=0, tzinfo=None)
+    # Written as UTC wall-clock values, read in Tokyo: the window is open now there, and would not be in UTC.
+    start = (now_in_tokyo - timedelta(minutes=5)).replace(tzinfo=UTC)
+    schedule = window(start, start + timedelta(minutes=30), "Asia/Tokyo") | {"time_type": "device"}
+    bench.drive(command("c1", OperationType.LOCK).model_copy(update={"schedule": schedule}))
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
 
 
 def test_failed_script_keeps_its_output(bench: Bench) -> None:
@@ -340,3 +388,20 @@ def test_a_cancellation_arriving_as_the_command_starts_still_stops_it(bench: Ben
     assert bench.statuses("c1") == ["PENDING", "EXECUTING", "FAILED"]
     assert bench.final("c1").failure_reason == "cancelled by ops"
     assert bench.tools.calls("loginctl") == []
+
+
+def test_a_parked_command_runs_when_its_window_opens(bench: Bench) -> None:
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    scheduled = command("c1", OperationType.LOCK).model_copy(
+        update={"schedule": window(opens, opens + timedelta(hours=1))}
+    )
+
+    async def go() -> None:
+        worker = asyncio.create_task(bench.runner.run())
+        await bench.runner.accept(scheduled)
+        await until(lambda: bench.statuses("c1")[-1:] == ["SUCCESSFUL"], limit_s=5)
+        worker.cancel()
+
+    asyncio.run(go())
+    started = [r.timestamp for r in bench.published if r.command_id == "c1" and r.status == "EXECUTING"]
+    assert opens <= started[0] < opens + timedelta(seconds=1)

@@ -68,6 +68,10 @@ def api(tmp_path: Path) -> Iterator[Api]:
     store.close()
 
 
+FUTURE = "2030-06-01T02:00:00+05:30"
+WINDOW = {"start_datetime": FUTURE, "end_datetime": "2030-06-08T03:30:00+05:30"}
+
+
 def create(api: Api, **overrides: Any) -> httpx.Response:
     body = {"operation_type": "LOCK", "operation_device_query": {"device_id": "d1"}, **overrides}
     return api.request("POST", "/v0/operations/", json=body)
@@ -103,6 +107,7 @@ def test_create_returns_every_seed_field(api: Api) -> None:
         "timeout_s",
         "delivery_timeout_s",
         "rollout",
+        "next_dispatch_at",
     }
     assert (content["timeout_s"], content["delivery_timeout_s"], content["rollout"]) == (3600, 86400, None)
     assert content["operation"] == "CONVERGE"
@@ -141,7 +146,30 @@ def test_no_matching_device_fails_the_operation_with_a_reason(api: Api) -> None:
         ({"operation_device_query": {}}, "operation_device_query"),
         ({"operation_device_query": {"x": {"$regex": "a"}}}, "operation_device_query"),
         ({"schedule_type": "SOMETIMES"}, "schedule_type"),
-        ({"schedule_type": "WINDOW"}, "schedule_type"),
+        ({"schedule_type": "WINDOW"}, "schedule_args"),
+        ({"schedule_type": "WINDOW", "schedule_args": {"start_datetime": FUTURE}}, "schedule_args.end_datetime"),
+        ({"schedule_type": "WINDOW", "schedule_args": {"end_datetime": FUTURE}}, "schedule_args.start_datetime"),
+        (
+            {
+                "schedule_type": "WINDOW",
+                "schedule_args": {"start_datetime": FUTURE, "end_datetime": "2030-01-01T00:00Z"},
+            },
+            "schedule_args.end_datetime",
+        ),
+        (
+            {
+                "schedule_type": "WINDOW",
+                "schedule_args": {"start_datetime": "2020-01-01T00:00Z", "end_datetime": "2020-01-02T00:00Z"},
+            },
+            "schedule_args.end_datetime",
+        ),
+        ({"schedule_type": "WINDOW", "schedule_args": {**WINDOW, "days": ["Funday"]}}, "schedule_args.days.0"),
+        ({"schedule_type": "WINDOW", "schedule_args": {**WINDOW, "days": [1]}}, "schedule_args.days.0"),
+        ({"schedule_type": "WINDOW", "schedule_args": {**WINDOW, "time_type": "moon"}}, "schedule_args.time_type"),
+        (
+            {"schedule_type": "WINDOW", "schedule_args": {**WINDOW, "window_end_time": "10:00:00"}},
+            "schedule_args.window_end_time",
+        ),
         ({"schedule_args": {"start_datetime": "yesterday"}}, "schedule_args.start_datetime"),
         ({"schedule_args": {"start_datetime": "2024-08-08T14:30:00"}}, "schedule_args.start_datetime"),
         ({"schedule_args": {"window_start_time": "10:00"}}, "schedule_args.window_start_time"),
@@ -319,3 +347,67 @@ def test_cancel_needs_an_admin_key_and_a_known_operation(api: Api) -> None:
     created = create(api).json()["content"]
     assert api.request("POST", f"/v0/operations/{created['id']}/cancel/", key=api.read_key).status_code == 403
     assert api.request("POST", "/v0/operations/nope/cancel/").status_code == 404
+
+
+def test_a_window_operation_fills_in_its_window_times_and_waits_for_the_first_opening(api: Api) -> None:
+    api.announce("d1")
+    response = create(
+        api,
+        schedule_type="WINDOW",
+        schedule_args={**WINDOW, "days": ["monday", "WEDNESDAY"]},
+    )
+    assert response.status_code == 201, response.text
+    content = response.json()["content"]
+    assert content["schedule_args"] == {
+        "start_datetime": "2030-06-01T02:00:00+05:30",
+        "end_datetime": "2030-06-08T03:30:00+05:30",
+        "time_type": "console",
+        "window_start_time": "02:00:00",
+        "window_end_time": "03:30:00",
+        "days": ["Monday", "Wednesday"],
+    }
+    assert content["state"] == "RESOLVED"
+    assert content["next_dispatch_at"] == "2030-06-02T20:30:00.000Z"  # Monday 3 June, 02:00 at +05:30
+    device = api.request("GET", f"/v0/operations/{content['id']}/devices/").json()["content"]["results"][0]
+    assert device["not_before"] == "2030-06-02T20:30:00.000Z"
+
+
+def test_device_time_opens_each_device_at_its_own_local_time(api: Api) -> None:
+    api.announce("tokyo", time_zone="Asia/Tokyo")
+    api.announce("berlin", time_zone="Europe/Berlin")
+    api.announce("nowhere")
+    response = create(
+        api,
+        operation_device_query={"all": True},
+        schedule_type="WINDOW",
+        schedule_args={
+            "start_datetime": "2030-06-01T02:00:00Z",
+            "end_datetime": "2030-06-03T03:00:00Z",
+            "time_type": "device",
+        },
+    )
+    content = response.json()["content"]
+    devices = api.request("GET", f"/v0/operations/{content['id']}/devices/").json()["content"]["results"]
+    opens = {d["device_id"]: d["not_before"] for d in devices}
+    assert opens == {
+        "tokyo": "2030-05-31T17:00:00.000Z",
+        "berlin": "2030-06-01T00:00:00.000Z",
+        "nowhere": "2030-06-01T02:00:00.000Z",
+    }
+    resolved = content["operation_activity"][-1]
+    assert resolved["message"] == "3 device(s) matched; 1 device(s) with device time zone unknown; window read in UTC"
+    assert content["next_dispatch_at"] == "2030-05-31T17:00:00.000Z"
+
+
+def test_a_device_whose_window_never_opens_fails_at_once(api: Api) -> None:
+    api.announce("d1")
+    response = create(
+        api,
+        schedule_type="WINDOW",
+        # Saturday 1 June to Sunday 2 June 2030, but only on Mondays.
+        schedule_args={"start_datetime": "2030-06-01T02:00Z", "end_datetime": "2030-06-02T03:00Z", "days": ["Monday"]},
+    )
+    content = response.json()["content"]
+    device = api.request("GET", f"/v0/operations/{content['id']}/devices/").json()["content"]["results"][0]
+    assert (device["status"], device["dispatch_state"]) == ("FAILED", "failed")
+    assert device["failure_reason"] == "schedule window ended: no window of this device opens before end_datetime"

@@ -68,8 +68,8 @@ def device_row(store: Store, command_id: str) -> sqlite3.Row:
 def test_a_command_not_started_by_its_deadline_fails_and_is_to_be_cleared_and_cancelled(store: Store) -> None:
     operation_id = operation(store, ["a", "b"])
     ids = commands(store, operation_id)
-    store.commands.mark_dispatched([ids["a"]], deadline=PAST)
-    store.commands.mark_dispatched([ids["b"]], deadline=FUTURE)
+    store.commands.mark_dispatched([(c, PAST) for c in [ids["a"]]])
+    store.commands.mark_dispatched([(c, FUTURE) for c in [ids["b"]]])
 
     assert store.control.expire(100) == {operation_id}
 
@@ -84,7 +84,7 @@ def test_a_command_not_started_by_its_deadline_fails_and_is_to_be_cleared_and_ca
 def test_starting_replaces_the_delivery_deadline_with_the_execution_timeout(store: Store) -> None:
     operation_id = operation(store, ["a"], timeout_s=1200)
     command_id = commands(store, operation_id)["a"]
-    store.commands.mark_dispatched([command_id], deadline=PAST)
+    store.commands.mark_dispatched([(c, PAST) for c in [command_id]])
 
     store.commands.apply_statuses([("a", report(command_id, "a", DeviceStatus.EXECUTING))])
 
@@ -98,7 +98,7 @@ def test_starting_replaces_the_delivery_deadline_with_the_execution_timeout(stor
 def test_a_late_status_cannot_resurrect_a_timed_out_device(store: Store) -> None:
     operation_id = operation(store, ["a"])
     command_id = commands(store, operation_id)["a"]
-    store.commands.mark_dispatched([command_id], deadline=PAST)
+    store.commands.mark_dispatched([(c, PAST) for c in [command_id]])
     store.control.expire(100)
 
     outcome = store.commands.apply_statuses([("a", report(command_id, "a", DeviceStatus.SUCCESSFUL))])
@@ -113,7 +113,7 @@ def test_cancel_fails_what_has_not_started_and_asks_running_devices_to_stop(stor
     operation_id = operation(store, ["waiting", "unacknowledged", "queued", "running", "done"])
     ids = commands(store, operation_id)
     dispatched = [ids[d] for d in ("unacknowledged", "queued", "running", "done")]
-    store.commands.mark_dispatched(dispatched, deadline=FUTURE)
+    store.commands.mark_dispatched([(c, FUTURE) for c in dispatched])
     store.commands.apply_statuses(
         [
             ("queued", report(ids["queued"], "queued", DeviceStatus.PENDING)),
@@ -181,7 +181,7 @@ def test_a_command_stopped_while_being_published_is_reported_back(store: Store) 
     ids = commands(store, operation_id)
     store.control.abort(operation_id, "aborted: too many failures")
 
-    stopped = store.commands.mark_dispatched(list(ids.values()), deadline=FUTURE)
+    stopped = store.commands.mark_dispatched([(c, FUTURE) for c in list(ids.values())])
 
     assert stopped == set(ids.values())
     assert {device_row(store, c)["dispatch_state"] for c in ids.values()} == {"failed"}
@@ -190,7 +190,7 @@ def test_a_command_stopped_while_being_published_is_reported_back(store: Store) 
 def test_abort_fails_what_is_left_to_dispatch_and_the_operation_ends_failed(store: Store) -> None:
     operation_id = operation(store, ["a", "b", "c"])
     ids = commands(store, operation_id)
-    store.commands.mark_dispatched([ids["a"]], deadline=FUTURE)
+    store.commands.mark_dispatched([(c, FUTURE) for c in [ids["a"]]])
     store.commands.apply_statuses([("a", report(ids["a"], "a", DeviceStatus.FAILED, "exit 1"))])
 
     store.control.abort(operation_id, "aborted: 1 of 1 finished devices failed")
@@ -236,3 +236,16 @@ def test_a_database_from_before_the_deadline_columns_is_migrated(tmp_path: Path)
         assert store.control.expire(10) == set()
     finally:
         store.close()
+
+
+def test_a_window_end_before_the_timeout_becomes_the_execution_deadline(store: Store) -> None:
+    operation_id = operation(store, ["a"], timeout_s=3600)
+    command_id = commands(store, operation_id)["a"]
+    window_end = to_iso(datetime.now(UTC) + timedelta(minutes=5))
+    store.conn.execute("UPDATE device_operations SET window_end = ? WHERE command_id = ?", (window_end, command_id))
+    store.commands.mark_dispatched([(command_id, Deadline(window_end, "schedule window ended"))])
+
+    store.commands.apply_statuses([("a", report(command_id, "a", DeviceStatus.EXECUTING))])
+
+    row = device_row(store, command_id)
+    assert (row["deadline_at"], row["deadline_reason"]) == (window_end, "schedule window ended")

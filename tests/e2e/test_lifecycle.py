@@ -3,9 +3,10 @@
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -184,3 +185,97 @@ def test_a_failing_rollout_is_aborted_and_the_rest_never_receive_it(controller: 
     assert {(r["status"], r["dispatch_state"], r["failure_reason"]) for r in skipped} == {("FAILED", "failed", reason)}
     assert operation["operation_stats"]["device_operation_statuses_count"]["dispatch_failed_count"] == 3
     assert sum(len(lines(agent.work / "ran.txt")) for agent in agents) == 1
+
+
+def window_args(opens_in_s: int, lasts_s: int, **extra: Any) -> dict[str, Any]:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=opens_in_s)
+    end = start + timedelta(seconds=lasts_s)
+    return {"start_datetime": start.isoformat(), "end_datetime": end.isoformat(), **extra}
+
+
+def test_a_window_operation_waits_then_dispatches_when_the_window_opens(controller: Controller, fleet: Fleet) -> None:
+    (alpha,) = fleet("alpha")
+    args = window_args(3, 60)
+    created = controller.create(
+        {
+            "operation_type": "LOCK",
+            "operation_device_query": {"device_id": "alpha"},
+            "schedule_type": "WINDOW",
+            "schedule_args": args,
+        }
+    )
+    assert created["state"] == "RESOLVED"
+    assert created["next_dispatch_at"] is not None
+    assert datetime.fromisoformat(created["next_dispatch_at"]) == datetime.fromisoformat(args["start_datetime"])
+    time.sleep(1)
+    assert alpha.tools.calls("loginctl") == []
+
+    operation = controller.wait_finished(created["id"], timeout=20)
+
+    assert operation["state"] == "COMPLETED"
+    device = controller.device_results(created["id"])["alpha"]
+    assert datetime.fromisoformat(device["started_at"]) >= datetime.fromisoformat(args["start_datetime"])
+    assert alpha.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+
+
+def test_a_device_offline_for_its_whole_window_fails_when_the_window_ends(controller: Controller, fleet: Fleet) -> None:
+    (alpha,) = fleet("alpha")
+    alpha.stop()
+    wait_for("alpha offline", lambda: not controller.get("/v0/devices/alpha/")["online"])
+    created = controller.create(
+        {
+            "operation_type": "LOCK",
+            "operation_device_query": {"device_id": "alpha"},
+            "schedule_type": "WINDOW",
+            "schedule_args": window_args(1, 3),
+        }
+    )
+
+    operation = controller.wait_finished(created["id"], timeout=20)
+
+    assert controller.device_results(created["id"])["alpha"]["failure_reason"] == "schedule window ended"
+    assert operation["state"] == "COMPLETED"
+    alpha.process = alpha.start()
+    controller.wait_online("alpha")
+    time.sleep(1)
+    assert alpha.tools.calls("loginctl") == []
+
+
+def test_device_time_runs_where_the_local_window_is_open_and_waits_elsewhere(
+    controller: Controller, tmp_path: Path, mosquitto_url: str
+) -> None:
+    tokyo = Agent(tmp_path, mosquitto_url, "tokyo", "--time-zone", "Asia/Tokyo")
+    honolulu = Agent(tmp_path, mosquitto_url, "honolulu", "--time-zone", "Pacific/Honolulu")
+    try:
+        controller.wait_online("tokyo", "honolulu")
+        # The window is the next 30 minutes of Tokyo's wall clock, written as UTC: open in Tokyo now, and 19 hours
+        # away in Honolulu (UTC-10), whose clock reaches that wall-clock time later.
+        local_now = datetime.now(ZoneInfo("Asia/Tokyo")).replace(microsecond=0, tzinfo=None) - timedelta(minutes=1)
+        start = local_now.replace(tzinfo=UTC)
+        created = controller.create(
+            {
+                "operation_type": "LOCK",
+                "operation_device_query": {"all": True},
+                "schedule_type": "WINDOW",
+                "schedule_args": {
+                    "start_datetime": start.isoformat(),
+                    "end_datetime": (start + timedelta(minutes=30)).isoformat(),
+                    "time_type": "device",
+                },
+            }
+        )
+        wait_for("tokyo to run it", lambda: controller.device_results(created["id"])["tokyo"]["status"] == "SUCCESSFUL")
+        waiting = controller.device_results(created["id"])["honolulu"]
+        assert (waiting["status"], waiting["dispatch_state"]) == ("PENDING", "waiting")
+        opens = datetime.fromisoformat(waiting["not_before"]) - datetime.now(UTC)
+        assert timedelta(hours=18) < opens < timedelta(hours=20)
+        operation = controller.get(f"/v0/operations/{created['id']}/")
+        assert operation["next_dispatch_at"] == waiting["not_before"]
+        assert honolulu.tools.calls("loginctl") == []
+        cancel(controller, created["id"])
+        ended = controller.wait_finished(created["id"], timeout=20)
+        assert controller.device_results(created["id"])["honolulu"]["failure_reason"] == "cancelled by ops"
+        assert ended["operation_stats"]["device_operation_statuses_count"]["success_device_count"] == 1
+    finally:
+        tokyo.stop()
+        honolulu.stop()
