@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiomqtt
 
@@ -19,25 +20,32 @@ MAX_BATCH = 2000
 
 
 class Ingest:
-    def __init__(self, store: Store, topics: Topics, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, store: Store, topics: Topics, dispatcher: Dispatcher, ack: Callable[[aiomqtt.Message], None]
+    ) -> None:
         self._store = store
         self._topics = topics
         self._dispatcher = dispatcher
-        self._statuses: asyncio.Queue[tuple[str, StatusReport]] = asyncio.Queue()
+        self._ack = ack
+        self._statuses: asyncio.Queue[tuple[str, StatusReport, aiomqtt.Message]] = asyncio.Queue()
 
-    def on_message(self, message: aiomqtt.Message) -> None:
-        """Parse one message; anything malformed or foreign is logged and skipped, never raised."""
+    def on_message(self, message: aiomqtt.Message) -> bool:
+        """Parse one message; anything malformed or foreign is logged and skipped, never raised.
+
+        Returns False for a status, which is acknowledged only once it is stored; True for everything else.
+        """
         topic = str(message.topic)
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
         if not payload:
-            return  # a cleared retained message
+            return True  # a cleared retained message
         try:
             parsed = self._topics.parse(topic)
             if parsed.kind is TopicKind.STATUS:
                 report = decode(StatusReport, payload)
                 if report.command_id != parsed.command_id:
                     raise TetherProtocolError(f"payload command_id {report.command_id!r} differs from the topic's")
-                self._statuses.put_nowait((parsed.device_id, report))
+                self._statuses.put_nowait((parsed.device_id, report, message))
+                return False
             elif parsed.kind is TopicKind.ANNOUNCE:
                 announcement = decode(Announcement, payload)
                 _same_device(announcement.device_id, parsed.device_id)
@@ -48,6 +56,7 @@ class Ingest:
                 self._store.record_presence(presence.device_id, presence.state)
         except TetherProtocolError as err:
             log.warning("skipped a message on %s: %s", topic, err)
+        return True
 
     async def run(self) -> None:
         while True:
@@ -56,8 +65,10 @@ class Ingest:
                 batch.append(self._statuses.get_nowait())
             await self._apply(batch)
 
-    async def _apply(self, batch: list[tuple[str, StatusReport]]) -> None:
-        outcome = self._store.commands.apply_statuses(batch)
+    async def _apply(self, batch: list[tuple[str, StatusReport, aiomqtt.Message]]) -> None:
+        outcome = self._store.commands.apply_statuses([(device_id, report) for device_id, report, _ in batch])
+        for _, _, message in batch:
+            self._ack(message)  # stored (or refused for good): the broker may forget it
         for command_id, reason in outcome.rejected:
             log.info("ignored a status for command %s: %s", command_id, reason)
         for operation_id in outcome.operations:

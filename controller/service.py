@@ -126,7 +126,7 @@ async def _run(
     )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
     dispatcher = Dispatcher(store, link, topics, artifacts)
-    ingest = Ingest(store, topics, dispatcher)
+    ingest = Ingest(store, topics, dispatcher, link.ack)
     scheduler = Scheduler(store, dispatcher.wake)
     scheduler.recover()
     supervisor = Supervisor(store, link, topics, dispatcher)

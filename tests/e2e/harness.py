@@ -1,6 +1,7 @@
 """Real `tether serve` and `tetherd run` processes for end-to-end tests, and a client for the REST API."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -199,3 +200,73 @@ def retained(broker_url: str, topic_filter: str, settle: float = 1.0) -> dict[st
     client.loop_stop()
     client.disconnect()
     return {topic: payload for topic, payload in found.items() if payload}
+
+
+# --- Fault-test helpers (tests/e2e/test_faults.py) ---------------------------------------------------------------
+
+
+def restart_controller(controller: Controller) -> None:
+    """Start `tether serve` again with the same database, ports and broker, after it stopped or was killed."""
+    controller.process = Process(controller.process.argv, controller.process.log_path)
+    wait_for("the restarted controller's REST API", controller._ready, timeout=20)
+
+
+class PersistentMosquitto:
+    """A Mosquitto of the test's own, with `persistence true` in `data_dir`, that can restart on the same port."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, extra_config: tuple[str, ...] = ()) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = data_dir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {data_dir}/",
+            "persistence_file mosquitto.db",
+            "max_queued_messages 0",
+            f"log_dest file {data_dir / 'mosquitto.log'}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            *extra_config,
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # Mosquitto 2 run as root switches to `mosquitto`, which cannot write data_dir
+        self.config.write_text("\n".join(lines) + "\n")
+        self.process: Process | None = None
+
+    def start(self) -> "PersistentMosquitto":
+        executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        process = Process([executable, "-c", str(self.config)], self.data_dir / "mosquitto.stdout")
+        self.process = process
+
+        def listening() -> bool:
+            if process.popen.poll() is not None:
+                raise AssertionError(f"mosquitto exited early:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for(f"mosquitto listening on port {self.port}", listening, timeout=10)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM: Mosquitto saves its retained messages and sessions to disk and exits."""
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def log(self) -> str:
+        path = self.data_dir / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def line_count(path: Path) -> int:
+    """Lines in a file a test script appends to; 0 if it was never created."""
+    return len(path.read_text().splitlines()) if path.exists() else 0

@@ -99,4 +99,4 @@ def test_controller_ignores_foreign_and_regressing_statuses(
     log = controller.process.output()
     assert "was not sent to device 'alpha'" in log
     assert "payload names device 'alpha' but the topic names 'beta'" in log
-    assert "cannot move from SUCCESSFUL to EXECUTING" in log
+    assert "already SUCCESSFUL; the first final status stands" in log
