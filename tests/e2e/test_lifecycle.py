@@ -1,4 +1,4 @@
-"""Nothing hangs: timeouts, cancellation and rollout control on real processes over a private Mosquitto."""
+"""Nothing hangs: timeouts, cancellation, rollout control and windows on real processes, on both brokers."""
 
 import itertools
 import time
@@ -17,19 +17,21 @@ pytestmark = pytest.mark.e2e
 Fleet = Callable[..., list[Agent]]
 
 
-@pytest.fixture
-def controller(tmp_path: Path, mosquitto_url: str) -> Iterator[Controller]:
-    started = Controller(tmp_path, broker_url=mosquitto_url)
+@pytest.fixture(params=["mosquitto", "amqtt"])
+def controller(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Controller]:
+    """A controller on a private Mosquitto, or on its embedded amqtt broker."""
+    external = request.getfixturevalue("mosquitto_url") if request.param == "mosquitto" else None
+    started = Controller(tmp_path, broker_url=external)
     yield started
     started.stop()
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, mosquitto_url: str, controller: Controller) -> Iterator[Fleet]:
+def fleet(tmp_path: Path, controller: Controller) -> Iterator[Fleet]:
     agents: list[Agent] = []
 
     def start(*device_ids: str) -> list[Agent]:
-        agents.extend(Agent(tmp_path, mosquitto_url, device_id, "--tag", "lab") for device_id in device_ids)
+        agents.extend(Agent(tmp_path, controller.broker_url, device_id, "--tag", "lab") for device_id in device_ids)
         controller.wait_online(*device_ids)
         return agents
 
@@ -242,10 +244,10 @@ def test_a_device_offline_for_its_whole_window_fails_when_the_window_ends(contro
 
 
 def test_device_time_runs_where_the_local_window_is_open_and_waits_elsewhere(
-    controller: Controller, tmp_path: Path, mosquitto_url: str
+    controller: Controller, tmp_path: Path
 ) -> None:
-    tokyo = Agent(tmp_path, mosquitto_url, "tokyo", "--time-zone", "Asia/Tokyo")
-    honolulu = Agent(tmp_path, mosquitto_url, "honolulu", "--time-zone", "Pacific/Honolulu")
+    tokyo = Agent(tmp_path, controller.broker_url, "tokyo", "--time-zone", "Asia/Tokyo")
+    honolulu = Agent(tmp_path, controller.broker_url, "honolulu", "--time-zone", "Pacific/Honolulu")
     try:
         controller.wait_online("tokyo", "honolulu")
         # The window is the next 30 minutes of Tokyo's wall clock, written as UTC: open in Tokyo now, and 19 hours
