@@ -280,17 +280,28 @@ def wait_registered(controller: Controller, count: int, tag: str) -> None:
     wait_for(f"{count} simulated devices registered and online", registered, timeout=20)
 
 
-# --- 1. agent killed while executing -------------------------------------------------------------------------------
-
-
-def test_agent_killed_while_executing_reports_failed_after_restart_and_never_runs_it_again(
-    tmp_path: Path, mosquitto_url: str
-) -> None:
-    runs, pid_file = tmp_path / "runs.txt", tmp_path / "script.pid"
+@pytest.fixture
+def alpha(tmp_path: Path, mosquitto_url: str) -> Iterator[tuple[Controller, Agent]]:
+    """A controller and the agent `alpha` on a private Mosquitto, both up and `alpha` online."""
     controller = Controller(tmp_path, broker_url=mosquitto_url)
     agent = Agent(tmp_path, mosquitto_url, "alpha")
     try:
         controller.wait_online("alpha")
+        yield controller, agent
+    finally:
+        agent.stop()
+        controller.stop()
+
+
+# --- 1. agent killed while executing -------------------------------------------------------------------------------
+
+
+def test_agent_killed_while_executing_reports_failed_after_restart_and_never_runs_it_again(
+    tmp_path: Path, mosquitto_url: str, alpha: tuple[Controller, Agent]
+) -> None:
+    runs, pid_file = tmp_path / "runs.txt", tmp_path / "script.pid"
+    controller, agent = alpha
+    try:
         script = f"echo run >> {runs}\necho $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\nsleep 30\n"
         operation_id = controller.create(script_operation({"device_id": "alpha"}, script))["id"]
         wait_for("the script running", lambda: pid_file.exists())
@@ -314,18 +325,14 @@ def test_agent_killed_while_executing_reports_failed_after_restart_and_never_run
         assert counts(controller.get(f"/v0/operations/{operation_id}/")) == expected_counts(resolved=1, failed=1)
     finally:
         kill_script_group(pid_file)
-        agent.stop()
-        controller.stop()
 
 
 def test_command_queued_behind_a_running_one_runs_once_after_the_agent_is_killed(
-    tmp_path: Path, mosquitto_url: str
+    tmp_path: Path, mosquitto_url: str, alpha: tuple[Controller, Agent]
 ) -> None:
     first_runs, second_runs, pid_file = tmp_path / "first.txt", tmp_path / "second.txt", tmp_path / "script.pid"
-    controller = Controller(tmp_path, broker_url=mosquitto_url)
-    agent = Agent(tmp_path, mosquitto_url, "alpha")
+    controller, agent = alpha
     try:
-        controller.wait_online("alpha")
         long_script = f"echo run >> {first_runs}\necho $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\nsleep 30\n"
         first = controller.create(script_operation({"device_id": "alpha"}, long_script))["id"]
         wait_for("the first script running", lambda: pid_file.exists())
@@ -347,81 +354,67 @@ def test_command_queued_behind_a_running_one_runs_once_after_the_agent_is_killed
         assert retained(mosquitto_url, f"{PREFIX}/alpha/commands/+") == {}
     finally:
         kill_script_group(pid_file)
-        agent.stop()
-        controller.stop()
 
 
 # --- 2. agent restarted after finishing ----------------------------------------------------------------------------
 
 
 def test_agent_restarted_after_finishing_does_not_run_the_command_again_even_if_it_is_redelivered(
-    tmp_path: Path, mosquitto_url: str
+    tmp_path: Path, mosquitto_url: str, alpha: tuple[Controller, Agent]
 ) -> None:
     runs = tmp_path / "runs.txt"
-    controller = Controller(tmp_path, broker_url=mosquitto_url)
-    agent = Agent(tmp_path, mosquitto_url, "alpha")
-    try:
-        controller.wait_online("alpha")
-        with probe(mosquitto_url, f"{PREFIX}/alpha/commands/+") as commands:
-            script = controller.create(script_operation({"device_id": "alpha"}, f"echo run >> {runs}\n"))["id"]
-            lock = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "alpha"}})["id"]
-            operations = {op: controller.wait_finished(op) for op in (script, lock)}
-        results = {op: controller.device_results(op)["alpha"] for op in (script, lock)}
-        assert [r["status"] for r in results.values()] == ["SUCCESSFUL", "SUCCESSFUL"]
-        assert all(counts(o) == expected_counts(resolved=1, success=1) for o in operations.values())
-        assert len(commands) == 2
+    controller, agent = alpha
+    with probe(mosquitto_url, f"{PREFIX}/alpha/commands/+") as commands:
+        script = controller.create(script_operation({"device_id": "alpha"}, f"echo run >> {runs}\n"))["id"]
+        lock = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "alpha"}})["id"]
+        operations = {op: controller.wait_finished(op) for op in (script, lock)}
+    results = {op: controller.device_results(op)["alpha"] for op in (script, lock)}
+    assert [r["status"] for r in results.values()] == ["SUCCESSFUL", "SUCCESSFUL"]
+    assert all(counts(o) == expected_counts(resolved=1, success=1) for o in operations.values())
+    assert len(commands) == 2
 
-        agent.restart()
-        wait_log("the agent reconnected", agent.process.output, "connected to", at_least=2)
-        # The broker redelivers both commands, as it would had the controller missed the final statuses.
-        publish_raw(mosquitto_url, [(topic, payloads[0]) for topic, payloads in commands.items()])
-        wait_log("both final statuses re-sent", agent.process.output, "already finished; re-sending", at_least=2)
-        time.sleep(0.5)
+    agent.restart()
+    wait_log("the agent reconnected", agent.process.output, "connected to", at_least=2)
+    # The broker redelivers both commands, as it would had the controller missed the final statuses.
+    publish_raw(mosquitto_url, [(topic, payloads[0]) for topic, payloads in commands.items()])
+    wait_log("both final statuses re-sent", agent.process.output, "already finished; re-sending", at_least=2)
+    time.sleep(0.5)
 
-        assert line_count(runs) == 1
-        assert agent.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
-        for op in (script, lock):
-            assert controller.get(f"/v0/operations/{op}/") == operations[op]
-            assert stable_fields(controller.device_results(op)["alpha"]) == stable_fields(results[op])
-    finally:
-        agent.stop()
-        controller.stop()
+    assert line_count(runs) == 1
+    assert agent.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    for op in (script, lock):
+        assert controller.get(f"/v0/operations/{op}/") == operations[op]
+        assert stable_fields(controller.device_results(op)["alpha"]) == stable_fields(results[op])
 
 
 # --- 3. device offline at dispatch ---------------------------------------------------------------------------------
 
 
 def test_device_killed_before_dispatch_runs_the_command_exactly_once_when_it_returns(
-    tmp_path: Path, mosquitto_url: str
+    tmp_path: Path, mosquitto_url: str, alpha: tuple[Controller, Agent]
 ) -> None:
     runs = tmp_path / "runs.txt"
-    controller = Controller(tmp_path, broker_url=mosquitto_url)
-    agent = Agent(tmp_path, mosquitto_url, "alpha")
-    try:
-        controller.wait_online("alpha")
-        agent.process.kill()  # no goodbye: the broker's last will says offline
-        wait_for("alpha offline", lambda: not controller.get("/v0/devices/alpha/")["online"])
-        operation_id = controller.create(script_operation({"device_id": "alpha"}, f"echo run >> {runs}\n"))["id"]
-        wait_for("the command published", lambda: controller.device_results(operation_id)["alpha"]["dispatched_at"])
-        assert len(retained(mosquitto_url, f"{PREFIX}/alpha/commands/+", settle=0.5)) == 1
-        assert line_count(runs) == 0
+    controller, agent = alpha
+    agent.process.kill()  # no goodbye: the broker's last will says offline
+    wait_for("alpha offline", lambda: not controller.get("/v0/devices/alpha/")["online"])
+    operation_id = controller.create(script_operation({"device_id": "alpha"}, f"echo run >> {runs}\n"))["id"]
+    wait_for("the command published", lambda: controller.device_results(operation_id)["alpha"]["dispatched_at"])
+    assert len(retained(mosquitto_url, f"{PREFIX}/alpha/commands/+", settle=0.5)) == 1
+    assert line_count(runs) == 0
 
-        agent.process = agent.start()
-        operation = controller.wait_finished(operation_id)
-        assert operation["state"] == "COMPLETED"
-        assert device_status(controller, operation_id, "alpha") == "SUCCESSFUL"
-        assert counts(operation) == expected_counts(resolved=1, success=1)
+    agent.process = agent.start()
+    operation = controller.wait_finished(operation_id)
+    assert operation["state"] == "COMPLETED"
+    assert device_status(controller, operation_id, "alpha") == "SUCCESSFUL"
+    assert counts(operation) == expected_counts(resolved=1, success=1)
 
-        agent.process.kill()
-        agent.process = agent.start()
-        wait_log("the agent reconnected", agent.process.output, "connected to", at_least=3)
-        time.sleep(0.5)
-        assert line_count(runs) == 1
-        assert retained(mosquitto_url, f"{PREFIX}/alpha/commands/+") == {}
-        assert counts(controller.get(f"/v0/operations/{operation_id}/")) == expected_counts(resolved=1, success=1)
-    finally:
-        agent.stop()
-        controller.stop()
+    agent.process.kill()
+    agent.process = agent.start()
+    wait_log("the agent reconnected", agent.process.output, "connected to", at_least=3)
+    time.sleep(0.5)
+    assert line_count(runs) == 1
+    assert retained(mosquitto_url, f"{PREFIX}/alpha/commands/+") == {}
+    assert counts(controller.get(f"/v0/operations/{operation_id}/")) == expected_counts(resolved=1, success=1)
 
 
 # --- 4. controller killed mid-dispatch ------------------------------------------------------------------------------
