@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from controller.api import artifacts, errors, v0
+from controller.api import artifacts, devicecontrol, errors, v0
 from controller.api.deps import ApiServices
 
 
@@ -10,10 +10,12 @@ def create_app(services: ApiServices) -> FastAPI:
     app = FastAPI(
         title="Tether",
         version="0.1.0",
-        description="Device operations over MQTT. Authenticate with `Authorization: Bearer <key>`.",
+        description="Device operations over MQTT. Authenticate with `Authorization: Bearer <key>`, or Basic "
+        "with the key's name and the key.",
     )
     app.state.services = services
     errors.install(app)
     app.include_router(v0.router)
     app.include_router(artifacts.router)
+    app.include_router(devicecontrol.router)
     return app

@@ -1,10 +1,15 @@
-"""API keys on every endpoint: `Authorization: Bearer <key>`; `admin` keys may create, `read` keys may only read."""
+"""API keys on every endpoint; `admin` keys may create, `read` keys may only read.
 
+A key is sent as `Authorization: Bearer <key>`, or, for Cumulocity clients, as HTTP Basic with the key's name as the
+user and the key as the password. `admin` keys hold ROLE_DEVICE_CONTROL_ADMIN, `read` keys ROLE_DEVICE_CONTROL_READ.
+"""
+
+import secrets
 from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
 from controller.api.deps import services
 from controller.errors import Forbidden, Unauthorized
@@ -19,12 +24,22 @@ class Role(StrEnum):
 bearer = HTTPBearer(auto_error=False, description="An API key made with `tether keys create`.")
 
 
+basic = HTTPBasic(auto_error=False, description="The key's name as the user, the key as the password.")
+
+
 def authenticated(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    basic_credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)],
 ) -> ApiKeyRecord:
-    if credentials is None:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    key = services(request).store.find_key(credentials.credentials)
+    if credentials is not None:
+        key = services(request).store.find_key(credentials.credentials)
+    elif basic_credentials is not None:
+        key = services(request).store.find_key(basic_credentials.password)
+        if key is not None and not secrets.compare_digest(key.name, basic_credentials.username):
+            key = None
+    else:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or Basic <name>:<key>")
     if key is None:
         raise Unauthorized("invalid API key")
     return key

@@ -11,10 +11,12 @@ from typing import Any
 
 from controller.clock import now_iso
 from controller.errors import Conflict, NotFound
+from controller.fragments import fragment_type_of
 from controller.keys import hash_key
 from controller.store.artifacts import ArtifactLedger
 from controller.store.commands import CommandLedger
 from controller.store.control import OperationControl
+from controller.store.devicecontrol import DeviceControlView
 from controller.store.records import (
     SYSTEM_ACTOR,
     ActivityEntry,
@@ -49,6 +51,7 @@ class Store:
         self.commands = CommandLedger(self)
         self.artifacts = ArtifactLedger(self)
         self.control = OperationControl(self)
+        self.devicecontrol = DeviceControlView(self)
 
     def close(self) -> None:
         self.conn.close()
@@ -170,15 +173,18 @@ class Store:
         timeout_s: int,
         delivery_timeout_s: int,
         rollout: dict[str, Any] | None = None,
+        fragments: dict[str, Any] | None = None,
+        description: str | None = None,
     ) -> str:
+        """`fragments` and `description` are set for an operation created through /devicecontrol."""
         operation_id = str(uuid.uuid4())
         now = now_iso()
         with self.transaction() as conn:
             conn.execute(
                 """INSERT INTO operations (id, operation_type, state, schedule_type, schedule_args, device_query,
                        arguments, created_at, created_by, updated_at, updated_by, timeout_s, delivery_timeout_s,
-                       rollout)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       rollout, fragments, description, fragment_type)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     operation_id,
                     operation_type,
@@ -194,6 +200,9 @@ class Store:
                     timeout_s,
                     delivery_timeout_s,
                     _json(rollout),
+                    _json(fragments),
+                    description,
+                    next(iter(fragments)) if fragments else fragment_type_of(operation_type, arguments),
                 ),
             )
             self._add_activity(conn, operation_id, "CREATED", now, None)

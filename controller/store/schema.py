@@ -42,7 +42,10 @@ CREATE TABLE IF NOT EXISTS operations (
     delivery_timeout_s INTEGER,
     rollout TEXT,
     stop_reason TEXT,
-    dispatch_started_at TEXT
+    dispatch_started_at TEXT,
+    fragments TEXT,
+    description TEXT,
+    fragment_type TEXT
 );
 CREATE INDEX IF NOT EXISTS operations_by_state ON operations (state, seq);
 CREATE INDEX IF NOT EXISTS operations_by_type ON operations (operation_type, seq);
@@ -120,6 +123,9 @@ ADDED_COLUMNS = {
         "rollout TEXT",
         "stop_reason TEXT",
         "dispatch_started_at TEXT",
+        "fragments TEXT",
+        "description TEXT",
+        "fragment_type TEXT",
     ),
     "device_operations": (
         "deadline_at TEXT",

@@ -1,72 +1,12 @@
 """The /v0 API over ASGI with a real SQLite file: validation, auth, the 201 shape, listing and paging."""
 
-import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from controller.api.app import create_app
-from controller.api.deps import ApiServices
-from controller.scheduler import Scheduler
-from controller.store import Store
-from shared.messages import Announcement, utc_now
-from shared.operations import Platform
-
-
-class Api:
-    """A synchronous face over an ASGI client, so tests read top to bottom."""
-
-    def __init__(self, store: Store, artifact_dir: Path) -> None:
-        self.store = store
-        self.wakes = 0
-        services = ApiServices(
-            store=store,
-            scheduler=Scheduler(store, self._wake),
-            wake_supervisor=self._wake,
-            artifact_dir=artifact_dir,
-            max_artifact_bytes=1000,
-        )
-        self.app = create_app(services)
-        self.admin_key = store.create_key("ops", "admin")[1]
-        self.read_key = store.create_key("auditor", "read")[1]
-
-    def _wake(self) -> None:
-        self.wakes += 1
-
-    def request(self, method: str, path: str, key: str | None = "admin", **kwargs: Any) -> httpx.Response:
-        headers = kwargs.pop("headers", {})
-        if key is not None:
-            headers["Authorization"] = f"Bearer {self.admin_key if key == 'admin' else key}"
-
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://tether") as client:
-                return await client.request(method, path, headers=headers, **kwargs)
-
-        return asyncio.run(send())
-
-    def announce(self, device_id: str, **fields: Any) -> None:
-        self.store.record_announcement(
-            Announcement(
-                device_id=device_id,
-                platform=Platform.LINUX,
-                agent_version="0.1.0",
-                announced_at=utc_now(),
-                capabilities=["RUN_SHELL_SCRIPT", "LOCK"],
-                **fields,
-            )
-        )
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    store = Store(tmp_path / "tether.db")
-    yield Api(store, tmp_path / "artifacts")
-    store.close()
-
+from tests.controller.api_harness import Api
 
 FUTURE = "2030-06-01T02:00:00+05:30"
 WINDOW = {"start_datetime": FUTURE, "end_datetime": "2030-06-08T03:30:00+05:30"}

@@ -1,0 +1,189 @@
+"""The Cumulocity-style device control API (seed 004): one operation per device, over the same store as /v0.
+
+An operation created here becomes a single-device /v0 operation; each device of a /v0 operation shows up here as
+one operation with `bulkOperationId` naming the /v0 operation.
+"""
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from controller.api.auth import Admin, Reader
+from controller.api.deps import services
+from controller.clock import to_iso
+from controller.errors import InvalidRequest, NotFound
+from controller.fragments import fragments_of, to_fragments, to_operation
+from controller.store.devicecontrol import DeviceControlFilters, DeviceControlRow
+from shared.arguments import ArgumentsError, validate_arguments
+from shared.operations import DeviceStatus, ScheduleType
+from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
+
+router = APIRouter(prefix="/devicecontrol", tags=["devicecontrol"])
+
+OPERATION_TYPE = "application/vnd.com.nsn.cumulocity.operation+json"
+COLLECTION_TYPE = "application/vnd.com.nsn.cumulocity.operationcollection+json"
+MAX_PAGE_SIZE = 2000
+
+
+def _answer(request: Request, body: dict[str, Any], media_type: str, status_code: int = 200) -> JSONResponse:
+    """JSON in the Cumulocity media type when the client asked for it (Accept), else application/json."""
+    accepted = request.headers.get("accept", "").lower()
+    chosen = media_type if "vnd.com.nsn.cumulocity" in accepted else "application/json"
+    return JSONResponse(body, status_code=status_code, media_type=chosen)
+
+
+def _operation_url(request: Request, operation_id: str) -> str:
+    return str(request.url_for("get_devicecontrol_operation", operation_id=operation_id))
+
+
+def _operation(request: Request, row: DeviceControlRow) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": row.id,
+        "self": _operation_url(request, row.id),
+        "deviceId": row.device_id,
+        "deviceName": row.device_id,
+        "status": str(row.status),
+        "creationTime": row.creation_time,
+    }
+    if row.fragments is None:
+        body["bulkOperationId"] = row.operation_id
+    if row.description is not None:
+        body["description"] = row.description
+    if row.failure_reason is not None:
+        body["failureReason"] = row.failure_reason
+    return {**body, **to_fragments(row.operation_type, row.arguments, row.fragments, row.result)}
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InvalidRequest("body", f"not valid JSON: {err}") from err
+    if not isinstance(body, dict):
+        raise InvalidRequest("body", "must be a JSON object (an Operation)")
+    return body
+
+
+@router.post("/operations", status_code=201, summary="Create an operation for one device")
+@router.post("/operations/", include_in_schema=False)
+async def create_devicecontrol_operation(request: Request, key: Admin) -> JSONResponse:
+    body = await _json_object(request)
+    device_id = body.get("deviceId")
+    if not isinstance(device_id, str) or not device_id:
+        raise InvalidRequest("deviceId", "the id of the device to operate is required")
+    description = body.get("description")
+    if description is not None and not isinstance(description, str):
+        raise InvalidRequest("description", "must be a string")
+    store = services(request).store
+    try:
+        store.get_device(device_id)
+    except NotFound as err:
+        raise InvalidRequest("deviceId", f"no device {device_id!r} is registered") from err
+    fragments = fragments_of(body)
+    operation_type, arguments, fragment = to_operation(fragments)
+    try:
+        validate_arguments(operation_type, arguments)
+    except ArgumentsError as err:
+        field = err.field.replace("arguments", fragment, 1)
+        raise InvalidRequest(field, str(err).replace(err.field, field)) from err
+    operation_id = store.create_operation(
+        operation_type=operation_type,
+        schedule_type=ScheduleType.IMMEDIATE,
+        schedule_args=None,
+        device_query={"device_id": device_id},
+        arguments=arguments,
+        created_by=key.name,
+        timeout_s=default_timeout_s(operation_type, arguments),
+        delivery_timeout_s=DEFAULT_DELIVERY_TIMEOUT_S,
+        fragments=fragments,
+        description=description,
+    )
+    services(request).scheduler.submit(operation_id)
+    (device,) = store.commands.list_for_operation(operation_id, status=None, limit=1, offset=0).items
+    row = store.devicecontrol.get(store.devicecontrol.seq_of_command(device.command_id))
+    answer = _answer(request, _operation(request, row), OPERATION_TYPE, status_code=201)
+    answer.headers["Location"] = _operation_url(request, row.id)
+    return answer
+
+
+@router.get("/operations/{operation_id}", summary="One operation")
+async def get_devicecontrol_operation(operation_id: str, request: Request, _: Reader) -> JSONResponse:
+    row = services(request).store.devicecontrol.get(operation_id)
+    return _answer(request, _operation(request, row), OPERATION_TYPE)
+
+
+def _moment(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as err:
+        raise InvalidRequest(name, f"not an ISO 8601 date and time: {value!r}") from err
+    if moment.tzinfo is None:
+        raise InvalidRequest(name, f"needs an offset, e.g. {value}Z")
+    return to_iso(moment)
+
+
+@router.get("/operations", summary="Operations, first in first out")
+async def list_devicecontrol_operations(
+    request: Request,
+    _: Reader,
+    device_id: Annotated[str | None, Query(alias="deviceId")] = None,
+    agent_id: Annotated[str | None, Query(alias="agentId")] = None,
+    status: DeviceStatus | None = None,
+    fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
+    date_from: Annotated[str | None, Query(alias="dateFrom")] = None,
+    date_to: Annotated[str | None, Query(alias="dateTo")] = None,
+    revert: bool = False,
+    bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 5,
+    current_page: Annotated[int, Query(alias="currentPage", ge=1)] = 1,
+    with_total_pages: Annotated[bool, Query(alias="withTotalPages")] = False,
+    with_total_elements: Annotated[bool, Query(alias="withTotalElements")] = False,
+) -> Response:
+    if device_id is not None and agent_id is not None and device_id != agent_id:
+        empty = _collection(request, [], page_size, current_page, 0, with_total_pages)
+        return _answer(request, empty, COLLECTION_TYPE)
+    filters = DeviceControlFilters(
+        device_id=device_id or agent_id,  # each Tether device runs its own agent
+        status=status,
+        fragment_type=fragment_type,
+        date_from=_moment(date_from, "dateFrom"),
+        date_to=_moment(date_to, "dateTo"),
+        bulk_operation_id=bulk_operation_id,
+    )
+    with_total = with_total_pages or with_total_elements
+    rows, total = services(request).store.devicecontrol.page(
+        filters, revert=revert, limit=page_size, offset=(current_page - 1) * page_size, with_total=with_total
+    )
+    body = _collection(request, rows, page_size, current_page, total, with_total_pages)
+    if with_total_elements and total is not None:
+        body["statistics"]["totalElements"] = total
+    return _answer(request, body, COLLECTION_TYPE)
+
+
+def _collection(
+    request: Request,
+    rows: list[DeviceControlRow],
+    page_size: int,
+    current_page: int,
+    total: int | None,
+    with_total_pages: bool,
+) -> dict[str, Any]:
+    statistics: dict[str, Any] = {"pageSize": page_size, "currentPage": current_page}
+    if with_total_pages and total is not None:
+        statistics["totalPages"] = -(-total // page_size)
+    more = len(rows) == page_size if total is None else current_page * page_size < total
+    body: dict[str, Any] = {
+        "self": str(request.url),
+        "operations": [_operation(request, row) for row in rows],
+        "statistics": statistics,
+    }
+    if current_page > 1:
+        body["prev"] = str(request.url.include_query_params(currentPage=current_page - 1))
+    if more:
+        body["next"] = str(request.url.include_query_params(currentPage=current_page + 1))
+    return body

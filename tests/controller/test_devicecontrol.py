@@ -1,0 +1,165 @@
+"""/devicecontrol/operations over ASGI with a real SQLite file: the Cumulocity shapes, paging, roles and auth."""
+
+import base64
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.controller.api_harness import Api
+
+OPERATION_TYPE = "application/vnd.com.nsn.cumulocity.operation+json"
+COLLECTION_TYPE = "application/vnd.com.nsn.cumulocity.operationcollection+json"
+
+
+def post(api: Api, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
+    return api.request("POST", "/devicecontrol/operations", json=body, **kwargs)
+
+
+def basic(name: str, key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{key}".encode()).decode()}
+
+
+def test_create_answers_201_with_location_and_the_fragments_as_sent(api: Api) -> None:
+    api.announce("1234")
+    fragment = {"name": "take picture", "parameters": {"duration": "5s", "quality": "HD"}}
+    response = post(
+        api,
+        {"deviceId": "1234", "description": "say cheese", "com_cumulocity_model_WebCamDevice": fragment},
+        headers={"Content-Type": f"{OPERATION_TYPE};ver=0.9", "Accept": f"{OPERATION_TYPE};ver=0.9"},
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"].startswith(OPERATION_TYPE)
+    body = response.json()
+    assert response.headers["location"] == body["self"] == f"http://tether/devicecontrol/operations/{body['id']}"
+    assert body["id"].isdigit()
+    assert body["deviceId"] == "1234"
+    assert body["status"] == "PENDING"
+    assert body["description"] == "say cheese"
+    assert body["com_cumulocity_model_WebCamDevice"] == fragment
+    assert body["creationTime"].endswith("Z")
+    assert "bulkOperationId" not in body
+    # The same operation through /v0: one device, run as the custom action named after the fragment.
+    (operation,) = api.request("GET", "/v0/operations/").json()["content"]["results"]
+    assert operation["operation"] == "RUN_CUSTOM_ACTION"
+    assert operation["arguments"] == {
+        "action": "com_cumulocity_model_WebCamDevice",
+        "parameters": {"name": "take picture", "duration": "5s", "quality": "HD"},
+    }
+    assert operation["created_by"] == "ops"
+
+
+def test_plain_json_is_accepted_and_answered(api: Api) -> None:
+    api.announce("d1")
+    response = post(api, {"deviceId": "d1", "c8y_Restart": {}})
+    assert response.status_code == 201
+    assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"c8y_Restart": {}}, "deviceId"),
+        ({"deviceId": "ghost", "c8y_Restart": {}}, "deviceId"),
+        ({"deviceId": "d1"}, "fragments"),
+        ({"deviceId": "d1", "c8y_Command": {}}, "c8y_Command.text"),
+        ({"deviceId": "d1", "c8y_LogfileRequest": {"maximumLines": 0}}, "c8y_LogfileRequest.max_lines"),
+        ({"deviceId": "d1", "bad name!": {}}, "bad name!.action"),
+        ({"deviceId": "d1", "description": 5, "c8y_Restart": {}}, "description"),
+    ],
+)
+def test_bad_requests_name_the_field(api: Api, body: dict[str, Any], field: str) -> None:
+    api.announce("d1")
+    response = post(api, body)
+    assert response.status_code == 400, response.text
+    assert field in [error["field"] for error in response.json()["errors"]]
+
+
+def test_a_body_that_is_not_a_json_object_is_a_400(api: Api) -> None:
+    response = api.request("POST", "/devicecontrol/operations", content=b"[1, 2]")
+    assert response.status_code == 400
+    assert api.request("POST", "/devicecontrol/operations", content=b"{nope").status_code == 400
+
+
+def test_v0_operations_show_up_one_per_device_with_their_bulk_operation_id(api: Api) -> None:
+    for device_id in ("a", "b"):
+        api.announce(device_id, tags=["kiosk"])
+    created = api.request(
+        "POST",
+        "/v0/operations/",
+        json={
+            "operation_type": "RUN_SHELL_SCRIPT",
+            "operation_device_query": {"tags": "kiosk"},
+            "arguments": {"script": "ls"},
+        },
+    ).json()["content"]
+
+    body = api.request("GET", f"/devicecontrol/operations?bulkOperationId={created['id']}").json()
+
+    assert [(o["deviceId"], o["bulkOperationId"]) for o in body["operations"]] == [
+        ("a", created["id"]),
+        ("b", created["id"]),
+    ]
+    assert body["operations"][0]["c8y_Command"] == {"text": "ls"}
+    single = api.request("GET", f"/devicecontrol/operations/{body['operations'][1]['id']}").json()
+    assert single == body["operations"][1]
+
+
+def test_collection_filters_pages_and_links(api: Api) -> None:
+    for device_id in ("a", "b"):
+        api.announce(device_id)
+    ids = [post(api, {"deviceId": d, "c8y_Restart": {}}).json()["id"] for d in ("a", "b", "a", "a")]
+    post(api, {"deviceId": "b", "c8y_Command": {"text": "uptime"}})
+
+    first = api.request(
+        "GET",
+        "/devicecontrol/operations?deviceId=a&pageSize=2&withTotalPages=true&withTotalElements=true",
+        headers={"Accept": COLLECTION_TYPE},
+    )
+    assert first.headers["content-type"].startswith(COLLECTION_TYPE)
+    page = first.json()
+    assert [o["id"] for o in page["operations"]] == [ids[0], ids[2]]  # first in, first out
+    assert page["statistics"] == {"pageSize": 2, "currentPage": 1, "totalPages": 2, "totalElements": 3}
+    assert "prev" not in page
+    second = api.request("GET", page["next"], key="admin").json()
+    assert [o["id"] for o in second["operations"]] == [ids[3]]
+    assert "next" not in second
+    assert second["prev"].endswith("currentPage=1")
+
+    reverted = api.request("GET", "/devicecontrol/operations?revert=true&pageSize=2000").json()
+    assert [o["id"] for o in reverted["operations"]][1:] == list(reversed(ids))
+    commands = api.request("GET", "/devicecontrol/operations?fragmentType=c8y_Command").json()["operations"]
+    assert [o["deviceId"] for o in commands] == ["b"]
+    by_agent = api.request("GET", "/devicecontrol/operations?agentId=b&status=PENDING").json()["operations"]
+    assert [o["deviceId"] for o in by_agent] == ["b", "b"]
+    assert api.request("GET", "/devicecontrol/operations?dateFrom=2999-01-01T00:00:00Z").json()["operations"] == []
+    assert (
+        len(api.request("GET", "/devicecontrol/operations?dateTo=2999-01-01T00:00:00%2B05:30").json()["operations"])
+        == 5
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["pageSize=2001", "pageSize=0", "currentPage=0", "status=DONE", "dateFrom=yesterday", "dateTo=2024-01-01T00:00:00"],
+)
+def test_bad_query_parameters_are_a_400(api: Api, query: str) -> None:
+    assert api.request("GET", f"/devicecontrol/operations?{query}").status_code == 400
+
+
+def test_unknown_operation_is_a_404(api: Api) -> None:
+    assert api.request("GET", "/devicecontrol/operations/999").status_code == 404
+    assert api.request("GET", "/devicecontrol/operations/abc").status_code == 404
+
+
+def test_roles_and_basic_auth(api: Api) -> None:
+    api.announce("d1")
+    body = {"deviceId": "d1", "c8y_Restart": {}}
+    assert post(api, body, key=None, headers=basic("ops", api.admin_key)).status_code == 201
+    assert post(api, body, key=None, headers=basic("auditor", api.read_key)).status_code == 403
+    assert post(api, body, key=None, headers=basic("auditor", api.admin_key)).status_code == 401  # name must match
+    assert post(api, body, key=None).status_code == 401
+    listing = api.request("GET", "/devicecontrol/operations", key=None, headers=basic("auditor", api.read_key))
+    assert listing.status_code == 200
+    assert api.request("GET", "/devicecontrol/operations", key=api.read_key).status_code == 200
