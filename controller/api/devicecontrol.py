@@ -8,12 +8,13 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from controller.api.auth import Admin, Reader
 from controller.api.deps import services
 from controller.clock import to_iso
+from controller.completion import finish_if_done
 from controller.errors import InvalidRequest, NotFound
 from controller.fragments import fragments_of, to_fragments, to_operation
 from controller.store.devicecontrol import DeviceControlFilters, DeviceControlRow
@@ -127,42 +128,89 @@ def _moment(value: str | None, name: str) -> str | None:
     return to_iso(moment)
 
 
+class CollectionQuery:
+    """The filters GET and DELETE of the collection share, under the seed's parameter names."""
+
+    def __init__(
+        self,
+        device_id: Annotated[str | None, Query(alias="deviceId")] = None,
+        agent_id: Annotated[str | None, Query(alias="agentId")] = None,
+        status: DeviceStatus | None = None,
+        fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
+        date_from: Annotated[str | None, Query(alias="dateFrom")] = None,
+        date_to: Annotated[str | None, Query(alias="dateTo")] = None,
+        bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
+    ) -> None:
+        # Each Tether device runs its own agent, so agentId names a device too; both given must agree.
+        self.contradictory = device_id is not None and agent_id is not None and device_id != agent_id
+        self.filters = DeviceControlFilters(
+            device_id=device_id or agent_id,
+            status=status,
+            fragment_type=fragment_type,
+            date_from=_moment(date_from, "dateFrom"),
+            date_to=_moment(date_to, "dateTo"),
+            bulk_operation_id=bulk_operation_id,
+        )
+
+
+Filters = Annotated[CollectionQuery, Depends()]
+
+
 @router.get("/operations", summary="Operations, first in first out")
 async def list_devicecontrol_operations(
     request: Request,
     _: Reader,
-    device_id: Annotated[str | None, Query(alias="deviceId")] = None,
-    agent_id: Annotated[str | None, Query(alias="agentId")] = None,
-    status: DeviceStatus | None = None,
-    fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
-    date_from: Annotated[str | None, Query(alias="dateFrom")] = None,
-    date_to: Annotated[str | None, Query(alias="dateTo")] = None,
+    query: Filters,
     revert: bool = False,
-    bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 5,
     current_page: Annotated[int, Query(alias="currentPage", ge=1)] = 1,
     with_total_pages: Annotated[bool, Query(alias="withTotalPages")] = False,
     with_total_elements: Annotated[bool, Query(alias="withTotalElements")] = False,
 ) -> Response:
-    if device_id is not None and agent_id is not None and device_id != agent_id:
-        empty = _collection(request, [], page_size, current_page, 0, with_total_pages)
-        return _answer(request, empty, COLLECTION_TYPE)
-    filters = DeviceControlFilters(
-        device_id=device_id or agent_id,  # each Tether device runs its own agent
-        status=status,
-        fragment_type=fragment_type,
-        date_from=_moment(date_from, "dateFrom"),
-        date_to=_moment(date_to, "dateTo"),
-        bulk_operation_id=bulk_operation_id,
-    )
     with_total = with_total_pages or with_total_elements
-    rows, total = services(request).store.devicecontrol.page(
-        filters, revert=revert, limit=page_size, offset=(current_page - 1) * page_size, with_total=with_total
-    )
-    body = _collection(request, rows, page_size, current_page, total, with_total_pages)
-    if with_total_elements and total is not None:
+    rows: list[DeviceControlRow] = []
+    total: int | None = 0
+    if not query.contradictory:
+        rows, total = services(request).store.devicecontrol.page(
+            query.filters,
+            revert=revert,
+            limit=page_size,
+            offset=(current_page - 1) * page_size,
+            with_total=with_total,
+        )
+    body = _collection(request, rows, page_size, current_page, total if with_total else None, with_total_pages)
+    if with_total_elements:
         body["statistics"]["totalElements"] = total
     return _answer(request, body, COLLECTION_TYPE)
+
+
+@router.delete("/operations", status_code=204, summary="Delete the operations the filters select")
+async def delete_devicecontrol_operations(request: Request, key: Admin, query: Filters) -> Response:
+    """Unfinished ones end FAILED "deleted by <key>", their retained commands are cleared and their devices told."""
+    if not query.contradictory:
+        store = services(request).store
+        for operation_id in store.devicecontrol.hide(query.filters, f"deleted by {key.name}"):
+            finish_if_done(store, operation_id)
+        services(request).wake_supervisor()
+    return Response(status_code=204)
+
+
+@router.put("/operations/{operation_id}", summary="Change an operation's status")
+async def update_devicecontrol_operation(operation_id: str, request: Request, key: Admin) -> JSONResponse:
+    body = await _json_object(request)
+    try:
+        status = DeviceStatus(str(body.get("status")))
+    except ValueError as err:
+        choices = ", ".join(DeviceStatus)
+        raise InvalidRequest("status", f"must be one of {choices}, got {body.get('status')!r}") from err
+    reason = body.get("failureReason")
+    if reason is not None and (not isinstance(reason, str) or status is not DeviceStatus.FAILED):
+        raise InvalidRequest("failureReason", "is a string, and only goes with status FAILED")
+    store = services(request).store
+    bulk = store.devicecontrol.set_status(operation_id, status, reason or f"set to FAILED by {key.name}")
+    finish_if_done(store, bulk)
+    services(request).wake_supervisor()
+    return _answer(request, _operation(request, store.devicecontrol.get(operation_id)), OPERATION_TYPE)
 
 
 def _collection(

@@ -63,7 +63,8 @@ class DeviceOperationRecord:
     device_id: str
     status: DeviceStatus
     dispatch_state: str
-    """`waiting`, `dispatched` or `failed`: whether the retained command reached the broker."""
+    """`waiting`, `dispatched` or `failed`: whether the retained command reached the broker; `skipped` when a
+    /devicecontrol client set a final status before it was dispatched."""
     created_at: str
     dispatched_at: str | None
     received_at: str | None

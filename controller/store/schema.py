@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS device_operations (
     not_before TEXT,
     window_end TEXT,
     window_zone TEXT,
+    hidden INTEGER NOT NULL DEFAULT 0,
     UNIQUE (operation_id, device_id)
 );
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -135,6 +136,7 @@ ADDED_COLUMNS = {
         "not_before TEXT",
         "window_end TEXT",
         "window_zone TEXT",
+        "hidden INTEGER NOT NULL DEFAULT 0",
     ),
 }
 """Columns added since the first release: a database created before them gets them on open."""

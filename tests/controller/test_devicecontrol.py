@@ -163,3 +163,92 @@ def test_roles_and_basic_auth(api: Api) -> None:
     listing = api.request("GET", "/devicecontrol/operations", key=None, headers=basic("auditor", api.read_key))
     assert listing.status_code == 200
     assert api.request("GET", "/devicecontrol/operations", key=api.read_key).status_code == 200
+
+
+def test_put_moves_along_legal_transitions_and_a_final_status_cannot_be_reopened(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+
+    executing = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json={"status": "EXECUTING"})
+    assert executing.status_code == 200, executing.text
+    assert executing.json()["status"] == "EXECUTING"
+    failed = api.request(
+        "PUT", f"/devicecontrol/operations/{created['id']}", json={"status": "FAILED", "failureReason": "no power"}
+    )
+    assert (failed.json()["status"], failed.json()["failureReason"]) == ("FAILED", "no power")
+    reopened = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json={"status": "PENDING"})
+    assert reopened.status_code == 409
+    assert "cannot be reopened" in reopened.json()["message"]
+    # Never dispatched, it never will be, and there is no device to tell; the dispatcher then ends the /v0 operation.
+    (operation,) = api.request("GET", "/v0/operations/").json()["content"]["results"]
+    (row,) = api.request("GET", f"/v0/operations/{operation['id']}/devices/").json()["content"]["results"]
+    assert (row["status"], row["dispatch_state"]) == ("FAILED", "skipped")
+    assert operation["operation_stats"]["device_operation_statuses_count"]["failed_device_count"] == 1
+    assert api.store.control.pending_cancellations(10) == []
+
+
+def test_put_of_a_dispatched_operation_asks_the_device_to_stop(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Command": {"text": "sleep 100"}}).json()
+    command_id = (
+        api.store.commands.list_for_operation(
+            api.store.devicecontrol.get(created["id"]).operation_id, status=None, limit=1, offset=0
+        )
+        .items[0]
+        .command_id
+    )
+    api.store.conn.execute(
+        "UPDATE device_operations SET dispatch_state = 'dispatched' WHERE command_id = ?", (command_id,)
+    )
+
+    response = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json={"status": "SUCCESSFUL"})
+
+    assert response.json()["status"] == "SUCCESSFUL"
+    assert [o.reason for o in api.store.control.pending_cancellations(10)] == ["set to SUCCESSFUL through the API"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"status": "DONE"}, 400, "status"),
+        ({}, 400, "status"),
+        ({"status": "SUCCESSFUL", "failureReason": "x"}, 400, "failureReason"),
+        ({"status": "FAILED", "failureReason": 3}, 400, "failureReason"),
+    ],
+)
+def test_bad_puts_name_the_field(api: Api, body: dict[str, Any], status: int, field: str) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    response = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json=body)
+    assert response.status_code == status
+    assert field in [error["field"] for error in response.json()["errors"]]
+
+
+def test_put_needs_an_admin_key_and_a_known_operation(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    path = f"/devicecontrol/operations/{created['id']}"
+    assert api.request("PUT", path, key=api.read_key, json={"status": "EXECUTING"}).status_code == 403
+    assert api.request("PUT", "/devicecontrol/operations/999", json={"status": "EXECUTING"}).status_code == 404
+
+
+def test_delete_with_filters_hides_the_selected_and_fails_the_unfinished(api: Api) -> None:
+    for device_id in ("a", "b"):
+        api.announce(device_id)
+    a = post(api, {"deviceId": "a", "c8y_Restart": {}}).json()
+    b = post(api, {"deviceId": "b", "c8y_Restart": {}}).json()
+
+    response = api.request("DELETE", "/devicecontrol/operations?deviceId=a")
+
+    assert response.status_code == 204
+    assert api.request("GET", f"/devicecontrol/operations/{a['id']}").status_code == 404
+    assert [o["id"] for o in api.request("GET", "/devicecontrol/operations").json()["operations"]] == [b["id"]]
+    # /v0 keeps the history: the device's command ended FAILED, and was never dispatched.
+    bulk = api.store.devicecontrol.get(b["id"]).operation_id
+    operations = {o["id"]: o for o in api.request("GET", "/v0/operations/").json()["content"]["results"]}
+    (deleted,) = [o for op_id, o in operations.items() if op_id != bulk]
+    rows = api.request("GET", f"/v0/operations/{deleted['id']}/devices/").json()["content"]["results"]
+    assert [(r["status"], r["failure_reason"], r["dispatch_state"]) for r in rows] == [
+        ("FAILED", "deleted by ops", "failed")
+    ]
+    assert api.request("DELETE", "/devicecontrol/operations", key=api.read_key).status_code == 403

@@ -1,12 +1,13 @@
 """A Cumulocity-style client against real processes: create with Basic auth, poll, read the command's output."""
 
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.harness import Agent, Controller, wait_for
+from tests.e2e.harness import Agent, Controller, retained, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +37,36 @@ def test_a_c8y_command_runs_on_the_device_and_its_output_comes_back_as_result(
         restart = client.post("/devicecontrol/operations", json={"deviceId": "1234", "c8y_Restart": {}})
         assert restart.status_code == 201
         wait_for("the reboot tool to run", lambda: agent.tools.calls("systemctl") == [["systemctl", "reboot"]])
+    finally:
+        client.close()
+        agent.stop()
+        controller.stop()
+
+
+def test_deleting_a_pending_operation_clears_its_command_so_the_device_never_runs_it(
+    tmp_path: Path, mosquitto_url: str
+) -> None:
+    controller = Controller(tmp_path, broker_url=mosquitto_url)
+    agent = Agent(tmp_path, mosquitto_url, "1234")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{controller.http_port}", auth=("ops", controller.key))
+    try:
+        controller.wait_online("1234")
+        agent.stop()
+        wait_for("the device offline", lambda: not controller.get("/v0/devices/1234/")["online"])
+        created = client.post("/devicecontrol/operations", json={"deviceId": "1234", "c8y_Restart": {}}).json()
+        wait_for("the command retained", lambda: retained(mosquitto_url, "tether/v1/devices/1234/commands/+"))
+
+        assert client.delete("/devicecontrol/operations", params={"deviceId": "1234"}).status_code == 204
+
+        wait_for("the command cleared", lambda: not retained(mosquitto_url, "tether/v1/devices/1234/commands/+"))
+        assert client.get(f"/devicecontrol/operations/{created['id']}").status_code == 404
+        (operation,) = controller.get("/v0/operations/")["results"]
+        ended = controller.wait_finished(operation["id"])
+        assert ended["operation_stats"]["device_operation_statuses_count"]["failed_device_count"] == 1
+        agent.process = agent.start()
+        controller.wait_online("1234")
+        time.sleep(1)
+        assert agent.tools.calls("systemctl") == []
     finally:
         client.close()
         agent.stop()
