@@ -40,15 +40,12 @@ def _operation_url(request: Request, operation_id: str) -> str:
     return str(request.url_for("get_devicecontrol_operation", operation_id=operation_id))
 
 
-def _operation(request: Request, row: DeviceControlRow) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": row.id,
-        "self": _operation_url(request, row.id),
-        "deviceId": row.device_id,
-        "deviceName": row.device_id,
-        "status": str(row.status),
-        "creationTime": row.creation_time,
-    }
+def _operation(request: Request, row: DeviceControlRow, *, in_collection: bool = False) -> dict[str, Any]:
+    """The Operation object; as the seed says, `deviceName` only inside a collection."""
+    body: dict[str, Any] = {"id": row.id, "self": _operation_url(request, row.id), "deviceId": row.device_id}
+    if in_collection:
+        body["deviceName"] = row.device_id
+    body |= {"status": str(row.status), "creationTime": row.creation_time}
     if row.fragments is None:
         body["bulkOperationId"] = row.operation_id
     if row.description is not None:
@@ -227,7 +224,7 @@ def _collection(
     more = len(rows) == page_size if total is None else current_page * page_size < total
     body: dict[str, Any] = {
         "self": str(request.url),
-        "operations": [_operation(request, row) for row in rows],
+        "operations": [_operation(request, row, in_collection=True) for row in rows],
         "statistics": statistics,
     }
     if current_page > 1:
