@@ -18,6 +18,7 @@ from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, ApiServices
 from controller.broker import ListenAddress, make_broker
 from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError
+from controller.events import OperationEvents
 from controller.ingest import Ingest
 from controller.mqtt_link import MqttLink
 from controller.scheduler import Scheduler
@@ -130,25 +131,30 @@ async def _run(
     scheduler = Scheduler(store, dispatcher.wake)
     scheduler.recover()
     supervisor = Supervisor(store, link, topics, dispatcher)
+    events = OperationEvents(store, topics, lambda messages: link.publish(messages, retain=False))
     app = create_app(
         ApiServices(
             store=store,
             scheduler=scheduler,
             wake_supervisor=supervisor.wake,
             artifact_dir=settings.db_path.parent / "artifacts",
+            events=events,
             max_artifact_bytes=settings.max_artifact_bytes,
         )
     )
-    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    # Open event streams end when the controller stops (events.close()); the timeout is the backstop for the rest.
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5)
+    server = _Server(config)
     host, port = settings.http_listen.host, settings.http_listen.port
     log.info("REST API on http://%s:%d (MQTT broker %s, database %s)", host, port, broker_url, settings.db_path)
     try:
         async with asyncio.TaskGroup() as group:
-            for job in (link.run(), dispatcher.run(), ingest.run(), supervisor.run()):
+            for job in (link.run(), dispatcher.run(), ingest.run(), supervisor.run(), events.run()):
                 group.create_task(job)
             web = group.create_task(server.serve(sockets=[http_socket]))
             await stop.wait()
             log.info("stopping")
+            events.close()
             server.should_exit = True
             await web
             raise _Stopped

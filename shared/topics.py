@@ -1,7 +1,8 @@
 """The only place MQTT topics are built or parsed.
 
 Every device owns the subtree `<prefix>/devices/<device_id>/`, so one broker ACL pattern per direction confines a
-device to its own commands, statuses, announcement and presence.
+device to its own commands, statuses, announcement and presence. The controller alone publishes under
+`<prefix>/operations/`: events about whole operations, for integrations.
 """
 
 import re
@@ -82,6 +83,13 @@ class Topics:
         reaches an agent that received the command.
         """
         return [self.device_commands_filter(device_id), f"{self.device_root(device_id)}/{TopicKind.CANCEL}/+"]
+
+    def operation_events(self, operation_id: str) -> str:
+        return f"{self.prefix}/operations/{validate_id(operation_id, 'operation id')}/events"
+
+    def operation_events_filter(self) -> str:
+        """Every operation's events, for an integration that watches the whole fleet."""
+        return f"{self.prefix}/operations/+/events"
 
     def fleet_filter(self, kind: TopicKind) -> str:
         """What the controller subscribes to for one kind of device-published message."""

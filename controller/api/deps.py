@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import Request
 
+from controller.events import OperationEvents
 from controller.scheduler import Scheduler
 from controller.store import Store
 
@@ -19,6 +20,7 @@ class ApiServices:
     wake_supervisor: Callable[[], None]
     """Called after a cancellation, so it reaches the devices at once rather than at the next tick."""
     artifact_dir: Path
+    events: OperationEvents
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
 
 

@@ -4,7 +4,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from controller.store.records import OperationRecord, OperationStats
+from controller.counts import device_counts, statistics
+from controller.store.records import OperationRecord
+from shared.events import DeviceCounts, OperationStatsBody
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType, TimeType
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 
@@ -68,24 +70,6 @@ class OperationCreate(_Strict):
     rollout: RolloutIn | None = None
 
 
-class DeviceOperationStatusesCount(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    resolved_device_count: int
-    dispatched_device_count: int
-    dispatch_failed_count: int
-    failed_device_count: int
-    success_device_count: int
-
-
-class OperationStatsOut(BaseModel):
-    device_operation_statuses_count: DeviceOperationStatusesCount
-
-    @classmethod
-    def of(cls, stats: OperationStats) -> "OperationStatsOut":
-        return cls(device_operation_statuses_count=DeviceOperationStatusesCount.model_validate(stats))
-
-
 class ActivityOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -108,7 +92,9 @@ class OperationOut(BaseModel):
     updated_at: str
     updated_by: str
     operation_activity: list[ActivityOut]
-    operation_stats: OperationStatsOut
+    operation_stats: OperationStatsBody
+    devices: DeviceCounts
+    """Tether extension: how many devices are waiting, pending, executing, successful and failed."""
     timeout_s: int
     delivery_timeout_s: int
     rollout: dict[str, Any] | None
@@ -131,7 +117,8 @@ class OperationOut(BaseModel):
             updated_at=record.updated_at,
             updated_by=record.updated_by,
             operation_activity=[ActivityOut.model_validate(entry) for entry in record.activity],
-            operation_stats=OperationStatsOut.of(record.stats),
+            operation_stats=statistics(record.stats),
+            devices=device_counts(record.stats),
             timeout_s=record.timeout_s,
             delivery_timeout_s=record.delivery_timeout_s,
             rollout=record.rollout,

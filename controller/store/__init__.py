@@ -22,6 +22,7 @@ from controller.store.records import (
     ActivityEntry,
     ApiKeyRecord,
     DeviceRecord,
+    LoggedActivity,
     OperationRecord,
     OperationStats,
     Page,
@@ -266,9 +267,11 @@ class Store:
     def _add_activity(
         conn: sqlite3.Connection, operation_id: str, state: str, timestamp: str, message: str | None
     ) -> None:
+        # The operation's state after this entry is recorded with it, so the log replays as a sequence of states.
         conn.execute(
-            "INSERT INTO operation_activity (operation_id, operation_state, timestamp, message) VALUES (?, ?, ?, ?)",
-            (operation_id, state, timestamp, message),
+            """INSERT INTO operation_activity (operation_id, operation_state, timestamp, message, state)
+               VALUES (?, ?, ?, ?, (SELECT state FROM operations WHERE id = ?))""",
+            (operation_id, state, timestamp, message, operation_id),
         )
 
     def has_activity(self, operation_id: str, operation_state: str) -> bool:
@@ -277,6 +280,28 @@ class Store:
             (operation_id, operation_state),
         ).fetchone()
         return row is not None
+
+    def last_activity_seq(self) -> int:
+        return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM operation_activity").fetchone()[0])
+
+    def activity_after(self, seq: int, limit: int) -> list[LoggedActivity]:
+        """Entries of every operation's activity log written after `seq`, oldest first."""
+        rows = self.conn.execute(
+            """SELECT a.seq, a.operation_id, a.operation_state, a.timestamp, a.message,
+                      coalesce(a.state, o.state) AS state, o.reason
+               FROM operation_activity a JOIN operations o ON o.id = a.operation_id
+               WHERE a.seq > ? ORDER BY a.seq LIMIT ?""",
+            (seq, limit),
+        )
+        return [
+            LoggedActivity(
+                operation_id=row["operation_id"],
+                entry=ActivityEntry(row["seq"], row["operation_state"], row["timestamp"], row["message"]),
+                state=OperationState(row["state"]),
+                reason=row["reason"],
+            )
+            for row in rows
+        ]
 
     def get_operation(self, operation_id: str) -> OperationRecord:
         row = self.conn.execute("SELECT * FROM operations WHERE id = ?", (operation_id,)).fetchone()
@@ -306,36 +331,53 @@ class Store:
         ).fetchall()
         return Page([self._operation(row) for row in rows], total)
 
-    def operations_in_states(self, states: Sequence[OperationState]) -> list[str]:
+    def operations_in_states(self, states: Sequence[OperationState]) -> dict[str, tuple[OperationState, str | None]]:
+        """id -> (state, reason) of every operation in one of `states`, oldest first."""
         rows = self.conn.execute(
-            "SELECT id FROM operations WHERE state IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            "SELECT id, state, reason FROM operations WHERE state IN (SELECT value FROM json_each(?)) ORDER BY seq",
             (_json([str(s) for s in states]),),
         )
-        return [row["id"] for row in rows]
+        return {row["id"]: (OperationState(row["state"]), row["reason"]) for row in rows}
 
     def stats(self, operation_id: str) -> OperationStats:
-        row = self.conn.execute(
-            """SELECT count(*) AS resolved,
+        return self.stats_of([operation_id]).get(operation_id, OperationStats())
+
+    def stats_of(self, operation_ids: Sequence[str]) -> dict[str, OperationStats]:
+        """The device counts of several operations in one query; an operation without devices is left out."""
+        rows = self.conn.execute(
+            """SELECT operation_id,
+                      count(*) AS resolved,
                       coalesce(sum(dispatch_state = 'dispatched'), 0) AS dispatched,
                       coalesce(sum(dispatch_state = 'failed'), 0) AS dispatch_failed,
                       coalesce(sum(status = 'FAILED' AND dispatch_state != 'failed'), 0) AS failed,
                       coalesce(sum(status = 'SUCCESSFUL'), 0) AS success,
-                      coalesce(sum(status NOT IN ('SUCCESSFUL', 'FAILED')), 0) AS unfinished
-               FROM device_operations WHERE operation_id = ?""",
-            (operation_id,),
-        ).fetchone()
-        return OperationStats(
-            resolved_device_count=row["resolved"],
-            dispatched_device_count=row["dispatched"],
-            dispatch_failed_count=row["dispatch_failed"],
-            failed_device_count=row["failed"],
-            success_device_count=row["success"],
-            unfinished_device_count=row["unfinished"],
+                      coalesce(sum(status NOT IN ('SUCCESSFUL', 'FAILED')), 0) AS unfinished,
+                      coalesce(sum(status = 'PENDING' AND dispatch_state = 'waiting'), 0) AS waiting,
+                      coalesce(sum(status = 'PENDING' AND dispatch_state != 'waiting'), 0) AS pending,
+                      coalesce(sum(status = 'EXECUTING'), 0) AS executing
+               FROM device_operations WHERE operation_id IN (SELECT value FROM json_each(?))
+               GROUP BY operation_id""",
+            (_json(list(operation_ids)),),
         )
+        return {
+            row["operation_id"]: OperationStats(
+                resolved_device_count=row["resolved"],
+                dispatched_device_count=row["dispatched"],
+                dispatch_failed_count=row["dispatch_failed"],
+                failed_device_count=row["failed"],
+                success_device_count=row["success"],
+                unfinished_device_count=row["unfinished"],
+                waiting_device_count=row["waiting"],
+                pending_device_count=row["pending"],
+                executing_device_count=row["executing"],
+            )
+            for row in rows
+        }
 
     def _operation(self, row: sqlite3.Row) -> OperationRecord:
         activity = self.conn.execute(
-            "SELECT operation_state, timestamp, message FROM operation_activity WHERE operation_id = ? ORDER BY seq",
+            """SELECT seq, operation_state, timestamp, message FROM operation_activity
+               WHERE operation_id = ? ORDER BY seq""",
             (row["id"],),
         )
         operation_type = OperationType(row["operation_type"])

@@ -12,9 +12,22 @@ SYSTEM_ACTOR = "tether"
 
 @dataclass(frozen=True, slots=True)
 class ActivityEntry:
+    seq: int
+    """Its place in the activity log of every operation: later entries have larger numbers."""
     operation_state: str
     timestamp: str
     message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedActivity:
+    """One entry of the activity log with the operation's state once it was written."""
+
+    operation_id: str
+    entry: ActivityEntry
+    state: OperationState
+    reason: str | None
+    """The operation's reason now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +39,11 @@ class OperationStats:
     success_device_count: int = 0
     unfinished_device_count: int = 0
     """Devices whose command has no final status yet; not part of the Esper counts, used to detect completion."""
+    waiting_device_count: int = 0
+    """Not dispatched yet (paced rollout, closed window). This and the next two make up the unfinished devices."""
+    pending_device_count: int = 0
+    """Dispatched, not started: queued on the device, or the device is offline."""
+    executing_device_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS operation_activity (
     operation_id TEXT NOT NULL,
     operation_state TEXT NOT NULL,
     timestamp TEXT NOT NULL,
-    message TEXT
+    message TEXT,
+    state TEXT
 );
 CREATE INDEX IF NOT EXISTS activity_by_operation ON operation_activity (operation_id, seq);
 CREATE TABLE IF NOT EXISTS device_operations (
@@ -118,6 +119,7 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 ADDED_COLUMNS = {
+    "operation_activity": ("state TEXT",),
     "operations": (
         "timeout_s INTEGER",
         "delivery_timeout_s INTEGER",

@@ -8,10 +8,12 @@ import httpx
 
 from controller.api.app import create_app
 from controller.api.deps import ApiServices
+from controller.events import OperationEvents
 from controller.scheduler import Scheduler
 from controller.store import Store
 from shared.messages import Announcement, utc_now
 from shared.operations import Platform
+from shared.topics import Topics
 
 
 class Api:
@@ -25,6 +27,7 @@ class Api:
             scheduler=Scheduler(store, self._wake),
             wake_supervisor=self._wake,
             artifact_dir=artifact_dir,
+            events=OperationEvents(store, Topics(), publish=None),
             max_artifact_bytes=1000,
         )
         self.app = create_app(services)

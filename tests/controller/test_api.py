@@ -48,7 +48,9 @@ def test_create_returns_every_seed_field(api: Api) -> None:
         "delivery_timeout_s",
         "rollout",
         "next_dispatch_at",
+        "devices",
     }
+    assert content["devices"] == {"waiting": 1, "pending": 0, "executing": 0, "successful": 0, "failed": 0}
     assert (content["timeout_s"], content["delivery_timeout_s"], content["rollout"]) == (3600, 86400, None)
     assert content["operation"] == "CONVERGE"
     assert content["state"] == "RESOLVED"

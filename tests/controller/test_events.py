@@ -1,0 +1,119 @@
+"""Operation events read off a real SQLite store: every activity entry once and in order, counts only on change."""
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from controller.completion import finish_if_done
+from controller.errors import NotFound
+from controller.events import OperationEvents
+from controller.store import Store
+from shared.events import OperationEvent, OperationEventKind
+from shared.operations import DeviceStatus, OperationState, PresenceState
+from shared.topics import Topics
+from tests.controller.test_control import FUTURE, commands, operation, report
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "tether.db")
+    yield opened
+    opened.close()
+
+
+class Published:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+
+    async def __call__(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        self.messages.extend(messages)
+
+
+def tick(events: OperationEvents) -> list[OperationEvent]:
+    return asyncio.run(events.tick())
+
+
+def kinds(events: list[OperationEvent]) -> list[tuple[str, str, str | None]]:
+    return [(e.event, e.state, e.activity.operation_state if e.activity else None) for e in events]
+
+
+def test_every_activity_entry_becomes_one_event_with_the_state_it_led_to(store: Store) -> None:
+    events = OperationEvents(store, Topics(), publish=None)
+    operation_id = operation(store, ["a", "b"])
+
+    sent = tick(events)
+
+    assert kinds(sent) == [
+        ("activity", "CREATED", "CREATED"),
+        ("activity", "RESOLVED", "QUERY RESOLVED"),
+        ("activity", "DISPATCHING", "DISPATCHING"),
+    ]
+    assert {e.operation_id for e in sent} == {operation_id}
+    assert [e.activity.seq for e in sent if e.activity] == sorted(e.activity.seq for e in sent if e.activity)
+    assert all(e.devices.waiting == 2 for e in sent)  # the counts as they are now, with every event
+    assert tick(events) == []  # nothing changed since
+
+
+def test_counts_are_sent_when_they_change_and_the_last_event_is_the_end(store: Store) -> None:
+    events = OperationEvents(store, Topics(), publish=None)
+    operation_id = operation(store, ["a", "b"])
+    ids = commands(store, operation_id)
+    tick(events)
+
+    store.commands.mark_dispatched([(ids["a"], FUTURE), (ids["b"], FUTURE)])
+    (dispatched,) = tick(events)
+    assert dispatched.event is OperationEventKind.STATS
+    assert dispatched.devices.model_dump() == {"waiting": 0, "pending": 2, "executing": 0, "successful": 0, "failed": 0}
+    assert dispatched.operation_stats.device_operation_statuses_count.dispatched_device_count == 2
+
+    store.commands.apply_statuses([("a", report(ids["a"], "a", DeviceStatus.EXECUTING))])
+    store.commands.apply_statuses([("b", report(ids["b"], "b", DeviceStatus.FAILED, "boom"))])
+    (progress,) = tick(events)
+    assert progress.devices.model_dump() == {"waiting": 0, "pending": 0, "executing": 1, "successful": 0, "failed": 1}
+
+    store.commands.apply_statuses([("a", report(ids["a"], "a", DeviceStatus.SUCCESSFUL))])
+    assert finish_if_done(store, operation_id)
+    (end,) = tick(events)
+    assert (end.event, end.state, end.activity and end.activity.operation_state) == ("activity", "COMPLETED", "FAILURE")
+    assert end.reason == "1 succeeded, 1 failed of 2 device(s)"
+    assert end.ended
+    assert end.devices.successful == 1
+    store.record_presence("a", PresenceState.OFFLINE)
+    assert tick(events) == []  # an ended operation sends nothing more
+
+
+def test_events_start_from_now_and_the_snapshot_shows_the_operation_as_it_stands(store: Store) -> None:
+    old = operation(store, ["a"])
+    events = OperationEvents(store, Topics(), publish=None)
+    assert [e.operation_id for e in tick(events) if e.event is OperationEventKind.ACTIVITY] == []
+
+    snapshot = events.snapshot(old)
+    assert (snapshot.event, snapshot.state, snapshot.devices.waiting) == ("snapshot", "DISPATCHING", 1)
+    assert snapshot.activity is not None
+    assert snapshot.activity.operation_state == "DISPATCHING"
+    with pytest.raises(NotFound):
+        events.snapshot("no-such-operation")
+
+
+def test_events_go_to_the_operations_streams_and_topic(store: Store) -> None:
+    published = Published()
+    events = OperationEvents(store, Topics("site/a"), publish=published)
+    first = operation(store, ["a"])
+    watching, other = events.subscribe(first), events.subscribe("another")
+
+    sent = tick(events)
+
+    assert [watching.get_nowait() for _ in range(watching.qsize())] == sent
+    assert other.empty()
+    assert [topic for topic, _ in published.messages] == [f"site/a/operations/{first}/events"] * len(sent)
+    assert [OperationEvent.model_validate_json(payload) for _, payload in published.messages] == sent
+
+    events.unsubscribe(first, watching)
+    store.transition(first, OperationState.FAILED, activity="FAILURE", reason="stopped")
+    tick(events)
+    assert watching.empty()
+
+    events.close()
+    assert other.get_nowait() is None
