@@ -1,4 +1,5 @@
-"""The `tether` command: `tether serve` runs the controller, `tether keys create` makes API keys."""
+"""The `tether` command: `tether serve` runs the controller, `tether keys create` makes API keys, and `tether op` and
+`tether devices` drive a running controller."""
 
 import asyncio
 import logging
@@ -12,6 +13,7 @@ import click
 from controller.api.auth import Role
 from controller.broker import ListenAddress
 from controller.errors import ControllerError
+from controller.remote.commands import devices, op
 from controller.service import ServeSettings, serve
 from controller.store import Store
 from shared.transport import BrokerUrl
@@ -50,6 +52,10 @@ db_option = click.option(
 @click.group()
 def main() -> None:
     """Tether: device operations over MQTT."""
+
+
+main.add_command(op)
+main.add_command(devices)
 
 
 @main.command(name="serve")

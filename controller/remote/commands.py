@@ -1,0 +1,269 @@
+"""`tether op ...` and `tether devices ...`: the operator's commands against a running controller's REST API.
+
+Every command takes --url (TETHER_URL) and --api-key (TETHER_API_KEY), prints tables for people and, with --json,
+the API's objects for scripts. Exit codes: 0 done, 1 the controller could not be reached or refused the request,
+2 bad usage, 3 (`op watch`, `op create --watch`) the operation ended without every device succeeding.
+"""
+
+import json
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from functools import wraps
+from typing import Any
+
+import click
+from rich.console import Console
+
+from controller.remote.client import DEFAULT_URL, RemoteError, TetherClient
+from controller.remote.render import (
+    counts_line,
+    device_detail,
+    device_results_table,
+    devices_table,
+    operation_detail,
+    operations_table,
+    print_json,
+)
+from controller.remote.watch import LineDisplay, LiveDisplay, follow, succeeded
+from shared.operations import DeviceStatus, OperationState, OperationType, TimeType
+
+EXIT_REMOTE_ERROR = 1
+EXIT_NOT_ALL_SUCCEEDED = 3
+PIPE_WIDTH = 200
+"""Without a terminal, rich would squeeze tables into 80 columns; logs read better with long lines."""
+
+
+class Remote:
+    """What the common options give each command: a client, where to print, and whether as JSON."""
+
+    def __init__(self, url: str, api_key: str | None, as_json: bool) -> None:
+        self.client = TetherClient(url, api_key)
+        self.as_json = as_json
+        self.out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+
+def remote_command(action: Callable[..., int | None]) -> Callable[..., None]:
+    """Adds --url, --api-key and --json, and turns every RemoteError into one line on stderr and exit 1."""
+
+    @click.option("--url", envvar="TETHER_URL", default=DEFAULT_URL, show_default=True, help="The controller.")
+    @click.option("--api-key", envvar="TETHER_API_KEY", help="An API key (tether keys create); TETHER_API_KEY.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")
+    @wraps(action)
+    def command(url: str, api_key: str | None, as_json: bool, **options: Any) -> None:
+        remote = Remote(url, api_key, as_json)
+        try:
+            with remote.client:
+                code = action(remote, **options)
+        except RemoteError as err:
+            click.echo(f"tether: error: {err}", err=True)
+            sys.exit(EXIT_REMOTE_ERROR)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        sys.exit(code or 0)
+
+    return command
+
+
+def _values(enum: type[StrEnum]) -> list[str]:
+    # Choices by value: click would offer an enum's member names (CONSOLE, not console).
+    return [member.value for member in enum]
+
+
+def _json_object(_: click.Context, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise click.BadParameter(f"not valid JSON: {err}", param=param) from err
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object", param=param)
+    return parsed
+
+
+def _window(_: click.Context, param: click.Parameter, value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    start, separator, end = value.partition("/")
+    if not separator or not start or not end or "/" in end:
+        raise click.BadParameter("give START/END, two ISO 8601 times with offsets", param=param)
+    return start, end
+
+
+@click.group(name="op")
+def op() -> None:
+    """Create, inspect, follow and cancel operations on a running controller."""
+
+
+@op.command(name="create")
+@click.argument("operation_type", metavar="TYPE", type=click.Choice(_values(OperationType), case_sensitive=False))
+@click.option("--query", callback=_json_object, help='The device query as JSON, e.g. \'{"tags": "lobby"}\'.')
+@click.option("--device", "devices", multiple=True, help="Target this device (repeatable); instead of --query.")
+@click.option("--args", "arguments", callback=_json_object, help="The operation's arguments as JSON.")
+@click.option("--window", callback=_window, help="Run in a WINDOW: START/END, e.g. 2026-12-02T02:00+01:00/2026-...")
+@click.option("--time-type", type=click.Choice(_values(TimeType)), help="Read the window in console or device time.")
+@click.option("--days", help="Weekdays of the window, comma-separated (default every day).")
+@click.option("--timeout-s", type=int, help="Seconds each device may take to finish once started.")
+@click.option("--delivery-timeout-s", type=int, help="Seconds each device may take to start.")
+@click.option("--rate-per-minute", type=int, help="Dispatch at most this many devices a minute.")
+@click.option("--abort-failure-share", type=float, help="Stop dispatching when more than this share failed...")
+@click.option("--abort-min-finished", type=int, help="...once at least this many devices have finished.")
+@click.option("--watch", is_flag=True, help="Follow the operation to its end, as `tether op watch`.")
+@remote_command
+def create(remote: Remote, **options: Any) -> int | None:
+    """Create an operation of TYPE for the devices the query selects."""
+    operation = remote.client.create_operation(_create_body(options))
+    if options["watch"]:
+        if not remote.as_json:
+            remote.out.print(f"created operation {operation['id']}", highlight=False)
+        return _watch(remote, operation["id"])
+    if remote.as_json:
+        print_json(remote.out, operation)
+    else:
+        remote.out.print(operation["id"], highlight=False)
+    return None
+
+
+def _create_body(options: dict[str, Any]) -> dict[str, Any]:
+    query, devices = options["query"], options["devices"]
+    if (query is None) == (not devices):
+        raise click.UsageError("give the target devices with either --query or --device")
+    if devices:
+        query = {"device_id": devices[0]} if len(devices) == 1 else {"device_id": {"$in": list(devices)}}
+    body: dict[str, Any] = {
+        "operation_type": options["operation_type"].upper(),
+        "operation_device_query": query,
+        "arguments": options["arguments"] or {},
+    }
+    window, time_type, days = options["window"], options["time_type"], options["days"]
+    if window is None and (time_type or days):
+        raise click.UsageError("--time-type and --days go with --window")
+    if window is not None:
+        schedule: dict[str, Any] = {"start_datetime": window[0], "end_datetime": window[1]}
+        if time_type:
+            schedule["time_type"] = time_type
+        if days:
+            schedule["days"] = [day.strip() for day in days.split(",") if day.strip()]
+        body |= {"schedule_type": "WINDOW", "schedule_args": schedule}
+    for name in ("timeout_s", "delivery_timeout_s"):
+        if options[name] is not None:
+            body[name] = options[name]
+    rollout = {
+        name: options[name]
+        for name in ("rate_per_minute", "abort_failure_share", "abort_min_finished")
+        if options[name] is not None
+    }
+    if rollout:
+        body["rollout"] = rollout
+    return body
+
+
+@op.command(name="list")
+@click.option("--state", type=click.Choice(_values(OperationState)), help="Only operations in this state.")
+@click.option("--type", "operation_type", type=click.Choice(_values(OperationType)), help="Only this type.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many, newest first.")
+@remote_command
+def list_operations(remote: Remote, state: str | None, operation_type: str | None, limit: int) -> None:
+    """The newest operations."""
+    operations = remote.client.list_operations(limit, state=state, operation_type=operation_type)
+    if remote.as_json:
+        print_json(remote.out, operations)
+    else:
+        remote.out.print(operations_table(operations))
+
+
+@op.command(name="show")
+@click.argument("operation_id")
+@remote_command
+def show(remote: Remote, operation_id: str) -> None:
+    """One operation: its state, counts, schedule and activity."""
+    operation = remote.client.get_operation(operation_id)
+    if remote.as_json:
+        print_json(remote.out, operation)
+    else:
+        remote.out.print(operation_detail(operation))
+
+
+@op.command(name="devices")
+@click.argument("operation_id")
+@click.option("--status", type=click.Choice(_values(DeviceStatus)), help="Only devices with this status.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many (default: all).")
+@remote_command
+def devices_of_operation(remote: Remote, operation_id: str, status: str | None, limit: int | None) -> None:
+    """Each device of an operation: its status, times, and failure reason or result."""
+    results = remote.client.operation_devices(operation_id, status, limit)
+    if remote.as_json:
+        print_json(remote.out, results)
+    else:
+        remote.out.print(device_results_table(results))
+
+
+@op.command(name="cancel")
+@click.argument("operation_id")
+@remote_command
+def cancel(remote: Remote, operation_id: str) -> None:
+    """Cancel an operation: devices not started never run it, running scripts and downloads are stopped."""
+    operation = remote.client.cancel_operation(operation_id)
+    if remote.as_json:
+        print_json(remote.out, operation)
+    else:
+        remote.out.print(f"cancelling operation {operation_id}", highlight=False)
+
+
+@op.command(name="watch")
+@click.argument("operation_id")
+@remote_command
+def watch(remote: Remote, operation_id: str) -> int:
+    """Follow an operation until it ends; exit 0 only if every device succeeded (3 otherwise)."""
+    return _watch(remote, operation_id)
+
+
+def _watch(remote: Remote, operation_id: str) -> int:
+    if remote.as_json:
+
+        def one_line(event: Any) -> None:
+            remote.out.file.write(event.model_dump_json() + "\n")
+            remote.out.file.flush()
+
+        final = follow(remote.client, operation_id, one_line, lambda error: None)
+    else:
+        display = LiveDisplay(remote.out) if remote.out.is_terminal else LineDisplay(remote.out)
+        with display:
+            final = follow(remote.client, operation_id, display.event, display.lost)
+        # A COMPLETED operation's reason only repeats the counts; a FAILED one's says why (cancelled, aborted...).
+        reason = f" ({final.reason})" if final.reason and final.state is OperationState.FAILED else ""
+        remote.out.print(
+            f"operation {operation_id} {final.state}{reason}: {counts_line(final.devices)}", highlight=False
+        )
+    return 0 if succeeded(final) else EXIT_NOT_ALL_SUCCEEDED
+
+
+@click.group(name="devices")
+def devices() -> None:
+    """The devices a running controller knows."""
+
+
+@devices.command(name="list")
+@click.option("--online/--offline", default=None, help="Only devices that are online (or offline).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many (default: all).")
+@remote_command
+def list_devices(remote: Remote, online: bool | None, limit: int | None) -> None:
+    """Every registered device, by id."""
+    found = remote.client.list_devices(online, limit)
+    if remote.as_json:
+        print_json(remote.out, found)
+    else:
+        remote.out.print(devices_table(found))
+
+
+@devices.command(name="show")
+@click.argument("device_id")
+@remote_command
+def show_device(remote: Remote, device_id: str) -> None:
+    """One device: presence, platform, time zone, tags, capabilities and inventory."""
+    device = remote.client.get_device(device_id)
+    if remote.as_json:
+        print_json(remote.out, device)
+    else:
+        remote.out.print(device_detail(device))

@@ -1,0 +1,132 @@
+"""`tether op watch`: follow an operation's events to its end, reconnecting when the stream drops."""
+
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from controller.remote.client import RemoteError, TetherClient, Unreachable
+from controller.remote.render import counts_line, when
+from shared.events import OperationEvent
+from shared.operations import OperationState
+
+RECONNECT_FOR_S = 60.0
+"""How long a watch keeps trying to get its stream back after losing it (a controller restart, say)."""
+LINE_INTERVAL_S = 1.0
+"""Without a terminal, the counts are printed at most this often."""
+
+
+def follow(
+    client: TetherClient,
+    operation_id: str,
+    on_event: Callable[[OperationEvent], None],
+    on_lost: Callable[[RemoteError], None],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> OperationEvent:
+    """Hand every event to `on_event` and return the one that shows the operation ended.
+
+    The first connection must succeed; after that a lost stream is retried for up to RECONNECT_FOR_S.
+    """
+    connected_once = False
+    lost_since: float | None = None
+    backoff = 0.5
+    while True:
+        try:
+            for event in client.operation_events(operation_id):
+                connected_once, lost_since, backoff = True, None, 0.5
+                on_event(event)
+                if event.ended:
+                    return event
+            error: RemoteError = Unreachable("the event stream closed before the operation ended")
+        except Unreachable as err:
+            error = err
+        if not connected_once:
+            raise error
+        lost_since = clock() if lost_since is None else lost_since
+        if clock() - lost_since > RECONNECT_FOR_S:
+            raise RemoteError(f"lost the controller for over {RECONNECT_FOR_S:.0f} s: {error}")
+        on_lost(error)
+        sleep(backoff)
+        backoff = min(backoff * 2, 5.0)
+
+
+def succeeded(event: OperationEvent) -> bool:
+    """Every device of the operation succeeded (COMPLETED means every device has a final status)."""
+    return event.state is OperationState.COMPLETED and event.devices.failed == 0
+
+
+class LiveDisplay:
+    """A progress bar with per-status counts on a terminal; activity lines scroll above it."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.fields[state]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> "LiveDisplay":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def event(self, event: OperationEvent) -> None:
+        counts = event.devices
+        total = counts.waiting + counts.pending + counts.executing + counts.successful + counts.failed
+        state = str(event.state)
+        summary = (
+            f"{counts.successful} ok, {counts.failed} failed, {counts.executing} running, "
+            f"{counts.pending} pending, {counts.waiting} waiting"
+        )
+        if self._task is None:
+            self._task = self._progress.add_task("", total=total or None, state=state, counts=summary)
+        finished = counts.successful + counts.failed
+        self._progress.update(self._task, total=total or None, completed=finished, state=state, counts=summary)
+        if event.activity is not None:
+            self._progress.console.print(_activity_line(event), highlight=False)
+
+    def lost(self, error: RemoteError) -> None:
+        self._progress.console.print(f"[yellow]{error}; reconnecting")
+
+
+class LineDisplay:
+    """Plain lines for logs and pipes: each activity, and the counts when they change (at most once a second)."""
+
+    def __init__(self, console: Console, clock: Callable[[], float] = time.monotonic) -> None:
+        self._console = console
+        self._clock = clock
+        self._last_counts: str | None = None
+        self._printed_at = float("-inf")
+
+    def __enter__(self) -> "LineDisplay":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def event(self, event: OperationEvent) -> None:
+        if event.activity is not None:
+            self._console.print(_activity_line(event), highlight=False)
+        line = f"{event.state}: {counts_line(event.devices)}"
+        due = self._clock() - self._printed_at >= LINE_INTERVAL_S
+        if line != self._last_counts and due and not event.ended:  # the end gets a summary line of its own
+            self._console.print(line, highlight=False)
+            self._last_counts, self._printed_at = line, self._clock()
+
+    def lost(self, error: RemoteError) -> None:
+        self._console.print(f"{error}; reconnecting", highlight=False)
+
+
+def _activity_line(event: OperationEvent) -> str:
+    assert event.activity is not None
+    message = f": {event.activity.message}" if event.activity.message else ""
+    return f"{when(event.activity.timestamp)} {event.activity.operation_state}{message}"
