@@ -2,7 +2,7 @@
 
 Each device announces itself and is present; each command it receives (retained, QoS 1) is answered with PENDING,
 EXECUTING and SUCCESSFUL statuses on that device's own topics, after `latency_s`. Devices listed in `failing` end
-FAILED instead.
+FAILED instead; those in `silent` never answer (a device that is offline, or hangs).
 """
 
 import threading
@@ -26,10 +26,13 @@ class SimulatedFleet:
         tags: tuple[str, ...] = (),
         latency_s: float = 0.0,
         failing: frozenset[str] = frozenset(),
+        silent: frozenset[str] = frozenset(),
     ) -> None:
         self.device_ids = device_ids
+        self._known = frozenset(device_ids)
         self.latency_s = latency_s
         self.failing = failing
+        self.silent = silent
         self.runs: Counter[str] = Counter()
         """How many times each device ran a command: the exactly-once measure."""
         self._topics = Topics()
@@ -65,7 +68,9 @@ class SimulatedFleet:
             command = decode(Command, message.payload)
         except TetherProtocolError:
             return
-        if parsed.device_id not in self.device_ids or command.device_id != parsed.device_id:
+        if command.device_id != parsed.device_id or parsed.device_id not in self._known:
+            return
+        if parsed.device_id in self.silent:
             return
         with self._lock:
             if self.runs[command.command_id]:
