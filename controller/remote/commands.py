@@ -13,7 +13,7 @@ from functools import wraps
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from controller.remote.client import DEFAULT_URL, RemoteError, TetherClient
 from controller.remote.render import (
@@ -41,6 +41,13 @@ class Remote:
         self.client = TetherClient(url, api_key)
         self.as_json = as_json
         self.out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+    def show(self, data: Any, for_people: RenderableType) -> None:
+        """`data` as JSON with --json, else the rendering for people."""
+        if self.as_json:
+            print_json(self.out, data)
+        else:
+            self.out.print(for_people, highlight=False)
 
 
 def remote_command(action: Callable[..., int | None]) -> Callable[..., None]:
@@ -118,10 +125,7 @@ def create(remote: Remote, **options: Any) -> int | None:
         if not remote.as_json:
             remote.out.print(f"created operation {operation['id']}", highlight=False)
         return _watch(remote, operation["id"])
-    if remote.as_json:
-        print_json(remote.out, operation)
-    else:
-        remote.out.print(operation["id"], highlight=False)
+    remote.show(operation, operation["id"])
     return None
 
 
@@ -167,10 +171,7 @@ def _create_body(options: dict[str, Any]) -> dict[str, Any]:
 def list_operations(remote: Remote, state: str | None, operation_type: str | None, limit: int) -> None:
     """The newest operations."""
     operations = remote.client.list_operations(limit, state=state, operation_type=operation_type)
-    if remote.as_json:
-        print_json(remote.out, operations)
-    else:
-        remote.out.print(operations_table(operations))
+    remote.show(operations, operations_table(operations))
 
 
 @op.command(name="show")
@@ -179,10 +180,7 @@ def list_operations(remote: Remote, state: str | None, operation_type: str | Non
 def show(remote: Remote, operation_id: str) -> None:
     """One operation: its state, counts, schedule and activity."""
     operation = remote.client.get_operation(operation_id)
-    if remote.as_json:
-        print_json(remote.out, operation)
-    else:
-        remote.out.print(operation_detail(operation))
+    remote.show(operation, operation_detail(operation))
 
 
 @op.command(name="devices")
@@ -193,10 +191,7 @@ def show(remote: Remote, operation_id: str) -> None:
 def devices_of_operation(remote: Remote, operation_id: str, status: str | None, limit: int | None) -> None:
     """Each device of an operation: its status, times, and failure reason or result."""
     results = remote.client.operation_devices(operation_id, status, limit)
-    if remote.as_json:
-        print_json(remote.out, results)
-    else:
-        remote.out.print(device_results_table(results))
+    remote.show(results, device_results_table(results))
 
 
 @op.command(name="cancel")
@@ -205,10 +200,7 @@ def devices_of_operation(remote: Remote, operation_id: str, status: str | None, 
 def cancel(remote: Remote, operation_id: str) -> None:
     """Cancel an operation: devices not started never run it, running scripts and downloads are stopped."""
     operation = remote.client.cancel_operation(operation_id)
-    if remote.as_json:
-        print_json(remote.out, operation)
-    else:
-        remote.out.print(f"cancelling operation {operation_id}", highlight=False)
+    remote.show(operation, f"cancelling operation {operation_id}")
 
 
 @op.command(name="watch")
@@ -251,10 +243,7 @@ def devices() -> None:
 def list_devices(remote: Remote, online: bool | None, limit: int | None) -> None:
     """Every registered device, by id."""
     found = remote.client.list_devices(online, limit)
-    if remote.as_json:
-        print_json(remote.out, found)
-    else:
-        remote.out.print(devices_table(found))
+    remote.show(found, devices_table(found))
 
 
 @devices.command(name="show")
@@ -263,7 +252,4 @@ def list_devices(remote: Remote, online: bool | None, limit: int | None) -> None
 def show_device(remote: Remote, device_id: str) -> None:
     """One device: presence, platform, time zone, tags, capabilities and inventory."""
     device = remote.client.get_device(device_id)
-    if remote.as_json:
-        print_json(remote.out, device)
-    else:
-        remote.out.print(device_detail(device))
+    remote.show(device, device_detail(device))
