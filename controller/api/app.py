@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from controller.api import artifacts, devicecontrol, errors, v0
+from controller.api import artifacts, devicecontrol, errors, event_stream, v0
 from controller.api.deps import ApiServices
 
 
@@ -16,6 +16,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.state.services = services
     errors.install(app)
     app.include_router(v0.router)
+    app.include_router(event_stream.router)
     app.include_router(artifacts.router)
     app.include_router(devicecontrol.router)
     return app

@@ -1,21 +1,16 @@
 """The Esper-style /v0 routes: operations and devices."""
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import StreamingResponse
 
 from controller.api.auth import Admin, Reader
 from controller.api.deps import services
 from controller.api.schemas import DeviceOperationOut, DeviceOut, Envelope, OperationCreate, OperationOut, PageOut
-from controller.errors import InvalidRequest, NotFound
-from controller.events import OperationEvents
+from controller.errors import InvalidRequest
 from controller.query import compile_query
 from controller.store import Store
 from shared.arguments import ArgumentsError, validate_arguments
-from shared.events import OperationEvent
 from shared.messages import utc_now
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType
 from shared.schedule import ScheduleError, Window
@@ -25,12 +20,6 @@ router = APIRouter(prefix="/v0")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, description="How many items to skip.")]
-
-KEEPALIVE_S = 15.0
-EVENTS_DESCRIPTION = (
-    "A text/event-stream of OperationEvent objects (docs/mqtt-api.md#operation-events): `event: snapshot` first, "
-    "then `activity` and `stats` events; the stream ends after the event whose state is COMPLETED or FAILED."
-)
 
 
 def _store(request: Request) -> Store:
@@ -119,60 +108,6 @@ async def list_operations(
 @router.get("/operations/{operation_id}/", response_model=Envelope[OperationOut])
 async def get_operation(operation_id: str, request: Request, _: Reader) -> Envelope[OperationOut]:
     return Envelope(content=OperationOut.of(_store(request).get_operation(operation_id)))
-
-
-@router.get(
-    "/operations/{operation_id}/events",
-    response_class=StreamingResponse,
-    responses={200: {"description": EVENTS_DESCRIPTION, "content": {"text/event-stream": {}}}},
-)
-async def stream_operation_events(operation_id: str, request: Request, _: Reader) -> StreamingResponse:
-    """Server-sent events: a `snapshot`, then `activity` and `stats` events until the operation ends."""
-    events = services(request).events
-    queue = events.subscribe(operation_id)  # before the snapshot, so that nothing falls between the two
-    try:
-        first = events.snapshot(operation_id)
-    except NotFound:
-        events.unsubscribe(operation_id, queue)
-        raise
-    return StreamingResponse(
-        _event_stream(events, operation_id, queue, first),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-async def _event_stream(
-    events: OperationEvents, operation_id: str, queue: "asyncio.Queue[OperationEvent | None]", first: OperationEvent
-) -> AsyncIterator[str]:
-    try:
-        yield _frame(first)
-        if first.ended:
-            return
-        while True:
-            try:
-                async with asyncio.timeout(KEEPALIVE_S):
-                    event = await queue.get()
-            except TimeoutError:
-                yield ": keep-alive\n\n"  # a comment: keeps proxies and idle timeouts from closing the stream
-                continue
-            if event is None:  # the controller is stopping
-                return
-            if _older(event, first):
-                continue  # written before the snapshot, which already shows its effect
-            yield _frame(event)
-            if event.ended:
-                return
-    finally:
-        events.unsubscribe(operation_id, queue)
-
-
-def _older(event: OperationEvent, snapshot: OperationEvent) -> bool:
-    return event.activity is not None and snapshot.activity is not None and event.activity.seq <= snapshot.activity.seq
-
-
-def _frame(event: OperationEvent) -> str:
-    return f"event: {event.event}\ndata: {event.model_dump_json()}\n\n"
 
 
 @router.get("/operations/{operation_id}/devices/", response_model=Envelope[PageOut[DeviceOperationOut]])

@@ -1,0 +1,71 @@
+"""GET /v0/operations/{id}/events: an operation's events as server-sent events, from a snapshot to its end."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from controller.api.auth import Reader
+from controller.api.deps import services
+from controller.events import OperationEvents
+from shared.events import OperationEvent
+
+router = APIRouter(prefix="/v0")
+
+KEEPALIVE_S = 15.0
+DESCRIPTION = (
+    "A text/event-stream of OperationEvent objects (docs/mqtt-api.md#operation-events): `event: snapshot` first, "
+    "then `activity` and `stats` events; the stream ends after the event whose state is COMPLETED or FAILED."
+)
+
+
+@router.get(
+    "/operations/{operation_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"description": DESCRIPTION, "content": {"text/event-stream": {}}}},
+)
+async def stream_operation_events(operation_id: str, request: Request, _: Reader) -> StreamingResponse:
+    """Server-sent events: a `snapshot`, then `activity` and `stats` events until the operation ends."""
+    events = services(request).events
+    events.snapshot(operation_id)  # 404 for an unknown operation, before the stream starts
+    return StreamingResponse(
+        _event_stream(events, operation_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _event_stream(events: OperationEvents, operation_id: str) -> AsyncIterator[str]:
+    # Subscribed here rather than in the route, so that a stream that never starts leaves no subscription behind;
+    # the snapshot is taken right after, with no await between, so that no event falls between the two.
+    queue = events.subscribe(operation_id)
+    try:
+        first = events.snapshot(operation_id)
+        yield _frame(first)
+        if first.ended:
+            return
+        while True:
+            try:
+                async with asyncio.timeout(KEEPALIVE_S):
+                    event = await queue.get()
+            except TimeoutError:
+                yield ": keep-alive\n\n"  # a comment: keeps proxies and idle timeouts from closing the stream
+                continue
+            if event is None:  # the controller is stopping
+                return
+            if _older(event, first):
+                continue  # written before the snapshot, which already shows its effect
+            yield _frame(event)
+            if event.ended:
+                return
+    finally:
+        events.unsubscribe(operation_id, queue)
+
+
+def _older(event: OperationEvent, snapshot: OperationEvent) -> bool:
+    return event.activity is not None and snapshot.activity is not None and event.activity.seq <= snapshot.activity.seq
+
+
+def _frame(event: OperationEvent) -> str:
+    return f"event: {event.event}\ndata: {event.model_dump_json()}\n\n"
