@@ -6,17 +6,18 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from controller.api.auth import Role
-from controller.broker import ListenAddress
 from controller.errors import ControllerError
+from controller.keys import Role
 from controller.remote.commands import devices, op
-from controller.service import ServeSettings, serve
 from controller.store import Store
 from shared.transport import BrokerUrl
+
+if TYPE_CHECKING:
+    from controller.broker import ListenAddress
 
 
 def default_db_path() -> Path:
@@ -24,7 +25,10 @@ def default_db_path() -> Path:
     return Path(state_home) / "tether" / "tether.db"
 
 
-def _listen(_: click.Context, param: click.Parameter, value: str) -> ListenAddress:
+def _listen(_: click.Context, param: click.Parameter, value: str) -> "ListenAddress":
+    # The server's modules (FastAPI, uvicorn, amqtt) load only for `tether serve`: `tether op` starts in a blink.
+    from controller.broker import ListenAddress
+
     try:
         return ListenAddress.parse(value)
     except ValueError as err:
@@ -80,6 +84,8 @@ main.add_command(devices)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
 def serve_command(log_level: str, **options: Any) -> None:
     """Run the controller: REST API, store, dispatcher and (by default) an embedded MQTT broker."""
+    from controller.service import ServeSettings, serve
+
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = ServeSettings(
         http_listen=options["http_listen"],

@@ -1,6 +1,14 @@
-"""Hashing of the secrets the controller hands out: API keys and artifact upload tokens."""
+"""API key roles, and hashing of the secrets the controller hands out: API keys and artifact upload tokens."""
 
 import hashlib
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """`admin` keys hold ROLE_DEVICE_CONTROL_ADMIN and may create; `read` keys hold ROLE_DEVICE_CONTROL_READ."""
+
+    ADMIN = "admin"
+    READ = "read"
 
 
 def hash_key(key: str) -> str:

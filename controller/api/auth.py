@@ -5,7 +5,6 @@ user and the key as the password. `admin` keys hold ROLE_DEVICE_CONTROL_ADMIN, `
 """
 
 import secrets
-from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,13 +12,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicC
 
 from controller.api.deps import services
 from controller.errors import Forbidden, Unauthorized
+from controller.keys import Role
 from controller.store.records import ApiKeyRecord
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    READ = "read"
-
 
 bearer = HTTPBearer(auto_error=False, description="An API key made with `tether keys create`.")
 
