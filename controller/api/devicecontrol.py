@@ -27,6 +27,8 @@ router = APIRouter(prefix="/devicecontrol", tags=["devicecontrol"])
 OPERATION_TYPE = "application/vnd.com.nsn.cumulocity.operation+json"
 COLLECTION_TYPE = "application/vnd.com.nsn.cumulocity.operationcollection+json"
 MAX_PAGE_SIZE = 2000
+MAX_PAGE = 1_000_000
+"""Beyond any fleet's history; it keeps the row offset within what SQLite can take."""
 
 
 def _answer(request: Request, body: dict[str, Any], media_type: str, status_code: int = 200) -> JSONResponse:
@@ -160,7 +162,7 @@ async def list_devicecontrol_operations(
     query: Filters,
     revert: bool = False,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 5,
-    current_page: Annotated[int, Query(alias="currentPage", ge=1)] = 1,
+    current_page: Annotated[int, Query(alias="currentPage", ge=1, le=MAX_PAGE)] = 1,
     with_total_pages: Annotated[bool, Query(alias="withTotalPages")] = False,
     with_total_elements: Annotated[bool, Query(alias="withTotalElements")] = False,
 ) -> Response:

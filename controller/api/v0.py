@@ -19,7 +19,9 @@ from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
 router = APIRouter(prefix="/v0")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="How many items to skip.")]
+MAX_OFFSET = 1_000_000_000
+"""Beyond any fleet's history; it keeps the row offset within what SQLite can take."""
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many items to skip.")]
 
 
 def _store(request: Request) -> Store:

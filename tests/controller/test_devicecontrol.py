@@ -143,7 +143,16 @@ def test_collection_filters_pages_and_links(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["pageSize=2001", "pageSize=0", "currentPage=0", "status=DONE", "dateFrom=yesterday", "dateTo=2024-01-01T00:00:00"],
+    [
+        "pageSize=2001",
+        "pageSize=0",
+        "currentPage=0",
+        "currentPage=1000001",
+        "currentPage=100000000000000000000",  # found by schemathesis: a row offset past SQLite's integers, a 500
+        "status=DONE",
+        "dateFrom=yesterday",
+        "dateTo=2024-01-01T00:00:00",
+    ],
 )
 def test_bad_query_parameters_are_a_400(api: Api, query: str) -> None:
     assert api.request("GET", f"/devicecontrol/operations?{query}").status_code == 400
@@ -152,6 +161,13 @@ def test_bad_query_parameters_are_a_400(api: Api, query: str) -> None:
 def test_unknown_operation_is_a_404(api: Api) -> None:
     assert api.request("GET", "/devicecontrol/operations/999").status_code == 404
     assert api.request("GET", "/devicecontrol/operations/abc").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+def test_digits_int_cannot_read_are_no_operation_id(api: Api, method: str) -> None:
+    # Found by schemathesis: "²".isdigit() is true, int("²") raises, and the answer was a 500.
+    response = api.request(method, "/devicecontrol/operations/²", json={"status": "EXECUTING"})
+    assert response.status_code == 404
 
 
 def test_roles_and_basic_auth(api: Api) -> None:
