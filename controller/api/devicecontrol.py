@@ -5,6 +5,7 @@ one operation with `bulkOperationId` naming the /v0 operation.
 """
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -115,14 +116,22 @@ async def get_devicecontrol_operation(operation_id: str, request: Request, _: Re
     return _answer(request, _operation(request, row), OPERATION_TYPE)
 
 
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(?P<offset>Z|[+-]\d\d:\d\d)?", re.IGNORECASE)
+DATE_TIME = {"format": "date-time"}
+
+
 def _moment(value: str | None, name: str) -> str | None:
+    """An RFC 3339 date and time with its offset, as the store compares them (UTC, milliseconds)."""
     if value is None:
         return None
+    written = _RFC3339.fullmatch(value)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as err:
-        raise InvalidRequest(name, f"not an ISO 8601 date and time: {value!r}") from err
-    if moment.tzinfo is None:
+        moment = datetime.fromisoformat(value) if written else None
+    except ValueError:
+        moment = None
+    if written is None or moment is None:
+        raise InvalidRequest(name, f"not an ISO 8601 date and time: {value!r}")
+    if written["offset"] is None:
         raise InvalidRequest(name, f"needs an offset, e.g. {value}Z")
     return to_iso(moment)
 
@@ -132,18 +141,18 @@ class CollectionQuery:
 
     def __init__(
         self,
-        device_id: Annotated[str | None, Query(alias="deviceId")] = None,
-        agent_id: Annotated[str | None, Query(alias="agentId")] = None,
+        device_id: Annotated[str | None, Query(alias="deviceId", min_length=1)] = None,
+        agent_id: Annotated[str | None, Query(alias="agentId", min_length=1)] = None,
         status: DeviceStatus | None = None,
         fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
-        date_from: Annotated[str | None, Query(alias="dateFrom")] = None,
-        date_to: Annotated[str | None, Query(alias="dateTo")] = None,
+        date_from: Annotated[str | None, Query(alias="dateFrom", json_schema_extra=DATE_TIME)] = None,
+        date_to: Annotated[str | None, Query(alias="dateTo", json_schema_extra=DATE_TIME)] = None,
         bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
     ) -> None:
         # Each Tether device runs its own agent, so agentId names a device too; both given must agree.
         self.contradictory = device_id is not None and agent_id is not None and device_id != agent_id
         self.filters = DeviceControlFilters(
-            device_id=device_id or agent_id,
+            device_id=device_id if device_id is not None else agent_id,
             status=status,
             fragment_type=fragment_type,
             date_from=_moment(date_from, "dateFrom"),

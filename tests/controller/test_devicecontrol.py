@@ -152,6 +152,9 @@ def test_collection_filters_pages_and_links(api: Api) -> None:
         "status=DONE",
         "dateFrom=yesterday",
         "dateTo=2024-01-01T00:00:00",
+        "dateFrom=20240101T000000Z",  # ISO 8601, but not the RFC 3339 date-time /openapi.json promises
+        "deviceId=",
+        "agentId=",
     ],
 )
 def test_bad_query_parameters_are_a_400(api: Api, query: str) -> None:
@@ -168,6 +171,15 @@ def test_digits_int_cannot_read_are_no_operation_id(api: Api, method: str) -> No
     # Found by schemathesis: "²".isdigit() is true, int("²") raises, and the answer was a 500.
     response = api.request(method, "/devicecontrol/operations/²", json={"status": "EXECUTING"})
     assert response.status_code == 404
+
+
+def test_an_empty_device_filter_is_refused_rather_than_read_as_no_filter(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    response = api.request("DELETE", "/devicecontrol/operations?deviceId=")
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["deviceId"]
+    assert api.request("GET", f"/devicecontrol/operations/{created['id']}").status_code == 200
 
 
 def test_roles_and_basic_auth(api: Api) -> None:
