@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from controller.api import artifacts, devicecontrol, errors, v0
+from controller.api.contract import install_openapi
 from controller.api.deps import ApiServices
 
 
@@ -18,4 +19,5 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(v0.router)
     app.include_router(artifacts.router)
     app.include_router(devicecontrol.router)
+    install_openapi(app)
     return app
