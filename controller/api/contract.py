@@ -9,8 +9,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from controller.api.schemas import ErrorOut
+
+JSON = "application/json"
 
 _ERROR_DESCRIPTIONS = {
     400: "A parameter or body field is wrong; `errors` names each one as the client sent it.",
@@ -37,6 +40,16 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
+def ref(model: type[BaseModel]) -> dict[str, str]:
+    """A JSON reference to `model`'s schema under components, where FastAPI puts every model a route uses."""
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def json_or(media_type: str, model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """`content` for a body that is `model` as application/json or as `media_type` (a Cumulocity `+json` type)."""
+    return {JSON: {"schema": ref(model)}, media_type: {"schema": ref(model)}}
+
+
 def install_openapi(app: FastAPI) -> None:
     """Serve the document FastAPI generates, less the 422 responses this API never sends."""
 
@@ -53,3 +66,16 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def absent_not_null(schema: dict[str, Any]) -> None:
+    """For an answer's model (json_schema_extra): an optional member is left out, never sent as null."""
+    required = set(schema.get("required", ()))
+    for name, member in schema.get("properties", {}).items():
+        choices = member.get("anyOf", [])
+        kept = [choice for choice in choices if choice != {"type": "null"}]
+        if name in required or len(kept) != 1 or len(kept) == len(choices):
+            continue
+        del member["anyOf"]
+        member.pop("default", None)
+        member.update(kept[0])

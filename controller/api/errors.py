@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,9 +51,19 @@ def _field_path(location: tuple[int | str, ...]) -> str:
     return ".".join(parts) or str(location[0] if location else "request")
 
 
+def _field_error(error: Mapping[str, Any]) -> FieldError:
+    location = tuple(error["loc"])
+    if error["type"] == "json_invalid":
+        return FieldError(field="body", message=f"not valid JSON: {error['ctx']['error']} at character {location[-1]}")
+    if location == ("body",) and isinstance(error.get("input"), bytes):
+        # FastAPI reads a body as JSON only when its Content-Type says so; say that rather than "not an object".
+        return FieldError(field="body", message="send JSON, with Content-Type application/json or a +json type")
+    return FieldError(field=_field_path(location), message=error["msg"])
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [FieldError(field=_field_path(tuple(e["loc"])), message=e["msg"]) for e in exc.errors()]
+    errors = [_field_error(error) for error in exc.errors()]
     summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:3])
     return _response(400, f"invalid request: {summary}", errors)
 

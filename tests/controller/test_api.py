@@ -147,6 +147,16 @@ def test_missing_fields_are_named(api: Api) -> None:
 def test_malformed_json_is_a_400(api: Api) -> None:
     response = api.request("POST", "/v0/operations/", content=b"{nope", headers={"Content-Type": "application/json"})
     assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["body"]  # not the character position FastAPI gives
+
+
+def test_a_body_sent_as_anything_but_json_is_a_400_that_says_to_send_json(api: Api) -> None:
+    body = b'{"operation_type": "LOCK", "operation_device_query": {"all": true}}'
+    response = api.request("POST", "/v0/operations/", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["field"] == "body"
+    assert "Content-Type application/json" in error["message"]
 
 
 @pytest.mark.parametrize("path", ["/v0/operations/", "/v0/devices/"])
