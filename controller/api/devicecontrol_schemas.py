@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.api.contract import absent_not_null
 from controller.fragments import OPERATION_KEYS
+from shared.arguments.apps import PACKAGE_NAME
 from shared.arguments.diagnostics import LogsArguments
 from shared.arguments.management import CustomActionArguments
 from shared.operations import DeviceStatus, OperationType
@@ -51,7 +52,8 @@ class CommandResultFragment(CommandFragment):
 class SoftwareUpdateEntry(_Fragment):
     """One package of c8y_SoftwareUpdate; every entry of an operation has the same action."""
 
-    name: str
+    # Checked by INSTALL's and UNINSTALL's arguments models, as for /v0, so an error names `packages.<n>.name`.
+    name: str = Field(json_schema_extra={"pattern": PACKAGE_NAME})
     version: str | None = None
     action: Literal["install", "delete"] = "install"
 
