@@ -35,6 +35,11 @@ OPERATION_KEYS = frozenset(
 """Keys of the Operation object itself; every other top-level key of a request is a fragment."""
 
 
+STANDARD = frozenset({RESTART, COMMAND, SOFTWARE_UPDATE, LOGFILE_REQUEST, TETHER_OPERATION})
+"""Fragments with a shape of their own, which a /v0 custom action's parameters do not have."""
+_RESERVED = OPERATION_KEYS | STANDARD
+
+
 def fragments_of(body: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key not in OPERATION_KEYS}
 
@@ -116,6 +121,8 @@ def _derived(operation_type: OperationType, arguments: Mapping[str, Any]) -> dic
         return {RESTART: {}}
     if operation_type is OperationType.RUN_SHELL_SCRIPT:
         return {COMMAND: {"text": arguments.get("script", "")}}
-    if operation_type is OperationType.RUN_CUSTOM_ACTION and isinstance(arguments.get("action"), str):
-        return {arguments["action"]: dict(arguments.get("parameters") or {})}
+    action = arguments.get("action")
+    # An action named like a member of the Operation, or like a standard fragment, cannot show as that fragment.
+    if operation_type is OperationType.RUN_CUSTOM_ACTION and isinstance(action, str) and action not in _RESERVED:
+        return {action: dict(arguments.get("parameters") or {})}
     return {TETHER_OPERATION: {"type": str(operation_type), "arguments": dict(arguments)}}

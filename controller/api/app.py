@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from controller.api import artifacts, devicecontrol, errors, event_stream, v0
+from controller.api.contract import install_openapi
 from controller.api.deps import ApiServices
 
 
@@ -19,4 +20,5 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(event_stream.router)
     app.include_router(artifacts.router)
     app.include_router(devicecontrol.router)
+    install_openapi(app)
     return app

@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
-from controller.api.auth import Reader, bearer
+from controller.api.auth import Reader
+from controller.api.contract import errors
 from controller.api.deps import services
 from controller.errors import NotFound, TooLarge, Unauthorized
 from shared.topics import validate_id
@@ -17,15 +19,32 @@ router = APIRouter(prefix="/v0")
 
 ARTIFACT_PATH = "/operations/{operation_id}/devices/{device_id}/artifact"
 CHUNK = 1024 * 1024
+ANY_FILE = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+upload_token = HTTPBearer(
+    auto_error=False, scheme_name="UploadToken", description="The one-time upload token the device's command carried."
+)
 
 
-@router.put(ARTIFACT_PATH, status_code=201, responses={401: {}, 413: {}})
+class ArtifactOut(BaseModel):
+    size_bytes: int
+    sha256: str
+    content_type: str
+
+
+@router.put(
+    ARTIFACT_PATH,
+    status_code=201,
+    summary="Upload a command's file (called by the agent)",
+    responses=errors(401, 413),
+    openapi_extra={"requestBody": {"content": ANY_FILE, "required": False}},
+)
 async def upload_artifact(
     operation_id: str,
     device_id: str,
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> dict[str, object]:
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(upload_token)],
+) -> ArtifactOut:
     """Called by the agent with the token its command carried; the file is streamed to disk and hashed."""
     found = services(request)
     command_id = None
@@ -53,10 +72,18 @@ async def upload_artifact(
     found.store.artifacts.record_upload(
         command_id, path=str(final), size_bytes=size, sha256=digest.hexdigest(), content_type=content_type
     )
-    return {"size_bytes": size, "sha256": digest.hexdigest(), "content_type": content_type}
+    return ArtifactOut(size_bytes=size, sha256=digest.hexdigest(), content_type=content_type)
 
 
-@router.get(ARTIFACT_PATH, response_class=FileResponse, responses={404: {}})
+SHA256_HEADER = {"X-Content-SHA256": {"description": "The file's SHA-256, hex.", "schema": {"type": "string"}}}
+
+
+@router.get(
+    ARTIFACT_PATH,
+    response_class=FileResponse,
+    summary="Download the file a device uploaded",
+    responses={200: {"content": ANY_FILE, "headers": SHA256_HEADER}, **errors(401, 404)},
+)
 async def download_artifact(operation_id: str, device_id: str, request: Request, _: Reader) -> FileResponse:
     record = services(request).store.artifacts.find(operation_id, device_id)
     if record is None:

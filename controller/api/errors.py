@@ -1,11 +1,14 @@
 """The one table that turns errors into HTTP responses with a readable message that names the field."""
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from controller.api.schemas import ErrorOut, FieldError
 from controller.errors import (
@@ -21,6 +24,8 @@ from controller.query import QueryError
 
 log = logging.getLogger(__name__)
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
 STATUS_BY_ERROR: dict[type[Exception], int] = {
     InvalidRequest: 400,
     QueryError: 400,
@@ -32,8 +37,10 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
 }
 
 
-def _response(status: int, message: str, errors: list[FieldError] | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def _response(
+    status: int, message: str, errors: list[FieldError] | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    headers = {**({"WWW-Authenticate": "Bearer"} if status == 401 else {}), **(headers or {})}
     body = ErrorOut(message=message, errors=errors or [])
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -44,9 +51,19 @@ def _field_path(location: tuple[int | str, ...]) -> str:
     return ".".join(parts) or str(location[0] if location else "request")
 
 
+def _field_error(error: Mapping[str, Any]) -> FieldError:
+    location = tuple(error["loc"])
+    if error["type"] == "json_invalid":
+        return FieldError(field="body", message=f"not valid JSON: {error['ctx']['error']} at character {location[-1]}")
+    if location == ("body",) and isinstance(error.get("input"), bytes):
+        # FastAPI reads a body as JSON only when its Content-Type says so; say that rather than "not an object".
+        return FieldError(field="body", message="send JSON, with Content-Type application/json or a +json type")
+    return FieldError(field=_field_path(location), message=error["msg"])
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [FieldError(field=_field_path(tuple(e["loc"])), message=e["msg"]) for e in exc.errors()]
+    errors = [_field_error(error) for error in exc.errors()]
     summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:3])
     return _response(400, f"invalid request: {summary}", errors)
 
@@ -65,7 +82,21 @@ async def _controller_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return _response(exc.status_code, str(exc.detail))
+    # Keep the exception's headers: a 401 says how to authenticate, a 405 which methods the path allows.
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return _response(exc.status_code, str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route serves this path with; Starlette's 405 names only those of the first such route."""
+    allowed = []
+    for method in METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def install(app: FastAPI) -> None:

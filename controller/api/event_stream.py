@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from controller.api.auth import Reader
+from controller.api.contract import errors
 from controller.api.deps import services
 from controller.events import OperationEvents
 from shared.events import OperationEvent
@@ -23,7 +24,10 @@ DESCRIPTION = (
 @router.get(
     "/operations/{operation_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"description": DESCRIPTION, "content": {"text/event-stream": {}}}},
+    responses={
+        200: {"description": DESCRIPTION, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **errors(401, 404),
+    },
 )
 async def stream_operation_events(operation_id: str, request: Request, _: Reader) -> StreamingResponse:
     """Server-sent events: a `snapshot`, then `activity` and `stats` events until the operation ends."""

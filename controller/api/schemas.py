@@ -50,7 +50,9 @@ class OperationCreate(_Strict):
     schedule_type: ScheduleType = ScheduleType.IMMEDIATE
     schedule_args: ScheduleArgsIn | None = None
     operation_device_query: dict[str, Any] = Field(
-        description='Selects the target devices; see docs/query-language.md. Send {"all": true} for every device.'
+        description='Selects the target devices; see docs/query-language.md. Send {"all": true} for every device.',
+        # Not enforced here: compile_query refuses an empty query with a message that says what to send instead.
+        json_schema_extra={"minProperties": 1},
     )
     arguments: dict[str, Any] = Field(default_factory=dict)
     timeout_s: int | None = Field(

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 
 from controller.api.auth import Admin, Reader
+from controller.api.contract import errors
 from controller.api.deps import services
 from controller.api.schemas import DeviceOperationOut, DeviceOut, Envelope, OperationCreate, OperationOut, PageOut
 from controller.errors import InvalidRequest
@@ -19,7 +20,34 @@ from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
 router = APIRouter(prefix="/v0")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="How many items to skip.")]
+MAX_OFFSET = 1_000_000_000
+"""Beyond any fleet's history; it keeps the row offset within what SQLite can take."""
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many items to skip.")]
+
+
+CREATE_EXAMPLES = {
+    "converge": {
+        "summary": "Seed 000's example",
+        "value": {
+            "operation_type": "CONVERGE",
+            "schedule_type": "IMMEDIATE",
+            "operation_device_query": {"device_id": "1234"},
+            "arguments": {"converge_with_provision": False},
+        },
+    },
+    "lock": {
+        "summary": "Lock one device",
+        "value": {"operation_type": "LOCK", "operation_device_query": {"device_id": "1234"}},
+    },
+    "script": {
+        "summary": "A script on the devices tagged lobby",
+        "value": {
+            "operation_type": "RUN_SHELL_SCRIPT",
+            "operation_device_query": {"tags": "lobby"},
+            "arguments": {"script": "uname -a; uptime"},
+        },
+    },
+}
 
 
 def _store(request: Request) -> Store:
@@ -33,7 +61,13 @@ def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str |
     return next_url, previous
 
 
-@router.post("/operations/", status_code=status.HTTP_201_CREATED, response_model=Envelope[OperationOut])
+@router.post(
+    "/operations/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Envelope[OperationOut],
+    responses=errors(400, 401, 403),
+    openapi_extra={"requestBody": {"content": {"application/json": {"examples": CREATE_EXAMPLES}}}},
+)
 async def create_operation(body: OperationCreate, request: Request, key: Admin) -> Envelope[OperationOut]:
     schedule_args = _schedule_args(body)
     compile_query(body.operation_device_query)
@@ -81,7 +115,9 @@ def _schedule_args(body: OperationCreate) -> dict[str, Any] | None:
     return window.describe()
 
 
-@router.post("/operations/{operation_id}/cancel/", response_model=Envelope[OperationOut])
+@router.post(
+    "/operations/{operation_id}/cancel/", response_model=Envelope[OperationOut], responses=errors(401, 403, 404, 409)
+)
 async def cancel_operation(operation_id: str, request: Request, key: Admin) -> Envelope[OperationOut]:
     """Devices that have not started end FAILED "cancelled by <key>"; running ones are asked to stop."""
     store = _store(request)
@@ -90,7 +126,7 @@ async def cancel_operation(operation_id: str, request: Request, key: Admin) -> E
     return Envelope(content=OperationOut.of(store.get_operation(operation_id)))
 
 
-@router.get("/operations/", response_model=Envelope[PageOut[OperationOut]])
+@router.get("/operations/", response_model=Envelope[PageOut[OperationOut]], responses=errors(400, 401))
 async def list_operations(
     request: Request,
     _: Reader,
@@ -105,12 +141,16 @@ async def list_operations(
     return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
 
 
-@router.get("/operations/{operation_id}/", response_model=Envelope[OperationOut])
+@router.get("/operations/{operation_id}/", response_model=Envelope[OperationOut], responses=errors(401, 404))
 async def get_operation(operation_id: str, request: Request, _: Reader) -> Envelope[OperationOut]:
     return Envelope(content=OperationOut.of(_store(request).get_operation(operation_id)))
 
 
-@router.get("/operations/{operation_id}/devices/", response_model=Envelope[PageOut[DeviceOperationOut]])
+@router.get(
+    "/operations/{operation_id}/devices/",
+    response_model=Envelope[PageOut[DeviceOperationOut]],
+    responses=errors(400, 401, 404),
+)
 async def list_operation_devices(
     operation_id: str,
     request: Request,
@@ -127,7 +167,7 @@ async def list_operation_devices(
     return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
 
 
-@router.get("/devices/", response_model=Envelope[PageOut[DeviceOut]])
+@router.get("/devices/", response_model=Envelope[PageOut[DeviceOut]], responses=errors(400, 401))
 async def list_devices(
     request: Request, _: Reader, online: bool | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> Envelope[PageOut[DeviceOut]]:
@@ -137,6 +177,6 @@ async def list_devices(
     return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
 
 
-@router.get("/devices/{device_id}/", response_model=Envelope[DeviceOut])
+@router.get("/devices/{device_id}/", response_model=Envelope[DeviceOut], responses=errors(401, 404))
 async def get_device(device_id: str, request: Request, _: Reader) -> Envelope[DeviceOut]:
     return Envelope(content=DeviceOut.model_validate(_store(request).get_device(device_id)))

@@ -159,7 +159,8 @@ class DeviceControlView:
 
 
 def _seq(operation_id: str) -> int:
-    if not operation_id.isdigit() or len(operation_id) > 18:
+    # isascii() too: str.isdigit() is also true of digits int() refuses, such as "²".
+    if not (operation_id.isascii() and operation_id.isdigit()) or len(operation_id) > 18:
         raise NotFound(f"no operation with id {operation_id!r}")
     return int(operation_id)
 

@@ -77,9 +77,43 @@ def test_bad_requests_name_the_field(api: Api, body: dict[str, Any], field: str)
 
 
 def test_a_body_that_is_not_a_json_object_is_a_400(api: Api) -> None:
-    response = api.request("POST", "/devicecontrol/operations", content=b"[1, 2]")
+    for content in (b"[1, 2]", b"{nope", b""):
+        response = api.request(
+            "POST", "/devicecontrol/operations", content=content, headers={"Content-Type": OPERATION_TYPE}
+        )
+        assert response.status_code == 400
+        assert [e["field"] for e in response.json()["errors"]] == ["body"]
+    as_text = api.request("POST", "/devicecontrol/operations", content=b'{"deviceId": "d1", "c8y_Restart": {}}')
+    assert as_text.status_code == 400
+    assert "Content-Type" in as_text.json()["message"]
+
+
+def test_a_custom_fragment_is_an_object(api: Api) -> None:
+    api.announce("d1")
+    response = post(api, {"deviceId": "d1", "com_acme_Dim": 3})
     assert response.status_code == 400
-    assert api.request("POST", "/devicecontrol/operations", content=b"{nope").status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["com_acme_Dim"]
+
+
+def test_members_are_read_by_their_wire_names_only(api: Api) -> None:
+    # `command` is a custom fragment, as any name but the seed's own: it must never run as c8y_Command's shell script.
+    api.announce("d1")
+    response = post(api, {"deviceId": "d1", "command": {"text": "ls"}})
+    assert response.status_code == 201, response.text
+    (operation,) = api.request("GET", "/v0/operations/").json()["content"]["results"]
+    assert (operation["operation"], operation["arguments"]["action"]) == ("RUN_CUSTOM_ACTION", "command")
+    assert post(api, {"device_id": "d1", "c8y_Restart": {}}).status_code == 400
+
+
+def test_a_null_fragment_is_absent_and_an_operations_own_members_are_ignored(api: Api) -> None:
+    # So an Operation read back can be sent again as it is.
+    api.announce("d1")
+    body = {"deviceId": "d1", "id": "7", "status": "SUCCESSFUL", "c8y_Command": None, "c8y_Restart": {}}
+    response = post(api, body)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert (created["status"], created["c8y_Restart"]) == ("PENDING", {})
+    assert "c8y_Command" not in created
 
 
 def test_v0_operations_show_up_one_per_device_with_their_bulk_operation_id(api: Api) -> None:
@@ -143,7 +177,18 @@ def test_collection_filters_pages_and_links(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["pageSize=2001", "pageSize=0", "currentPage=0", "status=DONE", "dateFrom=yesterday", "dateTo=2024-01-01T00:00:00"],
+    [
+        "pageSize=2001",
+        "pageSize=0",
+        "currentPage=0",
+        "currentPage=1000001",
+        "status=DONE",
+        "dateFrom=yesterday",
+        "dateTo=2024-01-01T00:00:00",
+        "dateFrom=20240101T000000Z",  # ISO 8601, but not the RFC 3339 date-time /openapi.json promises
+        "deviceId=",
+        "agentId=",
+    ],
 )
 def test_bad_query_parameters_are_a_400(api: Api, query: str) -> None:
     assert api.request("GET", f"/devicecontrol/operations?{query}").status_code == 400
@@ -152,6 +197,22 @@ def test_bad_query_parameters_are_a_400(api: Api, query: str) -> None:
 def test_unknown_operation_is_a_404(api: Api) -> None:
     assert api.request("GET", "/devicecontrol/operations/999").status_code == 404
     assert api.request("GET", "/devicecontrol/operations/abc").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+def test_digits_int_cannot_read_are_no_operation_id(api: Api, method: str) -> None:
+    # Found by schemathesis: "²".isdigit() is true, int("²") raises, and the answer was a 500.
+    response = api.request(method, "/devicecontrol/operations/²", json={"status": "EXECUTING"})
+    assert response.status_code == 404
+
+
+def test_an_empty_device_filter_is_refused_rather_than_read_as_no_filter(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    response = api.request("DELETE", "/devicecontrol/operations?deviceId=")
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["deviceId"]
+    assert api.request("GET", f"/devicecontrol/operations/{created['id']}").status_code == 200
 
 
 def test_roles_and_basic_auth(api: Api) -> None:

@@ -90,6 +90,20 @@ def test_a_finished_command_carries_its_output_as_result() -> None:
         (OperationType.RUN_SHELL_SCRIPT, {"script": "ls"}, {"c8y_Command": {"text": "ls"}}),
         (OperationType.RUN_CUSTOM_ACTION, {"action": "reflash", "parameters": {"v": 2}}, {"reflash": {"v": 2}}),
         (OperationType.LOCK, {}, {"tether_Operation": {"type": "LOCK", "arguments": {}}}),
+        # A custom action named like the Operation's own members or a standard fragment would clobber or misshape it.
+        *[
+            (
+                OperationType.RUN_CUSTOM_ACTION,
+                {"action": name, "parameters": {"v": 2}},
+                {
+                    "tether_Operation": {
+                        "type": "RUN_CUSTOM_ACTION",
+                        "arguments": {"action": name, "parameters": {"v": 2}},
+                    }
+                },
+            )
+            for name in ("status", "deviceId", "c8y_Command", "c8y_SoftwareUpdate", "tether_Operation")
+        ],
     ],
 )
 def test_v0_operations_show_a_derived_fragment(
