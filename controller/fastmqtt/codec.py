@@ -1,0 +1,214 @@
+"""The MQTT 3.1.1 packets Tether's hot paths need, encoded and decoded without I/O (OASIS MQTT 3.1.1, section 3).
+
+CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, PINGREQ, PINGRESP and DISCONNECT: enough for a client that
+publishes and subscribes at QoS 0 and 1. `Decoder` takes bytes as they arrive, in any pieces, and returns whole packets.
+"""
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+MAX_REMAINING_LENGTH = 268_435_455
+"""The largest packet body the four-byte remaining-length field can state."""
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that are not a valid MQTT 3.1.1 packet."""
+
+
+class PacketType(IntEnum):
+    CONNECT = 1
+    CONNACK = 2
+    PUBLISH = 3
+    PUBACK = 4
+    SUBSCRIBE = 8
+    SUBACK = 9
+    PINGREQ = 12
+    PINGRESP = 13
+    DISCONNECT = 14
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    dup: bool
+    packet_id: int
+    """0 for QoS 0."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connack:
+    session_present: bool
+    return_code: int
+    """0 accepted; 1-5 the refusals of section 3.2.2.3."""
+
+
+@dataclass(frozen=True, slots=True)
+class PacketIdAck:
+    """PUBACK, or SUBACK with the return code of each filter (0-2 granted QoS, 0x80 refused)."""
+
+    kind: PacketType
+    packet_id: int
+    return_codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    kind: PacketType
+
+
+Packet = Publish | Connack | PacketIdAck | Ping
+
+
+def _length(n: int) -> bytes:
+    if not 0 <= n <= MAX_REMAINING_LENGTH:
+        raise ValueError(f"an MQTT packet body of {n} bytes is too large")
+    if n < 128:
+        return bytes((n,))
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | 0x80 if n else digit)
+        if not n:
+            return bytes(out)
+
+
+def _string(value: str | bytes) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    if len(raw) > 65535:
+        raise ValueError("an MQTT string is at most 65,535 bytes")
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _packet(first_byte: int, body: bytes) -> bytes:
+    return bytes((first_byte,)) + _length(len(body)) + body
+
+
+def encode_connect(
+    client_id: str,
+    *,
+    clean_session: bool = True,
+    keepalive: int = 60,
+    username: str | None = None,
+    password: str | None = None,
+    will: Will | None = None,
+) -> bytes:
+    flags = 0x02 if clean_session else 0
+    payload = _string(client_id)
+    if will is not None:
+        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
+        payload += _string(will.topic) + _string(will.payload)
+    if username is not None:
+        flags |= 0x80
+        payload += _string(username)
+    if password is not None:
+        flags |= 0x40
+        payload += _string(password)
+    header = _string("MQTT") + bytes((4, flags)) + struct.pack("!H", keepalive)
+    return _packet(PacketType.CONNECT << 4, header + payload)
+
+
+def encode_publish(
+    topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, packet_id: int = 0, dup: bool = False
+) -> bytes:
+    if qos not in (0, 1):
+        raise ValueError("only QoS 0 and 1 are supported")
+    if qos and not 0 < packet_id <= 65535:
+        raise ValueError(f"a QoS 1 PUBLISH needs a packet id from 1 to 65535, not {packet_id}")
+    first = (PacketType.PUBLISH << 4) | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0)
+    body = _string(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
+    return _packet(first, body)
+
+
+def encode_puback(packet_id: int) -> bytes:
+    return bytes((PacketType.PUBACK << 4, 2)) + struct.pack("!H", packet_id)
+
+
+def encode_subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
+    if not filters:
+        raise ValueError("a SUBSCRIBE needs at least one topic filter")
+    body = struct.pack("!H", packet_id) + b"".join(_string(topic) + bytes((qos,)) for topic, qos in filters)
+    return _packet((PacketType.SUBSCRIBE << 4) | 0x02, body)
+
+
+_KNOWN_TYPES = frozenset(int(kind) for kind in PacketType)
+
+PINGREQ = bytes((PacketType.PINGREQ << 4, 0))
+DISCONNECT = bytes((PacketType.DISCONNECT << 4, 0))
+
+
+class Decoder:
+    """Whole packets out of a byte stream that arrives in arbitrary pieces."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Packet]:
+        buffer = self._buffer
+        buffer += data
+        packets: list[Packet] = []
+        start, end = 0, len(buffer)
+        while (header := _header(buffer, start, end)) is not None:
+            length, body_start = header
+            if end - body_start < length:
+                break
+            packets.append(_decode(buffer[start], bytes(buffer[body_start : body_start + length])))
+            start = body_start + length
+        del buffer[:start]
+        return packets
+
+
+def _header(buffer: bytearray, start: int, end: int) -> tuple[int, int] | None:
+    """(body length, where the body starts) of the packet at `start`, or None while its header is incomplete."""
+    length, shift = 0, 0
+    for index in range(start + 1, min(start + 5, end)):
+        digit = buffer[index]
+        length |= (digit & 0x7F) << shift
+        if not digit & 0x80:
+            return length, index + 1
+        shift += 7
+    if end - start >= 5:
+        raise ProtocolError("remaining length longer than four bytes")
+    return None
+
+
+def _decode(first: int, body: bytes) -> Packet:
+    kind, flags = first >> 4, first & 0x0F
+    if kind == PacketType.PUBLISH:
+        qos = (flags >> 1) & 0x03
+        if qos > 2 or len(body) < 2:
+            raise ProtocolError("malformed PUBLISH")
+        (topic_length,) = struct.unpack_from("!H", body)
+        offset = 2 + topic_length
+        packet_id = 0
+        if qos:
+            if len(body) < offset + 2:
+                raise ProtocolError("PUBLISH too short for its packet id")
+            (packet_id,) = struct.unpack_from("!H", body, offset)
+            offset += 2
+        try:
+            topic = body[2 : 2 + topic_length].decode()
+        except UnicodeDecodeError as err:
+            raise ProtocolError("PUBLISH topic is not UTF-8") from err
+        return Publish(topic, body[offset:], qos, bool(flags & 0x01), bool(flags & 0x08), packet_id)
+    if kind == PacketType.PUBACK and len(body) == 2:
+        return PacketIdAck(PacketType.PUBACK, struct.unpack("!H", body)[0])
+    if kind == PacketType.SUBACK and len(body) >= 3:
+        return PacketIdAck(PacketType.SUBACK, struct.unpack_from("!H", body)[0], tuple(body[2:]))
+    if kind == PacketType.CONNACK and len(body) == 2:
+        return Connack(bool(body[0] & 0x01), body[1])
+    if kind == PacketType.PINGRESP and not body:
+        return Ping(PacketType.PINGRESP)
+    name = PacketType(kind).name if kind in _KNOWN_TYPES else f"type {kind}"
+    raise ProtocolError(f"unexpected or malformed {name} packet ({len(body)} bytes)")

@@ -1,0 +1,147 @@
+"""The fast MQTT client against real brokers: pipelined QoS 1, retained messages, wills, many subscriptions, acks."""
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from controller.fastmqtt.client import ConnectionLost, FastClient
+from controller.fastmqtt.codec import Publish, Will
+from tests.fixtures_brokers import free_port
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 60))
+
+
+def address(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("mqtt://").rsplit(":", 1)
+    return host, int(port)
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Publish] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, message: Publish) -> None:
+        self.messages.append(message)
+        self._changed.set()
+
+    async def until(self, count: int) -> list[Publish]:
+        while len(self.messages) < count:
+            self._changed.clear()
+            await self._changed.wait()
+        return self.messages
+
+
+def test_seventy_thousand_pipelined_publishes_arrive_once_each_and_in_order(mosquitto_url: str) -> None:
+    """More than the 65,535 packet ids: they are reused once acknowledged. (The embedded amqtt broker, in this
+    test's own process, takes 25 s for as many: its size is measured by bench/, not here.)"""
+    count = 70_000
+
+    async def test() -> None:
+        inbox = Inbox()
+        host, port = address(mosquitto_url)
+        async with (
+            await FastClient.connect(host, port, "reader", on_message=inbox) as reader,
+            await FastClient.connect(host, port, "writer", max_inflight=5000) as writer,
+        ):
+            await reader.subscribe(["load/#"])
+            await writer.publish_many((f"load/{n % 7}", str(n).encode()) for n in range(count))
+            received = await inbox.until(count)
+        assert [int(m.payload) for m in received] == list(range(count))
+        assert {m.qos for m in received} == {1}
+
+    run(test)
+
+
+def test_retained_messages_reach_later_subscribers_until_cleared(broker_url: str) -> None:
+    async def test() -> None:
+        host, port = address(broker_url)
+        async with await FastClient.connect(host, port, "writer") as writer:
+            await writer.publish_many([("keep/a", b"one"), ("keep/b", b"two")], retain=True)
+            await writer.publish_many([("keep/b", b"")], retain=True)  # cleared
+        inbox = Inbox()
+        async with await FastClient.connect(host, port, "late", on_message=inbox) as late:
+            await late.subscribe(["keep/+"])
+            (only,) = await inbox.until(1)
+            await asyncio.sleep(0.3)
+        assert (only.topic, only.payload, only.retain) == ("keep/a", b"one", True)
+        assert len(inbox.messages) == 1
+
+    run(test)
+
+
+def test_thousands_of_subscriptions_in_batches(broker_url: str) -> None:
+    async def test() -> None:
+        inbox = Inbox()
+        host, port = address(broker_url)
+        topics = [f"dev/d{n}/commands/+" for n in range(2500)]
+        async with (
+            await FastClient.connect(host, port, "many", on_message=inbox) as many,
+            await FastClient.connect(host, port, "writer") as writer,
+        ):
+            await many.subscribe(topics)
+            await writer.publish_many((f"dev/d{n}/commands/c", b"x") for n in range(0, 2500, 5))
+            await writer.publish_many([("dev/other/commands/c", b"not mine")])
+            received = await inbox.until(500)
+            await asyncio.sleep(0.3)
+        assert sorted(m.topic for m in received) == sorted(f"dev/d{n}/commands/c" for n in range(0, 2500, 5))
+
+    run(test)
+
+
+def test_an_aborted_connection_leaves_its_will(broker_url: str) -> None:
+    async def test() -> None:
+        inbox = Inbox()
+        host, port = address(broker_url)
+        async with await FastClient.connect(host, port, "watcher", on_message=inbox) as watcher:
+            await watcher.subscribe(["presence/#"])
+            doomed = await FastClient.connect(host, port, "doomed", will=Will("presence/doomed", b"offline", 1, False))
+            doomed.abort()
+            (will,) = await inbox.until(1)
+            polite = await FastClient.connect(host, port, "polite", will=Will("presence/polite", b"offline", 1, False))
+            await polite.close()
+            await asyncio.sleep(0.5)
+        assert (will.topic, will.payload) == ("presence/doomed", b"offline")
+        assert len(inbox.messages) == 1  # a clean DISCONNECT leaves no will
+
+    run(test)
+
+
+def test_unacknowledged_messages_come_again_to_a_persistent_session(mosquitto_url: str) -> None:
+    async def test() -> None:
+        host, port = address(mosquitto_url)
+        inbox = Inbox()
+        first = await FastClient.connect(host, port, "keeper", on_message=inbox, auto_ack=False, clean_session=False)
+        await first.subscribe(["held/#"])
+        async with await FastClient.connect(host, port, "writer") as writer:
+            await writer.publish_many([("held/1", b"a"), ("held/2", b"b")])
+        one, _unacknowledged = await inbox.until(2)
+        first.ack(one.packet_id)
+        await asyncio.sleep(0.2)
+        first.abort()
+        again = Inbox()
+        async with await FastClient.connect(host, port, "keeper", on_message=again, clean_session=False) as second:
+            assert second.session_present
+            (redelivered,) = await again.until(1)
+            await asyncio.sleep(0.3)
+        assert (redelivered.topic, redelivered.payload, redelivered.dup) == ("held/2", b"b", True)
+        assert len(again.messages) == 1
+
+    run(test)
+
+
+def test_a_closed_port_and_a_lost_connection_raise_connection_lost(broker_url: str) -> None:
+    async def test() -> None:
+        with pytest.raises(ConnectionLost, match="cannot connect"):
+            await FastClient.connect("127.0.0.1", free_port(), "nobody")
+        host, port = address(broker_url)
+        client = await FastClient.connect(host, port, "short-lived")
+        await client.close()
+        with pytest.raises(ConnectionLost, match="closed by this client"):
+            await client.publish("x", b"y")
+
+    run(test)
