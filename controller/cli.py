@@ -100,6 +100,41 @@ def serve_command(log_level: str, **options: Any) -> None:
     _run_or_exit(lambda: asyncio.run(serve(settings)))
 
 
+@main.command(name="simulate")
+@click.option("--devices", type=click.IntRange(1, 1_000_000), required=True, help="How many devices to simulate.")
+@click.option("--broker", default="mqtt://127.0.0.1:1883", show_default=True, callback=_broker, help="The broker.")
+@click.option("--id-prefix", default="sim-", show_default=True, help="Device ids are this and a number.")
+@click.option("--tag", "tags", multiple=True, help="A tag every device announces (repeatable).")
+@click.option("--latency-ms", type=click.FloatRange(0), default=100.0, show_default=True, help="Execution time.")
+@click.option("--failure-share", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Share failing.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which commands fail, for a failure share.")
+@click.option("--connections", type=click.IntRange(1, 1000), default=4, show_default=True, help="Shared connections.")
+@click.option("--connection-per-device", is_flag=True, help="One MQTT connection per device, its last will set.")
+@click.option("--topic-prefix", default="tether/v1", show_default=True, help="Root of every Tether topic.")
+@click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds.")
+@click.option("--stats-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the counts here at exit.")
+def simulate_command(**options: Any) -> None:
+    """Simulate a fleet of devices that speak the real device contract, until interrupted."""
+    from controller.simulator import FleetSpec, run_simulation
+
+    spec = FleetSpec(
+        devices=options["devices"],
+        id_prefix=options["id_prefix"],
+        tags=tuple(options["tags"]),
+        latency_s=options["latency_ms"] / 1000,
+        failure_share=options["failure_share"],
+        seed=options["seed"],
+        connections=options["connections"],
+        connection_per_device=options["connection_per_device"],
+    )
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _run_or_exit(
+        lambda: run_simulation(
+            options["broker"], spec, options["topic_prefix"], options["duration"], options["stats_file"]
+        )
+    )
+
+
 @main.group()
 def keys() -> None:
     """Manage API keys."""

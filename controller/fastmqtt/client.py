@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -93,8 +94,10 @@ class FastClient:
         self._writable.set()
         self._packet_ids = itertools.cycle(range(1, 65536))
         self._unacked: set[int] = set()
-        self._window_open = asyncio.Event()
-        self._window_open.set()
+        self._backlog: deque[tuple[str, bytes, bool]] = deque()
+        """QoS 1 publishes waiting for room in the in-flight window."""
+        self._room = asyncio.Event()
+        self._room.set()
         self._all_acked = asyncio.Event()
         self._all_acked.set()
         self._subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
@@ -168,20 +171,35 @@ class FastClient:
                 raise ConnectionLost("the broker refused a subscription")
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        """Queue a publish; for QoS 1, wait only while `max_inflight` publishes are unacknowledged."""
-        if self.closed.done():
-            raise self.closed.result()
+        """Publish; for QoS 1, wait only while a whole window of publishes is queued behind the in-flight ones."""
         if not self._writable.is_set():
             await self._wait(self._writable)
         if qos == 0:
+            if self.closed.done():
+                raise self.closed.result()
             self._send(encode_publish(topic, payload, retain=retain))
             return
-        while len(self._unacked) >= self._max_inflight:
-            self._window_open.clear()
-            await self._wait(self._window_open)
+        while len(self._backlog) >= self._max_inflight:
+            self._room.clear()
+            await self._wait(self._room)
+        self.publish_soon(topic, payload, retain=retain)
+
+    def publish_soon(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Queue a QoS 1 publish without waiting: it goes out as soon as the in-flight window has room.
+
+        For callbacks that must not block; `flush()` waits until everything queued is acknowledged.
+        """
+        if self.closed.done():
+            raise self.closed.result()
+        self._all_acked.clear()
+        if self._backlog or len(self._unacked) >= self._max_inflight:
+            self._backlog.append((topic, payload, retain))
+        else:
+            self._send_qos1(topic, payload, retain)
+
+    def _send_qos1(self, topic: str, payload: bytes, retain: bool) -> None:
         packet_id = self._free_packet_id()
         self._unacked.add(packet_id)
-        self._all_acked.clear()
         self._send(encode_publish(topic, payload, qos=1, retain=retain, packet_id=packet_id))
 
     async def publish_many(self, messages: Iterable[tuple[str, bytes]], *, retain: bool = False) -> None:
@@ -191,7 +209,7 @@ class FastClient:
         await self.flush()
 
     async def flush(self) -> None:
-        """Wait until every QoS 1 publish so far is acknowledged."""
+        """Wait until every QoS 1 publish queued so far is acknowledged."""
         await self._wait(self._all_acked)
 
     def ack(self, packet_id: int) -> None:
@@ -261,9 +279,12 @@ class FastClient:
                     future.set_result(packet.return_codes)
             elif packet.packet_id in self._unacked:
                 self._unacked.discard(packet.packet_id)
-                if len(self._unacked) < self._max_inflight:
-                    self._window_open.set()
-                if not self._unacked:
+                backlog = self._backlog
+                while backlog and len(self._unacked) < self._max_inflight:
+                    self._send_qos1(*backlog.popleft())
+                if len(backlog) < self._max_inflight:
+                    self._room.set()
+                if not self._unacked and not backlog:
                     self._all_acked.set()
         elif isinstance(packet, Connack) and not self._connack.done():
             self._connack.set_result(packet)

@@ -1,5 +1,6 @@
 """Real `tether serve` and `tetherd run` processes for end-to-end tests, and a client for the REST API."""
 
+import json
 import os
 import shutil
 import socket
@@ -270,3 +271,34 @@ class PersistentMosquitto:
 def line_count(path: Path) -> int:
     """Lines in a file a test script appends to; 0 if it was never created."""
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+class Simulator:
+    """`tether simulate` as a real process; `stop()` ends it with SIGTERM and returns the counts it wrote."""
+
+    def __init__(self, work: Path, broker_url: str, devices: int, *extra: str) -> None:
+        self.stats_file = work / f"simulator-{time.monotonic_ns()}.json"
+        argv = [
+            str(BIN / "tether"),
+            "simulate",
+            "--devices",
+            str(devices),
+            "--broker",
+            broker_url,
+            "--stats-file",
+            str(self.stats_file),
+            *extra,
+        ]
+        self.process = Process(argv, work / f"simulator-{devices}.log")
+        wait_for("the simulated devices online", self._started, timeout=60)
+
+    def _started(self) -> bool:
+        if self.process.popen.poll() is not None:
+            raise AssertionError(f"tether simulate exited early:\n{self.process.output()}")
+        return "simulated device(s) online" in self.process.output()
+
+    def stop(self) -> dict[str, Any]:
+        code = self.process.stop()
+        assert code == 0, self.process.output()
+        counts: dict[str, Any] = json.loads(self.stats_file.read_text())
+        return counts

@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import Agent, Controller, retained, wait_for
-from tests.sim_fleet import SimulatedFleet
+from tests.e2e.harness import Agent, Controller, Simulator, retained, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -82,18 +81,20 @@ C8Y_SCRIPT = Path(__file__).parents[2] / "docs" / "examples" / "c8y_device_contr
 def test_a_script_written_for_cumulocity_runs_unchanged(tmp_path: Path, mosquitto_url: str) -> None:
     """docs/examples/c8y_device_control.py knows nothing of Tether: only the base URL and credentials are Tether's."""
     controller = Controller(tmp_path, broker_url=mosquitto_url)
-    devices = ["1001", "1002", "1003", "1004", "1005"]
-    fleet = SimulatedFleet(mosquitto_url, [*devices, "idle-1"], silent=frozenset({"idle-1"}))
+    Simulator(tmp_path, mosquitto_url, 1, "--id-prefix", "idle-").stop()  # registered, then offline
+    fleet = Simulator(tmp_path, mosquitto_url, 5, "--id-prefix", "c8y-")
+    devices = [f"c8y-{n:06d}" for n in range(5)]
     try:
-        wait_for("the fleet", lambda: controller.get("/v0/devices/")["count"] == 6)
+        wait_for("the fleet", lambda: controller.get("/v0/devices/", online="true")["count"] == 5)
         base_url = f"http://127.0.0.1:{controller.http_port}"
         done = subprocess.run(
-            [sys.executable, str(C8Y_SCRIPT), base_url, "ops", controller.key, *devices, "--idle", "idle-1"],
+            [sys.executable, str(C8Y_SCRIPT), base_url, "ops", controller.key, *devices, "--idle", "idle-000000"],
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
+        counts = fleet.stop()
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.splitlines() == [
             "created 5 c8y_Restart operation(s)",
@@ -101,16 +102,15 @@ def test_a_script_written_for_cumulocity_runs_unchanged(tmp_path: Path, mosquitt
             "paged through 5 operation(s), 2 per page",
             "bulk-deleted the pending operations",
         ]
-        assert sorted(fleet.runs.values()) == [1] * 5
+        assert sorted(counts["runs_per_device"].values()) == [1] * 5
         wait_for(
             "the idle device's command cleared", lambda: not retained(mosquitto_url, "tether/v1/devices/+/commands/+")
         )
         (idle,) = [
             o
             for o in controller.get("/v0/operations/")["results"]
-            if o["operation_device_query"] == {"device_id": "idle-1"}
+            if o["operation_device_query"] == {"device_id": "idle-000000"}
         ]
         assert controller.wait_finished(idle["id"])["reason"].endswith("failed of 1 device(s)")
     finally:
-        fleet.stop()
         controller.stop()

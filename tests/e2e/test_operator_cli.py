@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import BIN, Agent, Controller, Process, restart_controller, wait_for
+from tests.e2e.harness import BIN, Agent, Controller, Process, Simulator, restart_controller, wait_for
 from tests.e2e.test_cli import assert_one_line_error
-from tests.sim_fleet import SimulatedFleet
 
 pytestmark = pytest.mark.e2e
 
@@ -202,23 +201,20 @@ def test_watch_rides_out_a_controller_restart(tmp_path: Path, controller: Contro
     assert watch.output().splitlines()[-1].startswith(f"operation {operation_id} COMPLETED: 2 successful")
 
 
-def test_tether_op_watch_shows_a_100_device_operation_finish(controller: Controller) -> None:
-    device_ids = [f"sim-{n:03d}" for n in range(100)]
-    fleet = SimulatedFleet(controller.broker_url, device_ids, tags=("sim",), latency_s=0.5)
-    try:
-        wait_for("100 devices", lambda: cli_json(controller, "devices", "list", "--online").__len__() == 100)
-        started = time.monotonic()
-        done = cli(controller, "op", "create", "LOCK", "--query", '{"tags": "sim"}', "--watch")
-        elapsed = time.monotonic() - started
-    finally:
-        fleet.stop()
+def test_tether_op_watch_shows_a_100_device_operation_finish(tmp_path: Path, controller: Controller) -> None:
+    fleet = Simulator(tmp_path, controller.broker_url, 100, "--tag", "sim", "--latency-ms", "500")
+    wait_for("100 devices", lambda: len(cli_json(controller, "devices", "list", "--online")) == 100)
+    started = time.monotonic()
+    done = cli(controller, "op", "create", "LOCK", "--query", '{"tags": "sim"}', "--watch")
+    elapsed = time.monotonic() - started
+    counts = fleet.stop()
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 100 succeeded, 0 failed of 100 device(s)" in done.stdout
     assert done.stdout.splitlines()[-1].endswith(
         "COMPLETED: 100 successful, 0 failed, 0 executing, 0 pending, 0 waiting of 100 device(s)"
     )
-    assert sorted(fleet.runs.values()) == [1] * 100  # each device ran its command exactly once
+    assert sorted(counts["runs_per_device"].values()) == [1] * 100  # each device ran its command exactly once
     print(f"100-device LOCK from `tether op create --watch` to its summary: {elapsed:.2f} s")
 
 
