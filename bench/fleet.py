@@ -1,0 +1,209 @@
+"""Fleet-scale benchmark: one operation to N simulated devices, Tether against the raw floor, on a fresh broker.
+
+For each broker and N it starts the broker, a `tether simulate` process with N devices, runs the floor
+(bench/floor.py) once, then a real `tether serve` with its own database: the devices register, `POST
+/v0/operations/` targets all of them, and the run ends when the operation reads COMPLETED. It prints, per run: the
+time to register the devices, from POST to every command acknowledged by the broker and to COMPLETED, commands/s,
+statuses/s, the controller's CPU seconds and peak RSS, the ratio Tether/floor, and (for the largest N) the latency
+of POST and GET /v0/operations/{id}/ while the operation runs.
+
+    python -m bench.fleet                          # 1,000, 10,000 and 100,000 on Mosquitto; amqtt up to 2,000
+    python -m bench.fleet --sizes 1000,10000 --brokers mosquitto
+"""
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bench.floor import run_floor
+from controller.broker import ListenAddress, MosquittoBroker
+from shared.topics import Topics
+from shared.transport import BrokerUrl
+from tests.e2e.harness import Controller, Simulator, wait_for
+from tests.fixtures_brokers import broker_in_thread, free_port
+
+SAMPLE_INTERVAL_S = 0.1
+"""Often enough for percentiles over a run of seconds, rarely enough not to be the load itself."""
+AMQTT_MAX_DEVICES = 2000
+"""The embedded broker's safe size (docs/brokers.md): larger runs on it are skipped."""
+
+
+@dataclass(slots=True)
+class Run:
+    broker: str
+    devices: int
+    register_s: float = 0.0
+    floor_acked_s: float = 0.0
+    floor_done_s: float = 0.0
+    dispatched_s: float = 0.0
+    completed_s: float = 0.0
+    cpu_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    baseline_rss_mb: float = 0.0
+    after_rss_mb: float = 0.0
+    post_ms: list[float] = field(default_factory=list)
+    get_ms: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.completed_s / self.floor_done_s if self.floor_done_s else float("nan")
+
+
+@contextmanager
+def broker(kind: str, work: Path) -> Iterator[str | None]:
+    """None: the controller's embedded amqtt; otherwise a private Mosquitto (the managed configuration)."""
+    if kind == "amqtt":
+        yield None
+        return
+    with broker_in_thread(lambda: MosquittoBroker(ListenAddress("127.0.0.1", free_port()), work / "mosquitto")) as url:
+        yield url
+
+
+class Sampler(threading.Thread):
+    """Polls the controller's RSS, and with `latency` on times a POST and a GET, every SAMPLE_INTERVAL_S."""
+
+    def __init__(self, controller: Controller, operation_id: str | None, run: Run, latency: bool) -> None:
+        super().__init__(daemon=True)
+        self._process = psutil.Process(controller.process.popen.pid)
+        self._controller = controller
+        self._operation_id = operation_id
+        self._run = run
+        self._latency = latency
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{self._controller.http_port}", headers=self._headers())
+        body = {"operation_type": "LOCK", "operation_device_query": {"device_id": "no-such-device"}}
+        while not self.stop.is_set():
+            rss = self._process.memory_info().rss / 2**20
+            self._run.peak_rss_mb = max(self._run.peak_rss_mb, rss)
+            if self._latency and self._operation_id is not None:
+                started = time.perf_counter()
+                client.get(f"/v0/operations/{self._operation_id}/")
+                self._run.get_ms.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                client.post("/v0/operations/", json=body)
+                self._run.post_ms.append((time.perf_counter() - started) * 1000)
+            self.stop.wait(SAMPLE_INTERVAL_S)
+        client.close()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._controller.key}"}
+
+
+def measure(kind: str, devices: int, latency: bool) -> Run:
+    """On Mosquitto the floor runs before the controller starts, so nothing else loads the broker; the embedded
+    amqtt broker lives in the controller, so there the floor runs beside an idle controller."""
+    run = Run(kind, devices)
+    device_ids = [f"sim-{n:06d}" for n in range(devices)]
+    simulate = ("--latency-ms", "0", "--tag", "bench")
+    with tempfile.TemporaryDirectory() as tmp, broker(kind, Path(tmp)) as url:
+        work = Path(tmp)
+        if url is not None:
+            fleet = Simulator(work, url, devices, *simulate)
+            floor = asyncio.run(run_floor(BrokerUrl.parse(url), device_ids, Topics()))
+            started = time.perf_counter()
+            controller = Controller(work, broker_url=url)
+        else:
+            started = time.perf_counter()
+            controller = Controller(work)
+            fleet = Simulator(work, controller.broker_url, devices, *simulate)
+        try:
+            wait_for(
+                f"{devices} devices registered",
+                lambda: controller.get("/v0/devices/", online="true", limit=1)["count"] == devices,
+                timeout=600,
+                interval=0.2,
+            )
+            run.register_s = time.perf_counter() - started
+            if url is None:
+                floor = asyncio.run(run_floor(BrokerUrl.parse(controller.broker_url), device_ids, Topics()))
+            run.floor_acked_s, run.floor_done_s = floor.commands_acked_s, floor.done_s
+            tether(controller, run, latency)
+            fleet.stop()
+        finally:
+            controller.stop()
+    return run
+
+
+def tether(controller: Controller, run: Run, latency: bool) -> None:
+    process = psutil.Process(controller.process.popen.pid)
+    time.sleep(1)
+    run.baseline_rss_mb = process.memory_info().rss / 2**20
+    cpu_before = sum(process.cpu_times()[:2])
+    started = time.perf_counter()
+    operation = controller.create({"operation_type": "LOCK", "operation_device_query": {"tags": "bench"}})
+    sampler = Sampler(controller, operation["id"], run, latency)
+    sampler.start()
+    dispatched = None
+    while True:
+        current = controller.get(f"/v0/operations/{operation['id']}/")
+        if dispatched is None and any(a["operation_state"] == "DISPATCHED" for a in current["operation_activity"]):
+            dispatched = time.perf_counter() - started
+        if current["state"] in ("COMPLETED", "FAILED"):
+            break
+        time.sleep(0.05)
+    run.completed_s = time.perf_counter() - started
+    sampler.stop.set()
+    sampler.join()
+    run.cpu_s = sum(process.cpu_times()[:2]) - cpu_before
+    run.dispatched_s = dispatched or run.completed_s
+    assert current["devices"]["successful"] == run.devices, current["devices"]
+    time.sleep(3)
+    run.after_rss_mb = process.memory_info().rss / 2**20
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def report(run: Run) -> str:
+    statuses = 3 * run.devices
+    parts = [
+        f"{run.broker:9} N={run.devices:>7,}  register {run.register_s:6.2f} s",
+        f"floor: acked {run.floor_acked_s:6.2f} s, done {run.floor_done_s:6.2f} s",
+        f"tether: dispatched {run.dispatched_s:6.2f} s, COMPLETED {run.completed_s:6.2f} s",
+        f"{run.devices / run.dispatched_s:8,.0f} commands/s, {statuses / run.completed_s:8,.0f} statuses/s",
+        f"ratio {run.ratio:5.2f}",
+        f"controller CPU {run.cpu_s:5.1f} s, RSS {run.baseline_rss_mb:.0f} -> peak {run.peak_rss_mb:.0f}"
+        f" -> {run.after_rss_mb:.0f} MB",
+    ]
+    lines = [" | ".join(parts)]
+    if run.get_ms:
+        post, get = run.post_ms, run.get_ms
+        lines.append(
+            f"{'':9} in flight: POST p50 {statistics.median(post):.1f} ms p99 {percentile(post, 0.99):.1f} ms,"
+            f" GET p50 {statistics.median(get):.1f} ms p99 {percentile(get, 0.99):.1f} ms ({len(get)} samples)"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,100000", help="Comma-separated device counts.")
+    parser.add_argument("--brokers", default="mosquitto,amqtt", help="mosquitto, amqtt or both.")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    for kind in args.brokers.split(","):
+        for devices in sizes:
+            if kind == "amqtt" and devices > AMQTT_MAX_DEVICES:
+                print(
+                    f"{kind:9} N={devices:>7,}  skipped: over the embedded broker's safe size ({AMQTT_MAX_DEVICES:,})"
+                )
+                continue
+            print(report(measure(kind, devices, latency=devices == max(sizes))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
