@@ -343,20 +343,10 @@ class Store:
         return self.stats_of([operation_id]).get(operation_id, OperationStats())
 
     def stats_of(self, operation_ids: Sequence[str]) -> dict[str, OperationStats]:
-        """The device counts of several operations in one query; an operation without devices is left out."""
+        """The device counts of several operations, kept up to date by the schema's triggers; one without devices
+        is left out."""
         rows = self.conn.execute(
-            """SELECT operation_id,
-                      count(*) AS resolved,
-                      coalesce(sum(dispatch_state = 'dispatched'), 0) AS dispatched,
-                      coalesce(sum(dispatch_state = 'failed'), 0) AS dispatch_failed,
-                      coalesce(sum(status = 'FAILED' AND dispatch_state != 'failed'), 0) AS failed,
-                      coalesce(sum(status = 'SUCCESSFUL'), 0) AS success,
-                      coalesce(sum(status NOT IN ('SUCCESSFUL', 'FAILED')), 0) AS unfinished,
-                      coalesce(sum(status = 'PENDING' AND dispatch_state = 'waiting'), 0) AS waiting,
-                      coalesce(sum(status = 'PENDING' AND dispatch_state != 'waiting'), 0) AS pending,
-                      coalesce(sum(status = 'EXECUTING'), 0) AS executing
-               FROM device_operations WHERE operation_id IN (SELECT value FROM json_each(?))
-               GROUP BY operation_id""",
+            "SELECT * FROM operation_counts WHERE operation_id IN (SELECT value FROM json_each(?))",
             (_json(list(operation_ids)),),
         )
         return {
@@ -366,7 +356,7 @@ class Store:
                 dispatch_failed_count=row["dispatch_failed"],
                 failed_device_count=row["failed"],
                 success_device_count=row["success"],
-                unfinished_device_count=row["unfinished"],
+                unfinished_device_count=row["waiting"] + row["pending"] + row["executing"],
                 waiting_device_count=row["waiting"],
                 pending_device_count=row["pending"],
                 executing_device_count=row["executing"],

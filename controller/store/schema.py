@@ -95,6 +95,18 @@ CREATE TABLE IF NOT EXISTS artifacts (
     uploaded_at TEXT
 );
 CREATE INDEX IF NOT EXISTS device_operations_by_status ON device_operations (operation_id, status, dispatch_state);
+CREATE TABLE IF NOT EXISTS operation_counts (
+    operation_id TEXT PRIMARY KEY,
+    resolved INTEGER NOT NULL DEFAULT 0,
+    dispatched INTEGER NOT NULL DEFAULT 0,
+    dispatch_failed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    success INTEGER NOT NULL DEFAULT 0,
+    waiting INTEGER NOT NULL DEFAULT 0,
+    pending INTEGER NOT NULL DEFAULT 0,
+    executing INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
 CREATE INDEX IF NOT EXISTS device_operations_waiting ON device_operations (operation_id, not_before)
     WHERE dispatch_state = 'waiting';
 CREATE INDEX IF NOT EXISTS device_operations_by_deadline ON device_operations (deadline_at)
@@ -106,6 +118,57 @@ CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (clea
 """
 
 
+# Each device row's contribution to its operation's counts, for the row `R` (NEW or OLD) of a trigger.
+_CONTRIBUTION = {
+    "dispatched": "R.dispatch_state = 'dispatched'",
+    "dispatch_failed": "R.dispatch_state = 'failed'",
+    "failed": "R.status = 'FAILED' AND R.dispatch_state != 'failed'",
+    "success": "R.status = 'SUCCESSFUL'",
+    "waiting": "R.status = 'PENDING' AND R.dispatch_state = 'waiting'",
+    "pending": "R.status = 'PENDING' AND R.dispatch_state != 'waiting'",
+    "executing": "R.status = 'EXECUTING'",
+}
+
+
+def _rule(name: str, row: str) -> str:
+    return _CONTRIBUTION[name].replace("R.", f"{row}.")
+
+
+def _change(*signed_rows: tuple[str, str]) -> str:
+    """`count = count + (NEW's part) - (OLD's part)` for every count, as one SET list."""
+    return ", ".join(
+        f"{name} = {name} " + " ".join(f"{sign} ({_rule(name, row)})" for sign, row in signed_rows)
+        for name in _CONTRIBUTION
+    )
+
+
+_NAMES = ", ".join(_CONTRIBUTION)
+COUNT_TRIGGERS = f"""
+CREATE TRIGGER IF NOT EXISTS count_inserted_device AFTER INSERT ON device_operations BEGIN
+    INSERT INTO operation_counts (operation_id, resolved, {_NAMES})
+    VALUES (NEW.operation_id, 1, {", ".join(_rule(name, "NEW") for name in _CONTRIBUTION)})
+    ON CONFLICT (operation_id) DO UPDATE SET resolved = resolved + 1,
+        {", ".join(f"{name} = {name} + excluded.{name}" for name in _CONTRIBUTION)};
+END;
+CREATE TRIGGER IF NOT EXISTS count_updated_device AFTER UPDATE OF status, dispatch_state ON device_operations
+WHEN OLD.status IS NOT NEW.status OR OLD.dispatch_state IS NOT NEW.dispatch_state BEGIN
+    UPDATE operation_counts SET {_change(("+", "NEW"), ("-", "OLD"))} WHERE operation_id = NEW.operation_id;
+END;
+CREATE TRIGGER IF NOT EXISTS count_deleted_device AFTER DELETE ON device_operations BEGIN
+    UPDATE operation_counts SET resolved = resolved - 1, {_change(("-", "OLD"))} WHERE operation_id = OLD.operation_id;
+END;
+"""
+"""An operation's device counts, kept by SQLite itself as rows change: every writer of device_operations keeps them
+right without knowing, and reading them costs one row instead of a scan of the operation's devices."""
+
+_SUMS = ", ".join(f"coalesce(sum({rule.replace('R.', '')}), 0)" for rule in _CONTRIBUTION.values())
+RECOUNT = f"""
+INSERT INTO operation_counts (operation_id, resolved, {_NAMES})
+SELECT operation_id, count(*), {_SUMS} FROM device_operations GROUP BY operation_id
+"""
+"""Counts from scratch, for a database made before operation_counts existed."""
+
+
 def connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -114,8 +177,14 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA foreign_keys=ON")
     _add_missing_columns(conn)
+    counted = _has_table(conn, "operation_counts") or not _has_table(conn, "device_operations")
     conn.executescript(SCHEMA)
+    conn.executescript(f"BEGIN; {COUNT_TRIGGERS} {'' if counted else RECOUNT + ';'} COMMIT;")
     return conn
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 ADDED_COLUMNS = {

@@ -1,0 +1,120 @@
+"""The operation counts SQLite keeps with triggers always equal a recount of the device rows, whatever writes them."""
+
+import contextlib
+import random
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.errors import Conflict, NotFound
+from controller.store import Store
+from controller.store.devicecontrol import DeviceControlFilters
+from controller.store.records import OperationStats
+from shared.operations import DeviceStatus
+from tests.controller.test_control import FUTURE, PAST, commands, operation, report
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "tether.db")
+    yield opened
+    opened.close()
+
+
+def recount(conn: sqlite3.Connection) -> dict[str, OperationStats]:
+    """What the counts must be, by scanning every device row: the definition the triggers keep to."""
+    rows = conn.execute(
+        """SELECT operation_id, count(*) AS resolved,
+                  sum(dispatch_state = 'dispatched') AS dispatched,
+                  sum(dispatch_state = 'failed') AS dispatch_failed,
+                  sum(status = 'FAILED' AND dispatch_state != 'failed') AS failed,
+                  sum(status = 'SUCCESSFUL') AS success,
+                  sum(status = 'PENDING' AND dispatch_state = 'waiting') AS waiting,
+                  sum(status = 'PENDING' AND dispatch_state != 'waiting') AS pending,
+                  sum(status = 'EXECUTING') AS executing
+           FROM device_operations GROUP BY operation_id"""
+    )
+    return {
+        row["operation_id"]: OperationStats(
+            resolved_device_count=row["resolved"],
+            dispatched_device_count=row["dispatched"],
+            dispatch_failed_count=row["dispatch_failed"],
+            failed_device_count=row["failed"],
+            success_device_count=row["success"],
+            unfinished_device_count=row["waiting"] + row["pending"] + row["executing"],
+            waiting_device_count=row["waiting"],
+            pending_device_count=row["pending"],
+            executing_device_count=row["executing"],
+        )
+        for row in rows
+    }
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_counts_follow_every_writer_through_a_random_history(store: Store, seed: int) -> None:
+    rng = random.Random(seed)
+    operations = [operation(store, [f"d{n}" for n in range(rng.randint(1, 30))]) for _ in range(3)]
+    for _ in range(60):
+        operation_id = rng.choice(operations)
+        ids = list(commands(store, operation_id).items())
+        picked = rng.sample(ids, rng.randint(1, len(ids)))
+        steps = ["dispatch", "dispatch_expired", "dispatch_failed", "status", "cancel", "expire", "put", "delete"]
+        step = rng.choice(steps)
+        if step == "dispatch":
+            store.commands.mark_dispatched([(command_id, FUTURE) for _, command_id in picked])
+        elif step == "dispatch_expired":
+            store.commands.mark_dispatched([(command_id, PAST) for _, command_id in picked])
+        elif step == "dispatch_failed":
+            store.commands.mark_dispatch_failed([(command_id, "not supported") for _, command_id in picked])
+        elif step == "status":
+            status = rng.choice(list(DeviceStatus))
+            reason = "boom" if status is DeviceStatus.FAILED else None
+            store.commands.apply_statuses(
+                [(device, report(command, device, status, reason)) for device, command in picked]
+            )
+        elif step == "cancel":
+            with contextlib.suppress(Conflict):  # already cancelled: that writes nothing
+                store.control.cancel(operation_id, "ops")
+        elif step == "put":  # PUT /devicecontrol/operations/{id}
+            _, command = picked[0]
+            with contextlib.suppress(Conflict, NotFound):  # an illegal move, or a deleted one: nothing changes
+                status = rng.choice(list(DeviceStatus))
+                reason = "set by hand" if status is DeviceStatus.FAILED else None
+                store.devicecontrol.set_status(store.devicecontrol.seq_of_command(command), status, reason)
+        elif step == "delete":  # DELETE /devicecontrol/operations?deviceId=...
+            store.devicecontrol.hide(DeviceControlFilters(device_id=picked[0][0]), "deleted by ops")
+        else:
+            store.control.expire(1000)
+        assert store.stats_of(operations) == recount(store.conn), step
+
+
+def test_a_database_made_before_the_counts_gets_them_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = Store(path)
+    first = operation(store, ["a", "b", "c"])
+    ids = commands(store, first)
+    store.commands.mark_dispatched([(ids["a"], FUTURE)])
+    store.commands.apply_statuses([("a", report(ids["a"], "a", DeviceStatus.SUCCESSFUL))])
+    store.conn.executescript(
+        """DROP TRIGGER count_inserted_device; DROP TRIGGER count_updated_device; DROP TRIGGER count_deleted_device;
+           DROP TABLE operation_counts;"""
+    )
+    store.close()
+
+    reopened = Store(path)
+    try:
+        assert reopened.stats(first) == recount(reopened.conn)[first]
+        assert (reopened.stats(first).success_device_count, reopened.stats(first).waiting_device_count) == (1, 2)
+        reopened.commands.mark_dispatched([(ids["b"], FUTURE)])
+        assert reopened.stats(first).pending_device_count == 1
+    finally:
+        reopened.close()
+
+
+def test_deleted_device_rows_leave_the_counts(store: Store) -> None:
+    operation_id = operation(store, ["a", "b"])
+    store.conn.execute("DELETE FROM device_operations WHERE device_id = 'a'")
+    assert store.stats(operation_id) == recount(store.conn)[operation_id]
+    assert store.stats(operation_id).resolved_device_count == 1
