@@ -2,13 +2,15 @@
 
 `cut()` drops every forwarded connection at once and then refuses new ones (accepted and reset at once) or
 blackholes them (accepted and held silent, as if their packets were lost); `restore()` forwards again, starting with
-the held connections, whose clients then see their bytes arrive late, as after a real network outage.
+the held connections, whose clients then see their bytes arrive late, as after a real network outage. With
+`upstream_bytes_per_s`, what clients send towards the target is slowed to that rate, as on a thin link.
 """
 
 import contextlib
 import socket
 import struct
 import threading
+import time
 from types import TracebackType
 from typing import Literal, Self
 
@@ -32,8 +34,9 @@ def _drop(sock: socket.socket) -> None:
 class TcpProxy:
     """Forwards 127.0.0.1:<port> (a free port) to `target_host:target_port`, one thread per direction."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, upstream_bytes_per_s: int | None = None) -> None:
         self.target = (target_host, target_port)
+        self._upstream_rate = upstream_bytes_per_s
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -55,10 +58,10 @@ class TcpProxy:
         self._acceptor.start()
 
     @classmethod
-    def to_url(cls, broker_url: str) -> "TcpProxy":
+    def to_url(cls, broker_url: str, *, upstream_bytes_per_s: int | None = None) -> "TcpProxy":
         """A proxy in front of the broker at `mqtt://host:port`."""
         host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
-        return cls(host, int(port))
+        return cls(host, int(port), upstream_bytes_per_s=upstream_bytes_per_s)
 
     @property
     def url(self) -> str:
@@ -148,13 +151,18 @@ class TcpProxy:
                 return
             self._pairs.add(pair)
             self.forwarded += 1
-        for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(pair, source, sink), daemon=True).start()
+        for source, sink, rate in ((client, upstream, self._upstream_rate), (upstream, client, None)):
+            threading.Thread(target=self._pump, args=(pair, source, sink, rate), daemon=True).start()
 
-    def _pump(self, pair: tuple[socket.socket, socket.socket], source: socket.socket, sink: socket.socket) -> None:
+    def _pump(
+        self, pair: tuple[socket.socket, socket.socket], source: socket.socket, sink: socket.socket, rate: int | None
+    ) -> None:
+        chunk = _CHUNK if rate is None else max(1, rate // 100)  # a slowed stream goes in hundredths of a second
         try:
-            while data := source.recv(_CHUNK):
+            while data := source.recv(chunk):
                 sink.sendall(data)
+                if rate is not None:
+                    time.sleep(len(data) / rate)
             sink.shutdown(socket.SHUT_WR)  # pass the end of the stream on; the other direction may still run
         except OSError:
             # A broken side (or a cut): break the whole connection, as a broken network would.

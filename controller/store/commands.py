@@ -15,7 +15,7 @@ from shared.lifecycle import advance_device
 from shared.messages import StatusReport
 from shared.operations import ActivityState, DeviceStatus, OperationState
 from shared.schedule import WINDOW_ENDED
-from shared.timeouts import DEFAULT_TIMEOUT_S
+from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from controller.store import Store
@@ -68,6 +68,9 @@ class _Row:
     cleared: bool
     timeout_s: int
     window_end: str | None
+    waiting: bool
+    """Not recorded as dispatched: the controller died between publishing the command and recording it."""
+    delivery_timeout_s: int
 
 
 class CommandLedger:
@@ -191,8 +194,15 @@ class CommandLedger:
                 [(reason, now, now, command_id) for command_id, reason in failures],
             )
 
-    def apply_statuses(self, reports: Sequence[tuple[str, StatusReport]]) -> IngestOutcome:
-        """Apply (topic device id, report) pairs in order, in one transaction; refuse every illegal one."""
+    def apply_statuses(
+        self, reports: Sequence[tuple[str, StatusReport]], *, from_devices: bool = True
+    ) -> IngestOutcome:
+        """Apply (topic device id, report) pairs in order, in one transaction; refuse every illegal one.
+
+        A device that reports on a command has it, whatever was recorded: one still recorded as waiting (the
+        controller died between publishing and recording it) becomes dispatched and is never published again.
+        `from_devices` is off for statuses a client sets through the API, which prove nothing of the kind.
+        """
         outcome = IngestOutcome()
         rows = self._rows({report.command_id for _, report in reports})
         updates: list[tuple[Any, ...]] = []
@@ -216,6 +226,10 @@ class CommandLedger:
             at = to_iso(report.timestamp)
             started = report.status is DeviceStatus.EXECUTING and previous is not DeviceStatus.EXECUTING
             deadline = execution_deadline(row.timeout_s, row.window_end) if started else None
+            delivered = from_devices and row.waiting
+            if delivered and deadline is None and not row.status.is_terminal:
+                deadline = delivery_deadline(row.delivery_timeout_s, row.window_end)
+            row.waiting = row.waiting and not delivered
             updates.append(
                 (
                     row.status,
@@ -229,6 +243,7 @@ class CommandLedger:
                     None if deadline is None else deadline.reason,
                     now,
                     report.command_id,
+                    delivered,
                 )
             )
             outcome.operations.add(row.operation_id)
@@ -238,12 +253,15 @@ class CommandLedger:
         if updates:
             with self._store.transaction() as conn:
                 conn.executemany(
-                    """UPDATE device_operations SET status = ?, received_at = coalesce(received_at, ?),
-                           started_at = coalesce(started_at, ?), finished_at = coalesce(finished_at, ?),
-                           result = coalesce(?, result), failure_reason = coalesce(?, failure_reason),
-                           progress = coalesce(?, progress), deadline_at = coalesce(?, deadline_at),
-                           deadline_reason = coalesce(?, deadline_reason), updated_at = ?
-                       WHERE command_id = ?""",
+                    """UPDATE device_operations SET status = ?1, received_at = coalesce(received_at, ?2),
+                           dispatch_state = CASE WHEN ?12 AND dispatch_state = 'waiting' THEN 'dispatched'
+                                            ELSE dispatch_state END,
+                           dispatched_at = CASE WHEN ?12 THEN coalesce(dispatched_at, ?2) ELSE dispatched_at END,
+                           started_at = coalesce(started_at, ?3), finished_at = coalesce(finished_at, ?4),
+                           result = coalesce(?5, result), failure_reason = coalesce(?6, failure_reason),
+                           progress = coalesce(?7, progress), deadline_at = coalesce(?8, deadline_at),
+                           deadline_reason = coalesce(?9, deadline_reason), updated_at = ?10
+                       WHERE command_id = ?11""",
                     updates,
                 )
         outcome.applied = len(updates)
@@ -251,7 +269,8 @@ class CommandLedger:
 
     def _rows(self, command_ids: set[str]) -> dict[str, _Row]:
         rows = self._conn.execute(
-            """SELECT d.command_id, d.operation_id, d.device_id, d.status, d.cleared, o.timeout_s, d.window_end
+            """SELECT d.command_id, d.operation_id, d.device_id, d.status, d.cleared, o.timeout_s, d.window_end,
+                      d.dispatch_state, o.delivery_timeout_s
                FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id
                WHERE d.command_id IN (SELECT value FROM json_each(?))""",
             (json.dumps(sorted(command_ids)),),
@@ -264,6 +283,8 @@ class CommandLedger:
                 bool(r["cleared"]),
                 r["timeout_s"] or DEFAULT_TIMEOUT_S,
                 r["window_end"],
+                r["dispatch_state"] == "waiting",
+                r["delivery_timeout_s"] or DEFAULT_DELIVERY_TIMEOUT_S,
             )
             for r in rows
         }
@@ -295,6 +316,16 @@ class CommandLedger:
             f"SELECT * FROM device_operations {where} ORDER BY seq LIMIT ? OFFSET ?", [*params, limit, offset]
         )
         return Page([_record(row) for row in rows], total)
+
+
+def delivery_deadline(delivery_timeout_s: int, window_end: str | None, issued_at: datetime | None = None) -> Deadline:
+    """From dispatch: `delivery_timeout_s` to start; a WINDOW command may wait on its device until its window ends."""
+    if window_end is not None:
+        return Deadline(window_end, WINDOW_ENDED)
+    return Deadline(
+        to_iso((issued_at or datetime.now(UTC)) + timedelta(seconds=delivery_timeout_s)),
+        f"timed out: not started within {delivery_timeout_s} s of dispatch (device offline?)",
+    )
 
 
 def execution_deadline(timeout_s: int, window_end: str | None) -> Deadline:

@@ -93,7 +93,7 @@ class DeviceControlView:
             timestamp=utc_now(),
             failure_reason=reason if status is DeviceStatus.FAILED else None,
         )
-        self._store.commands.apply_statuses([(row["device_id"], report)])
+        self._store.commands.apply_statuses([(row["device_id"], report)], from_devices=False)
         if status.is_terminal:
             # Not yet published: it never will be. Published: the device is told to stop (the supervisor clears it).
             self._store.conn.execute(

@@ -249,3 +249,22 @@ def test_a_window_end_before_the_timeout_becomes_the_execution_deadline(store: S
 
     row = device_row(store, command_id)
     assert (row["deadline_at"], row["deadline_reason"]) == (window_end, "schedule window ended")
+
+
+def test_a_status_for_a_command_still_recorded_as_waiting_marks_it_dispatched_for_good(store: Store) -> None:
+    """The controller died between publishing and recording the dispatch; the device answered meanwhile."""
+    operation_id = operation(store, ["a", "b"])
+    ids = commands(store, operation_id)
+
+    store.commands.apply_statuses(
+        [("a", report(ids["a"], "a", DeviceStatus.PENDING)), ("b", report(ids["b"], "b", DeviceStatus.SUCCESSFUL))]
+    )
+
+    a, b = device_row(store, ids["a"]), device_row(store, ids["b"])
+    assert (a["dispatch_state"], a["status"]) == ("dispatched", "PENDING")
+    assert a["deadline_reason"] == "timed out: not started within 5 s of dispatch (device offline?)"
+    assert a["dispatched_at"] is not None
+    assert (b["dispatch_state"], b["status"], b["deadline_at"]) == ("dispatched", "SUCCESSFUL", None)
+    assert store.commands.due(operation_id, 10) == []  # neither is ever published again...
+    assert store.commands.mark_dispatched([(ids["a"], FUTURE), (ids["b"], FUTURE)]) == {ids["a"], ids["b"]}
+    assert device_row(store, ids["a"])["deadline_reason"] == a["deadline_reason"]  # ...nor its deadline reset
