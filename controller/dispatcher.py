@@ -3,20 +3,18 @@
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import aiomqtt
-
-from controller.clock import now_iso, to_iso
+from controller.clock import now_iso
 from controller.completion import finish_if_done
+from controller.fastmqtt.client import ConnectionLost
 from controller.mqtt_link import MqttLink
 from controller.rollout import Rollout
 from controller.store import Store
-from controller.store.commands import Deadline, Target
+from controller.store.commands import Target, delivery_deadline
 from controller.store.records import OperationRecord
 from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, encode, utc_now
 from shared.operations import ActivityState, OperationState, OperationType, ScheduleType
-from shared.schedule import WINDOW_ENDED
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -58,7 +56,7 @@ class Dispatcher:
             await self._link.wait_connected()
             try:
                 await self._sweep()
-            except aiomqtt.MqttError as err:
+            except ConnectionLost as err:
                 log.warning("dispatch interrupted (%s); will resume after reconnecting", err)
 
     async def _sweep(self) -> None:
@@ -104,15 +102,12 @@ class Dispatcher:
 
     async def _publish_commands(self, operation: OperationRecord, batch: list[Target]) -> None:
         issued_at = utc_now()
-        delivery = Deadline(
-            to_iso(issued_at + timedelta(seconds=operation.delivery_timeout_s)),
-            f"timed out: not started within {operation.delivery_timeout_s} s of dispatch (device offline?)",
-        )
+        delivery = delivery_deadline(operation.delivery_timeout_s, None, issued_at)
         uploads = self._uploads(operation.id, operation.operation_type, batch)
         messages, deadlines = [], []
         for target in batch:
             # A WINDOW command waits on the device for its window and may do so until the window's end.
-            deadline = delivery if target.window_end is None else Deadline(target.window_end, WINDOW_ENDED)
+            deadline = delivery if target.window_end is None else delivery_deadline(0, target.window_end)
             schedule = (
                 None
                 if operation.schedule_type is not ScheduleType.WINDOW

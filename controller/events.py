@@ -11,9 +11,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-import aiomqtt
-
 from controller.counts import device_counts, statistics
+from controller.fastmqtt.client import ConnectionLost
 from controller.store import Store
 from controller.store.records import ActivityEntry, OperationStats
 from shared.events import ActivityBody, OperationEvent, OperationEventKind
@@ -146,6 +145,6 @@ class OperationEvents:
         messages = [(self._topics.operation_events(e.operation_id), e.model_dump_json().encode()) for e in events]
         try:
             await self._publish(messages)
-        except aiomqtt.MqttError as err:
+        except ConnectionLost as err:
             # Events are notifications: the operation itself is in the store, and the REST API has it.
             log.warning("dropped %d operation event(s): %s", len(messages), err)

@@ -4,10 +4,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import aiomqtt
-
 from controller.completion import finish_if_done
 from controller.dispatcher import Dispatcher
+from controller.fastmqtt.client import ConnectionLost
+from controller.fastmqtt.codec import Publish
 from controller.store import Store
 from shared.errors import TetherProtocolError
 from shared.messages import Announcement, Presence, StatusReport, decode
@@ -20,22 +20,19 @@ MAX_BATCH = 2000
 
 
 class Ingest:
-    def __init__(
-        self, store: Store, topics: Topics, dispatcher: Dispatcher, ack: Callable[[aiomqtt.Message], None]
-    ) -> None:
+    def __init__(self, store: Store, topics: Topics, dispatcher: Dispatcher, ack: Callable[[Publish], None]) -> None:
         self._store = store
         self._topics = topics
         self._dispatcher = dispatcher
         self._ack = ack
-        self._statuses: asyncio.Queue[tuple[str, StatusReport, aiomqtt.Message]] = asyncio.Queue()
+        self._statuses: asyncio.Queue[tuple[str, StatusReport, Publish]] = asyncio.Queue()
 
-    def on_message(self, message: aiomqtt.Message) -> bool:
+    def on_message(self, message: Publish) -> bool:
         """Parse one message; anything malformed or foreign is logged and skipped, never raised.
 
         Returns False for a status, which is acknowledged only once it is stored; True for everything else.
         """
-        topic = str(message.topic)
-        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
+        topic, payload = message.topic, message.payload
         if not payload:
             return True  # a cleared retained message
         try:
@@ -65,7 +62,7 @@ class Ingest:
                 batch.append(self._statuses.get_nowait())
             await self._apply(batch)
 
-    async def _apply(self, batch: list[tuple[str, StatusReport, aiomqtt.Message]]) -> None:
+    async def _apply(self, batch: list[tuple[str, StatusReport, Publish]]) -> None:
         outcome = self._store.commands.apply_statuses([(device_id, report) for device_id, report, _ in batch])
         for _, _, message in batch:
             self._ack(message)  # stored (or refused for good): the broker may forget it
@@ -79,7 +76,7 @@ class Ingest:
         if outcome.to_clear:
             try:
                 await self._dispatcher.clear(outcome.to_clear)
-            except aiomqtt.MqttError as err:
+            except ConnectionLost as err:
                 # The dispatcher's sweep clears whatever is left once the connection is back.
                 log.warning("could not clear %d retained command(s) yet: %s", len(outcome.to_clear), err)
 

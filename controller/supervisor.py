@@ -7,10 +7,9 @@ published, and an agent subscribes to both in one SUBSCRIBE, so an agent that go
 import asyncio
 import logging
 
-import aiomqtt
-
 from controller.completion import finish_if_done
 from controller.dispatcher import Dispatcher
+from controller.fastmqtt.client import ConnectionLost
 from controller.mqtt_link import MqttLink
 from controller.rollout import Rollout
 from controller.store import Store
@@ -44,7 +43,7 @@ class Supervisor:
             self._wake.clear()
             try:
                 await self.tick()
-            except aiomqtt.MqttError as err:
+            except ConnectionLost as err:
                 log.warning("could not publish cancellations yet (%s); retrying", err)
 
     async def tick(self) -> None:

@@ -115,34 +115,48 @@ class FastClient:
         *,
         on_message: Callable[[Publish], None] | None = None,
         auto_ack: bool = True,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        **session: Any,
+    ) -> "FastClient":
+        """A new client, connected: see `open` for the `session` options."""
+        client = cls(on_message, auto_ack=auto_ack, max_inflight=max_inflight)
+        await client.open(host, port, client_id, **session)
+        return client
+
+    async def open(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        *,
         clean_session: bool = True,
         keepalive: int = 60,
         username: str | None = None,
         password: str | None = None,
         will: Will | None = None,
-        max_inflight: int = DEFAULT_MAX_INFLIGHT,
-    ) -> "FastClient":
-        """Connect and wait for the broker's CONNACK; ConnectionLost if it refuses or does not answer in time."""
-        client = cls(on_message, auto_ack=auto_ack, max_inflight=max_inflight)
+    ) -> None:
+        """Connect and wait for the broker's CONNACK; ConnectionLost if it refuses or does not answer in time.
+
+        Messages of a persistent session may reach `on_message` before this returns.
+        """
         connect = encode_connect(
             client_id, clean_session=clean_session, keepalive=keepalive, username=username, password=password, will=will
         )
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                transport, _ = await loop.create_connection(lambda: _Protocol(client), host, port)
+                transport, _ = await loop.create_connection(lambda: _Protocol(self), host, port)
                 transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                client._send(connect)
-                connack = await client._result(client._connack)
+                self._send(connect)
+                connack = await self._result(self._connack)
         except (OSError, TimeoutError) as err:
-            client.abort()
+            self.abort()
             raise ConnectionLost(f"cannot connect to {host}:{port}: {err or 'timed out'}") from err
         if connack.return_code != 0:
-            client.abort()
+            self.abort()
             raise ConnectionLost(f"the broker refused the connection (CONNACK return code {connack.return_code})")
         if keepalive:
-            client._pinger = asyncio.create_task(client._ping(keepalive / 2))
-        return client
+            self._pinger = asyncio.create_task(self._ping(keepalive / 2))
 
     async def __aenter__(self) -> Self:
         return self
