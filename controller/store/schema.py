@@ -109,6 +109,8 @@ CREATE TABLE IF NOT EXISTS operation_counts (
 
 CREATE INDEX IF NOT EXISTS device_operations_waiting ON device_operations (operation_id, not_before)
     WHERE dispatch_state = 'waiting';
+CREATE INDEX IF NOT EXISTS device_operations_due ON device_operations (operation_id, seq)
+    WHERE dispatch_state = 'waiting';
 CREATE INDEX IF NOT EXISTS device_operations_by_deadline ON device_operations (deadline_at)
     WHERE status IN ('PENDING', 'EXECUTING') AND deadline_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS device_operations_to_cancel ON device_operations (cancel_sent)
