@@ -45,6 +45,7 @@ class DeviceQuery:
     _predicate: Predicate = field(repr=False, compare=False)
     _ids: frozenset[str] | None = field(repr=False, compare=False)
     _all: bool = field(repr=False, compare=False)
+    _fields: frozenset[str] = field(repr=False, compare=False)
 
     def matches(self, device: Mapping[str, Any]) -> bool:
         return self._predicate(device)
@@ -62,11 +63,17 @@ class DeviceQuery:
         """
         return self._ids
 
+    @property
+    def fields(self) -> frozenset[str]:
+        """The top-level document fields (`tags`, `inventory`...) the query reads: the store decodes only those."""
+        return self._fields
+
 
 @dataclass(frozen=True, slots=True)
 class _Node:
     predicate: Predicate
     ids: frozenset[str] | None
+    fields: frozenset[str]
 
 
 def compile_query(source: Any) -> DeviceQuery:
@@ -83,9 +90,9 @@ def compile_query(source: Any) -> DeviceQuery:
             raise QueryError(f'{ROOT}.all: "all" must be the only key of the query, but it also has {others}')
         if source["all"] is not True:
             raise QueryError(f'{ROOT}.all: expected true, got {_show(source["all"])}; only {{"all": true}} is valid')
-        return DeviceQuery(source, _everything, None, True)
+        return DeviceQuery(source, _everything, None, True, frozenset())
     node = _query(source, ROOT, 1)
-    return DeviceQuery(source, node.predicate, node.ids, False)
+    return DeviceQuery(source, node.predicate, node.ids, False, node.fields)
 
 
 def _everything(device: Mapping[str, Any]) -> bool:
@@ -113,8 +120,8 @@ def _clause(key: str, value: Any, where: str, depth: int) -> _Node:
         nodes = [_query(sub, f"{here}[{index}]", depth + 1) for index, sub in enumerate(value)]
         return _and(nodes) if key == "$and" else _or(nodes)
     if key == "$not":
-        inner = _query(value, here, depth + 1).predicate
-        return _Node(lambda device: not inner(device), None)
+        inner = _query(value, here, depth + 1)
+        return _Node(lambda device: not inner.predicate(device), None, inner.fields)
     if key.startswith("$"):
         raise QueryError(f"{here}: {_unknown(key)}")
     return _field(key, value, where)
@@ -135,7 +142,7 @@ def _field(path: str, value: Any, where: str) -> _Node:
     else:
         tests = [_equals(value)]
         bounds = [_id_bound("$eq", value)] if path == "device_id" else []
-    return _Node(_on_field(_getter(path), tests), _intersect(bounds))
+    return _Node(_on_field(_getter(path), tests), _intersect(bounds), frozenset({path.split(".", 1)[0]}))
 
 
 def _operator(op: str, operand: Any, here: str) -> _Test:
@@ -201,14 +208,21 @@ def _on_field(get: Callable[[Mapping[str, Any]], Any], tests: list[_Test]) -> Pr
 
 
 def _and(nodes: list[_Node]) -> _Node:
-    return _Node(_all_of([node.predicate for node in nodes]), _intersect([node.ids for node in nodes]))
+    predicate = _all_of([node.predicate for node in nodes])
+    return _Node(predicate, _intersect([node.ids for node in nodes]), _fields_of(nodes))
 
 
 def _or(nodes: list[_Node]) -> _Node:
     bound: frozenset[str] | None = frozenset()
     for node in nodes:
         bound = None if bound is None or node.ids is None else bound | node.ids
-    return _Node(_any_of([node.predicate for node in nodes]), bound)
+    return _Node(
+        _any_of([node.predicate for node in nodes]), bound, frozenset().union(*(node.fields for node in nodes))
+    )
+
+
+def _fields_of(nodes: list[_Node]) -> frozenset[str]:
+    return frozenset().union(*(node.fields for node in nodes))
 
 
 def _all_of(checks: list[Callable[[_T], bool]]) -> Callable[[_T], bool]:

@@ -39,10 +39,8 @@ class Scheduler:
             self._store.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
         # A RESOLVING operation found after a crash has no targets yet: they are written atomically with RESOLVED.
         query = compile_query(operation.device_query)
-        candidates = self._store.iter_devices(query.device_ids())
-        zones = {
-            device.device_id: device.time_zone for device in candidates if query.matches(device.as_query_document())
-        }
+        candidates = self._store.query_documents(query.device_ids(), query.fields)
+        zones = {device_id: zone for device_id, zone, document in candidates if query.matches(document)}
         matched = list(zones)
         if not matched:
             self._store.transition(

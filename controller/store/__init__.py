@@ -4,7 +4,7 @@ import json
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -139,17 +139,27 @@ class Store:
         )
         return Page([_device(row) for row in rows], total)
 
-    def iter_devices(self, device_ids: Iterable[str] | None = None) -> Iterator[DeviceRecord]:
-        """Every device, or only the named ones; for resolving a device query."""
+    def query_documents(
+        self, device_ids: Iterable[str] | None, fields: Iterable[str]
+    ) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+        """(device id, time zone, document) of every device, or of the named ones, for matching a device query.
+
+        The document (docs/query-language.md) holds only `fields`: decoding every device's JSON
+        columns cost a fleet of 100,000 two seconds, and a query reads one or two of them.
+        """
+        wanted = [(name, QUERY_COLUMNS[name]) for name in sorted(set(fields) & set(QUERY_COLUMNS))]
+        columns = "".join(f", {column}" for _, (column, _) in wanted)
+        sql = f"SELECT device_id, time_zone{columns} FROM devices"
         if device_ids is None:
-            rows = self.conn.execute("SELECT * FROM devices ORDER BY device_id")
+            rows = self.conn.execute(f"{sql} ORDER BY device_id")
         else:
-            ids = sorted(device_ids)
+            ids = _json(sorted(device_ids))
             rows = self.conn.execute(
-                "SELECT * FROM devices WHERE device_id IN (SELECT value FROM json_each(?)) ORDER BY device_id",
-                (_json(ids),),
+                f"{sql} WHERE device_id IN (SELECT value FROM json_each(?)) ORDER BY device_id", (ids,)
             )
-        return (_device(row) for row in rows)
+        for row in rows:
+            document = {name: convert(row[index]) for index, (name, (_, convert)) in enumerate(wanted, start=2)}
+            yield row[0], row[1], document
 
     def platforms_and_capabilities(self, device_ids: Sequence[str]) -> dict[str, tuple[str, frozenset[str]]]:
         """(platform, capabilities) of the named devices that have announced themselves."""
@@ -394,6 +404,24 @@ class Store:
             dispatch_started_at=row["dispatch_started_at"],
             next_dispatch_at=self.commands.next_opening(row["id"]),
         )
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+QUERY_COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "device_id": ("device_id", _same),
+    "platform": ("platform", _same),
+    "online": ("online", bool),
+    "agent_version": ("agent_version", _same),
+    "time_zone": ("time_zone", _same),
+    "tags": ("tags", _load),
+    "groups": ("groups_", _load),
+    "capabilities": ("capabilities", _load),
+    "inventory": ("inventory", _load),
+}
+"""Each field of a device's query document, with its column and how a value is read from it."""
 
 
 def _device(row: sqlite3.Row) -> DeviceRecord:

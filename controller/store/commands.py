@@ -119,6 +119,7 @@ class CommandLedger:
                     now,
                 )
             )
+        failed = sum(1 for row in rows if row[4] == "failed")
         with self._store.transaction() as conn:
             conn.executemany(
                 """INSERT INTO device_operations (command_id, operation_id, device_id, status, dispatch_state,
@@ -126,6 +127,13 @@ class CommandLedger:
                        updated_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 rows,
+            )
+            conn.execute(
+                """INSERT INTO operation_counts (operation_id, resolved, waiting, dispatch_failed) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (operation_id) DO UPDATE SET resolved = resolved + excluded.resolved,
+                       waiting = waiting + excluded.waiting,
+                       dispatch_failed = dispatch_failed + excluded.dispatch_failed""",
+                (operation_id, len(rows), len(rows) - failed, failed),
             )
             message = f"{len(device_ids)} device(s) matched" + (f"; {note}" if note else "")
             self._store.transition_in(
@@ -205,7 +213,9 @@ class CommandLedger:
         """
         outcome = IngestOutcome()
         rows = self._rows({report.command_id for _, report in reports})
-        updates: list[tuple[Any, ...]] = []
+        updates: dict[str, list[Any]] = {}
+        """One row update per command, however many of its statuses the batch holds (PENDING and EXECUTING often
+        come together): the net effect, in the parameter order of the UPDATE below."""
         now = now_iso()
         for topic_device, report in reports:
             row = rows.get(report.command_id)
@@ -230,22 +240,23 @@ class CommandLedger:
             if delivered and deadline is None and not row.status.is_terminal:
                 deadline = delivery_deadline(row.delivery_timeout_s, row.window_end)
             row.waiting = row.waiting and not delivered
-            updates.append(
-                (
-                    row.status,
-                    at,
-                    at if report.status is DeviceStatus.EXECUTING else None,
-                    at if report.status.is_terminal else None,
-                    None if report.result is None else json.dumps(report.result, separators=(",", ":")),
-                    report.failure_reason,
-                    report.progress,
-                    None if deadline is None else deadline.at,
-                    None if deadline is None else deadline.reason,
-                    now,
-                    report.command_id,
-                    delivered,
-                )
-            )
+            change = [
+                row.status,
+                at,
+                at if report.status is DeviceStatus.EXECUTING else None,
+                at if report.status.is_terminal else None,
+                None if report.result is None else json.dumps(report.result, separators=(",", ":")),
+                report.failure_reason,
+                report.progress,
+                None if deadline is None else deadline.at,
+                None if deadline is None else deadline.reason,
+                now,
+                report.command_id,
+                delivered,
+            ]
+            earlier = updates.get(report.command_id)
+            updates[report.command_id] = change if earlier is None else _merged(earlier, change)
+            outcome.applied += 1
             outcome.operations.add(row.operation_id)
             if row.status.is_terminal and not row.cleared:
                 outcome.to_clear.append((row.device_id, report.command_id))
@@ -262,9 +273,8 @@ class CommandLedger:
                            progress = coalesce(?7, progress), deadline_at = coalesce(?8, deadline_at),
                            deadline_reason = coalesce(?9, deadline_reason), updated_at = ?10
                        WHERE command_id = ?11""",
-                    updates,
+                    list(updates.values()),
                 )
-        outcome.applied = len(updates)
         return outcome
 
     def _rows(self, command_ids: set[str]) -> dict[str, _Row]:
@@ -326,6 +336,19 @@ def delivery_deadline(delivery_timeout_s: int, window_end: str | None, issued_at
         to_iso((issued_at or datetime.now(UTC)) + timedelta(seconds=delivery_timeout_s)),
         f"timed out: not started within {delivery_timeout_s} s of dispatch (device offline?)",
     )
+
+
+_FIRST_WINS = (1, 2, 3)
+"""received_at, started_at, finished_at: the first moment stands, as `coalesce(column, ?)` keeps it in the row."""
+
+
+def _merged(earlier: list[Any], later: list[Any]) -> list[Any]:
+    """Two row updates of one command as one: the later status, the first moments, the latest of everything else."""
+    merged = [later[i] if later[i] is not None else earlier[i] for i in range(len(later))]
+    for index in _FIRST_WINS:
+        merged[index] = earlier[index] if earlier[index] is not None else later[index]
+    merged[11] = earlier[11] or later[11]
+    return merged
 
 
 def execution_deadline(timeout_s: int, window_end: str | None) -> Deadline:

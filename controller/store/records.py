@@ -113,20 +113,6 @@ class DeviceRecord:
     last_seen: str
     presence_changed_at: str | None
 
-    def as_query_document(self) -> dict[str, Any]:
-        """The document `operation_device_query` is matched against (see docs/query-language.md)."""
-        return {
-            "device_id": self.device_id,
-            "platform": self.platform,
-            "online": self.online,
-            "agent_version": self.agent_version,
-            "time_zone": self.time_zone,
-            "tags": self.tags,
-            "groups": self.groups,
-            "capabilities": self.capabilities,
-            "inventory": self.inventory,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyRecord:

@@ -94,7 +94,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
     content_type TEXT,
     uploaded_at TEXT
 );
-CREATE INDEX IF NOT EXISTS device_operations_by_status ON device_operations (operation_id, status, dispatch_state);
+DROP INDEX IF EXISTS device_operations_by_status;
+CREATE INDEX IF NOT EXISTS device_operations_by_operation_status ON device_operations (operation_id, status);
 CREATE TABLE IF NOT EXISTS operation_counts (
     operation_id TEXT PRIMARY KEY,
     resolved INTEGER NOT NULL DEFAULT 0,
@@ -146,12 +147,6 @@ def _change(*signed_rows: tuple[str, str]) -> str:
 
 _NAMES = ", ".join(_CONTRIBUTION)
 COUNT_TRIGGERS = f"""
-CREATE TRIGGER IF NOT EXISTS count_inserted_device AFTER INSERT ON device_operations BEGIN
-    INSERT INTO operation_counts (operation_id, resolved, {_NAMES})
-    VALUES (NEW.operation_id, 1, {", ".join(_rule(name, "NEW") for name in _CONTRIBUTION)})
-    ON CONFLICT (operation_id) DO UPDATE SET resolved = resolved + 1,
-        {", ".join(f"{name} = {name} + excluded.{name}" for name in _CONTRIBUTION)};
-END;
 CREATE TRIGGER IF NOT EXISTS count_updated_device AFTER UPDATE OF status, dispatch_state ON device_operations
 WHEN OLD.status IS NOT NEW.status OR OLD.dispatch_state IS NOT NEW.dispatch_state BEGIN
     UPDATE operation_counts SET {_change(("+", "NEW"), ("-", "OLD"))} WHERE operation_id = NEW.operation_id;
@@ -161,7 +156,12 @@ CREATE TRIGGER IF NOT EXISTS count_deleted_device AFTER DELETE ON device_operati
 END;
 """
 """An operation's device counts, kept by SQLite itself as rows change: every writer of device_operations keeps them
-right without knowing, and reading them costs one row instead of a scan of the operation's devices."""
+right without knowing, and reading them costs one row instead of a scan of the operation's devices. Rows are
+inserted in one place only, CommandLedger.resolve, which counts what it inserts itself: a trigger per inserted row
+doubled the cost of resolving 100,000 devices."""
+
+DROPPED_TRIGGERS = "DROP TRIGGER IF EXISTS count_inserted_device;"
+"""Triggers of earlier versions."""
 
 _SUMS = ", ".join(f"coalesce(sum({rule.replace('R.', '')}), 0)" for rule in _CONTRIBUTION.values())
 RECOUNT = f"""
@@ -181,7 +181,7 @@ def connect(path: str) -> sqlite3.Connection:
     _add_missing_columns(conn)
     counted = _has_table(conn, "operation_counts") or not _has_table(conn, "device_operations")
     conn.executescript(SCHEMA)
-    conn.executescript(f"BEGIN; {COUNT_TRIGGERS} {'' if counted else RECOUNT + ';'} COMMIT;")
+    conn.executescript(f"BEGIN; {DROPPED_TRIGGERS} {COUNT_TRIGGERS} {'' if counted else RECOUNT + ';'} COMMIT;")
     return conn
 
 

@@ -1,4 +1,4 @@
-"""The operation counts SQLite keeps with triggers always equal a recount of the device rows, whatever writes them."""
+"""Read paths of the store that replace scans: trigger-kept operation counts, and query documents of few fields."""
 
 import contextlib
 import random
@@ -12,7 +12,8 @@ from controller.errors import Conflict, NotFound
 from controller.store import Store
 from controller.store.devicecontrol import DeviceControlFilters
 from controller.store.records import OperationStats
-from shared.operations import DeviceStatus
+from shared.messages import Announcement, utc_now
+from shared.operations import DeviceStatus, Platform, PresenceState
 from tests.controller.test_control import FUTURE, PAST, commands, operation, report
 
 
@@ -98,8 +99,7 @@ def test_a_database_made_before_the_counts_gets_them_on_open(tmp_path: Path) -> 
     store.commands.mark_dispatched([(ids["a"], FUTURE)])
     store.commands.apply_statuses([("a", report(ids["a"], "a", DeviceStatus.SUCCESSFUL))])
     store.conn.executescript(
-        """DROP TRIGGER count_inserted_device; DROP TRIGGER count_updated_device; DROP TRIGGER count_deleted_device;
-           DROP TABLE operation_counts;"""
+        "DROP TRIGGER count_updated_device; DROP TRIGGER count_deleted_device; DROP TABLE operation_counts;"
     )
     store.close()
 
@@ -118,3 +118,32 @@ def test_deleted_device_rows_leave_the_counts(store: Store) -> None:
     store.conn.execute("DELETE FROM device_operations WHERE device_id = 'a'")
     assert store.stats(operation_id) == recount(store.conn)[operation_id]
     assert store.stats(operation_id).resolved_device_count == 1
+
+
+def test_query_documents_hold_only_the_fields_asked_for_in_their_json_types(store: Store) -> None:
+    store.record_announcement(
+        Announcement(
+            device_id="k1",
+            platform=Platform.LINUX,
+            agent_version="1.0",
+            tags=["kiosk"],
+            groups=["berlin"],
+            inventory={"os": {"name": "Debian"}},
+            time_zone="Europe/Berlin",
+            announced_at=utc_now(),
+        )
+    )
+    store.record_presence("k2", PresenceState.ONLINE)  # known only by its presence: no announcement yet
+
+    every = list(store.query_documents(None, ["tags", "online", "inventory", "groups", "no-such-field"]))
+    named = list(store.query_documents(["k2", "unknown"], ["device_id"]))
+
+    assert every == [
+        (
+            "k1",
+            "Europe/Berlin",
+            {"groups": ["berlin"], "inventory": {"os": {"name": "Debian"}}, "online": False, "tags": ["kiosk"]},
+        ),
+        ("k2", None, {"groups": [], "inventory": {}, "online": True, "tags": []}),
+    ]
+    assert named == [("k2", None, {"device_id": "k2"})]

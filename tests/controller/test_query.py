@@ -522,3 +522,18 @@ def doc_examples() -> list[str]:
 @pytest.mark.parametrize("example", doc_examples())
 def test_every_json_example_in_the_docs_compiles(example: str) -> None:
     compile_query(json.loads(example))
+
+
+@pytest.mark.parametrize(
+    ("source", "fields"),
+    [
+        ({"all": True}, set()),
+        ({"tags": "kiosk"}, {"tags"}),
+        ({"inventory.os.name": "Debian", "online": True}, {"inventory", "online"}),
+        ({"$or": [{"platform": "linux"}, {"groups": {"$in": ["a"]}}]}, {"platform", "groups"}),
+        ({"$not": {"capabilities": "LOCK"}, "device_id": {"$prefix": "k"}}, {"capabilities", "device_id"}),
+        ({"$and": [{"nothing.here": {"$exists": False}}]}, {"nothing"}),
+    ],
+)
+def test_a_query_names_the_fields_it_reads(source: dict[str, Any], fields: set[str]) -> None:
+    assert compile_query(source).fields == fields
