@@ -13,7 +13,7 @@ from controller.rollout import Rollout
 from controller.store import Store
 from controller.store.commands import Target, delivery_deadline
 from controller.store.records import OperationRecord
-from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, encode, utc_now
+from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, CommandBatch, utc_now
 from shared.operations import ActivityState, OperationState, OperationType, ScheduleType
 from shared.topics import Topics
 
@@ -104,6 +104,16 @@ class Dispatcher:
         issued_at = utc_now()
         delivery = delivery_deadline(operation.delivery_timeout_s, None, issued_at)
         uploads = self._uploads(operation.id, operation.operation_type, batch)
+        commands = CommandBatch(
+            Command(
+                command_id=batch[0].command_id,
+                operation_id=operation.id,
+                device_id=batch[0].device_id,
+                operation_type=operation.operation_type,
+                arguments=operation.arguments,
+                issued_at=issued_at,
+            )
+        )
         messages, deadlines = [], []
         for target in batch:
             # A WINDOW command waits on the device for its window and may do so until the window's end.
@@ -113,18 +123,14 @@ class Dispatcher:
                 if operation.schedule_type is not ScheduleType.WINDOW
                 else {**(operation.schedule_args or {}), "device_time_zone": target.window_zone}
             )
-            command = Command(
-                command_id=target.command_id,
-                operation_id=operation.id,
-                device_id=target.device_id,
-                operation_type=operation.operation_type,
-                arguments=operation.arguments,
-                issued_at=issued_at,
-                artifact_upload=uploads.get(target.command_id),
+            payload = commands.encode(
+                target.command_id,
+                target.device_id,
                 start_before=datetime.fromisoformat(deadline.at),
                 schedule=schedule,
+                artifact_upload=uploads.get(target.command_id),
             )
-            messages.append((self._topics.command(target.device_id, target.command_id), encode(command)))
+            messages.append((self._topics.command(target.device_id, target.command_id), payload))
             deadlines.append((target.command_id, deadline))
         await self._link.publish(messages, retain=True)
         stopped = self._store.commands.mark_dispatched(deadlines)

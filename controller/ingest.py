@@ -1,4 +1,4 @@
-"""Takes in what devices publish: statuses (batched into the store), announcements and presence."""
+"""Takes in what devices publish, statuses, announcements and presence, in batches stored a few statements each."""
 
 import asyncio
 import logging
@@ -9,6 +9,7 @@ from controller.dispatcher import Dispatcher
 from controller.fastmqtt.client import ConnectionLost
 from controller.fastmqtt.codec import Publish
 from controller.store import Store
+from controller.store.commands import IngestOutcome
 from shared.errors import TetherProtocolError
 from shared.messages import Announcement, Presence, StatusReport, decode
 from shared.operations import ActivityState
@@ -19,51 +20,64 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 2000
 
 
+Received = tuple[str, StatusReport | Announcement | Presence, Publish]
+"""(the topic's device id, the decoded payload, the message to acknowledge once it is stored)."""
+
+
 class Ingest:
     def __init__(self, store: Store, topics: Topics, dispatcher: Dispatcher, ack: Callable[[Publish], None]) -> None:
         self._store = store
         self._topics = topics
         self._dispatcher = dispatcher
         self._ack = ack
-        self._statuses: asyncio.Queue[tuple[str, StatusReport, Publish]] = asyncio.Queue()
+        self._received: asyncio.Queue[Received] = asyncio.Queue()
 
     def on_message(self, message: Publish) -> bool:
         """Parse one message; anything malformed or foreign is logged and skipped, never raised.
 
-        Returns False for a status, which is acknowledged only once it is stored; True for everything else.
+        Returns False for a message to store, which is acknowledged only once it is stored; True otherwise.
         """
         topic, payload = message.topic, message.payload
         if not payload:
             return True  # a cleared retained message
         try:
             parsed = self._topics.parse(topic)
+            decoded: StatusReport | Announcement | Presence
             if parsed.kind is TopicKind.STATUS:
-                report = decode(StatusReport, payload)
-                if report.command_id != parsed.command_id:
-                    raise TetherProtocolError(f"payload command_id {report.command_id!r} differs from the topic's")
-                self._statuses.put_nowait((parsed.device_id, report, message))
-                return False
+                decoded = decode(StatusReport, payload)
+                if decoded.command_id != parsed.command_id:
+                    raise TetherProtocolError(f"payload command_id {decoded.command_id!r} differs from the topic's")
             elif parsed.kind is TopicKind.ANNOUNCE:
-                announcement = decode(Announcement, payload)
-                _same_device(announcement.device_id, parsed.device_id)
-                self._store.record_announcement(announcement)
+                decoded = decode(Announcement, payload)
+                _same_device(decoded.device_id, parsed.device_id)
             elif parsed.kind is TopicKind.PRESENCE:
-                presence = decode(Presence, payload)
-                _same_device(presence.device_id, parsed.device_id)
-                self._store.record_presence(presence.device_id, presence.state)
+                decoded = decode(Presence, payload)
+                _same_device(decoded.device_id, parsed.device_id)
+            else:
+                raise TetherProtocolError(f"devices do not publish {parsed.kind} messages")
         except TetherProtocolError as err:
             log.warning("skipped a message on %s: %s", topic, err)
-        return True
+            return True
+        self._received.put_nowait((parsed.device_id, decoded, message))
+        return False
 
     async def run(self) -> None:
         while True:
-            batch = [await self._statuses.get()]
-            while len(batch) < MAX_BATCH and not self._statuses.empty():
-                batch.append(self._statuses.get_nowait())
+            batch = [await self._received.get()]
+            while len(batch) < MAX_BATCH and not self._received.empty():
+                batch.append(self._received.get_nowait())
             await self._apply(batch)
 
-    async def _apply(self, batch: list[tuple[str, StatusReport, Publish]]) -> None:
-        outcome = self._store.commands.apply_statuses([(device_id, report) for device_id, report, _ in batch])
+    async def _apply(self, batch: list[Received]) -> None:
+        """Store a batch in a few statements, each kind in one transaction; then acknowledge every message."""
+        statuses = [(device_id, item) for device_id, item, _ in batch if isinstance(item, StatusReport)]
+        announcements = [item for _, item, _ in batch if isinstance(item, Announcement)]
+        presences = [item for _, item, _ in batch if isinstance(item, Presence)]
+        if announcements:
+            self._store.record_announcements(announcements)
+        if presences:
+            self._store.record_presences([(p.device_id, p.state) for p in presences])
+        outcome = self._store.commands.apply_statuses(statuses) if statuses else IngestOutcome()
         for _, _, message in batch:
             self._ack(message)  # stored (or refused for good): the broker may forget it
         for command_id, reason in outcome.rejected:

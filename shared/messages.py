@@ -1,5 +1,6 @@
 """Pydantic models of every MQTT payload, and the one pair of functions that encode and decode them."""
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -83,6 +84,35 @@ class Command(_Message):
     start_before: AwareDatetime | None = None
     """The agent does not start the command after this moment (the operation's delivery deadline); it ends FAILED
     instead. Devices need a roughly synchronized clock (NTP) for this to be exact."""
+
+
+class CommandBatch:
+    """Encodes the commands of one operation, which differ only per device: the shared part is validated once, as a
+    Command, and each device's payload is then plain JSON (a model per command cost more than publishing it)."""
+
+    def __init__(self, prototype: Command) -> None:
+        self._shared = prototype.model_dump(mode="json", exclude_none=True, exclude=_PER_DEVICE)
+
+    def encode(
+        self,
+        command_id: str,
+        device_id: str,
+        *,
+        start_before: datetime | None = None,
+        schedule: dict[str, Any] | None = None,
+        artifact_upload: ArtifactUpload | None = None,
+    ) -> bytes:
+        body = {**self._shared, "command_id": command_id, "device_id": device_id}
+        if start_before is not None:
+            body["start_before"] = start_before.isoformat().replace("+00:00", "Z")
+        if schedule is not None:
+            body["schedule"] = schedule
+        if artifact_upload is not None:
+            body["artifact_upload"] = artifact_upload.model_dump(mode="json")
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+_PER_DEVICE = {"command_id", "device_id", "start_before", "schedule", "artifact_upload"}
 
 
 class CancelRequest(_Message):

@@ -91,39 +91,53 @@ class Store:
     # -- devices --------------------------------------------------------------------------------------------------
 
     def record_announcement(self, announcement: Announcement) -> None:
+        self.record_announcements([announcement])
+
+    def record_announcements(self, announcements: Sequence[Announcement]) -> None:
+        """Upsert devices from their announcements, in one transaction; a later one of a device wins."""
         now = now_iso()
-        self.conn.execute(
-            """INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
-                                    groups_, first_seen, last_seen)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (device_id) DO UPDATE SET platform = excluded.platform,
-                   agent_version = excluded.agent_version, time_zone = excluded.time_zone,
-                   inventory = excluded.inventory, capabilities = excluded.capabilities, tags = excluded.tags,
-                   groups_ = excluded.groups_, last_seen = excluded.last_seen""",
+        rows = [
             (
-                announcement.device_id,
-                announcement.platform,
-                announcement.agent_version,
-                announcement.time_zone,
-                _json(announcement.inventory),
-                _json([str(c) for c in announcement.capabilities]),
-                _json(announcement.tags),
-                _json(announcement.groups),
+                a.device_id,
+                a.platform,
+                a.agent_version,
+                a.time_zone,
+                _json(a.inventory),
+                _json([str(c) for c in a.capabilities]),
+                _json(a.tags),
+                _json(a.groups),
                 now,
                 now,
-            ),
-        )
+            )
+            for a in announcements
+        ]
+        with self.transaction() as conn:
+            conn.executemany(
+                """INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
+                                        groups_, first_seen, last_seen)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (device_id) DO UPDATE SET platform = excluded.platform,
+                       agent_version = excluded.agent_version, time_zone = excluded.time_zone,
+                       inventory = excluded.inventory, capabilities = excluded.capabilities, tags = excluded.tags,
+                       groups_ = excluded.groups_, last_seen = excluded.last_seen""",
+                rows,
+            )
 
     def record_presence(self, device_id: str, state: PresenceState) -> None:
+        self.record_presences([(device_id, state)])
+
+    def record_presences(self, presences: Sequence[tuple[str, PresenceState]]) -> None:
+        """(device id, state) pairs in order, in one transaction; a device heard of only this way is registered."""
         now = now_iso()
-        online = int(state is PresenceState.ONLINE)
-        self.conn.execute(
-            """INSERT INTO devices (device_id, online, first_seen, last_seen, presence_changed_at)
-               VALUES (?, ?, ?, ?, ?)
-               ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,
-                   presence_changed_at = excluded.presence_changed_at""",
-            (device_id, online, now, now, now),
-        )
+        rows = [(device_id, int(state is PresenceState.ONLINE), now, now, now) for device_id, state in presences]
+        with self.transaction() as conn:
+            conn.executemany(
+                """INSERT INTO devices (device_id, online, first_seen, last_seen, presence_changed_at)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,
+                       presence_changed_at = excluded.presence_changed_at""",
+                rows,
+            )
 
     def get_device(self, device_id: str) -> DeviceRecord:
         row = self.conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()

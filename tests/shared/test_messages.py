@@ -1,6 +1,8 @@
 """Wire models: what they accept, what they refuse, and that encode/decode round-trips."""
 
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -8,7 +10,9 @@ from shared.errors import PayloadError
 from shared.messages import (
     MAX_PAYLOAD_BYTES,
     Announcement,
+    ArtifactUpload,
     Command,
+    CommandBatch,
     Presence,
     StatusReport,
     decode,
@@ -101,3 +105,31 @@ def test_announcement_validates_time_zone_and_capabilities() -> None:
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     presence = decode(Presence, b'{"device_id":"d1","state":"online","future":1}')
     assert presence.state is PresenceState.ONLINE
+
+
+@pytest.mark.parametrize(
+    "per_device",
+    [
+        {},
+        {"start_before": datetime(2026, 12, 2, 10, 0, 0, 123000, tzinfo=UTC)},
+        {"schedule": {"start_datetime": "2026-12-01T02:00:00+05:30", "device_time_zone": "Asia/Tokyo"}},
+        {
+            "artifact_upload": ArtifactUpload(url="http://controller:8080/v0/x", token="t" * 20, max_bytes=10),
+            "start_before": datetime(2026, 12, 2, tzinfo=UTC),
+        },
+    ],
+)
+def test_a_command_batch_encodes_what_a_command_model_would(per_device: dict[str, Any]) -> None:
+    shared = {
+        "operation_id": "op-1",
+        "operation_type": OperationType.RUN_SHELL_SCRIPT,
+        "arguments": {"script": "uptime", "timeout_s": 60},
+        "issued_at": datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+    }
+    batch = CommandBatch(Command(command_id="first", device_id="d0", **shared))
+
+    payload = batch.encode("cmd-7", "kiosk-7", **per_device)
+
+    expected = Command(command_id="cmd-7", device_id="kiosk-7", **shared, **per_device)
+    assert decode(Command, payload) == expected
+    assert json.loads(payload) == json.loads(encode(expected))
