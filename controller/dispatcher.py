@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ from controller.fastmqtt.client import ConnectionLost
 from controller.mqtt_link import MqttLink
 from controller.rollout import Rollout
 from controller.store import Store
-from controller.store.commands import Target, delivery_deadline
+from controller.store.commands import Deadline, Target, delivery_deadline
 from controller.store.records import OperationRecord
 from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, CommandBatch, utc_now
 from shared.operations import ActivityState, OperationState, OperationType, ScheduleType
@@ -20,8 +21,20 @@ from shared.topics import Topics
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+BATCHES_IN_FLIGHT = 8
+"""Batches published ahead of their acknowledgement: waiting for each one's before the next capped dispatch at a
+few thousand commands a second, one broker round trip per batch."""
 SWEEP_INTERVAL_S = 5.0
 """How often work left over by a lost connection is retried even if nothing wakes the dispatcher."""
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A batch of commands handed to the broker and not yet acknowledged, so not yet recorded as dispatched."""
+
+    acknowledged: "asyncio.Future[None]"
+    targets: list[Target]
+    deadlines: list[tuple[str, Deadline]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,28 +92,38 @@ class Dispatcher:
             operation = self._store.get_operation(operation_id)
         rollout = Rollout.from_stored(operation.rollout)
         started_at = datetime.fromisoformat(operation.dispatch_started_at or now_iso())
-        published = 0
-        while True:
-            now = datetime.now(UTC)
-            already = operation.stats.dispatched_device_count + published
-            budget = rollout.dispatch_budget(started_at, now, already)
-            if budget == 0:
-                self._due_in(rollout.seconds_until_next(started_at, now, already))
-                break
-            batch = commands.due(operation_id, BATCH_SIZE if budget is None else min(budget, BATCH_SIZE))
-            if not batch:
-                break
-            batch = self._refuse_unsupported(operation.operation_type, batch)
-            if batch:
-                await self._publish_commands(operation, batch)
-                published += len(batch)
+        published, after = 0, 0
+        in_flight: deque[_InFlight] = deque()
+        try:
+            while True:
+                now = datetime.now(UTC)
+                already = operation.stats.dispatched_device_count + published
+                budget = rollout.dispatch_budget(started_at, now, already)
+                if budget == 0:
+                    self._due_in(rollout.seconds_until_next(started_at, now, already))
+                    break
+                batch = commands.due(operation_id, BATCH_SIZE if budget is None else min(budget, BATCH_SIZE), after)
+                if not batch:
+                    break
+                after = batch[-1].seq  # the batches in flight are still recorded as waiting
+                batch = self._refuse_unsupported(operation.operation_type, batch)
+                if batch:
+                    in_flight.append(await self._publish_commands(operation, batch))
+                    published += len(batch)
+                while in_flight and (len(in_flight) > BATCHES_IN_FLIGHT or in_flight[0].acknowledged.done()):
+                    await self._record(in_flight.popleft())
+            while in_flight:
+                await self._record(in_flight.popleft())
+        finally:
+            for batch_in_flight in in_flight:  # the connection went: those stay waiting and go out again later
+                _forget(batch_in_flight.acknowledged)
         if published and not self._store.has_activity(operation_id, ActivityState.DISPATCHED):
             self._store.add_activity(operation_id, ActivityState.DISPATCHED, f"{published} command(s) published")
             log.info("operation %s: %d command(s) published", operation_id, published)
         self._wait_for_window(operation_id)
         finish_if_done(self._store, operation_id)
 
-    async def _publish_commands(self, operation: OperationRecord, batch: list[Target]) -> None:
+    async def _publish_commands(self, operation: OperationRecord, batch: list[Target]) -> "_InFlight":
         issued_at = utc_now()
         delivery = delivery_deadline(operation.delivery_timeout_s, None, issued_at)
         uploads = self._uploads(operation.id, operation.operation_type, batch)
@@ -132,11 +155,15 @@ class Dispatcher:
             )
             messages.append((self._topics.command(target.device_id, target.command_id), payload))
             deadlines.append((target.command_id, deadline))
-        await self._link.publish(messages, retain=True)
-        stopped = self._store.commands.mark_dispatched(deadlines)
+        return _InFlight(await self._link.publish_batch(messages, retain=True), batch, deadlines)
+
+    async def _record(self, batch: "_InFlight") -> None:
+        """Once the broker has a batch of commands, record them dispatched, each with its deadline."""
+        await self._link.acknowledged(batch.acknowledged, len(batch.targets))
+        stopped = self._store.commands.mark_dispatched(batch.deadlines)
         if stopped:
             # Cancelled or aborted while in flight to the broker: take the commands back before a device runs them.
-            await self.clear([(t.device_id, t.command_id) for t in batch if t.command_id in stopped])
+            await self.clear([(t.device_id, t.command_id) for t in batch.targets if t.command_id in stopped])
 
     def _wait_for_window(self, operation_id: str) -> None:
         opening = self._store.commands.next_opening(operation_id)
@@ -181,3 +208,12 @@ class Dispatcher:
         """Remove finished commands' retained messages so a reconnecting agent never sees them again."""
         await self._link.publish([(self._topics.command(d, c), b"") for d, c in finished], retain=True)
         self._store.commands.mark_cleared([command_id for _, command_id in finished])
+
+
+def _forget(future: "asyncio.Future[None]") -> None:
+    """Drop a future nobody will await, without asyncio logging its exception as never retrieved."""
+    if future.done():
+        if not future.cancelled():
+            future.exception()
+    else:
+        future.cancel()

@@ -110,11 +110,20 @@ class MqttLink:
 
     async def publish(self, messages: Sequence[tuple[str, bytes]], *, retain: bool) -> None:
         """Publish QoS 1 messages pipelined and return once the broker acknowledged all of them."""
+        await self.acknowledged(await self.publish_batch(messages, retain=retain), len(messages))
+
+    async def publish_batch(self, messages: Sequence[tuple[str, bytes]], *, retain: bool) -> "asyncio.Future[None]":
+        """Queue QoS 1 messages; the future resolves once the broker acknowledged them all (see `acknowledged`)."""
         client = self._client
         if client is None:
             raise ConnectionLost("not connected")
+        return await client.publish_batch(messages, retain=retain)
+
+    @staticmethod
+    async def acknowledged(batch: "asyncio.Future[None]", size: int) -> None:
+        """Wait for a batch's acknowledgement; ConnectionLost if the connection goes or the broker takes too long."""
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S + len(messages) / 1000):
-                await client.publish_many(messages, retain=retain)
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S + size / 1000):
+                await batch
         except TimeoutError as err:
-            raise ConnectionLost(f"the broker did not acknowledge {len(messages)} publish(es) in time") from err
+            raise ConnectionLost(f"the broker did not acknowledge {size} publish(es) in time") from err

@@ -11,6 +11,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -40,6 +41,12 @@ DEFAULT_MAX_INFLIGHT = 20_000
 MAX_INFLIGHT = 60_000
 """Below the 65,535 packet ids, so that a free one is always found quickly."""
 T = TypeVar("T")
+
+
+@dataclass(eq=False, slots=True)
+class _Batch:
+    done: "asyncio.Future[None]"
+    remaining: int = 0
 
 
 class ConnectionLost(Exception):
@@ -93,11 +100,14 @@ class FastClient:
         self._writable = asyncio.Event()
         self._writable.set()
         self._packet_ids = itertools.cycle(range(1, 65536))
-        self._unacked: set[int] = set()
-        self._backlog: deque[tuple[str, bytes, bool]] = deque()
+        self._unacked: dict[int, _Batch | None] = {}
+        """Packet id of each QoS 1 publish in flight -> the batch it belongs to, if any."""
+        self._backlog: deque[tuple[str, bytes, bool, _Batch | None]] = deque()
         """QoS 1 publishes waiting for room in the in-flight window."""
         self._room = asyncio.Event()
         self._room.set()
+        self._batches: set[_Batch] = set()
+        """Batches with publishes in flight or queued, failed if the connection goes."""
         self._all_acked = asyncio.Event()
         self._all_acked.set()
         self._subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
@@ -186,19 +196,14 @@ class FastClient:
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Publish; for QoS 1, wait only while a whole window of publishes is queued behind the in-flight ones."""
-        if not self._writable.is_set():
-            await self._wait(self._writable)
         if qos == 0:
-            if self.closed.done():
-                raise self.closed.result()
+            await self._make_room()
             self._send(encode_publish(topic, payload, retain=retain))
             return
-        while len(self._backlog) >= self._max_inflight:
-            self._room.clear()
-            await self._wait(self._room)
+        await self._make_room()
         self.publish_soon(topic, payload, retain=retain)
 
-    def publish_soon(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def publish_soon(self, topic: str, payload: bytes, *, retain: bool = False, batch: "_Batch | None" = None) -> None:
         """Queue a QoS 1 publish without waiting: it goes out as soon as the in-flight window has room.
 
         For callbacks that must not block; `flush()` waits until everything queued is acknowledged.
@@ -207,20 +212,43 @@ class FastClient:
             raise self.closed.result()
         self._all_acked.clear()
         if self._backlog or len(self._unacked) >= self._max_inflight:
-            self._backlog.append((topic, payload, retain))
+            self._backlog.append((topic, payload, retain, batch))
         else:
-            self._send_qos1(topic, payload, retain)
+            self._send_qos1(topic, payload, retain, batch)
 
-    def _send_qos1(self, topic: str, payload: bytes, retain: bool) -> None:
-        packet_id = self._free_packet_id()
-        self._unacked.add(packet_id)
-        self._send(encode_publish(topic, payload, qos=1, retain=retain, packet_id=packet_id))
+    async def publish_batch(
+        self, messages: Iterable[tuple[str, bytes]], *, retain: bool = False
+    ) -> "asyncio.Future[None]":
+        """Queue QoS 1 messages and return a future that resolves once the broker has acknowledged all of them
+        (or fails with ConnectionLost), so that a caller can keep several batches in flight."""
+        batch = _Batch(asyncio.get_running_loop().create_future())
+        for topic, payload in messages:
+            await self._make_room()
+            batch.remaining += 1
+            self.publish_soon(topic, payload, retain=retain, batch=batch)
+        if not batch.remaining:
+            batch.done.set_result(None)
+        else:
+            self._batches.add(batch)
+        return batch.done
 
     async def publish_many(self, messages: Iterable[tuple[str, bytes]], *, retain: bool = False) -> None:
         """Publish QoS 1 messages pipelined and return once the broker has acknowledged every one."""
-        for topic, payload in messages:
-            await self.publish(topic, payload, qos=1, retain=retain)
-        await self.flush()
+        await (await self.publish_batch(messages, retain=retain))
+
+    async def _make_room(self) -> None:
+        if self.closed.done():
+            raise self.closed.result()
+        if not self._writable.is_set():
+            await self._wait(self._writable)
+        while len(self._backlog) >= self._max_inflight:
+            self._room.clear()
+            await self._wait(self._room)
+
+    def _send_qos1(self, topic: str, payload: bytes, retain: bool, batch: "_Batch | None") -> None:
+        packet_id = self._free_packet_id()
+        self._unacked[packet_id] = batch
+        self._send(encode_publish(topic, payload, qos=1, retain=retain, packet_id=packet_id))
 
     async def flush(self) -> None:
         """Wait until every QoS 1 publish queued so far is acknowledged."""
@@ -292,7 +320,12 @@ class FastClient:
                 if future is not None and not future.done():
                     future.set_result(packet.return_codes)
             elif packet.packet_id in self._unacked:
-                self._unacked.discard(packet.packet_id)
+                batch = self._unacked.pop(packet.packet_id)
+                if batch is not None:
+                    batch.remaining -= 1
+                    if not batch.remaining:
+                        self._batches.discard(batch)
+                        batch.done.set_result(None)
                 backlog = self._backlog
                 while backlog and len(self._unacked) < self._max_inflight:
                     self._send_qos1(*backlog.popleft())
@@ -306,6 +339,10 @@ class FastClient:
     def _lost(self, why: ConnectionLost) -> None:
         if not self.closed.done():
             self.closed.set_result(why)
+        for batch in self._batches:
+            if not batch.done.done():
+                batch.done.set_exception(why)
+        self._batches.clear()
         if self._transport is not None:
             self._transport.abort()
         if self._pinger is not None:

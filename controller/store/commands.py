@@ -58,6 +58,8 @@ class Target:
     command_id: str
     window_end: str | None
     window_zone: str | None
+    seq: int = 0
+    """Its place in the dispatch order."""
 
 
 @dataclass(slots=True)
@@ -149,15 +151,16 @@ class CommandLedger:
         )
         return [(row[0], row[1]) for row in rows]
 
-    def due(self, operation_id: str, limit: int) -> list[Target]:
-        """Commands not yet handed to the broker whose window (if any) has opened."""
+    def due(self, operation_id: str, limit: int, after: int = 0) -> list[Target]:
+        """Commands not yet handed to the broker whose window (if any) has opened, in order, from `after` on."""
         rows = self._conn.execute(
-            """SELECT device_id, command_id, window_end, window_zone FROM device_operations
+            """SELECT device_id, command_id, window_end, window_zone, seq FROM device_operations
                WHERE operation_id = ? AND dispatch_state = 'waiting' AND (not_before IS NULL OR not_before <= ?)
+                   AND seq > ?
                ORDER BY seq LIMIT ?""",
-            (operation_id, now_iso(), limit),
+            (operation_id, now_iso(), after, limit),
         )
-        return [Target(row[0], row[1], row[2], row[3]) for row in rows]
+        return [Target(row[0], row[1], row[2], row[3], row[4]) for row in rows]
 
     def next_opening(self, operation_id: str) -> str | None:
         """The earliest window opening among the commands still waiting, if any waits for one."""
