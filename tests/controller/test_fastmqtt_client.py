@@ -145,3 +145,28 @@ def test_a_closed_port_and_a_lost_connection_raise_connection_lost(broker_url: s
             await client.publish("x", b"y")
 
     run(test)
+
+
+def test_batches_in_flight_resolve_as_the_broker_acknowledges_them_or_fail_with_the_connection(broker_url: str) -> None:
+    async def test() -> None:
+        host, port = address(broker_url)
+        inbox = Inbox()
+        async with (
+            await FastClient.connect(host, port, "reader", on_message=inbox) as reader,
+            await FastClient.connect(host, port, "writer", max_inflight=100) as writer,
+        ):
+            await reader.subscribe(["batch/#"])
+            batches = [
+                await writer.publish_batch([(f"batch/{b}", f"{n}".encode()) for n in range(300)]) for b in range(4)
+            ]
+            await asyncio.gather(*batches)
+            assert len(await inbox.until(1200)) == 1200
+            assert (await writer.publish_batch([])).done()
+
+        doomed = await FastClient.connect(host, port, "doomed", max_inflight=10)
+        pending = await doomed.publish_batch([("batch/x", b"1")] * 5)
+        doomed.abort()
+        with pytest.raises(ConnectionLost):
+            await pending
+
+    run(test)
