@@ -8,23 +8,10 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from controller.broker import ListenAddress, MosquittoBroker
+from bench.fleet import broker
 from tests.e2e.harness import Agent, Controller
-from tests.fixtures_brokers import broker_in_thread, free_port
-
-
-@contextmanager
-def broker(kind: str, work: Path) -> Iterator[str | None]:
-    """None: the controller's embedded amqtt; otherwise a private Mosquitto's URL."""
-    if kind == "amqtt":
-        yield None
-        return
-    with broker_in_thread(lambda: MosquittoBroker(ListenAddress("127.0.0.1", free_port()), work / "mosquitto")) as url:
-        yield url
 
 
 def measure(count: int, kind: str) -> list[float]:
