@@ -1,5 +1,8 @@
 """API keys on every endpoint; `admin` keys may create, `read` keys may only read.
 
+Both dependencies are coroutines: FastAPI runs a plain function dependency in a worker thread, which would use the
+store's connection from another thread and, with every request, grow the process by another malloc arena.
+
 A key is sent as `Authorization: Bearer <key>`, or, for Cumulocity clients, as HTTP Basic with the key's name as the
 user and the key as the password. `admin` keys hold ROLE_DEVICE_CONTROL_ADMIN, `read` keys ROLE_DEVICE_CONTROL_READ.
 """
@@ -21,7 +24,7 @@ bearer = HTTPBearer(auto_error=False, description="An API key made with `tether 
 basic = HTTPBasic(auto_error=False, description="The key's name as the user, the key as the password.")
 
 
-def authenticated(
+async def authenticated(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     basic_credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)],
@@ -39,7 +42,7 @@ def authenticated(
     return key
 
 
-def admin(key: Annotated[ApiKeyRecord, Depends(authenticated)]) -> ApiKeyRecord:
+async def admin(key: Annotated[ApiKeyRecord, Depends(authenticated)]) -> ApiKeyRecord:
     if key.role != Role.ADMIN:
         raise Forbidden(f"API key {key.name!r} has role {key.role!r}; this needs an admin key")
     return key

@@ -5,6 +5,7 @@ one operation with `bulkOperationId` naming the /v0 operation.
 """
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -156,32 +157,40 @@ def _moment(value: str | None, name: str) -> str | None:
     return to_iso(moment)
 
 
+@dataclass(frozen=True, slots=True)
 class CollectionQuery:
-    """The filters GET and DELETE of the collection share, under the seed's parameter names."""
+    """The filters GET and DELETE of the collection share."""
 
-    def __init__(
-        self,
-        device_id: Annotated[str | None, Query(alias="deviceId", min_length=1)] = None,
-        agent_id: Annotated[str | None, Query(alias="agentId", min_length=1)] = None,
-        status: DeviceStatus | None = None,
-        fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
-        date_from: Annotated[str | None, Query(alias="dateFrom", json_schema_extra=DATE_TIME)] = None,
-        date_to: Annotated[str | None, Query(alias="dateTo", json_schema_extra=DATE_TIME)] = None,
-        bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
-    ) -> None:
-        # Each Tether device runs its own agent, so agentId names a device too; both given must agree.
-        self.contradictory = device_id is not None and agent_id is not None and device_id != agent_id
-        self.filters = DeviceControlFilters(
+    filters: DeviceControlFilters
+    contradictory: bool
+    """deviceId and agentId name different devices: nothing matches."""
+
+
+async def collection_query(
+    device_id: Annotated[str | None, Query(alias="deviceId", min_length=1)] = None,
+    agent_id: Annotated[str | None, Query(alias="agentId", min_length=1)] = None,
+    status: DeviceStatus | None = None,
+    fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
+    date_from: Annotated[str | None, Query(alias="dateFrom", json_schema_extra=DATE_TIME)] = None,
+    date_to: Annotated[str | None, Query(alias="dateTo", json_schema_extra=DATE_TIME)] = None,
+    bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
+) -> CollectionQuery:
+    """The seed's parameter names; a coroutine, so that FastAPI does not run it in a worker thread."""
+    # Each Tether device runs its own agent, so agentId names a device too; both given must agree.
+    return CollectionQuery(
+        DeviceControlFilters(
             device_id=device_id if device_id is not None else agent_id,
             status=status,
             fragment_type=fragment_type,
             date_from=_moment(date_from, "dateFrom"),
             date_to=_moment(date_to, "dateTo"),
             bulk_operation_id=bulk_operation_id,
-        )
+        ),
+        contradictory=device_id is not None and agent_id is not None and device_id != agent_id,
+    )
 
 
-Filters = Annotated[CollectionQuery, Depends()]
+Filters = Annotated[CollectionQuery, Depends(collection_query)]
 
 
 @router.get(
