@@ -209,6 +209,21 @@ class Dispatcher:
         await self._link.publish([(self._topics.command(d, c), b"") for d, c in finished], retain=True)
         self._store.commands.mark_cleared([command_id for _, command_id in finished])
 
+    async def clear_soon(self, finished: list[tuple[str, str]]) -> None:
+        """`clear` without waiting for the broker: recorded once it acknowledges, left to the sweep if it never does.
+
+        Ingest clears what each batch finished; waiting for the acknowledgement held every next batch up by a round
+        trip to the broker.
+        """
+        messages = [(self._topics.command(d, c), b"") for d, c in finished]
+        acknowledged = await self._link.publish_batch(messages, retain=True)
+        command_ids = [command_id for _, command_id in finished]
+        acknowledged.add_done_callback(lambda done: self._cleared(done, command_ids))
+
+    def _cleared(self, acknowledged: "asyncio.Future[None]", command_ids: list[str]) -> None:
+        if not acknowledged.cancelled() and acknowledged.exception() is None:
+            self._store.commands.mark_cleared(command_ids)
+
 
 def _forget(future: "asyncio.Future[None]") -> None:
     """Drop a future nobody will await, without asyncio logging its exception as never retrieved."""

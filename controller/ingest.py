@@ -89,7 +89,7 @@ class Ingest:
                 log.info("operation %s completed", operation_id)
         if outcome.to_clear:
             try:
-                await self._dispatcher.clear(outcome.to_clear)
+                await self._dispatcher.clear_soon(outcome.to_clear)
             except ConnectionLost as err:
                 # The dispatcher's sweep clears whatever is left once the connection is back.
                 log.warning("could not clear %d retained command(s) yet: %s", len(outcome.to_clear), err)
