@@ -3,11 +3,14 @@
 The store's activity log is the source of the activity events (every entry, in order, with the state it led to),
 and the device counts of unfinished operations are compared with what was last sent for the stats events. Reading
 rather than hooking every write keeps the writers unaware of events, and caps the rate: one query per tick, and
-only when the database changed.
+only when the database changed. The hub runs on the main loop; SSE streams subscribe from the REST API's thread and
+get their events through their own loop.
 """
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -29,6 +32,23 @@ ACTIVITY_BATCH = 1000
 UNFINISHED = (OperationState.CREATED, OperationState.RESOLVING, OperationState.RESOLVED, OperationState.DISPATCHING)
 
 Publish = Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]]
+
+
+Stream = tuple["asyncio.Queue[OperationEvent | None]", asyncio.AbstractEventLoop]
+"""A subscriber's queue and the loop it reads it on."""
+
+
+def snapshot(store: Store, operation_id: str) -> OperationEvent:
+    """The operation as it stands, read through the caller's store; NotFound for an unknown id."""
+    operation = store.get_operation(operation_id)
+    latest = operation.activity[-1] if operation.activity else None
+    return _event(operation_id, OperationEventKind.SNAPSHOT, operation.state, operation.reason, operation.stats, latest)
+
+
+def _deliver(stream: Stream, item: OperationEvent | None) -> None:
+    queue, loop = stream
+    with contextlib.suppress(RuntimeError):  # that loop is closed: its stream has ended
+        loop.call_soon_threadsafe(queue.put_nowait, item)
 
 
 def _event(
@@ -61,38 +81,40 @@ class OperationEvents:
         self._store = store
         self._topics = topics
         self._publish = publish
-        self._streams: dict[str, set[asyncio.Queue[OperationEvent | None]]] = {}
+        self._streams: dict[str, set[Stream]] = {}
+        self._streams_lock = threading.Lock()
         self._activity_seq = store.last_activity_seq()
         """Events start from now: history is in the REST API."""
-        self._changes = -1
+        self._changes = (-1, -1)
         self._sent: dict[str, OperationStats] = {}
         """The counts last sent for each unfinished operation."""
 
-    def subscribe(self, operation_id: str) -> asyncio.Queue[OperationEvent | None]:
-        """A queue of the operation's events from now on; None in it means the controller is stopping."""
+    def subscribe(self, operation_id: str) -> "asyncio.Queue[OperationEvent | None]":
+        """A queue of the operation's events from now on, for the running loop; None in it means the controller is
+        stopping."""
         queue: asyncio.Queue[OperationEvent | None] = asyncio.Queue()
-        self._streams.setdefault(operation_id, set()).add(queue)
+        with self._streams_lock:
+            self._streams.setdefault(operation_id, set()).add((queue, asyncio.get_running_loop()))
         return queue
 
-    def unsubscribe(self, operation_id: str, queue: asyncio.Queue[OperationEvent | None]) -> None:
-        queues = self._streams.get(operation_id, set())
-        queues.discard(queue)
-        if not queues:
-            self._streams.pop(operation_id, None)
-
-    def snapshot(self, operation_id: str) -> OperationEvent:
-        """The operation as it stands; NotFound for an unknown id."""
-        operation = self._store.get_operation(operation_id)
-        latest = operation.activity[-1] if operation.activity else None
-        return _event(
-            operation_id, OperationEventKind.SNAPSHOT, operation.state, operation.reason, operation.stats, latest
-        )
+    def unsubscribe(self, operation_id: str, queue: "asyncio.Queue[OperationEvent | None]") -> None:
+        with self._streams_lock:
+            streams = self._streams.get(operation_id, set())
+            streams -= {stream for stream in streams if stream[0] is queue}
+            if not streams:
+                self._streams.pop(operation_id, None)
 
     def close(self) -> None:
         """End every stream, so that open SSE responses finish and the HTTP server can stop."""
-        for queues in self._streams.values():
-            for queue in queues:
-                queue.put_nowait(None)
+        for stream in self._subscribers(None):
+            _deliver(stream, None)
+
+    def _subscribers(self, operation_id: str | None) -> list[Stream]:
+        """The streams of one operation, or of every operation for None."""
+        with self._streams_lock:
+            if operation_id is None:
+                return [stream for streams in self._streams.values() for stream in streams]
+            return list(self._streams.get(operation_id, ()))
 
     async def run(self) -> None:
         pause = TICK_S
@@ -104,14 +126,16 @@ class OperationEvents:
             pause = max(TICK_S, (time.perf_counter() - started) * MAX_BUSY_RATIO)
 
     async def tick(self) -> list[OperationEvent]:
-        changes = self._store.conn.total_changes
+        # total_changes counts this connection's writes, data_version moves with other connections' (the API's).
+        version = self._store.conn.execute("PRAGMA data_version").fetchone()[0]
+        changes = (self._store.conn.total_changes, version)
         if changes == self._changes:
             return []
         self._changes = changes
         events = self.collect()
         for event in events:
-            for queue in self._streams.get(event.operation_id, ()):
-                queue.put_nowait(event)
+            for stream in self._subscribers(event.operation_id):
+                _deliver(stream, event)
         await self._send(events)
         return events
 

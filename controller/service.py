@@ -15,6 +15,7 @@ import uvicorn
 
 from controller.api.app import create_app
 from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, ApiServices
+from controller.api_thread import on_main_loop, serve_in_thread
 from controller.broker import ListenAddress, make_broker
 from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError
@@ -87,6 +88,7 @@ async def serve(settings: ServeSettings) -> None:
     http_socket = bind_http(settings.http_listen)
     topics = Topics(settings.topic_prefix)
     store = Store(settings.db_path)
+    api_store = Store(settings.db_path)  # the REST API's own connection, used on its thread only
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -100,22 +102,25 @@ async def serve(settings: ServeSettings) -> None:
                 await stack.enter_async_context(broker)
                 broker_url = BrokerUrl.parse(broker.url)
                 log.info("embedded %s broker listening on %s", settings.embedded_broker, broker.url)
-            await _run(settings, store, topics, broker_url, http_socket, stop)
+            await _run(settings, (store, api_store), topics, broker_url, http_socket, stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         http_socket.close()
+        api_store.close()
         store.close()
 
 
 async def _run(
     settings: ServeSettings,
-    store: Store,
+    stores: tuple[Store, Store],
     topics: Topics,
     broker_url: BrokerUrl,
     http_socket: socket.socket,
     stop: asyncio.Event,
 ) -> None:
+    """Everything but the REST API runs on this loop with the first store; the API on its thread with the second."""
+    store, api_store = stores
     ingest: Ingest
     link = MqttLink(
         broker_url,
@@ -132,11 +137,12 @@ async def _run(
     scheduler.recover()
     supervisor = Supervisor(store, link, topics, dispatcher)
     events = OperationEvents(store, topics, lambda messages: link.publish(messages, retain=False))
+    loop = asyncio.get_running_loop()
     app = create_app(
         ApiServices(
-            store=store,
-            scheduler=scheduler,
-            wake_supervisor=supervisor.wake,
+            store=api_store,
+            scheduler=Scheduler(api_store, on_main_loop(loop, dispatcher.wake)),
+            wake_supervisor=on_main_loop(loop, supervisor.wake),
             artifact_dir=settings.db_path.parent / "artifacts",
             events=events,
             max_artifact_bytes=settings.max_artifact_bytes,
@@ -151,7 +157,7 @@ async def _run(
         async with asyncio.TaskGroup() as group:
             for job in (link.run(), dispatcher.run(), ingest.run(), supervisor.run(), events.run()):
                 group.create_task(job)
-            web = group.create_task(server.serve(sockets=[http_socket]))
+            web = group.create_task(serve_in_thread(server, http_socket))
             await stop.wait()
             log.info("stopping")
             events.close()

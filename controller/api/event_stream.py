@@ -9,7 +9,8 @@ from fastapi.responses import StreamingResponse
 from controller.api.auth import Reader
 from controller.api.contract import errors
 from controller.api.deps import services
-from controller.events import OperationEvents
+from controller.events import OperationEvents, snapshot
+from controller.store import Store
 from shared.events import OperationEvent
 
 router = APIRouter(prefix="/v0")
@@ -31,21 +32,21 @@ DESCRIPTION = (
 )
 async def stream_operation_events(operation_id: str, request: Request, _: Reader) -> StreamingResponse:
     """Server-sent events: a `snapshot`, then `activity` and `stats` events until the operation ends."""
-    events = services(request).events
-    events.snapshot(operation_id)  # 404 for an unknown operation, before the stream starts
+    found = services(request)
+    snapshot(found.store, operation_id)  # 404 for an unknown operation, before the stream starts
     return StreamingResponse(
-        _event_stream(events, operation_id),
+        _event_stream(found.events, found.store, operation_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _event_stream(events: OperationEvents, operation_id: str) -> AsyncIterator[str]:
+async def _event_stream(events: OperationEvents, store: Store, operation_id: str) -> AsyncIterator[str]:
     # Subscribed here rather than in the route, so that a stream that never starts leaves no subscription behind;
     # the snapshot is taken right after, with no await between, so that no event falls between the two.
     queue = events.subscribe(operation_id)
     try:
-        first = events.snapshot(operation_id)
+        first = snapshot(store, operation_id)
         yield _frame(first)
         if first.ended:
             return
@@ -68,6 +69,12 @@ async def _event_stream(events: OperationEvents, operation_id: str) -> AsyncIter
 
 
 def _older(event: OperationEvent, snapshot: OperationEvent) -> bool:
+    """An event the snapshot already shows: read off the store before it, or for an activity entry it includes.
+
+    The hub runs on another thread, so it may have read an event just before the snapshot and delivered it after.
+    """
+    if event.at < snapshot.at:
+        return True
     return event.activity is not None and snapshot.activity is not None and event.activity.seq <= snapshot.activity.seq
 
 

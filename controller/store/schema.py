@@ -176,7 +176,8 @@ def connect(path: str) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=5000")
+    # Two connections write (the main loop's and the REST API's): one waits while the other resolves a large fleet.
+    conn.execute("PRAGMA busy_timeout=60000")
     conn.execute("PRAGMA foreign_keys=ON")
     _add_missing_columns(conn)
     counted = _has_table(conn, "operation_counts") or not _has_table(conn, "device_operations")

@@ -1,6 +1,7 @@
 """Operation events read off a real SQLite store: every activity entry once and in order, counts only on change."""
 
 import asyncio
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 from controller.completion import finish_if_done
 from controller.errors import NotFound
-from controller.events import OperationEvents
+from controller.events import OperationEvents, snapshot
 from controller.store import Store
 from shared.events import OperationEvent, OperationEventKind
 from shared.operations import DeviceStatus, OperationState, PresenceState
@@ -89,31 +90,73 @@ def test_events_start_from_now_and_the_snapshot_shows_the_operation_as_it_stands
     events = OperationEvents(store, Topics(), publish=None)
     assert [e.operation_id for e in tick(events) if e.event is OperationEventKind.ACTIVITY] == []
 
-    snapshot = events.snapshot(old)
-    assert (snapshot.event, snapshot.state, snapshot.devices.waiting) == ("snapshot", "DISPATCHING", 1)
-    assert snapshot.activity is not None
-    assert snapshot.activity.operation_state == "DISPATCHING"
+    now = snapshot(store, old)
+    assert (now.event, now.state, now.devices.waiting) == ("snapshot", "DISPATCHING", 1)
+    assert now.activity is not None
+    assert now.activity.operation_state == "DISPATCHING"
     with pytest.raises(NotFound):
-        events.snapshot("no-such-operation")
+        snapshot(store, "no-such-operation")
 
 
 def test_events_go_to_the_operations_streams_and_topic(store: Store) -> None:
     published = Published()
     events = OperationEvents(store, Topics("site/a"), publish=published)
     first = operation(store, ["a"])
-    watching, other = events.subscribe(first), events.subscribe("another")
 
+    async def scenario() -> None:
+        watching, other = events.subscribe(first), events.subscribe("another")
+
+        sent = await events.tick()
+        await asyncio.sleep(0)  # delivered through the subscriber's loop
+
+        assert [watching.get_nowait() for _ in range(watching.qsize())] == sent
+        assert other.empty()
+        assert [topic for topic, _ in published.messages] == [f"site/a/operations/{first}/events"] * len(sent)
+        assert [OperationEvent.model_validate_json(payload) for _, payload in published.messages] == sent
+
+        events.unsubscribe(first, watching)
+        store.transition(first, OperationState.FAILED, activity="FAILURE", reason="stopped")
+        await events.tick()
+        await asyncio.sleep(0)
+        assert watching.empty()
+
+        events.close()
+        await asyncio.sleep(0)
+        assert other.get_nowait() is None
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_on_another_threads_loop_gets_its_events_there(store: Store) -> None:
+    events = OperationEvents(store, Topics(), publish=None)
+    first = operation(store, ["a"])
+    subscribed = threading.Event()
+    received: list[OperationEvent | None] = []
+
+    async def stream() -> None:
+        queue = events.subscribe(first)
+        subscribed.set()
+        while (event := await queue.get()) is not None:
+            received.append(event)
+        received.append(None)
+
+    reader = threading.Thread(target=lambda: asyncio.run(stream()))
+    reader.start()
+    assert subscribed.wait(5)
     sent = tick(events)
-
-    assert [watching.get_nowait() for _ in range(watching.qsize())] == sent
-    assert other.empty()
-    assert [topic for topic, _ in published.messages] == [f"site/a/operations/{first}/events"] * len(sent)
-    assert [OperationEvent.model_validate_json(payload) for _, payload in published.messages] == sent
-
-    events.unsubscribe(first, watching)
-    store.transition(first, OperationState.FAILED, activity="FAILURE", reason="stopped")
-    tick(events)
-    assert watching.empty()
-
     events.close()
-    assert other.get_nowait() is None
+    reader.join(5)
+
+    assert sent
+    assert received == [*sent, None]
+
+
+def test_events_see_writes_made_through_another_connection(store: Store, tmp_path: Path) -> None:
+    events = OperationEvents(store, Topics(), publish=None)
+    tick(events)
+    api_store = Store(tmp_path / "tether.db")  # the REST API's connection
+    try:
+        created = operation(api_store, ["a"])
+    finally:
+        api_store.close()
+    assert created in {e.operation_id for e in tick(events)}
