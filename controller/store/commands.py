@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso, to_iso
-from controller.store.records import DeviceOperationRecord, Page
+from controller.store.records import DeviceOperationRecord, OperationStats, Page
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
 from shared.messages import StatusReport
@@ -324,11 +324,24 @@ class CommandLedger:
         if status is not None:
             where += " AND status = ?"
             params.append(str(status))
-        total = self._conn.execute(f"SELECT count(*) FROM device_operations {where}", params).fetchone()[0]
+        total = _count_of(self._store.stats(operation_id), status)
         rows = self._conn.execute(
             f"SELECT * FROM device_operations {where} ORDER BY seq LIMIT ? OFFSET ?", [*params, limit, offset]
         )
         return Page([_record(row) for row in rows], total)
+
+
+def _count_of(stats: OperationStats, status: DeviceStatus | None) -> int:
+    """How many of an operation's devices have `status` (all for None), from the counts the triggers keep: counting
+    the rows took ~100 ms per page of a 100,000-device operation."""
+    if status is None:
+        return stats.resolved_device_count
+    return {
+        DeviceStatus.PENDING: stats.waiting_device_count + stats.pending_device_count,
+        DeviceStatus.EXECUTING: stats.executing_device_count,
+        DeviceStatus.SUCCESSFUL: stats.success_device_count,
+        DeviceStatus.FAILED: stats.failed_device_count + stats.dispatch_failed_count,
+    }[status]
 
 
 def delivery_deadline(delivery_timeout_s: int, window_end: str | None, issued_at: datetime | None = None) -> Deadline:

@@ -96,6 +96,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 DROP INDEX IF EXISTS device_operations_by_status;
 CREATE INDEX IF NOT EXISTS device_operations_by_operation_status ON device_operations (operation_id, status);
+-- An operation's devices in seq (rowid) order, for paging through them without sorting the whole operation.
+CREATE INDEX IF NOT EXISTS device_operations_by_operation ON device_operations (operation_id);
 CREATE TABLE IF NOT EXISTS operation_counts (
     operation_id TEXT PRIMARY KEY,
     resolved INTEGER NOT NULL DEFAULT 0,

@@ -89,6 +89,10 @@ def test_counts_follow_every_writer_through_a_random_history(store: Store, seed:
         else:
             store.control.expire(1000)
         assert store.stats_of(operations) == recount(store.conn), step
+        for status in (None, *DeviceStatus):
+            listed = store.commands.list_for_operation(operation_id, status=status, limit=1, offset=0).total
+            rows = "SELECT count(*) FROM device_operations WHERE operation_id = ? AND coalesce(?, status) = status"
+            assert listed == store.conn.execute(rows, (operation_id, status)).fetchone()[0], (step, status)
 
 
 def test_a_database_made_before_the_counts_gets_them_on_open(tmp_path: Path) -> None:
