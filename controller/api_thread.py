@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-SWITCH_INTERVAL_S = 0.001
+SWITCH_INTERVAL_S = 0.0002
 """How long a busy thread keeps the interpreter lock from a waiting one (Python's default is 5 ms)."""
 
 

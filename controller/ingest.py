@@ -17,7 +17,8 @@ from shared.topics import TopicKind, Topics
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 2000
+MAX_BATCH = 500
+"""Statuses per transaction: a POST waiting for the write lock waits for one batch at most (~10 ms at this size)."""
 
 
 Received = tuple[str, StatusReport | Announcement | Presence, Publish]

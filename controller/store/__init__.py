@@ -3,6 +3,7 @@
 import json
 import secrets
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,7 +46,10 @@ def _load(text: str | None) -> Any:
 class Store:
     """A synchronous SQLite store; every multi-row write runs in one transaction."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, write_lock: "threading.Lock | None" = None) -> None:
+        """`write_lock` is shared by the stores of one process on one file: a writer waiting for another then wakes
+        the moment it is done, where SQLite's busy handler would sleep in steps of up to 100 ms."""
+        self._write_lock = write_lock or threading.Lock()
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(str(path))
@@ -59,13 +63,14 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        with self._write_lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
 
     # -- API keys -----------------------------------------------------------------------------------------------
 

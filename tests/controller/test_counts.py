@@ -1,8 +1,10 @@
-"""Read paths of the store that replace scans: trigger-kept operation counts, and query documents of few fields."""
+"""Read paths of the store that replace scans (trigger-kept counts, query documents of few fields), and its writers."""
 
 import contextlib
 import random
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +153,31 @@ def test_query_documents_hold_only_the_fields_asked_for_in_their_json_types(stor
         ("k2", None, {"groups": [], "inventory": {}, "online": True, "tags": []}),
     ]
     assert named == [("k2", None, {"device_id": "k2"})]
+
+
+def test_a_writer_waiting_on_the_shared_lock_starts_the_moment_the_other_commits(tmp_path: Path) -> None:
+    """Two connections of one process (the main loop's and the API's): SQLite's busy handler alone would have the
+    waiting one sleep up to 100 ms past the other's commit."""
+    lock = threading.Lock()
+    first, second = Store(tmp_path / "tether.db", lock), Store(tmp_path / "tether.db", lock)
+    holding, committed_at, started_at = threading.Event(), [0.0], [0.0]
+
+    def hold() -> None:
+        with first.transaction():
+            holding.set()
+            time.sleep(0.25)
+            committed_at[0] = time.monotonic()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    with second.transaction() as conn:
+        started_at[0] = time.monotonic()
+        conn.execute(
+            "INSERT INTO api_keys (id, name, role, key_hash, created_at) VALUES ('k', 'n', 'read', 'h', 'now')"
+        )
+    holder.join()
+    first.close()
+    second.close()
+
+    assert 0 <= started_at[0] - committed_at[0] < 0.04
