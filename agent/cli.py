@@ -31,6 +31,8 @@ EXIT_CONFIG_ERROR = 78
 async def run_agent(settings: AgentSettings) -> None:
     """Run this host as a device unless `host` is off, and every attached Android device too if `android` is on."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if settings.verifier is None:
+        log.warning("trusted_keys is not set: commands run without their signature being checked")
     registry = build_registry(
         reboot_grace_s=settings.reboot_grace_s,
         custom_actions=settings.custom_actions,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.errors import ConfigError
 from shared.errors import TopicError
 from shared.operations import OperationType
+from shared.signing import Verifier, parse_public_key
 from shared.topics import DEFAULT_PREFIX, Topics, validate_id
 from shared.transport import BrokerUrl
 
@@ -58,6 +59,23 @@ class AgentSettings(BaseModel):
         if missing:
             raise ValueError(f"no custom action named {', '.join(missing)} (define it under [custom_actions])")
         return self
+
+    trusted_keys: list[str] = Field(
+        default_factory=list,
+        description="Public keys (`tether keys public`) commands must be signed with; empty runs unsigned commands.",
+    )
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _public_keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            parse_public_key(key)
+        return value
+
+    @property
+    def verifier(self) -> Verifier | None:
+        """Checks every command and cancellation, or None when no key is trusted (commands are not verified)."""
+        return Verifier(parse_public_key(key) for key in self.trusted_keys) if self.trusted_keys else None
 
     host: bool = Field(default=True, description="Run this host as the device `device_id`; false needs `android`.")
     android: bool = Field(default=False, description="Also run every Android device attached over adb as a device.")

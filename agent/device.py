@@ -92,6 +92,7 @@ async def run_device(
             topics=Topics(settings.topic_prefix),
             announcement=profile.announced(announcement),
             runner=runner,
+            verifier=settings.verifier,
         )
         await runner.recover()
         await run_until_cancelled(session.run(), runner.run())

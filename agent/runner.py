@@ -100,6 +100,15 @@ class Runner:
         await self._report(command, DeviceStatus.PENDING)
         self._queue.put_nowait(command)
 
+    async def refuse(self, command: Command, reason: str) -> None:
+        """End a command FAILED with `reason` without running it (a bad signature, an expiry); seen before, it is
+        treated as the duplicate it is."""
+        if not self._journal.record_received(command):
+            await self.accept(command)
+            return
+        log.warning("command %s (%s) refused: %s", command.command_id, command.operation_type, reason)
+        await self._finish(command, DeviceStatus.FAILED, reason=reason)
+
     async def cancel(self, request: CancelRequest) -> None:
         """Stop a command: a queued one ends FAILED at once, a running one only if its handler is cancellable."""
         entry = self._journal.get(request.command_id)

@@ -1,6 +1,7 @@
 """The agent's MQTT session: connect with a last will, announce, subscribe to its own commands, reconnect forever."""
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,7 @@ from agent.runner import Runner
 from shared.errors import TetherProtocolError
 from shared.messages import Announcement, CancelRequest, Command, Presence, StatusReport, decode, encode, utc_now
 from shared.operations import PresenceState
+from shared.signing import SignatureError, Verifier
 from shared.topics import TopicKind, Topics
 from shared.transport import BrokerUrl, make_client
 
@@ -21,9 +23,17 @@ BACKOFF_MAX_S = 30.0
 
 class Session:
     def __init__(
-        self, *, url: BrokerUrl, device_id: str, topics: Topics, announcement: Announcement, runner: Runner
+        self,
+        *,
+        url: BrokerUrl,
+        device_id: str,
+        topics: Topics,
+        announcement: Announcement,
+        runner: Runner,
+        verifier: Verifier | None = None,
     ) -> None:
         self._url = url
+        self._verifier = verifier
         self._device_id = device_id
         self._topics = topics
         self._announcement = announcement
@@ -131,7 +141,25 @@ class Session:
         except TetherProtocolError as err:
             log.warning("dropped a message on %s: %s", topic, err)
             return
+        try:
+            self._verify(payload, decoded)
+        except SignatureError as err:
+            if isinstance(decoded, Command):
+                await self._runner.refuse(decoded, str(err))
+            else:
+                log.warning("ignored a cancellation of command %s: %s", decoded.command_id, err)
+            return
         if isinstance(decoded, Command):
             await self._runner.accept(decoded)
         else:
             await self._runner.cancel(decoded)
+
+    def _verify(self, payload: bytes, decoded: Command | CancelRequest) -> None:
+        """SignatureError for a message the trusted keys did not sign, or a command past its expiry."""
+        if self._verifier is None:
+            return
+        body = json.loads(payload)  # it decoded as a model: it is a JSON object
+        if isinstance(decoded, Command):
+            self._verifier.verify_command(body, utc_now(), decoded.start_before)
+        else:
+            self._verifier.verify(body)

@@ -137,7 +137,7 @@ def simulate_command(**options: Any) -> None:
 
 @main.group()
 def keys() -> None:
-    """Manage API keys."""
+    """Manage API keys, and the key pair commands are signed with."""
 
 
 @keys.command(name="create")
@@ -158,6 +158,53 @@ def create_key(name: str, role: str, db_path: Path) -> None:
         click.echo(plaintext)
 
     _run_or_exit(create)
+
+
+@keys.command(name="public")
+@click.option("--all", "show_all", is_flag=True, help="Every signing key, with its id and which one is active.")
+@db_option
+def public_key(show_all: bool, db_path: Path) -> None:
+    """Print the public key agents verify commands with (their `trusted_keys`); made on first use."""
+    from controller.signing_keys import SigningKeys
+
+    def show() -> None:
+        signing = SigningKeys.beside(db_path)
+        signing.signer()
+        for key in signing.listing():
+            if show_all:
+                click.echo(f"{key.key_id}  {key.public_key}{'  (active)' if key.active else ''}")
+            elif key.active:
+                click.echo(key.public_key)
+
+    _run_or_exit(show)
+
+
+@keys.command(name="rotate")
+@db_option
+def rotate_key(db_path: Path) -> None:
+    """Make the next signing key, not yet active, and print its public key: add it to every agent's
+    `trusted_keys`, then run `tether keys activate` (docs/security.md)."""
+    from controller.signing_keys import SigningKeys
+
+    def create() -> None:
+        signing = SigningKeys.beside(db_path)
+        signing.signer()  # the first key, if there is none yet, stays the active one
+        created = signing.create()
+        public = next(key.public_key for key in signing.listing() if key.key_id == created)
+        click.echo(public)
+        click.echo(f"created signing key {created}; activate it with: tether keys activate {created}", err=True)
+
+    _run_or_exit(create)
+
+
+@keys.command(name="activate")
+@click.argument("key_id")
+@db_option
+def activate_key(key_id: str, db_path: Path) -> None:
+    """Sign new commands with KEY_ID from the next start of `tether serve`."""
+    from controller.signing_keys import SigningKeys
+
+    _run_or_exit(lambda: SigningKeys.beside(db_path).activate(key_id))
 
 
 def _run_or_exit(action: Any) -> None:

@@ -16,6 +16,7 @@ from controller.store.commands import Deadline, Target, delivery_deadline
 from controller.store.records import OperationRecord
 from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, CommandBatch, utc_now
 from shared.operations import ActivityState, OperationState, OperationType, ScheduleType
+from shared.signing import Signer
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,11 @@ class ArtifactSettings:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, link: MqttLink, topics: Topics, artifacts: ArtifactSettings) -> None:
+    def __init__(
+        self, store: Store, link: MqttLink, topics: Topics, artifacts: ArtifactSettings, signer: Signer
+    ) -> None:
         self._store = store
+        self._signer = signer
         self._link = link
         self._topics = topics
         self._artifacts = artifacts
@@ -135,7 +139,8 @@ class Dispatcher:
                 operation_type=operation.operation_type,
                 arguments=operation.arguments,
                 issued_at=issued_at,
-            )
+            ),
+            self._signer,
         )
         messages, deadlines = [], []
         for target in batch:

@@ -25,6 +25,7 @@ from controller.events import OperationEvents
 from controller.ingest import Ingest
 from controller.mqtt_link import MqttLink
 from controller.scheduler import Scheduler
+from controller.signing_keys import SigningKeys
 from controller.store import Store
 from controller.supervisor import Supervisor
 from shared.topics import TopicKind, Topics
@@ -137,11 +138,13 @@ async def _run(
         on_message=lambda message: ingest.on_message(message),
     )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
-    dispatcher = Dispatcher(store, link, topics, artifacts)
+    signer = SigningKeys.beside(settings.db_path).signer()
+    log.info("signing commands with key %s (tether keys public prints it)", signer.key_id)
+    dispatcher = Dispatcher(store, link, topics, artifacts, signer)
     ingest = Ingest(store, topics, dispatcher, link.ack)
     scheduler = Scheduler(store, dispatcher.wake)
     scheduler.recover()
-    supervisor = Supervisor(store, link, topics, dispatcher)
+    supervisor = Supervisor(store, link, topics, dispatcher, signer)
     events = OperationEvents(store, topics, lambda messages: link.publish(messages, retain=False))
     loop = asyncio.get_running_loop()
     app = create_app(

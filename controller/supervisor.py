@@ -13,7 +13,8 @@ from controller.fastmqtt.client import ConnectionLost
 from controller.mqtt_link import MqttLink
 from controller.rollout import Rollout
 from controller.store import Store
-from shared.messages import CancelRequest, encode, utc_now
+from shared.messages import CancelRequest, encode_signed, utc_now
+from shared.signing import Signer
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,9 @@ BATCH_SIZE = 1000
 
 
 class Supervisor:
-    def __init__(self, store: Store, link: MqttLink, topics: Topics, dispatcher: Dispatcher) -> None:
+    def __init__(self, store: Store, link: MqttLink, topics: Topics, dispatcher: Dispatcher, signer: Signer) -> None:
         self._store = store
+        self._signer = signer
         self._link = link
         self._topics = topics
         self._dispatcher = dispatcher
@@ -57,13 +59,14 @@ class Supervisor:
                 messages = [
                     (
                         self._topics.cancel(order.device_id, order.command_id),
-                        encode(
+                        encode_signed(
                             CancelRequest(
                                 command_id=order.command_id,
                                 device_id=order.device_id,
                                 reason=order.reason,
                                 requested_at=requested_at,
-                            )
+                            ),
+                            self._signer,
                         ),
                     )
                     for order in orders

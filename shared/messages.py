@@ -2,7 +2,7 @@
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -19,6 +19,9 @@ from pydantic import (
 from shared.errors import PayloadError, TopicError
 from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
 from shared.topics import validate_id
+
+if TYPE_CHECKING:
+    from shared.signing import Signer
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Larger payloads are refused on both sides; big outputs (logs, screenshots) travel over HTTP instead."""
@@ -78,7 +81,7 @@ class Command(_Message):
     schedule: dict[str, Any] | None = None
     """Reserved for WINDOW schedules; an agent that cannot honour a schedule must refuse the command."""
     signature: str | None = None
-    """Reserved for signed commands."""
+    """`ed25519:<key id>:<signature>` over the rest of the message (shared/signing.py)."""
     artifact_upload: ArtifactUpload | None = None
     """Present for ARTIFACT_TYPES."""
     start_before: AwareDatetime | None = None
@@ -90,8 +93,9 @@ class CommandBatch:
     """Encodes the commands of one operation, which differ only per device: the shared part is validated once, as a
     Command, and each device's payload is then plain JSON (a model per command cost more than publishing it)."""
 
-    def __init__(self, prototype: Command) -> None:
+    def __init__(self, prototype: Command, signer: "Signer | None" = None) -> None:
         self._shared = prototype.model_dump(mode="json", exclude_none=True, exclude=_PER_DEVICE)
+        self._signer = signer
 
     def encode(
         self,
@@ -109,10 +113,12 @@ class CommandBatch:
             body["schedule"] = schedule
         if artifact_upload is not None:
             body["artifact_upload"] = artifact_upload.model_dump(mode="json")
+        if self._signer is not None:
+            return self._signer.signed(body)
         return json.dumps(body, separators=(",", ":")).encode()
 
 
-_PER_DEVICE = {"command_id", "device_id", "start_before", "schedule", "artifact_upload"}
+_PER_DEVICE = {"command_id", "device_id", "start_before", "schedule", "artifact_upload", "signature"}
 
 
 class CancelRequest(_Message):
@@ -174,6 +180,10 @@ M = TypeVar("M", bound=_Message)
 
 def encode(message: _Message) -> bytes:
     return message.model_dump_json(exclude_none=True).encode()
+
+
+def encode_signed(message: _Message, signer: "Signer") -> bytes:
+    return signer.signed(message.model_dump(mode="json", exclude_none=True))
 
 
 def decode(model: type[M], payload: bytes) -> M:

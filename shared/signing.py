@@ -1,0 +1,108 @@
+"""Ed25519 signatures on what the controller sends devices: what is signed, and how an agent checks it.
+
+The signed bytes are a domain prefix and the message's JSON object without its `signature` member in canonical
+form: keys sorted, no whitespace, UTF-8 (Python's `json.dumps(sort_keys=True, separators=(",", ":"),
+ensure_ascii=False)`). Every member is covered, so the device id, command id, type, arguments and expiry
+(`start_before`) cannot be changed without breaking the signature. `signature` reads
+`ed25519:<key id>:<base64url signature>`; the key id (16 hex digits of the public key's SHA-256) lets an agent
+trust an old and a new key at once during a rollover. Public keys are written `ed25519:<base64 of the 32 bytes>`.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+DOMAIN = b"tether-signed-message-v1\n"
+ALGORITHM = "ed25519"
+SIGNATURE_INVALID = "signature invalid"
+EXPIRED = "expired"
+
+
+class SignatureError(ValueError):
+    """A message that must not be acted on; str() is the failure reason a device reports."""
+
+
+def canonical(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _raw(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    return hashlib.sha256(_raw(public)).hexdigest()[:16]
+
+
+def format_public_key(public: Ed25519PublicKey) -> str:
+    return f"{ALGORITHM}:{base64.b64encode(_raw(public)).decode()}"
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """ValueError, saying what is wrong, for anything but `ed25519:<base64 of 32 bytes>`."""
+    algorithm, _, encoded = text.strip().partition(":")
+    if algorithm != ALGORITHM or not encoded:
+        raise ValueError(f"a public key reads '{ALGORITHM}:<base64>', not {text[:40]!r}")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except binascii.Error as err:
+        raise ValueError(f"the public key is not valid base64: {err}") from err
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key has 32 bytes, not {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+class Signer:
+    """Signs with the controller's current private key."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.key_id = key_id(private.public_key())
+
+    def signed(self, body: Mapping[str, Any]) -> bytes:
+        """`body` (which has no `signature`) as a JSON payload with its signature added."""
+        text = canonical(body)
+        signature = base64.urlsafe_b64encode(self._private.sign(DOMAIN + text)).rstrip(b"=").decode()
+        # The canonical text with one member appended is still the same object: no second encoding per command.
+        return text[:-1] + f',"signature":"{ALGORITHM}:{self.key_id}:{signature}"}}'.encode()
+
+
+class Verifier:
+    """Checks messages against the public keys an agent trusts."""
+
+    def __init__(self, trusted: Iterable[Ed25519PublicKey]) -> None:
+        self._trusted = {key_id(public): public for public in trusted}
+
+    def verify(self, body: Mapping[str, Any]) -> None:
+        """SignatureError unless `body` carries a valid signature by a trusted key."""
+        signature = body.get("signature")
+        if not isinstance(signature, str):
+            raise SignatureError(f"{SIGNATURE_INVALID}: the message is not signed")
+        algorithm, _, rest = signature.partition(":")
+        signer, _, encoded = rest.partition(":")
+        if algorithm != ALGORITHM or not encoded:
+            raise SignatureError(f"{SIGNATURE_INVALID}: not an {ALGORITHM} signature")
+        public = self._trusted.get(signer)
+        if public is None:
+            raise SignatureError(f"{SIGNATURE_INVALID}: signed by key {signer[:16]!r}, not one this device trusts")
+        try:
+            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            public.verify(raw, DOMAIN + canonical({k: v for k, v in body.items() if k != "signature"}))
+        except (binascii.Error, ValueError, InvalidSignature) as err:
+            raise SignatureError(f"{SIGNATURE_INVALID}: it does not match the message") from err
+
+    def verify_command(self, body: Mapping[str, Any], now: datetime, start_before: datetime | None) -> None:
+        """A command must also say until when it may start, and that moment must not have passed."""
+        self.verify(body)
+        if start_before is None:
+            raise SignatureError(f"{SIGNATURE_INVALID}: a signed command must carry start_before")
+        if start_before <= now:
+            raise SignatureError(f"{EXPIRED}: it had to start before {start_before.isoformat()}")
