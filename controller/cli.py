@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from controller.errors import ControllerError
+from controller.errors import ControllerError, StartupError
 from controller.keys import Role
 from controller.remote.commands import devices, op
 from controller.store import Store
@@ -205,6 +205,57 @@ def activate_key(key_id: str, db_path: Path) -> None:
     from controller.signing_keys import SigningKeys
 
     _run_or_exit(lambda: SigningKeys.beside(db_path).activate(key_id))
+
+
+@main.group()
+def broker() -> None:
+    """Secure an external Mosquitto for Tether."""
+
+
+@broker.command(name="acl")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where to write acl, passwords and mosquitto-tether.conf.",
+)
+@click.option("--device", "devices", multiple=True, help="A device id to add a login for (repeatable).")
+@click.option("--devices-file", type=click.File(), help="Device ids to add, one per line.")
+@click.option("--controller-user", default="tether-controller", show_default=True, help="The controller's login.")
+@click.option("--topic-prefix", default="tether/v1", show_default=True, help="Root of every Tether topic.")
+def broker_acl(
+    directory: Path, devices: tuple[str, ...], devices_file: Any, controller_user: str, topic_prefix: str
+) -> None:
+    """Write a Mosquitto ACL under which each device reaches only its own topics, and add a login for the
+    controller and each new device to the password file. Prints `user password` for every login it added (the
+    passwords are stored hashed only); users already in the file keep theirs. Include mosquitto-tether.conf
+    from mosquitto.conf."""
+    from controller.broker_auth import acl_text, mosquitto_settings, new_credentials, password_line, users_in
+    from shared.errors import TetherProtocolError
+    from shared.topics import Topics
+
+    wanted = [controller_user, *devices, *(line.strip() for line in devices_file or () if line.strip())]
+
+    def write() -> None:
+        try:
+            topics = Topics(topic_prefix)
+            directory.mkdir(parents=True, exist_ok=True)
+            passwords = directory / "passwords"
+            existing = passwords.read_text() if passwords.exists() else ""
+            created = new_credentials(users_in(existing), wanted)
+            (directory / "acl").write_text(acl_text(topics, controller_user))
+            descriptor = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(descriptor, "a") as file:
+                file.writelines(f"{password_line(user, password)}\n" for user, password in created.items())
+            settings = mosquitto_settings(str(passwords.resolve()), str((directory / "acl").resolve()))
+            (directory / "mosquitto-tether.conf").write_text(settings)
+        except (ValueError, OSError, TetherProtocolError) as err:
+            raise StartupError(str(err)) from err
+        for user, password in created.items():
+            click.echo(f"{user} {password}")
+
+    _run_or_exit(write)
 
 
 def _run_or_exit(action: Any) -> None:

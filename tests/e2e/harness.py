@@ -215,7 +215,9 @@ def restart_controller(controller: Controller) -> None:
 class PersistentMosquitto:
     """A Mosquitto of the test's own, with `persistence true` in `data_dir`, that can restart on the same port."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, extra_config: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, data_dir: Path, port: int | None = None, extra_config: tuple[str, ...] = (), *, anonymous: bool = True
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
@@ -223,7 +225,7 @@ class PersistentMosquitto:
         self.config = data_dir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *(["allow_anonymous true"] if anonymous else []),
             "persistence true",
             f"persistence_location {data_dir}/",
             "persistence_file mosquitto.db",
