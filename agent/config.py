@@ -11,7 +11,7 @@ from shared.errors import TopicError
 from shared.operations import OperationType
 from shared.signing import Verifier, parse_public_key
 from shared.topics import DEFAULT_PREFIX, Topics, validate_id
-from shared.transport import BrokerUrl
+from shared.transport import BrokerUrl, TlsFiles
 
 
 class CustomAction(BaseModel):
@@ -59,6 +59,26 @@ class AgentSettings(BaseModel):
         if missing:
             raise ValueError(f"no custom action named {', '.join(missing)} (define it under [custom_actions])")
         return self
+
+    tls_ca_file: Path | None = Field(
+        default=None, description="CA bundle for an mqtts:// broker (default: the system's)."
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="Client certificate for mutual TLS (with tls_key_file)."
+    )
+    tls_key_file: Path | None = Field(default=None, description="The client certificate's private key.")
+
+    @model_validator(mode="after")
+    def _usable_tls(self) -> "AgentSettings":
+        if self.tls_files != TlsFiles() and not self.broker_url.tls:
+            raise ValueError("tls_* settings need an mqtts:// broker URL")
+        if self.broker_url.tls:
+            self.tls_files.context()  # ValueError naming the file that cannot be used
+        return self
+
+    @property
+    def tls_files(self) -> TlsFiles:
+        return TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
 
     trusted_keys: list[str] = Field(
         default_factory=list,

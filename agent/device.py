@@ -93,6 +93,7 @@ async def run_device(
             announcement=profile.announced(announcement),
             runner=runner,
             verifier=settings.verifier,
+            tls=settings.tls_files,
         )
         await runner.recover()
         await run_until_cancelled(session.run(), runner.run())

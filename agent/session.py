@@ -14,7 +14,7 @@ from shared.messages import Announcement, CancelRequest, Command, Presence, Stat
 from shared.operations import PresenceState
 from shared.signing import SignatureError, Verifier
 from shared.topics import TopicKind, Topics
-from shared.transport import BrokerUrl, make_client
+from shared.transport import BrokerUrl, TlsFiles, make_client
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,10 @@ class Session:
         announcement: Announcement,
         runner: Runner,
         verifier: Verifier | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self._url = url
+        self._tls = tls
         self._verifier = verifier
         self._device_id = device_id
         self._topics = topics
@@ -83,7 +85,7 @@ class Session:
         presence_topic = self._topics.presence(self._device_id)
         will = aiomqtt.Will(presence_topic, self._presence(PresenceState.OFFLINE), qos=1, retain=True)
         while True:
-            client = make_client(self._url, identifier=f"tetherd-{self._device_id}", will=will)
+            client = make_client(self._url, identifier=f"tetherd-{self._device_id}", will=will, tls=self._tls)
             try:
                 async with client:
                     # Online is published first thing in _on_connect, so a cancellation from then on says offline.

@@ -14,7 +14,7 @@ from controller.errors import ControllerError, StartupError
 from controller.keys import Role
 from controller.remote.commands import devices, op
 from controller.store import Store
-from shared.transport import BrokerUrl
+from shared.transport import BrokerUrl, TlsFiles
 
 if TYPE_CHECKING:
     from controller.broker import ListenAddress
@@ -67,7 +67,10 @@ main.add_command(devices)
 @click.option(
     "--mqtt-listen", default="127.0.0.1:1883", show_default=True, callback=_listen, help="Embedded broker address."
 )
-@click.option("--broker", callback=_broker, help="Use this broker (mqtt://[user:pass@]host:port) and embed none.")
+@click.option("--broker", callback=_broker, help="Use this broker (mqtt[s]://[user:pass@]host:port) and embed none.")
+@click.option("--broker-ca", type=click.Path(dir_okay=False, path_type=Path), help="CA bundle for an mqtts:// broker.")
+@click.option("--broker-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate (mutual TLS).")
+@click.option("--broker-key", type=click.Path(dir_okay=False, path_type=Path), help="The client certificate's key.")
 @click.option(
     "--embedded-broker",
     type=click.Choice(["amqtt", "mosquitto"]),
@@ -87,7 +90,17 @@ def serve_command(log_level: str, **options: Any) -> None:
     from controller.service import ServeSettings, serve
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tls = TlsFiles(options["broker_ca"], options["broker_cert"], options["broker_key"])
+    broker_url: BrokerUrl | None = options["broker"]
+    if tls != TlsFiles():
+        if broker_url is None or not broker_url.tls:
+            raise click.BadParameter("needs an mqtts:// --broker", param_hint="--broker-ca/--broker-cert/--broker-key")
+        try:
+            tls.context()
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--broker-ca/--broker-cert/--broker-key") from err
     settings = ServeSettings(
+        broker_tls=tls,
         http_listen=options["http_listen"],
         mqtt_listen=options["mqtt_listen"],
         db_path=options["db_path"],

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from controller.fastmqtt.client import DEFAULT_MAX_INFLIGHT, ConnectionLost, FastClient
 from controller.fastmqtt.codec import Publish
-from shared.transport import BrokerUrl
+from shared.transport import BrokerUrl, TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,10 @@ class MqttLink:
         identifier: str,
         subscriptions: Sequence[str],
         on_message: Callable[[Publish], bool],
+        tls: TlsFiles | None = None,
     ) -> None:
         self._url = url
+        self._tls = tls or TlsFiles()
         self._identifier = identifier
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
@@ -64,6 +66,7 @@ class MqttLink:
                     keepalive=KEEPALIVE_S,
                     username=self._url.username,
                     password=self._url.password,
+                    tls=self._tls.context() if self._url.tls else None,  # read again on each connect: renewed certs
                 )
                 await client.subscribe(self._subscriptions, qos=1)
                 self._connected.set()

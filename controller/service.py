@@ -9,7 +9,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +29,7 @@ from controller.signing_keys import SigningKeys
 from controller.store import Store
 from controller.supervisor import Supervisor
 from shared.topics import TopicKind, Topics
-from shared.transport import BrokerUrl
+from shared.transport import BrokerUrl, TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ class ServeSettings:
     mqtt_listen: ListenAddress
     db_path: Path
     external_broker: BrokerUrl | None = None
+    broker_tls: TlsFiles = field(default_factory=TlsFiles)
+    """For an mqtts:// external broker."""
     embedded_broker: Literal["amqtt", "mosquitto"] = "amqtt"
     topic_prefix: str = "tether/v1"
     client_id: str = "tether-controller"
@@ -136,6 +138,7 @@ async def _run(
             topics.fleet_filter(kind) for kind in (TopicKind.STATUS, TopicKind.ANNOUNCE, TopicKind.PRESENCE)
         ],
         on_message=lambda message: ingest.on_message(message),
+        tls=settings.broker_tls,
     )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
     signer = SigningKeys.beside(settings.db_path).signer()

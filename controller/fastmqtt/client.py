@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import logging
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -144,8 +145,10 @@ class FastClient:
         username: str | None = None,
         password: str | None = None,
         will: Will | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """Connect and wait for the broker's CONNACK; ConnectionLost if it refuses or does not answer in time.
+        """Connect (over TLS with `tls`) and wait for the broker's CONNACK; ConnectionLost if it refuses or does not
+        answer in time.
 
         Messages of a persistent session may reach `on_message` before this returns.
         """
@@ -155,11 +158,11 @@ class FastClient:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                transport, _ = await loop.create_connection(lambda: _Protocol(self), host, port)
+                transport, _ = await loop.create_connection(lambda: _Protocol(self), host, port, ssl=tls)
                 transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._send(connect)
                 connack = await self._result(self._connack)
-        except (OSError, TimeoutError) as err:
+        except (OSError, TimeoutError) as err:  # ssl.SSLError is an OSError
             self.abort()
             raise ConnectionLost(f"cannot connect to {host}:{port}: {err or 'timed out'}") from err
         if connack.return_code != 0:

@@ -65,7 +65,7 @@ class Process:
 class Controller:
     """`tether serve` with its own database, on free ports; embedded amqtt unless `broker_url` is given."""
 
-    def __init__(self, work: Path, broker_url: str | None = None) -> None:
+    def __init__(self, work: Path, broker_url: str | None = None, *extra: str) -> None:
         self.work = work
         self.db = work / "tether.db"
         self.http_port = free_port()
@@ -84,6 +84,7 @@ class Controller:
         ]
         if broker_url:
             argv += ["--broker", broker_url]
+        argv += extra
         self.process = Process(argv, work / "controller.log")
         self.http = httpx.Client(
             base_url=f"http://127.0.0.1:{self.http_port}",
