@@ -1,6 +1,7 @@
 """The `tetherd` command: `tetherd run` connects a device to a Tether broker and runs its operations."""
 
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -40,6 +41,8 @@ async def run_agent(settings: AgentSettings) -> None:
         provision_action=settings.provision_action,
         wipe_action=settings.wipe_action,
     )
+    policy = settings.type_policy
+    registry = {kind: handler for kind, handler in registry.items() if policy.refusal(kind) is None}  # not announced
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
@@ -52,7 +55,10 @@ async def run_agent(settings: AgentSettings) -> None:
 
 async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Handler]) -> None:
     platform = LinuxPlatform(
-        boot_id_path=settings.boot_id_path, tool_timeout=settings.tool_timeout_s, agent_unit=settings.agent_unit
+        boot_id_path=settings.boot_id_path,
+        tool_timeout=settings.tool_timeout_s,
+        agent_unit=settings.agent_unit,
+        script_policy=settings.script_policy,
     )
     announcement = Announcement(
         device_id=settings.device_id,
@@ -93,12 +99,32 @@ def main() -> None:
 def run_command(config_file: Path | None, log_level: str, **overrides: Any) -> None:
     """Connect to the broker, announce this device and run the operations sent to it."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(config_file, overrides)
-    except AgentError as err:
-        click.echo(f"tetherd: error: {err}", err=True)
-        sys.exit(EXIT_CONFIG_ERROR)
+    settings = _settings_or_exit(config_file, overrides)
     try:
         asyncio.run(run_agent(settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
         log.info("stopped")
+
+
+@main.group()
+def config() -> None:
+    """Check the agent's settings."""
+
+
+@config.command(name="check")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def check_config(config_file: Path) -> None:
+    """Validate a config file and print the effective settings, defaults included, as JSON, with secrets redacted;
+    an invalid file exits 78 with the file, the key and the problem on one line."""
+    settings = _settings_or_exit(config_file, {})
+    effective = settings.model_dump(mode="json")
+    effective["broker"] = str(settings.broker_url)  # without its password
+    click.echo(json.dumps(effective, indent=2, sort_keys=True))
+
+
+def _settings_or_exit(config_file: Path | None, overrides: dict[str, Any]) -> AgentSettings:
+    try:
+        return load_settings(config_file, overrides)
+    except AgentError as err:
+        click.echo(f"tetherd: error: {err}", err=True)
+        sys.exit(EXIT_CONFIG_ERROR)

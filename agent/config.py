@@ -1,5 +1,8 @@
 """The agent's settings: a TOML file (`--config`) with command-line flags on top, validated in one place."""
 
+import os
+import pwd
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -7,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError
+from agent.policy import Account, ScriptPolicy, TypePolicy
 from shared.errors import TopicError
 from shared.operations import OperationType
 from shared.signing import Verifier, parse_public_key
@@ -59,6 +63,52 @@ class AgentSettings(BaseModel):
         if missing:
             raise ValueError(f"no custom action named {', '.join(missing)} (define it under [custom_actions])")
         return self
+
+    allowed_types: list[OperationType] | None = Field(
+        default=None, description="The only operation types this device runs; unset: every type it supports."
+    )
+    denied_types: list[OperationType] = Field(default_factory=list, description="Types this device never runs.")
+    run_scripts_as: str | None = Field(
+        default=None, description="The user RUN_SHELL_SCRIPT and custom actions run as (the agent must be root)."
+    )
+    script_environment: dict[str, str] = Field(
+        default_factory=dict, description="Variables scripts get on top of PATH, LANG, LC_*, TZ, TERM, HOME, USER."
+    )
+    script_max_timeout_s: float | None = Field(
+        default=None, gt=0, description="The longest timeout_s a script may ask."
+    )
+    script_max_output_bytes: int | None = Field(default=None, ge=0, description="The largest output_limit allowed.")
+
+    @field_validator("run_scripts_as")
+    @classmethod
+    def _known_user(cls, value: str | None) -> str | None:
+        if value is not None:
+            account = _account(value)
+            if os.geteuid() != 0 and account.uid != os.geteuid():
+                raise ValueError(f"running scripts as {value!r} needs the agent to run as root")
+        return value
+
+    @field_validator("script_environment")
+    @classmethod
+    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @property
+    def type_policy(self) -> TypePolicy:
+        allowed = None if self.allowed_types is None else frozenset(self.allowed_types)
+        return TypePolicy(allowed, frozenset(self.denied_types))
+
+    @property
+    def script_policy(self) -> ScriptPolicy:
+        return ScriptPolicy(
+            account=None if self.run_scripts_as is None else _account(self.run_scripts_as),
+            extra_environment=self.script_environment,
+            max_timeout_s=self.script_max_timeout_s,
+            max_output_bytes=self.script_max_output_bytes,
+        )
 
     tls_ca_file: Path | None = Field(
         default=None, description="CA bundle for an mqtts:// broker (default: the system's)."
@@ -139,6 +189,14 @@ class AgentSettings(BaseModel):
     @property
     def broker_url(self) -> BrokerUrl:
         return BrokerUrl.parse(self.broker)
+
+
+def _account(name: str) -> Account:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError as err:
+        raise ValueError(f"no user named {name!r} on this system") from err
+    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
 def load_settings(config_file: Path | None, overrides: dict[str, Any]) -> AgentSettings:

@@ -83,6 +83,7 @@ async def run_device(
             publish=publish,
             work_root=root / "work",
             allow_destructive=frozenset(settings.allow_destructive),
+            type_policy=settings.type_policy,
             update_inventory=lambda patch: session.update_inventory(patch),
             update_profile=update_profile,
         )

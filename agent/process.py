@@ -79,8 +79,11 @@ async def run(
     output_limit: int = 4096,
     stdin: bytes | None = None,
     stdout_path: Path | None = None,
+    as_user: tuple[int, int] | None = None,
 ) -> ProcessResult:
     """Run `argv` to completion in a new session; raise ToolNotFound, or ToolTimeout after killing its group.
+
+    With `as_user` (uid, gid) the child runs as that user and group, with no supplementary groups.
 
     With `stdout_path`, standard output goes straight into that file (created or truncated), whatever its size, and
     the result's stdout tail is empty: for binary output such as a screenshot. A non-zero exit is not an error here;
@@ -107,6 +110,9 @@ async def run(
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
+                user=None if as_user is None else as_user[0],
+                group=None if as_user is None else as_user[1],
+                extra_groups=None if as_user is None else [],
             )
         except OSError as err:
             raise ToolFailed(f"{tool} could not be started: {err.strerror or err}") from err

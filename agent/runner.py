@@ -20,6 +20,7 @@ from agent.handlers.base import (
     no_profile,
 )
 from agent.journal import Journal, Stage
+from agent.policy import TypePolicy
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import CancelRequest, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
@@ -68,6 +69,7 @@ class Runner:
         publish: Publish,
         work_root: Path,
         allow_destructive: frozenset[OperationType] = frozenset(),
+        type_policy: TypePolicy | None = None,
         update_inventory: InventoryUpdate = keep_inventory,
         update_profile: ProfileUpdate = no_profile,
     ) -> None:
@@ -78,6 +80,7 @@ class Runner:
         self._publish = publish
         self._work_root = work_root
         self._allow_destructive = allow_destructive
+        self._type_policy = type_policy or TypePolicy()
         self._update_inventory = update_inventory
         self._update_profile = update_profile
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
@@ -176,6 +179,9 @@ class Runner:
                 if wait_s > 0:
                     self._park(command, wait_s)
                     return
+            refusal = self._type_policy.refusal(command.operation_type)
+            if refusal is not None:
+                raise HandlerError(refusal)
             handler = handler_for(command.operation_type, self._platform, self._registry)
             if handler.destructive and command.operation_type not in self._allow_destructive:
                 raise HandlerError(

@@ -4,7 +4,6 @@ import os
 import tempfile
 from pathlib import Path
 
-from agent import process
 from agent.errors import HandlerError
 from agent.platforms.linux_certificates import LinuxCertificates
 from agent.platforms.linux_diagnostics import LinuxDiagnostics
@@ -54,4 +53,6 @@ class LinuxPlatform(LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, 
                 file.write(script.encode())
         except OSError as err:
             raise HandlerError(f"cannot write the script to {work_dir}: {err.strerror or err}") from err
-        return await process.run([interpreter, name], timeout=timeout, cwd=work_dir, output_limit=output_limit)
+        return await self.run_confined(
+            [interpreter, name], timeout=timeout, work_dir=work_dir, output_limit=output_limit, owned=[Path(name)]
+        )

@@ -1,9 +1,12 @@
 """The base every Linux capability mix-in shares: a tool timeout and one way to run a tool."""
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from agent import process
+from agent.errors import HandlerError
+from agent.policy import ScriptPolicy
 from agent.process import ProcessResult
 from shared.operations import Platform
 
@@ -18,10 +21,12 @@ class LinuxTools:
         boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id"),
         tool_timeout: float = 60.0,
         agent_unit: str = "tetherd.service",
+        script_policy: ScriptPolicy | None = None,
     ) -> None:
         self.boot_id_path = boot_id_path
         self.tool_timeout = tool_timeout
         self.agent_unit = agent_unit
+        self.script_policy = script_policy or ScriptPolicy()
 
     async def tool(self, *argv: str, limit_s: float | None = None, stdin: bytes | None = None) -> ProcessResult:
         """Run a system tool found on PATH; a non-zero exit raises ToolFailed naming the tool and its last line."""
@@ -35,8 +40,39 @@ class LinuxTools:
         work_dir: Path,
         output_limit: int,
     ) -> ProcessResult:
-        """An operator-defined command from the agent's config, run from `work_dir`."""
-        return await process.run(argv, timeout=timeout, cwd=work_dir, output_limit=output_limit)
+        """An operator-defined command from the agent's config, run from `work_dir` under the script policy."""
+        return await self.run_confined(argv, timeout=timeout, work_dir=work_dir, output_limit=output_limit)
+
+    async def run_confined(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,  # noqa: ASYNC109  (the caller's own limit, passed down to agent.process)
+        work_dir: Path,
+        output_limit: int,
+        owned: Sequence[Path] = (),
+    ) -> ProcessResult:
+        """Run what an operator sent (a script, a custom action) as the policy says: its user, a scrubbed
+        environment, within its limits; `owned` paths (and `work_dir`) are handed to that user first."""
+        policy = self.script_policy
+        refusal = policy.limit_refusal(timeout, output_limit)
+        if refusal is not None:
+            raise HandlerError(refusal)
+        account = policy.account
+        if account is not None:
+            try:
+                for path in (work_dir, *owned):
+                    os.chown(path, account.uid, account.gid)
+            except OSError as err:
+                raise HandlerError(f"cannot hand {work_dir} to user {account.name}: {err.strerror or err}") from err
+        return await process.run(
+            argv,
+            timeout=timeout,
+            cwd=work_dir,
+            output_limit=output_limit,
+            env=policy.environment(os.environ),
+            as_user=None if account is None else (account.uid, account.gid),
+        )
 
     async def probe(self, argv: Sequence[str]) -> ProcessResult:
         """Run a read-only tool and return its result whatever the exit code."""
