@@ -22,6 +22,7 @@ from agent.inventory import linux_inventory, local_time_zone
 from agent.platforms.linux import LinuxPlatform
 from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
+from shared.sd_notify import notify, ping_watchdog
 
 log = logging.getLogger("agent")
 
@@ -46,7 +47,10 @@ async def run_agent(settings: AgentSettings) -> None:
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    if not settings.host:
+        notify("READY=1", "STATUS=watching for Android devices")  # with no host session, nothing else will
     async with asyncio.TaskGroup() as group:
+        group.create_task(ping_watchdog())
         if settings.host:
             group.create_task(run_host(settings, registry))
         if settings.android:

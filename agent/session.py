@@ -12,6 +12,7 @@ from agent.runner import Runner
 from shared.errors import TetherProtocolError
 from shared.messages import Announcement, CancelRequest, Command, Presence, StatusReport, decode, encode, utc_now
 from shared.operations import PresenceState
+from shared.sd_notify import notify
 from shared.signing import SignatureError, Verifier
 from shared.topics import TopicKind, Topics
 from shared.transport import BrokerUrl, TlsFiles, make_client
@@ -99,6 +100,7 @@ class Session:
                         raise
             except aiomqtt.MqttError as err:
                 log.warning("MQTT connection to %s lost (%s); retrying in %.1f s", self._url, err, backoff)
+                notify(f"STATUS=reconnecting to {self._url}: {err}")
             finally:
                 self._client = None
             await asyncio.sleep(backoff)
@@ -110,6 +112,8 @@ class Session:
         await client.subscribe([(topic, 1) for topic in self._topics.device_filters(self._device_id)])
         self._client = client
         log.info("connected to %s as %s", self._url, self._device_id)
+        # Connected, announced and subscribed: what a Type=notify unit waits for (repeats are ignored).
+        notify("READY=1", f"STATUS=connected to {self._url} as {self._device_id}")
         await self._runner.resend_undelivered()
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:

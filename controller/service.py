@@ -28,6 +28,7 @@ from controller.scheduler import Scheduler
 from controller.signing_keys import SigningKeys
 from controller.store import Store
 from controller.supervisor import Supervisor
+from shared.sd_notify import notify, ping_watchdog
 from shared.topics import TopicKind, Topics
 from shared.transport import BrokerUrl, TlsFiles
 
@@ -71,6 +72,13 @@ class _Server(uvicorn.Server):
 
 class _Stopped(Exception):
     pass
+
+
+async def _notify_ready(server: uvicorn.Server, host: str, port: int) -> None:
+    """READY=1 for a Type=notify unit once the REST API answers (it starts on its own thread)."""
+    while not server.started:  # noqa: ASYNC110 -- uvicorn sets a plain flag, on another thread
+        await asyncio.sleep(0.05)
+    notify("READY=1", f"STATUS=REST API on {host}:{port}")
 
 
 def bind_http(address: ListenAddress) -> socket.socket:
@@ -174,6 +182,8 @@ async def _run(
             for job in (link.run(), dispatcher.run(), ingest.run(), supervisor.run(), events.run()):
                 group.create_task(job)
             web = group.create_task(serve_in_thread(server, http_socket))
+            group.create_task(ping_watchdog())
+            group.create_task(_notify_ready(server, host, port))
             await stop.wait()
             log.info("stopping")
             events.close()
