@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from controller.clock import now_iso
 from controller.completion import finish_if_done
 from controller.fastmqtt.client import ConnectionLost
+from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
 from controller.rollout import Rollout
 from controller.store import Store
@@ -47,9 +48,16 @@ class ArtifactSettings:
 
 class Dispatcher:
     def __init__(
-        self, store: Store, link: MqttLink, topics: Topics, artifacts: ArtifactSettings, signer: Signer
+        self,
+        store: Store,
+        link: MqttLink,
+        topics: Topics,
+        artifacts: ArtifactSettings,
+        signer: Signer,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._signer = signer
         self._link = link
         self._topics = topics
@@ -166,6 +174,7 @@ class Dispatcher:
         """Once the broker has a batch of commands, record them dispatched, each with its deadline."""
         await self._link.acknowledged(batch.acknowledged, len(batch.targets))
         stopped = self._store.commands.mark_dispatched(batch.deadlines)
+        self._metrics.commands_published.inc(len(batch.deadlines))
         if stopped:
             # Cancelled or aborted while in flight to the broker: take the commands back before a device runs them.
             await self.clear([(t.device_id, t.command_id) for t in batch.targets if t.command_id in stopped])

@@ -8,6 +8,7 @@ from controller.completion import finish_if_done
 from controller.dispatcher import Dispatcher
 from controller.fastmqtt.client import ConnectionLost
 from controller.fastmqtt.codec import Publish
+from controller.metrics import Metrics
 from controller.store import Store
 from controller.store.commands import IngestOutcome
 from shared.errors import TetherProtocolError
@@ -26,8 +27,16 @@ Received = tuple[str, StatusReport | Announcement | Presence, Publish]
 
 
 class Ingest:
-    def __init__(self, store: Store, topics: Topics, dispatcher: Dispatcher, ack: Callable[[Publish], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        topics: Topics,
+        dispatcher: Dispatcher,
+        ack: Callable[[Publish], None],
+        metrics: Metrics | None = None,
+    ) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._topics = topics
         self._dispatcher = dispatcher
         self._ack = ack
@@ -81,6 +90,7 @@ class Ingest:
         outcome = self._store.commands.apply_statuses(statuses) if statuses else IngestOutcome()
         for _, _, message in batch:
             self._ack(message)  # stored (or refused for good): the broker may forget it
+        self._count(outcome)
         for command_id, reason in outcome.rejected:
             log.info("ignored a status for command %s: %s", command_id, reason)
         for operation_id in outcome.operations:
@@ -94,6 +104,15 @@ class Ingest:
             except ConnectionLost as err:
                 # The dispatcher's sweep clears whatever is left once the connection is back.
                 log.warning("could not clear %d retained command(s) yet: %s", len(outcome.to_clear), err)
+
+    def _count(self, outcome: IngestOutcome) -> None:
+        metrics = self._metrics
+        for status, count in outcome.applied_by_status.items():
+            metrics.statuses_ingested.labels(str(status)).inc(count)
+        if outcome.rejected:
+            metrics.statuses_rejected.inc(len(outcome.rejected))
+        for seconds in outcome.finished_after_s:
+            metrics.command_latency.observe(seconds)
 
 
 def _same_device(payload_device: str, topic_device: str) -> None:

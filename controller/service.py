@@ -23,6 +23,7 @@ from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError
 from controller.events import OperationEvents
 from controller.ingest import Ingest
+from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
 from controller.scheduler import Scheduler
 from controller.signing_keys import SigningKeys
@@ -151,8 +152,10 @@ async def _run(
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
     signer = SigningKeys.beside(settings.db_path).signer()
     log.info("signing commands with key %s (tether keys public prints it)", signer.key_id)
-    dispatcher = Dispatcher(store, link, topics, artifacts, signer)
-    ingest = Ingest(store, topics, dispatcher, link.ack)
+    metrics = Metrics()
+    metrics.watch(api_store, lambda: link.connected)  # read at scrape time, on the API's thread
+    dispatcher = Dispatcher(store, link, topics, artifacts, signer, metrics)
+    ingest = Ingest(store, topics, dispatcher, link.ack, metrics)
     scheduler = Scheduler(store, dispatcher.wake)
     scheduler.recover()
     supervisor = Supervisor(store, link, topics, dispatcher, signer)
@@ -165,6 +168,8 @@ async def _run(
             wake_supervisor=on_main_loop(loop, supervisor.wake),
             artifact_dir=settings.db_path.parent / "artifacts",
             events=events,
+            metrics=metrics,
+            broker_connected=lambda: link.connected,
             max_artifact_bytes=settings.max_artifact_bytes,
         )
     )

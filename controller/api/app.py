@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from controller.api import artifacts, devicecontrol, errors, event_stream, v0
+from controller.api import artifacts, devicecontrol, errors, event_stream, health, v0
 from controller.api.contract import install_openapi
 from controller.api.deps import ApiServices
 
@@ -20,5 +20,6 @@ def create_app(services: ApiServices) -> FastAPI:
     app.include_router(event_stream.router)
     app.include_router(artifacts.router)
     app.include_router(devicecontrol.router)
+    app.include_router(health.router)
     install_openapi(app)
     return app

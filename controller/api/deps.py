@@ -1,12 +1,13 @@
 """What routes get from the running controller, kept on `app.state`."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Request
 
 from controller.events import OperationEvents
+from controller.metrics import Metrics
 from controller.scheduler import Scheduler
 from controller.store import Store
 
@@ -21,6 +22,9 @@ class ApiServices:
     """Called after a cancellation, so it reaches the devices at once rather than at the next tick."""
     artifact_dir: Path
     events: OperationEvents
+    metrics: Metrics = field(default_factory=Metrics)
+    broker_connected: Callable[[], bool] = lambda: True
+    """Whether the controller's MQTT connection is up, for /readyz."""
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
 
 

@@ -23,6 +23,7 @@ from controller.store.records import (
     ActivityEntry,
     ApiKeyRecord,
     DeviceRecord,
+    FleetSnapshot,
     LoggedActivity,
     OperationRecord,
     OperationStats,
@@ -367,6 +368,24 @@ class Store:
             (_json([str(s) for s in states]),),
         )
         return {row["id"]: (OperationState(row["state"]), row["reason"]) for row in rows}
+
+    def fleet_snapshot(self) -> FleetSnapshot:
+        """Operations by state (every state, 0 included), unfinished commands by status, devices registered and
+        online: a few indexed aggregates, however large the history."""
+        states = {str(state): 0 for state in OperationState}
+        states |= dict(self.conn.execute("SELECT state, count(*) FROM operations GROUP BY state").fetchall())
+        unfinished = self.conn.execute(
+            """SELECT coalesce(sum(c.waiting), 0), coalesce(sum(c.pending), 0), coalesce(sum(c.executing), 0)
+               FROM operations AS o JOIN operation_counts AS c ON c.operation_id = o.id
+               WHERE o.state NOT IN ('COMPLETED', 'FAILED')"""
+        ).fetchone()
+        devices, online = self.conn.execute("SELECT count(*), coalesce(sum(online), 0) FROM devices").fetchone()
+        return FleetSnapshot(
+            operations_by_state=states,
+            unfinished_commands=dict(zip(("waiting", "pending", "executing"), unfinished, strict=True)),
+            devices=devices,
+            online=online,
+        )
 
     def stats(self, operation_id: str) -> OperationStats:
         return self.stats_of([operation_id]).get(operation_id, OperationStats())

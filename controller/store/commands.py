@@ -3,6 +3,7 @@
 import json
 import sqlite3
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,9 @@ class IngestOutcome:
     """What one batch of status reports changed."""
 
     applied: int = 0
+    applied_by_status: Counter[DeviceStatus] = field(default_factory=Counter)
+    finished_after_s: list[float] = field(default_factory=list)
+    """Seconds from dispatch to the final status, on the controller's clock, of each command that finished."""
     rejected: list[tuple[str, str]] = field(default_factory=list)
     """(command id, reason) of every report that was ignored."""
     to_clear: list[tuple[str, str]] = field(default_factory=list)
@@ -73,6 +77,7 @@ class _Row:
     waiting: bool
     """Not recorded as dispatched: the controller died between publishing the command and recording it."""
     delivery_timeout_s: int
+    dispatched_at: str | None
 
 
 class CommandLedger:
@@ -220,6 +225,7 @@ class CommandLedger:
         """One row update per command, however many of its statuses the batch holds (PENDING and EXECUTING often
         come together): the net effect, in the parameter order of the UPDATE below."""
         now = now_iso()
+        received = datetime.fromisoformat(now)
         for topic_device, report in reports:
             row = rows.get(report.command_id)
             reason = _refusal(row, topic_device, report)
@@ -260,7 +266,11 @@ class CommandLedger:
             earlier = updates.get(report.command_id)
             updates[report.command_id] = change if earlier is None else _merged(earlier, change)
             outcome.applied += 1
+            outcome.applied_by_status[report.status] += 1
             outcome.operations.add(row.operation_id)
+            if row.status.is_terminal:  # just now: a terminal one was refused above
+                dispatched_at = datetime.fromisoformat(row.dispatched_at or now)
+                outcome.finished_after_s.append((received - dispatched_at).total_seconds())
             if row.status.is_terminal and not row.cleared:
                 outcome.to_clear.append((row.device_id, report.command_id))
                 row.cleared = True
@@ -283,7 +293,7 @@ class CommandLedger:
     def _rows(self, command_ids: set[str]) -> dict[str, _Row]:
         rows = self._conn.execute(
             """SELECT d.command_id, d.operation_id, d.device_id, d.status, d.cleared, o.timeout_s, d.window_end,
-                      d.dispatch_state, o.delivery_timeout_s
+                      d.dispatch_state, o.delivery_timeout_s, d.dispatched_at
                FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id
                WHERE d.command_id IN (SELECT value FROM json_each(?))""",
             (json.dumps(sorted(command_ids)),),
@@ -298,6 +308,7 @@ class CommandLedger:
                 r["window_end"],
                 r["dispatch_state"] == "waiting",
                 r["delivery_timeout_s"] or DEFAULT_DELIVERY_TIMEOUT_S,
+                r["dispatched_at"],
             )
             for r in rows
         }

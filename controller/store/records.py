@@ -129,3 +129,14 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSnapshot:
+    """What /metrics reports of the store."""
+
+    operations_by_state: dict[str, int]
+    unfinished_commands: dict[str, int]
+    """waiting, pending and executing commands of operations that have not ended."""
+    devices: int
+    online: int

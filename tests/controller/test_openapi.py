@@ -30,6 +30,9 @@ STATUSES = {
     ("delete", "/devicecontrol/operations"): {"204", "400", "401", "403"},
     ("get", "/devicecontrol/operations/{operation_id}"): {"200", "401", "404"},
     ("put", "/devicecontrol/operations/{operation_id}"): {"200", "400", "401", "403", "404", "409"},
+    ("get", "/healthz"): {"200"},
+    ("get", "/readyz"): {"200", "503"},
+    ("get", "/metrics"): {"200", "401"},
 }
 """Exactly the statuses each operation answers with (errors.py's table, the routes' own checks)."""
 
@@ -70,7 +73,7 @@ def test_every_error_status_has_the_error_body(document: dict[str, Any]) -> None
     assert "WWW-Authenticate" in operations(document)[("get", "/v0/devices/")]["responses"]["401"]["headers"]
 
 
-def test_bearer_and_basic_on_every_operation_and_the_upload_token_on_uploads(document: dict[str, Any]) -> None:
+def test_bearer_and_basic_everywhere_but_on_probes_and_uploads(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
     assert schemes["HTTPBearer"] == {**schemes["HTTPBearer"], "type": "http", "scheme": "bearer"}
     assert schemes["HTTPBasic"] == {**schemes["HTTPBasic"], "type": "http", "scheme": "basic"}
@@ -78,6 +81,8 @@ def test_bearer_and_basic_on_every_operation_and_the_upload_token_on_uploads(doc
     for (method, path), spec in operations(document).items():
         if (method, path) == ("put", "/v0/operations/{operation_id}/devices/{device_id}/artifact"):
             assert spec["security"] == [{"UploadToken": []}]
+        elif path in ("/healthz", "/readyz"):
+            assert "security" not in spec  # probes say only whether the controller is up
         else:
             assert spec["security"] == [{"HTTPBearer": []}, {"HTTPBasic": []}], (method, path)
 
