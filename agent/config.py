@@ -130,6 +130,9 @@ class AgentSettings(BaseModel):
     def tls_files(self) -> TlsFiles:
         return TlsFiles(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
 
+    health_interval_s: float = Field(
+        default=60.0, gt=0, le=86400, description="How often the online presence is refreshed with the agent's health."
+    )
     trusted_keys: list[str] = Field(
         default_factory=list,
         description="Public keys (`tether keys public`) commands must be signed with; empty runs unsigned commands.",

@@ -95,6 +95,7 @@ async def run_device(
             runner=runner,
             verifier=settings.verifier,
             tls=settings.tls_files,
+            health_interval_s=settings.health_interval_s,
         )
         await runner.recover()
         await run_until_cancelled(session.run(), runner.run())

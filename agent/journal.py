@@ -92,6 +92,12 @@ class Journal:
         )
         return [_entry(row) for row in rows]
 
+    def undelivered_count(self) -> int:
+        row = self._conn.execute(
+            "SELECT count(*) FROM commands WHERE stage = ? AND delivered = 0", (Stage.FINISHED,)
+        ).fetchone()
+        return int(row[0])
+
     def undelivered(self) -> list[StatusReport]:
         rows = self._conn.execute(
             "SELECT final_report FROM commands WHERE stage = ? AND delivered = 0 ORDER BY updated_at", (Stage.FINISHED,)

@@ -2,10 +2,13 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from agent.errors import HandlerError, InvalidArguments
 from agent.handlers import handler_for
@@ -22,7 +25,7 @@ from agent.handlers.base import (
 from agent.journal import Journal, Stage
 from agent.policy import TypePolicy
 from shared.arguments import ArgumentsError, validate_arguments
-from shared.messages import CancelRequest, Command, StatusReport, utc_now
+from shared.messages import AgentHealth, CancelRequest, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
 from shared.schedule import WINDOW_ENDED, ScheduleError, Window
 
@@ -84,6 +87,7 @@ class Runner:
         self._update_inventory = update_inventory
         self._update_profile = update_profile
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
+        self._started = time.monotonic()
         self._running: _Running | None = None
         self._cancelled_before_start: dict[str, str] = {}
         """Commands journalled as started whose handler has not begun yet, when a cancellation arrived."""
@@ -151,6 +155,17 @@ class Runner:
                 await self._finish(entry.command, DeviceStatus.FAILED, reason=decision.reason)
         for entry in self._journal.in_stage(Stage.QUEUED):
             self._queue.put_nowait(entry.command)
+
+    def health(self) -> AgentHealth:
+        """What the agent reports of itself in its presence."""
+        return AgentHealth(
+            reported_at=utc_now(),
+            uptime_s=time.monotonic() - self._started,
+            rss_bytes=psutil.Process().memory_info().rss,
+            queued=self._queue.qsize(),
+            running=None if self._running is None else self._running.command_id,
+            undelivered=self._journal.undelivered_count(),
+        )
 
     async def resend_undelivered(self) -> None:
         for report in self._journal.undelivered():

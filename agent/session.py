@@ -33,8 +33,10 @@ class Session:
         runner: Runner,
         verifier: Verifier | None = None,
         tls: TlsFiles | None = None,
+        health_interval_s: float = 60.0,
     ) -> None:
         self._url = url
+        self._health_interval_s = health_interval_s
         self._tls = tls
         self._verifier = verifier
         self._device_id = device_id
@@ -65,7 +67,19 @@ class Session:
                 log.warning("could not announce the change now (%s); it goes out on the next connect", err)
 
     def _presence(self, state: PresenceState) -> bytes:
-        return encode(Presence(device_id=self._device_id, state=state))
+        health = self._runner.health() if state is PresenceState.ONLINE else None
+        return encode(Presence(device_id=self._device_id, state=state, health=health))
+
+    async def _report_health(self, client: aiomqtt.Client) -> None:
+        """Refresh the retained online presence, with the agent's health, while connected."""
+        topic = self._topics.presence(self._device_id)
+        while True:
+            await asyncio.sleep(self._health_interval_s)
+            try:
+                await client.publish(topic, self._presence(PresenceState.ONLINE), qos=1, retain=True, timeout=30)
+            except aiomqtt.MqttError as err:
+                log.warning("could not refresh the presence: %s", err)  # the session reconnects on its own
+                return
 
     async def publish_status(self, report: StatusReport) -> bool:
         """QoS 1 to the command's status topic; False if there is no connection right now."""
@@ -93,8 +107,12 @@ class Session:
                     try:
                         await self._on_connect(client)
                         backoff = 0.5
-                        async for message in client.messages:
-                            await self._on_message(message)
+                        health = asyncio.create_task(self._report_health(client))
+                        try:
+                            async for message in client.messages:
+                                await self._on_message(message)
+                        finally:
+                            health.cancel()
                     except asyncio.CancelledError:
                         await self._say_goodbye(client)
                         raise

@@ -168,11 +168,23 @@ class Announcement(_Message):
     announced_at: AwareDatetime
 
 
+class AgentHealth(_Message):
+    """How the agent itself is doing, in its online presence (refreshed every `health_interval_s`)."""
+
+    reported_at: AwareDatetime
+    uptime_s: float = Field(ge=0)
+    rss_bytes: int = Field(ge=0)
+    queued: int = Field(ge=0, description="Commands waiting for their turn.")
+    running: str | None = Field(default=None, description="The command id being executed, if any.")
+    undelivered: int = Field(ge=0, description="Final statuses not yet acknowledged by the broker.")
+
+
 class Presence(_Message):
     """Device -> everyone: online at connect, offline from the last will or a clean stop. Retained, QoS 1."""
 
     device_id: Id
     state: PresenceState
+    health: AgentHealth | None = None
 
 
 M = TypeVar("M", bound=_Message)

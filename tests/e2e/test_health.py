@@ -1,6 +1,7 @@
-"""Type=notify on real processes: READY=1 once connected and announced (the agent) or serving (the controller),
-then watchdog pings, read off a real notification socket as systemd would."""
+"""Health on real processes: READY=1 once connected and announced (the agent) or serving (the controller), then
+watchdog pings, read off a real notification socket as systemd would; and the agent's health in its presence."""
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Agent, Controller
+from tests.e2e.harness import Agent, Controller, retained, wait_for
 
 
 class NotifySocket:
@@ -76,3 +77,28 @@ def test_the_controller_is_ready_once_its_api_answers(
         notifications.read_until("WATCHDOG=1")
     finally:
         controller.stop()
+
+
+def test_the_agent_reports_its_health_in_its_retained_presence(tmp_path: Path, mosquitto_url: str) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text("health_interval_s = 0.3\n")
+    agent = Agent(tmp_path, mosquitto_url, "healthy", "--config", str(config))
+    try:
+
+        def reported() -> dict[str, object] | None:
+            payload = retained(mosquitto_url, "tether/v1/devices/healthy/presence", settle=0.3).get(
+                "tether/v1/devices/healthy/presence"
+            )
+            body = json.loads(payload) if payload else None
+            return body if body and body.get("health", {}).get("uptime_s", 0) > 0.5 else None
+
+        presence = wait_for("a refreshed presence", reported, timeout=20)
+        health = presence["health"]
+        assert presence["state"] == "online"
+        assert isinstance(health, dict)
+        assert health["queued"] == 0
+        assert "running" not in health  # no command executing: the member is left out
+        assert health["undelivered"] == 0
+        assert 5_000_000 < health["rss_bytes"] < 500_000_000
+    finally:
+        agent.stop()
