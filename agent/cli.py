@@ -20,6 +20,7 @@ from agent.handlers import build_registry, capabilities
 from agent.handlers.base import Handler
 from agent.inventory import linux_inventory, local_time_zone
 from agent.platforms.linux import LinuxPlatform
+from shared.logs import LogFormat, about, configure, log_format_option
 from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
 from shared.sd_notify import notify, ping_watchdog
@@ -75,9 +76,10 @@ async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Han
         groups=settings.groups,
         announced_at=utc_now(),
     )
-    await run_device(
-        settings=settings, platform=platform, announcement=announcement, root=settings.state_dir, registry=registry
-    )
+    with about(device_id=settings.device_id):
+        await run_device(
+            settings=settings, platform=platform, announcement=announcement, root=settings.state_dir, registry=registry
+        )
 
 
 @click.group()
@@ -100,9 +102,10 @@ def main() -> None:
 @click.option("--android", is_flag=True, default=None, help="Also run each Android device attached over adb.")
 @click.option("--no-host", "host", flag_value=False, default=None, help="With --android: do not run this host itself.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
-def run_command(config_file: Path | None, log_level: str, **overrides: Any) -> None:
+@log_format_option
+def run_command(config_file: Path | None, log_level: str, log_format: LogFormat, **overrides: Any) -> None:
     """Connect to the broker, announce this device and run the operations sent to it."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(log_level, log_format)
     settings = _settings_or_exit(config_file, overrides)
     try:
         asyncio.run(run_agent(settings))

@@ -25,6 +25,7 @@ from agent.handlers.base import (
 from agent.journal import Journal, Stage
 from agent.policy import TypePolicy
 from shared.arguments import ArgumentsError, validate_arguments
+from shared.logs import about
 from shared.messages import AgentHealth, CancelRequest, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
 from shared.schedule import WINDOW_ENDED, ScheduleError, Window
@@ -94,50 +95,53 @@ class Runner:
 
     async def accept(self, command: Command) -> None:
         """Take a command off the wire; a command id seen before is never run again."""
-        if not self._journal.record_received(command):
-            entry = self._journal.get(command.command_id)
-            if entry is not None and entry.final_report is not None:
-                # The controller evidently missed the final status (the command is still retained): send it again.
-                log.info("command %s already finished; re-sending its final status", command.command_id)
-                await self._deliver_final(entry.final_report)
-            else:
-                log.info("command %s is already queued or running; duplicate ignored", command.command_id)
-            return
-        log.info("command %s (%s) queued", command.command_id, command.operation_type)
-        await self._report(command, DeviceStatus.PENDING)
-        self._queue.put_nowait(command)
+        with about(operation_id=command.operation_id, command_id=command.command_id):
+            if not self._journal.record_received(command):
+                entry = self._journal.get(command.command_id)
+                if entry is not None and entry.final_report is not None:
+                    # The controller evidently missed the final status (the command is still retained): send it again.
+                    log.info("command %s already finished; re-sending its final status", command.command_id)
+                    await self._deliver_final(entry.final_report)
+                else:
+                    log.info("command %s is already queued or running; duplicate ignored", command.command_id)
+                return
+            log.info("command %s (%s) queued", command.command_id, command.operation_type)
+            await self._report(command, DeviceStatus.PENDING)
+            self._queue.put_nowait(command)
 
     async def refuse(self, command: Command, reason: str) -> None:
         """End a command FAILED with `reason` without running it (a bad signature, an expiry); seen before, it is
         treated as the duplicate it is."""
-        if not self._journal.record_received(command):
-            await self.accept(command)
-            return
-        log.warning("command %s (%s) refused: %s", command.command_id, command.operation_type, reason)
-        await self._finish(command, DeviceStatus.FAILED, reason=reason)
+        with about(operation_id=command.operation_id, command_id=command.command_id):
+            if not self._journal.record_received(command):
+                await self.accept(command)
+                return
+            log.warning("command %s (%s) refused: %s", command.command_id, command.operation_type, reason)
+            await self._finish(command, DeviceStatus.FAILED, reason=reason)
 
     async def cancel(self, request: CancelRequest) -> None:
         """Stop a command: a queued one ends FAILED at once, a running one only if its handler is cancellable."""
-        entry = self._journal.get(request.command_id)
-        running = self._running
-        if entry is None:
-            log.info("cancellation of unknown command %s ignored", request.command_id)
-        elif entry.stage is Stage.QUEUED:
-            await self._finish(entry.command, DeviceStatus.FAILED, reason=request.reason)
-        elif entry.stage is Stage.FINISHED:
-            log.info("cancellation of command %s ignored: it has already finished", request.command_id)
-        elif running is None or running.command_id != request.command_id:
-            self._cancelled_before_start[request.command_id] = request.reason  # it is about to start
-        elif not running.handler.cancellable:
-            log.warning(
-                "command %s (%s) cannot be stopped safely; it runs to its end",
-                request.command_id,
-                entry.command.operation_type,
-            )
-        elif running.cancel_reason is None:
-            log.info("command %s: stopping it (%s)", request.command_id, request.reason)
-            running.cancel_reason = request.reason
-            running.task.cancel()
+        with about(command_id=request.command_id):
+            entry = self._journal.get(request.command_id)
+            running = self._running
+            if entry is None:
+                log.info("cancellation of unknown command %s ignored", request.command_id)
+            elif entry.stage is Stage.QUEUED:
+                await self._finish(entry.command, DeviceStatus.FAILED, reason=request.reason)
+            elif entry.stage is Stage.FINISHED:
+                log.info("cancellation of command %s ignored: it has already finished", request.command_id)
+            elif running is None or running.command_id != request.command_id:
+                self._cancelled_before_start[request.command_id] = request.reason  # it is about to start
+            elif not running.handler.cancellable:
+                log.warning(
+                    "command %s (%s) cannot be stopped safely; it runs to its end",
+                    request.command_id,
+                    entry.command.operation_type,
+                )
+            elif running.cancel_reason is None:
+                log.info("command %s: stopping it (%s)", request.command_id, request.reason)
+                running.cancel_reason = request.reason
+                running.task.cancel()
 
     async def recover(self) -> None:
         """After a restart: decide commands that were executing, and queue those that never started."""
@@ -183,47 +187,50 @@ class Runner:
             return None
 
     async def _execute(self, command: Command) -> None:
-        entry = self._journal.get(command.command_id)
-        if entry is None or entry.stage is not Stage.QUEUED:
-            return
-        try:
-            if command.start_before is not None and utc_now() > command.start_before:
-                raise HandlerError(f"expired: not started before {command.start_before.isoformat()}")
-            if command.schedule is not None:
-                wait_s = seconds_until_window(command.schedule)
-                if wait_s > 0:
-                    self._park(command, wait_s)
-                    return
-            refusal = self._type_policy.refusal(command.operation_type)
-            if refusal is not None:
-                raise HandlerError(refusal)
-            handler = handler_for(command.operation_type, self._platform, self._registry)
-            if handler.destructive and command.operation_type not in self._allow_destructive:
-                raise HandlerError(
-                    f"{command.operation_type} is destructive and disabled on this device; enable it with "
-                    f'allow_destructive = ["{command.operation_type}"] in the agent config file'
-                )
+        with about(operation_id=command.operation_id, command_id=command.command_id):
+            entry = self._journal.get(command.command_id)
+            if entry is None or entry.stage is not Stage.QUEUED:
+                return
             try:
-                arguments = validate_arguments(command.operation_type, command.arguments)
-            except ArgumentsError as err:
-                raise InvalidArguments(str(err)) from err
-            work_dir = self._work_root / command.command_id
-            work_dir.mkdir(parents=True, exist_ok=True)
-            # Journal before acting: a command that takes the agent down with it is decided on restart, not rerun.
-            self._journal.record_started(command.command_id, await self._platform.boot_id())
-            await self._report(command, DeviceStatus.EXECUTING)
-            log.info("command %s (%s) executing", command.command_id, command.operation_type)
-            context = HandlerContext(command, self._platform, work_dir, self._update_inventory, self._update_profile)
-            result = await self._run_handler(command, handler, arguments, context)
-        except HandlerError as err:
-            await self._finish(command, DeviceStatus.FAILED, reason=str(err), result=err.result)
-        except Exception as err:  # a handler bug must still end the command, never the agent
-            log.exception("command %s: handler crashed", command.command_id)
-            await self._finish(
-                command, DeviceStatus.FAILED, reason=f"internal agent error: {type(err).__name__}: {err}"
-            )
-        else:
-            await self._finish(command, DeviceStatus.SUCCESSFUL, result=result)
+                if command.start_before is not None and utc_now() > command.start_before:
+                    raise HandlerError(f"expired: not started before {command.start_before.isoformat()}")
+                if command.schedule is not None:
+                    wait_s = seconds_until_window(command.schedule)
+                    if wait_s > 0:
+                        self._park(command, wait_s)
+                        return
+                refusal = self._type_policy.refusal(command.operation_type)
+                if refusal is not None:
+                    raise HandlerError(refusal)
+                handler = handler_for(command.operation_type, self._platform, self._registry)
+                if handler.destructive and command.operation_type not in self._allow_destructive:
+                    raise HandlerError(
+                        f"{command.operation_type} is destructive and disabled on this device; enable it with "
+                        f'allow_destructive = ["{command.operation_type}"] in the agent config file'
+                    )
+                try:
+                    arguments = validate_arguments(command.operation_type, command.arguments)
+                except ArgumentsError as err:
+                    raise InvalidArguments(str(err)) from err
+                work_dir = self._work_root / command.command_id
+                work_dir.mkdir(parents=True, exist_ok=True)
+                # Journal before acting: a command that takes the agent down with it is decided on restart, not rerun.
+                self._journal.record_started(command.command_id, await self._platform.boot_id())
+                await self._report(command, DeviceStatus.EXECUTING)
+                log.info("command %s (%s) executing", command.command_id, command.operation_type)
+                context = HandlerContext(
+                    command, self._platform, work_dir, self._update_inventory, self._update_profile
+                )
+                result = await self._run_handler(command, handler, arguments, context)
+            except HandlerError as err:
+                await self._finish(command, DeviceStatus.FAILED, reason=str(err), result=err.result)
+            except Exception as err:  # a handler bug must still end the command, never the agent
+                log.exception("command %s: handler crashed", command.command_id)
+                await self._finish(
+                    command, DeviceStatus.FAILED, reason=f"internal agent error: {type(err).__name__}: {err}"
+                )
+            else:
+                await self._finish(command, DeviceStatus.SUCCESSFUL, result=result)
 
     def _park(self, command: Command, wait_s: float) -> None:
         """Queue the command again when its window opens; it stays journalled as queued until then.

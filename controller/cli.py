@@ -2,7 +2,6 @@
 `tether devices` drive a running controller."""
 
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from controller.errors import ControllerError, StartupError
 from controller.keys import Role
 from controller.remote.commands import devices, op
 from controller.store import Store
+from shared.logs import LogFormat, configure, log_format_option
 from shared.transport import BrokerUrl, TlsFiles
 
 if TYPE_CHECKING:
@@ -85,11 +85,12 @@ main.add_command(devices)
 )
 @db_option
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
-def serve_command(log_level: str, **options: Any) -> None:
+@log_format_option
+def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None:
     """Run the controller: REST API, store, dispatcher and (by default) an embedded MQTT broker."""
     from controller.service import ServeSettings, serve
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(log_level, log_format)
     tls = TlsFiles(options["broker_ca"], options["broker_cert"], options["broker_key"])
     broker_url: BrokerUrl | None = options["broker"]
     if tls != TlsFiles():
@@ -140,7 +141,7 @@ def simulate_command(**options: Any) -> None:
         connections=options["connections"],
         connection_per_device=options["connection_per_device"],
     )
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure("info")
     _run_or_exit(
         lambda: run_simulation(
             options["broker"], spec, options["topic_prefix"], options["duration"], options["stats_file"]

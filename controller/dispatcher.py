@@ -15,6 +15,7 @@ from controller.rollout import Rollout
 from controller.store import Store
 from controller.store.commands import Deadline, Target, delivery_deadline
 from controller.store.records import OperationRecord
+from shared.logs import about
 from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, CommandBatch, utc_now
 from shared.operations import ActivityState, OperationState, OperationType, ScheduleType
 from shared.signing import Signer
@@ -86,7 +87,8 @@ class Dispatcher:
 
     async def _sweep(self) -> None:
         for operation_id in self._store.operations_in_states([OperationState.RESOLVED, OperationState.DISPATCHING]):
-            await self._dispatch(operation_id)
+            with about(operation_id=operation_id):
+                await self._dispatch(operation_id)
         while finished := self._store.commands.uncleared_terminal(BATCH_SIZE):
             await self.clear(finished)
 

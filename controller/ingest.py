@@ -92,12 +92,12 @@ class Ingest:
             self._ack(message)  # stored (or refused for good): the broker may forget it
         self._count(outcome)
         for command_id, reason in outcome.rejected:
-            log.info("ignored a status for command %s: %s", command_id, reason)
+            log.info("ignored a status for command %s: %s", command_id, reason, extra={"command_id": command_id})
         for operation_id in outcome.operations:
             if not self._store.has_activity(operation_id, ActivityState.PROCESSING):
                 self._store.add_activity(operation_id, ActivityState.PROCESSING, "devices are reporting")
             if finish_if_done(self._store, operation_id):
-                log.info("operation %s completed", operation_id)
+                log.info("operation %s completed", operation_id, extra={"operation_id": operation_id})
         if outcome.to_clear:
             try:
                 await self._dispatcher.clear_soon(outcome.to_clear)

@@ -9,6 +9,7 @@ from controller.clock import to_iso
 from controller.query import compile_query
 from controller.store import Store
 from controller.store.commands import DeviceWindow
+from shared.logs import about
 from shared.operations import ActivityState, OperationState, ScheduleType, TimeType
 from shared.schedule import UNKNOWN_ZONE_NOTE, WINDOW_ENDED, Window
 
@@ -24,13 +25,15 @@ class Scheduler:
 
     def submit(self, operation_id: str) -> None:
         """Resolve an operation now and let the dispatcher publish its commands (when each device's window opens)."""
-        self._resolve(operation_id)
+        with about(operation_id=operation_id):
+            self._resolve(operation_id)
         self._wake_dispatcher()
 
     def recover(self) -> None:
         """After a restart, resolve whatever was created but not resolved, and resume dispatching."""
         for operation_id in self._store.operations_in_states([OperationState.CREATED, OperationState.RESOLVING]):
-            self._resolve(operation_id)
+            with about(operation_id=operation_id):
+                self._resolve(operation_id)
         self._wake_dispatcher()
 
     def _resolve(self, operation_id: str) -> None:

@@ -22,6 +22,7 @@ from agent.handlers import capabilities
 from agent.handlers.base import Handler
 from agent.platforms.android import AndroidPlatform
 from shared.errors import TopicError
+from shared.logs import about
 from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
 from shared.topics import validate_id
@@ -163,7 +164,8 @@ class AndroidBridge:
     async def _serve(self, serial: str, device_id: str) -> None:
         """Run one device until cancelled; a failure to start is logged and ends the task (it is retried later)."""
         try:
-            await self._run_device(serial, device_id)
+            with about(device_id=device_id):
+                await self._run_device(serial, device_id)
         except HandlerError as err:
             log.warning("Android device %s (%s) could not start: %s; retrying in %g s", serial, device_id, err, RETRY_S)
         except Exception:  # one device's bug must not stop the bridge and every other device

@@ -102,3 +102,25 @@ def test_the_agent_reports_its_health_in_its_retained_presence(tmp_path: Path, m
         assert 5_000_000 < health["rss_bytes"] < 500_000_000
     finally:
         agent.stop()
+
+
+def test_json_logs_name_the_device_operation_and_command_of_each_line_about_them(
+    tmp_path: Path, mosquitto_url: str
+) -> None:
+    controller = Controller(tmp_path, broker_url=mosquitto_url)
+    agent = Agent(tmp_path, mosquitto_url, "logged", "--log-format", "json")
+    try:
+        controller.wait_online("logged")
+        created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "logged"}})
+        controller.wait_finished(created["id"])
+        command_id = controller.device_results(created["id"])["logged"]["command_id"]
+    finally:
+        agent.stop()
+        controller.stop()
+    logged = [json.loads(line) for line in agent.process.output().splitlines()]
+    per_device = [line for line in logged if line["logger"] in ("agent.session", "agent.runner")]
+    assert per_device
+    assert all(line.get("device_id") == "logged" for line in per_device), per_device
+    about_it = [line for line in logged if command_id in line["message"]]
+    assert len(about_it) >= 3  # queued, executing, SUCCESSFUL
+    assert all(line["command_id"] == command_id and line["operation_id"] == created["id"] for line in about_it)
