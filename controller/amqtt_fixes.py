@@ -8,6 +8,8 @@
 - Its anonymous login dropped persistent sessions a second after disconnect and queued nothing for them.
 - It ignored the keep-alive, so a vanished device never went offline (no last will).
 - A reconnect over a half-open connection published the old connection's will and left the session marked offline.
+- With `auth`, it admits only the password file's logins and applies `tether broker acl`'s rules to every
+  subscription, publish and delivery.
 """
 
 import asyncio
@@ -22,6 +24,7 @@ from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage
 
+from controller.broker_auth import Access, BrokerAuth
 from controller.errors import BrokerError
 
 AMQTT_VERSION = "0.12.1"
@@ -95,8 +98,9 @@ class _SubscriptionTable(dict[str, list[tuple[Any, int]]]):
 class FixedAmqtt(Broker):  # type: ignore[misc]
     """amqtt's broker with the fixes the module docstring lists."""
 
-    def __init__(self, config: dict[str, Any], max_inflight: int) -> None:
+    def __init__(self, config: dict[str, Any], max_inflight: int, auth: BrokerAuth | None = None) -> None:
         super().__init__(config)
+        self._auth = auth
         self._subscriptions = _SubscriptionTable()
         self._max_inflight = max_inflight
         self._replays: set[asyncio.Task[Any]] = set()
@@ -123,10 +127,15 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
         await super()._handle_disconnect(session, handler, disconnect_waiter)
 
     async def _authenticate(self, session: Any, listener: Any) -> bool:
-        # Everyone is admitted until broker authentication lands. amqtt's AnonymousAuthPlugin would also set
+        # Without `auth` everyone is admitted. Not through amqtt's AnonymousAuthPlugin, which would also set
         # session.is_anonymous, after which amqtt drops the persistent session on disconnect (broker.py:365-366) and
         # queues nothing for it while offline (broker.py:1034-1037), unlike Mosquitto.
-        return True
+        return self._auth is None or self._auth.admits(session.username, session.password)
+
+    async def _topic_filtering(self, session: Any, topic: str, action: Any) -> bool:
+        # amqtt's topic plugins have no per-user patterns; the ACL `tether broker acl` writes for Mosquitto is
+        # applied here instead, to subscriptions (broker.py:876), publishes (:778) and deliveries (:1025).
+        return self._auth is None or self._auth.permits(session.username, Access(str(action)), topic)
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
         # On every connect amqtt calls this for each filter *any* client subscribed (broker.py:601-602), which sent

@@ -24,6 +24,7 @@ from typing import Literal, Protocol, Self, assert_never
 from amqtt.errors import BrokerError as AmqttStartError
 
 from controller.amqtt_fixes import MAX_INFLIGHT, FixedAmqtt, require_amqtt_version
+from controller.broker_auth import BrokerAuth
 from controller.errors import BrokerError
 
 _START_TIMEOUT = 10.0
@@ -80,12 +81,15 @@ class EmbeddedBroker(Protocol):
     ) -> None: ...
 
 
-def make_broker(kind: Literal["amqtt", "mosquitto"], listen: ListenAddress, data_dir: Path) -> EmbeddedBroker:
-    """The broker `--embedded-broker` names; Mosquitto keeps its config, database and log in `data_dir`."""
+def make_broker(
+    kind: Literal["amqtt", "mosquitto"], listen: ListenAddress, data_dir: Path, auth: BrokerAuth | None = None
+) -> EmbeddedBroker:
+    """The broker `--embedded-broker` names; Mosquitto keeps its config, database and log in `data_dir`. With
+    `auth` (what `tether broker acl` wrote), both admit only its logins and apply its rules."""
     if kind == "amqtt":
-        return AmqttBroker(listen)
+        return AmqttBroker(listen, auth=auth)
     if kind == "mosquitto":
-        return MosquittoBroker(listen, data_dir)
+        return MosquittoBroker(listen, data_dir, auth=auth)
     assert_never(kind)
 
 
@@ -117,10 +121,13 @@ async def _ensure_port_free(listen: ListenAddress) -> None:
 class AmqttBroker:
     """amqtt running in-process on the current event loop, with the fixes above."""
 
-    def __init__(self, listen: ListenAddress, *, max_inflight: int = MAX_INFLIGHT) -> None:
+    def __init__(
+        self, listen: ListenAddress, *, max_inflight: int = MAX_INFLIGHT, auth: BrokerAuth | None = None
+    ) -> None:
         self.listen = listen
-        self.url = listen.url
+        self.url = listen.url if auth is None else auth.login_url(listen.url)
         self._max_inflight = max_inflight
+        self._auth = auth
         self._broker: FixedAmqtt | None = None
 
     async def __aenter__(self) -> Self:
@@ -136,7 +143,7 @@ class AmqttBroker:
             # No $SYS, packet logger or anonymous plugin (see _authenticate). asyncio sets TCP_NODELAY itself.
             "plugins": {},
         }
-        broker = FixedAmqtt(config, self._max_inflight)
+        broker = FixedAmqtt(config, self._max_inflight, self._auth)
         try:
             await broker.start()
         except AmqttStartError as err:
@@ -166,12 +173,21 @@ stored, in batches: at 100 (or Mosquitto's default of 20) it waited on the broke
 thousand statuses a second; at 10,000 it takes them as fast as it can store them."""
 
 
-def _mosquitto_config(listen: ListenAddress, data_dir: Path, log_path: Path) -> str:
+def _mosquitto_config(listen: ListenAddress, data_dir: Path, log_path: Path, auth: BrokerAuth | None) -> str:
+    access = (
+        ["allow_anonymous true"]
+        if auth is None
+        else [
+            "allow_anonymous false",
+            f"password_file {(auth.directory / 'passwords').resolve()}",
+            f"acl_file {(auth.directory / 'acl').resolve()}",
+        ]
+    )
     return "\n".join(
         [
             "# Written by tether on every start of its private broker; edits here are overwritten.",
             f"listener {listen.port} {listen.host}",
-            "allow_anonymous true",
+            *access,
             "persistence true",
             f"persistence_location {data_dir}/",
             "persistence_file mosquitto.db",
@@ -193,9 +209,12 @@ def _mosquitto_config(listen: ListenAddress, data_dir: Path, log_path: Path) -> 
 class MosquittoBroker:
     """A private `mosquitto -c <generated conf>` subprocess, started and stopped with this context."""
 
-    def __init__(self, listen: ListenAddress, data_dir: Path, executable: str = "mosquitto") -> None:
+    def __init__(
+        self, listen: ListenAddress, data_dir: Path, executable: str = "mosquitto", auth: BrokerAuth | None = None
+    ) -> None:
         self.listen = listen
-        self.url = listen.url
+        self.url = listen.url if auth is None else auth.login_url(listen.url)
+        self._auth = auth
         self.data_dir = data_dir.resolve()
         self.log_path = self.data_dir / "mosquitto.log"
         self._executable = executable
@@ -209,7 +228,7 @@ class MosquittoBroker:
         await _ensure_port_free(self.listen)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "mosquitto.conf"
-        config.write_text(_mosquitto_config(self.listen, self.data_dir, self.log_path))
+        config.write_text(_mosquitto_config(self.listen, self.data_dir, self.log_path, self._auth))
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         stderr = self.data_dir / "mosquitto.stderr"
         with stderr.open("wb") as early_errors:  # what it prints before the log file is open

@@ -1,18 +1,29 @@
-"""Who may do what on a Mosquitto broker: a pattern ACL that confines each device to its own topics, and the
-password file entries its users log in with (`tether broker acl`, docs/security.md#broker-acl).
+"""Who may do what on the broker: a pattern ACL that confines each device to its own topics, and the password file
+its users log in with (`tether broker acl`, docs/security.md#broker-acl). Mosquitto reads the files; the embedded
+amqtt broker applies the same rules through `BrokerAuth`.
 
 Devices log in with their device id as username, so one ACL of `%u` patterns serves every device, present and
 future: adding a device only adds a password line.
 """
 
 import base64
+import binascii
 import hashlib
+import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import quote
 
+from shared.errors import TetherProtocolError
 from shared.topics import TopicKind, Topics, validate_id
 
 DEFAULT_CONTROLLER_USER = "tether-controller"
+CONTROLLER_SECRET = "controller.secret"
+"""`<user> <password>` of the controller's own login, beside the password file, for a controller that embeds the
+broker and must log in to it (mode 0600)."""
 PBKDF2_ITERATIONS = 101
 """What `mosquitto_passwd` uses for its `$7$` (PBKDF2-SHA512) hashes."""
 SALT_BYTES = 12
@@ -69,3 +80,89 @@ def mosquitto_settings(password_file: str, acl_file: str) -> str:
         f"password_file {password_file}\n"
         f"acl_file {acl_file}\n"
     )
+
+
+def verify_password(encoded: str, password: str) -> bool:
+    """Whether `password` matches a `$7$` hash of a Mosquitto password file."""
+    try:
+        _, kind, iterations, salt, digest = encoded.split("$")
+        if kind != "7":
+            return False
+        expected = base64.b64decode(digest)
+        derived = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt), int(iterations))
+    except (ValueError, binascii.Error):
+        return False
+    return hmac.compare_digest(derived, expected)
+
+
+class Access(StrEnum):
+    SUBSCRIBE = "subscribe"
+    PUBLISH = "publish"
+    RECEIVE = "receive"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAuth:
+    """The rules `acl_text` writes for Mosquitto, applied in code: the controller's login may do anything under the
+    prefix; a device's, only read its own commands and cancellations and write its own status, announcement and
+    presence. Nobody else gets in."""
+
+    directory: Path
+    """Where `tether broker acl` wrote acl, passwords and the controller's secret."""
+    passwords: Mapping[str, str]
+    """user -> `$7$` hash."""
+    topics: Topics
+    controller_user: str
+    controller_password: str
+
+    @classmethod
+    def load(cls, directory: Path, topics: Topics) -> "BrokerAuth":
+        """From what `tether broker acl` wrote in `directory`; OSError or ValueError if it is not there."""
+        passwords = dict(
+            line.split(":", 1) for line in (directory / "passwords").read_text().splitlines() if ":" in line
+        )
+        user, _, password = (directory / CONTROLLER_SECRET).read_text().strip().partition(" ")
+        if not password:
+            raise ValueError(f"{directory / CONTROLLER_SECRET} must read '<user> <password>'")
+        return cls(directory, passwords, topics, user, password)
+
+    def login_url(self, url: str) -> str:
+        """`url` (mqtt://host:port) with the controller's login in it."""
+        return url.replace(
+            "://", f"://{quote(self.controller_user, safe='')}:{quote(self.controller_password, safe='')}@", 1
+        )
+
+    def admits(self, user: str | None, password: str | None) -> bool:
+        encoded = self.passwords.get(user or "")
+        return encoded is not None and password is not None and verify_password(encoded, password)
+
+    def permits(self, user: str | None, access: Access, topic: str) -> bool:
+        """Whether `user` may subscribe to the filter `topic`, publish to it, or receive a message on it."""
+        if user is None:
+            return False
+        if user == self.controller_user:
+            return topic == self.topics.prefix or topic.startswith(f"{self.topics.prefix}/")
+        own = self.topics.device_root(user) if _valid_device(user) else None
+        if own is None or not topic.startswith(f"{own}/"):
+            return False
+        rest = topic.removeprefix(f"{own}/").split("/")
+        if access is Access.PUBLISH:
+            return (len(rest) == 2 and rest[0] == TopicKind.STATUS and _is_level(rest[1])) or (
+                len(rest) == 1 and rest[0] in (TopicKind.ANNOUNCE, TopicKind.PRESENCE)
+            )
+        readable = (TopicKind.COMMAND, TopicKind.CANCEL)
+        if access is Access.SUBSCRIBE:
+            return len(rest) == 2 and rest[0] in readable and (rest[1] == "+" or _is_level(rest[1]))
+        return len(rest) == 2 and rest[0] in readable and _is_level(rest[1])
+
+
+def _is_level(level: str) -> bool:
+    return bool(level) and "+" not in level and "#" not in level
+
+
+def _valid_device(user: str) -> bool:
+    try:
+        validate_id(user)
+    except TetherProtocolError:
+        return False
+    return True

@@ -78,6 +78,11 @@ main.add_command(devices)
     show_default=True,
     help="Which broker to embed when --broker is not given: amqtt in-process, or a managed private Mosquitto.",
 )
+@click.option(
+    "--broker-auth",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The embedded broker admits only the logins `tether broker acl --dir DIR` wrote, under its rules.",
+)
 @click.option("--topic-prefix", default="tether/v1", show_default=True, help="Root of every Tether topic.")
 @click.option("--public-url", help="Base URL devices use to upload artifacts (default: http://<--http-listen>).")
 @click.option(
@@ -100,7 +105,10 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
             tls.context()
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--broker-ca/--broker-cert/--broker-key") from err
+    if options["broker_auth"] is not None and broker_url is not None:
+        raise click.BadParameter("is for the embedded broker; an external one has its own", param_hint="--broker-auth")
     settings = ServeSettings(
+        embedded_broker_auth=options["broker_auth"],
         broker_tls=tls,
         http_listen=options["http_listen"],
         mqtt_listen=options["mqtt_listen"],
@@ -245,7 +253,14 @@ def broker_acl(
     controller and each new device to the password file. Prints `user password` for every login it added (the
     passwords are stored hashed only); users already in the file keep theirs. Include mosquitto-tether.conf
     from mosquitto.conf."""
-    from controller.broker_auth import acl_text, mosquitto_settings, new_credentials, password_line, users_in
+    from controller.broker_auth import (
+        CONTROLLER_SECRET,
+        acl_text,
+        mosquitto_settings,
+        new_credentials,
+        password_line,
+        users_in,
+    )
     from shared.errors import TetherProtocolError
     from shared.topics import Topics
 
@@ -262,6 +277,10 @@ def broker_acl(
             descriptor = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(descriptor, "a") as file:
                 file.writelines(f"{password_line(user, password)}\n" for user, password in created.items())
+            if controller_user in created:  # for a controller that embeds the broker and logs in to it
+                secret = os.open(directory / CONTROLLER_SECRET, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(secret, "w") as file:
+                    file.write(f"{controller_user} {created[controller_user]}\n")
             settings = mosquitto_settings(str(passwords.resolve()), str((directory / "acl").resolve()))
             (directory / "mosquitto-tether.conf").write_text(settings)
         except (ValueError, OSError, TetherProtocolError) as err:

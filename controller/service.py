@@ -19,6 +19,7 @@ from controller.api.app import create_app
 from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, ApiServices
 from controller.api_thread import on_main_loop, serve_in_thread
 from controller.broker import ListenAddress, make_broker
+from controller.broker_auth import BrokerAuth
 from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError
 from controller.events import OperationEvents
@@ -48,6 +49,8 @@ class ServeSettings:
     broker_tls: TlsFiles = field(default_factory=TlsFiles)
     """For an mqtts:// external broker."""
     embedded_broker: Literal["amqtt", "mosquitto"] = "amqtt"
+    embedded_broker_auth: Path | None = None
+    """What `tether broker acl` wrote: the embedded broker then admits only its logins and applies its rules."""
     topic_prefix: str = "tether/v1"
     client_id: str = "tether-controller"
     public_url: str | None = None
@@ -73,6 +76,15 @@ class _Server(uvicorn.Server):
 
 class _Stopped(Exception):
     pass
+
+
+def _broker_auth(directory: Path | None, topics: Topics) -> BrokerAuth | None:
+    if directory is None:
+        return None
+    try:
+        return BrokerAuth.load(directory, topics)
+    except (OSError, ValueError) as err:
+        raise StartupError(f"cannot use the broker logins in {directory} (made by tether broker acl): {err}") from err
 
 
 async def _notify_ready(server: uvicorn.Server, host: str, port: int) -> None:
@@ -116,10 +128,12 @@ async def serve(settings: ServeSettings) -> None:
             broker_url = settings.external_broker
             if broker_url is None:
                 data_dir = settings.db_path.parent / "broker"
-                broker = make_broker(settings.embedded_broker, settings.mqtt_listen, data_dir)
+                auth = _broker_auth(settings.embedded_broker_auth, topics)
+                broker = make_broker(settings.embedded_broker, settings.mqtt_listen, data_dir, auth)
                 await stack.enter_async_context(broker)
                 broker_url = BrokerUrl.parse(broker.url)
-                log.info("embedded %s broker listening on %s", settings.embedded_broker, broker.url)
+                secured = "" if auth is None else f", logins and ACL from {auth.directory}"
+                log.info("embedded %s broker listening on %s%s", settings.embedded_broker, broker_url, secured)
             await _run(settings, (store, api_store), topics, broker_url, http_socket, stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
