@@ -178,6 +178,14 @@ class Agent:
         return self.process.stop()
 
 
+def assert_lock_runs(controller: Controller, agent: Agent) -> None:
+    """A LOCK to the agent's device completes, and the agent ran its (fake) loginctl for it exactly once."""
+    before = len(agent.tools.calls("loginctl"))
+    created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": agent.device_id}})
+    assert controller.wait_finished(created["id"])["state"] == "COMPLETED"
+    assert len(agent.tools.calls("loginctl")) == before + 1
+
+
 def tether(*args: str) -> str:
     done = subprocess.run([str(BIN / "tether"), *args], capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.e2e.harness import Agent, Controller, PersistentMosquitto, tether, wait_for
+from tests.e2e.harness import Agent, Controller, PersistentMosquitto, assert_lock_runs, tether, wait_for
 
 SETTLE_S = 1.0
 """How long a message the broker would deliver takes at most here; what has not arrived by then was refused."""
@@ -102,9 +102,7 @@ def test_tether_runs_an_operation_under_the_acl(
     agent = Agent(tmp_path, f"mqtt://dev-a:{credentials['dev-a']}@127.0.0.1:{broker.port}", "dev-a")
     try:
         controller.wait_online("dev-a")
-        created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "dev-a"}})
-        assert controller.wait_finished(created["id"])["state"] == "COMPLETED"
-        assert len(agent.tools.calls("loginctl")) == 1
+        assert_lock_runs(controller, agent)
     finally:
         agent.stop()
         controller.stop()

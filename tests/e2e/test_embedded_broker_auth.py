@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import BIN, Agent, Controller, tether, wait_for
+from tests.e2e.harness import BIN, Agent, Controller, assert_lock_runs, tether, wait_for
 from tests.e2e.test_broker_acl import SETTLE_S, Client
 from tests.fixtures_brokers import free_port
 
@@ -25,9 +25,7 @@ def test_the_embedded_broker_admits_only_its_logins_and_keeps_devices_to_their_o
     clients: list[Client] = []
     try:
         controller.wait_online("dev-b")
-        created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "dev-b"}})
-        assert controller.wait_finished(created["id"])["state"] == "COMPLETED"
-        assert len(agent.tools.calls("loginctl")) == 1
+        assert_lock_runs(controller, agent)
 
         for user, password in [(None, None), ("dev-a", "wrong"), ("dev-z", credentials["dev-a"])]:
             stranger = Client(port, user, password)

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from controller.signing_keys import SigningKeys
-from tests.e2e.harness import BIN, Agent, Controller, PersistentMosquitto, tether, wait_for
+from tests.e2e.harness import BIN, Agent, Controller, PersistentMosquitto, assert_lock_runs, tether, wait_for
 from tests.fakes import FakeTools
 
 INSTALLER = Path(__file__).resolve().parents[2] / "systemd" / "install-tetherd.sh"
@@ -102,9 +102,7 @@ def test_a_device_installed_by_the_script_runs_signed_operations_and_refuses_eve
     agent = Agent(site.root.parent, device_url(site, "dev-x"), "dev-x", "--config", str(config))
     try:
         site.controller.wait_online("dev-x")
-        created = site.controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "dev-x"}})
-        assert site.controller.wait_finished(created["id"])["state"] == "COMPLETED"
-        assert len(agent.tools.calls("loginctl")) == 1
+        assert_lock_runs(site.controller, agent)
 
         marker = site.root.parent / "attacked"
         body = {

@@ -5,6 +5,7 @@ broker end FAILED with the reason (or are dropped) and run nothing: each would c
 """
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.signing_keys import SigningKeys
 from shared.signing import Signer
-from tests.e2e.harness import Agent, Controller, tether, wait_for
+from tests.e2e.harness import BIN, Agent, Controller, assert_lock_runs, restart_controller, tether, wait_for
 
 
 class Broker:
@@ -163,3 +164,52 @@ def test_replayed_and_cross_posted_commands_run_nothing(
     assert once.read_text() == "run\n"
     assert not for_another.exists()
     assert "cross" not in broker.statuses
+
+
+def test_a_key_rollover_never_leaves_a_device_refusing_genuine_commands(tmp_path: Path, mosquitto_url: str) -> None:
+    db = str(tmp_path / "tether.db")
+    old = tether("keys", "public", "--db", db).strip()
+    new = tether("keys", "rotate", "--db", db).strip()
+    listing = tether("keys", "public", "--all", "--db", db).splitlines()
+    assert tether("keys", "public", "--db", db).strip() == old  # made, not active yet
+    new_id = next(line.split()[0] for line in listing if new in line)
+    assert [line.endswith("(active)") for line in listing if new in line] == [False]
+
+    # The agents learn the new key first, beside the old one; one agent still has only the old key.
+    both, only_old = tmp_path / "both.toml", tmp_path / "old.toml"
+    both.write_text(f"trusted_keys = [{json.dumps(old)}, {json.dumps(new)}]\n")
+    only_old.write_text(f"trusted_keys = [{json.dumps(old)}]\n")
+    controller = Controller(tmp_path, broker_url=mosquitto_url)
+    ready = Agent(tmp_path, mosquitto_url, "ready", "--config", str(both))
+    late = Agent(tmp_path, mosquitto_url, "late", "--config", str(only_old))
+    try:
+        controller.wait_online("ready", "late")
+        assert_lock_runs(controller, ready)  # still signed with the old key: both kinds of agent run it
+        assert_lock_runs(controller, late)
+
+        tether("keys", "activate", new_id, "--db", db)
+        controller.process.stop()  # it takes the new key at its next start
+        restart_controller(controller)
+        assert_lock_runs(controller, ready)  # signed with the new key
+        created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "late"}})
+        controller.wait_finished(created["id"])
+        result = controller.device_results(created["id"])["late"]
+        assert result["status"] == "FAILED"
+        assert result["failure_reason"].startswith("signature invalid: signed by key")
+        assert len(late.tools.calls("loginctl")) == 1  # the forgotten agent ran nothing new
+    finally:
+        ready.stop()
+        late.stop()
+        controller.stop()
+
+
+def test_activating_an_unknown_key_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "tether"), "keys", "activate", "0123456789abcdef", "--db", str(tmp_path / "tether.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"tether: error: no signing key 0123456789abcdef in {tmp_path / 'signing'}"

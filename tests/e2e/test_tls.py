@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.certs import ThrowawayCa
-from tests.e2e.harness import BIN, Agent, Controller, PersistentMosquitto, tether, wait_for
+from tests.e2e.harness import BIN, Agent, Controller, PersistentMosquitto, assert_lock_runs, tether, wait_for
 
 
 @pytest.fixture
@@ -55,9 +55,7 @@ def test_controller_and_agent_run_an_operation_over_mutual_tls(
     agent = Agent(tmp_path, url, "dev-a", "--config", str(config))
     try:
         controller.wait_online("dev-a")
-        created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "dev-a"}})
-        assert controller.wait_finished(created["id"])["state"] == "COMPLETED"
-        assert len(agent.tools.calls("loginctl")) == 1
+        assert_lock_runs(controller, agent)
     finally:
         agent.stop()
         controller.stop()
