@@ -81,16 +81,34 @@ class EmbeddedBroker(Protocol):
     ) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """The certificate and key an embedded broker serves TLS with (and only TLS)."""
+
+    cert_file: Path
+    key_file: Path
+
+
 def make_broker(
-    kind: Literal["amqtt", "mosquitto"], listen: ListenAddress, data_dir: Path, auth: BrokerAuth | None = None
+    kind: Literal["amqtt", "mosquitto"],
+    listen: ListenAddress,
+    data_dir: Path,
+    auth: BrokerAuth | None = None,
+    tls: ServerTls | None = None,
 ) -> EmbeddedBroker:
     """The broker `--embedded-broker` names; Mosquitto keeps its config, database and log in `data_dir`. With
-    `auth` (what `tether broker acl` wrote), both admit only its logins and apply its rules."""
+    `auth` (what `tether broker acl` wrote), both admit only its logins and apply its rules; with `tls`, both
+    serve TLS only."""
     if kind == "amqtt":
-        return AmqttBroker(listen, auth=auth)
+        return AmqttBroker(listen, auth=auth, tls=tls)
     if kind == "mosquitto":
-        return MosquittoBroker(listen, data_dir, auth=auth)
+        return MosquittoBroker(listen, data_dir, auth=auth, tls=tls)
     assert_never(kind)
+
+
+def _client_url(listen: ListenAddress, auth: BrokerAuth | None, tls: ServerTls | None) -> str:
+    url = listen.url if tls is None else listen.url.replace("mqtt://", "mqtts://", 1)
+    return url if auth is None else auth.login_url(url)
 
 
 def _port_in_use(listen: ListenAddress) -> BrokerError:
@@ -122,12 +140,18 @@ class AmqttBroker:
     """amqtt running in-process on the current event loop, with the fixes above."""
 
     def __init__(
-        self, listen: ListenAddress, *, max_inflight: int = MAX_INFLIGHT, auth: BrokerAuth | None = None
+        self,
+        listen: ListenAddress,
+        *,
+        max_inflight: int = MAX_INFLIGHT,
+        auth: BrokerAuth | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self.listen = listen
-        self.url = listen.url if auth is None else auth.login_url(listen.url)
+        self.url = _client_url(listen, auth, tls)
         self._max_inflight = max_inflight
         self._auth = auth
+        self._tls = tls
         self._broker: FixedAmqtt | None = None
 
     async def __aenter__(self) -> Self:
@@ -137,9 +161,14 @@ class AmqttBroker:
             if logging.getLogger(name).level == logging.NOTSET:
                 logging.getLogger(name).setLevel(logging.WARNING)
         await _ensure_port_free(self.listen)
+        tls = (
+            {}
+            if self._tls is None
+            else {"ssl": True, "certfile": str(self._tls.cert_file), "keyfile": str(self._tls.key_file)}
+        )
         config = {
             # Unbracketed: amqtt splits at the last colon and passes brackets on to getaddrinfo, which rejects them.
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.listen.host}:{self.listen.port}"}},
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.listen.host}:{self.listen.port}", **tls}},
             # No $SYS, packet logger or anonymous plugin (see _authenticate). asyncio sets TCP_NODELAY itself.
             "plugins": {},
         }
@@ -173,7 +202,10 @@ stored, in batches: at 100 (or Mosquitto's default of 20) it waited on the broke
 thousand statuses a second; at 10,000 it takes them as fast as it can store them."""
 
 
-def _mosquitto_config(listen: ListenAddress, data_dir: Path, log_path: Path, auth: BrokerAuth | None) -> str:
+def _mosquitto_config(
+    listen: ListenAddress, data_dir: Path, log_path: Path, auth: BrokerAuth | None, tls: ServerTls | None
+) -> str:
+    served = [] if tls is None else [f"certfile {tls.cert_file.resolve()}", f"keyfile {tls.key_file.resolve()}"]
     access = (
         ["allow_anonymous true"]
         if auth is None
@@ -187,6 +219,7 @@ def _mosquitto_config(listen: ListenAddress, data_dir: Path, log_path: Path, aut
         [
             "# Written by tether on every start of its private broker; edits here are overwritten.",
             f"listener {listen.port} {listen.host}",
+            *served,
             *access,
             "persistence true",
             f"persistence_location {data_dir}/",
@@ -210,11 +243,17 @@ class MosquittoBroker:
     """A private `mosquitto -c <generated conf>` subprocess, started and stopped with this context."""
 
     def __init__(
-        self, listen: ListenAddress, data_dir: Path, executable: str = "mosquitto", auth: BrokerAuth | None = None
+        self,
+        listen: ListenAddress,
+        data_dir: Path,
+        executable: str = "mosquitto",
+        auth: BrokerAuth | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self.listen = listen
-        self.url = listen.url if auth is None else auth.login_url(listen.url)
+        self.url = _client_url(listen, auth, tls)
         self._auth = auth
+        self._tls = tls
         self.data_dir = data_dir.resolve()
         self.log_path = self.data_dir / "mosquitto.log"
         self._executable = executable
@@ -228,7 +267,7 @@ class MosquittoBroker:
         await _ensure_port_free(self.listen)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "mosquitto.conf"
-        config.write_text(_mosquitto_config(self.listen, self.data_dir, self.log_path, self._auth))
+        config.write_text(_mosquitto_config(self.listen, self.data_dir, self.log_path, self._auth, self._tls))
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         stderr = self.data_dir / "mosquitto.stderr"
         with stderr.open("wb") as early_errors:  # what it prints before the log file is open

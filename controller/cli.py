@@ -3,6 +3,7 @@
 
 import asyncio
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from shared.logs import LogFormat, configure, log_format_option
 from shared.transport import BrokerUrl, TlsFiles
 
 if TYPE_CHECKING:
-    from controller.broker import ListenAddress
+    from controller.broker import ListenAddress, ServerTls
 
 
 def default_db_path() -> Path:
@@ -79,6 +80,10 @@ main.add_command(devices)
     help="Which broker to embed when --broker is not given: amqtt in-process, or a managed private Mosquitto.",
 )
 @click.option(
+    "--mqtt-tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="The embedded broker serves TLS."
+)
+@click.option("--mqtt-tls-key", type=click.Path(dir_okay=False, path_type=Path), help="The key of --mqtt-tls-cert.")
+@click.option(
     "--broker-auth",
     type=click.Path(file_okay=False, path_type=Path),
     help="The embedded broker admits only the logins `tether broker acl --dir DIR` wrote, under its rules.",
@@ -98,9 +103,13 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
     configure(log_level, log_format)
     tls = TlsFiles(options["broker_ca"], options["broker_cert"], options["broker_key"])
     broker_url: BrokerUrl | None = options["broker"]
+    served = _served_tls(options["mqtt_tls_cert"], options["mqtt_tls_key"], broker_url)
     if tls != TlsFiles():
-        if broker_url is None or not broker_url.tls:
-            raise click.BadParameter("needs an mqtts:// --broker", param_hint="--broker-ca/--broker-cert/--broker-key")
+        if (broker_url is None or not broker_url.tls) and served is None:
+            raise click.BadParameter(
+                "needs an mqtts:// --broker, or an embedded broker serving TLS (--mqtt-tls-cert)",
+                param_hint="--broker-ca/--broker-cert/--broker-key",
+            )
         try:
             tls.context()
         except ValueError as err:
@@ -108,6 +117,7 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
     if options["broker_auth"] is not None and broker_url is not None:
         raise click.BadParameter("is for the embedded broker; an external one has its own", param_hint="--broker-auth")
     settings = ServeSettings(
+        embedded_broker_tls=served,
         embedded_broker_auth=options["broker_auth"],
         broker_tls=tls,
         http_listen=options["http_listen"],
@@ -289,6 +299,24 @@ def broker_acl(
             click.echo(f"{user} {password}")
 
     _run_or_exit(write)
+
+
+def _served_tls(cert: Path | None, key: Path | None, external: BrokerUrl | None) -> "ServerTls | None":
+    """The embedded broker's TLS certificate and key, checked now so that a bad file is one line at start."""
+    from controller.broker import ServerTls
+
+    if cert is None and key is None:
+        return None
+    hint = "--mqtt-tls-cert/--mqtt-tls-key"
+    if external is not None:
+        raise click.BadParameter("is for the embedded broker; an external one has its own", param_hint=hint)
+    if cert is None or key is None:
+        raise click.BadParameter("give both the certificate and its key", param_hint=hint)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as err:
+        raise click.BadParameter(f"cannot serve TLS with {cert} and {key}: {err}", param_hint=hint) from err
+    return ServerTls(cert, key)
 
 
 def _run_or_exit(action: Any) -> None:

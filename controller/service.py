@@ -18,7 +18,7 @@ import uvicorn
 from controller.api.app import create_app
 from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, ApiServices
 from controller.api_thread import on_main_loop, serve_in_thread
-from controller.broker import ListenAddress, make_broker
+from controller.broker import ListenAddress, ServerTls, make_broker
 from controller.broker_auth import BrokerAuth
 from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError
@@ -49,6 +49,8 @@ class ServeSettings:
     broker_tls: TlsFiles = field(default_factory=TlsFiles)
     """For an mqtts:// external broker."""
     embedded_broker: Literal["amqtt", "mosquitto"] = "amqtt"
+    embedded_broker_tls: ServerTls | None = None
+    """The embedded broker serves TLS only, with this certificate (the controller verifies it with broker_tls)."""
     embedded_broker_auth: Path | None = None
     """What `tether broker acl` wrote: the embedded broker then admits only its logins and applies its rules."""
     topic_prefix: str = "tether/v1"
@@ -129,7 +131,9 @@ async def serve(settings: ServeSettings) -> None:
             if broker_url is None:
                 data_dir = settings.db_path.parent / "broker"
                 auth = _broker_auth(settings.embedded_broker_auth, topics)
-                broker = make_broker(settings.embedded_broker, settings.mqtt_listen, data_dir, auth)
+                broker = make_broker(
+                    settings.embedded_broker, settings.mqtt_listen, data_dir, auth, settings.embedded_broker_tls
+                )
                 await stack.enter_async_context(broker)
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"

@@ -23,7 +23,7 @@ SETTLE_S = 1.0
 class Client:
     """A paho client logged in as `user`, recording what it receives."""
 
-    def __init__(self, port: int, user: str | None, password: str | None) -> None:
+    def __init__(self, port: int, user: str | None, password: str | None, *, wait: bool = True) -> None:
         self.received: list[tuple[str, bytes]] = []
         self.refused: int | None = None
         self._lock = threading.Lock()
@@ -35,7 +35,12 @@ class Client:
         self._client.on_connect = self._on_connect
         self._client.connect("127.0.0.1", port)
         self._client.loop_start()
-        assert self._connected.wait(5)
+        if wait:
+            assert self._connected.wait(5)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set() and self.refused is None
 
     def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
         self.refused = None if not reason.is_failure else reason.value

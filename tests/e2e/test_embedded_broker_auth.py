@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import ThrowawayCa
 from tests.e2e.harness import BIN, Agent, Controller, assert_lock_runs, tether, wait_for
 from tests.e2e.test_broker_acl import SETTLE_S, Client
 from tests.fixtures_brokers import free_port
@@ -82,3 +83,35 @@ def test_broker_auth_that_cannot_be_read_is_one_line_at_start(tmp_path: Path) ->
     assert done.returncode == 1
     assert "cannot use the broker logins in" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("embedded", ["amqtt", "mosquitto"])
+def test_the_embedded_broker_serves_tls_only_with_logins(tmp_path: Path, embedded: str) -> None:
+    ca = ThrowawayCa(tmp_path / "pki")
+    cert, key = ca.issue("broker", server=True)
+    auth = tmp_path / "auth"
+    printed = tether("broker", "acl", "--dir", str(auth), "--device", "dev-t")
+    credentials = dict(line.split(" ", 1) for line in printed.splitlines())
+    controller = Controller(
+        tmp_path,
+        None,
+        *("--embedded-broker", embedded, "--broker-auth", str(auth)),
+        *("--mqtt-tls-cert", str(cert), "--mqtt-tls-key", str(key), "--broker-ca", str(ca.ca_file)),
+    )
+    port = controller.mqtt_port
+    config = tmp_path / "dev-t.toml"
+    config.write_text(f'tls_ca_file = "{ca.ca_file}"\n')
+    agent = Agent(tmp_path, f"mqtts://dev-t:{credentials['dev-t']}@127.0.0.1:{port}", "dev-t", "--config", str(config))
+    plain = None
+    try:
+        controller.wait_online("dev-t")
+        assert_lock_runs(controller, agent)
+        plain = Client(port, "dev-t", credentials["dev-t"], wait=False)  # no TLS: it never gets a CONNACK
+        time.sleep(1.0)
+        assert not plain.connected
+    finally:
+        if plain is not None:
+            plain.close()
+        agent.stop()
+        controller.stop()
+    assert f"mqtts://tether-controller@127.0.0.1:{port}" in controller.process.output()
