@@ -224,15 +224,26 @@ class FastClient:
     ) -> "asyncio.Future[None]":
         """Queue QoS 1 messages and return a future that resolves once the broker has acknowledged all of them
         (or fails with ConnectionLost), so that a caller can keep several batches in flight."""
-        batch = _Batch(asyncio.get_running_loop().create_future())
-        for topic, payload in messages:
-            await self._make_room()
-            batch.remaining += 1
-            self.publish_soon(topic, payload, retain=retain, batch=batch)
+        # One count is held while the batch is filled: waiting for room below lets acknowledgements of its first
+        # messages in, which must not bring it to zero (and resolve it) before its last message is even queued.
+        batch = _Batch(asyncio.get_running_loop().create_future(), remaining=1)
+        self._batches.add(batch)
+        try:
+            for topic, payload in messages:
+                await self._make_room()
+                batch.remaining += 1
+                self.publish_soon(topic, payload, retain=retain, batch=batch)
+        except ConnectionLost:
+            self._batches.discard(batch)
+            if batch.done.done():
+                batch.done.exception()  # retrieved: the caller gets ConnectionLost raised instead
+            else:
+                batch.done.cancel()
+            raise
+        batch.remaining -= 1
         if not batch.remaining:
+            self._batches.discard(batch)
             batch.done.set_result(None)
-        else:
-            self._batches.add(batch)
         return batch.done
 
     async def publish_many(self, messages: Iterable[tuple[str, bytes]], *, retain: bool = False) -> None:

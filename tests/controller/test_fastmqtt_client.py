@@ -170,3 +170,27 @@ def test_batches_in_flight_resolve_as_the_broker_acknowledges_them_or_fail_with_
             await pending
 
     run(test)
+
+
+def test_a_batch_larger_than_the_window_resolves_once_every_message_is_acknowledged(broker_url: str) -> None:
+    """publish_batch waits for room while it queues; acknowledgements of the batch's first messages arriving
+    meanwhile must not resolve it early (nor, later, a second time, which killed the connection)."""
+
+    async def test() -> None:
+        host, port = address(broker_url)
+        inbox = Inbox()
+        async with (
+            await FastClient.connect(host, port, "reader-big", on_message=inbox) as reader,
+            await FastClient.connect(host, port, "writer-big", max_inflight=5) as writer,
+        ):
+            await reader.subscribe(["big/#"])
+            for round_ in range(3):
+                done = await writer.publish_batch([(f"big/{round_}", f"{n}".encode()) for n in range(400)])
+                await done
+                assert not writer._unacked  # resolved only when nothing is left in flight
+                assert not writer._backlog
+            await writer.flush()
+            assert not writer.closed.done()
+            assert len(await inbox.until(1200)) == 1200
+
+    run(test)
