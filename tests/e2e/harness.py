@@ -186,8 +186,13 @@ def assert_lock_runs(controller: Controller, agent: Agent) -> None:
     assert len(agent.tools.calls("loginctl")) == before + 1
 
 
+def run_cli(program: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """`tether` or `tetherd` of this environment, its output captured, whatever its exit."""
+    return subprocess.run([str(BIN / program), *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def tether(*args: str) -> str:
-    done = subprocess.run([str(BIN / "tether"), *args], capture_output=True, text=True, timeout=30, check=False)
+    done = run_cli("tether", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

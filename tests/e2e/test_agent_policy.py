@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import BIN, Agent, Controller
+from tests.e2e.harness import Agent, Controller, run_cli
 
 SECRET = "s3cr3t-in-the-agents-environment"
 
@@ -87,13 +87,7 @@ def test_config_check_prints_the_effective_settings_without_secrets(tmp_path: Pa
         'broker = "mqtt://kiosk:hunter2@broker.example:1883"\ndevice_id = "kiosk"\n'
         f'state_dir = "{tmp_path}"\ndenied_types = ["WIPE"]\n'
     )
-    done = subprocess.run(
-        [str(BIN / "tetherd"), "config", "check", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_cli("tetherd", "config", "check", "--config", str(config))
     assert done.returncode == 0, done.stderr
     effective = json.loads(done.stdout)
     assert effective["broker"] == "mqtt://kiosk@broker.example:1883"
@@ -114,13 +108,7 @@ def test_config_check_prints_the_effective_settings_without_secrets(tmp_path: Pa
 def test_config_check_refuses_a_bad_setting_in_one_line(tmp_path: Path, line: str, problem: str) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(f'broker = "mqtt://broker:1883"\ndevice_id = "kiosk"\nstate_dir = "{tmp_path}"\n{line}\n')
-    done = subprocess.run(
-        [str(BIN / "tetherd"), "config", "check", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_cli("tetherd", "config", "check", "--config", str(config))
     assert done.returncode == 78
     assert done.stdout == ""
     assert done.stderr.startswith(f"tetherd: error: {config}: ")

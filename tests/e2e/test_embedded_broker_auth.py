@@ -1,14 +1,13 @@
 """`tether serve --broker-auth DIR`: the embedded broker (amqtt in-process, or the managed Mosquitto) admits only
 the logins `tether broker acl` made and applies the same rules as an external Mosquitto under its ACL."""
 
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.certs import ThrowawayCa
-from tests.e2e.harness import BIN, Agent, Controller, assert_lock_runs, tether, wait_for
+from tests.e2e.harness import Agent, Controller, assert_lock_runs, run_cli, tether, wait_for
 from tests.e2e.test_broker_acl import SETTLE_S, Client
 from tests.fixtures_brokers import free_port
 
@@ -62,23 +61,17 @@ def test_the_embedded_broker_admits_only_its_logins_and_keeps_devices_to_their_o
 
 
 def test_broker_auth_that_cannot_be_read_is_one_line_at_start(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            str(BIN / "tether"),
-            "serve",
-            "--db",
-            str(tmp_path / "t.db"),
-            "--broker-auth",
-            str(tmp_path / "nothing"),
-            "--http-listen",
-            f"127.0.0.1:{free_port()}",
-            "--mqtt-listen",
-            f"127.0.0.1:{free_port()}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    done = run_cli(
+        "tether",
+        "serve",
+        "--db",
+        str(tmp_path / "t.db"),
+        "--broker-auth",
+        str(tmp_path / "nothing"),
+        "--http-listen",
+        f"127.0.0.1:{free_port()}",
+        "--mqtt-listen",
+        f"127.0.0.1:{free_port()}",
     )
     assert done.returncode == 1
     assert "cannot use the broker logins in" in done.stderr

@@ -5,7 +5,6 @@ broker end FAILED with the reason (or are dropped) and run nothing: each would c
 """
 
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.signing_keys import SigningKeys
 from shared.signing import Signer
-from tests.e2e.harness import BIN, Agent, Controller, assert_lock_runs, restart_controller, tether, wait_for
+from tests.e2e.harness import Agent, Controller, assert_lock_runs, restart_controller, run_cli, tether, wait_for
 
 
 class Broker:
@@ -204,12 +203,6 @@ def test_a_key_rollover_never_leaves_a_device_refusing_genuine_commands(tmp_path
 
 
 def test_activating_an_unknown_key_is_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [str(BIN / "tether"), "keys", "activate", "0123456789abcdef", "--db", str(tmp_path / "tether.db")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_cli("tether", "keys", "activate", "0123456789abcdef", "--db", str(tmp_path / "tether.db"))
     assert done.returncode == 1
     assert done.stderr.strip() == f"tether: error: no signing key 0123456789abcdef in {tmp_path / 'signing'}"

@@ -1,14 +1,13 @@
 """TLS to an external Mosquitto: the controller and a real `tetherd` log in with client certificates (mutual TLS),
 each identity being the certificate's common name, under the ACL `tether broker acl` writes."""
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.certs import ThrowawayCa
-from tests.e2e.harness import BIN, Agent, Controller, PersistentMosquitto, assert_lock_runs, tether, wait_for
+from tests.e2e.harness import Agent, Controller, PersistentMosquitto, assert_lock_runs, run_cli, tether, wait_for
 
 
 @pytest.fixture
@@ -87,21 +86,13 @@ def test_a_certificate_from_another_ca_is_refused(
 def test_unusable_tls_settings_are_one_line_and_exit_78(tmp_path: Path, settings: str, problem: str) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(f'broker = "mqtts://127.0.0.1:8883"\ndevice_id = "dev-a"\nstate_dir = "{tmp_path}"\n{settings}')
-    done = subprocess.run(
-        [str(BIN / "tetherd"), "run", "--config", str(config)], capture_output=True, text=True, timeout=30, check=False
-    )
+    done = run_cli("tetherd", "run", "--config", str(config))
     assert done.returncode == 78
     assert problem in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_tls_settings_need_an_mqtts_broker(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [str(BIN / "tether"), "serve", "--broker", "mqtt://127.0.0.1:1", "--broker-ca", "/tmp/ca.pem"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_cli("tether", "serve", "--broker", "mqtt://127.0.0.1:1", "--broker-ca", "/tmp/ca.pem")
     assert done.returncode == 2
     assert "needs an mqtts:// --broker" in done.stderr
