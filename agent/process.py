@@ -99,8 +99,8 @@ async def run(
     # The child gets its own descriptor of the output file; ours is closed as soon as the child has started.
     with contextlib.ExitStack() as files:
         stdout_target = PIPE if stdout_path is None else files.enter_context(_output_file(tool, stdout_path))
-        try:
-            transport, _ = await loop.subprocess_exec(
+        spawning = asyncio.ensure_future(
+            loop.subprocess_exec(
                 lambda: collector,
                 executable,
                 *argv[1:],
@@ -114,6 +114,16 @@ async def run(
                 group=None if as_user is None else as_user[1],
                 extra_groups=None if as_user is None else [],
             )
+        )
+        try:
+            # Shielded: cancelled while starting, asyncio would kill only the direct child and leave its group
+            # running; instead the start completes and the whole group is killed below.
+            transport, _ = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            transport, _ = await spawning
+            await _kill_group(transport.get_pid(), collector)
+            transport.close()
+            raise
         except OSError as err:
             raise ToolFailed(f"{tool} could not be started: {err.strerror or err}") from err
     # start_new_session makes the child the leader of a new process group whose id is its pid.
