@@ -18,6 +18,7 @@ from controller.store.artifacts import ArtifactLedger
 from controller.store.commands import CommandLedger
 from controller.store.control import OperationControl
 from controller.store.devicecontrol import DeviceControlView
+from controller.store.one_step import fetch_rows, packed, unpacked
 from controller.store.records import (
     SYSTEM_ACTOR,
     ActivityEntry,
@@ -118,15 +119,16 @@ class Store:
             for a in announcements
         ]
         with self.transaction() as conn:
-            conn.executemany(
-                """INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
-                                        groups_, first_seen, last_seen)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (device_id) DO UPDATE SET platform = excluded.platform,
-                       agent_version = excluded.agent_version, time_zone = excluded.time_zone,
-                       inventory = excluded.inventory, capabilities = excluded.capabilities, tags = excluded.tags,
-                       groups_ = excluded.groups_, last_seen = excluded.last_seen""",
-                rows,
+            # `WHERE true` tells SQLite the ON CONFLICT is the upsert's, not a join's; rows apply in order.
+            conn.execute(
+                f"""INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
+                                         groups_, first_seen, last_seen)
+                    SELECT {unpacked(*_ANNOUNCED_COLUMNS)} FROM json_each(?) WHERE true
+                    ON CONFLICT (device_id) DO UPDATE SET platform = excluded.platform,
+                        agent_version = excluded.agent_version, time_zone = excluded.time_zone,
+                        inventory = excluded.inventory, capabilities = excluded.capabilities, tags = excluded.tags,
+                        groups_ = excluded.groups_, last_seen = excluded.last_seen""",
+                (packed(rows),),
             )
 
     def record_presence(self, device_id: str, state: PresenceState) -> None:
@@ -137,12 +139,13 @@ class Store:
         now = now_iso()
         rows = [(device_id, int(state is PresenceState.ONLINE), now, now, now) for device_id, state in presences]
         with self.transaction() as conn:
-            conn.executemany(
-                """INSERT INTO devices (device_id, online, first_seen, last_seen, presence_changed_at)
-                   VALUES (?, ?, ?, ?, ?)
-                   ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,
-                       presence_changed_at = excluded.presence_changed_at""",
-                rows,
+            conn.execute(
+                f"""INSERT INTO devices (device_id, online, first_seen, last_seen, presence_changed_at)
+                    SELECT {unpacked("device_id", "online", "first_seen", "last_seen", "changed_at")}
+                    FROM json_each(?) WHERE true
+                    ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,
+                        presence_changed_at = excluded.presence_changed_at""",
+                (packed(rows),),
             )
 
     def get_device(self, device_id: str) -> DeviceRecord:
@@ -169,26 +172,32 @@ class Store:
         """
         wanted = [(name, QUERY_COLUMNS[name]) for name in sorted(set(fields) & set(QUERY_COLUMNS))]
         columns = "".join(f", {column}" for _, (column, _) in wanted)
-        sql = f"SELECT device_id, time_zone{columns} FROM devices"
-        if device_ids is None:
-            rows = self.conn.execute(f"{sql} ORDER BY device_id")
-        else:
-            ids = _json(sorted(device_ids))
-            rows = self.conn.execute(
-                f"{sql} WHERE device_id IN (SELECT value FROM json_each(?)) ORDER BY device_id", (ids,)
+        named = "" if device_ids is None else "AND device_id IN (SELECT value FROM json_each(?2))"
+        ids = () if device_ids is None else (packed(sorted(device_ids)),)
+        after = ""
+        while True:
+            rows = fetch_rows(
+                self.conn,
+                f"""SELECT json_group_array(json_array(device_id, time_zone{columns})) FROM (
+                        SELECT * FROM devices WHERE device_id > ?1 {named} ORDER BY device_id LIMIT {QUERY_PAGE})""",
+                (after, *ids),
             )
-        for row in rows:
-            document = {name: convert(row[index]) for index, (name, (_, convert)) in enumerate(wanted, start=2)}
-            yield row[0], row[1], document
+            for row in rows:
+                document = {name: convert(row[index]) for index, (name, (_, convert)) in enumerate(wanted, start=2)}
+                yield row[0], row[1], document
+            if len(rows) < QUERY_PAGE:
+                return
+            after = rows[-1][0]
 
     def platforms_and_capabilities(self, device_ids: Sequence[str]) -> dict[str, tuple[str, frozenset[str]]]:
         """(platform, capabilities) of the named devices that have announced themselves."""
-        rows = self.conn.execute(
-            """SELECT device_id, platform, capabilities FROM devices
+        rows = fetch_rows(
+            self.conn,
+            """SELECT json_group_array(json_array(device_id, platform, capabilities)) FROM devices
                WHERE platform IS NOT NULL AND device_id IN (SELECT value FROM json_each(?))""",
-            (_json(list(device_ids)),),
+            (packed(list(device_ids)),),
         )
-        return {row[0]: (row[1], frozenset(_load(row[2]))) for row in rows}
+        return {device_id: (platform, frozenset(_load(capabilities))) for device_id, platform, capabilities in rows}
 
     # -- operations -----------------------------------------------------------------------------------------------
 
@@ -447,6 +456,23 @@ class Store:
 def _same(value: Any) -> Any:
     return value
 
+
+QUERY_PAGE = 10_000
+"""Devices read per step when matching a query: one step for the page, not one per row (controller/store/one_step)."""
+
+_ANNOUNCED_COLUMNS = (
+    "device_id",
+    "platform",
+    "agent_version",
+    "time_zone",
+    "inventory",
+    "capabilities",
+    "tags",
+    "groups_",
+    "first_seen",
+    "last_seen",
+)
+"""The columns `record_announcements` writes, in the order it builds them."""
 
 QUERY_COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "device_id": ("device_id", _same),

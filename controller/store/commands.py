@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso, to_iso
+from controller.store.one_step import fetch_rows, packed, unpacked
 from controller.store.records import DeviceOperationRecord, OperationStats, Page
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
@@ -128,12 +129,10 @@ class CommandLedger:
             )
         failed = sum(1 for row in rows if row[4] == "failed")
         with self._store.transaction() as conn:
-            conn.executemany(
-                """INSERT INTO device_operations (command_id, operation_id, device_id, status, dispatch_state,
-                       failure_reason, finished_at, cleared, not_before, window_end, window_zone, created_at,
-                       updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                rows,
+            conn.execute(
+                f"""INSERT INTO device_operations ({", ".join(_RESOLVED_COLUMNS)})
+                    SELECT {unpacked(*_RESOLVED_COLUMNS)} FROM json_each(?)""",
+                (packed(rows),),
             )
             conn.execute(
                 """INSERT INTO operation_counts (operation_id, resolved, waiting, dispatch_failed) VALUES (?, ?, ?, ?)
@@ -158,14 +157,17 @@ class CommandLedger:
 
     def due(self, operation_id: str, limit: int, after: int = 0) -> list[Target]:
         """Commands not yet handed to the broker whose window (if any) has opened, in order, from `after` on."""
-        rows = self._conn.execute(
-            """SELECT device_id, command_id, window_end, window_zone, seq FROM device_operations
-               WHERE operation_id = ? AND dispatch_state = 'waiting' AND (not_before IS NULL OR not_before <= ?)
-                   AND seq > ?
-               ORDER BY seq LIMIT ?""",
+        rows = fetch_rows(
+            self._conn,
+            """SELECT json_group_array(json_array(device_id, command_id, window_end, window_zone, seq)) FROM (
+                   SELECT * FROM device_operations
+                   WHERE operation_id = ? AND dispatch_state = 'waiting' AND (not_before IS NULL OR not_before <= ?)
+                       AND seq > ?
+                   ORDER BY seq LIMIT ?)""",
             (operation_id, now_iso(), after, limit),
         )
-        return [Target(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+        # json_group_array keeps the subquery's order in practice, but SQLite does not promise it.
+        return sorted((Target(*row) for row in rows), key=lambda target: target.seq)
 
     def next_opening(self, operation_id: str) -> str | None:
         """The earliest window opening among the commands still waiting, if any waits for one."""
@@ -191,11 +193,12 @@ class CommandLedger:
                     (json.dumps([command_id for command_id, _ in dispatched]),),
                 )
             }
-            conn.executemany(
-                """UPDATE device_operations SET dispatch_state = 'dispatched', dispatched_at = ?, updated_at = ?,
-                       deadline_at = ?, deadline_reason = ?
-                   WHERE command_id = ? AND dispatch_state = 'waiting'""",
-                [(now, now, deadline.at, deadline.reason, command_id) for command_id, deadline in dispatched],
+            conn.execute(
+                f"""UPDATE device_operations AS d SET dispatch_state = 'dispatched', dispatched_at = ?1,
+                        updated_at = ?1, deadline_at = u.deadline_at, deadline_reason = u.deadline_reason
+                    FROM (SELECT {unpacked("command_id", "deadline_at", "deadline_reason")} FROM json_each(?2)) AS u
+                    WHERE d.command_id = u.command_id AND d.dispatch_state = 'waiting'""",
+                (now, packed([(command_id, deadline.at, deadline.reason) for command_id, deadline in dispatched])),
             )
         return stopped
 
@@ -223,7 +226,7 @@ class CommandLedger:
         rows = self._rows({report.command_id for _, report in reports})
         updates: dict[str, list[Any]] = {}
         """One row update per command, however many of its statuses the batch holds (PENDING and EXECUTING often
-        come together): the net effect, in the parameter order of the UPDATE below."""
+        come together): the net effect, in the order of _STATUS_UPDATE."""
         now = now_iso()
         received = datetime.fromisoformat(now)
         for topic_device, report in reports:
@@ -276,56 +279,78 @@ class CommandLedger:
                 row.cleared = True
         if updates:
             with self._store.transaction() as conn:
-                conn.executemany(
-                    """UPDATE device_operations SET status = ?1, received_at = coalesce(received_at, ?2),
-                           dispatch_state = CASE WHEN ?12 AND dispatch_state = 'waiting' THEN 'dispatched'
-                                            ELSE dispatch_state END,
-                           dispatched_at = CASE WHEN ?12 THEN coalesce(dispatched_at, ?2) ELSE dispatched_at END,
-                           started_at = coalesce(started_at, ?3), finished_at = coalesce(finished_at, ?4),
-                           result = coalesce(?5, result), failure_reason = coalesce(?6, failure_reason),
-                           progress = coalesce(?7, progress), deadline_at = coalesce(?8, deadline_at),
-                           deadline_reason = coalesce(?9, deadline_reason), updated_at = ?10
-                       WHERE command_id = ?11""",
-                    list(updates.values()),
+                conn.execute(
+                    f"""UPDATE device_operations AS d SET status = u.status,
+                            received_at = coalesce(d.received_at, u.at),
+                            dispatch_state = CASE WHEN u.delivered AND d.dispatch_state = 'waiting' THEN 'dispatched'
+                                             ELSE d.dispatch_state END,
+                            dispatched_at = CASE WHEN u.delivered THEN coalesce(d.dispatched_at, u.at)
+                                            ELSE d.dispatched_at END,
+                            started_at = coalesce(d.started_at, u.started_at),
+                            finished_at = coalesce(d.finished_at, u.finished_at),
+                            result = coalesce(u.result, d.result),
+                            failure_reason = coalesce(u.failure_reason, d.failure_reason),
+                            progress = coalesce(u.progress, d.progress),
+                            deadline_at = coalesce(u.deadline_at, d.deadline_at),
+                            deadline_reason = coalesce(u.deadline_reason, d.deadline_reason), updated_at = u.updated_at
+                        FROM (SELECT {unpacked(*_STATUS_UPDATE)} FROM json_each(?)) AS u
+                        WHERE d.command_id = u.command_id""",
+                    (packed(list(updates.values())),),
                 )
         return outcome
 
     def _rows(self, command_ids: set[str]) -> dict[str, _Row]:
-        rows = self._conn.execute(
-            """SELECT d.command_id, d.operation_id, d.device_id, d.status, d.cleared, o.timeout_s, d.window_end,
-                      d.dispatch_state, o.delivery_timeout_s, d.dispatched_at
+        rows = fetch_rows(
+            self._conn,
+            """SELECT json_group_array(json_array(d.command_id, d.operation_id, d.device_id, d.status, d.cleared,
+                                                  o.timeout_s, d.window_end, d.dispatch_state, o.delivery_timeout_s,
+                                                  d.dispatched_at))
                FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id
                WHERE d.command_id IN (SELECT value FROM json_each(?))""",
-            (json.dumps(sorted(command_ids)),),
+            (packed(sorted(command_ids)),),
         )
         return {
-            r["command_id"]: _Row(
-                r["operation_id"],
-                r["device_id"],
-                DeviceStatus(r["status"]),
-                bool(r["cleared"]),
-                r["timeout_s"] or DEFAULT_TIMEOUT_S,
-                r["window_end"],
-                r["dispatch_state"] == "waiting",
-                r["delivery_timeout_s"] or DEFAULT_DELIVERY_TIMEOUT_S,
-                r["dispatched_at"],
+            command_id: _Row(
+                operation_id,
+                device_id,
+                DeviceStatus(status),
+                bool(cleared),
+                timeout_s or DEFAULT_TIMEOUT_S,
+                window_end,
+                dispatch_state == "waiting",
+                delivery_timeout_s or DEFAULT_DELIVERY_TIMEOUT_S,
+                dispatched_at,
             )
-            for r in rows
+            for (
+                command_id,
+                operation_id,
+                device_id,
+                status,
+                cleared,
+                timeout_s,
+                window_end,
+                dispatch_state,
+                delivery_timeout_s,
+                dispatched_at,
+            ) in rows
         }
 
     def uncleared_terminal(self, limit: int) -> list[tuple[str, str]]:
         """(device id, command id) of finished commands whose retained message may still be on the broker."""
-        rows = self._conn.execute(
-            """SELECT device_id, command_id FROM device_operations
-               WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED') LIMIT ?""",
+        rows = fetch_rows(
+            self._conn,
+            """SELECT json_group_array(json_array(device_id, command_id)) FROM (
+                   SELECT device_id, command_id FROM device_operations
+                   WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED') LIMIT ?)""",
             (limit,),
         )
-        return [(row[0], row[1]) for row in rows]
+        return [(device_id, command_id) for device_id, command_id in rows]
 
     def mark_cleared(self, command_ids: Sequence[str]) -> None:
         with self._store.transaction() as conn:
-            conn.executemany(
-                "UPDATE device_operations SET cleared = 1 WHERE command_id = ?", [(c,) for c in command_ids]
+            conn.execute(
+                "UPDATE device_operations SET cleared = 1 WHERE command_id IN (SELECT value FROM json_each(?))",
+                (packed(command_ids),),
             )
 
     def list_for_operation(
@@ -364,6 +389,39 @@ def delivery_deadline(delivery_timeout_s: int, window_end: str | None, issued_at
         f"timed out: not started within {delivery_timeout_s} s of dispatch (device offline?)",
     )
 
+
+_RESOLVED_COLUMNS = (
+    "command_id",
+    "operation_id",
+    "device_id",
+    "status",
+    "dispatch_state",
+    "failure_reason",
+    "finished_at",
+    "cleared",
+    "not_before",
+    "window_end",
+    "window_zone",
+    "created_at",
+    "updated_at",
+)
+"""The columns of a resolved command's row, in the order `resolve` builds them."""
+
+_STATUS_UPDATE = (
+    "status",
+    "at",
+    "started_at",
+    "finished_at",
+    "result",
+    "failure_reason",
+    "progress",
+    "deadline_at",
+    "deadline_reason",
+    "updated_at",
+    "command_id",
+    "delivered",
+)
+"""The members of one command's net change in `apply_statuses`, in order."""
 
 _FIRST_WINS = (1, 2, 3)
 """received_at, started_at, finished_at: the first moment stands, as `coalesce(column, ?)` keeps it in the row."""

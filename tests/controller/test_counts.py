@@ -155,6 +155,29 @@ def test_query_documents_hold_only_the_fields_asked_for_in_their_json_types(stor
     assert named == [("k2", None, {"device_id": "k2"})]
 
 
+def test_query_documents_page_through_the_fleet_in_order(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.store.QUERY_PAGE", 3)
+    store.record_presences([(f"d{n:02d}", PresenceState.ONLINE) for n in range(10)])
+
+    every = [device_id for device_id, _, _ in store.query_documents(None, ["online"])]
+    named = [device_id for device_id, _, _ in store.query_documents(["d09", "d01", "d05", "d04", "zz"], [])]
+
+    assert every == [f"d{n:02d}" for n in range(10)]
+    assert named == ["d01", "d04", "d05", "d09"]
+
+
+def test_a_batch_of_announcements_and_presences_applies_in_order(store: Store) -> None:
+    def announced(version: str) -> Announcement:
+        return Announcement(device_id="a", platform=Platform.LINUX, agent_version=version, announced_at=utc_now())
+
+    store.record_announcements([announced("1.0"), announced("2.0")])
+    store.record_presences([("a", PresenceState.ONLINE), ("a", PresenceState.OFFLINE), ("b", PresenceState.ONLINE)])
+
+    assert store.get_device("a").agent_version == "2.0"
+    assert not store.get_device("a").online
+    assert store.get_device("b").online
+
+
 def test_a_writer_waiting_on_the_shared_lock_starts_the_moment_the_other_commits(tmp_path: Path) -> None:
     """Two connections of one process (the main loop's and the API's): SQLite's busy handler alone would have the
     waiting one sleep up to 100 ms past the other's commit."""
