@@ -2,6 +2,7 @@
 
 from controller.aggregation import completion
 from controller.store import Store
+from controller.store.records import SYSTEM_ACTOR
 from shared.operations import OperationState
 
 
@@ -10,16 +11,18 @@ def finish_if_done(store: Store, operation_id: str) -> bool:
 
     A RESOLVED operation ends here only when it was stopped before any of its commands went out.
     """
-    operation = store.get_operation(operation_id)
-    stopped_early = operation.state is OperationState.RESOLVED and operation.stop_reason is not None
-    if operation.state is not OperationState.DISPATCHING and not stopped_early:
-        return False
-    done = completion(
-        operation.stats,
-        all_dispatched=not store.commands.waiting(operation_id, 1),
-        stop_reason=operation.stop_reason,
-    )
-    if done is None:
-        return False
-    store.transition(operation_id, done.state, activity=done.activity, message=done.message, reason=done.reason)
+    # One transaction for the check and the move: ingest and dispatch decide this on two threads.
+    with store.transaction() as conn:
+        operation = store.get_operation(operation_id)
+        stopped_early = operation.state is OperationState.RESOLVED and operation.stop_reason is not None
+        if operation.state is not OperationState.DISPATCHING and not stopped_early:
+            return False
+        done = completion(
+            operation.stats,
+            all_dispatched=not store.commands.waiting(operation_id, 1),
+            stop_reason=operation.stop_reason,
+        )
+        if done is None:
+            return False
+        store.transition_in(conn, operation_id, done.state, done.activity, done.message, done.reason, SYSTEM_ACTOR)
     return True

@@ -12,13 +12,14 @@ from controller.fastmqtt.client import ConnectionLost
 from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
 from controller.rollout import Rollout
+from controller.signing_worker import SigningFailed, SigningWorker
 from controller.store import Store
 from controller.store.commands import Deadline, Target, delivery_deadline
 from controller.store.records import OperationRecord
+from controller.store_thread import StoreThread
 from shared.logs import about
 from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, CommandBatch, utc_now
 from shared.operations import ActivityState, OperationState, OperationType, ScheduleType
-from shared.signing import Signer
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,18 @@ class Dispatcher:
     def __init__(
         self,
         store: Store,
+        writes: StoreThread,
         link: MqttLink,
         topics: Topics,
         artifacts: ArtifactSettings,
-        signer: Signer,
+        signing: SigningWorker,
         metrics: Metrics | None = None,
     ) -> None:
+        """`store` is the event loop's connection; `writes` takes the bookkeeping of every batch published."""
         self._store = store
+        self._writes = writes
         self._metrics = metrics or Metrics()
-        self._signer = signer
+        self._signing = signing
         self._link = link
         self._topics = topics
         self._artifacts = artifacts
@@ -84,6 +88,8 @@ class Dispatcher:
                 await self._sweep()
             except ConnectionLost as err:
                 log.warning("dispatch interrupted (%s); will resume after reconnecting", err)
+            except SigningFailed as err:
+                log.error("dispatch interrupted (%s); will retry in %.0f s", err, SWEEP_INTERVAL_S)
 
     async def _sweep(self) -> None:
         for operation_id in self._store.operations_in_states([OperationState.RESOLVED, OperationState.DISPATCHING]):
@@ -149,10 +155,9 @@ class Dispatcher:
                 operation_type=operation.operation_type,
                 arguments=operation.arguments,
                 issued_at=issued_at,
-            ),
-            self._signer,
+            )
         )
-        messages, deadlines = [], []
+        topics, texts, deadlines = [], [], []
         for target in batch:
             # A WINDOW command waits on the device for its window and may do so until the window's end.
             deadline = delivery if target.window_end is None else delivery_deadline(0, target.window_end)
@@ -161,21 +166,24 @@ class Dispatcher:
                 if operation.schedule_type is not ScheduleType.WINDOW
                 else {**(operation.schedule_args or {}), "device_time_zone": target.window_zone}
             )
-            payload = commands.encode(
-                target.command_id,
-                target.device_id,
-                start_before=datetime.fromisoformat(deadline.at),
-                schedule=schedule,
-                artifact_upload=uploads.get(target.command_id),
+            texts.append(
+                commands.encode(
+                    target.command_id,
+                    target.device_id,
+                    start_before=datetime.fromisoformat(deadline.at),
+                    schedule=schedule,
+                    artifact_upload=uploads.get(target.command_id),
+                )
             )
-            messages.append((self._topics.command(target.device_id, target.command_id), payload))
+            topics.append(self._topics.command(target.device_id, target.command_id))
             deadlines.append((target.command_id, deadline))
+        messages = list(zip(topics, await self._signing.sign(texts), strict=True))
         return _InFlight(await self._link.publish_batch(messages, retain=True), batch, deadlines)
 
     async def _record(self, batch: "_InFlight") -> None:
         """Once the broker has a batch of commands, record them dispatched, each with its deadline."""
         await self._link.acknowledged(batch.acknowledged, len(batch.targets))
-        stopped = self._store.commands.mark_dispatched(batch.deadlines)
+        stopped = await self._writes.call(lambda store: store.commands.mark_dispatched(batch.deadlines))
         self._metrics.commands_published.inc(len(batch.deadlines))
         if stopped:
             # Cancelled or aborted while in flight to the broker: take the commands back before a device runs them.
@@ -223,7 +231,8 @@ class Dispatcher:
     async def clear(self, finished: list[tuple[str, str]]) -> None:
         """Remove finished commands' retained messages so a reconnecting agent never sees them again."""
         await self._link.publish([(self._topics.command(d, c), b"") for d, c in finished], retain=True)
-        self._store.commands.mark_cleared([command_id for _, command_id in finished])
+        command_ids = [command_id for _, command_id in finished]
+        await self._writes.call(lambda store: store.commands.mark_cleared(command_ids))
 
     async def clear_soon(self, finished: list[tuple[str, str]]) -> None:
         """`clear` without waiting for the broker: recorded once it acknowledges, left to the sweep if it never does.
@@ -238,7 +247,7 @@ class Dispatcher:
 
     def _cleared(self, acknowledged: "asyncio.Future[None]", command_ids: list[str]) -> None:
         if not acknowledged.cancelled() and acknowledged.exception() is None:
-            self._store.commands.mark_cleared(command_ids)
+            self._writes.submit(lambda store: store.commands.mark_cleared(command_ids))
 
 
 def _forget(future: "asyncio.Future[None]") -> None:

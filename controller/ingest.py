@@ -11,9 +11,10 @@ from controller.fastmqtt.codec import Publish
 from controller.metrics import Metrics
 from controller.store import Store
 from controller.store.commands import IngestOutcome
+from controller.store_thread import StoreThread
 from shared.errors import TetherProtocolError
 from shared.messages import Announcement, Presence, StatusReport, decode
-from shared.operations import ActivityState
+from shared.operations import ActivityState, PresenceState
 from shared.topics import TopicKind, Topics
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,13 @@ Received = tuple[str, StatusReport | Announcement | Presence, Publish]
 class Ingest:
     def __init__(
         self,
-        store: Store,
+        writes: StoreThread,
         topics: Topics,
         dispatcher: Dispatcher,
         ack: Callable[[Publish], None],
         metrics: Metrics | None = None,
     ) -> None:
-        self._store = store
+        self._writes = writes
         self._metrics = metrics or Metrics()
         self._topics = topics
         self._dispatcher = dispatcher
@@ -79,25 +80,18 @@ class Ingest:
             await self._apply(batch)
 
     async def _apply(self, batch: list[Received]) -> None:
-        """Store a batch in a few statements, each kind in one transaction; then acknowledge every message."""
+        """Store a batch on the store's thread, in a few statements; then acknowledge every message."""
         statuses = [(device_id, item) for device_id, item, _ in batch if isinstance(item, StatusReport)]
         announcements = [item for _, item, _ in batch if isinstance(item, Announcement)]
-        presences = [item for _, item, _ in batch if isinstance(item, Presence)]
-        if announcements:
-            self._store.record_announcements(announcements)
-        if presences:
-            self._store.record_presences([(p.device_id, p.state) for p in presences])
-        outcome = self._store.commands.apply_statuses(statuses) if statuses else IngestOutcome()
+        presences = [(item.device_id, item.state) for _, item, _ in batch if isinstance(item, Presence)]
+        outcome, completed = await self._writes.call(lambda store: _store(store, statuses, announcements, presences))
         for _, _, message in batch:
             self._ack(message)  # stored (or refused for good): the broker may forget it
         self._count(outcome)
         for command_id, reason in outcome.rejected:
             log.info("ignored a status for command %s: %s", command_id, reason, extra={"command_id": command_id})
-        for operation_id in outcome.operations:
-            if not self._store.has_activity(operation_id, ActivityState.PROCESSING):
-                self._store.add_activity(operation_id, ActivityState.PROCESSING, "devices are reporting")
-            if finish_if_done(self._store, operation_id):
-                log.info("operation %s completed", operation_id, extra={"operation_id": operation_id})
+        for operation_id in completed:
+            log.info("operation %s completed", operation_id, extra={"operation_id": operation_id})
         if outcome.to_clear:
             try:
                 await self._dispatcher.clear_soon(outcome.to_clear)
@@ -113,6 +107,30 @@ class Ingest:
             metrics.statuses_rejected.inc(len(outcome.rejected))
         for seconds in outcome.finished_after_s:
             metrics.command_latency.observe(seconds)
+
+
+def _store(
+    store: Store,
+    statuses: list[tuple[str, StatusReport]],
+    announcements: list[Announcement],
+    presences: list[tuple[str, PresenceState]],
+) -> tuple[IngestOutcome, list[str]]:
+    """On the store's thread: each kind in one transaction, then the operations the statuses touched move on.
+
+    Returns what the statuses changed and the operations that completed.
+    """
+    if announcements:
+        store.record_announcements(announcements)
+    if presences:
+        store.record_presences(presences)
+    outcome = store.commands.apply_statuses(statuses) if statuses else IngestOutcome()
+    completed = []
+    for operation_id in outcome.operations:
+        if not store.has_activity(operation_id, ActivityState.PROCESSING):
+            store.add_activity(operation_id, ActivityState.PROCESSING, "devices are reporting")
+        if finish_if_done(store, operation_id):
+            completed.append(operation_id)
+    return outcome, completed
 
 
 def _same_device(payload_device: str, topic_device: str) -> None:

@@ -28,7 +28,9 @@ from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
 from controller.scheduler import Scheduler
 from controller.signing_keys import SigningKeys
+from controller.signing_worker import SigningWorker
 from controller.store import Store
+from controller.store_thread import StoreThread
 from controller.supervisor import Supervisor
 from shared.sd_notify import notify, ping_watchdog
 from shared.topics import TopicKind, Topics
@@ -121,6 +123,7 @@ async def serve(settings: ServeSettings) -> None:
     write_lock = threading.Lock()
     store = Store(settings.db_path, write_lock)
     api_store = Store(settings.db_path, write_lock)  # the REST API's own connection, used on its thread only
+    writes = StoreThread(settings.db_path, write_lock)  # ingest's and dispatch's writes, on a thread of their own
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -138,25 +141,27 @@ async def serve(settings: ServeSettings) -> None:
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"
                 log.info("embedded %s broker listening on %s%s", settings.embedded_broker, broker_url, secured)
-            await _run(settings, (store, api_store), topics, broker_url, http_socket, stop)
+            await _run(settings, (store, api_store, writes), topics, broker_url, http_socket, stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         http_socket.close()
+        writes.close()
         api_store.close()
         store.close()
 
 
 async def _run(
     settings: ServeSettings,
-    stores: tuple[Store, Store],
+    stores: tuple[Store, Store, StoreThread],
     topics: Topics,
     broker_url: BrokerUrl,
     http_socket: socket.socket,
     stop: asyncio.Event,
 ) -> None:
-    """Everything but the REST API runs on this loop with the first store; the API on its thread with the second."""
-    store, api_store = stores
+    """Everything but the REST API runs on this loop with the first store, handing its batched writes to the store
+    thread; the API runs on its own thread with the second store."""
+    store, api_store, writes = stores
     ingest: Ingest
     link = MqttLink(
         broker_url,
@@ -172,8 +177,9 @@ async def _run(
     log.info("signing commands with key %s (tether keys public prints it)", signer.key_id)
     metrics = Metrics()
     metrics.watch(api_store, lambda: link.connected)  # read at scrape time, on the API's thread
-    dispatcher = Dispatcher(store, link, topics, artifacts, signer, metrics)
-    ingest = Ingest(store, topics, dispatcher, link.ack, metrics)
+    signing = SigningWorker(signer)
+    dispatcher = Dispatcher(store, writes, link, topics, artifacts, signing, metrics)
+    ingest = Ingest(writes, topics, dispatcher, link.ack, metrics)
     scheduler = Scheduler(store, dispatcher.wake)
     scheduler.recover()
     supervisor = Supervisor(store, link, topics, dispatcher, signer)
@@ -215,3 +221,5 @@ async def _run(
             raise _Stopped
     except* _Stopped:
         pass
+    finally:
+        await signing.close()

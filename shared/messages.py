@@ -1,8 +1,7 @@
 """Pydantic models of every MQTT payload, and the one pair of functions that encode and decode them."""
 
-import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -18,10 +17,8 @@ from pydantic import (
 
 from shared.errors import PayloadError, TopicError
 from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
+from shared.signing import Signer, canonical
 from shared.topics import validate_id
-
-if TYPE_CHECKING:
-    from shared.signing import Signer
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Larger payloads are refused on both sides; big outputs (logs, screenshots) travel over HTTP instead."""
@@ -93,9 +90,8 @@ class CommandBatch:
     """Encodes the commands of one operation, which differ only per device: the shared part is validated once, as a
     Command, and each device's payload is then plain JSON (a model per command cost more than publishing it)."""
 
-    def __init__(self, prototype: Command, signer: "Signer | None" = None) -> None:
+    def __init__(self, prototype: Command) -> None:
         self._shared = prototype.model_dump(mode="json", exclude_none=True, exclude=_PER_DEVICE)
-        self._signer = signer
 
     def encode(
         self,
@@ -106,6 +102,7 @@ class CommandBatch:
         schedule: dict[str, Any] | None = None,
         artifact_upload: ArtifactUpload | None = None,
     ) -> bytes:
+        """One device's command in the canonical form a signature covers (shared/signing), not yet signed."""
         body = {**self._shared, "command_id": command_id, "device_id": device_id}
         if start_before is not None:
             body["start_before"] = start_before.isoformat().replace("+00:00", "Z")
@@ -113,9 +110,7 @@ class CommandBatch:
             body["schedule"] = schedule
         if artifact_upload is not None:
             body["artifact_upload"] = artifact_upload.model_dump(mode="json")
-        if self._signer is not None:
-            return self._signer.signed(body)
-        return json.dumps(body, separators=(",", ":")).encode()
+        return canonical(body)
 
 
 _PER_DEVICE = {"command_id", "device_id", "start_before", "schedule", "artifact_upload", "signature"}
@@ -194,7 +189,7 @@ def encode(message: _Message) -> bytes:
     return message.model_dump_json(exclude_none=True).encode()
 
 
-def encode_signed(message: _Message, signer: "Signer") -> bytes:
+def encode_signed(message: _Message, signer: Signer) -> bytes:
     return signer.signed(message.model_dump(mode="json", exclude_none=True))
 
 

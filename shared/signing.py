@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 DOMAIN = b"tether-signed-message-v1\n"
 ALGORITHM = "ed25519"
@@ -70,9 +70,17 @@ class Signer:
     def signed(self, body: Mapping[str, Any]) -> bytes:
         """`body` (which has no `signature`) as a JSON payload with its signature added."""
         text = canonical(body)
-        signature = base64.urlsafe_b64encode(self._private.sign(DOMAIN + text)).rstrip(b"=").decode()
+        return self.attach(text, self._private.sign(DOMAIN + text))
+
+    def attach(self, text: bytes, signature: bytes) -> bytes:
+        """A canonical text with its raw signature added as the `signature` member."""
+        encoded = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
         # The canonical text with one member appended is still the same object: no second encoding per command.
-        return text[:-1] + f',"signature":"{ALGORITHM}:{self.key_id}:{signature}"}}'.encode()
+        return text[:-1] + f',"signature":"{ALGORITHM}:{self.key_id}:{encoded}"}}'.encode()
+
+    def private_bytes(self) -> bytes:
+        """The raw private key, for the controller's signing worker (controller/signing_worker)."""
+        return self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
 class Verifier:

@@ -223,62 +223,11 @@ class CommandLedger:
         `from_devices` is off for statuses a client sets through the API, which prove nothing of the kind.
         """
         outcome = IngestOutcome()
-        rows = self._rows({report.command_id for _, report in reports})
-        updates: dict[str, list[Any]] = {}
-        """One row update per command, however many of its statuses the batch holds (PENDING and EXECUTING often
-        come together): the net effect, in the order of _STATUS_UPDATE."""
-        now = now_iso()
-        received = datetime.fromisoformat(now)
-        for topic_device, report in reports:
-            row = rows.get(report.command_id)
-            reason = _refusal(row, topic_device, report)
-            if reason is not None or row is None:
-                outcome.rejected.append((report.command_id, reason or "unknown command"))
-                continue
-            previous = row.status
-            if previous.is_terminal:
-                # The first final status stands: a duplicate, or a late report after a timeout, changes nothing.
-                outcome.rejected.append((report.command_id, f"already {previous}; the first final status stands"))
-                continue
-            try:
-                row.status = advance_device(row.status, report.status)
-            except IllegalTransition as err:
-                outcome.rejected.append((report.command_id, str(err)))
-                continue
-            at = to_iso(report.timestamp)
-            started = report.status is DeviceStatus.EXECUTING and previous is not DeviceStatus.EXECUTING
-            deadline = execution_deadline(row.timeout_s, row.window_end) if started else None
-            delivered = from_devices and row.waiting
-            if delivered and deadline is None and not row.status.is_terminal:
-                deadline = delivery_deadline(row.delivery_timeout_s, row.window_end)
-            row.waiting = row.waiting and not delivered
-            change = [
-                row.status,
-                at,
-                at if report.status is DeviceStatus.EXECUTING else None,
-                at if report.status.is_terminal else None,
-                None if report.result is None else json.dumps(report.result, separators=(",", ":")),
-                report.failure_reason,
-                report.progress,
-                None if deadline is None else deadline.at,
-                None if deadline is None else deadline.reason,
-                now,
-                report.command_id,
-                delivered,
-            ]
-            earlier = updates.get(report.command_id)
-            updates[report.command_id] = change if earlier is None else _merged(earlier, change)
-            outcome.applied += 1
-            outcome.applied_by_status[report.status] += 1
-            outcome.operations.add(row.operation_id)
-            if row.status.is_terminal:  # just now: a terminal one was refused above
-                dispatched_at = datetime.fromisoformat(row.dispatched_at or now)
-                outcome.finished_after_s.append((received - dispatched_at).total_seconds())
-            if row.status.is_terminal and not row.cleared:
-                outcome.to_clear.append((row.device_id, report.command_id))
-                row.cleared = True
-        if updates:
-            with self._store.transaction() as conn:
+        # Read and written in one transaction: the supervisor may end a command meanwhile, on another thread.
+        with self._store.transaction() as conn:
+            rows = self._rows({report.command_id for _, report in reports})
+            updates = _net_changes(rows, reports, from_devices, outcome)
+            if updates:
                 conn.execute(
                     f"""UPDATE device_operations AS d SET status = u.status,
                             received_at = coalesce(d.received_at, u.at),
@@ -295,7 +244,7 @@ class CommandLedger:
                             deadline_reason = coalesce(u.deadline_reason, d.deadline_reason), updated_at = u.updated_at
                         FROM (SELECT {unpacked(*_STATUS_UPDATE)} FROM json_each(?)) AS u
                         WHERE d.command_id = u.command_id""",
-                    (packed(list(updates.values())),),
+                    (packed(updates),),
                 )
         return outcome
 
@@ -365,6 +314,66 @@ class CommandLedger:
             f"SELECT * FROM device_operations {where} ORDER BY seq LIMIT ? OFFSET ?", [*params, limit, offset]
         )
         return Page([_record(row) for row in rows], total)
+
+
+def _net_changes(
+    rows: dict[str, _Row], reports: Sequence[tuple[str, StatusReport]], from_devices: bool, outcome: IngestOutcome
+) -> list[list[Any]]:
+    """Each command's row update for the reports it received, in order; refusals and what changed go to `outcome`."""
+    updates: dict[str, list[Any]] = {}
+    """One row update per command, however many of its statuses the batch holds (PENDING and EXECUTING often
+    come together): the net effect, in the order of _STATUS_UPDATE."""
+    now = now_iso()
+    received = datetime.fromisoformat(now)
+    for topic_device, report in reports:
+        row = rows.get(report.command_id)
+        reason = _refusal(row, topic_device, report)
+        if reason is not None or row is None:
+            outcome.rejected.append((report.command_id, reason or "unknown command"))
+            continue
+        previous = row.status
+        if previous.is_terminal:
+            # The first final status stands: a duplicate, or a late report after a timeout, changes nothing.
+            outcome.rejected.append((report.command_id, f"already {previous}; the first final status stands"))
+            continue
+        try:
+            row.status = advance_device(row.status, report.status)
+        except IllegalTransition as err:
+            outcome.rejected.append((report.command_id, str(err)))
+            continue
+        at = to_iso(report.timestamp)
+        started = report.status is DeviceStatus.EXECUTING and previous is not DeviceStatus.EXECUTING
+        deadline = execution_deadline(row.timeout_s, row.window_end) if started else None
+        delivered = from_devices and row.waiting
+        if delivered and deadline is None and not row.status.is_terminal:
+            deadline = delivery_deadline(row.delivery_timeout_s, row.window_end)
+        row.waiting = row.waiting and not delivered
+        change = [
+            row.status,
+            at,
+            at if report.status is DeviceStatus.EXECUTING else None,
+            at if report.status.is_terminal else None,
+            None if report.result is None else json.dumps(report.result, separators=(",", ":")),
+            report.failure_reason,
+            report.progress,
+            None if deadline is None else deadline.at,
+            None if deadline is None else deadline.reason,
+            now,
+            report.command_id,
+            delivered,
+        ]
+        earlier = updates.get(report.command_id)
+        updates[report.command_id] = change if earlier is None else _merged(earlier, change)
+        outcome.applied += 1
+        outcome.applied_by_status[report.status] += 1
+        outcome.operations.add(row.operation_id)
+        if row.status.is_terminal:  # just now: a terminal one was refused above
+            dispatched_at = datetime.fromisoformat(row.dispatched_at or now)
+            outcome.finished_after_s.append((received - dispatched_at).total_seconds())
+        if row.status.is_terminal and not row.cleared:
+            outcome.to_clear.append((row.device_id, report.command_id))
+            row.cleared = True
+    return list(updates.values())
 
 
 def _count_of(stats: OperationStats, status: DeviceStatus | None) -> int:

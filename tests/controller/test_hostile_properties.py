@@ -4,6 +4,7 @@ HTTP, nothing crashes, each refusal is a log line or a 4xx, and operations still
 import json
 import logging
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from controller.fastmqtt.codec import Publish
 from controller.ingest import Ingest
 from controller.mqtt_link import MqttLink
 from controller.signing_keys import SigningKeys
+from controller.signing_worker import SigningWorker
 from controller.store import Store
+from controller.store_thread import StoreThread
 from shared.messages import MAX_PAYLOAD_BYTES, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationState
 from shared.topics import Topics
@@ -52,12 +55,14 @@ PAYLOADS = st.one_of(
 
 
 @pytest.fixture
-def ingest(store: Store, tmp_path: Path) -> Ingest:
+def ingest(store: Store, tmp_path: Path) -> Iterator[Ingest]:
     """A real ingest on a real store; its link is never connected (nothing parsed here reaches the broker)."""
     link = MqttLink(BrokerUrl.parse("mqtt://127.0.0.1:1"), identifier="hostile", subscriptions=[], on_message=bool)
-    signer = SigningKeys(tmp_path / "keys").signer()
-    dispatcher = Dispatcher(store, link, Topics(), ArtifactSettings("http://127.0.0.1:1", 1000), signer)
-    return Ingest(store, Topics(), dispatcher, link.ack)
+    signing = SigningWorker(SigningKeys(tmp_path / "keys").signer())  # never started: nothing here is dispatched
+    writes = StoreThread(tmp_path / "tether.db", threading.Lock())
+    artifacts = ArtifactSettings("http://127.0.0.1:1", 1000)
+    yield Ingest(writes, Topics(), Dispatcher(store, writes, link, Topics(), artifacts, signing), link.ack)
+    writes.close()
 
 
 def status_of(store: Store, command_id: str) -> DeviceStatus:

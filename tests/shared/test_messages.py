@@ -19,6 +19,7 @@ from shared.messages import (
     encode,
 )
 from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
+from shared.signing import canonical
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -133,3 +134,4 @@ def test_a_command_batch_encodes_what_a_command_model_would(per_device: dict[str
     expected = Command(command_id="cmd-7", device_id="kiosk-7", **shared, **per_device)
     assert decode(Command, payload) == expected
     assert json.loads(payload) == json.loads(encode(expected))
+    assert payload == canonical(json.loads(payload))  # what a signature covers, as it is

@@ -1,0 +1,51 @@
+"""A connection to the database on a thread of its own, for the writes of status ingest and dispatch.
+
+The event loop receives, decodes and publishes; storing a batch of statuses or of dispatched commands happens here
+meanwhile. SQLite runs without the GIL during each statement's step (controller/store/one_step), so the two overlap
+on a 2-core machine instead of taking turns on the loop.
+"""
+
+import asyncio
+import contextvars
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from controller.store import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StoreThread:
+    """Work runs one piece at a time, in the order it is handed over, each with the caller's logging context."""
+
+    def __init__(self, path: Path, write_lock: threading.Lock) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tether-store")
+        self._store = Store(path, write_lock)
+
+    async def call(self, work: Callable[[Store], T]) -> T:
+        """Run `work` on the thread and return what it returns (or raise what it raises)."""
+        return await asyncio.wrap_future(self._submit(work))
+
+    def submit(self, work: Callable[[Store], object]) -> None:
+        """Run `work` on the thread without waiting for it; a failure is logged."""
+        self._submit(work).add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        """Finish what was handed over, then close the connection."""
+        self._executor.shutdown(wait=True)
+        self._store.close()
+
+    def _submit(self, work: Callable[[Store], T]) -> "Future[T]":
+        return self._executor.submit(functools.partial(contextvars.copy_context().run, work, self._store))
+
+
+def _log_failure(done: "Future[object]") -> None:
+    if not done.cancelled() and (error := done.exception()) is not None:
+        log.error("a store write failed: %s", error, exc_info=error)
