@@ -46,6 +46,7 @@ class MqttLink:
         self._connected = asyncio.Event()
         self._held: dict[int, FastClient] = {}
         """id() of each message held back by `on_message` -> the connection it arrived on."""
+        self._reading_paused = False
 
     @property
     def connected(self) -> bool:
@@ -69,6 +70,8 @@ class MqttLink:
                     tls=self._tls.context() if self._url.tls else None,  # read again on each connect: renewed certs
                 )
                 await client.subscribe(self._subscriptions, qos=1)
+                if self._reading_paused:  # only now: the subscription's acknowledgement had to be read
+                    client.pause_reading()
                 self._connected.set()
                 log.info("connected to %s", self._url)
                 backoff = 0.5
@@ -107,6 +110,17 @@ class MqttLink:
     def _send_ack(client: FastClient | None, message: Publish) -> None:
         if client is not None and message.qos > 0:
             client.ack(message.packet_id)
+
+    def pause_reading(self) -> None:
+        """Take no more messages until `resume_reading`: the broker keeps them (see FastClient.pause_reading)."""
+        self._reading_paused = True
+        if self._client is not None:
+            self._client.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._reading_paused = False
+        if self._client is not None:
+            self._client.resume_reading()
 
     async def wait_connected(self) -> None:
         await self._connected.wait()

@@ -179,7 +179,7 @@ async def _run(
     metrics.watch(api_store, lambda: link.connected)  # read at scrape time, on the API's thread
     signing = SigningWorker(signer)
     dispatcher = Dispatcher(store, writes, link, topics, artifacts, signing, metrics)
-    ingest = Ingest(writes, topics, dispatcher, link.ack, metrics)
+    ingest = Ingest(writes, topics, dispatcher, link, metrics)
     scheduler = Scheduler(store, dispatcher.wake)
     scheduler.recover()
     supervisor = Supervisor(store, link, topics, dispatcher, signer)

@@ -116,6 +116,8 @@ class FastClient:
         self.closed: asyncio.Future[ConnectionLost] = loop.create_future()
         """Resolves, with the reason, once the connection is gone."""
         self._pinger: asyncio.Task[None] | None = None
+        self._hold_reading = False
+        self._waiting_for_room = 0
 
     @classmethod
     async def connect(
@@ -250,6 +252,29 @@ class FastClient:
         """Publish QoS 1 messages pipelined and return once the broker has acknowledged every one."""
         await (await self.publish_batch(messages, retain=retain))
 
+    def pause_reading(self) -> None:
+        """Leave incoming packets in the socket, so that TCP holds the broker back, until `resume_reading`.
+
+        A publisher waiting for room in the in-flight window reads meanwhile: the acknowledgements it waits for
+        come in the same stream, and a receiver that paused to catch up may itself be that publisher.
+        """
+        self._hold_reading = True
+        self._follow_reading()
+
+    def resume_reading(self) -> None:
+        self._hold_reading = False
+        self._follow_reading()
+
+    def _follow_reading(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        wanted = not self._hold_reading or self._waiting_for_room > 0
+        if wanted and not transport.is_reading():
+            transport.resume_reading()
+        elif not wanted and transport.is_reading():
+            transport.pause_reading()
+
     async def _make_room(self) -> None:
         if self.closed.done():
             raise self.closed.result()
@@ -257,7 +282,13 @@ class FastClient:
             await self._wait(self._writable)
         while len(self._backlog) >= self._max_inflight:
             self._room.clear()
-            await self._wait(self._room)
+            self._waiting_for_room += 1
+            self._follow_reading()
+            try:
+                await self._wait(self._room)
+            finally:
+                self._waiting_for_room -= 1
+                self._follow_reading()
 
     def _send_qos1(self, topic: str, payload: bytes, retain: bool, batch: "_Batch | None") -> None:
         packet_id = self._free_packet_id()

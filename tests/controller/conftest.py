@@ -1,11 +1,20 @@
-"""The `api` fixture: the controller's REST API over a fresh database."""
+"""Fixtures: `api` (the controller's REST API over a fresh database), `store`, and `ingest` on that store."""
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from controller.dispatcher import ArtifactSettings, Dispatcher
+from controller.ingest import Ingest
+from controller.mqtt_link import MqttLink
+from controller.signing_keys import SigningKeys
+from controller.signing_worker import SigningWorker
 from controller.store import Store
+from controller.store_thread import StoreThread
+from shared.topics import Topics
+from shared.transport import BrokerUrl
 from tests.controller.api_harness import Api
 
 
@@ -14,3 +23,21 @@ def api(tmp_path: Path) -> Iterator[Api]:
     store = Store(tmp_path / "tether.db")
     yield Api(store, tmp_path / "artifacts")
     store.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(tmp_path / "tether.db")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def ingest(store: Store, tmp_path: Path) -> Iterator[Ingest]:
+    """A real ingest on a real store; its link is never connected (nothing parsed here reaches the broker)."""
+    link = MqttLink(BrokerUrl.parse("mqtt://127.0.0.1:1"), identifier="hostile", subscriptions=[], on_message=bool)
+    signing = SigningWorker(SigningKeys(tmp_path / "keys").signer())  # never started: nothing here is dispatched
+    writes = StoreThread(tmp_path / "tether.db", threading.Lock())
+    artifacts = ArtifactSettings("http://127.0.0.1:1", 1000)
+    yield Ingest(writes, Topics(), Dispatcher(store, writes, link, Topics(), artifacts, signing), link)
+    writes.close()

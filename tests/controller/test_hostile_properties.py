@@ -4,7 +4,6 @@ HTTP, nothing crashes, each refusal is a log line or a 4xx, and operations still
 import json
 import logging
 import random
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.completion import finish_if_done
-from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.fastmqtt.codec import Publish
 from controller.ingest import Ingest
-from controller.mqtt_link import MqttLink
-from controller.signing_keys import SigningKeys
-from controller.signing_worker import SigningWorker
 from controller.store import Store
-from controller.store_thread import StoreThread
 from shared.messages import MAX_PAYLOAD_BYTES, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationState
-from shared.topics import Topics
-from shared.transport import BrokerUrl
 from tests.controller.api_harness import Api
 from tests.controller.test_control import commands, operation
 from tests.controller.test_counts import recount
@@ -54,27 +46,9 @@ PAYLOADS = st.one_of(
 )
 
 
-@pytest.fixture
-def ingest(store: Store, tmp_path: Path) -> Iterator[Ingest]:
-    """A real ingest on a real store; its link is never connected (nothing parsed here reaches the broker)."""
-    link = MqttLink(BrokerUrl.parse("mqtt://127.0.0.1:1"), identifier="hostile", subscriptions=[], on_message=bool)
-    signing = SigningWorker(SigningKeys(tmp_path / "keys").signer())  # never started: nothing here is dispatched
-    writes = StoreThread(tmp_path / "tether.db", threading.Lock())
-    artifacts = ArtifactSettings("http://127.0.0.1:1", 1000)
-    yield Ingest(writes, Topics(), Dispatcher(store, writes, link, Topics(), artifacts, signing), link.ack)
-    writes.close()
-
-
 def status_of(store: Store, command_id: str) -> DeviceStatus:
     row = store.conn.execute("SELECT status FROM device_operations WHERE command_id = ?", (command_id,)).fetchone()
     return DeviceStatus(row[0])
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "tether.db")
-    yield opened
-    opened.close()
 
 
 @HOSTILE
