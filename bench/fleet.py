@@ -51,12 +51,46 @@ class Run:
     peak_rss_mb: float = 0.0
     baseline_rss_mb: float = 0.0
     after_rss_mb: float = 0.0
+    floor_cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the simulator and the broker while the floor ran (the floor client's own: "floor")."""
+    tether_cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the simulator, the broker and the signing worker while the operation ran."""
     post_ms: list[float] = field(default_factory=list)
     get_ms: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
         return self.completed_s / self.floor_done_s if self.floor_done_s else float("nan")
+
+
+class CpuMeter:
+    """CPU seconds each named process used between `start` and `stop`; processes may be gone by then."""
+
+    def __init__(self, processes: dict[str, psutil.Process]) -> None:
+        self._processes = processes
+        self._before: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._before = {name: _cpu(process) for name, process in self._processes.items()}
+
+    def stop(self) -> dict[str, float]:
+        return {name: _cpu(process) - self._before[name] for name, process in self._processes.items()}
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        return float(sum(process.cpu_times()[:2]))
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def neighbours(fleet: Simulator) -> dict[str, psutil.Process]:
+    """The simulator and, when it is one, the Mosquitto process this benchmark started."""
+    found = {"simulator": psutil.Process(fleet.process.popen.pid)}
+    for child in psutil.Process().children(recursive=True):
+        if child.name() == "mosquitto":
+            found["broker"] = child
+    return found
 
 
 @contextmanager
@@ -111,7 +145,10 @@ def measure(kind: str, devices: int, latency: bool) -> Run:
         work = Path(tmp)
         if url is not None:
             fleet = Simulator(work, url, devices, *simulate)
+            meter = CpuMeter({**neighbours(fleet), "floor": psutil.Process()})
+            meter.start()
             floor = asyncio.run(run_floor(BrokerUrl.parse(url), device_ids, Topics()))
+            run.floor_cpu_s = meter.stop()
             started = time.perf_counter()
             controller = Controller(work, broker_url=url)
         else:
@@ -127,20 +164,29 @@ def measure(kind: str, devices: int, latency: bool) -> Run:
             )
             run.register_s = time.perf_counter() - started
             if url is None:
+                meter = CpuMeter({**neighbours(fleet), "floor": psutil.Process()})
+                meter.start()
                 floor = asyncio.run(run_floor(BrokerUrl.parse(controller.broker_url), device_ids, Topics()))
+                run.floor_cpu_s = meter.stop()
             run.floor_acked_s, run.floor_done_s = floor.commands_acked_s, floor.done_s
-            tether(controller, run, latency)
+            tether(controller, run, latency, CpuMeter(neighbours(fleet) | signing_worker(controller)))
             fleet.stop()
         finally:
             controller.stop()
     return run
 
 
-def tether(controller: Controller, run: Run, latency: bool) -> None:
+def signing_worker(controller: Controller) -> dict[str, psutil.Process]:
+    children = psutil.Process(controller.process.popen.pid).children()
+    return {"signing worker": children[0]} if children else {}
+
+
+def tether(controller: Controller, run: Run, latency: bool, others: CpuMeter) -> None:
     process = psutil.Process(controller.process.popen.pid)
     time.sleep(1)
     run.baseline_rss_mb = process.memory_info().rss / 2**20
     cpu_before = sum(process.cpu_times()[:2])
+    others.start()
     started = time.perf_counter()
     operation = controller.create({"operation_type": "LOCK", "operation_device_query": {"tags": "bench"}})
     sampler = Sampler(controller, operation["id"], run, latency)
@@ -157,6 +203,7 @@ def tether(controller: Controller, run: Run, latency: bool) -> None:
     sampler.stop.set()
     sampler.join()
     run.cpu_s = sum(process.cpu_times()[:2]) - cpu_before
+    run.tether_cpu_s = others.stop()
     run.dispatched_s = dispatched or run.completed_s
     assert current["devices"]["successful"] == run.devices, current["devices"]
     time.sleep(3)
@@ -180,6 +227,8 @@ def report(run: Run) -> str:
         f" -> {run.after_rss_mb:.0f} MB",
     ]
     lines = [" | ".join(parts)]
+    for phase, cpu in (("floor", run.floor_cpu_s), ("tether", run.tether_cpu_s)):
+        lines.append(f"{'':9} CPU during the {phase}: " + ", ".join(f"{name} {s:.1f} s" for name, s in cpu.items()))
     if run.get_ms:
         post, get = run.post_ms, run.get_ms
         lines.append(
