@@ -79,6 +79,13 @@ class _Row:
     """Not recorded as dispatched: the controller died between publishing the command and recording it."""
     delivery_timeout_s: int
     dispatched_at: str | None
+    read_status: DeviceStatus
+    read_waiting: bool
+    """`status` and `waiting` as read, which an update of the row requires it still to have."""
+
+
+class _Changed(Exception):
+    """Another thread changed a row between reading it and updating it."""
 
 
 class CommandLedger:
@@ -222,13 +229,28 @@ class CommandLedger:
         controller died between publishing and recording it) becomes dispatched and is never published again.
         `from_devices` is off for statuses a client sets through the API, which prove nothing of the kind.
         """
+        try:
+            return self._apply(reports, from_devices, read_in_transaction=False)
+        except _Changed:
+            return self._apply(reports, from_devices, read_in_transaction=True)
+
+    def _apply(
+        self, reports: Sequence[tuple[str, StatusReport]], from_devices: bool, *, read_in_transaction: bool
+    ) -> IngestOutcome:
+        """Work a batch out from rows read before the transaction, so that the write lock (which a POST may be
+        waiting for) is held for one statement only; the statement changes only rows still as they were read, and
+        if another thread changed one meanwhile (a deadline passed, an operator set a status), _Changed rolls the
+        batch back, to be worked out again from rows read inside the transaction."""
+        command_ids = {report.command_id for _, report in reports}
         outcome = IngestOutcome()
-        # Read and written in one transaction: the supervisor may end a command meanwhile, on another thread.
+        rows = None if read_in_transaction else self._rows(command_ids)
+        updates = None if rows is None else _net_changes(rows, reports, from_devices, outcome)
         with self._store.transaction() as conn:
-            rows = self._rows({report.command_id for _, report in reports})
-            updates = _net_changes(rows, reports, from_devices, outcome)
+            if rows is None or updates is None:
+                rows = self._rows(command_ids)
+                updates = _net_changes(rows, reports, from_devices, outcome)
             if updates:
-                conn.execute(
+                changed = conn.execute(
                     f"""UPDATE device_operations AS d SET status = u.status,
                             received_at = coalesce(d.received_at, u.at),
                             dispatch_state = CASE WHEN u.delivered AND d.dispatch_state = 'waiting' THEN 'dispatched'
@@ -243,9 +265,12 @@ class CommandLedger:
                             deadline_at = coalesce(u.deadline_at, d.deadline_at),
                             deadline_reason = coalesce(u.deadline_reason, d.deadline_reason), updated_at = u.updated_at
                         FROM (SELECT {unpacked(*_STATUS_UPDATE)} FROM json_each(?)) AS u
-                        WHERE d.command_id = u.command_id""",
+                        WHERE d.command_id = u.command_id AND d.status = u.read_status
+                            AND (d.dispatch_state = 'waiting') = u.read_waiting""",
                     (packed(updates),),
-                )
+                ).rowcount
+                if changed != len(updates):
+                    raise _Changed
         return outcome
 
     def _rows(self, command_ids: set[str]) -> dict[str, _Row]:
@@ -269,6 +294,8 @@ class CommandLedger:
                 dispatch_state == "waiting",
                 delivery_timeout_s or DEFAULT_DELIVERY_TIMEOUT_S,
                 dispatched_at,
+                DeviceStatus(status),
+                dispatch_state == "waiting",
             )
             for (
                 command_id,
@@ -361,6 +388,8 @@ def _net_changes(
             now,
             report.command_id,
             delivered,
+            row.read_status,
+            row.read_waiting,
         ]
         earlier = updates.get(report.command_id)
         updates[report.command_id] = change if earlier is None else _merged(earlier, change)
@@ -429,6 +458,8 @@ _STATUS_UPDATE = (
     "updated_at",
     "command_id",
     "delivered",
+    "read_status",
+    "read_waiting",
 )
 """The members of one command's net change in `apply_statuses`, in order."""
 

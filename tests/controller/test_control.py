@@ -4,6 +4,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from controller.clock import to_iso
 from controller.completion import finish_if_done
 from controller.errors import Conflict
 from controller.store import Store
-from controller.store.commands import Deadline
+from controller.store.commands import CommandLedger, Deadline
 from shared.messages import Announcement, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationState, OperationType, Platform, ScheduleType
 
@@ -268,3 +269,43 @@ def test_a_status_for_a_command_still_recorded_as_waiting_marks_it_dispatched_fo
     assert store.commands.due(operation_id, 10) == []  # neither is ever published again...
     assert store.commands.mark_dispatched([(ids["a"], FUTURE), (ids["b"], FUTURE)]) == {ids["a"], ids["b"]}
     assert device_row(store, ids["a"])["deadline_reason"] == a["deadline_reason"]  # ...nor its deadline reset
+
+
+def test_a_row_another_writer_ends_between_the_read_and_the_update_is_worked_out_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest works a batch out before taking the write lock; the API's connection (an operator setting a status)
+    or the supervisor's may end a command in between, and its first final status must still stand."""
+    store, operator = Store(tmp_path / "tether.db"), Store(tmp_path / "tether.db")
+    operation_id = operation(store, ["a", "b"])
+    ids = commands(store, operation_id)
+    read = CommandLedger._rows
+    reads = []
+
+    def read_then_end_a(ledger: CommandLedger, command_ids: set[str]) -> Any:
+        rows = read(ledger, command_ids)
+        if ledger is not store.commands:
+            return rows
+        reads.append(sorted(command_ids))
+        if len(reads) == 1:
+            operator.commands.apply_statuses(
+                [("a", report(ids["a"], "a", DeviceStatus.FAILED, "by hand"))], from_devices=False
+            )
+        return rows
+
+    monkeypatch.setattr(CommandLedger, "_rows", read_then_end_a)
+    outcome = store.commands.apply_statuses(
+        [("a", report(ids["a"], "a", DeviceStatus.SUCCESSFUL)), ("b", report(ids["b"], "b", DeviceStatus.SUCCESSFUL))]
+    )
+
+    assert len(reads) == 2  # read again, inside the transaction
+    assert device_row(store, ids["a"])["status"] == "FAILED"
+    assert device_row(store, ids["a"])["failure_reason"] == "by hand"
+    assert device_row(store, ids["b"])["status"] == "SUCCESSFUL"
+    assert outcome.applied == 1
+    assert outcome.rejected == [(ids["a"], "already FAILED; the first final status stands")]
+    assert outcome.to_clear == [("b", ids["b"])]
+    assert store.stats(operation_id).failed_device_count == 1
+    assert store.stats(operation_id).success_device_count == 1
+    operator.close()
+    store.close()

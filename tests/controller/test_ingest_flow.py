@@ -35,7 +35,7 @@ def test_reading_pauses_at_the_high_water_mark_and_resumes_once_enough_is_stored
             ingest.on_message(presence(f"d{n:02d}"))
 
         running = asyncio.create_task(ingest.run())
-        while store.list_devices(limit=1, offset=0).total < 40:
+        while store.list_devices(limit=1, offset=0).total < 40:  # noqa: ASYNC110 -- written on the store thread
             await asyncio.sleep(0.01)
         running.cancel()
         assert not link._reading_paused
