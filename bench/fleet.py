@@ -54,7 +54,7 @@ class Run:
     floor_cpu_s: dict[str, float] = field(default_factory=dict)
     """CPU seconds of the simulator and the broker while the floor ran (the floor client's own: "floor")."""
     tether_cpu_s: dict[str, float] = field(default_factory=dict)
-    """CPU seconds of the simulator, the broker and the signing worker while the operation ran."""
+    """CPU seconds of the simulator, the broker and the controller's signing worker while the operation ran."""
     post_ms: list[float] = field(default_factory=list)
     get_ms: list[float] = field(default_factory=list)
 
@@ -169,16 +169,11 @@ def measure(kind: str, devices: int, latency: bool) -> Run:
                 floor = asyncio.run(run_floor(BrokerUrl.parse(controller.broker_url), device_ids, Topics()))
                 run.floor_cpu_s = meter.stop()
             run.floor_acked_s, run.floor_done_s = floor.commands_acked_s, floor.done_s
-            tether(controller, run, latency, CpuMeter(neighbours(fleet) | signing_worker(controller)))
+            tether(controller, run, latency, CpuMeter(neighbours(fleet)))
             fleet.stop()
         finally:
             controller.stop()
     return run
-
-
-def signing_worker(controller: Controller) -> dict[str, psutil.Process]:
-    children = psutil.Process(controller.process.popen.pid).children()
-    return {"signing worker": children[0]} if children else {}
 
 
 def tether(controller: Controller, run: Run, latency: bool, others: CpuMeter) -> None:
@@ -204,6 +199,8 @@ def tether(controller: Controller, run: Run, latency: bool, others: CpuMeter) ->
     sampler.join()
     run.cpu_s = sum(process.cpu_times()[:2]) - cpu_before
     run.tether_cpu_s = others.stop()
+    for child in process.children():  # the signing worker, started with the operation's first batch
+        run.tether_cpu_s["signing worker"] = _cpu(child)
     run.dispatched_s = dispatched or run.completed_s
     assert current["devices"]["successful"] == run.devices, current["devices"]
     time.sleep(3)

@@ -217,11 +217,11 @@ class Dispatcher:
 
     def _refuse_unsupported(self, operation_type: str, batch: list[Target]) -> list[Target]:
         """Fail at dispatch the devices that announced they cannot run `operation_type`; return the rest."""
-        known = self._store.platforms_and_capabilities([target.device_id for target in batch])
+        unable = self._store.unable_to_run([target.device_id for target in batch], operation_type)
         refused = [
-            (target.command_id, f"{operation_type} is not supported on {known[target.device_id][0]}")
+            (target.command_id, f"{operation_type} is not supported on {unable[target.device_id]}")
             for target in batch
-            if target.device_id in known and operation_type not in known[target.device_id][1]
+            if target.device_id in unable
         ]
         if refused:
             self._store.commands.mark_dispatch_failed(refused)

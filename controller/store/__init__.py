@@ -189,15 +189,17 @@ class Store:
                 return
             after = rows[-1][0]
 
-    def platforms_and_capabilities(self, device_ids: Sequence[str]) -> dict[str, tuple[str, frozenset[str]]]:
-        """(platform, capabilities) of the named devices that have announced themselves."""
+    def unable_to_run(self, device_ids: Sequence[str], operation_type: str) -> dict[str, str]:
+        """The platform of each named device that has announced itself without `operation_type` among its
+        capabilities (SQLite reads the announcements' JSON: in Python it cost ~10 µs a device per dispatch)."""
         rows = fetch_rows(
             self.conn,
-            """SELECT json_group_array(json_array(device_id, platform, capabilities)) FROM devices
-               WHERE platform IS NOT NULL AND device_id IN (SELECT value FROM json_each(?))""",
-            (packed(list(device_ids)),),
+            """SELECT json_group_array(json_array(device_id, platform)) FROM devices
+               WHERE platform IS NOT NULL AND device_id IN (SELECT value FROM json_each(?1))
+                   AND NOT EXISTS (SELECT 1 FROM json_each(devices.capabilities) WHERE value = ?2)""",
+            (packed(list(device_ids)), operation_type),
         )
-        return {device_id: (platform, frozenset(_load(capabilities))) for device_id, platform, capabilities in rows}
+        return {device_id: platform for device_id, platform in rows}
 
     # -- operations -----------------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from controller.store import Store
 from controller.store.devicecontrol import DeviceControlFilters
 from controller.store.records import OperationStats
 from shared.messages import Announcement, utc_now
-from shared.operations import DeviceStatus, Platform, PresenceState
+from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
 from tests.controller.test_control import FUTURE, PAST, commands, operation, report
 
 
@@ -176,6 +176,29 @@ def test_a_batch_of_announcements_and_presences_applies_in_order(store: Store) -
     assert store.get_device("a").agent_version == "2.0"
     assert not store.get_device("a").online
     assert store.get_device("b").online
+
+
+def test_unable_to_run_names_the_announced_devices_without_the_capability(store: Store) -> None:
+    def announce(device_id: str, platform: Platform, capabilities: list[OperationType]) -> None:
+        store.record_announcement(
+            Announcement(
+                device_id=device_id,
+                platform=platform,
+                agent_version="1.0",
+                capabilities=capabilities,
+                announced_at=utc_now(),
+            )
+        )
+
+    announce("kiosk", Platform.LINUX, [OperationType.LOCK, OperationType.REBOOT])
+    announce("phone", Platform.ANDROID, [OperationType.REBOOT])
+    announce("bare", Platform.LINUX, [])
+    store.record_presence("silent", PresenceState.ONLINE)  # never announced: nothing known, so not refused
+
+    named = ["kiosk", "phone", "bare", "silent", "unknown"]
+    assert store.unable_to_run(named, "LOCK") == {"phone": "android", "bare": "linux"}
+    assert store.unable_to_run(named, "REBOOT") == {"bare": "linux"}
+    assert store.unable_to_run([], "LOCK") == {}
 
 
 def test_a_writer_waiting_on_the_shared_lock_starts_the_moment_the_other_commits(tmp_path: Path) -> None:
