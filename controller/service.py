@@ -28,7 +28,7 @@ from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
 from controller.scheduler import Scheduler
 from controller.signing_keys import SigningKeys
-from controller.signing_worker import SigningWorker
+from controller.signing_worker import SigningFailed, SigningWorker
 from controller.store import Store
 from controller.store_thread import StoreThread
 from controller.supervisor import Supervisor
@@ -207,6 +207,10 @@ async def _run(
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD)
     try:
+        try:
+            await signing.start()
+        except SigningFailed as err:
+            raise StartupError(str(err)) from err
         async with asyncio.TaskGroup() as group:
             for job in (link.run(), dispatcher.run(), ingest.run(), supervisor.run(), events.run()):
                 group.create_task(job)

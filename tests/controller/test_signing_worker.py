@@ -65,10 +65,27 @@ def test_a_worker_that_cannot_run_fails_with_a_reason(monkeypatch: pytest.Monkey
         asyncio.run(worker.sign(bodies(2)))
 
 
-def test_nothing_to_sign_starts_no_worker() -> None:
+def test_nothing_to_sign_starts_no_worker_and_start_starts_one_ahead_of_the_first_batch() -> None:
     worker = SigningWorker(Signer(KEY))
     assert asyncio.run(worker.sign([])) == []
     assert worker._process is None
+
+    async def started_early() -> None:
+        await worker.start()
+        assert worker._process is not None
+        pid = worker._process.pid
+        await worker.sign(bodies(1))
+        assert worker._process.pid == pid  # the same child signs
+        await worker.close()
+
+    asyncio.run(started_early())
+    assert worker._process is None
+
+
+def test_a_worker_that_cannot_start_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.signing_worker.sys.executable", "/no/such/python")
+    with pytest.raises(SigningFailed, match="cannot start the signing worker"):
+        asyncio.run(SigningWorker(Signer(KEY)).start())
 
 
 def test_the_child_loop_signs_each_request_and_refuses_a_truncated_one() -> None:
