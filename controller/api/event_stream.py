@@ -11,7 +11,7 @@ from controller.api.contract import errors
 from controller.api.deps import services
 from controller.events import OperationEvents, snapshot
 from controller.store import Store
-from shared.events import OperationEvent
+from shared.events import OperationEvent, OperationEventKind
 
 router = APIRouter(prefix="/v0")
 
@@ -46,7 +46,7 @@ async def _event_stream(events: OperationEvents, store: Store, operation_id: str
     # the snapshot is taken right after, with no await between, so that no event falls between the two.
     queue = events.subscribe(operation_id)
     try:
-        first = snapshot(store, operation_id)
+        first = last = snapshot(store, operation_id)
         yield _frame(first)
         if first.ended:
             return
@@ -59,23 +59,34 @@ async def _event_stream(events: OperationEvents, store: Store, operation_id: str
                 continue
             if event is None:  # the controller is stopping
                 return
-            if _older(event, first):
-                continue  # written before the snapshot, which already shows its effect
-            yield _frame(event)
-            if event.ended:
+            unseen = _unseen(event, first, last)
+            if unseen is None:
+                continue  # the snapshot, or what followed it, already shows it
+            yield _frame(unseen)
+            last = unseen
+            if unseen.ended:
                 return
     finally:
         events.unsubscribe(operation_id, queue)
 
 
-def _older(event: OperationEvent, snapshot: OperationEvent) -> bool:
-    """An event the snapshot already shows: read off the store before it, or for an activity entry it includes.
+def _unseen(event: OperationEvent, snapshot: OperationEvent, last: OperationEvent) -> OperationEvent | None:
+    """What of `event` the stream has not shown yet, given its snapshot and the last event it sent; None if nothing.
 
-    The hub runs on another thread, so it may have read an event just before the snapshot and delivered it after.
+    The hub runs on another thread, so it may have read an event just before the snapshot and delivered it after:
+    the snapshot already shows it. An activity entry the snapshot includes may also have been read after it, in the
+    same read as newer counts (ingest and the hub run on different threads): those counts go out as a stats event.
     """
     if event.at < snapshot.at:
-        return True
-    return event.activity is not None and snapshot.activity is not None and event.activity.seq <= snapshot.activity.seq
+        return None
+    if event.activity is None or snapshot.activity is None or event.activity.seq > snapshot.activity.seq:
+        return event
+    if (event.devices, event.operation_stats) == (last.devices, last.operation_stats):
+        return None
+    # The entry's state is an older one than the stream has shown: the counts go out with the latest.
+    return event.model_copy(
+        update={"event": OperationEventKind.STATS, "activity": None, "state": last.state, "reason": last.reason}
+    )
 
 
 def _frame(event: OperationEvent) -> str:

@@ -1,16 +1,20 @@
 """Operation events read off a real SQLite store: every activity entry once and in order, counts only on change."""
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from controller.api.event_stream import _unseen
 from controller.completion import finish_if_done
 from controller.errors import NotFound
-from controller.events import OperationEvents, snapshot
+from controller.events import OperationEvents, _event, snapshot
 from controller.store import Store
+from controller.store.records import ActivityEntry, OperationStats
 from shared.events import OperationEvent, OperationEventKind
 from shared.operations import DeviceStatus, OperationState, PresenceState
 from shared.topics import Topics
@@ -160,3 +164,30 @@ def test_events_see_writes_made_through_another_connection(store: Store, tmp_pat
     finally:
         api_store.close()
     assert created in {e.operation_id for e in tick(events)}
+
+
+def stream_event(
+    kind: OperationEventKind, state: OperationState, seq: int | None, executing: int, at_offset_s: float
+) -> OperationEvent:
+    entry = None if seq is None else ActivityEntry(seq, "PROCESSING", "2026-12-02T10:00:00.000Z", None)
+    stats = OperationStats(resolved_device_count=2, dispatched_device_count=2, unfinished_device_count=2)
+    stats = dataclasses.replace(stats, pending_device_count=2 - executing, executing_device_count=executing)
+    event = _event("op", kind, state, None, stats, entry)
+    return event.model_copy(update={"at": event.at + timedelta(seconds=at_offset_s)})
+
+
+def test_a_stream_shows_newer_counts_that_came_with_activity_its_snapshot_already_has() -> None:
+    """The hub may read activity entries the snapshot includes together with counts newer than the snapshot's
+    (ingest writes on another thread): dropping them whole lost the devices' EXECUTING from the stream."""
+    first = stream_event(OperationEventKind.SNAPSHOT, OperationState.DISPATCHING, 5, executing=0, at_offset_s=0)
+    covered = stream_event(OperationEventKind.ACTIVITY, OperationState.RESOLVED, 3, executing=2, at_offset_s=0.1)
+
+    shown = _unseen(covered, first, first)
+    assert shown is not None
+    assert (shown.event, shown.state, shown.activity) == (OperationEventKind.STATS, OperationState.DISPATCHING, None)
+    assert shown.devices.executing == 2
+    assert _unseen(covered, first, shown) is None  # the same counts again: nothing new
+    read_before = stream_event(OperationEventKind.STATS, OperationState.DISPATCHING, None, 2, at_offset_s=-0.1)
+    assert _unseen(read_before, first, first) is None
+    newer = stream_event(OperationEventKind.ACTIVITY, OperationState.COMPLETED, 6, executing=0, at_offset_s=0.2)
+    assert _unseen(newer, first, shown) == newer
