@@ -28,6 +28,8 @@ BATCH_SIZE = 500
 BATCHES_IN_FLIGHT = 8
 """Batches published ahead of their acknowledgement: waiting for each one's before the next capped dispatch at a
 few thousand commands a second, one broker round trip per batch."""
+REPORTING = "devices are reporting"
+"""The message of an operation's PROCESSING entry, which follows its DISPATCHED one."""
 SWEEP_INTERVAL_S = 5.0
 """How often work left over by a lost connection is retried even if nothing wakes the dispatcher."""
 
@@ -137,9 +139,12 @@ class Dispatcher:
         finally:
             for batch_in_flight in in_flight:  # the connection went: those stay waiting and go out again later
                 _forget(batch_in_flight.acknowledged)
-        if published and not self._store.has_activity(operation_id, ActivityState.DISPATCHED):
-            self._store.add_activity(operation_id, ActivityState.DISPATCHED, f"{published} command(s) published")
+        message = f"{published} command(s) published"
+        if published and self._store.add_activity_once(operation_id, ActivityState.DISPATCHED, message):
             log.info("operation %s: %d command(s) published", operation_id, published)
+        if self._store.has_activity(operation_id, ActivityState.DISPATCHED) and commands.any_reported(operation_id):
+            # Ingest leaves PROCESSING to follow DISPATCHED; devices that reported meanwhile may send nothing more.
+            self._store.add_activity_once(operation_id, ActivityState.PROCESSING, REPORTING)
         self._wait_for_window(operation_id)
         finish_if_done(self._store, operation_id)
 

@@ -4,7 +4,7 @@ import asyncio
 import logging
 
 from controller.completion import finish_if_done
-from controller.dispatcher import Dispatcher
+from controller.dispatcher import REPORTING, Dispatcher
 from controller.fastmqtt.client import ConnectionLost
 from controller.fastmqtt.codec import Publish
 from controller.metrics import Metrics
@@ -138,8 +138,13 @@ def _store(
     outcome = store.commands.apply_statuses(statuses) if statuses else IngestOutcome()
     completed = []
     for operation_id in outcome.operations:
-        if not store.has_activity(operation_id, ActivityState.PROCESSING):
-            store.add_activity(operation_id, ActivityState.PROCESSING, "devices are reporting")
+        if not store.has_activity(operation_id, ActivityState.DISPATCHED):
+            if store.commands.waiting(operation_id, 1):
+                continue  # dispatch logs DISPATCHED, then PROCESSING, once this pass of it ends
+            # Stored before dispatch (on the loop) logged that every command is out: the log says so first.
+            published = store.stats(operation_id).dispatched_device_count
+            store.add_activity_once(operation_id, ActivityState.DISPATCHED, f"{published} command(s) published")
+        store.add_activity_once(operation_id, ActivityState.PROCESSING, REPORTING)
         if finish_if_done(store, operation_id):
             completed.append(operation_id)
     return outcome, completed

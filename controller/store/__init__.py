@@ -315,6 +315,19 @@ class Store:
             (operation_id, state, timestamp, message, operation_id),
         )
 
+    def add_activity_once(self, operation_id: str, operation_state: str, message: str) -> bool:
+        """Log an entry unless the operation's log has one of that state; True if it was logged now.
+
+        Checked and written in one transaction: dispatch and ingest log such entries from two threads.
+        """
+        if self.has_activity(operation_id, operation_state):
+            return False
+        with self.transaction() as conn:
+            if self.has_activity(operation_id, operation_state):
+                return False
+            self.add_activity_in(conn, operation_id, operation_state, message)
+        return True
+
     def has_activity(self, operation_id: str, operation_state: str) -> bool:
         row = self.conn.execute(
             "SELECT 1 FROM operation_activity WHERE operation_id = ? AND operation_state = ? LIMIT 1",

@@ -176,6 +176,14 @@ class CommandLedger:
         # json_group_array keeps the subquery's order in practice, but SQLite does not promise it.
         return sorted((Target(*row) for row in rows), key=lambda target: target.seq)
 
+    def any_reported(self, operation_id: str) -> bool:
+        """Whether any device has sent a status for its command of the operation."""
+        row = self._conn.execute(
+            "SELECT 1 FROM device_operations WHERE operation_id = ? AND received_at IS NOT NULL LIMIT 1",
+            (operation_id,),
+        ).fetchone()
+        return row is not None
+
     def next_opening(self, operation_id: str) -> str | None:
         """The earliest window opening among the commands still waiting, if any waits for one."""
         row = self._conn.execute(
