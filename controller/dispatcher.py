@@ -142,7 +142,11 @@ class Dispatcher:
         message = f"{published} command(s) published"
         if published and self._store.add_activity_once(operation_id, ActivityState.DISPATCHED, message):
             log.info("operation %s: %d command(s) published", operation_id, published)
-        if self._store.has_activity(operation_id, ActivityState.DISPATCHED) and commands.any_reported(operation_id):
+        if (
+            self._store.has_activity(operation_id, ActivityState.DISPATCHED)
+            and not self._store.has_activity(operation_id, ActivityState.PROCESSING)
+            and commands.any_reported(operation_id)  # a scan of the operation's rows: only while it can matter
+        ):
             # Ingest leaves PROCESSING to follow DISPATCHED; devices that reported meanwhile may send nothing more.
             self._store.add_activity_once(operation_id, ActivityState.PROCESSING, REPORTING)
         self._wait_for_window(operation_id)
