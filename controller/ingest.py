@@ -50,32 +50,14 @@ class Ingest:
         self._received: asyncio.Queue[Received] = asyncio.Queue()
 
     def on_message(self, message: Publish) -> bool:
-        """Parse one message; anything malformed or foreign is logged and skipped, never raised.
+        """Queue one message to store; anything malformed or foreign is logged and skipped, never raised.
 
         Returns False for a message to store, which is acknowledged only once it is stored; True otherwise.
         """
-        topic, payload = message.topic, message.payload
-        if not payload:
-            return True  # a cleared retained message
-        try:
-            parsed = self._topics.parse(topic)
-            decoded: StatusReport | Announcement | Presence
-            if parsed.kind is TopicKind.STATUS:
-                decoded = decode(StatusReport, payload)
-                if decoded.command_id != parsed.command_id:
-                    raise TetherProtocolError(f"payload command_id {decoded.command_id!r} differs from the topic's")
-            elif parsed.kind is TopicKind.ANNOUNCE:
-                decoded = decode(Announcement, payload)
-                _same_device(decoded.device_id, parsed.device_id)
-            elif parsed.kind is TopicKind.PRESENCE:
-                decoded = decode(Presence, payload)
-                _same_device(decoded.device_id, parsed.device_id)
-            else:
-                raise TetherProtocolError(f"devices do not publish {parsed.kind} messages")
-        except TetherProtocolError as err:
-            log.warning("skipped a message on %s: %s", topic, err)
+        received = parse_received(self._topics, message)
+        if received is None:
             return True
-        self._received.put_nowait((parsed.device_id, decoded, message))
+        self._received.put_nowait(received)
         if not self._paused and self._received.qsize() >= HIGH_WATER:
             self._paused = True
             self._link.pause_reading()
@@ -96,7 +78,9 @@ class Ingest:
         statuses = [(device_id, item) for device_id, item, _ in batch if isinstance(item, StatusReport)]
         announcements = [item for _, item, _ in batch if isinstance(item, Announcement)]
         presences = [(item.device_id, item.state) for _, item, _ in batch if isinstance(item, Presence)]
-        outcome, completed = await self._writes.call(lambda store: _store(store, statuses, announcements, presences))
+        outcome, completed = await self._writes.call(
+            lambda store: store_received(store, statuses, announcements, presences)
+        )
         for _, _, message in batch:
             self._link.ack(message)  # stored (or refused for good): the broker may forget it
         self._count(outcome)
@@ -121,7 +105,7 @@ class Ingest:
             metrics.command_latency.observe(seconds)
 
 
-def _store(
+def store_received(
     store: Store,
     statuses: list[tuple[str, StatusReport]],
     announcements: list[Announcement],
@@ -148,6 +132,32 @@ def _store(
         if finish_if_done(store, operation_id):
             completed.append(operation_id)
     return outcome, completed
+
+
+def parse_received(topics: Topics, message: Publish) -> Received | None:
+    """Decode what a device published; None (logged) for a cleared retained message or anything malformed or foreign."""
+    topic, payload = message.topic, message.payload
+    if not payload:
+        return None  # a cleared retained message
+    try:
+        parsed = topics.parse(topic)
+        decoded: StatusReport | Announcement | Presence
+        if parsed.kind is TopicKind.STATUS:
+            decoded = decode(StatusReport, payload)
+            if decoded.command_id != parsed.command_id:
+                raise TetherProtocolError(f"payload command_id {decoded.command_id!r} differs from the topic's")
+        elif parsed.kind is TopicKind.ANNOUNCE:
+            decoded = decode(Announcement, payload)
+            _same_device(decoded.device_id, parsed.device_id)
+        elif parsed.kind is TopicKind.PRESENCE:
+            decoded = decode(Presence, payload)
+            _same_device(decoded.device_id, parsed.device_id)
+        else:
+            raise TetherProtocolError(f"devices do not publish {parsed.kind} messages")
+    except TetherProtocolError as err:
+        log.warning("skipped a message on %s: %s", topic, err)
+        return None
+    return parsed.device_id, decoded, message
 
 
 def _same_device(payload_device: str, topic_device: str) -> None:

@@ -1,0 +1,113 @@
+"""CPU cost of ingesting one status, without the broker: what bounds statuses/s when the controller is CPU-bound.
+
+Builds a fresh store with one LOCK operation to `--devices` devices, dispatched, then feeds each device's PENDING,
+EXECUTING and SUCCESSFUL status (the simulator's payloads, in its order) through the two stages ingest runs: parsing
+(`Ingest.on_message`, on the event loop) and storing (a batch at a time, as on the store thread), and prints the CPU
+microseconds per status of each. Run by hand: `python -m bench.ingest_cpu` (`--devices 30000 --rounds 3`).
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from controller.fastmqtt.codec import Publish
+from controller.ingest import MAX_BATCH, parse_received, store_received
+from controller.simulator import result_of
+from controller.store import Store
+from controller.store.commands import Deadline
+from shared.messages import Announcement, StatusReport, utc_now
+from shared.operations import ActivityState, DeviceStatus, OperationState, OperationType, Platform, ScheduleType
+from shared.topics import Topics
+
+
+def dispatched_operation(store: Store, devices: int) -> list[tuple[str, str]]:
+    """(device id, command id) of a LOCK operation to `devices` announced devices, every command dispatched."""
+    now = utc_now()
+    device_ids = [f"sim-{n:06d}" for n in range(devices)]
+    store.record_announcements(
+        [
+            Announcement(device_id=d, platform=Platform.LINUX, agent_version="0.1.0", announced_at=now)
+            for d in device_ids
+        ]
+    )
+    operation_id = store.create_operation(
+        operation_type=OperationType.LOCK,
+        schedule_type=ScheduleType.IMMEDIATE,
+        schedule_args=None,
+        device_query={"all": True},
+        arguments={},
+        created_by="bench",
+        timeout_s=600,
+        delivery_timeout_s=600,
+    )
+    store.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
+    store.commands.resolve(operation_id, device_ids)
+    store.start_dispatching(operation_id)
+    commands = store.conn.execute(
+        "SELECT device_id, command_id FROM device_operations WHERE operation_id = ? ORDER BY seq", (operation_id,)
+    ).fetchall()
+    deadline = Deadline(datetime.now(UTC).isoformat(), "no status in time")
+    store.commands.mark_dispatched([(command_id, deadline) for _, command_id in commands])
+    return [(device_id, command_id) for device_id, command_id in commands]
+
+
+def status_messages(topics: Topics, commands: list[tuple[str, str]]) -> list[Publish]:
+    """What the simulator publishes for `commands`: every device's PENDING, EXECUTING and SUCCESSFUL, in that order."""
+    messages = []
+    for packet_id, (status, result) in enumerate(
+        ((DeviceStatus.PENDING, None), (DeviceStatus.EXECUTING, None), (DeviceStatus.SUCCESSFUL, "LOCK"))
+    ):
+        for device_id, command_id in commands:
+            report: dict[str, object] = {
+                "command_id": command_id,
+                "device_id": device_id,
+                "status": status,
+                "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            }
+            if result is not None:
+                report["result"] = result_of(result, {}, 0.01)
+            payload = json.dumps(report).encode()
+            messages.append(Publish(topics.status(device_id, command_id), payload, 1, False, False, packet_id + 1))
+    return messages
+
+
+def measure(devices: int) -> tuple[float, float]:
+    """CPU µs per status to parse and to store, on one fresh store."""
+    topics = Topics()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "tether.db")
+        messages = status_messages(topics, dispatched_operation(store, devices))
+        started = time.process_time()
+        received = [parse_received(topics, message) for message in messages]
+        parse_s = time.process_time() - started
+        statuses = [(item[0], item[1]) for item in received if item is not None and isinstance(item[1], StatusReport)]
+        assert len(statuses) == len(messages), "every status parses"
+        started = time.process_time()
+        for start in range(0, len(statuses), MAX_BATCH):
+            store_received(store, statuses[start : start + MAX_BATCH], [], [])
+        store_s = time.process_time() - started
+        successful = store.conn.execute("SELECT count(*) FROM device_operations WHERE status = 'SUCCESSFUL'")
+        assert successful.fetchone()[0] == devices, "every device's final status is stored"
+        store.close()
+    return parse_s / len(messages) * 1e6, store_s / len(messages) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--devices", type=int, default=30_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    for round_number in range(1, args.rounds + 1):
+        parse_us, store_us = measure(args.devices)
+        print(
+            f"round {round_number}: {3 * args.devices:,} statuses: parse {parse_us:5.1f} µs, store {store_us:5.1f} µs,"
+            f" total {parse_us + store_us:5.1f} µs of CPU per status ({1e6 / (parse_us + store_us):,.0f}/s)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
