@@ -4,7 +4,9 @@ from datetime import UTC, datetime
 
 
 def to_iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if moment.tzinfo is None or moment.utcoffset():  # in UTC already (most are) it needs no conversion
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def now_iso() -> str:

@@ -11,24 +11,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     model_validator,
 )
 
-from shared.errors import PayloadError, TopicError
+from shared.errors import PayloadError
 from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
 from shared.signing import Signer, canonical
-from shared.topics import validate_id
+from shared.topics import ID_PATTERN, ID_RULE
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Larger payloads are refused on both sides; big outputs (logs, screenshots) travel over HTTP instead."""
-
-
-def _valid_id(value: str) -> str:
-    try:
-        return validate_id(value)
-    except TopicError as err:
-        raise ValueError(str(err)) from err
 
 
 def _valid_time_zone(value: str) -> str:
@@ -39,7 +33,9 @@ def _valid_time_zone(value: str) -> str:
     return value
 
 
-Id = Annotated[str, AfterValidator(_valid_id)]
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern)]
+"""Checked by pydantic's own pattern matching, not a Python validator: a status carries two, and the controller
+decodes every status; `decode` words a mismatch as `validate_id` does."""
 TimeZone = Annotated[str, AfterValidator(_valid_time_zone)]
 
 
@@ -202,4 +198,6 @@ def decode(model: type[M], payload: bytes) -> M:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "payload"
-        raise PayloadError(f"invalid {model.__name__} ({err.error_count()} errors): {where}: {first['msg']}") from err
+        is_id = first["type"] == "string_pattern_mismatch" and first.get("ctx", {}).get("pattern") == ID_PATTERN.pattern
+        reason = f"invalid id {first['input']!r}: {ID_RULE}" if is_id else first["msg"]
+        raise PayloadError(f"invalid {model.__name__} ({err.error_count()} errors): {where}: {reason}") from err

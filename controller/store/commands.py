@@ -15,7 +15,7 @@ from controller.store.records import DeviceOperationRecord, OperationStats, Page
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
 from shared.messages import StatusReport
-from shared.operations import ActivityState, DeviceStatus, OperationState
+from shared.operations import DEVICE_STATUS_OF, ActivityState, DeviceStatus, OperationState
 from shared.schedule import WINDOW_ENDED
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, DEFAULT_TIMEOUT_S
 
@@ -261,10 +261,6 @@ class CommandLedger:
                 changed = conn.execute(
                     f"""UPDATE device_operations AS d SET status = u.status,
                             received_at = coalesce(d.received_at, u.at),
-                            dispatch_state = CASE WHEN u.delivered AND d.dispatch_state = 'waiting' THEN 'dispatched'
-                                             ELSE d.dispatch_state END,
-                            dispatched_at = CASE WHEN u.delivered THEN coalesce(d.dispatched_at, u.at)
-                                            ELSE d.dispatched_at END,
                             started_at = coalesce(d.started_at, u.started_at),
                             finished_at = coalesce(d.finished_at, u.finished_at),
                             result = coalesce(u.result, d.result),
@@ -279,6 +275,17 @@ class CommandLedger:
                 ).rowcount
                 if changed != len(updates):
                     raise _Changed
+                delivered = [(update[_COMMAND_ID], update[_AT]) for update in updates if update[_DELIVERED]]
+                if delivered:
+                    # Apart, and rare (commands still recorded as waiting): a statement that sets dispatch_state
+                    # updates the two indexes of waiting commands for every row it changes.
+                    conn.execute(
+                        f"""UPDATE device_operations AS d SET dispatch_state = 'dispatched',
+                                dispatched_at = coalesce(d.dispatched_at, u.at)
+                            FROM (SELECT {unpacked("command_id", "at")} FROM json_each(?)) AS u
+                            WHERE d.command_id = u.command_id AND d.dispatch_state = 'waiting'""",
+                        (packed(delivered),),
+                    )
         return outcome
 
     def _rows(self, command_ids: set[str]) -> dict[str, _Row]:
@@ -295,15 +302,15 @@ class CommandLedger:
             command_id: _Row(
                 operation_id,
                 device_id,
-                DeviceStatus(status),
+                (read_status := DEVICE_STATUS_OF[status]),
                 bool(cleared),
                 timeout_s or DEFAULT_TIMEOUT_S,
                 window_end,
-                dispatch_state == "waiting",
+                (read_waiting := dispatch_state == "waiting"),
                 delivery_timeout_s or DEFAULT_DELIVERY_TIMEOUT_S,
                 dispatched_at,
-                DeviceStatus(status),
-                dispatch_state == "waiting",
+                read_status,
+                read_waiting,
             )
             for (
                 command_id,
@@ -358,8 +365,10 @@ def _net_changes(
     updates: dict[str, list[Any]] = {}
     """One row update per command, however many of its statuses the batch holds (PENDING and EXECUTING often
     come together): the net effect, in the order of _STATUS_UPDATE."""
-    now = now_iso()
-    received = datetime.fromisoformat(now)
+    received = datetime.now(UTC)
+    now = to_iso(received)
+    timeouts: dict[int, Deadline] = {}
+    """Each timeout's deadline from now: the commands of one operation share theirs."""
     for topic_device, report in reports:
         row = rows.get(report.command_id)
         reason = _refusal(row, topic_device, report)
@@ -378,7 +387,12 @@ def _net_changes(
             continue
         at = to_iso(report.timestamp)
         started = report.status is DeviceStatus.EXECUTING and previous is not DeviceStatus.EXECUTING
-        deadline = execution_deadline(row.timeout_s, row.window_end) if started else None
+        deadline = None
+        if started:
+            timeout = timeouts.get(row.timeout_s)
+            if timeout is None:
+                timeout = timeouts[row.timeout_s] = _execution_timeout(row.timeout_s, received)
+            deadline = _first_of(timeout, row.window_end)
         delivered = from_devices and row.waiting
         if delivered and deadline is None and not row.status.is_terminal:
             deadline = delivery_deadline(row.delivery_timeout_s, row.window_end)
@@ -470,6 +484,7 @@ _STATUS_UPDATE = (
     "read_waiting",
 )
 """The members of one command's net change in `apply_statuses`, in order."""
+_AT, _COMMAND_ID, _DELIVERED = (_STATUS_UPDATE.index(name) for name in ("at", "command_id", "delivered"))
 
 _FIRST_WINS = (1, 2, 3)
 """received_at, started_at, finished_at: the first moment stands, as `coalesce(column, ?)` keeps it in the row."""
@@ -480,16 +495,19 @@ def _merged(earlier: list[Any], later: list[Any]) -> list[Any]:
     merged = [later[i] if later[i] is not None else earlier[i] for i in range(len(later))]
     for index in _FIRST_WINS:
         merged[index] = earlier[index] if earlier[index] is not None else later[index]
-    merged[11] = earlier[11] or later[11]
+    merged[_DELIVERED] = earlier[_DELIVERED] or later[_DELIVERED]
     return merged
 
 
-def execution_deadline(timeout_s: int, window_end: str | None) -> Deadline:
-    """From EXECUTING: the timeout, or the end of the device's schedule window if that comes first."""
-    timeout = Deadline(
-        to_iso(datetime.now(UTC) + timedelta(seconds=timeout_s)),
-        f"timed out: no final status within {timeout_s} s of starting",
+def _execution_timeout(timeout_s: int, started: datetime) -> Deadline:
+    """From EXECUTING at `started`: the final status is due within the operation's timeout."""
+    return Deadline(
+        to_iso(started + timedelta(seconds=timeout_s)), f"timed out: no final status within {timeout_s} s of starting"
     )
+
+
+def _first_of(timeout: Deadline, window_end: str | None) -> Deadline:
+    """The timeout, or the end of the device's schedule window if that comes first."""
     if window_end is not None and window_end < timeout.at:
         return Deadline(window_end, WINDOW_ENDED)
     return timeout

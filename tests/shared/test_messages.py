@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import Field
 
 from shared.errors import PayloadError
 from shared.messages import (
@@ -15,6 +16,7 @@ from shared.messages import (
     CommandBatch,
     Presence,
     StatusReport,
+    _Message,
     decode,
     encode,
 )
@@ -70,6 +72,27 @@ def test_status_round_trip() -> None:
 def test_status_refuses(payload: bytes, where: str) -> None:
     with pytest.raises(PayloadError, match=f"invalid StatusReport.*{where}"):
         decode(StatusReport, payload)
+
+
+def test_an_invalid_id_is_worded_as_the_topic_rules_word_it() -> None:
+    payload = b'{"command_id":"c 1","device_id":"d1","status":"PENDING","timestamp":"2026-11-22T12:00:00Z"}'
+    with pytest.raises(PayloadError) as refused:
+        decode(StatusReport, payload)
+    assert str(refused.value) == (
+        "invalid StatusReport (1 errors): command_id: invalid id 'c 1': "
+        "use 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+    )
+    assert StatusReport(command_id="a" * 128, device_id="d:1.x_y-z", status=DeviceStatus.PENDING, timestamp=NOW)
+    with pytest.raises(ValueError, match="String should match pattern"):
+        StatusReport(command_id="a" * 129, device_id="d1", status=DeviceStatus.PENDING, timestamp=NOW)
+
+
+def test_other_patterns_keep_their_own_wording() -> None:
+    class Labelled(_Message):
+        label: str = Field(pattern=r"^[a-z]+$")
+
+    with pytest.raises(PayloadError, match="label: String should match pattern"):
+        decode(Labelled, b'{"label": "Not an id rule"}')
 
 
 def test_failed_needs_reason_and_success_refuses_one() -> None:
