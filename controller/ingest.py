@@ -20,7 +20,10 @@ from shared.topics import TopicKind, Topics
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
-"""Statuses per transaction: a POST waiting for the write lock waits for one batch at most (~10 ms at this size)."""
+"""Rows a transaction changes (commands, devices): a POST waiting for the write lock waits for one batch at most
+(~10 ms at this size). A command's PENDING, EXECUTING and final status change its row once when one batch holds
+them all, so a batch takes messages until it would change this many rows, or holds MAX_BATCH_MESSAGES."""
+MAX_BATCH_MESSAGES = 4 * MAX_BATCH
 HIGH_WATER = 10 * MAX_BATCH
 LOW_WATER = 4 * MAX_BATCH
 """Received messages waiting to be stored at which reading pauses, and resumes. The broker does not hold back
@@ -65,9 +68,7 @@ class Ingest:
 
     async def run(self) -> None:
         while True:
-            batch = [await self._received.get()]
-            while len(batch) < MAX_BATCH and not self._received.empty():
-                batch.append(self._received.get_nowait())
+            batch = take_batch(await self._received.get(), self._received)
             if self._paused and self._received.qsize() <= LOW_WATER:
                 self._paused = False
                 self._link.resume_reading()
@@ -158,6 +159,22 @@ def parse_received(topics: Topics, message: Publish) -> Received | None:
         log.warning("skipped a message on %s: %s", topic, err)
         return None
     return parsed.device_id, decoded, message
+
+
+def take_batch(first: Received, waiting: "asyncio.Queue[Received]") -> list[Received]:
+    """`first` and what waits after it, in order, up to MAX_BATCH rows to change or MAX_BATCH_MESSAGES messages."""
+    batch = [first]
+    rows = {_row_of(first)}
+    while len(rows) < MAX_BATCH and len(batch) < MAX_BATCH_MESSAGES and not waiting.empty():
+        batch.append(received := waiting.get_nowait())
+        rows.add(_row_of(received))
+    return batch
+
+
+def _row_of(received: Received) -> tuple[type, str]:
+    """The row a received message changes: its command's for a status, its device's otherwise."""
+    _, item, _ = received
+    return (StatusReport, item.command_id) if isinstance(item, StatusReport) else (type(item), item.device_id)
 
 
 def _same_device(payload_device: str, topic_device: str) -> None:

@@ -5,10 +5,10 @@ import asyncio
 import pytest
 
 from controller.fastmqtt.codec import Publish
-from controller.ingest import Ingest
+from controller.ingest import Ingest, Received, parse_received, take_batch
 from controller.store import Store
-from shared.messages import Presence, encode
-from shared.operations import PresenceState
+from shared.messages import Presence, StatusReport, encode, utc_now
+from shared.operations import DeviceStatus, PresenceState
 from shared.topics import Topics
 
 
@@ -44,3 +44,40 @@ def test_reading_pauses_at_the_high_water_mark_and_resumes_once_enough_is_stored
     assert [d.device_id for d in store.list_devices(online=True, limit=100, offset=0).items] == [
         f"d{n:02d}" for n in range(40)
     ]
+
+
+def status(device_id: str, command_id: str, state: DeviceStatus) -> Received:
+    report = StatusReport(command_id=command_id, device_id=device_id, status=state, timestamp=utc_now())
+    message = Publish(
+        Topics().status(device_id, command_id), encode(report), qos=1, retain=False, dup=False, packet_id=1
+    )
+    received = parse_received(Topics(), message)
+    assert received is not None
+    return received
+
+
+def test_a_batch_holds_up_to_max_batch_rows_however_many_statuses_change_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.ingest.MAX_BATCH", 2)
+    monkeypatch.setattr("controller.ingest.MAX_BATCH_MESSAGES", 5)
+    lifecycle = (DeviceStatus.PENDING, DeviceStatus.EXECUTING, DeviceStatus.SUCCESSFUL)
+    messages = [status(f"d{n}", f"c{n}", state) for n in range(2) for state in lifecycle]
+    messages += [status("d2", "c2", DeviceStatus.PENDING), status("d2", "c3", DeviceStatus.PENDING)]
+    waiting: asyncio.Queue[Received] = asyncio.Queue()
+    for received in messages[1:]:
+        waiting.put_nowait(received)
+
+    first = take_batch(messages[0], waiting)
+    assert first == messages[:4]  # c0's three statuses and c1's first: two rows, stopped at the second
+    second = take_batch(waiting.get_nowait(), waiting)
+    assert second == messages[4:7]  # c1's last two and c2: two rows again
+    assert take_batch(waiting.get_nowait(), waiting) == messages[7:]
+
+
+def test_a_batch_holds_max_batch_messages_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.ingest.MAX_BATCH_MESSAGES", 5)
+    repeated = [status("d0", "c0", DeviceStatus.EXECUTING) for _ in range(7)]
+    waiting: asyncio.Queue[Received] = asyncio.Queue()
+    for received in repeated[1:]:
+        waiting.put_nowait(received)
+    assert len(take_batch(repeated[0], waiting)) == 5
+    assert waiting.qsize() == 2
