@@ -1,77 +1,54 @@
 """CPU cost of ingesting one status, without the broker: what bounds statuses/s when the controller is CPU-bound.
 
 Builds a fresh store with one LOCK operation to `--devices` devices, dispatched, then feeds each device's PENDING,
-EXECUTING and SUCCESSFUL status (the simulator's payloads, in its order) through the two stages ingest runs: parsing
-(`Ingest.on_message`, on the event loop) and storing (a batch at a time, as on the store thread), and prints the CPU
-microseconds per status of each. Run by hand: `python -m bench.ingest_cpu` (`--devices 30000 --rounds 3`).
+EXECUTING and SUCCESSFUL status (the simulator's payloads, in its order) through the two stages ingest runs:
+parsing (`parse_received`, on the event loop) and storing (`store_received`, a batch at a time, as on the store
+thread), and prints the CPU microseconds per status of each. Run by hand: `python -m bench.ingest_cpu`
+(`--devices 30000 --rounds 3`).
 """
 
 import argparse
-import json
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.fleet_store import announce, dispatching_lock
 from controller.fastmqtt.codec import Publish
 from controller.ingest import MAX_BATCH, parse_received, store_received
-from controller.simulator import result_of
+from controller.simulator import result_of, status_payload
 from controller.store import Store
 from controller.store.commands import Deadline
-from shared.messages import Announcement, StatusReport, utc_now
-from shared.operations import ActivityState, DeviceStatus, OperationState, OperationType, Platform, ScheduleType
+from shared.messages import StatusReport
+from shared.operations import DeviceStatus
 from shared.topics import Topics
 
 
 def dispatched_operation(store: Store, devices: int) -> list[tuple[str, str]]:
     """(device id, command id) of a LOCK operation to `devices` announced devices, every command dispatched."""
-    now = utc_now()
     device_ids = [f"sim-{n:06d}" for n in range(devices)]
-    store.record_announcements(
-        [
-            Announcement(device_id=d, platform=Platform.LINUX, agent_version="0.1.0", announced_at=now)
-            for d in device_ids
-        ]
-    )
-    operation_id = store.create_operation(
-        operation_type=OperationType.LOCK,
-        schedule_type=ScheduleType.IMMEDIATE,
-        schedule_args=None,
-        device_query={"all": True},
-        arguments={},
-        created_by="bench",
-        timeout_s=600,
-        delivery_timeout_s=600,
-    )
-    store.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
-    store.commands.resolve(operation_id, device_ids)
-    store.start_dispatching(operation_id)
-    commands = store.conn.execute(
-        "SELECT device_id, command_id FROM device_operations WHERE operation_id = ? ORDER BY seq", (operation_id,)
-    ).fetchall()
+    announce(store, device_ids)
+    _, commands = dispatching_lock(store, device_ids)
     deadline = Deadline(datetime.now(UTC).isoformat(), "no status in time")
     store.commands.mark_dispatched([(command_id, deadline) for _, command_id in commands])
-    return [(device_id, command_id) for device_id, command_id in commands]
+    return commands
 
 
 def status_messages(topics: Topics, commands: list[tuple[str, str]]) -> list[Publish]:
     """What the simulator publishes for `commands`: every device's PENDING, EXECUTING and SUCCESSFUL, in that order."""
-    messages = []
-    for packet_id, (status, result) in enumerate(
-        ((DeviceStatus.PENDING, None), (DeviceStatus.EXECUTING, None), (DeviceStatus.SUCCESSFUL, "LOCK"))
-    ):
-        for device_id, command_id in commands:
-            report: dict[str, object] = {
-                "command_id": command_id,
-                "device_id": device_id,
-                "status": status,
-                "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            }
-            if result is not None:
-                report["result"] = result_of(result, {}, 0.01)
-            payload = json.dumps(report).encode()
-            messages.append(Publish(topics.status(device_id, command_id), payload, 1, False, False, packet_id + 1))
-    return messages
+    lifecycle = ((DeviceStatus.PENDING, None), (DeviceStatus.EXECUTING, None), (DeviceStatus.SUCCESSFUL, "LOCK"))
+    return [
+        Publish(
+            topics.status(device_id, command_id),
+            status_payload(device_id, command_id, status, result=None if kind is None else result_of(kind, {}, 0.01)),
+            1,
+            False,
+            False,
+            packet_id,
+        )
+        for packet_id, (status, kind) in enumerate(lifecycle, start=1)
+        for device_id, command_id in commands
+    ]
 
 
 def measure(devices: int) -> tuple[float, float]:

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.fleet import percentile
+from bench.fleet_store import announce, dispatching_lock
 from controller.completion import finish_if_done
 from controller.store import Store
-from shared.messages import Announcement, StatusReport, utc_now
-from shared.operations import ActivityState, DeviceStatus, OperationState, OperationType, Platform, ScheduleType
+from shared.messages import StatusReport, utc_now
+from shared.operations import DeviceStatus
 from tests.e2e.harness import Controller
 
 STATUS_BATCH = 10_000
@@ -26,30 +27,10 @@ def fill(store: Store, operations: int, devices: int) -> list[str]:
     """`operations` LOCK operations to the same `devices` devices, each finished with every device SUCCESSFUL."""
     now = utc_now()
     device_ids = [f"dev-{n:07d}" for n in range(devices)]
-    store.record_announcements(
-        [
-            Announcement(device_id=d, platform=Platform.LINUX, agent_version="0.1.0", announced_at=now)
-            for d in device_ids
-        ]
-    )
+    announce(store, device_ids)
     created = []
     for _ in range(operations):
-        operation_id = store.create_operation(
-            operation_type=OperationType.LOCK,
-            schedule_type=ScheduleType.IMMEDIATE,
-            schedule_args=None,
-            device_query={"all": True},
-            arguments={},
-            created_by="bench",
-            timeout_s=600,
-            delivery_timeout_s=600,
-        )
-        store.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
-        store.commands.resolve(operation_id, device_ids)
-        store.start_dispatching(operation_id)
-        commands = store.conn.execute(
-            "SELECT device_id, command_id FROM device_operations WHERE operation_id = ?", (operation_id,)
-        ).fetchall()
+        operation_id, commands = dispatching_lock(store, device_ids)
         for start in range(0, len(commands), STATUS_BATCH):
             reports = [
                 (

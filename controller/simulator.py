@@ -91,6 +91,29 @@ def result_of(operation_type: str, arguments: dict[str, object], duration_s: flo
     return {"simulated": True}
 
 
+def status_payload(
+    device_id: str,
+    command_id: str,
+    status: DeviceStatus,
+    *,
+    result: dict[str, object] | None = None,
+    reason: str | None = None,
+) -> bytes:
+    """A StatusReport as the simulator publishes it, timestamped now."""
+    # Built with json, not pydantic: at 300,000 statuses a run the model's cost would make this the bottleneck.
+    report: dict[str, object] = {
+        "command_id": command_id,
+        "device_id": device_id,
+        "status": status,
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    if result is not None:
+        report["result"] = result
+    if reason is not None:
+        report["failure_reason"] = reason
+    return json.dumps(report).encode()
+
+
 class SimulatedFleet:
     def __init__(self, url: BrokerUrl, spec: FleetSpec, topics: Topics) -> None:
         self._url = url
@@ -234,21 +257,11 @@ class SimulatedFleet:
         result: dict[str, object] | None = None,
         reason: str | None = None,
     ) -> None:
-        # Built with json, not pydantic: at 300,000 statuses a run the model's cost would make this the bottleneck.
-        report: dict[str, object] = {
-            "command_id": command_id,
-            "device_id": device_id,
-            "status": status,
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        }
-        if result is not None:
-            report["result"] = result
-        if reason is not None:
-            report["failure_reason"] = reason
         client = self._client_of[device_id]
         if not client.closed.done():
             self.counts.statuses += 1
-            client.publish_soon(self._topics.status(device_id, command_id), json.dumps(report).encode())
+            payload = status_payload(device_id, command_id, status, result=result, reason=reason)
+            client.publish_soon(self._topics.status(device_id, command_id), payload)
 
 
 async def simulate(
