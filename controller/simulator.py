@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from controller.clock import now_iso
 from controller.errors import StartupError
 from controller.fastmqtt.client import ConnectionLost, FastClient
 from controller.fastmqtt.codec import Publish, Will
@@ -105,7 +106,7 @@ def status_payload(
         "command_id": command_id,
         "device_id": device_id,
         "status": status,
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": now_iso(),
     }
     if result is not None:
         report["result"] = result
