@@ -149,32 +149,59 @@ PINGREQ = bytes((PacketType.PINGREQ << 4, 0))
 DISCONNECT = bytes((PacketType.DISCONNECT << 4, 0))
 
 
+_PUBLISH, _PUBACK, _SUBACK, _CONNACK, _PINGRESP = (
+    int(kind)
+    for kind in (PacketType.PUBLISH, PacketType.PUBACK, PacketType.SUBACK, PacketType.CONNACK, PacketType.PINGRESP)
+)
+"""Plain ints: the decoder compares every packet's type, and an enum member costs a class attribute lookup."""
+_PACKET_ID = struct.Struct("!H")
+
+
 class Decoder:
     """Whole packets out of a byte stream that arrives in arbitrary pieces."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._rest = bytearray()
+        """The start of a packet whose end has not arrived yet."""
+        self._needed = 0
+        """How long `_rest` must grow before that packet is whole, once its header says (0 until then)."""
 
     def feed(self, data: bytes) -> list[Packet]:
-        buffer = self._buffer
-        buffer += data
+        # Packets are decoded from offsets into the bytes received: slicing each body out first copied every
+        # message twice more (the controller and the simulator decode ~5 packets per device).
+        if self._rest:
+            self._rest += data
+            if len(self._rest) < self._needed:
+                return []  # a large packet still arriving: appended in place, not copied again with every piece
+            data = bytes(self._rest)
         packets: list[Packet] = []
-        start, end = 0, len(buffer)
-        while (header := _header(buffer, start, end)) is not None:
-            length, body_start = header
-            if end - body_start < length:
+        start, end = 0, len(data)
+        needed = 0
+        while end - start >= 2:
+            length = data[start + 1]
+            body_start = start + 2
+            if length & 0x80:
+                header = _long_header(data, start, end)
+                if header is None:
+                    break
+                length, body_start = header
+            body_end = body_start + length
+            if body_end > end:
+                needed = body_end - start
                 break
-            packets.append(_decode(buffer[start], bytes(buffer[body_start : body_start + length])))
-            start = body_start + length
-        del buffer[:start]
+            packets.append(_decode(data[start], data, body_start, body_end))
+            start = body_end
+        self._rest = bytearray(data[start:])
+        self._needed = needed
         return packets
 
 
-def _header(buffer: bytearray, start: int, end: int) -> tuple[int, int] | None:
-    """(body length, where the body starts) of the packet at `start`, or None while its header is incomplete."""
+def _long_header(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """(body length, where the body starts) of a packet at `start` whose remaining length takes more than one byte,
+    or None while its header is incomplete."""
     length, shift = 0, 0
     for index in range(start + 1, min(start + 5, end)):
-        digit = buffer[index]
+        digit = data[index]
         length |= (digit & 0x7F) << shift
         if not digit & 0x80:
             return length, index + 1
@@ -184,32 +211,36 @@ def _header(buffer: bytearray, start: int, end: int) -> tuple[int, int] | None:
     return None
 
 
-def _decode(first: int, body: bytes) -> Packet:
+def _decode(first: int, data: bytes, start: int, end: int) -> Packet:
+    """The packet whose first byte is `first` and whose body is `data[start:end]`."""
     kind, flags = first >> 4, first & 0x0F
-    if kind == PacketType.PUBLISH:
+    size = end - start
+    if kind == _PUBLISH:
         qos = (flags >> 1) & 0x03
-        if qos > 2 or len(body) < 2:
+        if qos > 2 or size < 2:
             raise ProtocolError("malformed PUBLISH")
-        (topic_length,) = struct.unpack_from("!H", body)
-        offset = 2 + topic_length
+        (topic_length,) = _PACKET_ID.unpack_from(data, start)
+        offset = start + 2 + topic_length
         packet_id = 0
         if qos:
-            if len(body) < offset + 2:
+            if end < offset + 2:
                 raise ProtocolError("PUBLISH too short for its packet id")
-            (packet_id,) = struct.unpack_from("!H", body, offset)
+            (packet_id,) = _PACKET_ID.unpack_from(data, offset)
             offset += 2
+        elif offset > end:
+            raise ProtocolError("PUBLISH too short for its topic")
         try:
-            topic = body[2 : 2 + topic_length].decode()
+            topic = data[start + 2 : start + 2 + topic_length].decode()
         except UnicodeDecodeError as err:
             raise ProtocolError("PUBLISH topic is not UTF-8") from err
-        return Publish(topic, body[offset:], qos, bool(flags & 0x01), bool(flags & 0x08), packet_id)
-    if kind == PacketType.PUBACK and len(body) == 2:
-        return PacketIdAck(PacketType.PUBACK, struct.unpack("!H", body)[0])
-    if kind == PacketType.SUBACK and len(body) >= 3:
-        return PacketIdAck(PacketType.SUBACK, struct.unpack_from("!H", body)[0], tuple(body[2:]))
-    if kind == PacketType.CONNACK and len(body) == 2:
-        return Connack(bool(body[0] & 0x01), body[1])
-    if kind == PacketType.PINGRESP and not body:
+        return Publish(topic, data[offset:end], qos, bool(flags & 0x01), bool(flags & 0x08), packet_id)
+    if kind == _PUBACK and size == 2:
+        return PacketIdAck(PacketType.PUBACK, _PACKET_ID.unpack_from(data, start)[0])
+    if kind == _SUBACK and size >= 3:
+        return PacketIdAck(PacketType.SUBACK, _PACKET_ID.unpack_from(data, start)[0], tuple(data[start + 2 : end]))
+    if kind == _CONNACK and size == 2:
+        return Connack(bool(data[start] & 0x01), data[start + 1])
+    if kind == _PINGRESP and not size:
         return Ping(PacketType.PINGRESP)
     name = PacketType(kind).name if kind in _KNOWN_TYPES else f"type {kind}"
-    raise ProtocolError(f"unexpected or malformed {name} packet ({len(body)} bytes)")
+    raise ProtocolError(f"unexpected or malformed {name} packet ({size} bytes)")

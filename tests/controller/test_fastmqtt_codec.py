@@ -129,6 +129,7 @@ def test_a_large_publish_arrives_in_pieces() -> None:
         (b"\x30\xff\xff\xff\xff\x01", "longer than four bytes"),
         (b"\x30\x01\x00", "malformed PUBLISH"),
         (b"\x32\x04\x00\x02ab", "packet id"),
+        (b"\x30\x03\x00\x05a", "too short for its topic"),
         (b"\x30\x04\x00\x02\xff\xfe", "not UTF-8"),
         (b"\x40\x01\x00", "PUBACK"),
         (b"\x10\x00", "CONNECT"),
