@@ -145,10 +145,10 @@ class DeviceStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in _TERMINAL_STATUSES
+        return self in TERMINAL_DEVICE_STATUSES
 
 
-_TERMINAL_STATUSES = frozenset({DeviceStatus.SUCCESSFUL, DeviceStatus.FAILED})
+TERMINAL_DEVICE_STATUSES = frozenset({DeviceStatus.SUCCESSFUL, DeviceStatus.FAILED})
 DEVICE_STATUS_OF = {str(status): status for status in DeviceStatus}
 """A status from its stored text by dict lookup: `DeviceStatus(text)` costs several times as much, for every row
 ingest reads."""

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso, to_iso
-from controller.store.one_step import fetch_rows, packed, unpacked
+from controller.store.one_step import compact_json, fetch_rows, packed, unpacked
 from controller.store.records import DeviceOperationRecord, OperationStats, Page
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
 from shared.messages import StatusReport
-from shared.operations import DEVICE_STATUS_OF, ActivityState, DeviceStatus, OperationState
+from shared.operations import DEVICE_STATUS_OF, TERMINAL_DEVICE_STATUSES, ActivityState, DeviceStatus, OperationState
 from shared.schedule import WINDOW_ENDED
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, DEFAULT_TIMEOUT_S
 
@@ -205,7 +205,7 @@ class CommandLedger:
                 for row in conn.execute(
                     """SELECT command_id FROM device_operations
                        WHERE command_id IN (SELECT value FROM json_each(?)) AND dispatch_state != 'waiting'""",
-                    (json.dumps([command_id for command_id, _ in dispatched]),),
+                    (packed([command_id for command_id, _ in dispatched]),),
                 )
             }
             conn.execute(
@@ -369,61 +369,64 @@ def _net_changes(
     now = to_iso(received)
     timeouts: dict[int, Deadline] = {}
     """Each timeout's deadline from now: the commands of one operation share theirs."""
+    rejected, by_status, operations = outcome.rejected, outcome.applied_by_status, outcome.operations
     for topic_device, report in reports:
-        row = rows.get(report.command_id)
-        reason = _refusal(row, topic_device, report)
-        if reason is not None or row is None:
-            outcome.rejected.append((report.command_id, reason or "unknown command"))
+        command_id, status = report.command_id, report.status
+        row = rows.get(command_id)
+        if row is None or report.device_id != topic_device or row.device_id != topic_device:
+            rejected.append((command_id, _refusal(row, topic_device, report)))
             continue
         previous = row.status
-        if previous.is_terminal:
+        if previous in TERMINAL_DEVICE_STATUSES:
             # The first final status stands: a duplicate, or a late report after a timeout, changes nothing.
-            outcome.rejected.append((report.command_id, f"already {previous}; the first final status stands"))
+            rejected.append((command_id, f"already {previous}; the first final status stands"))
             continue
         try:
-            row.status = advance_device(row.status, report.status)
+            row.status = advance_device(previous, status)
         except IllegalTransition as err:
-            outcome.rejected.append((report.command_id, str(err)))
+            rejected.append((command_id, str(err)))
             continue
         at = to_iso(report.timestamp)
-        started = report.status is DeviceStatus.EXECUTING and previous is not DeviceStatus.EXECUTING
+        finished = status in TERMINAL_DEVICE_STATUSES
+        executing = status is DeviceStatus.EXECUTING
         deadline = None
-        if started:
+        if executing and previous is not DeviceStatus.EXECUTING:
             timeout = timeouts.get(row.timeout_s)
             if timeout is None:
                 timeout = timeouts[row.timeout_s] = _execution_timeout(row.timeout_s, received)
             deadline = _first_of(timeout, row.window_end)
         delivered = from_devices and row.waiting
-        if delivered and deadline is None and not row.status.is_terminal:
-            deadline = delivery_deadline(row.delivery_timeout_s, row.window_end)
-        row.waiting = row.waiting and not delivered
+        if delivered:
+            row.waiting = False
+            if deadline is None and not finished:
+                deadline = delivery_deadline(row.delivery_timeout_s, row.window_end)
         change = [
-            row.status,
+            status,
             at,
-            at if report.status is DeviceStatus.EXECUTING else None,
-            at if report.status.is_terminal else None,
-            None if report.result is None else json.dumps(report.result, separators=(",", ":")),
+            at if executing else None,
+            at if finished else None,
+            None if report.result is None else compact_json(report.result),
             report.failure_reason,
             report.progress,
             None if deadline is None else deadline.at,
             None if deadline is None else deadline.reason,
             now,
-            report.command_id,
+            command_id,
             delivered,
             row.read_status,
             row.read_waiting,
         ]
-        earlier = updates.get(report.command_id)
-        updates[report.command_id] = change if earlier is None else _merged(earlier, change)
+        earlier = updates.get(command_id)
+        updates[command_id] = change if earlier is None else _merged(earlier, change)
         outcome.applied += 1
-        outcome.applied_by_status[report.status] += 1
-        outcome.operations.add(row.operation_id)
-        if row.status.is_terminal:  # just now: a terminal one was refused above
+        by_status[status] += 1
+        operations.add(row.operation_id)
+        if finished:  # just now: a terminal one was refused above
             dispatched_at = datetime.fromisoformat(row.dispatched_at or now)
             outcome.finished_after_s.append((received - dispatched_at).total_seconds())
-        if row.status.is_terminal and not row.cleared:
-            outcome.to_clear.append((row.device_id, report.command_id))
-            row.cleared = True
+            if not row.cleared:
+                outcome.to_clear.append((row.device_id, command_id))
+                row.cleared = True
     return list(updates.values())
 
 
@@ -513,14 +516,13 @@ def _first_of(timeout: Deadline, window_end: str | None) -> Deadline:
     return timeout
 
 
-def _refusal(row: _Row | None, topic_device: str, report: StatusReport) -> str | None:
+def _refusal(row: _Row | None, topic_device: str, report: StatusReport) -> str:
+    """Why a report on no command of the batch's, or from the wrong device, is refused."""
     if row is None:
         return f"no command {report.command_id} was sent"
     if report.device_id != topic_device:
         return f"payload names device {report.device_id!r} but the topic names {topic_device!r}"
-    if row.device_id != topic_device:
-        return f"command {report.command_id} was not sent to device {topic_device!r}"
-    return None
+    return f"command {report.command_id} was not sent to device {topic_device!r}"
 
 
 def _record(row: sqlite3.Row) -> DeviceOperationRecord:

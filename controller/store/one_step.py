@@ -11,10 +11,13 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+"""JSON without spaces; `json.dumps` with separators builds an encoder per call (~0.7 µs, once per status)."""
+
 
 def packed(rows: Sequence[Sequence[Any]] | Sequence[Any]) -> str:
     """Rows (or single values) as the one JSON parameter `json_each(?)` reads."""
-    return json.dumps(rows, separators=(",", ":"))
+    return compact_json(rows)
 
 
 def unpacked(*names: str) -> str:
