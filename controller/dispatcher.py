@@ -166,10 +166,12 @@ class Dispatcher:
                 issued_at=issued_at,
             )
         )
+        delivery_start = datetime.fromisoformat(delivery.at)
         topics, texts, deadlines = [], [], []
         for target in batch:
             # A WINDOW command waits on the device for its window and may do so until the window's end.
             deadline = delivery if target.window_end is None else delivery_deadline(0, target.window_end)
+            start_before = delivery_start if deadline is delivery else datetime.fromisoformat(deadline.at)
             schedule = (
                 None
                 if operation.schedule_type is not ScheduleType.WINDOW
@@ -179,7 +181,7 @@ class Dispatcher:
                 commands.encode(
                     target.command_id,
                     target.device_id,
-                    start_before=datetime.fromisoformat(deadline.at),
+                    start_before=start_before,
                     schedule=schedule,
                     artifact_upload=uploads.get(target.command_id),
                 )

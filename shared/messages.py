@@ -1,5 +1,6 @@
 """Pydantic models of every MQTT payload, and the one pair of functions that encode and decode them."""
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -101,7 +102,7 @@ class CommandBatch:
         """One device's command in the canonical form a signature covers (shared/signing), not yet signed."""
         body = {**self._shared, "command_id": command_id, "device_id": device_id}
         if start_before is not None:
-            body["start_before"] = start_before.isoformat().replace("+00:00", "Z")
+            body["start_before"] = _start_text(start_before)
         if schedule is not None:
             body["schedule"] = schedule
         if artifact_upload is not None:
@@ -110,6 +111,12 @@ class CommandBatch:
 
 
 _PER_DEVICE = {"command_id", "device_id", "start_before", "schedule", "artifact_upload", "signature"}
+
+
+@functools.lru_cache(maxsize=256)
+def _start_text(start_before: datetime) -> str:
+    """A batch's commands share their deadline (a WINDOW operation's, one per window end): formatted once."""
+    return start_before.isoformat().replace("+00:00", "Z")
 
 
 class CancelRequest(_Message):

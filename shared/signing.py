@@ -30,8 +30,12 @@ class SignatureError(ValueError):
     """A message that must not be acted on; str() is the failure reason a device reports."""
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""Built once: `json.dumps` with these options builds an encoder per call, once per command dispatched."""
+
+
 def canonical(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(body).encode()
 
 
 def _raw(public: Ed25519PublicKey) -> bytes:
