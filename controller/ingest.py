@@ -76,14 +76,20 @@ class Ingest:
 
     async def _apply(self, batch: list[Received]) -> None:
         """Store a batch on the store's thread, in a few statements; then acknowledge every message."""
-        statuses = [(device_id, item) for device_id, item, _ in batch if isinstance(item, StatusReport)]
-        announcements = [item for _, item, _ in batch if isinstance(item, Announcement)]
-        presences = [(item.device_id, item.state) for _, item, _ in batch if isinstance(item, Presence)]
+        statuses: list[tuple[str, StatusReport]] = []
+        announcements: list[Announcement] = []
+        presences: list[tuple[str, PresenceState]] = []
+        for device_id, item, _ in batch:  # one pass: a batch holds up to MAX_BATCH_MESSAGES
+            if isinstance(item, StatusReport):
+                statuses.append((device_id, item))
+            elif isinstance(item, Announcement):
+                announcements.append(item)
+            else:
+                presences.append((item.device_id, item.state))
         outcome, completed = await self._writes.call(
             lambda store: store_received(store, statuses, announcements, presences)
         )
-        for _, _, message in batch:
-            self._link.ack(message)  # stored (or refused for good): the broker may forget it
+        self._link.ack_all([message for _, _, message in batch])  # stored (or refused for good): the broker may forget
         self._count(outcome)
         for command_id, reason in outcome.rejected:
             log.info("ignored a status for command %s: %s", command_id, reason, extra={"command_id": command_id})

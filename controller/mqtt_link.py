@@ -97,14 +97,15 @@ class MqttLink:
         elif self._client is not None:
             self._held[id(message)] = self._client
 
-    def ack(self, message: Publish) -> None:
-        """Acknowledge a message `on_message` held back, if the connection it came on is still the current one.
+    def ack_all(self, messages: Sequence[Publish]) -> None:
+        """Acknowledge messages `on_message` held back, those that came on the connection that is still current.
 
-        After a reconnect the broker redelivers it anyway, and its packet id may already name another message.
+        After a reconnect the broker redelivers the others anyway, and their packet ids may already name others.
         """
-        client = self._held.pop(id(message), None)
-        if client is not None and client is self._client:
-            self._send_ack(client, message)
+        held, current = self._held, self._client
+        packet_ids = [message.packet_id for message in messages if held.pop(id(message), None) is current]
+        if current is not None:
+            current.ack_many(packet_ids)
 
     @staticmethod
     def _send_ack(client: FastClient | None, message: Publish) -> None:

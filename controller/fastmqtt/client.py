@@ -301,8 +301,12 @@ class FastClient:
 
     def ack(self, packet_id: int) -> None:
         """Acknowledge a received QoS 1 message, when `auto_ack` is off."""
-        if packet_id and not self.closed.done():
-            self._send(encode_puback(packet_id))
+        self.ack_many([packet_id])
+
+    def ack_many(self, packet_ids: Iterable[int]) -> None:
+        """Acknowledge received messages, when `auto_ack` is off; 0 (a QoS 0 message's) is skipped."""
+        if not self.closed.done():
+            self._send_all([encode_puback(packet_id) for packet_id in packet_ids if packet_id])
 
     async def close(self) -> None:
         """Disconnect cleanly, after writing what is queued: the broker does not publish the last will."""
@@ -343,6 +347,15 @@ class FastClient:
 
     def _send(self, packet: bytes) -> None:
         self._out.append(packet)
+        self._flush_soon()
+
+    def _send_all(self, packets: list[bytes]) -> None:
+        if packets:
+            self._out += packets
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Write what is queued once this event-loop iteration ends, in one writelines."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

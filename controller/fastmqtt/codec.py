@@ -132,8 +132,11 @@ def encode_publish(
     return _packet(first, body)
 
 
+_PUBACK_PACKET = struct.Struct("!BBH")
+
+
 def encode_puback(packet_id: int) -> bytes:
-    return bytes((PacketType.PUBACK << 4, 2)) + struct.pack("!H", packet_id)
+    return _PUBACK_PACKET.pack(PacketType.PUBACK << 4, 2, packet_id)
 
 
 def encode_subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:

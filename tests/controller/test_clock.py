@@ -36,5 +36,6 @@ def test_every_millisecond_across_a_second_boundary() -> None:
 def test_now_is_utc_text() -> None:
     text = now_iso()
     parsed = datetime.fromisoformat(text)
-    assert text.endswith("Z") and len(text) == 24
+    assert text.endswith("Z")
+    assert len(text) == 24
     assert abs((datetime.now(UTC) - parsed).total_seconds()) < 5

@@ -118,9 +118,10 @@ def test_unacknowledged_messages_come_again_to_a_persistent_session(mosquitto_ur
         first = await FastClient.connect(host, port, "keeper", on_message=inbox, auto_ack=False, clean_session=False)
         await first.subscribe(["held/#"])
         async with await FastClient.connect(host, port, "writer") as writer:
-            await writer.publish_many([("held/1", b"a"), ("held/2", b"b")])
-        one, _unacknowledged = await inbox.until(2)
+            await writer.publish_many([("held/1", b"a"), ("held/2", b"b"), ("held/3", b"c")])
+        one, two, _unacknowledged = await inbox.until(3)
         first.ack(one.packet_id)
+        first.ack_many([two.packet_id, 0])  # 0: a QoS 0 message's, nothing to acknowledge
         await asyncio.sleep(0.2)
         first.abort()
         again = Inbox()
@@ -128,7 +129,7 @@ def test_unacknowledged_messages_come_again_to_a_persistent_session(mosquitto_ur
             assert second.session_present
             (redelivered,) = await again.until(1)
             await asyncio.sleep(0.3)
-        assert (redelivered.topic, redelivered.payload, redelivered.dup) == ("held/2", b"b", True)
+        assert (redelivered.topic, redelivered.payload, redelivered.dup) == ("held/3", b"c", True)
         assert len(again.messages) == 1
 
     run(test)
