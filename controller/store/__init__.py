@@ -13,6 +13,7 @@ from typing import Any
 from controller.clock import now_iso
 from controller.errors import Conflict, NotFound
 from controller.fragments import fragment_type_of
+from controller.ids import time_ordered_id
 from controller.keys import hash_key
 from controller.store.artifacts import ArtifactLedger
 from controller.store.commands import CommandLedger
@@ -219,7 +220,7 @@ class Store:
         description: str | None = None,
     ) -> str:
         """`fragments` and `description` are set for an operation created through /devicecontrol."""
-        operation_id = str(uuid.uuid4())
+        operation_id = time_ordered_id()
         now = now_iso()
         with self.transaction() as conn:
             conn.execute(

@@ -2,7 +2,6 @@
 
 import json
 import sqlite3
-import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso, to_iso
+from controller.ids import time_ordered_id
 from controller.store.one_step import compact_json, fetch_rows, packed, unpacked
 from controller.store.records import DeviceOperationRecord, OperationStats, Page
 from shared.errors import IllegalTransition
@@ -119,7 +119,7 @@ class CommandLedger:
             reason = refused.get(device_id)
             rows.append(
                 (
-                    str(uuid.uuid4()),
+                    time_ordered_id(),
                     operation_id,
                     device_id,
                     "PENDING" if reason is None else "FAILED",

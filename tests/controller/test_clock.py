@@ -20,9 +20,10 @@ from controller.clock import now_iso, to_iso
 )
 def test_moments_in_any_order_give_their_own_text(moment: datetime, text: str) -> None:
     assert to_iso(moment) == text
-    assert to_iso(moment - timedelta(seconds=1)) == (moment - timedelta(seconds=1)).astimezone(UTC).strftime(
-        "%Y-%m-%dT%H:%M:%S.%f"
-    )[:23] + "Z"
+    assert (
+        to_iso(moment - timedelta(seconds=1))
+        == (moment - timedelta(seconds=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
+    )
     assert to_iso(moment) == text  # again, after another second was formatted
 
 
