@@ -183,7 +183,10 @@ class Decoder:
         while end - start >= 2:
             length = data[start + 1]
             body_start = start + 2
-            if length & 0x80:
+            if length & 0x80 and end - start >= 3 and not data[start + 2] & 0x80:
+                length = (length & 0x7F) | data[start + 2] << 7  # two bytes: a status or command (128 B-16 KB)
+                body_start = start + 3
+            elif length & 0x80:
                 header = _long_header(data, start, end)
                 if header is None:
                     break

@@ -86,7 +86,7 @@ STREAM = [
     b"\x90\x04\x00\x05\x01\x80",  # SUBACK id 5: QoS 1, refused
     b"\x40\x02\x01\x02",  # PUBACK 258
     encode_publish("t/x", b"payload", qos=1, retain=True, packet_id=9),
-    encode_publish("t/y", b"" * 200),
+    encode_publish("t/y", b"y" * 200),  # a two-byte remaining length
     b"\xd0\x00",  # PINGRESP
 ]
 EXPECTED = [
@@ -94,7 +94,7 @@ EXPECTED = [
     PacketIdAck(PacketType.SUBACK, 5, (1, 0x80)),
     PacketIdAck(PacketType.PUBACK, 258),
     Publish("t/x", b"payload", qos=1, retain=True, dup=False, packet_id=9),
-    Publish("t/y", b"", qos=0, retain=False, dup=False, packet_id=0),
+    Publish("t/y", b"y" * 200, qos=0, retain=False, dup=False, packet_id=0),
     Ping(PacketType.PINGRESP),
 ]
 
