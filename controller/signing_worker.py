@@ -5,6 +5,10 @@ and a thread would not help: cryptography releases the GIL for each signature, b
 busy loop's switch interval every time. The child is this module run as a program. It reads the raw private key
 first, then requests, each a count and that many length-prefixed texts, and answers each with the texts'
 signatures, 64 bytes each, in order. The texts are canonical JSON (shared/signing), signed with its domain prefix.
+
+The child signs with PyNaCl (libsodium): 17.9 µs a signature here against cryptography's 28.6 µs, 1.1 CPU-seconds
+less per 100,000 commands on a machine whose two cores the whole fleet shares. Ed25519 signatures are
+deterministic, so the bytes are those the in-process `Signer` makes, and agents check them as before.
 """
 
 import asyncio
@@ -13,7 +17,7 @@ import struct
 import sys
 from typing import BinaryIO
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.signing import SigningKey
 
 from shared.signing import DOMAIN, Signer
 
@@ -102,13 +106,13 @@ class SigningWorker:
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """The child's loop: until its input ends, sign what each request holds."""
-    key = Ed25519PrivateKey.from_private_bytes(_read(requests, PRIVATE_KEY_BYTES))
+    key = SigningKey(_read(requests, PRIVATE_KEY_BYTES))
     while header := requests.read(_COUNT.size):
         (count,) = _COUNT.unpack(_complete(header, requests, _COUNT.size))
         signatures = []
         for _ in range(count):
             (length,) = _COUNT.unpack(_read(requests, _COUNT.size))
-            signatures.append(key.sign(DOMAIN + _read(requests, length)))
+            signatures.append(key.sign(DOMAIN + _read(requests, length)).signature)
         answers.write(b"".join(signatures))
         answers.flush()
 
