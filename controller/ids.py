@@ -3,9 +3,8 @@
 A 100,000-device operation inserts 100,000 command ids into a unique index, and every status looks one up. Random
 (version 4) ids land all over that index, so with a few operations stored each insert and lookup touches a page of
 its own; ids made together here share their leading bits and sit together in it. Resolving 100,000 devices beside
-100,000 stored commands took 1.63-1.66 s with version 4 ids and 1.40-1.47 s with these (the first operation
-of a fresh database: 1.49-1.53 s and 1.41-1.44 s). The 74 random bits still make an id
-impossible to guess.
+100,000 stored commands took 1.63-1.66 s with version 4 ids and 1.40-1.47 s with these (the first operation of a
+fresh database: 1.49-1.53 s and 1.41-1.44 s). The 74 random bits still make an id impossible to guess.
 """
 
 import os
