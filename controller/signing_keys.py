@@ -10,8 +10,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
+from nacl.signing import SigningKey as NaclSigningKey
+from nacl.signing import VerifyKey
 
 from controller.errors import ControllerError
 from shared.signing import Signer, format_public_key, key_id
@@ -52,7 +54,7 @@ class SigningKeys:
         """A new key, not yet active; returns its id."""
         self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         private = Ed25519PrivateKey.generate()
-        created = key_id(private.public_key())
+        created = key_id(_signing_key(private).verify_key)
         pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
         descriptor = os.open(self._directory / f"{created}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as file:
@@ -80,10 +82,10 @@ class SigningKeys:
             raise SigningKeyError(f"{self._directory / ACTIVE} does not name a key: {text[:40]!r}")
         return text
 
-    def _public(self, wanted: str) -> Ed25519PublicKey:
-        return self._load(wanted).public_key()
+    def _public(self, wanted: str) -> VerifyKey:
+        return self._load(wanted).verify_key
 
-    def _load(self, wanted: str) -> Ed25519PrivateKey:
+    def _load(self, wanted: str) -> NaclSigningKey:
         if not _KEY_ID.match(wanted):
             raise SigningKeyError(f"a signing key id has 16 hex digits, not {wanted[:40]!r}")
         path = self._directory / f"{wanted}.pem"
@@ -93,6 +95,11 @@ class SigningKeys:
             raise SigningKeyError(f"no signing key {wanted} in {self._directory}") from err
         except (ValueError, TypeError) as err:
             raise SigningKeyError(f"{path} is not a readable private key: {err}") from err
-        if not isinstance(private, Ed25519PrivateKey) or key_id(private.public_key()) != wanted:
+        if not isinstance(private, Ed25519PrivateKey) or key_id((key := _signing_key(private)).verify_key) != wanted:
             raise SigningKeyError(f"{path} does not hold the Ed25519 key {wanted}")
-        return private
+        return key
+
+
+def _signing_key(private: Ed25519PrivateKey) -> NaclSigningKey:
+    """The key as shared/signing takes it: key files stay PKCS #8 PEM, which cryptography reads and writes."""
+    return NaclSigningKey(private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))

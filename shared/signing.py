@@ -6,6 +6,8 @@ ensure_ascii=False)`). Every member is covered, so the device id, command id, ty
 (`start_before`) cannot be changed without breaking the signature. `signature` reads
 `ed25519:<key id>:<base64url signature>`; the key id (16 hex digits of the public key's SHA-256) lets an agent
 trust an old and a new key at once during a rollover. Public keys are written `ed25519:<base64 of the 32 bytes>`.
+
+Keys are PyNaCl's (libsodium): an agent that checks signatures loads ~1 MB for it where cryptography took ~7 MB.
 """
 
 import base64
@@ -16,9 +18,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from nacl.exceptions import CryptoError
+from nacl.signing import SigningKey, VerifyKey
 
 DOMAIN = b"tether-signed-message-v1\n"
 ALGORITHM = "ed25519"
@@ -38,19 +39,15 @@ def canonical(body: Mapping[str, Any]) -> bytes:
     return _CANONICAL.encode(body).encode()
 
 
-def _raw(public: Ed25519PublicKey) -> bytes:
-    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+def key_id(public: VerifyKey) -> str:
+    return hashlib.sha256(bytes(public)).hexdigest()[:16]
 
 
-def key_id(public: Ed25519PublicKey) -> str:
-    return hashlib.sha256(_raw(public)).hexdigest()[:16]
+def format_public_key(public: VerifyKey) -> str:
+    return f"{ALGORITHM}:{base64.b64encode(bytes(public)).decode()}"
 
 
-def format_public_key(public: Ed25519PublicKey) -> str:
-    return f"{ALGORITHM}:{base64.b64encode(_raw(public)).decode()}"
-
-
-def parse_public_key(text: str) -> Ed25519PublicKey:
+def parse_public_key(text: str) -> VerifyKey:
     """ValueError, saying what is wrong, for anything but `ed25519:<base64 of 32 bytes>`."""
     algorithm, _, encoded = text.strip().partition(":")
     if algorithm != ALGORITHM or not encoded:
@@ -61,20 +58,20 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
         raise ValueError(f"the public key is not valid base64: {err}") from err
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 public key has 32 bytes, not {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    return VerifyKey(raw)
 
 
 class Signer:
     """Signs with the controller's current private key."""
 
-    def __init__(self, private: Ed25519PrivateKey) -> None:
+    def __init__(self, private: SigningKey) -> None:
         self._private = private
-        self.key_id = key_id(private.public_key())
+        self.key_id = key_id(private.verify_key)
 
     def signed(self, body: Mapping[str, Any]) -> bytes:
         """`body` (which has no `signature`) as a JSON payload with its signature added."""
         text = canonical(body)
-        return self.attach(text, self._private.sign(DOMAIN + text))
+        return self.attach(text, self._private.sign(DOMAIN + text).signature)
 
     def attach(self, text: bytes, signature: bytes) -> bytes:
         """A canonical text with its raw signature added as the `signature` member."""
@@ -83,14 +80,14 @@ class Signer:
         return text[:-1] + f',"signature":"{ALGORITHM}:{self.key_id}:{encoded}"}}'.encode()
 
     def private_bytes(self) -> bytes:
-        """The raw private key, for the controller's signing worker (controller/signing_worker)."""
-        return self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        """The raw private key (its 32-byte seed), for the controller's signing worker (controller/signing_worker)."""
+        return bytes(self._private)
 
 
 class Verifier:
     """Checks messages against the public keys an agent trusts."""
 
-    def __init__(self, trusted: Iterable[Ed25519PublicKey]) -> None:
+    def __init__(self, trusted: Iterable[VerifyKey]) -> None:
         self._trusted = {key_id(public): public for public in trusted}
 
     def verify(self, body: Mapping[str, Any]) -> None:
@@ -107,8 +104,8 @@ class Verifier:
             raise SignatureError(f"{SIGNATURE_INVALID}: signed by key {signer[:16]!r}, not one this device trusts")
         try:
             raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-            public.verify(raw, DOMAIN + canonical({k: v for k, v in body.items() if k != "signature"}))
-        except (binascii.Error, ValueError, InvalidSignature) as err:
+            public.verify(DOMAIN + canonical({k: v for k, v in body.items() if k != "signature"}), raw)
+        except (binascii.Error, ValueError, CryptoError) as err:
             raise SignatureError(f"{SIGNATURE_INVALID}: it does not match the message") from err
 
     def verify_command(self, body: Mapping[str, Any], now: datetime, start_before: datetime | None) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nacl.signing import SigningKey
 
 from agent.journal import Stage
 from agent.session import Session
@@ -63,7 +63,7 @@ def session(bench: Bench) -> Session:
         topics=Topics(),
         announcement=announcement,
         runner=bench.runner,
-        verifier=Verifier([Ed25519PrivateKey.generate().public_key()]),
+        verifier=Verifier([SigningKey.generate().verify_key]),
     )
 
 

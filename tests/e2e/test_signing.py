@@ -14,7 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.signing import SigningKey
 
 from controller.signing_keys import SigningKeys
 from shared.signing import Signer
@@ -115,7 +115,7 @@ def test_forged_altered_and_expired_commands_fail_with_the_reason_and_run_nothin
 ) -> None:
     controller, agent, broker = signed_device
     genuine = controller_signer(controller)
-    stranger = Signer(Ed25519PrivateKey.generate())
+    stranger = Signer(SigningKey.generate())
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
 
     def altered(command_id: str, marker: Path) -> bytes:
