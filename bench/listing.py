@@ -77,7 +77,7 @@ def main() -> None:
         try:
             last = operation_ids[-1]
             middle = args.devices // 2
-            listings: dict[str, tuple[str, dict[str, object]]] = {
+            listings: dict[str, tuple[str, dict[str, int]]] = {
                 "GET /v0/operations/": ("/v0/operations/", {}),
                 "GET /v0/operations/{id}/": (f"/v0/operations/{last}/", {}),
                 "GET /v0/operations/{id}/devices/ (first page)": (f"/v0/operations/{last}/devices/", {}),
@@ -89,7 +89,7 @@ def main() -> None:
             }
             for name, (path, params) in listings.items():
 
-                def call(path: str = path, params: dict[str, object] = params) -> None:
+                def call(path: str = path, params: dict[str, int] = params) -> None:
                     controller.http.get(path, params=params).raise_for_status()
 
                 latencies = timed(args.requests, call)

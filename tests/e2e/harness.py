@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import httpx
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.fakes import DANGEROUS, FakeTools
 from tests.fixtures_brokers import free_port
@@ -201,11 +202,11 @@ def retained(broker_url: str, topic_filter: str, settle: float = 1.0) -> dict[st
     """Every retained message the broker holds under `topic_filter`, read by a fresh clean-session client."""
     host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
     found: dict[str, bytes] = {}
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{time.monotonic_ns()}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{time.monotonic_ns()}")
 
     def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         if message.retain:
-            found[message.topic] = message.payload
+            found[message.topic] = bytes(message.payload)
 
     client.on_message = on_message
     client.connect(host, int(port))
