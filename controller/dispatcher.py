@@ -230,7 +230,7 @@ class Dispatcher:
         """Fail at dispatch the devices that announced they cannot run `operation_type`; return the rest."""
         unable = self._store.unable_to_run([target.device_id for target in batch], operation_type)
         refused = [
-            (target.command_id, f"{operation_type} is not supported on {unable[target.device_id]}")
+            (target.command_id, _unannounced_reason(operation_type, unable[target.device_id]))
             for target in batch
             if target.device_id in unable
         ]
@@ -259,6 +259,12 @@ class Dispatcher:
     def _cleared(self, acknowledged: "asyncio.Future[None]", command_ids: list[str]) -> None:
         if not acknowledged.cancelled() and acknowledged.exception() is None:
             self._writes.submit(lambda store: store.commands.mark_cleared(command_ids))
+
+
+def _unannounced_reason(operation_type: str, platform: str) -> str:
+    """Why a device that did not announce `operation_type` is not sent it: the announcement does not say whether its
+    platform cannot run the type or its agent config denies it (denied types are left out of it too)."""
+    return f"{operation_type} is not supported on {platform} or is denied by the device's agent config"
 
 
 def _forget(future: "asyncio.Future[None]") -> None:

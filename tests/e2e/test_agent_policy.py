@@ -56,7 +56,8 @@ def test_a_denied_type_fails_with_the_policy_and_is_not_announced(confined: tupl
     assert "LOCK" not in controller.get("/v0/devices/kiosk/")["capabilities"]
     result = run(controller, "LOCK")
     assert result["status"] == "FAILED"
-    assert result["failure_reason"] == "LOCK is not supported on linux"  # refused at dispatch: never announced
+    # Refused at dispatch, as it was never announced: the controller cannot tell a denied type from a missing one.
+    assert result["failure_reason"] == "LOCK is not supported on linux or is denied by the device's agent config"
     assert agent.tools.calls("loginctl") == []
 
 

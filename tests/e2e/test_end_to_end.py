@@ -95,7 +95,9 @@ def test_a_type_a_device_cannot_run_fails_at_dispatch(fleet: tuple[Controller, A
     for result in controller.device_results(created["id"]).values():
         assert result["status"] == "FAILED"
         assert result["dispatch_state"] == "failed"
-        assert result["failure_reason"] == "ENABLE_LOST_MODE is not supported on linux"
+        assert result["failure_reason"] == (
+            "ENABLE_LOST_MODE is not supported on linux or is denied by the device's agent config"
+        )
     assert "queued" not in alpha.process.output() + beta.process.output()
 
 
