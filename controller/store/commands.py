@@ -196,7 +196,8 @@ class CommandLedger:
     def mark_dispatched(self, dispatched: Sequence[tuple[str, Deadline]]) -> set[str]:
         """The broker has the commands; each must be EXECUTING by its deadline or it ends FAILED with its reason.
 
-        Returns the commands that were stopped (cancelled, aborted) while they were being published.
+        Returns the commands that were stopped (cancelled, aborted: their dispatch failed) while they were being
+        published; not those a device already answered, which its status recorded as dispatched.
         """
         now = now_iso()
         with self._store.transaction() as conn:
@@ -204,7 +205,7 @@ class CommandLedger:
                 row[0]
                 for row in conn.execute(
                     """SELECT command_id FROM device_operations
-                       WHERE command_id IN (SELECT value FROM json_each(?)) AND dispatch_state != 'waiting'""",
+                       WHERE command_id IN (SELECT value FROM json_each(?)) AND dispatch_state = 'failed'""",
                     (packed([command_id for command_id, _ in dispatched]),),
                 )
             }
