@@ -25,8 +25,15 @@ class Scheduler:
 
     def submit(self, operation_id: str) -> None:
         """Resolve an operation now and let the dispatcher publish its commands (when each device's window opens)."""
+        self.resolve(operation_id)
+        self.wake_dispatcher()
+
+    def resolve(self, operation_id: str) -> None:
+        """Resolve an operation now; its commands wait for `wake_dispatcher` (or the dispatcher's next sweep)."""
         with about(operation_id=operation_id):
             self._resolve(operation_id)
+
+    def wake_dispatcher(self) -> None:
         self._wake_dispatcher()
 
     def recover(self) -> None:

@@ -119,9 +119,15 @@ async def create_devicecontrol_operation(
         fragments=fragments,
         description=body.description,
     )
-    services(request).scheduler.submit(operation_id)
-    (device,) = store.commands.list_for_operation(operation_id, status=None, limit=1, offset=0).items
-    row = store.devicecontrol.get(store.devicecontrol.seq_of_command(device.command_id))
+    scheduler = services(request).scheduler
+    scheduler.resolve(operation_id)
+    try:
+        (device,) = store.commands.list_for_operation(operation_id, status=None, limit=1, offset=0).items
+        row = store.devicecontrol.get(store.devicecontrol.seq_of_command(device.command_id))
+    finally:
+        # Only now: a device that answers within milliseconds had the answer read EXECUTING, where a new
+        # Cumulocity operation is PENDING.
+        scheduler.wake_dispatcher()
     answer = _answer(request, dump(_operation(request, row)), OPERATION_TYPE, status_code=201)
     answer.headers["Location"] = _operation_url(request, row.id)
     return answer
