@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from controller.clock import now_iso
 from controller.keys import hash_key
+from controller.store.one_step import packed, unpacked
 
 if TYPE_CHECKING:
     from controller.store import Store
@@ -35,10 +36,11 @@ class ArtifactLedger:
         """A fresh upload token per command; only its hash is kept."""
         tokens = {command_id: "tta_" + secrets.token_urlsafe(24) for command_id in command_ids}
         with self._store.transaction() as conn:
-            conn.executemany(
-                """INSERT INTO artifacts (command_id, token_hash) VALUES (?, ?)
-                   ON CONFLICT (command_id) DO UPDATE SET token_hash = excluded.token_hash""",
-                [(command_id, hash_key(token)) for command_id, token in tokens.items()],
+            conn.execute(
+                f"""INSERT INTO artifacts (command_id, token_hash)
+                        SELECT {unpacked("command_id", "token_hash")} FROM json_each(?) WHERE true
+                    ON CONFLICT (command_id) DO UPDATE SET token_hash = excluded.token_hash""",
+                (packed([(command_id, hash_key(token)) for command_id, token in tokens.items()]),),
             )
         return tokens
 

@@ -222,11 +222,12 @@ class CommandLedger:
         """(command id, reason): the command never reached the device, so it ends FAILED here."""
         now = now_iso()
         with self._store.transaction() as conn:
-            conn.executemany(
-                """UPDATE device_operations SET dispatch_state = 'failed', status = 'FAILED', failure_reason = ?,
-                       finished_at = ?, updated_at = ?, cleared = 1
-                   WHERE command_id = ? AND dispatch_state = 'waiting'""",
-                [(reason, now, now, command_id) for command_id, reason in failures],
+            conn.execute(
+                f"""UPDATE device_operations AS d SET dispatch_state = 'failed', status = 'FAILED',
+                        failure_reason = u.reason, finished_at = ?1, updated_at = ?1, cleared = 1
+                    FROM (SELECT {unpacked("command_id", "reason")} FROM json_each(?2)) AS u
+                    WHERE d.command_id = u.command_id AND d.dispatch_state = 'waiting'""",
+                (now, packed(failures)),
             )
 
     def apply_statuses(

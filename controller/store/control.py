@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso
 from controller.errors import Conflict
+from controller.store.one_step import fetch_rows, packed
 from controller.store.records import SYSTEM_ACTOR
 from shared.lifecycle import is_terminal_operation
 from shared.operations import ActivityState, OperationState
@@ -41,18 +42,22 @@ class OperationControl:
         """
         now = now_iso()
         with self._store.transaction() as conn:
-            rows = conn.execute(
-                """SELECT command_id, operation_id FROM device_operations
-                   WHERE deadline_at <= ? AND status IN ('PENDING', 'EXECUTING') LIMIT ?""",
+            # One step each way (controller/store/one_step): thousands of devices offline expire together, and
+            # a statement per row waited for the busy loop's interpreter lock at every one.
+            rows = fetch_rows(
+                conn,
+                """SELECT json_group_array(json_array(command_id, operation_id)) FROM (
+                       SELECT command_id, operation_id FROM device_operations
+                       WHERE deadline_at <= ? AND status IN ('PENDING', 'EXECUTING') LIMIT ?)""",
                 (now, limit),
-            ).fetchall()
-            conn.executemany(
-                """UPDATE device_operations SET status = 'FAILED', failure_reason = deadline_reason,
-                       cancel_reason = deadline_reason, finished_at = ?, updated_at = ?
-                   WHERE command_id = ?""",
-                [(now, now, row["command_id"]) for row in rows],
             )
-        return {row["operation_id"] for row in rows}
+            conn.execute(
+                """UPDATE device_operations SET status = 'FAILED', failure_reason = deadline_reason,
+                       cancel_reason = deadline_reason, finished_at = ?1, updated_at = ?1
+                   WHERE command_id IN (SELECT value FROM json_each(?2))""",
+                (now, packed([command_id for command_id, _ in rows])),
+            )
+        return {operation_id for _, operation_id in rows}
 
     def cancel(self, operation_id: str, actor: str) -> None:
         """Stop an operation on behalf of `actor`; raise Conflict if it has already ended or is being stopped."""
@@ -109,18 +114,20 @@ class OperationControl:
         self._store.add_activity_in(conn, operation_id, ActivityState.PROCESSING, reason)
 
     def pending_cancellations(self, limit: int) -> list[CancelOrder]:
-        rows = self._store.conn.execute(
-            """SELECT operation_id, device_id, command_id, cancel_reason FROM device_operations
-               WHERE cancel_reason IS NOT NULL AND cancel_sent = 0 LIMIT ?""",
+        rows = fetch_rows(
+            self._store.conn,
+            """SELECT json_group_array(json_array(operation_id, device_id, command_id, cancel_reason)) FROM (
+                   SELECT operation_id, device_id, command_id, cancel_reason FROM device_operations
+                   WHERE cancel_reason IS NOT NULL AND cancel_sent = 0 LIMIT ?)""",
             (limit,),
         )
-        return [CancelOrder(row[0], row[1], row[2], row[3]) for row in rows]
+        return [CancelOrder(*row) for row in rows]
 
     def mark_cancellations_sent(self, orders: list[CancelOrder]) -> None:
         with self._store.transaction() as conn:
-            conn.executemany(
-                "UPDATE device_operations SET cancel_sent = 1 WHERE command_id = ?",
-                [(order.command_id,) for order in orders],
+            conn.execute(
+                "UPDATE device_operations SET cancel_sent = 1 WHERE command_id IN (SELECT value FROM json_each(?))",
+                (packed([order.command_id for order in orders]),),
             )
 
     def watched_rollouts(self) -> list[tuple[str, dict[str, Any]]]:

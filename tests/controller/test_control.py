@@ -11,6 +11,7 @@ import pytest
 from controller.clock import to_iso
 from controller.completion import finish_if_done
 from controller.errors import Conflict
+from controller.keys import hash_key
 from controller.store import Store
 from controller.store.commands import CommandLedger, Deadline
 from shared.messages import Announcement, StatusReport, utc_now
@@ -310,3 +311,23 @@ def test_a_row_another_writer_ends_between_the_read_and_the_update_is_worked_out
     assert store.stats(operation_id).success_device_count == 1
     operator.close()
     store.close()
+
+
+def test_each_command_refused_at_dispatch_keeps_its_own_reason(store: Store) -> None:
+    operation_id = operation(store, ["a", "b", "c"])
+    ids = commands(store, operation_id)
+    store.commands.mark_dispatched([(ids["c"], FUTURE)])
+
+    store.commands.mark_dispatch_failed([(ids["a"], "no A"), (ids["b"], "no B"), (ids["c"], "too late")])
+
+    a, b, c = (device_row(store, ids[name]) for name in "abc")
+    assert (a["status"], a["dispatch_state"], a["failure_reason"], a["cleared"]) == ("FAILED", "failed", "no A", 1)
+    assert (b["failure_reason"], b["finished_at"] is not None) == ("no B", True)
+    assert (c["status"], c["dispatch_state"], c["failure_reason"]) == ("PENDING", "dispatched", None)  # already out
+
+
+def test_a_token_issued_again_replaces_the_first(store: Store) -> None:
+    first = store.artifacts.issue_tokens(["c-1", "c-2"])
+    again = store.artifacts.issue_tokens(["c-1"])
+    stored = dict(store.conn.execute("SELECT command_id, token_hash FROM artifacts").fetchall())
+    assert stored == {"c-1": hash_key(again["c-1"]), "c-2": hash_key(first["c-2"])}
