@@ -1,11 +1,15 @@
 """The agent's on-disk journal: every command id it has seen, how far it got, and final statuses not yet delivered.
 
 It is what makes a command run at most once across duplicates, retained redelivery and agent restarts, and what
-keeps a final status that could not be published until the broker is reachable again.
+keeps a final status that could not be published until the broker is reachable again. A finished command whose
+status was delivered is forgotten once it is RETENTION old and can no longer start (its `start_before` a day past):
+a copy arriving after that is refused as expired, so the journal stays the size of a month of work, not of the
+device's life.
 """
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -24,6 +28,12 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 CREATE INDEX IF NOT EXISTS commands_by_stage ON commands (stage, received_at);
 """
+
+
+RETENTION = timedelta(days=30)
+"""How long a delivered final status is kept, at least: a duplicate within it gets the status again."""
+EXPIRY_MARGIN = timedelta(days=1)
+"""Kept at least this long past `start_before`, for a device clock that runs behind."""
 
 
 class Stage(StrEnum):
@@ -77,9 +87,28 @@ class Journal:
         )
 
     def record_finished(self, report: StatusReport) -> None:
+        """Journal a final status, and forget in the same write what is old enough (one sync to disk, not two)."""
+        now = utc_now()
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(
+                "UPDATE commands SET stage = ?, final_report = ?, delivered = 0, updated_at = ? WHERE command_id = ?",
+                (Stage.FINISHED, encode(report).decode(), now.isoformat(), report.command_id),
+            )
+            self._prune(now)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _prune(self, now: datetime) -> None:
+        # received_at is isoformat() text in UTC, compared as text; start_before is read by SQLite's own date
+        # functions, which take the JSON's `Z` form.
         self._conn.execute(
-            "UPDATE commands SET stage = ?, final_report = ?, delivered = 0, updated_at = ? WHERE command_id = ?",
-            (Stage.FINISHED, encode(report).decode(), utc_now().isoformat(), report.command_id),
+            """DELETE FROM commands
+               WHERE stage = ? AND received_at < ? AND delivered = 1
+                   AND coalesce(julianday(json_extract(command, '$.start_before')), 0) < julianday(?)""",
+            (Stage.FINISHED, (now - RETENTION).isoformat(), (now - EXPIRY_MARGIN).isoformat()),
         )
 
     def mark_delivered(self, command_id: str) -> None:
