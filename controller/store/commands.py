@@ -253,12 +253,14 @@ class CommandLedger:
         batch back, to be worked out again from rows read inside the transaction."""
         command_ids = {report.command_id for _, report in reports}
         outcome = IngestOutcome()
-        rows = None if read_in_transaction else self._rows(command_ids)
-        updates = None if rows is None else _net_changes(rows, reports, from_devices, outcome)
+
+        def work_out() -> list[list[Any]]:
+            return _net_changes(self._rows(command_ids), reports, from_devices, outcome)
+
+        updates = None if read_in_transaction else work_out()
         with self._store.transaction() as conn:
-            if rows is None or updates is None:
-                rows = self._rows(command_ids)
-                updates = _net_changes(rows, reports, from_devices, outcome)
+            if updates is None:
+                updates = work_out()
             if updates:
                 changed = conn.execute(
                     f"""UPDATE device_operations AS d SET status = u.status,
