@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso, to_iso
-from controller.ids import time_ordered_id
+from controller.ids import time_ordered_ids
 from controller.store.one_step import compact_json, fetch_rows, packed, unpacked
 from controller.store.records import DeviceOperationRecord, OperationStats, Page
 from shared.errors import IllegalTransition
@@ -114,12 +114,12 @@ class CommandLedger:
         windows = windows or {}
         refused = refused or {}
         rows = []
-        for device_id in device_ids:
+        for device_id, command_id in zip(device_ids, time_ordered_ids(len(device_ids)), strict=True):
             window = windows.get(device_id)
             reason = refused.get(device_id)
             rows.append(
                 (
-                    time_ordered_id(),
+                    command_id,
                     operation_id,
                     device_id,
                     "PENDING" if reason is None else "FAILED",
