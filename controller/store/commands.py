@@ -113,33 +113,26 @@ class CommandLedger:
         now = now_iso()
         windows = windows or {}
         refused = refused or {}
-        rows = []
+        rows: list[list[str | None]] = []
+        failed = 0
         for device_id, command_id in zip(device_ids, time_ordered_ids(len(device_ids)), strict=True):
-            window = windows.get(device_id)
+            row: list[str | None] = [command_id, device_id]
             reason = refused.get(device_id)
-            rows.append(
-                (
-                    command_id,
-                    operation_id,
-                    device_id,
-                    "PENDING" if reason is None else "FAILED",
-                    "waiting" if reason is None else "failed",
-                    reason,
-                    None if reason is None else now,
-                    int(reason is not None),
-                    None if window is None else window.not_before,
-                    None if window is None else window.window_end,
-                    None if window is None else window.zone,
-                    now,
-                    now,
-                )
-            )
-        failed = sum(1 for row in rows if row[4] == "failed")
+            window = windows.get(device_id)
+            if reason is not None or window is not None:
+                row.append(reason)
+                failed += reason is not None
+            if window is not None:
+                row += (window.not_before, window.window_end, window.zone)
+            rows.append(row)  # a member past a row's end reads NULL: most rows are two ids
         with self._store.transaction() as conn:
             conn.execute(
                 f"""INSERT INTO device_operations ({", ".join(_RESOLVED_COLUMNS)})
-                    SELECT {unpacked(*_RESOLVED_COLUMNS)} FROM json_each(?)""",
-                (packed(rows),),
+                    SELECT command_id, ?1, device_id, iif(reason IS NULL, 'PENDING', 'FAILED'),
+                        iif(reason IS NULL, 'waiting', 'failed'), reason, iif(reason IS NULL, NULL, ?2),
+                        reason IS NOT NULL, not_before, window_end, window_zone, ?2, ?2
+                    FROM (SELECT {unpacked(*_RESOLVED_PER_DEVICE)} FROM json_each(?3))""",
+                (operation_id, now, packed(rows)),
             )
             conn.execute(
                 """INSERT INTO operation_counts (operation_id, resolved, waiting, dispatch_failed) VALUES (?, ?, ?, ?)
@@ -472,7 +465,12 @@ _RESOLVED_COLUMNS = (
     "created_at",
     "updated_at",
 )
-"""The columns of a resolved command's row, in the order `resolve` builds them."""
+"""The columns of a resolved command's row, in the order `resolve` fills them."""
+_RESOLVED_PER_DEVICE = ("command_id", "device_id", "reason", "not_before", "window_end", "window_zone")
+"""What differs from one resolved device to the next; the rest is the operation's, or the moment's.
+
+One `json_extract` per member per row: with the operation's own values (its id, the time, the defaults) in every
+row too, resolving 100,000 devices took 1.35 s; with these alone, 0.88 s."""
 
 _STATUS_UPDATE = (
     "status",

@@ -388,3 +388,6 @@ def test_a_device_whose_window_never_opens_fails_at_once(api: Api) -> None:
     device = api.request("GET", f"/v0/operations/{content['id']}/devices/").json()["content"]["results"][0]
     assert (device["status"], device["dispatch_state"]) == ("FAILED", "failed")
     assert device["failure_reason"] == "schedule window ended: no window of this device opens before end_datetime"
+    assert device["finished_at"] == device["created_at"]
+    counts = content["operation_stats"]["device_operation_statuses_count"]
+    assert (counts["resolved_device_count"], counts["dispatch_failed_count"]) == (1, 1)
