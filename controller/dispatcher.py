@@ -194,11 +194,11 @@ class Dispatcher:
     async def _record(self, batch: "_InFlight") -> None:
         """Once the broker has a batch of commands, record them dispatched, each with its deadline."""
         await self._link.acknowledged(batch.acknowledged, len(batch.targets))
-        stopped = await self._writes.call(lambda store: store.commands.mark_dispatched(batch.deadlines))
+        to_take_back = await self._writes.call(lambda store: store.commands.mark_dispatched(batch.deadlines))
         self._metrics.commands_published.inc(len(batch.deadlines))
-        if stopped:
-            # Cancelled or aborted while in flight to the broker: take the commands back before a device runs them.
-            await self.clear([(t.device_id, t.command_id) for t in batch.targets if t.command_id in stopped])
+        if to_take_back:
+            # Stopped while in flight (take them back before a device runs them), or finished already.
+            await self.clear([(t.device_id, t.command_id) for t in batch.targets if t.command_id in to_take_back])
 
     def _wait_for_window(self, operation_id: str) -> None:
         opening = self._store.commands.next_opening(operation_id)

@@ -189,16 +189,19 @@ class CommandLedger:
     def mark_dispatched(self, dispatched: Sequence[tuple[str, Deadline]]) -> set[str]:
         """The broker has the commands; each must be EXECUTING by its deadline or it ends FAILED with its reason.
 
-        Returns the commands that were stopped (cancelled, aborted: their dispatch failed) while they were being
-        published; not those a device already answered, which its status recorded as dispatched.
+        Returns the commands whose retained message must be taken back: those stopped (cancelled, aborted: their
+        dispatch failed) while they were being published, and those already finished, whose clear may have reached
+        the broker before this publication did (a command published again after a restart, whose device had
+        answered the first). Not those a device is still running: their final status clears them.
         """
         now = now_iso()
         with self._store.transaction() as conn:
-            stopped = {
+            to_take_back = {
                 row[0]
                 for row in conn.execute(
                     """SELECT command_id FROM device_operations
-                       WHERE command_id IN (SELECT value FROM json_each(?)) AND dispatch_state = 'failed'""",
+                       WHERE command_id IN (SELECT value FROM json_each(?))
+                           AND (dispatch_state = 'failed' OR status IN ('SUCCESSFUL', 'FAILED'))""",
                     (packed([command_id for command_id, _ in dispatched]),),
                 )
             }
@@ -209,7 +212,7 @@ class CommandLedger:
                     WHERE d.command_id = u.command_id AND d.dispatch_state = 'waiting'""",
                 (now, packed([(command_id, deadline.at, deadline.reason) for command_id, deadline in dispatched])),
             )
-        return stopped
+        return to_take_back
 
     def mark_dispatch_failed(self, failures: Sequence[tuple[str, str]]) -> None:
         """(command id, reason): the command never reached the device, so it ends FAILED here."""
