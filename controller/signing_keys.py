@@ -95,7 +95,8 @@ class SigningKeys:
             raise SigningKeyError(f"no signing key {wanted} in {self._directory}") from err
         except (ValueError, TypeError) as err:
             raise SigningKeyError(f"{path} is not a readable private key: {err}") from err
-        if not isinstance(private, Ed25519PrivateKey) or key_id((key := _signing_key(private)).verify_key) != wanted:
+        key = _signing_key(private) if isinstance(private, Ed25519PrivateKey) else None
+        if key is None or key_id(key.verify_key) != wanted:
             raise SigningKeyError(f"{path} does not hold the Ed25519 key {wanted}")
         return key
 

@@ -1,14 +1,13 @@
 """Signs commands in a child process, so that Ed25519 runs beside the event loop instead of on it.
 
 At ~60 µs a signature, signing a 100,000-device operation on the event loop took 12% of the controller's time,
-and a thread would not help: cryptography releases the GIL for each signature, but taking it back waits for the
+and a thread would not help: the library releases the GIL for each signature, but taking it back waits for the
 busy loop's switch interval every time. The child is this module run as a program. It reads the raw private key
 first, then requests, each a count and that many length-prefixed texts, and answers each with the texts'
-signatures, 64 bytes each, in order. The texts are canonical JSON (shared/signing), signed with its domain prefix.
+signatures, 64 bytes each, in order, made by `Signer.signature` as the in-process signer makes them.
 
-The child signs with PyNaCl (libsodium): 17.9 µs a signature here against cryptography's 28.6 µs, 1.1 CPU-seconds
-less per 100,000 commands on a machine whose two cores the whole fleet shares. Ed25519 signatures are
-deterministic, so the bytes are those the in-process `Signer` makes, and agents check them as before.
+Signing is PyNaCl's (libsodium): 17.9 µs a signature here against cryptography's 28.6 µs, 1.1 CPU-seconds less
+per 100,000 commands on a machine whose two cores the whole fleet shares.
 """
 
 import asyncio
@@ -19,7 +18,7 @@ from typing import BinaryIO
 
 from nacl.signing import SigningKey
 
-from shared.signing import DOMAIN, Signer
+from shared.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +105,13 @@ class SigningWorker:
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """The child's loop: until its input ends, sign what each request holds."""
-    key = SigningKey(_read(requests, PRIVATE_KEY_BYTES))
+    signer = Signer(SigningKey(_read(requests, PRIVATE_KEY_BYTES)))
     while header := requests.read(_COUNT.size):
         (count,) = _COUNT.unpack(_complete(header, requests, _COUNT.size))
         signatures = []
         for _ in range(count):
             (length,) = _COUNT.unpack(_read(requests, _COUNT.size))
-            signatures.append(key.sign(DOMAIN + _read(requests, length)).signature)
+            signatures.append(signer.signature(_read(requests, length)))
         answers.write(b"".join(signatures))
         answers.flush()
 

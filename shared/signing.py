@@ -71,7 +71,11 @@ class Signer:
     def signed(self, body: Mapping[str, Any]) -> bytes:
         """`body` (which has no `signature`) as a JSON payload with its signature added."""
         text = canonical(body)
-        return self.attach(text, self._private.sign(DOMAIN + text).signature)
+        return self.attach(text, self.signature(text))
+
+    def signature(self, text: bytes) -> bytes:
+        """The raw 64-byte signature of a canonical text: what is signed is the domain prefix and the text."""
+        return self._private.sign(DOMAIN + text).signature
 
     def attach(self, text: bytes, signature: bytes) -> bytes:
         """A canonical text with its raw signature added as the `signature` member."""
