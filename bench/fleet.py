@@ -27,6 +27,7 @@ import psutil
 
 from bench.floor import run_floor
 from controller.broker import ListenAddress, MosquittoBroker
+from controller.remote.client import no_delay_transport
 from shared.topics import Topics
 from shared.transport import BrokerUrl
 from tests.e2e.harness import Controller, Simulator, wait_for
@@ -116,7 +117,11 @@ class Sampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{self._controller.http_port}", headers=self._headers())
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{self._controller.http_port}",
+            headers=self._headers(),
+            transport=no_delay_transport(),  # as curl and `tether` itself: the server's latency, not Nagle's
+        )
         body = {"operation_type": "LOCK", "operation_device_query": {"device_id": "no-such-device"}}
         while not self.stop.is_set():
             rss = self._process.memory_info().rss / 2**20

@@ -15,6 +15,7 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from controller.remote.client import no_delay_transport
 from tests.fakes import DANGEROUS, FakeTools
 from tests.fixtures_brokers import free_port
 
@@ -91,8 +92,7 @@ class Controller:
             base_url=f"http://127.0.0.1:{self.http_port}",
             headers={"Authorization": f"Bearer {self.key}"},
             timeout=10,
-            # Without TCP_NODELAY, httpx's split writes meet delayed ACKs and every reused request costs ~44 ms.
-            transport=httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]),
+            transport=no_delay_transport(),
         )
         wait_for("the controller's REST API", self._ready, timeout=20)
 
