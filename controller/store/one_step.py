@@ -8,7 +8,7 @@ way. A statement that moves all its rows in one step waits once.
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
@@ -22,7 +22,12 @@ def packed(rows: Sequence[Sequence[Any]] | Sequence[Any]) -> str:
 
 def unpacked(*names: str) -> str:
     """The select list naming each member of a packed row: `SELECT {unpacked("a", "b")} FROM json_each(?)`."""
-    return ", ".join(f"json_extract(value, '$[{index}]') AS {name}" for index, name in enumerate(names))
+    return unpacked_at(enumerate(names))
+
+
+def unpacked_at(members: Iterable[tuple[int, str]]) -> str:
+    """The select list naming some members of a packed row, each (its index in the row, its name)."""
+    return ", ".join(f"json_extract(value, '$[{index}]') AS {name}" for index, name in members)
 
 
 def fetch_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
