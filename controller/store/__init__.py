@@ -114,8 +114,6 @@ class Store:
                 _json([str(c) for c in a.capabilities]),
                 _json(a.tags),
                 _json(a.groups),
-                now,
-                now,
             )
             for a in announcements
         ]
@@ -124,12 +122,12 @@ class Store:
             conn.execute(
                 f"""INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
                                          groups_, first_seen, last_seen)
-                    SELECT {unpacked(*_ANNOUNCED_COLUMNS)} FROM json_each(?) WHERE true
+                    SELECT {unpacked(*_ANNOUNCED_COLUMNS)}, ?1, ?1 FROM json_each(?2) WHERE true
                     ON CONFLICT (device_id) DO UPDATE SET platform = excluded.platform,
                         agent_version = excluded.agent_version, time_zone = excluded.time_zone,
                         inventory = excluded.inventory, capabilities = excluded.capabilities, tags = excluded.tags,
                         groups_ = excluded.groups_, last_seen = excluded.last_seen""",
-                (packed(rows),),
+                (now, packed(rows)),
             )
 
     def record_presence(self, device_id: str, state: PresenceState) -> None:
@@ -138,15 +136,14 @@ class Store:
     def record_presences(self, presences: Sequence[tuple[str, PresenceState]]) -> None:
         """(device id, state) pairs in order, in one transaction; a device heard of only this way is registered."""
         now = now_iso()
-        rows = [(device_id, int(state is PresenceState.ONLINE), now, now, now) for device_id, state in presences]
+        rows = [(device_id, int(state is PresenceState.ONLINE)) for device_id, state in presences]
         with self.transaction() as conn:
             conn.execute(
                 f"""INSERT INTO devices (device_id, online, first_seen, last_seen, presence_changed_at)
-                    SELECT {unpacked("device_id", "online", "first_seen", "last_seen", "changed_at")}
-                    FROM json_each(?) WHERE true
+                    SELECT {unpacked("device_id", "online")}, ?1, ?1, ?1 FROM json_each(?2) WHERE true
                     ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,
                         presence_changed_at = excluded.presence_changed_at""",
-                (packed(rows),),
+                (now, packed(rows)),
             )
 
     def get_device(self, device_id: str) -> DeviceRecord:
@@ -494,10 +491,9 @@ _ANNOUNCED_COLUMNS = (
     "capabilities",
     "tags",
     "groups_",
-    "first_seen",
-    "last_seen",
 )
-"""The columns `record_announcements` writes, in the order it builds them."""
+"""The columns `record_announcements` reads from each announcement, in the order it builds them; first_seen and
+last_seen are the moment, a parameter: `json_extract` parses the whole row once per member read."""
 
 QUERY_COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "device_id": ("device_id", _same),
