@@ -6,7 +6,7 @@ device to its own commands, statuses, announcement and presence. The controller 
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -41,9 +41,13 @@ class ParsedTopic(NamedTuple):
 
 def validate_id(value: str, what: str = "id") -> str:
     """Return `value` if it can be one topic level; raise TopicError naming `what` otherwise."""
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):  # match() would let `$` accept a trailing newline
         raise TopicError(f"invalid {what} {value!r}: {ID_RULE}")
     return value
+
+
+_ID_LEVEL = ID_PATTERN.pattern.removeprefix("^").removesuffix("$")
+_KIND_LEVEL = "|".join(re.escape(level) for level in _KIND_OF_LEVEL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +55,15 @@ class Topics:
     """Topic builder and parser for one prefix (default `tether/v1`)."""
 
     prefix: str = DEFAULT_PREFIX
+    _device_topic: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    """Any well-formed topic a device's subtree holds, in one match: the controller parses every status's topic."""
 
     def __post_init__(self) -> None:
         levels = self.prefix.split("/")
         if not self.prefix or any(not level or "+" in level or "#" in level for level in levels):
             raise TopicError(f"invalid topic prefix {self.prefix!r}: non-empty levels without wildcards")
+        pattern = rf"{re.escape(self.prefix)}/devices/({_ID_LEVEL})/({_KIND_LEVEL})(?:/({_ID_LEVEL}))?"
+        object.__setattr__(self, "_device_topic", re.compile(pattern))
 
     def device_root(self, device_id: str) -> str:
         return f"{self.prefix}/devices/{validate_id(device_id, 'device id')}"
@@ -100,6 +108,16 @@ class Topics:
 
     def parse(self, topic: str) -> ParsedTopic:
         """Split a topic under this prefix into its kind and ids; raise TopicError for anything else."""
+        match = self._device_topic.fullmatch(topic)
+        if match is not None:
+            device_id, level, command_id = match.groups()
+            kind = _KIND_OF_LEVEL[level]
+            if (command_id is not None) == (kind in _WITH_COMMAND_ID):
+                return ParsedTopic(kind, device_id, command_id)
+        return self._parse_level_by_level(topic)
+
+    def _parse_level_by_level(self, topic: str) -> ParsedTopic:
+        """`parse` the long way, which says what is wrong with a topic that is not well formed."""
         head = f"{self.prefix}/devices/"
         if not topic.startswith(head):
             raise TopicError(f"topic {topic!r} is not under {head!r}")

@@ -1,9 +1,11 @@
 """Topic building and parsing round-trips, and everything the parser refuses."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.errors import TopicError
-from shared.topics import ParsedTopic, TopicKind, Topics, validate_id
+from shared.topics import ID_PATTERN, ParsedTopic, TopicKind, Topics, validate_id
 
 T = Topics()
 
@@ -41,6 +43,8 @@ def test_layout_is_per_device() -> None:
         "tether/v1/devices/d d/announce",
         "tether/v1/devices/d/status/-bad",
         "tether/v1/devicesX/d/announce",
+        "tether/v1/devices/d/status/c\n",
+        "tether/v1/devices/d\n/announce",
     ],
 )
 def test_parse_refuses(topic: str) -> None:
@@ -48,7 +52,7 @@ def test_parse_refuses(topic: str) -> None:
         T.parse(topic)
 
 
-@pytest.mark.parametrize("value", ["", "a/b", "a+b", "a#", " a", "-a", "a" * 129, "é"])
+@pytest.mark.parametrize("value", ["", "a/b", "a+b", "a#", " a", "-a", "a" * 129, "é", "a\n"])
 def test_invalid_ids(value: str) -> None:
     with pytest.raises(TopicError, match="invalid device id"):
         validate_id(value, "device id")
@@ -70,3 +74,38 @@ def test_builders_refuse_wildcards_in_ids() -> None:
         T.command("+", "c1")
     with pytest.raises(TopicError):
         T.status("d", "#")
+
+
+def _built(parsed: ParsedTopic) -> str:
+    """The topic the builders make for `parsed`."""
+    if parsed.command_id is None:
+        build_device_topic = {TopicKind.ANNOUNCE: T.announce, TopicKind.PRESENCE: T.presence}[parsed.kind]
+        return build_device_topic(parsed.device_id)
+    build = {TopicKind.COMMAND: T.command, TopicKind.STATUS: T.status, TopicKind.CANCEL: T.cancel}[parsed.kind]
+    return build(parsed.device_id, parsed.command_id)
+
+
+_LEVELS = st.one_of(
+    st.sampled_from([*(str(kind) for kind in TopicKind), "d-1", "c:2", "", "-x", "a b", "a\n", "+", "#", "x" * 129]),
+    st.text(max_size=4),
+)
+
+
+@given(st.lists(_LEVELS, min_size=1, max_size=4))
+def test_parse_accepts_only_what_the_builders_make(levels: list[str]) -> None:
+    topic = "tether/v1/devices/" + "/".join(levels)
+    try:
+        parsed = T.parse(topic)
+    except TopicError:
+        return
+    assert _built(parsed) == topic
+
+
+_IDS = st.from_regex(ID_PATTERN, fullmatch=True)
+
+
+@given(_IDS, _IDS, st.sampled_from(list(TopicKind)))
+def test_parse_accepts_everything_the_builders_make(device_id: str, command_id: str, kind: TopicKind) -> None:
+    with_command = kind in (TopicKind.COMMAND, TopicKind.STATUS, TopicKind.CANCEL)
+    parsed = ParsedTopic(kind, device_id, command_id if with_command else None)
+    assert T.parse(_built(parsed)) == parsed
