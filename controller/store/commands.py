@@ -485,11 +485,12 @@ _STATUS_UPDATE = (
 """The members of one command's net change in `apply_statuses`, in order: first what a row's update reads from
 the row itself (_ROW_MEMBERS), then what the statement takes as a parameter (_SHARED_MEMBERS), then `delivered`,
 which only Python reads."""
-_ROW_MEMBERS = _STATUS_UPDATE[:8]
-_OPTIONAL_AT = range(2, 8)
+_OWN, _SHARED = slice(0, 8), slice(8, 13)
+_ROW_MEMBERS, _SHARED_MEMBERS = _STATUS_UPDATE[_OWN], _STATUS_UPDATE[_SHARED]
+"""The shared members have a few values each in a batch (the statuses, the timeouts' reasons, the moment, the
+statuses read)."""
+_OPTIONAL_AT = range(_ROW_MEMBERS.index("started_at"), len(_ROW_MEMBERS))
 """Where the members a row may lack (None) are: started_at to deadline_at."""
-_SHARED_MEMBERS = _STATUS_UPDATE[8:13]
-"""A few values each in a batch (the statuses, the timeouts' reasons, the moment, the statuses read)."""
 _COMMAND_ID, _AT, _DELIVERED = (_STATUS_UPDATE.index(name) for name in ("command_id", "at", "delivered"))
 _SET_IF_CARRIED = {
     "started_at": "started_at = coalesce(d.started_at, u.started_at)",
@@ -511,8 +512,8 @@ def _write_updates(conn: sqlite3.Connection, updates: list[list[Any]]) -> int:
     or several of them at once."""
     shapes: dict[tuple[Any, ...], list[list[Any]]] = {}
     for update in updates:
-        shape = (*(update[index] is not None for index in _OPTIONAL_AT), *update[8:13])
-        shapes.setdefault(shape, []).append(update[:8])
+        shape = (*(update[index] is not None for index in _OPTIONAL_AT), *update[_SHARED])
+        shapes.setdefault(shape, []).append(update[_OWN])
     changed = 0
     for shape, rows in shapes.items():
         parameters = dict(zip(_SHARED_MEMBERS, shape[len(_OPTIONAL_AT) :], strict=True))
@@ -541,7 +542,7 @@ def _status_update_sql(carried: tuple[bool, ...]) -> str:
             AND (d.dispatch_state = 'waiting') = :read_waiting"""
 
 
-_FIRST_WINS = (1, 2, 3)
+_FIRST_WINS = tuple(_STATUS_UPDATE.index(name) for name in ("at", "started_at", "finished_at"))
 """received_at, started_at, finished_at: the first moment stands, as `coalesce(column, ?)` keeps it in the row."""
 
 

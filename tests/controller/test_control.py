@@ -332,3 +332,49 @@ def test_a_token_issued_again_replaces_the_first(store: Store) -> None:
     again = store.artifacts.issue_tokens(["c-1"])
     stored = dict(store.conn.execute("SELECT command_id, token_hash FROM artifacts").fetchall())
     assert stored == {"c-1": hash_key(again["c-1"]), "c-2": hash_key(first["c-2"])}
+
+
+def test_one_batch_of_every_shape_stores_each_command_s_own_net_change(store: Store) -> None:
+    operation_id = operation(store, ["a", "b", "c", "d", "e"], timeout_s=1200)
+    ids = commands(store, operation_id)
+    store.commands.mark_dispatched([(command_id, FUTURE) for command_id in ids.values()])
+    at = [datetime(2026, 12, 3, 18, 0, second, 123000, tzinfo=UTC) for second in range(6)]
+
+    def moment(device_id: str, status: DeviceStatus, when: datetime, **fields: Any) -> tuple[str, StatusReport]:
+        return (
+            device_id,
+            StatusReport(command_id=ids[device_id], device_id=device_id, status=status, timestamp=when, **fields),
+        )
+
+    store.commands.apply_statuses([moment("e", DeviceStatus.PENDING, at[0])])  # e starts from an earlier batch
+    outcome = store.commands.apply_statuses(
+        [
+            moment("a", DeviceStatus.PENDING, at[1]),
+            moment("b", DeviceStatus.PENDING, at[1]),
+            moment("b", DeviceStatus.EXECUTING, at[2], progress=40),
+            moment("c", DeviceStatus.PENDING, at[1]),
+            moment("c", DeviceStatus.EXECUTING, at[2]),
+            moment("c", DeviceStatus.SUCCESSFUL, at[3], result={"exit_code": 0}),
+            moment("d", DeviceStatus.EXECUTING, at[2]),
+            moment("d", DeviceStatus.FAILED, at[4], failure_reason="exit 3"),
+            moment("e", DeviceStatus.EXECUTING, at[5]),
+        ]
+    )
+
+    assert outcome.applied == 9
+    assert outcome.rejected == []
+    rows = {device_id: device_row(store, command_id) for device_id, command_id in ids.items()}
+    columns = ("status", "received_at", "started_at", "finished_at", "result", "failure_reason", "progress")
+    stored = {device_id: tuple(row[column] for column in columns) for device_id, row in rows.items()}
+    text = [to_iso(moment) for moment in at]
+    assert stored == {
+        "a": ("PENDING", text[1], None, None, None, None, None),
+        "b": ("EXECUTING", text[1], text[2], None, None, None, 40),
+        "c": ("SUCCESSFUL", text[1], text[2], text[3], '{"exit_code":0}', None, None),
+        "d": ("FAILED", text[2], text[2], text[4], None, "exit 3", None),
+        "e": ("EXECUTING", text[0], text[5], None, None, None, None),
+    }
+    execution = "timed out: no final status within 1200 s of starting"
+    assert [rows[device_id]["deadline_reason"] for device_id in "abcde"] == [FUTURE.reason, *[execution] * 4]
+    assert rows["a"]["deadline_at"] == FUTURE.at
+    assert len({row["updated_at"] for row in rows.values()}) == 1  # the batch's moment, taken once
