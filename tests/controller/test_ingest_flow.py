@@ -1,6 +1,7 @@
 """Ingest's flow control: reading from the broker pauses while received messages wait to be stored."""
 
 import asyncio
+from collections import deque
 
 import pytest
 
@@ -62,22 +63,19 @@ def test_a_batch_holds_up_to_max_batch_rows_however_many_statuses_change_them(mo
     lifecycle = (DeviceStatus.PENDING, DeviceStatus.EXECUTING, DeviceStatus.SUCCESSFUL)
     messages = [status(f"d{n}", f"c{n}", state) for n in range(2) for state in lifecycle]
     messages += [status("d2", "c2", DeviceStatus.PENDING), status("d2", "c3", DeviceStatus.PENDING)]
-    waiting: asyncio.Queue[Received] = asyncio.Queue()
-    for received in messages[1:]:
-        waiting.put_nowait(received)
+    waiting = deque(messages)
 
-    first = take_batch(messages[0], waiting)
+    first = take_batch(waiting)
     assert first == messages[:4]  # c0's three statuses and c1's first: two rows, stopped at the second
-    second = take_batch(waiting.get_nowait(), waiting)
+    second = take_batch(waiting)
     assert second == messages[4:7]  # c1's last two and c2: two rows again
-    assert take_batch(waiting.get_nowait(), waiting) == messages[7:]
+    assert take_batch(waiting) == messages[7:]
+    assert not waiting
 
 
 def test_a_batch_holds_max_batch_messages_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("controller.ingest.MAX_BATCH_MESSAGES", 5)
     repeated = [status("d0", "c0", DeviceStatus.EXECUTING) for _ in range(7)]
-    waiting: asyncio.Queue[Received] = asyncio.Queue()
-    for received in repeated[1:]:
-        waiting.put_nowait(received)
-    assert len(take_batch(repeated[0], waiting)) == 5
-    assert waiting.qsize() == 2
+    waiting = deque(repeated)
+    assert len(take_batch(waiting)) == 5
+    assert len(waiting) == 2
