@@ -419,7 +419,7 @@ class Store:
             "SELECT * FROM operation_counts WHERE operation_id IN (SELECT value FROM json_each(?))",
             (_json(list(operation_ids)),),
         )
-        return {row["operation_id"]: _stats(row) for row in rows}
+        return {row["operation_id"]: stats_from_counts(row) for row in rows}
 
     def _operation(self, row: sqlite3.Row) -> OperationRecord:
         """An operation from one row of _OPERATION_READ."""
@@ -439,7 +439,7 @@ class Store:
             updated_at=row["updated_at"],
             updated_by=row["updated_by"],
             activity=tuple(ActivityEntry(*entry) for entry in sorted(json.loads(row["activity"]))),
-            stats=OperationStats() if row["resolved"] is None else _stats(row),
+            stats=OperationStats() if row["resolved"] is None else stats_from_counts(row),
             timeout_s=row["timeout_s"] or default_timeout_s(operation_type, arguments),
             delivery_timeout_s=row["delivery_timeout_s"] or DEFAULT_DELIVERY_TIMEOUT_S,
             rollout=_load(row["rollout"]),
@@ -449,8 +449,8 @@ class Store:
         )
 
 
-def _stats(row: sqlite3.Row) -> OperationStats:
-    """An operation's device counts from the columns of its operation_counts row."""
+def stats_from_counts(row: sqlite3.Row) -> OperationStats:
+    """An operation's device counts from a row with the columns of operation_counts."""
     return OperationStats(
         resolved_device_count=row["resolved"],
         dispatched_device_count=row["dispatched"],

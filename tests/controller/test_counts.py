@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import Conflict, NotFound
-from controller.store import Store
+from controller.store import Store, stats_from_counts
 from controller.store.devicecontrol import DeviceControlFilters
 from controller.store.records import OperationStats
 from shared.messages import Announcement, utc_now
@@ -39,20 +39,7 @@ def recount(conn: sqlite3.Connection) -> dict[str, OperationStats]:
                   sum(status = 'EXECUTING') AS executing
            FROM device_operations GROUP BY operation_id"""
     )
-    return {
-        row["operation_id"]: OperationStats(
-            resolved_device_count=row["resolved"],
-            dispatched_device_count=row["dispatched"],
-            dispatch_failed_count=row["dispatch_failed"],
-            failed_device_count=row["failed"],
-            success_device_count=row["success"],
-            unfinished_device_count=row["waiting"] + row["pending"] + row["executing"],
-            waiting_device_count=row["waiting"],
-            pending_device_count=row["pending"],
-            executing_device_count=row["executing"],
-        )
-        for row in rows
-    }
+    return {row["operation_id"]: stats_from_counts(row) for row in rows}  # the scan's columns are the table's
 
 
 @pytest.mark.parametrize("seed", range(8))
