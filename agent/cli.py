@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from shared.logs import LogFormat, about, configure, log_format_option
 from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
 from shared.sd_notify import notify, ping_watchdog
+from shared.transport import ARGV_PASSWORD_WARNING, BrokerUrl
 
 log = logging.getLogger("agent")
 
@@ -86,11 +88,18 @@ async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Han
 @click.version_option(__version__)
 def main() -> None:
     """tetherd: the Tether device agent."""
+    # Outside systemd (whose unit sets UMask=0077) too, the journal and work files are the agent's alone.
+    os.umask(0o077)
 
 
 @main.command(name="run")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file.")
-@click.option("--broker", help="mqtt://[user:pass@]host:port")
+@click.option("--broker", help="mqtt[s]://[user@]host:port; the password from --broker-password-file or the env.")
+@click.option(
+    "--broker-password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file whose first line is the broker password (default: $TETHER_BROKER_PASSWORD).",
+)
 @click.option("--device-id", help="This device's id (letters, digits, '.', '_', ':' or '-').")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Journal and work files.")
 @click.option("--topic-prefix", help="Root of every Tether topic (default tether/v1).")
@@ -107,6 +116,8 @@ def run_command(config_file: Path | None, log_level: str, log_format: LogFormat,
     """Connect to the broker, announce this device and run the operations sent to it."""
     configure(log_level, log_format)
     settings = _settings_or_exit(config_file, overrides)
+    if overrides["broker"] and BrokerUrl.parse(overrides["broker"]).password:
+        log.warning(ARGV_PASSWORD_WARNING)
     try:
         asyncio.run(run_agent(settings))
     except (KeyboardInterrupt, asyncio.CancelledError):

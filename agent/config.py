@@ -15,7 +15,7 @@ from shared.errors import TopicError
 from shared.operations import OperationType
 from shared.signing import Verifier, parse_public_key
 from shared.topics import DEFAULT_PREFIX, Topics, validate_id
-from shared.transport import BrokerUrl, TlsFiles
+from shared.transport import BrokerUrl, TlsFiles, with_password
 
 
 class CustomAction(BaseModel):
@@ -31,7 +31,11 @@ class CustomAction(BaseModel):
 class AgentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    broker: str = Field(description="mqtt://[user:pass@]host:port")
+    broker: str = Field(description="mqtt[s]://[user[:pass]@]host:port")
+    broker_password_file: Path | None = Field(
+        default=None,
+        description="A file (mode 0600) whose first line is the broker login's password, for a URL without one.",
+    )
     device_id: str
     state_dir: Path
     topic_prefix: str = DEFAULT_PREFIX
@@ -119,10 +123,11 @@ class AgentSettings(BaseModel):
     tls_key_file: Path | None = Field(default=None, description="The client certificate's private key.")
 
     @model_validator(mode="after")
-    def _usable_tls(self) -> "AgentSettings":
-        if self.tls_files != TlsFiles() and not self.broker_url.tls:
+    def _usable_broker(self) -> "AgentSettings":
+        url = self.broker_url  # ValueError if the password is given twice, or its file cannot be read
+        if self.tls_files != TlsFiles() and not url.tls:
             raise ValueError("tls_* settings need an mqtts:// broker URL")
-        if self.broker_url.tls:
+        if url.tls:
             self.tls_files.context()  # ValueError naming the file that cannot be used
         return self
 
@@ -191,7 +196,8 @@ class AgentSettings(BaseModel):
 
     @property
     def broker_url(self) -> BrokerUrl:
-        return BrokerUrl.parse(self.broker)
+        """The broker and its login, the password from the URL, `broker_password_file` or $TETHER_BROKER_PASSWORD."""
+        return with_password(BrokerUrl.parse(self.broker), self.broker_password_file, os.environ)
 
 
 def _account(name: str) -> Account:

@@ -1,7 +1,9 @@
 """MQTT connection settings both programs use: the broker URL and a client tuned for Tether's traffic."""
 
+import dataclasses
 import socket
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -10,6 +12,12 @@ import aiomqtt
 
 DEFAULT_MQTT_PORT = 1883
 DEFAULT_MQTTS_PORT = 8883
+BROKER_PASSWORD_ENV = "TETHER_BROKER_PASSWORD"
+"""Where both programs look for the broker login's password when neither the URL nor a file gives one."""
+ARGV_PASSWORD_WARNING = (
+    "the broker password in --broker is visible to every local user in ps: put it in a file "
+    f"(--broker-password-file) or in {BROKER_PASSWORD_ENV}, and only the user name in the URL"
+)
 MAX_INFLIGHT = 1000
 """Unacknowledged QoS 1 publishes per client: enough to pipeline, far below the 65,535 packet ids MQTT has."""
 
@@ -43,10 +51,45 @@ class BrokerUrl:
             tls=tls,
         )
 
+    @property
+    def scheme(self) -> str:
+        return "mqtts" if self.tls else "mqtt"
+
     def __str__(self) -> str:
         # Never show the password: this string goes into logs.
         user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+        return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+
+def with_password(url: BrokerUrl, password_file: Path | None, environ: Mapping[str, str]) -> BrokerUrl:
+    """`url` with the password of its login from the one place it was given: the URL itself, `password_file` (its
+    first line) or $TETHER_BROKER_PASSWORD. ValueError, never showing the password, if it was given in two places, the
+    file cannot be read or the URL names no user."""
+    places = [
+        place
+        for place, given in [
+            ("the broker URL", url.password is not None),
+            (f"the file {password_file}", password_file is not None),
+            (BROKER_PASSWORD_ENV, bool(environ.get(BROKER_PASSWORD_ENV))),
+        ]
+        if given
+    ]
+    if len(places) > 1:
+        raise ValueError(f"the broker password is given twice, in {places[0]} and in {places[1]}: give it once")
+    if password_file is not None:
+        try:
+            password = password_file.read_text().partition("\n")[0].rstrip("\r")
+        except OSError as err:
+            raise ValueError(f"cannot read the broker password file {password_file}: {err.strerror}") from err
+        if not password:
+            raise ValueError(f"the broker password file {password_file} is empty")
+    elif environ.get(BROKER_PASSWORD_ENV):
+        password = environ[BROKER_PASSWORD_ENV]
+    else:
+        return url
+    if url.username is None:
+        raise ValueError(f"a broker password needs a user name in the broker URL: {url.scheme}://USER@{url.host}")
+    return dataclasses.replace(url, password=password)
 
 
 def _redacted(text: str) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.transport import BrokerUrl, TlsFiles
+from shared.transport import BROKER_PASSWORD_ENV, BrokerUrl, TlsFiles, with_password
 from tests.certs import ThrowawayCa
 
 
@@ -42,3 +42,34 @@ def test_tls_files_build_a_verifying_context_or_name_the_file_at_fault(tmp_path:
         TlsFiles(ca.ca_file, cert_file=cert).context()
     with pytest.raises(ValueError, match=f"cannot use the certificate {cert} with the key {ca.ca_file}"):
         TlsFiles(ca.ca_file, cert, ca.ca_file).context()
+
+
+def test_a_password_comes_from_the_url_a_file_or_the_environment(tmp_path: Path) -> None:
+    url = BrokerUrl.parse("mqtt://kiosk@h:1")
+    (tmp_path / "password").write_text("from-file\nignored second line\n")
+    assert with_password(url, None, {}) == url
+    assert with_password(url, tmp_path / "password", {}).password == "from-file"
+    assert with_password(url, None, {BROKER_PASSWORD_ENV: "from-env"}).password == "from-env"
+    assert with_password(BrokerUrl.parse("mqtt://kiosk:in-url@h:1"), None, {BROKER_PASSWORD_ENV: ""}).password == (
+        "in-url"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "file_text", "env", "problem"),
+    [
+        ("mqtt://kiosk:in-url@h:1", "from-file", {}, "given twice, in the broker URL and in the file"),
+        ("mqtt://kiosk@h:1", "from-file", {BROKER_PASSWORD_ENV: "from-env"}, f"and in {BROKER_PASSWORD_ENV}"),
+        ("mqtt://kiosk@h:1", "", {}, "is empty"),
+        ("mqtt://kiosk@h:1", None, {}, "cannot read the broker password file"),
+        ("mqtts://h:1", "from-file", {}, "needs a user name in the broker URL: mqtts://USER@h"),
+    ],
+)
+def test_a_password_given_twice_unreadable_or_without_a_user_is_refused_without_showing_it(
+    tmp_path: Path, url: str, file_text: str | None, env: dict[str, str], problem: str
+) -> None:
+    if file_text is not None:
+        (tmp_path / "password").write_text(file_text)
+    with pytest.raises(ValueError, match=problem) as raised:
+        with_password(BrokerUrl.parse(url), tmp_path / "password", env)
+    assert not any(secret in str(raised.value) for secret in ("in-url", "from-file", "from-env"))
