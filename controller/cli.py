@@ -2,6 +2,8 @@
 `tether devices` drive a running controller."""
 
 import asyncio
+import ipaddress
+import logging
 import os
 import ssl
 import sys
@@ -15,10 +17,12 @@ from controller.keys import Role
 from controller.remote.commands import devices, op
 from controller.store import Store
 from shared.logs import LogFormat, configure, log_format_option
-from shared.transport import BrokerUrl, TlsFiles
+from shared.transport import ARGV_PASSWORD_WARNING, BrokerUrl, TlsFiles, with_password
 
 if TYPE_CHECKING:
     from controller.broker import ListenAddress, ServerTls
+
+log = logging.getLogger("controller")
 
 
 def default_db_path() -> Path:
@@ -57,6 +61,8 @@ db_option = click.option(
 @click.group()
 def main() -> None:
     """Tether: device operations over MQTT."""
+    # Outside systemd (whose unit sets UMask=0077) too, the database, keys, artifacts and broker files are private.
+    os.umask(0o077)
 
 
 main.add_command(op)
@@ -68,16 +74,20 @@ main.add_command(devices)
 @click.option(
     "--mqtt-listen", default="127.0.0.1:1883", show_default=True, callback=_listen, help="Embedded broker address."
 )
-@click.option("--broker", callback=_broker, help="Use this broker (mqtt[s]://[user:pass@]host:port) and embed none.")
+@click.option("--broker", callback=_broker, help="Use this broker (mqtt[s]://[user@]host:port) and embed none.")
+@click.option(
+    "--broker-password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file whose first line is the --broker login's password (default: $TETHER_BROKER_PASSWORD).",
+)
 @click.option("--broker-ca", type=click.Path(dir_okay=False, path_type=Path), help="CA bundle for an mqtts:// broker.")
 @click.option("--broker-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate (mutual TLS).")
 @click.option("--broker-key", type=click.Path(dir_okay=False, path_type=Path), help="The client certificate's key.")
 @click.option(
     "--embedded-broker",
     type=click.Choice(["amqtt", "mosquitto"]),
-    default="amqtt",
-    show_default=True,
-    help="Which broker to embed when --broker is not given: amqtt in-process, or a managed private Mosquitto.",
+    help="Which broker to embed when --broker is not given: a managed private Mosquitto (the default when mosquitto "
+    "is installed), or amqtt in-process (the default otherwise; for up to about 2,000 devices).",
 )
 @click.option(
     "--mqtt-tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="The embedded broker serves TLS."
@@ -87,6 +97,11 @@ main.add_command(devices)
     "--broker-auth",
     type=click.Path(file_okay=False, path_type=Path),
     help="The embedded broker admits only the logins `tether broker acl --dir DIR` wrote, under its rules.",
+)
+@click.option(
+    "--allow-anonymous-broker",
+    is_flag=True,
+    help="Embed a broker without --broker-auth on an address beyond loopback: anyone who reaches it can run scripts.",
 )
 @click.option("--topic-prefix", default="tether/v1", show_default=True, help="Root of every Tether topic.")
 @click.option("--public-url", help="Base URL devices use to upload artifacts (default: http://<--http-listen>).")
@@ -102,7 +117,7 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
 
     configure(log_level, log_format)
     tls = TlsFiles(options["broker_ca"], options["broker_cert"], options["broker_key"])
-    broker_url: BrokerUrl | None = options["broker"]
+    broker_url = _broker_login(options["broker"], options["broker_password_file"])
     served = _served_tls(options["mqtt_tls_cert"], options["mqtt_tls_key"], broker_url)
     if tls != TlsFiles():
         if (broker_url is None or not broker_url.tls) and served is None:
@@ -116,6 +131,8 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
             raise click.BadParameter(str(err), param_hint="--broker-ca/--broker-cert/--broker-key") from err
     if options["broker_auth"] is not None and broker_url is not None:
         raise click.BadParameter("is for the embedded broker; an external one has its own", param_hint="--broker-auth")
+    if broker_url is None and options["broker_auth"] is None:
+        _refuse_or_warn_anonymous(options["mqtt_listen"], allowed=options["allow_anonymous_broker"])
     settings = ServeSettings(
         embedded_broker_tls=served,
         embedded_broker_auth=options["broker_auth"],
@@ -123,7 +140,7 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
         http_listen=options["http_listen"],
         mqtt_listen=options["mqtt_listen"],
         db_path=options["db_path"],
-        external_broker=options["broker"],
+        external_broker=broker_url,
         embedded_broker=options["embedded_broker"],
         topic_prefix=options["topic_prefix"],
         public_url=options["public_url"],
@@ -317,6 +334,53 @@ def _served_tls(cert: Path | None, key: Path | None, external: BrokerUrl | None)
     except (OSError, ssl.SSLError) as err:
         raise click.BadParameter(f"cannot serve TLS with {cert} and {key}: {err}", param_hint=hint) from err
     return ServerTls(cert, key)
+
+
+def _broker_login(url: BrokerUrl | None, password_file: Path | None) -> BrokerUrl | None:
+    """--broker with its password from --broker-password-file or $TETHER_BROKER_PASSWORD; a warning if from argv."""
+    if url is None:
+        if password_file is not None:
+            raise click.BadParameter(
+                "is for --broker; the embedded broker's logins are in --broker-auth",
+                param_hint="--broker-password-file",
+            )
+        return None
+    if url.password is not None:
+        log.warning(ARGV_PASSWORD_WARNING)
+    try:
+        return with_password(url, password_file, os.environ)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--broker-password-file") from err
+
+
+def _refuse_or_warn_anonymous(listen: "ListenAddress", *, allowed: bool) -> None:
+    """An embedded broker without logins beyond loopback lets anyone who reaches it command every device: refuse it
+    in one line, unless the operator said --allow-anonymous-broker (then it is a warning at every start)."""
+    if _is_loopback(listen.host):
+        return
+    if allowed:
+        log.warning(
+            "the embedded broker on %s admits anonymous clients: anyone who reaches it can run scripts on "
+            "every device (--allow-anonymous-broker)",
+            listen,
+        )
+        return
+    click.echo(
+        f"tether: error: the embedded broker would admit anonymous clients on {listen}, and anyone who reaches it "
+        "could run scripts on every device: give it logins with --broker-auth DIR (from `tether broker acl`), listen "
+        "on 127.0.0.1, or pass --allow-anonymous-broker",
+        err=True,
+    )
+    sys.exit(2)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _run_or_exit(action: Any) -> None:

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import shutil
 import signal
 import socket
 import threading
@@ -50,7 +51,8 @@ class ServeSettings:
     external_broker: BrokerUrl | None = None
     broker_tls: TlsFiles = field(default_factory=TlsFiles)
     """For an mqtts:// external broker."""
-    embedded_broker: Literal["amqtt", "mosquitto"] = "amqtt"
+    embedded_broker: Literal["amqtt", "mosquitto"] | None = None
+    """None: the managed Mosquitto where mosquitto is installed, amqtt otherwise (default_embedded_broker)."""
     embedded_broker_tls: ServerTls | None = None
     """The embedded broker serves TLS only, with this certificate (the controller verifies it with broker_tls)."""
     embedded_broker_auth: Path | None = None
@@ -89,6 +91,15 @@ def _broker_auth(directory: Path | None, topics: Topics) -> BrokerAuth | None:
         return BrokerAuth.load(directory, topics)
     except (OSError, ValueError) as err:
         raise StartupError(f"cannot use the broker logins in {directory} (made by tether broker acl): {err}") from err
+
+
+def default_embedded_broker() -> tuple[Literal["amqtt", "mosquitto"], str]:
+    """The managed Mosquitto where it is installed: it serves tens of thousands of devices, where amqtt slows down
+    past about 2,000 (docs/brokers.md); amqtt otherwise, which needs nothing installed. With the reason, for the log."""
+    found = shutil.which("mosquitto")
+    if found is not None:
+        return "mosquitto", f" (the default, as {found} is installed; --embedded-broker amqtt runs amqtt in-process)"
+    return "amqtt", " (the default, as mosquitto is not installed; install it for more than about 2,000 devices)"
 
 
 async def _notify_ready(server: uvicorn.Server, host: str, port: int) -> None:
@@ -134,13 +145,14 @@ async def serve(settings: ServeSettings) -> None:
             if broker_url is None:
                 data_dir = settings.db_path.parent / "broker"
                 auth = _broker_auth(settings.embedded_broker_auth, topics)
-                broker = make_broker(
-                    settings.embedded_broker, settings.mqtt_listen, data_dir, auth, settings.embedded_broker_tls
+                kind, why = (
+                    default_embedded_broker() if settings.embedded_broker is None else (settings.embedded_broker, "")
                 )
+                broker = make_broker(kind, settings.mqtt_listen, data_dir, auth, settings.embedded_broker_tls)
                 await stack.enter_async_context(broker)
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"
-                log.info("embedded %s broker listening on %s%s", settings.embedded_broker, broker_url, secured)
+                log.info("embedded %s broker listening on %s%s%s", kind, broker_url, secured, why)
             await _run(settings, (store, api_store, writes), topics, broker_url, http_socket, stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

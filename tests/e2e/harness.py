@@ -86,6 +86,8 @@ class Controller:
         ]
         if broker_url:
             argv += ["--broker", broker_url]
+        elif "--embedded-broker" not in extra:
+            argv += ["--embedded-broker", "amqtt"]  # not the default where mosquitto is installed
         argv += extra
         self.process = Process(argv, work / "controller.log")
         self.http = httpx.Client(
