@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # Install tetherd on a device as a systemd service, or remove it (docs/security.md#installing-the-agent).
 #
-#   install-tetherd.sh --broker mqtts://broker.example --device-id kiosk-17 --trusted-key ed25519:... \
-#       [--ca ca.pem --cert kiosk-17.pem --key kiosk-17.key] [--source DIR|WHEEL] [--prefix /opt/tether]
+#   install-tetherd.sh --broker mqtts://kiosk-17@broker.example --broker-password-file FILE --device-id kiosk-17 \
+#       --trusted-key ed25519:... [--ca ca.pem --cert kiosk-17.pem --key kiosk-17.key] [--source DIR|WHEEL]
 #   install-tetherd.sh --uninstall [--purge]
 #
 # It creates an isolated environment in --prefix (a venv with tether installed from --source, by default the
-# directory this script is in), writes /etc/tether/agent.toml (mode 0600) and the unit, checks the config with
+# directory this script is in), writes /etc/tether/agent.toml and the broker password (from --broker-password-file
+# or $TETHER_BROKER_PASSWORD: never in argv, where ps shows it) at mode 0600, and the unit, checks the config with
 # `tetherd config check`, then enables and starts the service. --env uses an environment that already has tether
 # installed instead of making one (images built with it). --root installs under another root (images, tests).
 set -euo pipefail
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 fail() { echo "install-tetherd: error: $*" >&2; exit 1; }
 
 script_dir="$(cd "$(dirname "$0")" && pwd)"
 root="" prefix="/opt/tether" env_dir="" source_dir="$(dirname "$script_dir")"
-broker="" device_id="" trusted_keys=() ca="" cert="" key="" uninstall=0 purge=0 extra=()
+broker="" password_file="" device_id="" trusted_keys=() ca="" cert="" key="" uninstall=0 purge=0 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --broker) broker="$2"; shift 2 ;;
+        --broker-password-file) password_file="$2"; shift 2 ;;
         --device-id) device_id="$2"; shift 2 ;;
         --trusted-key) trusted_keys+=("$2"); shift 2 ;;
         --ca) ca="$2"; shift 2 ;;
@@ -56,6 +58,18 @@ fi
 [ -n "$broker" ] || fail "--broker is required"
 [ -n "$device_id" ] || fail "--device-id is required"
 [ "${#trusted_keys[@]}" -gt 0 ] || fail "--trusted-key is required: devices run only commands the controller signed"
+password=""
+if [ -n "$password_file" ]; then
+    [ -r "$password_file" ] || fail "cannot read --broker-password-file $password_file"
+    IFS= read -r password < "$password_file" || true  # a last line without a newline is read all the same
+    [ -n "$password" ] || fail "the first line of $password_file is empty"
+elif [ -n "${TETHER_BROKER_PASSWORD:-}" ]; then
+    password="$TETHER_BROKER_PASSWORD"
+fi
+case "$broker" in
+    *://*:*@*) echo "install-tetherd: warning: the password in --broker is visible to every local user in ps;" \
+        "give the user name only, and the password with --broker-password-file or TETHER_BROKER_PASSWORD" >&2 ;;
+esac
 
 # run_bin: where the programs are now; unit_bin: where the unit finds them on the device.
 if [ -n "$env_dir" ]; then
@@ -72,9 +86,12 @@ install -d -m 0700 "$config_dir"
 config="$config_dir/agent.toml"
 (
     umask 077
+    # printf is a shell builtin: the password reaches the file without appearing in any process's argv.
+    [ -z "$password" ] || printf '%s\n' "$password" > "$config_dir/broker-password.new"
     {
         echo "# Written by install-tetherd.sh; check it with: tetherd config check --config /etc/tether/agent.toml"
         echo "broker = $(toml_string "$broker")"
+        [ -z "$password" ] || echo "broker_password_file = $(toml_string "/etc/tether/broker-password")"
         echo "device_id = $(toml_string "$device_id")"
         echo "state_dir = $(toml_string "$state_dir")"
         printf 'trusted_keys = ['
@@ -90,17 +107,15 @@ config="$config_dir/agent.toml"
         for line in "${extra[@]}"; do echo "$line"; done
     } > "$config.new"
 )
-# Checked with the paths it will have on the device; under --root they are checked where they are now.
-check_config="$config.new"
-if [ -n "$root" ]; then
-    sed "s|\"/etc/tether/|\"$config_dir/|g; s|\"$state_dir\"|\"$root$state_dir\"|" "$config.new" > "$config.check"
-    check_config="$config.check"
-fi
-if ! "$run_bin/tetherd" config check --config "$check_config" > /dev/null; then
-    rm -f "$config.new" "$config.check"
+# Checked with the paths it will have on the device, as they are now (under --root; the new password beside the old).
+sed "s|\"/etc/tether/broker-password\"|\"$config_dir/broker-password.new\"|; s|\"/etc/tether/|\"$config_dir/|g;
+    s|\"$state_dir\"|\"$root$state_dir\"|" "$config.new" > "$config.check"
+if ! env -u TETHER_BROKER_PASSWORD "$run_bin/tetherd" config check --config "$config.check" > /dev/null; then
+    rm -f "$config.new" "$config.check" "$config_dir/broker-password.new"
     fail "the config above is invalid; nothing was installed"
 fi
 rm -f "$config.check"
+[ -z "$password" ] || mv "$config_dir/broker-password.new" "$config_dir/broker-password"
 mv "$config.new" "$config"
 
 install -d "$(dirname "$unit_file")"

@@ -35,8 +35,8 @@ class Site:
     public_key: str
 
 
-def install(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{site.systemctl.directory}{os.pathsep}{os.environ['PATH']}"}
+def install(site: Site, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{site.systemctl.directory}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     return subprocess.run(
         ["bash", str(INSTALLER), "--root", str(site.root), "--env", str(ENVIRONMENT), *args],
         capture_output=True,
@@ -70,6 +70,17 @@ def device_url(site: Site, user: str) -> str:
     return f"mqtt://{user}:{site.credentials[user]}@127.0.0.1:{site.broker.port}"
 
 
+def login_url(site: Site, user: str) -> str:
+    """The broker URL with the login's user name only: its password goes in a file."""
+    return f"mqtt://{user}@127.0.0.1:{site.broker.port}"
+
+
+def password_file(site: Site, user: str) -> Path:
+    path = site.root.parent / f"{user}-password"
+    path.write_text(site.credentials[user] + "\n")
+    return path
+
+
 def publish(site: Site, user: str, topic: str, payload: bytes) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-{time.monotonic_ns()}")
     client.username_pw_set(user, site.credentials[user])
@@ -85,11 +96,25 @@ def publish(site: Site, user: str, topic: str, payload: bytes) -> None:
 
 def test_a_device_installed_by_the_script_runs_signed_operations_and_refuses_every_attack(site: Site) -> None:
     done = install(
-        site, "--broker", device_url(site, "dev-x"), "--device-id", "dev-x", "--trusted-key", site.public_key
+        site,
+        "--broker",
+        login_url(site, "dev-x"),
+        "--broker-password-file",
+        str(password_file(site, "dev-x")),
+        "--device-id",
+        "dev-x",
+        "--trusted-key",
+        site.public_key,
     )
     assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
     config = site.root / "etc" / "tether" / "agent.toml"
     assert config.stat().st_mode & 0o777 == 0o600
+    secret = site.root / "etc" / "tether" / "broker-password"
+    assert secret.read_text() == site.credentials["dev-x"] + "\n"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert site.credentials["dev-x"] not in config.read_text()
+    assert 'broker_password_file = "/etc/tether/broker-password"' in config.read_text()
     assert (site.root / "etc" / "tether").stat().st_mode & 0o777 == 0o700
     unit = (site.root / "etc" / "systemd" / "system" / "tetherd.service").read_text()
     assert f"ExecStart={ENVIRONMENT}/bin/tetherd run --config /etc/tether/agent.toml" in unit
@@ -99,10 +124,19 @@ def test_a_device_installed_by_the_script_runs_signed_operations_and_refuses_eve
     ]
 
     # What systemd would start, with its state and boot id redirected into the test's directory.
-    agent = Agent(site.root.parent, device_url(site, "dev-x"), "dev-x", "--config", str(config))
+    agent = Agent(
+        site.root.parent,
+        login_url(site, "dev-x"),
+        "dev-x",
+        "--config",
+        str(config),
+        "--broker-password-file",
+        str(secret),
+    )
     try:
         site.controller.wait_online("dev-x")
         assert_lock_runs(site.controller, agent)
+        assert site.credentials["dev-x"] not in command_line(agent.process.popen.pid)
 
         marker = site.root.parent / "attacked"
         body = {
@@ -134,6 +168,44 @@ def test_a_device_installed_by_the_script_runs_signed_operations_and_refuses_eve
     assert ["systemctl", "disable", "--now", "tetherd.service"] in site.systemctl.calls("systemctl")
 
 
+def command_line(pid: int) -> str:
+    return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_the_installer_takes_the_broker_password_from_the_environment_too(site: Site) -> None:
+    done = install(
+        site,
+        *("--broker", login_url(site, "dev-x"), "--device-id", "dev-x", "--trusted-key", site.public_key),
+        env={"TETHER_BROKER_PASSWORD": site.credentials["dev-x"]},
+    )
+    assert done.returncode == 0, done.stderr
+    secret = site.root / "etc" / "tether" / "broker-password"
+    assert secret.read_text() == site.credentials["dev-x"] + "\n"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert site.credentials["dev-x"] not in (site.root / "etc" / "tether" / "agent.toml").read_text()
+
+
+def test_a_password_in_the_installers_broker_url_works_but_is_warned_about(site: Site) -> None:
+    done = install(
+        site, "--broker", device_url(site, "dev-x"), "--device-id", "dev-x", "--trusted-key", site.public_key
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the password in --broker is visible to every local user in ps" in done.stderr
+    assert not (site.root / "etc" / "tether" / "broker-password").exists()
+
+
+def test_a_password_given_twice_to_the_installer_installs_nothing(site: Site) -> None:
+    done = install(
+        site,
+        *("--broker", device_url(site, "dev-x"), "--broker-password-file", str(password_file(site, "dev-x"))),
+        *("--device-id", "dev-x", "--trusted-key", site.public_key),
+    )
+    assert done.returncode != 0
+    assert "the broker password is given twice" in done.stderr
+    assert not list((site.root / "etc" / "tether").iterdir())
+    assert site.systemctl.calls("systemctl") == []
+
+
 @pytest.mark.parametrize(
     ("args", "problem"),
     [
@@ -141,6 +213,19 @@ def test_a_device_installed_by_the_script_runs_signed_operations_and_refuses_eve
         (["--broker", "mqtt://h:1", "--device-id", "dev-x"], "--trusted-key is required"),
         (["--broker", "mqtt://h:1", "--device-id", "dev-x", "--trusted-key", "rsa:nope"], "config above is invalid"),
         (["--broker", "ftp://h:1", "--device-id", "dev-x", "--trusted-key", "ed25519:AAAA"], "config above is invalid"),
+        (
+            [
+                "--broker",
+                "mqtt://h:1",
+                "--broker-password-file",
+                "/nonexistent",
+                "--device-id",
+                "d",
+                "--trusted-key",
+                "k",
+            ],
+            "cannot read --broker-password-file /nonexistent",
+        ),
     ],
 )
 def test_a_bad_install_says_why_and_installs_nothing(site: Site, args: list[str], problem: str) -> None:
@@ -149,4 +234,5 @@ def test_a_bad_install_says_why_and_installs_nothing(site: Site, args: list[str]
     assert problem in done.stderr
     assert not (site.root / "etc" / "systemd" / "system" / "tetherd.service").exists()
     assert not (site.root / "etc" / "tether" / "agent.toml").exists()
+    assert not (site.root / "etc" / "tether" / "broker-password").exists()
     assert site.systemctl.calls("systemctl") == []
