@@ -22,7 +22,7 @@ from shared.transport import ARGV_PASSWORD_WARNING, BrokerUrl, TlsFiles, with_pa
 if TYPE_CHECKING:
     from controller.broker import ListenAddress, ServerTls
 
-log = logging.getLogger("controller")
+log = logging.getLogger(__name__)
 
 
 def default_db_path() -> Path:
@@ -345,12 +345,13 @@ def _broker_login(url: BrokerUrl | None, password_file: Path | None) -> BrokerUr
                 param_hint="--broker-password-file",
             )
         return None
-    if url.password is not None:
-        log.warning(ARGV_PASSWORD_WARNING)
     try:
-        return with_password(url, password_file, os.environ)
+        login = with_password(url, password_file, os.environ)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--broker-password-file") from err
+    if url.password is not None:
+        log.warning(ARGV_PASSWORD_WARNING)
+    return login
 
 
 def _refuse_or_warn_anonymous(listen: "ListenAddress", *, allowed: bool) -> None:

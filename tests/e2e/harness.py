@@ -98,6 +98,24 @@ class Controller:
         )
         wait_for("the controller's REST API", self._ready, timeout=20)
 
+    @classmethod
+    def adopt(cls, process: Process, http_port: int, key: str) -> "Controller":
+        """The REST helpers for a `tether serve` the test started with a command line of its own (a unit's)."""
+        controller = cls.__new__(cls)
+        controller.process = process
+        controller.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{http_port}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+            transport=no_delay_transport(),
+        )
+        try:
+            wait_for("the controller's REST API", controller._ready, timeout=20)
+        except AssertionError:
+            controller.stop()
+            raise
+        return controller
+
     def _ready(self) -> bool:
         if self.process.popen.poll() is not None:
             raise AssertionError(f"tether serve exited early:\n{self.process.output()}")

@@ -94,15 +94,9 @@ def test_the_shipped_controller_unit_admits_no_anonymous_client(tmp_path: Path) 
         .replace("0.0.0.0:1883", f"127.0.0.1:{mqtt_port}")
     )
     key = tether("keys", "create", "--name", "ops", "--role", "admin", "--db", str(tmp_path / "state" / "tether.db"))
-    process = Process(shlex.split(command), tmp_path / "unit.log")
-    controller = Controller.__new__(Controller)  # the harness's REST helpers, on the unit's process
-    controller.process = process
-    controller.http = httpx.Client(
-        base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": f"Bearer {key.strip()}"}, timeout=10
-    )
+    controller = Controller.adopt(Process(shlex.split(command), tmp_path / "unit.log"), http_port, key.strip())
     agent = Agent(tmp_path, f"mqtt://dev-a:{credentials['dev-a']}@127.0.0.1:{mqtt_port}", "dev-a")
     try:
-        wait_for("the unit's REST API", controller._ready, timeout=20)
         controller.wait_online("dev-a")
         assert_lock_runs(controller, agent)
         stranger = Client(mqtt_port, None, None)
