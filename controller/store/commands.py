@@ -328,6 +328,21 @@ class CommandLedger:
         )
         return [(device_id, command_id) for device_id, command_id in rows]
 
+    def outstanding(self, limit: int, after: int = 0) -> list[tuple[str, Target, Deadline]]:
+        """(operation id, target, recorded deadline) of the commands on the broker that no device has answered yet,
+        in dispatch order from `after` on: what a broker that lost its retained messages must be given again."""
+        rows = fetch_rows(
+            self._conn,
+            """SELECT json_group_array(json_array(operation_id, device_id, command_id, window_end, window_zone, seq,
+                                                  deadline_at, deadline_reason)) FROM (
+                   SELECT * FROM device_operations
+                   WHERE seq > ? AND dispatch_state = 'dispatched' AND status = 'PENDING' AND cleared = 0
+                   ORDER BY seq LIMIT ?)""",
+            (after, limit),
+        )
+        found = [(row[0], Target(*row[1:6]), Deadline(row[6], row[7])) for row in rows]
+        return sorted(found, key=lambda item: item[1].seq)
+
     def mark_cleared(self, command_ids: Sequence[str]) -> None:
         with self._store.transaction() as conn:
             conn.execute(

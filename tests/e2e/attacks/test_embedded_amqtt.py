@@ -2,6 +2,7 @@
 a stranger without one, and faulted by a controller kill: each test is one attempt and what stopped it."""
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -14,7 +15,7 @@ import pytest
 from controller.amqtt_fixes import CONNECT_TIMEOUT_S
 from shared.messages import Announcement, StatusReport, encode, utc_now
 from shared.operations import DeviceStatus, OperationType, Platform
-from tests.e2e.harness import Controller, tether, wait_for
+from tests.e2e.harness import Agent, Controller, restart_controller, tether, wait_for
 from tests.e2e.test_broker_acl import SETTLE_S, Client
 
 PREFIX = "tether/v1/devices"
@@ -181,3 +182,26 @@ def test_connections_that_never_log_in_are_closed_and_release_their_file_descrip
             sock.close()
     time.sleep(SETTLE_S)
     assert open_fds(pid) - before < 10
+
+
+def test_a_command_for_a_device_offline_at_a_controller_kill_reaches_it_after_the_restart(tmp_path: Path) -> None:
+    controller = Controller(tmp_path, None, "--embedded-broker", "amqtt")
+    url = f"mqtt://127.0.0.1:{controller.mqtt_port}"
+    agent = Agent(tmp_path, url, "dev-r")
+    try:
+        controller.wait_online("dev-r")
+        agent.stop()
+        created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "dev-r"}})
+        wait_for(
+            "the command dispatched",
+            lambda: controller.device_results(created["id"])["dev-r"]["dispatch_state"] == "dispatched",
+        )
+        controller.process.kill()  # SIGKILL: the in-process broker's retained messages go with it
+        restart_controller(controller)
+        agent.process = agent.start()  # back 8 s later in the report; any time after the restart will do
+        operation = controller.wait_finished(created["id"], timeout=20)
+        assert operation["state"] == "COMPLETED", json.dumps(controller.device_results(created["id"]))
+        assert len(agent.tools.calls("loginctl")) == 1
+    finally:
+        agent.stop()
+        controller.stop()
