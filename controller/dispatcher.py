@@ -101,22 +101,25 @@ class Dispatcher:
                 log.error("dispatch interrupted (%s); will retry in %.0f s", err, SWEEP_INTERVAL_S)
 
     async def resend_outstanding(self) -> None:
-        """Publish again every command the broker had and no device has answered, with its recorded deadline.
+        """Publish again every command the broker had and its device has not finished, with its recorded deadline.
 
         For a broker that lost its retained messages: the embedded amqtt keeps them only in memory, so a device
-        offline while the controller restarted would never get its command. A device that had it already ignores
-        the copy (an agent runs a command id once); artifact commands carry a new upload token, the old one revoked.
+        offline while the controller restarted would never get its command. A device that had it ignores the copy
+        (an agent runs a command id once), or sends its final status again if the controller never stored it.
+        Artifact commands get a new upload token, which revokes the first: not those already executing, whose
+        device uses the first.
         """
         after, resent = 0, 0
         while outstanding := self._store.commands.outstanding(BATCH_SIZE, after):
-            after = outstanding[-1][1].seq
-            for operation_id, group in itertools.groupby(outstanding, key=lambda item: item[0]):
-                commands = list(group)
+            after = outstanding[-1].target.seq
+            for operation_id, group in itertools.groupby(outstanding, key=lambda command: command.operation_id):
                 operation = self._store.get_operation(operation_id)
-                targets, deadlines = [t for _, t, _ in commands], [d for _, _, d in commands]
-                # _record takes back a command answered meanwhile, whose clear may have reached the broker first.
-                await self._record(await self._publish_commands(operation, targets, deadlines))
-                resent += len(commands)
+                commands = [c for c in group if not (c.executing and operation.operation_type in ARTIFACT_TYPES)]
+                if commands:
+                    targets, deadlines = [c.target for c in commands], [c.deadline for c in commands]
+                    # _record takes back a command answered meanwhile, whose clear may have reached the broker first.
+                    await self._record(await self._publish_commands(operation, targets, deadlines))
+                    resent += len(commands)
         if resent:
             log.info("%d outstanding command(s) published again: the broker had no session for the controller", resent)
 
