@@ -176,9 +176,9 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
         await super()._handle_disconnect(session, handler, disconnect_waiter)
 
     async def _authenticate(self, session: Any, listener: Any) -> bool:
-        # Whoever gets here was admitted by _initialize_client_session. Not through amqtt's AnonymousAuthPlugin
-        # without `auth`, which would also set session.is_anonymous, after which amqtt drops the persistent session
-        # on disconnect (broker.py:365-366) and queues nothing for it while offline (broker.py:1034-1037).
+        # A refused CONNECT never gets here (_initialize_client_session). No auth plugin is configured: amqtt's
+        # AnonymousAuthPlugin would set session.is_anonymous, after which amqtt drops the persistent session on
+        # disconnect (broker.py:365-366) and queues nothing for it while offline (broker.py:1034-1037).
         return True
 
     async def _topic_filtering(self, session: Any, topic: str, action: Any) -> bool:
