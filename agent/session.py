@@ -14,7 +14,7 @@ from shared.messages import Announcement, CancelRequest, Command, Presence, Stat
 from shared.operations import PresenceState
 from shared.sd_notify import notify
 from shared.signing import SignatureError, Verifier
-from shared.topics import TopicKind, Topics
+from shared.topics import TopicKind, Topics, agent_client_id
 from shared.transport import BrokerUrl, TlsFiles, make_client
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Session:
         presence_topic = self._topics.presence(self._device_id)
         will = aiomqtt.Will(presence_topic, self._presence(PresenceState.OFFLINE), qos=1, retain=True)
         while True:
-            client = make_client(self._url, identifier=f"tetherd-{self._device_id}", will=will, tls=self._tls)
+            client = make_client(self._url, identifier=agent_client_id(self._device_id), will=will, tls=self._tls)
             try:
                 async with client:
                     # Online is published first thing in _on_connect, so a cancellation from then on says offline.

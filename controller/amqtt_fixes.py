@@ -8,8 +8,13 @@
 - Its anonymous login dropped persistent sessions a second after disconnect and queued nothing for them.
 - It ignored the keep-alive, so a vanished device never went offline (no last will).
 - A reconnect over a half-open connection published the old connection's will and left the session marked offline.
-- With `auth`, it admits only the password file's logins and applies `tether broker acl`'s rules to every
-  subscription, publish and delivery.
+- It took a session over, or deleted it, for any CONNECT that named its client id, before checking the password;
+  and it waited for a CONNECT forever and never closed a connection that ended before one: one file descriptor
+  lost per connection. A CONNECT now has CONNECT_TIMEOUT_S, is checked before any session is touched, and every
+  connection is closed when it ends.
+- With `auth`, it admits only the password file's logins, each with its own client id and a last will it may
+  publish, and applies `tether broker acl`'s rules to every subscription, publish and delivery, including retained
+  and queued messages sent at connect.
 """
 
 import asyncio
@@ -20,15 +25,20 @@ from importlib import metadata
 from typing import Any
 
 from amqtt.broker import Broker
+from amqtt.errors import AMQTTError
+from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import OutgoingApplicationMessage
+from amqtt.session import OutgoingApplicationMessage, Session
+from amqtt.utils import gen_client_id
 
 from controller.broker_auth import Access, BrokerAuth
 from controller.errors import BrokerError
 
 AMQTT_VERSION = "0.12.1"
 """The amqtt release the overrides below were written against; they touch its private methods."""
+CONNECT_TIMEOUT_S = 10.0
+"""How long a new connection (after its TLS handshake) may take to send its CONNECT before it is closed."""
 MAX_INFLIGHT = 100
 """Unacknowledged QoS 1/2 deliveries per connection, for both brokers (Mosquitto's default is 20)."""
 _CURRENT_CONNECTION = "tether.connection"
@@ -107,13 +117,52 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
         self._streams: set[asyncio.StreamWriter] = set()
 
     async def _initialize_client_session(self, reader: Any, writer: Any, address: str, port: int) -> tuple[Any, Any]:
-        # amqtt has just built a bare handler for the CONNECT; use ours instead (same constructor, nothing attached).
-        _, session = await super()._initialize_client_session(reader, writer, address, port)
+        # Replaces amqtt's (broker.py:479-539), which read the CONNECT with no time limit, then deleted the session
+        # its client id named (clean session) or overwrote that session's will and login (persistent) before the
+        # password was checked (:559): a wrong password could log anyone out. Here nothing is touched before the
+        # CONNECT is accepted. An error raised here ends the connection (broker.py:466-469, stream_connected).
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                _, incoming = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+        except TimeoutError as err:
+            raise AMQTTError(f"no CONNECT from {address}:{port} within {CONNECT_TIMEOUT_S:.0f} s") from err
+        refusal = self._auth and self._auth.refusal(
+            incoming.username,
+            incoming.password,
+            incoming.client_id,
+            incoming.will_topic if incoming.will_flag else None,
+        )
+        if refusal:
+            await ConnackPacket.build(0, refusal).to_stream(writer)
+            raise AMQTTError(f"CONNECT from {address}:{port} as {incoming.username!r} refused: {refusal.name}")
+        session = await self._resume_or_start(incoming)
         if session.keep_alive > 0:
             session.keep_alive = math.ceil(session.keep_alive * 1.5)
+        # amqtt built a bare handler for the CONNECT; use ours instead (same constructor, nothing attached).
         connection = _Connection(self.plugins_manager, self._max_inflight)
         session.attributes[_CURRENT_CONNECTION] = connection
         return connection, session
+
+    async def _resume_or_start(self, incoming: Session) -> Session:
+        """The session an accepted CONNECT continues: amqtt's rules (broker.py:508-532), except that a persistent
+        session is never handed to another login, whose messages and subscriptions it would get, and that a clean
+        session amqtt has not yet swept away (broker.py:365-366) is not resumed as if it were persistent."""
+        existing = self._sessions.get(incoming.client_id, (None, None))[0]
+        if existing is not None and (
+            incoming.clean_session or existing.clean_session or existing.username != incoming.username
+        ):
+            await self._delete_session(incoming.client_id)
+            existing = None
+        if incoming.clean_session and not incoming.client_id:
+            incoming.client_id = gen_client_id()
+        if existing is None:
+            incoming.parent = 0
+            return incoming
+        for attribute in ("will_flag", "will_message", "will_topic", "will_qos", "will_retain", "keep_alive"):
+            setattr(existing, attribute, getattr(incoming, attribute))
+        existing.password = incoming.password
+        existing.parent = 1
+        return existing
 
     async def _handle_disconnect(self, session: Any, handler: Any, disconnect_waiter: Any) -> None:
         # When a client reconnects before amqtt noticed its old connection end (a half-open socket, a quick
@@ -127,10 +176,10 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
         await super()._handle_disconnect(session, handler, disconnect_waiter)
 
     async def _authenticate(self, session: Any, listener: Any) -> bool:
-        # Without `auth` everyone is admitted. Not through amqtt's AnonymousAuthPlugin, which would also set
-        # session.is_anonymous, after which amqtt drops the persistent session on disconnect (broker.py:365-366) and
-        # queues nothing for it while offline (broker.py:1034-1037), unlike Mosquitto.
-        return self._auth is None or self._auth.admits(session.username, session.password)
+        # A refused CONNECT never gets here (_initialize_client_session). No auth plugin is configured: amqtt's
+        # AnonymousAuthPlugin would set session.is_anonymous, after which amqtt drops the persistent session on
+        # disconnect (broker.py:365-366) and queues nothing for it while offline (broker.py:1034-1037).
+        return True
 
     async def _topic_filtering(self, session: Any, topic: str, action: Any) -> bool:
         # amqtt's topic plugins have no per-user patterns; the ACL `tether broker acl` writes for Mosquitto is
@@ -152,7 +201,7 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
         if handler is None:
             return
         for topic, message in list(self._retained_messages.items()):
-            if self._matches(topic, topic_filter):
+            if self._matches(topic, topic_filter) and await self._topic_filtering(session, topic, Access.RECEIVE):
                 qos = granted if message.qos is None else min(granted, message.qos)
                 # Not awaited: amqtt iterates its subscription table around this call (broker.py:601), and a yield
                 # here lets another client's SUBSCRIBE change it mid-iteration; stock amqtt then dropped the
@@ -160,6 +209,17 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
                 replay = asyncio.ensure_future(handler.mqtt_publish(topic, message.data, qos, retain=True))
                 self._replays.add(replay)
                 replay.add_done_callback(self._replay_done)
+
+    async def _publish_session_retained_messages(self, session: Any) -> None:
+        # amqtt sends the messages queued for a persistent session without the check its live deliveries make
+        # (broker.py:1116-1132, against :1025); a session only ever belongs to one login, but check them anyway.
+        queued = session.retained_messages
+        kept = [
+            message for message in _drain(queued) if await self._topic_filtering(session, message.topic, Access.RECEIVE)
+        ]
+        for message in kept:
+            queued.put_nowait(message)
+        await super()._publish_session_retained_messages(session)
 
     def _matches(self, topic: str, a_filter: str) -> bool:
         # amqtt calls this for every subscription on every published message (broker.py:1015-1018) and splits both
@@ -179,6 +239,12 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
             await super().stream_connected(reader, writer, listener_name)
         finally:
             self._streams.discard(writer)
+            # amqtt closes the socket only of a connection that got as far as a session (handler.stop); one that
+            # ended before its CONNECT, or was refused, kept its file descriptor for the life of the process.
+            if writer.transport.get_write_buffer_size() > 0:
+                writer.transport.abort()  # the peer stopped reading: what is left would never go
+            else:
+                writer.transport.close()
 
     async def shutdown(self) -> None:
         # Every session is about to go; amqtt would rescan the whole table to unsubscribe each one (broker.py:926-933).
@@ -195,6 +261,13 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
     def close_listeners(self) -> None:
         for server in self._servers.values():
             server.instance.close()
+
+
+def _drain(queue: "asyncio.Queue[Any]") -> list[Any]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 def require_amqtt_version() -> None:

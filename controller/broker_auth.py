@@ -13,12 +13,12 @@ import hmac
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
 from shared.errors import TetherProtocolError
-from shared.topics import TopicKind, Topics, validate_id
+from shared.topics import TopicKind, Topics, agent_client_id, validate_id
 
 DEFAULT_CONTROLLER_USER = "tether-controller"
 CONTROLLER_SECRET = "controller.secret"
@@ -101,6 +101,13 @@ class Access(StrEnum):
     RECEIVE = "receive"
 
 
+class Refusal(IntEnum):
+    """Why a CONNECT is refused, as its CONNACK return code (MQTT 3.1.1, 3.2.2.3)."""
+
+    IDENTIFIER_REJECTED = 2
+    NOT_AUTHORIZED = 5
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerAuth:
     """The rules `acl_text` writes for Mosquitto, applied in code: the controller's login may do anything under the
@@ -135,6 +142,22 @@ class BrokerAuth:
     def admits(self, user: str | None, password: str | None) -> bool:
         encoded = self.passwords.get(user or "")
         return encoded is not None and password is not None and verify_password(encoded, password)
+
+    def may_use_client_id(self, user: str, client_id: str) -> bool:
+        """The controller's login may use any client id (it may read and write everything anyway); a device's, only
+        the one its agent uses: the client id names the session, so another one's would take that session over."""
+        return user == self.controller_user or client_id == agent_client_id(user)
+
+    def refusal(self, user: str | None, password: str | None, client_id: str, will_topic: str | None) -> Refusal | None:
+        """Why a CONNECT is refused, or None to accept it: a login the password file does not admit, a client id
+        that is not the login's own, or a last will the login could not publish itself."""
+        if user is None or not self.admits(user, password):
+            return Refusal.NOT_AUTHORIZED
+        if not self.may_use_client_id(user, client_id):
+            return Refusal.IDENTIFIER_REJECTED
+        if will_topic is not None and not self.permits(user, Access.PUBLISH, will_topic):
+            return Refusal.NOT_AUTHORIZED
+        return None
 
     def permits(self, user: str | None, access: Access, topic: str) -> bool:
         """Whether `user` may subscribe to the filter `topic`, publish to it, or receive a message on it."""

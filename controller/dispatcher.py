@@ -1,6 +1,7 @@
 """Publishes each resolved operation's commands as retained QoS 1 messages, and clears them once finished."""
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._next_due_s: float | None = None
         """Seconds until a rate-limited rollout may dispatch again, if sooner than the next sweep."""
+        self._resent_for = 0
+        """The link's `sessions_started` that the outstanding commands were last published again for."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -87,11 +90,38 @@ class Dispatcher:
             self._next_due_s = None
             await self._link.wait_connected()
             try:
+                if self._link.sessions_started != self._resent_for:
+                    started = self._link.sessions_started
+                    await self.resend_outstanding()
+                    self._resent_for = started
                 await self._sweep()
             except ConnectionLost as err:
                 log.warning("dispatch interrupted (%s); will resume after reconnecting", err)
             except SigningFailed as err:
                 log.error("dispatch interrupted (%s); will retry in %.0f s", err, SWEEP_INTERVAL_S)
+
+    async def resend_outstanding(self) -> None:
+        """Publish again every command the broker had and its device has not finished, with its recorded deadline.
+
+        For a broker that lost its retained messages: the embedded amqtt keeps them only in memory, so a device
+        offline while the controller restarted would never get its command. A device that had it ignores the copy
+        (an agent runs a command id once), or sends its final status again if the controller never stored it.
+        Artifact commands get a new upload token, which revokes the first: not those already executing, whose
+        device uses the first.
+        """
+        after, resent = 0, 0
+        while outstanding := self._store.commands.outstanding(BATCH_SIZE, after):
+            after = outstanding[-1].target.seq
+            for operation_id, group in itertools.groupby(outstanding, key=lambda command: command.operation_id):
+                operation = self._store.get_operation(operation_id)
+                commands = [c for c in group if not (c.executing and operation.operation_type in ARTIFACT_TYPES)]
+                if commands:
+                    targets, deadlines = [c.target for c in commands], [c.deadline for c in commands]
+                    # _record takes back a command answered meanwhile, whose clear may have reached the broker first.
+                    await self._record(await self._publish_commands(operation, targets, deadlines))
+                    resent += len(commands)
+        if resent:
+            log.info("%d outstanding command(s) published again: the broker had no session for the controller", resent)
 
     async def _sweep(self) -> None:
         for operation_id in self._store.operations_in_states([OperationState.RESOLVED, OperationState.DISPATCHING]):
@@ -152,7 +182,10 @@ class Dispatcher:
         self._wait_for_window(operation_id)
         finish_if_done(self._store, operation_id)
 
-    async def _publish_commands(self, operation: OperationRecord, batch: list[Target]) -> "_InFlight":
+    async def _publish_commands(
+        self, operation: OperationRecord, batch: list[Target], recorded: list[Deadline] | None = None
+    ) -> "_InFlight":
+        """`recorded`: the deadlines of commands published before, which they keep."""
         issued_at = utc_now()
         delivery = delivery_deadline(operation.delivery_timeout_s, None, issued_at)
         uploads = self._uploads(operation.id, operation.operation_type, batch)
@@ -168,9 +201,12 @@ class Dispatcher:
         )
         delivery_start = datetime.fromisoformat(delivery.at)
         topics, texts, deadlines = [], [], []
-        for target in batch:
+        for index, target in enumerate(batch):
             # A WINDOW command waits on the device for its window and may do so until the window's end.
-            deadline = delivery if target.window_end is None else delivery_deadline(0, target.window_end)
+            if recorded is not None:
+                deadline = recorded[index]
+            else:
+                deadline = delivery if target.window_end is None else delivery_deadline(0, target.window_end)
             start_before = delivery_start if deadline is delivery else datetime.fromisoformat(deadline.at)
             schedule = (
                 None

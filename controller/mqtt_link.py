@@ -44,6 +44,9 @@ class MqttLink:
         self._on_message = on_message
         self._client: FastClient | None = None
         self._connected = asyncio.Event()
+        self.sessions_started = 0
+        """Connections on which the broker had no session for the controller: it had lost its state (an embedded amqtt
+        that restarted with the controller, a broker without persistence) or never had it; see Dispatcher.run."""
         self._held: dict[int, FastClient] = {}
         """id() of each message held back by `on_message` -> the connection it arrived on."""
         self._reading_paused = False
@@ -69,6 +72,8 @@ class MqttLink:
                     password=self._url.password,
                     tls=self._tls.context() if self._url.tls else None,  # read again on each connect: renewed certs
                 )
+                if not client.session_present:
+                    self.sessions_started += 1
                 await client.subscribe(self._subscriptions, qos=1)
                 if self._reading_paused:  # only now: the subscription's acknowledgement had to be read
                     client.pause_reading()

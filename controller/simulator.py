@@ -28,7 +28,7 @@ from controller.fastmqtt.codec import Publish, Will
 from shared.errors import TopicError
 from shared.messages import Announcement, Presence, encode
 from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
-from shared.topics import TopicKind, Topics
+from shared.topics import TopicKind, Topics, agent_client_id
 from shared.transport import BrokerUrl
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class SimulatedFleet:
         """Connect, subscribe each device to its own commands and cancellations, announce and go online."""
         if self._spec.connection_per_device:
             for device_id in self._device_ids:
-                client = await self._connect(f"tetherd-{device_id}", [device_id])
+                client = await self._connect(agent_client_id(device_id), [device_id])
                 self._client_of[device_id] = client
         else:
             count = max(1, min(self._spec.connections, len(self._device_ids)))

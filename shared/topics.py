@@ -39,6 +39,12 @@ class ParsedTopic(NamedTuple):
     command_id: str | None = None
 
 
+def agent_client_id(device_id: str) -> str:
+    """The MQTT client id of a device's connection; a broker under `tether broker acl` lets a device's login use no
+    other (docs/security.md#broker-acl)."""
+    return f"tetherd-{device_id}"
+
+
 def validate_id(value: str, what: str = "id") -> str:
     """Return `value` if it can be one topic level; raise TopicError naming `what` otherwise."""
     if not ID_PATTERN.fullmatch(value):  # match() would let `$` accept a trailing newline

@@ -68,6 +68,17 @@ class Target:
     """Its place in the dispatch order."""
 
 
+@dataclass(frozen=True, slots=True)
+class Outstanding:
+    """A command on the broker that its device has not finished."""
+
+    operation_id: str
+    target: Target
+    deadline: Deadline
+    """The one recorded when it was dispatched, or when it started."""
+    executing: bool
+
+
 @dataclass(slots=True)
 class _Row:
     operation_id: str
@@ -327,6 +338,22 @@ class CommandLedger:
             (limit,),
         )
         return [(device_id, command_id) for device_id, command_id in rows]
+
+    def outstanding(self, limit: int, after: int = 0) -> list["Outstanding"]:
+        """The commands on the broker whose device has not finished them, in dispatch order from `after` on: what a
+        broker that lost its retained messages must be given again."""
+        rows = fetch_rows(
+            self._conn,
+            """SELECT json_group_array(json_array(operation_id, device_id, command_id, window_end, window_zone, seq,
+                                                  deadline_at, deadline_reason, status = 'EXECUTING')) FROM (
+                   SELECT * FROM device_operations
+                   WHERE seq > ? AND dispatch_state = 'dispatched' AND status IN ('PENDING', 'EXECUTING')
+                       AND cleared = 0
+                   ORDER BY seq LIMIT ?)""",
+            (after, limit),
+        )
+        found = [Outstanding(row[0], Target(*row[1:6]), Deadline(row[6], row[7]), bool(row[8])) for row in rows]
+        return sorted(found, key=lambda command: command.target.seq)
 
     def mark_cleared(self, command_ids: Sequence[str]) -> None:
         with self._store.transaction() as conn:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.broker_auth import Access, BrokerAuth, password_line, verify_password
+from controller.broker_auth import Access, BrokerAuth, Refusal, password_line, verify_password
 from shared.topics import Topics
 
 P = "tether/v1/devices"
@@ -80,3 +80,27 @@ def test_each_login_reaches_only_its_own_topics_in_its_own_direction(
 def test_the_controller_login_goes_into_its_url_escaped() -> None:
     odd = BrokerAuth(Path("."), {}, Topics(), "tether-controller", "p@ss:w/rd")
     assert odd.login_url("mqtt://127.0.0.1:1883") == "mqtt://tether-controller:p%40ss%3Aw%2Frd@127.0.0.1:1883"
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "client_id", "will_topic", "refusal"),
+    [
+        ("dev-a", "a-secret", "tetherd-dev-a", None, None),
+        ("dev-a", "a-secret", "tetherd-dev-a", f"{P}/dev-a/presence", None),
+        ("dev-a", "wrong", "tetherd-dev-a", None, Refusal.NOT_AUTHORIZED),
+        (None, None, "tetherd-dev-a", None, Refusal.NOT_AUTHORIZED),
+        ("dev-a", "a-secret", "tetherd-dev-b", None, Refusal.IDENTIFIER_REJECTED),
+        ("dev-a", "a-secret", "tether-controller", None, Refusal.IDENTIFIER_REJECTED),
+        ("dev-a", "a-secret", "dev-a", None, Refusal.IDENTIFIER_REJECTED),
+        ("dev-a", "a-secret", "tetherd-dev-a", f"{P}/dev-b/status/c1", Refusal.NOT_AUTHORIZED),
+        ("dev-a", "a-secret", "tetherd-dev-a", f"{P}/dev-a/commands/c1", Refusal.NOT_AUTHORIZED),
+        ("tether-controller", "wrong", "tether-controller", None, Refusal.NOT_AUTHORIZED),
+        ("tether-controller", "c-secret", "tether-controller", None, None),
+        ("tether-controller", "c-secret", "tether-simulator-0", None, None),
+        ("tether-controller", "c-secret", "tetherd-dev-a", f"{P}/dev-a/presence", None),
+    ],
+)
+def test_a_connect_is_refused_for_a_bad_login_a_client_id_not_its_own_or_a_will_it_could_not_publish(
+    user: str | None, password: str | None, client_id: str, will_topic: str | None, refusal: Refusal | None
+) -> None:
+    assert auth().refusal(user, password, client_id, will_topic) is refusal

@@ -23,13 +23,30 @@ SETTLE_S = 1.0
 class Client:
     """A paho client logged in as `user`, recording what it receives."""
 
-    def __init__(self, port: int, user: str | None, password: str | None, *, wait: bool = True) -> None:
+    def __init__(
+        self,
+        port: int,
+        user: str | None,
+        password: str | None,
+        *,
+        wait: bool = True,
+        client_id: str | None = None,
+        clean_session: bool = True,
+        will: tuple[str, bytes] | None = None,
+    ) -> None:
         self.received: list[tuple[str, bytes]] = []
         self.refused: int | None = None
         self._lock = threading.Lock()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-probe-{time.monotonic_ns()}")
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"{user}-probe-{time.monotonic_ns()}",
+            clean_session=clean_session,
+        )
+        self._client.reconnect_delay_set(60, 60)  # what a test sees is what one connection did
         if user is not None:
             self._client.username_pw_set(user, password)
+        if will is not None:
+            self._client.will_set(*will, qos=1)
         self._client.on_message = self._on_message
         self._connected = threading.Event()
         self._client.on_connect = self._on_connect
@@ -69,6 +86,13 @@ class Client:
     def close(self) -> None:
         self._client.loop_stop()
         self._client.disconnect()
+
+    def drop(self) -> None:
+        """Close the socket without a DISCONNECT, as a device that loses its network does: its will is published."""
+        self._client.loop_stop()
+        sock = self._client.socket()
+        if sock is not None:
+            sock.close()
 
 
 @pytest.fixture

@@ -33,23 +33,26 @@ def test_the_embedded_broker_admits_only_its_logins_and_keeps_devices_to_their_o
             assert stranger.refused is not None, user
 
         watcher = Client(port, "tether-controller", credentials["tether-controller"])
-        reader_a = Client(port, "dev-a", credentials["dev-a"])
+        # dev-a's connections come one after another, with its agent's client id: a second would take the first over.
+        reader_a = Client(port, "dev-a", credentials["dev-a"], client_id="tetherd-dev-a")
         clients += [watcher, reader_a]
         watcher.subscribe("tether/v1/devices/+/status/+")
         reader_a.subscribe("tether/v1/devices/dev-b/commands/+")
         reader_a.subscribe("tether/v1/#")
         time.sleep(0.3)
         watcher.publish("tether/v1/devices/dev-b/commands/held", b'{"retained": "for b"}', retain=True)
-        attacker = Client(port, "dev-a", credentials["dev-a"])
-        clients.append(attacker)
+        time.sleep(SETTLE_S)
+        assert reader_a.topics() == []
+        reader_a.close()
+        attacker = Client(port, "dev-a", credentials["dev-a"], client_id="tetherd-dev-a")
         attacker.try_publish("tether/v1/devices/dev-b/status/held", b'{"forged": true}')
         attacker.try_publish("tether/v1/devices/dev-b/commands/forged", b'{"forged": true}', retain=True)
-        own = Client(port, "dev-a", credentials["dev-a"])
+        attacker.close()
+        own = Client(port, "dev-a", credentials["dev-a"], client_id="tetherd-dev-a")
         clients.append(own)
         own.publish("tether/v1/devices/dev-a/status/mine", b'{"own": "status"}')
         wait_for("A's own status", lambda: "tether/v1/devices/dev-a/status/mine" in watcher.topics())
         time.sleep(SETTLE_S)
-        assert reader_a.topics() == []
         assert "tether/v1/devices/dev-b/status/held" not in watcher.topics()
         assert len(agent.tools.calls("loginctl")) == 1  # the forged command reached nobody
     finally:
