@@ -76,20 +76,30 @@ def test_the_disk_counts_as_full_from_a_failed_write_until_one_stores_something_
     assert [message.split(" under ")[0] for message in messages] == ["disk is full", "disk space is back"]
 
 
+def create_then_fail(store: Store) -> None:
+    with store.transaction():
+        create(store)
+        raise RuntimeError("undo this one")
+
+
+def create_two(store: Store, second_script: str) -> None:
+    with store.transaction():
+        create(store)
+        create(store, second_script)
+
+
 def test_a_transaction_inside_another_undoes_only_its_own_writes_when_it_fails(store: Store) -> None:
     with store.transaction():
         kept = create(store)
-        with pytest.raises(RuntimeError), store.transaction():
-            create(store)
-            raise RuntimeError("undo this one")
+        with pytest.raises(RuntimeError):
+            create_then_fail(store)
     assert [record.id for record in store.list_operations(limit=10, offset=0).items] == [kept]
 
 
 def test_no_room_inside_a_nested_transaction_stores_nothing_of_the_outer_one(store: Store) -> None:
     no_room(store)
-    with pytest.raises(StorageFull), store.transaction():
-        create(store)
-        create(store, BIG)
+    with pytest.raises(StorageFull):
+        create_two(store, BIG)
     assert stored(store) == 0
     assert not store.conn.in_transaction
 
