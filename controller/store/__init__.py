@@ -1,5 +1,6 @@
 """The only SQL in the controller: operations, per-device commands, devices and API keys in one SQLite file."""
 
+import contextvars
 import json
 import secrets
 import sqlite3
@@ -60,6 +61,7 @@ class Store:
         self.space = space or Space(path)
         self._writer: int | None = None
         """The thread inside `transaction`, if any."""
+        self._on_commit: list[Callable[[], object]] = []
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(str(path))
@@ -96,16 +98,34 @@ class Store:
                     self.conn.execute("COMMIT")
             finally:
                 self._writer = None
+                committed, self._on_commit = self._on_commit, []
         if self.conn.total_changes != changes:
             self.space.stored()
+        for call in committed:
+            call()
+
+    def on_commit(self, call: Callable[[], object]) -> None:
+        """Call `call` (in the caller's context) once the current transaction is stored, never if it is not; now
+        outside one. For what must not claim a write that a failure then undoes, such as a log line."""
+        context = contextvars.copy_context()
+
+        def bound() -> None:
+            context.run(call)
+
+        if self._writer == threading.get_ident():
+            self._on_commit.append(bound)
+        else:
+            bound()
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
+        pending = len(self._on_commit)
         self.conn.execute("SAVEPOINT nested")
         try:
             yield
         except BaseException:
             self._undo("ROLLBACK TO nested")
+            del self._on_commit[pending:]
             raise
         self.conn.execute("RELEASE nested")
 

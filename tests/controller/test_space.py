@@ -116,3 +116,29 @@ def test_no_room_inside_a_nested_transaction_stores_nothing_of_the_outer_one(sto
 )
 def test_which_errors_mean_no_room(error: BaseException, full: bool) -> None:
     assert is_full(error) is full
+
+
+def test_what_waits_for_the_commit_happens_once_stored_and_never_when_undone(store: Store) -> None:
+    done: list[str] = []
+    with store.transaction():
+        store.on_commit(lambda: done.append("stored"))
+        with pytest.raises(RuntimeError):
+            log_then_fail(store, done)
+        assert done == []
+    store.on_commit(lambda: done.append("outside a transaction"))
+    no_room(store)
+    with pytest.raises(StorageFull):
+        log_then_create(store, done, BIG)
+    assert done == ["stored", "outside a transaction"]
+
+
+def log_then_fail(store: Store, done: list[str]) -> None:
+    with store.transaction():
+        store.on_commit(lambda: done.append("undone savepoint"))
+        raise RuntimeError("undo this one")
+
+
+def log_then_create(store: Store, done: list[str], script: str) -> None:
+    with store.transaction():
+        store.on_commit(lambda: done.append("never stored"))
+        create(store, script)

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,23 @@ def script(marker: str, runs: Path) -> str:
     return f"echo {marker} >> {runs}"
 
 
-def create_v0(controller: Controller, marker: str, runs: Path) -> httpx.Response:
+def create_v0(controller: Controller, marker: str, runs: Path, **extra: Any) -> httpx.Response:
     body = {
         "operation_type": "RUN_SHELL_SCRIPT",
         "operation_device_query": {"device_id": DEVICE},
         "arguments": {"script": script(marker, runs)},
+        **extra,
     }
     return controller.http.post("/v0/operations/", json=body)
+
+
+def window_opening_in(seconds: int) -> dict[str, Any]:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
+    end = start + timedelta(minutes=10)
+    return {
+        "schedule_type": "WINDOW",
+        "schedule_args": {"start_datetime": start.isoformat(), "end_datetime": end.isoformat()},
+    }
 
 
 def create_devicecontrol(controller: Controller, marker: str, runs: Path) -> httpx.Response:
@@ -115,6 +126,8 @@ def test_a_full_disk_refuses_new_operations_with_507_keeps_every_status_and_reco
             ),
         )
 
+        # One more whose window opens while the disk is full: dispatching it must wait for room, not end the controller.
+        assert create_v0(controller, "window", runs, **window_opening_in(2)).status_code == 201
         ballast = fill(small_disk)
         answers = {}
         for i in range(30):
@@ -152,7 +165,7 @@ def test_a_full_disk_refuses_new_operations_with_507_keeps_every_status_and_reco
         after = create_v0(controller, "after", runs)
         assert after.status_code == 201, after.text
 
-        stored = [*before, *(m for m, a in answers.items() if a.status_code == 201), "after"]
+        stored = [*before, "window", *(m for m, a in answers.items() if a.status_code == 201), "after"]
         wait_for(
             "every stored operation to complete",
             lambda: (
@@ -165,6 +178,7 @@ def test_a_full_disk_refuses_new_operations_with_507_keeps_every_status_and_reco
         assert "Traceback" not in log, log
         assert sum("disk is full" in line for line in log.splitlines()) == 1, log
         assert sum("space is back" in line for line in log.splitlines()) == 1, log
+        assert log.count(" resolved to 1 device(s)") == len(stored), log  # none claimed for what a 507 undid
     finally:
         agent.stop()
         controller.stop()
