@@ -54,11 +54,11 @@ async def upload_artifact(
     if command_id is None:
         raise Unauthorized("invalid or already used artifact upload token")
     validate_id(command_id, "command id")
-    found.artifact_dir.mkdir(parents=True, exist_ok=True)
     final = found.artifact_dir / command_id
     partial = final.with_suffix(".part")
     digest, size = hashlib.sha256(), 0
     try:
+        found.artifact_dir.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as file:
             async for chunk in request.stream():
                 size += len(chunk)
