@@ -8,7 +8,8 @@ ControllerError
 ├── Unauthorized          401: no valid API key
 ├── Forbidden             403: the key's role may not do this
 ├── Conflict              409: e.g. a key name already taken
-└── TooLarge              413: an artifact over the size limit
+├── TooLarge              413: an artifact over the size limit
+└── StorageFull           507: the database's disk is full; nothing of the write was stored
 """
 
 
@@ -49,3 +50,7 @@ class Conflict(ControllerError):
 
 class TooLarge(ControllerError):
     pass
+
+
+class StorageFull(ControllerError):
+    """A write failed for lack of disk space and was rolled back whole: retrying it later is safe."""

@@ -3,9 +3,12 @@
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
 
 from controller.completion import finish_if_done
 from controller.dispatcher import REPORTING, Dispatcher
+from controller.errors import StorageFull
 from controller.fastmqtt.client import ConnectionLost
 from controller.fastmqtt.codec import Publish
 from controller.metrics import Metrics
@@ -31,6 +34,13 @@ LOW_WATER = 4 * MAX_BATCH
 what it sends a subscriber (a persistent session's backlog, retained messages): without a pause, 100,000 devices
 registering left 160,000 decoded messages waiting here, and the controller at 300 MB."""
 
+
+FULL_RETRY_FIRST_S = 0.25
+FULL_RETRY_MAX_S = 2.0
+"""How soon a batch that found the disk full is tried again, doubling up to the most: storing resumes within two
+seconds of space returning."""
+
+T = TypeVar("T")
 
 Received = tuple[str, StatusReport | Announcement | Presence, Publish]
 """(the topic's device id, the decoded payload, the message to acknowledge once it is stored)."""
@@ -93,9 +103,7 @@ class Ingest:
                 announcements.append(item)
             else:
                 presences.append((item.device_id, item.state))
-        outcome, completed = await self._writes.call(
-            lambda store: store_received(store, statuses, announcements, presences)
-        )
+        outcome, completed = await self._stored(lambda store: store_received(store, statuses, announcements, presences))
         self._link.ack_all([message for _, _, message in batch])  # stored (or refused for good): the broker may forget
         self._count(outcome)
         for command_id, reason in outcome.rejected:
@@ -108,6 +116,17 @@ class Ingest:
             except ConnectionLost as err:
                 # The dispatcher's sweep clears whatever is left once the connection is back.
                 log.warning("could not clear %d retained command(s) yet: %s", len(outcome.to_clear), err)
+
+    async def _stored(self, work: Callable[[Store], T]) -> T:
+        """Run `work` on the store's thread until it succeeds. While the disk is full nothing is acknowledged: the
+        batch is tried again now and then, and what arrives meanwhile waits here, then (HIGH_WATER) on the broker."""
+        pause = FULL_RETRY_FIRST_S
+        while True:
+            try:
+                return await self._writes.call(work)
+            except StorageFull:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, FULL_RETRY_MAX_S)
 
     def _count(self, outcome: IngestOutcome) -> None:
         metrics = self._metrics
@@ -134,8 +153,17 @@ def store_received(
     if presences:
         store.record_presences(presences)
     outcome = store.commands.apply_statuses(statuses) if statuses else IngestOutcome()
+    try:
+        return outcome, _move_on(store, outcome.operations)
+    except StorageFull:
+        # The statuses are stored: acknowledge them. The dispatcher's sweep ends the operations once space returns.
+        return outcome, []
+
+
+def _move_on(store: Store, operations: set[str]) -> list[str]:
+    """Log that the operations' devices are reporting, and end those that are done; the ones that ended."""
     completed = []
-    for operation_id in outcome.operations:
+    for operation_id in operations:
         if not store.has_activity(operation_id, ActivityState.DISPATCHED):
             if store.commands.waiting(operation_id, 1):
                 continue  # dispatch logs DISPATCHED, then PROCESSING, once this pass of it ends
@@ -145,7 +173,7 @@ def store_received(
         store.add_activity_once(operation_id, ActivityState.PROCESSING, REPORTING)
         if finish_if_done(store, operation_id):
             completed.append(operation_id)
-    return outcome, completed
+    return completed
 
 
 def parse_received(topics: Topics, message: Publish) -> Received | None:

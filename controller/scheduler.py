@@ -65,7 +65,8 @@ class Scheduler:
             self._resolve_windows(operation_id, operation.schedule_args or {}, matched, zones)
         else:
             self._store.commands.resolve(operation_id, matched)
-        log.info("operation %s resolved to %d device(s)", operation_id, len(matched))
+        # Once stored: a POST resolves inside the transaction that creates the operation, which may yet fail.
+        self._store.on_commit(lambda: log.info("operation %s resolved to %d device(s)", operation_id, len(matched)))
 
     def _resolve_windows(
         self, operation_id: str, schedule_args: dict[str, Any], matched: list[str], zones: dict[str, str | None]

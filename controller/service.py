@@ -31,6 +31,7 @@ from controller.scheduler import Scheduler
 from controller.signing_keys import SigningKeys
 from controller.signing_worker import SigningFailed, SigningWorker
 from controller.store import Store
+from controller.store.space import Space
 from controller.store_thread import StoreThread
 from controller.supervisor import Supervisor
 from shared.sd_notify import notify, ping_watchdog
@@ -131,10 +132,12 @@ def bind_http(address: ListenAddress) -> socket.socket:
 async def serve(settings: ServeSettings) -> None:
     http_socket = bind_http(settings.http_listen)
     topics = Topics(settings.topic_prefix)
-    write_lock = threading.Lock()
-    store = Store(settings.db_path, write_lock)
-    api_store = Store(settings.db_path, write_lock)  # the REST API's own connection, used on its thread only
-    writes = StoreThread(settings.db_path, write_lock)  # ingest's and dispatch's writes, on a thread of their own
+    write_lock, space = threading.Lock(), Space(settings.db_path)
+    store = Store(settings.db_path, write_lock, space)
+    api_store = Store(settings.db_path, write_lock, space)  # the REST API's own connection, used on its thread only
+    writes = StoreThread(
+        settings.db_path, write_lock, space
+    )  # ingest's and dispatch's writes, on a thread of their own
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

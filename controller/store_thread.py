@@ -15,7 +15,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from controller.errors import StorageFull
 from controller.store import Store
+from controller.store.space import Space
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,9 @@ T = TypeVar("T")
 class StoreThread:
     """Work runs one piece at a time, in the order it is handed over, each with the caller's logging context."""
 
-    def __init__(self, path: Path, write_lock: threading.Lock) -> None:
+    def __init__(self, path: Path, write_lock: threading.Lock, space: Space | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tether-store")
-        self._store = Store(path, write_lock)
+        self._store = Store(path, write_lock, space)
 
     async def call(self, work: Callable[[Store], T]) -> T:
         """Run `work` on the thread and return what it returns (or raise what it raises)."""
@@ -47,5 +49,6 @@ class StoreThread:
 
 
 def _log_failure(done: "Future[object]") -> None:
-    if not done.cancelled() and (error := done.exception()) is not None:
+    # A full disk is logged once, when it fills (controller/store/space.py); what failed for it is retried later.
+    if not done.cancelled() and (error := done.exception()) is not None and not isinstance(error, StorageFull):
         log.error("a store write failed: %s", error, exc_info=error)

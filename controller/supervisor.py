@@ -9,6 +9,7 @@ import logging
 
 from controller.completion import finish_if_done
 from controller.dispatcher import Dispatcher
+from controller.errors import StorageFull
 from controller.fastmqtt.client import ConnectionLost
 from controller.mqtt_link import MqttLink
 from controller.rollout import Rollout
@@ -47,6 +48,8 @@ class Supervisor:
                 await self.tick()
             except ConnectionLost as err:
                 log.warning("could not publish cancellations yet (%s); retrying", err)
+            except StorageFull:
+                pass  # logged once, as the disk filled (controller/store/space.py); the next tick tries again
 
     async def tick(self) -> None:
         """Expire, abort, then tell devices and end the operations that are done."""

@@ -13,6 +13,7 @@ from controller.api.auth import Reader
 from controller.api.contract import errors
 from controller.api.deps import services
 from controller.errors import NotFound, TooLarge, Unauthorized
+from controller.store.space import is_full
 from shared.topics import validate_id
 
 router = APIRouter(prefix="/v0")
@@ -36,7 +37,7 @@ class ArtifactOut(BaseModel):
     ARTIFACT_PATH,
     status_code=201,
     summary="Upload a command's file (called by the agent)",
-    responses=errors(401, 413),
+    responses=errors(401, 413, 507),
     openapi_extra={"requestBody": {"content": ANY_FILE, "required": False}},
 )
 async def upload_artifact(
@@ -53,11 +54,11 @@ async def upload_artifact(
     if command_id is None:
         raise Unauthorized("invalid or already used artifact upload token")
     validate_id(command_id, "command id")
-    found.artifact_dir.mkdir(parents=True, exist_ok=True)
     final = found.artifact_dir / command_id
     partial = final.with_suffix(".part")
     digest, size = hashlib.sha256(), 0
     try:
+        found.artifact_dir.mkdir(parents=True, exist_ok=True)
         with partial.open("wb") as file:
             async for chunk in request.stream():
                 size += len(chunk)
@@ -66,6 +67,10 @@ async def upload_artifact(
                 digest.update(chunk)
                 file.write(chunk)
         os.replace(partial, final)
+    except OSError as err:
+        if not is_full(err):
+            raise
+        raise found.store.space.full(err) from err
     finally:
         partial.unlink(missing_ok=True)
     content_type = request.headers.get("content-type", "application/octet-stream")

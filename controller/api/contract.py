@@ -22,6 +22,7 @@ _ERROR_DESCRIPTIONS = {
     404: "No such resource.",
     409: "The resource is not in a state that allows this.",
     413: "The body is over the size limit.",
+    507: "The controller's disk is full: nothing was stored. Retrying once space is freed is safe.",
 }
 
 _WWW_AUTHENTICATE = {

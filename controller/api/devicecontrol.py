@@ -87,7 +87,7 @@ LOCATION = {"Location": {"description": "The new operation's URL.", "schema": {"
     summary="Create an operation for one device",
     responses={
         **_answers(201, OPERATION_TYPE, Operation, "Created", headers=LOCATION),
-        **errors(400, 401, 403),
+        **errors(400, 401, 403, 507),
     },
     openapi_extra=REQUEST_BODY,
 )
@@ -107,20 +107,21 @@ async def create_devicecontrol_operation(
     except ArgumentsError as err:
         field = err.field.replace("arguments", fragment, 1)
         raise InvalidRequest(field, str(err).replace(err.field, field)) from err
-    operation_id = store.create_operation(
-        operation_type=operation_type,
-        schedule_type=ScheduleType.IMMEDIATE,
-        schedule_args=None,
-        device_query={"device_id": body.device_id},
-        arguments=arguments,
-        created_by=key.name,
-        timeout_s=default_timeout_s(operation_type, arguments),
-        delivery_timeout_s=DEFAULT_DELIVERY_TIMEOUT_S,
-        fragments=fragments,
-        description=body.description,
-    )
     scheduler = services(request).scheduler
-    scheduler.resolve(operation_id)
+    with store.transaction():  # stored and resolved together, or (a full disk: 507) not at all
+        operation_id = store.create_operation(
+            operation_type=operation_type,
+            schedule_type=ScheduleType.IMMEDIATE,
+            schedule_args=None,
+            device_query={"device_id": body.device_id},
+            arguments=arguments,
+            created_by=key.name,
+            timeout_s=default_timeout_s(operation_type, arguments),
+            delivery_timeout_s=DEFAULT_DELIVERY_TIMEOUT_S,
+            fragments=fragments,
+            description=body.description,
+        )
+        scheduler.resolve(operation_id)
     try:
         (device,) = store.commands.list_for_operation(operation_id, status=None, limit=1, offset=0).items
         row = store.devicecontrol.get(store.devicecontrol.seq_of_command(device.command_id))
@@ -249,14 +250,15 @@ async def list_devicecontrol_operations(
     "/operations",
     status_code=204,
     summary="Delete the operations the filters select",
-    responses={204: {"description": "Deleted"}, **errors(400, 401, 403)},
+    responses={204: {"description": "Deleted"}, **errors(400, 401, 403, 507)},
 )
 async def delete_devicecontrol_operations(request: Request, key: Admin, query: Filters) -> Response:
     """Unfinished ones end FAILED "deleted by <key>", their retained commands are cleared and their devices told."""
     if not query.contradictory:
         store = services(request).store
-        for operation_id in store.devicecontrol.hide(query.filters, f"deleted by {key.name}"):
-            finish_if_done(store, operation_id)
+        with store.transaction():  # all or (a full disk: 507) nothing
+            for operation_id in store.devicecontrol.hide(query.filters, f"deleted by {key.name}"):
+                finish_if_done(store, operation_id)
         services(request).wake_supervisor()
     return Response(status_code=204)
 
@@ -264,7 +266,7 @@ async def delete_devicecontrol_operations(request: Request, key: Admin, query: F
 @router.put(
     "/operations/{operation_id}",
     summary="Change an operation's status",
-    responses={**_answers(200, OPERATION_TYPE, Operation, "The operation"), **errors(400, 401, 403, 404, 409)},
+    responses={**_answers(200, OPERATION_TYPE, Operation, "The operation"), **errors(400, 401, 403, 404, 409, 507)},
     openapi_extra=STATUS_BODY,
 )
 async def update_devicecontrol_operation(
@@ -274,6 +276,7 @@ async def update_devicecontrol_operation(
         raise InvalidRequest("failureReason", "only goes with status FAILED")
     store = services(request).store
     reason = body.failure_reason or f"set to FAILED by {key.name}"
-    finish_if_done(store, store.devicecontrol.set_status(operation_id, body.status, reason))
+    with store.transaction():  # all or (a full disk: 507) nothing
+        finish_if_done(store, store.devicecontrol.set_status(operation_id, body.status, reason))
     services(request).wake_supervisor()
     return _answer(request, dump(_operation(request, store.devicecontrol.get(operation_id))), OPERATION_TYPE)

@@ -17,6 +17,7 @@ from controller.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    StorageFull,
     TooLarge,
     Unauthorized,
 )
@@ -34,6 +35,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
+    StorageFull: 507,
 }
 
 

@@ -32,15 +32,23 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    responses={503: {"model": Health, "description": "Not connected to the broker, or the database does not answer."}},
+    responses={
+        503: {
+            "model": Health,
+            "description": "Not connected to the broker, or the database does not answer or its disk is full.",
+        }
+    },
 )
 async def readyz(request: Request) -> Response:
-    """200 when the controller is connected to its broker and its database answers; 503 with the reason otherwise."""
+    """200 when the controller is connected to its broker and can read and write its database; 503 with the reason
+    otherwise (a full disk counts until space is freed)."""
     found = services(request)
     try:
         found.store.conn.execute("SELECT 1").fetchone()
     except sqlite3.Error as err:
         return JSONResponse(Health(status=f"database: {err}").model_dump(), status_code=503)
+    if (problem := found.store.space.problem()) is not None:
+        return JSONResponse(Health(status=f"database: {problem}").model_dump(), status_code=503)
     if not found.broker_connected():
         return JSONResponse(Health(status="not connected to the MQTT broker").model_dump(), status_code=503)
     return JSONResponse(Health(status="ok").model_dump())

@@ -65,7 +65,7 @@ def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str |
     "/operations/",
     status_code=status.HTTP_201_CREATED,
     response_model=Envelope[OperationOut],
-    responses=errors(400, 401, 403),
+    responses=errors(400, 401, 403, 507),
     openapi_extra={"requestBody": {"content": {"application/json": {"examples": CREATE_EXAMPLES}}}},
 )
 async def create_operation(body: OperationCreate, request: Request, key: Admin) -> Envelope[OperationOut]:
@@ -75,19 +75,21 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
         validate_arguments(body.operation_type, body.arguments)
     except ArgumentsError as err:
         raise InvalidRequest(err.field, str(err)) from err
-    store = _store(request)
-    operation_id = store.create_operation(
-        operation_type=body.operation_type,
-        schedule_type=body.schedule_type,
-        schedule_args=schedule_args,
-        device_query=body.operation_device_query,
-        arguments=body.arguments,
-        created_by=key.name,
-        timeout_s=body.timeout_s or default_timeout_s(body.operation_type, body.arguments),
-        delivery_timeout_s=body.delivery_timeout_s or DEFAULT_DELIVERY_TIMEOUT_S,
-        rollout=None if body.rollout is None else body.rollout.model_dump(exclude_none=True),
-    )
-    services(request).scheduler.submit(operation_id)
+    store, scheduler = _store(request), services(request).scheduler
+    with store.transaction():  # stored and resolved together, or (a full disk: 507) not at all
+        operation_id = store.create_operation(
+            operation_type=body.operation_type,
+            schedule_type=body.schedule_type,
+            schedule_args=schedule_args,
+            device_query=body.operation_device_query,
+            arguments=body.arguments,
+            created_by=key.name,
+            timeout_s=body.timeout_s or default_timeout_s(body.operation_type, body.arguments),
+            delivery_timeout_s=body.delivery_timeout_s or DEFAULT_DELIVERY_TIMEOUT_S,
+            rollout=None if body.rollout is None else body.rollout.model_dump(exclude_none=True),
+        )
+        scheduler.resolve(operation_id)
+    scheduler.wake_dispatcher()
     return Envelope(content=OperationOut.of(store.get_operation(operation_id)))
 
 
@@ -116,7 +118,9 @@ def _schedule_args(body: OperationCreate) -> dict[str, Any] | None:
 
 
 @router.post(
-    "/operations/{operation_id}/cancel/", response_model=Envelope[OperationOut], responses=errors(401, 403, 404, 409)
+    "/operations/{operation_id}/cancel/",
+    response_model=Envelope[OperationOut],
+    responses=errors(401, 403, 404, 409, 507),
 )
 async def cancel_operation(operation_id: str, request: Request, key: Admin) -> Envelope[OperationOut]:
     """Devices that have not started end FAILED "cancelled by <key>"; running ones are asked to stop."""

@@ -1,5 +1,6 @@
 """The only SQL in the controller: operations, per-device commands, devices and API keys in one SQLite file."""
 
+import contextvars
 import json
 import secrets
 import sqlite3
@@ -32,6 +33,7 @@ from controller.store.records import (
     Page,
 )
 from controller.store.schema import connect
+from controller.store.space import Space, is_full
 from shared.lifecycle import advance_operation
 from shared.messages import Announcement
 from shared.operations import ActivityState, OperationState, OperationType, PresenceState, ScheduleType
@@ -49,10 +51,17 @@ def _load(text: str | None) -> Any:
 class Store:
     """A synchronous SQLite store; every multi-row write runs in one transaction."""
 
-    def __init__(self, path: Path | str, write_lock: "threading.Lock | None" = None) -> None:
-        """`write_lock` is shared by the stores of one process on one file: a writer waiting for another then wakes
-        the moment it is done, where SQLite's busy handler would sleep in steps of up to 100 ms."""
+    def __init__(
+        self, path: Path | str, write_lock: "threading.Lock | None" = None, space: Space | None = None
+    ) -> None:
+        """`write_lock` and `space` are shared by the stores of one process on one file: a writer waiting for another
+        then wakes the moment it is done, where SQLite's busy handler would sleep in steps of up to 100 ms; and the
+        disk filling up is logged once, and known to all of them."""
         self._write_lock = write_lock or threading.Lock()
+        self.space = space or Space(path)
+        self._writer: int | None = None
+        """The thread inside `transaction`, if any."""
+        self._on_commit: list[Callable[[], object]] = []
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(str(path))
@@ -66,14 +75,74 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._write_lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+        """Everything written inside is stored together or not at all; StorageFull if the disk has no room for it.
+
+        A transaction opened inside another (on the same thread) is a savepoint of it: its failure undoes its own
+        writes, and the outer one decides whether anything is stored.
+        """
+        if self._writer == threading.get_ident():
+            with self._savepoint():
                 yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+            return
+        with self._write_lock:
+            self._writer = threading.get_ident()
+            try:
+                with self._space_checked():
+                    changes = self.conn.total_changes
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self.conn
+                    except BaseException:
+                        self._undo("ROLLBACK")
+                        raise
+                    self.conn.execute("COMMIT")
+            finally:
+                self._writer = None
+                committed, self._on_commit = self._on_commit, []
+        if self.conn.total_changes != changes:
+            self.space.stored()
+        for call in committed:
+            call()
+
+    def on_commit(self, call: Callable[[], object]) -> None:
+        """Call `call` (in the caller's context) once the current transaction is stored, never if it is not; now
+        outside one. For what must not claim a write that a failure then undoes, such as a log line."""
+        context = contextvars.copy_context()
+
+        def bound() -> None:
+            context.run(call)
+
+        if self._writer == threading.get_ident():
+            self._on_commit.append(bound)
+        else:
+            bound()
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        pending = len(self._on_commit)
+        self.conn.execute("SAVEPOINT nested")
+        try:
+            yield
+        except BaseException:
+            self._undo("ROLLBACK TO nested")
+            del self._on_commit[pending:]
+            raise
+        self.conn.execute("RELEASE nested")
+
+    def _undo(self, statement: str) -> None:
+        # SQLite rolls the whole transaction back by itself on some errors (SQLITE_FULL among them).
+        if self.conn.in_transaction:
+            self.conn.execute(statement)
+
+    @contextmanager
+    def _space_checked(self) -> Iterator[None]:
+        """A write that fails for lack of space raises StorageFull instead (and the disk counts as full)."""
+        try:
+            yield
+        except sqlite3.Error as err:
+            if is_full(err):
+                raise self.space.full(err) from err
+            raise
 
     # -- API keys -----------------------------------------------------------------------------------------------
 
@@ -82,10 +151,11 @@ class Store:
         plaintext = "tth_" + secrets.token_urlsafe(32)
         record = ApiKeyRecord(id=str(uuid.uuid4()), name=name, role=role, created_at=now_iso())
         try:
-            self.conn.execute(
-                "INSERT INTO api_keys (id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                (record.id, name, role, hash_key(plaintext), record.created_at),
-            )
+            with self.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO api_keys (id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (record.id, name, role, hash_key(plaintext), record.created_at),
+                )
         except sqlite3.IntegrityError as err:
             raise Conflict(f"an API key named {name!r} already exists") from err
         return record, plaintext
@@ -294,7 +364,8 @@ class Store:
             conn.execute("UPDATE operations SET dispatch_started_at = ? WHERE id = ?", (now_iso(), operation_id))
 
     def add_activity(self, operation_id: str, operation_state: str, message: str | None = None) -> None:
-        self._add_activity(self.conn, operation_id, operation_state, now_iso(), message)
+        with self.transaction() as conn:
+            self._add_activity(conn, operation_id, operation_state, now_iso(), message)
 
     def add_activity_in(
         self, conn: sqlite3.Connection, operation_id: str, operation_state: str, message: str | None

@@ -55,11 +55,12 @@ class ArtifactLedger:
 
     def record_upload(self, command_id: str, *, path: str, size_bytes: int, sha256: str, content_type: str) -> None:
         """Keep the file's details and retire the token: an artifact is uploaded once."""
-        self._conn.execute(
-            """UPDATE artifacts SET token_hash = NULL, path = ?, size_bytes = ?, sha256 = ?, content_type = ?,
-                   uploaded_at = ? WHERE command_id = ?""",
-            (path, size_bytes, sha256, content_type, now_iso(), command_id),
-        )
+        with self._store.transaction() as conn:
+            conn.execute(
+                """UPDATE artifacts SET token_hash = NULL, path = ?, size_bytes = ?, sha256 = ?, content_type = ?,
+                       uploaded_at = ? WHERE command_id = ?""",
+                (path, size_bytes, sha256, content_type, now_iso(), command_id),
+            )
 
     def find(self, operation_id: str, device_id: str) -> ArtifactRecord | None:
         row = self._conn.execute(

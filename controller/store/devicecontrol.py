@@ -93,17 +93,19 @@ class DeviceControlView:
             timestamp=utc_now(),
             failure_reason=reason if status is DeviceStatus.FAILED else None,
         )
-        self._store.commands.apply_statuses([(row["device_id"], report)], from_devices=False)
-        if status.is_terminal:
-            # Not yet published: it never will be. Published: the device is told to stop (the supervisor clears it).
-            self._store.conn.execute(
-                """UPDATE device_operations SET
-                       dispatch_state = CASE dispatch_state WHEN 'waiting' THEN 'skipped' ELSE dispatch_state END,
-                       cleared = CASE dispatch_state WHEN 'waiting' THEN 1 ELSE cleared END,
-                       cancel_reason = CASE dispatch_state WHEN 'dispatched' THEN ? ELSE cancel_reason END
-                   WHERE command_id = ?""",
-                (f"set to {status} through the API", row["command_id"]),
-            )
+        with self._store.transaction() as conn:
+            self._store.commands.apply_statuses([(row["device_id"], report)], from_devices=False)
+            if status.is_terminal:
+                # Not yet published: it never will be. Published: the device is told to stop (the supervisor clears
+                # it).
+                conn.execute(
+                    """UPDATE device_operations SET
+                           dispatch_state = CASE dispatch_state WHEN 'waiting' THEN 'skipped' ELSE dispatch_state END,
+                           cleared = CASE dispatch_state WHEN 'waiting' THEN 1 ELSE cleared END,
+                           cancel_reason = CASE dispatch_state WHEN 'dispatched' THEN ? ELSE cancel_reason END
+                       WHERE command_id = ?""",
+                    (f"set to {status} through the API", row["command_id"]),
+                )
         return str(row["operation_id"])
 
     def hide(self, filters: DeviceControlFilters, reason: str) -> set[str]:

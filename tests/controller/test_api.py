@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 import pytest
 
+from controller.store.space import REFUSED
 from tests.controller.api_harness import Api
 
 FUTURE = "2030-06-01T02:00:00+05:30"
@@ -284,6 +285,42 @@ def test_oversized_artifact_is_refused_and_nothing_kept(api: Api, tmp_path: Path
     assert "1000-byte limit" in response.json()["message"]
     assert list((tmp_path / "artifacts").iterdir()) == []
     assert api.request("GET", path).status_code == 404
+
+
+def test_an_artifact_upload_that_finds_no_room_answers_507_keeps_nothing_and_its_token_still_works(
+    api: Api, tmp_path: Path
+) -> None:
+    api.announce("d1")
+    operation = create(api, operation_type="COLLECT_LOGS").json()["content"]
+    command_id = api.store.commands.waiting(operation["id"], 10)[0][1]
+    token = api.store.artifacts.issue_tokens([command_id])[command_id]
+    path = f"/v0/operations/{operation['id']}/devices/d1/artifact"
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / f"{command_id}.part").symlink_to("/dev/full")  # every write: ENOSPC
+    refused = api.request("PUT", path, key=token, content=b"log lines")
+    assert refused.status_code == 507
+    assert refused.json() == {"message": REFUSED, "errors": []}
+    assert list((tmp_path / "artifacts").iterdir()) == []
+    assert api.request("PUT", path, key=token, content=b"log lines").status_code == 201
+
+
+def test_creating_an_operation_with_no_room_answers_507_and_stores_nothing_on_both_apis(api: Api) -> None:
+    api.announce("d1")
+    pages = api.store.conn.execute("PRAGMA page_count").fetchone()[0]
+    api.store.conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL: no page more
+    script = {"script": "x" * 100_000}
+    v0 = create(api, operation_type="RUN_SHELL_SCRIPT", arguments=script)
+    devicecontrol = api.request(
+        "POST", "/devicecontrol/operations", json={"deviceId": "d1", "c8y_Command": {"text": script["script"]}}
+    )
+    for refused in (v0, devicecontrol):
+        assert refused.status_code == 507, refused.text
+        assert refused.json() == {"message": REFUSED, "errors": []}
+    assert api.store.list_operations(limit=1, offset=0).total == 0
+    assert api.request("GET", "/readyz", key=None).status_code == 503
+    api.store.conn.execute("PRAGMA max_page_count = 1073741823")
+    assert create(api, operation_type="RUN_SHELL_SCRIPT", arguments=script).status_code == 201
+    assert api.request("GET", "/readyz", key=None).json() == {"status": "ok"}
 
 
 def test_timeouts_and_rollout_are_kept_and_returned(api: Api) -> None:

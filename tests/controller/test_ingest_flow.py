@@ -79,3 +79,31 @@ def test_a_batch_holds_max_batch_messages_at_most(monkeypatch: pytest.MonkeyPatc
     waiting = deque(repeated)
     assert len(take_batch(waiting)) == 5
     assert len(waiting) == 2
+
+
+def test_a_batch_that_finds_the_disk_full_is_held_unacknowledged_and_stored_once_there_is_room(
+    ingest: Ingest, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("controller.ingest.FULL_RETRY_MAX_S", 0.05)
+    writer = ingest._writes._store.conn
+    pages = writer.execute("PRAGMA page_count").fetchone()[0]
+    writer.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL: no page more
+    acknowledged: list[Publish] = []
+    monkeypatch.setattr(ingest._link, "ack_all", acknowledged.extend)
+    messages = [presence(f"device-{n:03d}") for n in range(300)]
+
+    async def test() -> None:
+        for message in messages:
+            ingest.on_message(message)
+        running = asyncio.create_task(ingest.run())
+        await asyncio.sleep(0.5)  # several attempts
+        assert acknowledged == []
+        assert store.list_devices(limit=1, offset=0).total == 0
+        writer.execute("PRAGMA max_page_count = 1073741823")
+        while len(acknowledged) < len(messages):  # noqa: ASYNC110 -- acknowledged once stored on the store thread
+            await asyncio.sleep(0.01)
+        running.cancel()
+
+    asyncio.run(asyncio.wait_for(test(), 30))
+    assert acknowledged == messages
+    assert store.list_devices(limit=1000, offset=0).total == 300

@@ -15,21 +15,21 @@ COLLECTION_TYPE = "application/vnd.com.nsn.cumulocity.operationcollection+json"
 JSON = "application/json"
 
 STATUSES = {
-    ("post", "/v0/operations/"): {"201", "400", "401", "403"},
+    ("post", "/v0/operations/"): {"201", "400", "401", "403", "507"},
     ("get", "/v0/operations/"): {"200", "400", "401"},
     ("get", "/v0/operations/{operation_id}/"): {"200", "401", "404"},
-    ("post", "/v0/operations/{operation_id}/cancel/"): {"200", "401", "403", "404", "409"},
+    ("post", "/v0/operations/{operation_id}/cancel/"): {"200", "401", "403", "404", "409", "507"},
     ("get", "/v0/operations/{operation_id}/events"): {"200", "401", "404"},
     ("get", "/v0/operations/{operation_id}/devices/"): {"200", "400", "401", "404"},
-    ("put", "/v0/operations/{operation_id}/devices/{device_id}/artifact"): {"201", "401", "413"},
+    ("put", "/v0/operations/{operation_id}/devices/{device_id}/artifact"): {"201", "401", "413", "507"},
     ("get", "/v0/operations/{operation_id}/devices/{device_id}/artifact"): {"200", "401", "404"},
     ("get", "/v0/devices/"): {"200", "400", "401"},
     ("get", "/v0/devices/{device_id}/"): {"200", "401", "404"},
-    ("post", "/devicecontrol/operations"): {"201", "400", "401", "403"},
+    ("post", "/devicecontrol/operations"): {"201", "400", "401", "403", "507"},
     ("get", "/devicecontrol/operations"): {"200", "400", "401"},
-    ("delete", "/devicecontrol/operations"): {"204", "400", "401", "403"},
+    ("delete", "/devicecontrol/operations"): {"204", "400", "401", "403", "507"},
     ("get", "/devicecontrol/operations/{operation_id}"): {"200", "401", "404"},
-    ("put", "/devicecontrol/operations/{operation_id}"): {"200", "400", "401", "403", "404", "409"},
+    ("put", "/devicecontrol/operations/{operation_id}"): {"200", "400", "401", "403", "404", "409", "507"},
     ("get", "/healthz"): {"200"},
     ("get", "/readyz"): {"200", "503"},
     ("get", "/metrics"): {"200", "401"},
@@ -68,7 +68,7 @@ def test_every_error_status_has_the_error_body(document: dict[str, Any]) -> None
     assert set(field_error["required"]) == {"field", "message"}
     for key, spec in operations(document).items():
         for status, response in spec["responses"].items():
-            if status.startswith("4"):
+            if status.startswith("4") or status == "507":
                 assert response["content"] == {JSON: {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}, key
     assert "WWW-Authenticate" in operations(document)[("get", "/v0/devices/")]["responses"]["401"]["headers"]
 

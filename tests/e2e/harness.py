@@ -65,11 +65,14 @@ class Process:
 
 
 class Controller:
-    """`tether serve` with its own database, on free ports; embedded amqtt unless `broker_url` is given."""
+    """`tether serve` with its own database, on free ports; embedded amqtt unless `broker_url` is given.
 
-    def __init__(self, work: Path, broker_url: str | None = None, *extra: str) -> None:
+    The database (and what the controller keeps beside it) is in `work` unless `data_dir` names another directory;
+    the log stays in `work`."""
+
+    def __init__(self, work: Path, broker_url: str | None = None, *extra: str, data_dir: Path | None = None) -> None:
         self.work = work
-        self.db = work / "tether.db"
+        self.db = (data_dir or work) / "tether.db"
         self.http_port = free_port()
         self.mqtt_port = free_port()
         self.broker_url = broker_url or f"mqtt://127.0.0.1:{self.mqtt_port}"

@@ -1,0 +1,144 @@
+"""Writes on a database with no room left: a real SQLITE_FULL, from SQLite's own page limit (the e2e test in
+tests/e2e/attacks/test_disk_full.py fills a real file system)."""
+
+import errno
+import logging
+import sqlite3
+
+import pytest
+
+from controller.errors import StorageFull
+from controller.store import Store
+from controller.store.space import is_full
+from shared.operations import OperationType, ScheduleType
+
+BIG = "x" * 200_000
+"""An argument that takes many new pages."""
+
+
+def create(store: Store, script: str = "true") -> str:
+    return store.create_operation(
+        operation_type=OperationType.RUN_SHELL_SCRIPT,
+        schedule_type=ScheduleType.IMMEDIATE,
+        schedule_args=None,
+        device_query={"all": True},
+        arguments={"script": script},
+        created_by="ops",
+        timeout_s=600,
+        delivery_timeout_s=60,
+    )
+
+
+def no_room(store: Store) -> None:
+    """Let the database grow no further: a write that needs a new page fails with SQLITE_FULL."""
+    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def room(store: Store) -> None:
+    store.conn.execute("PRAGMA max_page_count = 1073741823")
+
+
+def stored(store: Store) -> int:
+    return store.list_operations(limit=1, offset=0).total
+
+
+def test_a_write_with_no_room_raises_storage_full_and_stores_nothing(store: Store) -> None:
+    no_room(store)
+    with pytest.raises(StorageFull, match="disk is full"):
+        create(store, BIG)
+    assert stored(store) == 0
+    assert not store.conn.in_transaction
+    room(store)
+    create(store)
+    assert stored(store) == 1
+
+
+def test_the_disk_counts_as_full_from_a_failed_write_until_one_stores_something_logged_once_each_way(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "controller.store.space")
+    assert store.space.problem() is None
+    no_room(store)
+    for _ in range(3):
+        with pytest.raises(StorageFull):
+            create(store, BIG)
+    problem = store.space.problem()
+    assert problem is not None
+    assert "disk full" in problem
+    with store.transaction():
+        pass  # stores nothing: proves nothing about the room left
+    assert store.space.problem() is not None
+    room(store)
+    create(store)
+    assert store.space.problem() is None
+    messages = [record.getMessage() for record in caplog.records]
+    assert [message.split(" under ")[0] for message in messages] == ["disk is full", "disk space is back"]
+
+
+def create_then_fail(store: Store) -> None:
+    with store.transaction():
+        create(store)
+        raise RuntimeError("undo this one")
+
+
+def create_two(store: Store, second_script: str) -> None:
+    with store.transaction():
+        create(store)
+        create(store, second_script)
+
+
+def test_a_transaction_inside_another_undoes_only_its_own_writes_when_it_fails(store: Store) -> None:
+    with store.transaction():
+        kept = create(store)
+        with pytest.raises(RuntimeError):
+            create_then_fail(store)
+    assert [record.id for record in store.list_operations(limit=10, offset=0).items] == [kept]
+
+
+def test_no_room_inside_a_nested_transaction_stores_nothing_of_the_outer_one(store: Store) -> None:
+    no_room(store)
+    with pytest.raises(StorageFull):
+        create_two(store, BIG)
+    assert stored(store) == 0
+    assert not store.conn.in_transaction
+
+
+@pytest.mark.parametrize(
+    ("error", "full"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), True),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), True),
+        (OSError(errno.EACCES, "Permission denied"), False),
+        (sqlite3.OperationalError("database is locked"), False),
+        (ValueError("no"), False),
+    ],
+)
+def test_which_errors_mean_no_room(error: BaseException, full: bool) -> None:
+    assert is_full(error) is full
+
+
+def test_what_waits_for_the_commit_happens_once_stored_and_never_when_undone(store: Store) -> None:
+    done: list[str] = []
+    with store.transaction():
+        store.on_commit(lambda: done.append("stored"))
+        with pytest.raises(RuntimeError):
+            log_then_fail(store, done)
+        assert done == []
+    store.on_commit(lambda: done.append("outside a transaction"))
+    no_room(store)
+    with pytest.raises(StorageFull):
+        log_then_create(store, done, BIG)
+    assert done == ["stored", "outside a transaction"]
+
+
+def log_then_fail(store: Store, done: list[str]) -> None:
+    with store.transaction():
+        store.on_commit(lambda: done.append("undone savepoint"))
+        raise RuntimeError("undo this one")
+
+
+def log_then_create(store: Store, done: list[str], script: str) -> None:
+    with store.transaction():
+        store.on_commit(lambda: done.append("never stored"))
+        create(store, script)
