@@ -1,8 +1,9 @@
 """Turns created operations into per-device commands by resolving their device queries, on a store worker.
 
-Resolving reads every device the query may select and writes a command for each match: a second for a fleet of
-100,000. The REST API used to resolve on the loop that serves its requests, which then answered nothing, not even
-`/healthz`, until it was done; now the API awaits a store thread with its own connection, and keeps answering.
+Resolving reads every device the query may select and writes a command for each match: seconds for a large fleet
+(docs/performance.md). The REST API used to resolve on the loop that serves its requests, which then answered
+nothing, not even `/healthz`, until it was done; now the API awaits a store thread with its own connection, and
+keeps answering. A request given up meanwhile leaves its operation to the dispatcher's next sweep.
 """
 
 import logging
