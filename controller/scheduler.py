@@ -46,9 +46,10 @@ class Scheduler:
         """
 
         def create(store: Store) -> str:
-            query = compile_query(device_query)
+            # Matched before the operation is stored: what writes it need not wait for a large fleet to be read.
+            zones = _matches(store, compile_query(device_query))
             operation_id = store_operation(store)
-            _resolve(store, operation_id, query)
+            _resolve(store, operation_id, zones)
             return operation_id
 
         return await self._worker.call(create)
@@ -67,20 +68,25 @@ def _recover(store: Store) -> None:
         _resolve(store, operation_id)
 
 
-def _resolve(store: Store, operation_id: str, query: DeviceQuery | None = None) -> None:
-    """`query` is the operation's, when the caller has compiled it already."""
+def _matches(store: Store, query: DeviceQuery) -> dict[str, str | None]:
+    """Device id -> time zone of each device `query` selects, in device id order; only reads."""
+    candidates = store.query_documents(query.device_ids(), query.fields)
+    return {device_id: zone for device_id, zone, document in candidates if query.matches(document)}
+
+
+def _resolve(store: Store, operation_id: str, zones: dict[str, str | None] | None = None) -> None:
+    """`zones` are the operation's matches, when the caller has them already."""
     with about(operation_id=operation_id):
-        _resolve_now(store, operation_id, query)
+        _resolve_now(store, operation_id, zones)
 
 
-def _resolve_now(store: Store, operation_id: str, query: DeviceQuery | None) -> None:
+def _resolve_now(store: Store, operation_id: str, zones: dict[str, str | None] | None) -> None:
     operation = store.get_operation(operation_id)
     if operation.state is OperationState.CREATED:
         store.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
     # A RESOLVING operation found after a crash has no targets yet: they are written atomically with RESOLVED.
-    query = query or compile_query(operation.device_query)
-    candidates = store.query_documents(query.device_ids(), query.fields)
-    zones = {device_id: zone for device_id, zone, document in candidates if query.matches(document)}
+    if zones is None:
+        zones = _matches(store, compile_query(operation.device_query))
     matched = list(zones)
     if not matched:
         store.transition(
