@@ -1,5 +1,6 @@
 """The device query language of `operation_device_query`, compiled once into a fast pure predicate over devices."""
 
+import json
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,12 @@ MAX_DEPTH: Final = 8
 """Queries nested in `$and`, `$or` and `$not` may go this many levels deep, the whole query counting as one."""
 MAX_VALUES: Final = 10_000
 """The longest list `$in`, `$nin`, `$all`, `$and` and `$or` accept."""
-_MAX_JSON_DEPTH: Final = 64
+MAX_TOTAL_VALUES: Final = 50_000
+"""The most JSON values a whole query may hold: every object, list, string, number, boolean and null counts one."""
+MAX_BYTES: Final = 1024 * 1024
+"""The largest query, written as compact JSON in UTF-8."""
+MAX_JSON_DEPTH: Final = 64
+"""How deep values may nest inside a query, the whole query being the first level."""
 
 FIELD_OPERATORS: Final = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte", "$exists", "$all", "$prefix")
 LOGICAL_OPERATORS: Final = ("$and", "$or", "$not")
@@ -33,7 +39,15 @@ _Test = Callable[[Any], bool]
 
 
 class QueryError(ValueError):
-    """An invalid `operation_device_query`; the message starts with the place in the query that is wrong."""
+    """An invalid `operation_device_query`; the message starts with `field`, the place in the query that is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _invalid(where: str, problem: str) -> QueryError:
+    return QueryError(where, f"{where}: {problem}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +91,23 @@ class _Node:
 
 
 def compile_query(source: Any) -> DeviceQuery:
-    """Validate `source` completely and compile it; raise QueryError naming the first problem found."""
+    """Validate `source` completely and compile it; raise QueryError naming the first problem found.
+
+    The work is proportional to the query's size, which the limits above bound before anything else is done.
+    """
     if not isinstance(source, dict):
-        raise QueryError(f"{ROOT}: expected a JSON object, got {_show(source)}")
+        raise _invalid(ROOT, f"expected a JSON object, got {_show(source)}")
     if not source:
         # An empty filter means "everything" in MongoDB; here it must never reboot a fleet by accident.
-        raise QueryError(f'{ROOT} is empty; to target every device send {{"all": true}}')
-    source = _copy_json(source, ROOT, 0)
+        raise QueryError(ROOT, f'{ROOT} is empty; to target every device send {{"all": true}}')
+    source = _JsonCopy().of(source)
+    _check_size(source)
     if "all" in source:
         if len(source) > 1:
             others = ", ".join(sorted(key for key in source if key != "all"))
-            raise QueryError(f'{ROOT}.all: "all" must be the only key of the query, but it also has {others}')
+            raise _invalid(f"{ROOT}.all", f'"all" must be the only key of the query, but it also has {others}')
         if source["all"] is not True:
-            raise QueryError(f'{ROOT}.all: expected true, got {_show(source["all"])}; only {{"all": true}} is valid')
+            raise _invalid(f"{ROOT}.all", f'expected true, got {_show(source["all"])}; only {{"all": true}} is valid')
         return DeviceQuery(source, _everything, None, True, frozenset())
     node = _query(source, ROOT, 1)
     return DeviceQuery(source, node.predicate, node.ids, False, node.fields)
@@ -101,21 +119,21 @@ def _everything(device: Mapping[str, Any]) -> bool:
 
 def _query(query: Any, where: str, depth: int) -> _Node:
     if not isinstance(query, dict):
-        raise QueryError(f"{where}: expected a query (a JSON object), got {_show(query)}")
+        raise _invalid(where, f"expected a query (a JSON object), got {_show(query)}")
     if not query:
-        raise QueryError(f"{where}: empty query; a query needs at least one condition")
+        raise _invalid(where, "empty query; a query needs at least one condition")
     if depth > MAX_DEPTH:
-        raise QueryError(f"{where}: queries nest deeper than {MAX_DEPTH} levels")
+        raise _invalid(where, f"queries nest deeper than {MAX_DEPTH} levels")
     return _and([_clause(key, value, where, depth) for key, value in query.items()])
 
 
 def _clause(key: str, value: Any, where: str, depth: int) -> _Node:
     here = f"{where}.{key}"
     if key == "all":
-        raise QueryError(f'{here}: "all" is only valid as the whole query {{"all": true}}')
+        raise _invalid(here, '"all" is only valid as the whole query {"all": true}')
     if key in ("$and", "$or"):
         if not isinstance(value, list) or not value:
-            raise QueryError(f"{here}: expected a non-empty list of queries, got {_show(value)}")
+            raise _invalid(here, f"expected a non-empty list of queries, got {_show(value)}")
         _check_length(value, here)
         nodes = [_query(sub, f"{here}[{index}]", depth + 1) for index, sub in enumerate(value)]
         return _and(nodes) if key == "$and" else _or(nodes)
@@ -123,22 +141,22 @@ def _clause(key: str, value: Any, where: str, depth: int) -> _Node:
         inner = _query(value, here, depth + 1)
         return _Node(lambda device: not inner.predicate(device), None, inner.fields)
     if key.startswith("$"):
-        raise QueryError(f"{here}: {_unknown(key)}")
+        raise _invalid(here, _unknown(key))
     return _field(key, value, where)
 
 
 def _field(path: str, value: Any, where: str) -> _Node:
     here = f"{where}.{path}"
     if any(not name for name in path.split(".")):
-        raise QueryError(f"{where}: invalid field path {path!r}; write names joined by single dots")
+        raise _invalid(where, f"invalid field path {path!r}; write names joined by single dots")
     if isinstance(value, dict) and any(key.startswith("$") for key in value):
         plain = [key for key in value if not key.startswith("$")]
         if plain:
-            raise QueryError(f"{here}: operators cannot be mixed with plain keys ({', '.join(plain)})")
+            raise _invalid(here, f"operators cannot be mixed with plain keys ({', '.join(plain)})")
         tests = [_operator(op, operand, f"{here}.{op}") for op, operand in value.items()]
         bounds = [_id_bound(op, operand) for op, operand in value.items()] if path == "device_id" else []
     elif isinstance(value, dict) and not value:
-        raise QueryError(f"{here}: expected a value or an object of operators, got {{}}")
+        raise _invalid(here, "expected a value or an object of operators, got {}")
     else:
         tests = [_equals(value)]
         bounds = [_id_bound("$eq", value)] if path == "device_id" else []
@@ -151,31 +169,31 @@ def _operator(op: str, operand: Any, here: str) -> _Test:
         return equals if op == "$eq" else lambda value: not equals(value)
     if op in ("$in", "$nin"):
         if not isinstance(operand, list):
-            raise QueryError(f"{here}: expected a list, got {_show(operand)}")
+            raise _invalid(here, f"expected a list, got {_show(operand)}")
         _check_length(operand, here)
         member = _one_of(operand)
         return member if op == "$in" else lambda value: not member(value)
     if op == "$all":
         if not isinstance(operand, list) or not operand:
-            raise QueryError(f"{here}: expected a non-empty list, got {_show(operand)}")
+            raise _invalid(here, f"expected a non-empty list, got {_show(operand)}")
         _check_length(operand, here)
         every = [_equals(item) for item in operand]
         return lambda value: all(equals(value) for equals in every)
     if op in _COMPARISONS:
         if type(operand) not in (int, float) or (isinstance(operand, float) and not isfinite(operand)):
-            raise QueryError(f"{here}: expected a number, got {_show(operand)}")
+            raise _invalid(here, f"expected a number, got {_show(operand)}")
         return _comparison(_COMPARISONS[op], operand)
     if op == "$exists":
         if not isinstance(operand, bool):
-            raise QueryError(f"{here}: expected true or false, got {_show(operand)}")
+            raise _invalid(here, f"expected true or false, got {_show(operand)}")
         return lambda value: (value is not _MISSING) is operand
     if op == "$prefix":
         if not isinstance(operand, str):
-            raise QueryError(f"{here}: expected a string, got {_show(operand)}")
+            raise _invalid(here, f"expected a string, got {_show(operand)}")
         return _prefix(operand)
     if op in LOGICAL_OPERATORS:
-        raise QueryError(f'{here}: {op} combines whole queries; write {{"{op}": ...}} around field conditions')
-    raise QueryError(f"{here}: {_unknown(op)}")
+        raise _invalid(here, f'{op} combines whole queries; write {{"{op}": ...}} around field conditions')
+    raise _invalid(here, _unknown(op))
 
 
 def _unknown(op: str) -> str:
@@ -213,12 +231,10 @@ def _and(nodes: list[_Node]) -> _Node:
 
 
 def _or(nodes: list[_Node]) -> _Node:
-    bound: frozenset[str] | None = frozenset()
-    for node in nodes:
-        bound = None if bound is None or node.ids is None else bound | node.ids
-    return _Node(
-        _any_of([node.predicate for node in nodes]), bound, frozenset().union(*(node.fields for node in nodes))
-    )
+    # One union of all the branches' ids: a union per branch copied every id seen so far, quadratic in the branches.
+    bounded = all(node.ids is not None for node in nodes)
+    ids = frozenset().union(*(node.ids or () for node in nodes)) if bounded else None
+    return _Node(_any_of([node.predicate for node in nodes]), ids, _fields_of(nodes))
 
 
 def _fields_of(nodes: list[_Node]) -> frozenset[str]:
@@ -336,25 +352,61 @@ def _prefix(prefix: str) -> _Test:
 
 def _check_length(values: list[Any], here: str) -> None:
     if len(values) > MAX_VALUES:
-        raise QueryError(f"{here}: expected at most {MAX_VALUES} values, got {len(values)}")
+        raise _invalid(here, f"expected at most {MAX_VALUES} values, got {len(values)}")
 
 
-def _copy_json(value: Any, where: str, depth: int) -> Any:
-    """A deep copy of `value` that is plain JSON, so later changes to the caller's dict cannot change the query."""
-    if depth > _MAX_JSON_DEPTH:
-        raise QueryError(f"{where}: nested deeper than {_MAX_JSON_DEPTH} levels")
-    if isinstance(value, dict):
-        copy: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise QueryError(f"{where}: object keys must be strings, got {_show(key)}")
-            copy[key] = _copy_json(item, f"{where}.{key}", depth + 1)
-        return copy
-    if isinstance(value, list):
-        return [_copy_json(item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value)]
-    if value is None or isinstance(value, str | int | float):
-        return value
-    raise QueryError(f"{where}: expected a JSON value, got a {type(value).__name__}")
+class _JsonCopy:
+    """A deep copy of a query that is plain JSON, so later changes to the caller's dict cannot change the query.
+
+    It counts values as it goes and stops at the first one over MAX_TOTAL_VALUES, so an oversized query costs no more
+    than one at the limit. The path to the current value is a stack, spelled out only for an error: formatted for
+    every value, a long key was copied once per value below it.
+    """
+
+    def __init__(self) -> None:
+        self._values = 0
+        self._path: list[str | int] = []
+
+    def of(self, value: Any) -> Any:
+        self._values += 1
+        if self._values > MAX_TOTAL_VALUES:
+            raise _invalid(ROOT, f"too large: more than {MAX_TOTAL_VALUES} values; {_TOO_LARGE}")
+        if len(self._path) >= MAX_JSON_DEPTH:
+            raise _invalid(self._where(), f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            copy: dict[str, Any] = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise _invalid(self._where(), f"object keys must be strings, got {_show(key)}")
+                self._path.append(key)
+                copy[key] = self.of(item)
+                self._path.pop()
+            return copy
+        if isinstance(value, list):
+            items = []
+            for index, item in enumerate(value):
+                self._path.append(index)
+                items.append(self.of(item))
+                self._path.pop()
+            return items
+        if value is None or isinstance(value, str | int | float):
+            return value
+        raise _invalid(self._where(), f"expected a JSON value, got a {type(value).__name__}")
+
+    def _where(self) -> str:
+        return ROOT + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in self._path)
+
+
+_TOO_LARGE: Final = "select devices by tags or groups rather than by listing them (docs/query-language.md, Limits)"
+
+
+def _check_size(source: dict[str, Any]) -> None:
+    try:
+        size = len(json.dumps(source, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    except ValueError as err:  # an integer too long to write out
+        raise _invalid(ROOT, f"cannot be written as JSON: {err}") from err
+    if size > MAX_BYTES:
+        raise _invalid(ROOT, f"too large: {size} bytes as compact JSON, at most {MAX_BYTES}; {_TOO_LARGE}")
 
 
 def _show(value: Any) -> str:

@@ -1,12 +1,18 @@
-"""Turns a created operation into per-device commands: resolves its device query, then wakes the dispatcher."""
+"""Turns created operations into per-device commands by resolving their device queries, on a store worker.
+
+Resolving reads every device the query may select and writes a command for each match: seconds for a large fleet
+(docs/performance.md). The REST API used to resolve on the loop that serves its requests, which then answered
+nothing, not even `/healthz`, until it was done; now the API awaits a store thread with its own connection, and
+keeps answering. A request given up meanwhile leaves its operation to the dispatcher's next sweep.
+"""
 
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from controller.clock import to_iso
-from controller.query import compile_query
+from controller.query import DeviceQuery, compile_query
 from controller.store import Store
 from controller.store.commands import DeviceWindow
 from shared.logs import about
@@ -17,74 +23,106 @@ log = logging.getLogger(__name__)
 
 NO_MATCH_REASON = "no device matched operation_device_query"
 
+T = TypeVar("T")
+
+
+class StoreWorker(Protocol):
+    """Runs work on the store it owns (`StoreThread`), one piece at a time."""
+
+    async def call(self, work: Callable[[Store], T]) -> T: ...
+
 
 class Scheduler:
-    def __init__(self, store: Store, wake_dispatcher: Callable[[], None]) -> None:
-        self._store = store
+    """Creates and resolves operations on a store worker; the dispatcher publishes their commands once woken."""
+
+    def __init__(self, worker: StoreWorker, wake_dispatcher: Callable[[], None]) -> None:
+        self._worker = worker
         self._wake_dispatcher = wake_dispatcher
 
-    def submit(self, operation_id: str) -> None:
-        """Resolve an operation now and let the dispatcher publish its commands (when each device's window opens)."""
-        self.resolve(operation_id)
-        self.wake_dispatcher()
+    async def create(self, device_query: dict[str, Any], store_operation: Callable[[Store], str]) -> str:
+        """Check `device_query`, store the operation with `store_operation`, resolve it, and return its id.
 
-    def resolve(self, operation_id: str) -> None:
-        """Resolve an operation now; its commands wait for `wake_dispatcher` (or the dispatcher's next sweep)."""
-        with about(operation_id=operation_id):
-            self._resolve(operation_id)
+        An invalid query raises QueryError before anything is stored. The commands wait for `wake_dispatcher`.
+        """
+
+        def create(store: Store) -> str:
+            # Matched before the operation is stored: what writes it need not wait for a large fleet to be read.
+            zones = _matches(store, compile_query(device_query))
+            with store.transaction():  # stored and resolved together, or (a full disk: 507) not at all
+                operation_id = store_operation(store)
+                _resolve(store, operation_id, zones)
+            return operation_id
+
+        return await self._worker.call(create)
 
     def wake_dispatcher(self) -> None:
         self._wake_dispatcher()
 
-    def recover(self) -> None:
+    async def recover(self) -> None:
         """After a restart, resolve whatever was created but not resolved, and resume dispatching."""
-        for operation_id in self._store.operations_in_states([OperationState.CREATED, OperationState.RESOLVING]):
-            with about(operation_id=operation_id):
-                self._resolve(operation_id)
+        await self._worker.call(_recover)
         self._wake_dispatcher()
 
-    def _resolve(self, operation_id: str) -> None:
-        operation = self._store.get_operation(operation_id)
-        if operation.state is OperationState.CREATED:
-            self._store.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
-        # A RESOLVING operation found after a crash has no targets yet: they are written atomically with RESOLVED.
-        query = compile_query(operation.device_query)
-        candidates = self._store.query_documents(query.device_ids(), query.fields)
-        zones = {device_id: zone for device_id, zone, document in candidates if query.matches(document)}
-        matched = list(zones)
-        if not matched:
-            self._store.transition(
-                operation_id,
-                OperationState.FAILED,
-                activity=ActivityState.FAILURE,
-                message=NO_MATCH_REASON,
-                reason=NO_MATCH_REASON,
-            )
-            return
-        if operation.schedule_type is ScheduleType.WINDOW:
-            self._resolve_windows(operation_id, operation.schedule_args or {}, matched, zones)
-        else:
-            self._store.commands.resolve(operation_id, matched)
-        # Once stored: a POST resolves inside the transaction that creates the operation, which may yet fail.
-        self._store.on_commit(lambda: log.info("operation %s resolved to %d device(s)", operation_id, len(matched)))
 
-    def _resolve_windows(
-        self, operation_id: str, schedule_args: dict[str, Any], matched: list[str], zones: dict[str, str | None]
-    ) -> None:
-        """Give each device its own first opening, read in its time zone when the window is in device time."""
-        window = Window.from_description(schedule_args)
-        now = datetime.now(UTC)
-        windows: dict[str, DeviceWindow] = {}
-        refused: dict[str, str] = {}
-        unknown_zone = 0
-        for device_id in matched:
-            zone, note = window.zone(zones[device_id])
-            unknown_zone += note is not None
-            opening = window.next_opening(zone, now)
-            if opening is None:
-                refused[device_id] = f"{WINDOW_ENDED}: no window of this device opens before end_datetime"
-                continue
-            zone_name = None if note is not None or window.time_type is TimeType.CONSOLE else zones[device_id]
-            windows[device_id] = DeviceWindow(to_iso(opening), to_iso(window.bounds(zone)[1]), zone_name)
-        note = f"{unknown_zone} device(s) with {UNKNOWN_ZONE_NOTE}" if unknown_zone else None
-        self._store.commands.resolve(operation_id, matched, windows=windows, refused=refused, note=note)
+def _recover(store: Store) -> None:
+    for operation_id in store.operations_in_states([OperationState.CREATED, OperationState.RESOLVING]):
+        _resolve(store, operation_id)
+
+
+def _matches(store: Store, query: DeviceQuery) -> dict[str, str | None]:
+    """Device id -> time zone of each device `query` selects, in device id order; only reads."""
+    candidates = store.query_documents(query.device_ids(), query.fields)
+    return {device_id: zone for device_id, zone, document in candidates if query.matches(document)}
+
+
+def _resolve(store: Store, operation_id: str, zones: dict[str, str | None] | None = None) -> None:
+    """`zones` are the operation's matches, when the caller has them already."""
+    with about(operation_id=operation_id):
+        _resolve_now(store, operation_id, zones)
+
+
+def _resolve_now(store: Store, operation_id: str, zones: dict[str, str | None] | None) -> None:
+    operation = store.get_operation(operation_id)
+    if operation.state is OperationState.CREATED:
+        store.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
+    # A RESOLVING operation found after a crash has no targets yet: they are written atomically with RESOLVED.
+    if zones is None:
+        zones = _matches(store, compile_query(operation.device_query))
+    matched = list(zones)
+    if not matched:
+        store.transition(
+            operation_id,
+            OperationState.FAILED,
+            activity=ActivityState.FAILURE,
+            message=NO_MATCH_REASON,
+            reason=NO_MATCH_REASON,
+        )
+        return
+    if operation.schedule_type is ScheduleType.WINDOW:
+        _resolve_windows(store, operation_id, operation.schedule_args or {}, matched, zones)
+    else:
+        store.commands.resolve(operation_id, matched)
+    # Once stored: a POST resolves inside the transaction that creates the operation, which may yet fail.
+    store.on_commit(lambda: log.info("operation %s resolved to %d device(s)", operation_id, len(matched)))
+
+
+def _resolve_windows(
+    store: Store, operation_id: str, schedule_args: dict[str, Any], matched: list[str], zones: dict[str, str | None]
+) -> None:
+    """Give each device its own first opening, read in its time zone when the window is in device time."""
+    window = Window.from_description(schedule_args)
+    now = datetime.now(UTC)
+    windows: dict[str, DeviceWindow] = {}
+    refused: dict[str, str] = {}
+    unknown_zone = 0
+    for device_id in matched:
+        zone, note = window.zone(zones[device_id])
+        unknown_zone += note is not None
+        opening = window.next_opening(zone, now)
+        if opening is None:
+            refused[device_id] = f"{WINDOW_ENDED}: no window of this device opens before end_datetime"
+            continue
+        zone_name = None if note is not None or window.time_type is TimeType.CONSOLE else zones[device_id]
+        windows[device_id] = DeviceWindow(to_iso(opening), to_iso(window.bounds(zone)[1]), zone_name)
+    note = f"{unknown_zone} device(s) with {UNKNOWN_ZONE_NOTE}" if unknown_zone else None
+    store.commands.resolve(operation_id, matched, windows=windows, refused=refused, note=note)

@@ -135,9 +135,8 @@ async def serve(settings: ServeSettings) -> None:
     write_lock, space = threading.Lock(), Space(settings.db_path)
     store = Store(settings.db_path, write_lock, space)
     api_store = Store(settings.db_path, write_lock, space)  # the REST API's own connection, used on its thread only
-    writes = StoreThread(
-        settings.db_path, write_lock, space
-    )  # ingest's and dispatch's writes, on a thread of their own
+    writes = StoreThread(settings.db_path, write_lock, space)  # ingest's and dispatch's writes, on a thread of its own
+    resolving = StoreThread(settings.db_path, write_lock, space)  # resolving operations' device queries, on another
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -156,11 +155,12 @@ async def serve(settings: ServeSettings) -> None:
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"
                 log.info("embedded %s broker listening on %s%s%s", kind, broker_url, secured, why)
-            await _run(settings, (store, api_store, writes), topics, broker_url, http_socket, stop)
+            await _run(settings, (store, api_store, writes, resolving), topics, broker_url, http_socket, stop)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         http_socket.close()
+        resolving.close()
         writes.close()
         api_store.close()
         store.close()
@@ -168,15 +168,15 @@ async def serve(settings: ServeSettings) -> None:
 
 async def _run(
     settings: ServeSettings,
-    stores: tuple[Store, Store, StoreThread],
+    stores: tuple[Store, Store, StoreThread, StoreThread],
     topics: Topics,
     broker_url: BrokerUrl,
     http_socket: socket.socket,
     stop: asyncio.Event,
 ) -> None:
     """Everything but the REST API runs on this loop with the first store, handing its batched writes to the store
-    thread; the API runs on its own thread with the second store."""
-    store, api_store, writes = stores
+    thread; the API runs on its own thread with the second store, and has operations resolved on the last thread."""
+    store, api_store, writes, resolving = stores
     ingest: Ingest
     link = MqttLink(
         broker_url,
@@ -195,15 +195,15 @@ async def _run(
     signing = SigningWorker(signer)
     dispatcher = Dispatcher(store, writes, link, topics, artifacts, signing, metrics)
     ingest = Ingest(writes, topics, dispatcher, link, metrics)
-    scheduler = Scheduler(store, dispatcher.wake)
-    scheduler.recover()
+    loop = asyncio.get_running_loop()
+    scheduler = Scheduler(resolving, on_main_loop(loop, dispatcher.wake))
+    await scheduler.recover()
     supervisor = Supervisor(store, link, topics, dispatcher, signer)
     events = OperationEvents(store, topics, lambda messages: link.publish(messages, retain=False))
-    loop = asyncio.get_running_loop()
     app = create_app(
         ApiServices(
             store=api_store,
-            scheduler=Scheduler(api_store, on_main_loop(loop, dispatcher.wake)),
+            scheduler=scheduler,
             wake_supervisor=on_main_loop(loop, supervisor.wake),
             artifact_dir=settings.db_path.parent / "artifacts",
             events=events,

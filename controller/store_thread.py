@@ -1,4 +1,5 @@
-"""A connection to the database on a thread of its own, for the writes of status ingest and dispatch.
+"""A connection to the database on a thread of its own: one for the writes of status ingest and dispatch, one for
+resolving operations (controller/scheduler.py).
 
 The event loop receives, decodes and publishes; storing a batch of statuses or of dispatched commands happens here
 meanwhile. SQLite runs without the GIL during each statement's step (controller/store/one_step), so the two overlap

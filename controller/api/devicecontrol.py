@@ -107,21 +107,24 @@ async def create_devicecontrol_operation(
     except ArgumentsError as err:
         field = err.field.replace("arguments", fragment, 1)
         raise InvalidRequest(field, str(err).replace(err.field, field)) from err
+    device_query = {"device_id": body.device_id}
     scheduler = services(request).scheduler
-    with store.transaction():  # stored and resolved together, or (a full disk: 507) not at all
-        operation_id = store.create_operation(
+    # Stored and resolved off this loop, as /v0 operations are: it never waits for the write lock (scheduler.py).
+    operation_id = await scheduler.create(
+        device_query,
+        lambda store: store.create_operation(
             operation_type=operation_type,
             schedule_type=ScheduleType.IMMEDIATE,
             schedule_args=None,
-            device_query={"device_id": body.device_id},
+            device_query=device_query,
             arguments=arguments,
             created_by=key.name,
             timeout_s=default_timeout_s(operation_type, arguments),
             delivery_timeout_s=DEFAULT_DELIVERY_TIMEOUT_S,
             fragments=fragments,
             description=body.description,
-        )
-        scheduler.resolve(operation_id)
+        ),
+    )
     try:
         (device,) = store.commands.list_for_operation(operation_id, status=None, limit=1, offset=0).items
         row = store.devicecontrol.get(store.devicecontrol.seq_of_command(device.command_id))

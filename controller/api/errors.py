@@ -78,7 +78,7 @@ async def _controller_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidRequest):
         return _response(status, str(exc), [FieldError(field=exc.field, message=exc.message)])
     if isinstance(exc, QueryError):
-        return _response(status, str(exc), [FieldError(field="operation_device_query", message=str(exc))])
+        return _response(status, str(exc), [FieldError(field=exc.field, message=str(exc))])
     return _response(status, str(exc))
 
 

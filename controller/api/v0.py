@@ -9,7 +9,6 @@ from controller.api.contract import errors
 from controller.api.deps import services
 from controller.api.schemas import DeviceOperationOut, DeviceOut, Envelope, OperationCreate, OperationOut, PageOut
 from controller.errors import InvalidRequest
-from controller.query import compile_query
 from controller.store import Store
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import utc_now
@@ -70,14 +69,15 @@ def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str |
 )
 async def create_operation(body: OperationCreate, request: Request, key: Admin) -> Envelope[OperationOut]:
     schedule_args = _schedule_args(body)
-    compile_query(body.operation_device_query)
     try:
         validate_arguments(body.operation_type, body.arguments)
     except ArgumentsError as err:
         raise InvalidRequest(err.field, str(err)) from err
-    store, scheduler = _store(request), services(request).scheduler
-    with store.transaction():  # stored and resolved together, or (a full disk: 507) not at all
-        operation_id = store.create_operation(
+    scheduler = services(request).scheduler
+    # Checked, stored and resolved off this loop, which keeps answering meanwhile (controller/scheduler.py).
+    operation_id = await scheduler.create(
+        body.operation_device_query,
+        lambda store: store.create_operation(
             operation_type=body.operation_type,
             schedule_type=body.schedule_type,
             schedule_args=schedule_args,
@@ -87,10 +87,10 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
             timeout_s=body.timeout_s or default_timeout_s(body.operation_type, body.arguments),
             delivery_timeout_s=body.delivery_timeout_s or DEFAULT_DELIVERY_TIMEOUT_S,
             rollout=None if body.rollout is None else body.rollout.model_dump(exclude_none=True),
-        )
-        scheduler.resolve(operation_id)
+        ),
+    )
     scheduler.wake_dispatcher()
-    return Envelope(content=OperationOut.of(store.get_operation(operation_id)))
+    return Envelope(content=OperationOut.of(_store(request).get_operation(operation_id)))
 
 
 def _schedule_args(body: OperationCreate) -> dict[str, Any] | None:

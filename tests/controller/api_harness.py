@@ -1,8 +1,9 @@
 """The controller's ASGI app over a real SQLite file, driven synchronously; the `api` fixture is in conftest.py."""
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -15,6 +16,19 @@ from shared.messages import Announcement, utc_now
 from shared.operations import Platform
 from shared.topics import Topics
 
+T = TypeVar("T")
+
+
+class OnTheRequestsLoop:
+    """Store work run at once, with the API's own store: requests here come one at a time, so nothing waits for it
+    (the real controller runs it on a store thread; tests/e2e/attacks/test_query_bombs.py shows why)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def call(self, work: Callable[[Store], T]) -> T:
+        return work(self._store)
+
 
 class Api:
     """A synchronous face over an ASGI client, so tests read top to bottom."""
@@ -24,7 +38,7 @@ class Api:
         self.wakes = 0
         services = ApiServices(
             store=store,
-            scheduler=Scheduler(store, self._wake),
+            scheduler=Scheduler(OnTheRequestsLoop(store), self._wake),
             wake_supervisor=self._wake,
             artifact_dir=artifact_dir,
             events=OperationEvents(store, Topics(), publish=None),

@@ -87,7 +87,7 @@ def test_no_matching_device_fails_the_operation_with_a_reason(api: Api) -> None:
     [
         ({"operation_type": "TELEPORT"}, "operation_type"),
         ({"operation_device_query": {}}, "operation_device_query"),
-        ({"operation_device_query": {"x": {"$regex": "a"}}}, "operation_device_query"),
+        ({"operation_device_query": {"x": {"$regex": "a"}}}, "operation_device_query.x.$regex"),
         ({"schedule_type": "SOMETIMES"}, "schedule_type"),
         ({"schedule_type": "WINDOW"}, "schedule_args"),
         ({"schedule_type": "WINDOW", "schedule_args": {"start_datetime": FUTURE}}, "schedule_args.end_datetime"),

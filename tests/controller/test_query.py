@@ -1,13 +1,25 @@
 """Tests of the device query language: every operator, missing fields, booleans, nesting, errors and id bounds."""
 
+import gc
 import json
 import re
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller.query import MAX_DEPTH, MAX_VALUES, DeviceQuery, QueryError, compile_query
+from controller.query import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_JSON_DEPTH,
+    MAX_TOTAL_VALUES,
+    MAX_VALUES,
+    DeviceQuery,
+    QueryError,
+    compile_query,
+)
 
 DEVICE: dict[str, Any] = {
     "device_id": "kiosk-17",
@@ -284,6 +296,7 @@ def test_the_empty_query_is_refused() -> None:
     with pytest.raises(QueryError) as caught:
         compile_query({})
     assert str(caught.value) == 'operation_device_query is empty; to target every device send {"all": true}'
+    assert caught.value.field == "operation_device_query"
 
 
 def nested_not(levels: int) -> dict[str, Any]:
@@ -376,8 +389,9 @@ ERRORS: list[tuple[Any, str]] = [
 
 @pytest.mark.parametrize(("query", "message"), ERRORS, ids=[message[:70] for _, message in ERRORS])
 def test_errors_name_the_place_in_the_query(query: Any, message: str) -> None:
-    with pytest.raises(QueryError, match=f"^{re.escape(message)}"):
+    with pytest.raises(QueryError, match=f"^{re.escape(message)}") as caught:
         compile_query(query)
+    assert str(caught.value).startswith(f"{caught.value.field}: ")
 
 
 def test_unknown_operator_lists_the_supported_ones() -> None:
@@ -407,6 +421,163 @@ def test_a_deeply_nested_value_is_refused() -> None:
         value = [value]
     with pytest.raises(QueryError, match=r"^operation_device_query\.x(\[0\])*: nested deeper than 64 levels"):
         compile_query({"x": value})
+
+
+def json_values(value: Any) -> int:
+    """How many JSON values `value` holds, itself included: what MAX_TOTAL_VALUES counts."""
+    if isinstance(value, dict):
+        return 1 + sum(map(json_values, value.values()))
+    if isinstance(value, list):
+        return 1 + sum(map(json_values, value))
+    return 1
+
+
+def compact_size(query: dict[str, Any]) -> int:
+    return len(json.dumps(query, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+
+
+def in_lists(total: int) -> dict[str, Any]:
+    """Fields of full `$in` lists, then plain fields: `total` values in all."""
+    query: dict[str, Any] = {}
+    left = total - 1
+    while left >= MAX_VALUES + 2:
+        query[f"f{len(query)}"] = {"$in": [len(query)] * MAX_VALUES}
+        left -= MAX_VALUES + 2
+    query |= {f"g{n}": n for n in range(left)}
+    return query
+
+
+def one_object(total: int) -> dict[str, Any]:
+    return {"inventory": {"$eq": {f"k{n}": n for n in range(total - 3)}}}
+
+
+def many_fields(total: int) -> dict[str, Any]:
+    return {f"f{n}": n for n in range(total - 1)}
+
+
+def or_branches(total: int) -> dict[str, Any]:
+    """Three `$or`s of device ids, ANDed: the shape whose id bounds the old code merged in quadratic time."""
+    ors = 3
+    branches = [{"device_id": f"d{n}"} for n in range((total - 2 - 2 * ors) // 2)]
+    query: dict[str, Any] = {"$and": [{"$or": branches[start::ors]} for start in range(ors)]}
+    if total % 2:
+        query["platform"] = "linux"
+    return query
+
+
+@pytest.mark.parametrize("shape", [in_lists, one_object, many_fields, or_branches])
+def test_a_query_of_exactly_the_most_values_compiles_and_one_more_is_refused(
+    shape: Callable[[int], dict[str, Any]],
+) -> None:
+    at_limit, over = shape(MAX_TOTAL_VALUES), shape(MAX_TOTAL_VALUES + 1)
+    assert (json_values(at_limit), json_values(over)) == (MAX_TOTAL_VALUES, MAX_TOTAL_VALUES + 1)
+    compile_query(at_limit)
+    with pytest.raises(QueryError, match=f"^operation_device_query: too large: more than {MAX_TOTAL_VALUES} values"):
+        compile_query(over)
+
+
+@pytest.mark.parametrize(
+    "char", ["a", "\u00e9", "\u20ac", "\U0001f600", "\ud800"], ids=["1 byte", "2", "3", "4", "lone surrogate"]
+)
+def test_a_query_of_exactly_the_most_bytes_compiles_and_one_more_is_refused(char: str) -> None:
+    width = len(char.encode("utf-8", "surrogatepass"))
+    count, rest = divmod(MAX_BYTES - compact_size({"x": ""}), width)
+    at_limit, over = {"x": char * count + "a" * rest}, {"x": char * count + "a" * (rest + 1)}
+    assert (compact_size(at_limit), compact_size(over)) == (MAX_BYTES, MAX_BYTES + 1)
+    assert compile_query(at_limit).matches({"x": at_limit["x"]})
+    message = f"operation_device_query: too large: {MAX_BYTES + 1} bytes as compact JSON, at most {MAX_BYTES}"
+    with pytest.raises(QueryError, match=f"^{re.escape(message)}") as caught:
+        compile_query(over)
+    assert caught.value.field == "operation_device_query"
+
+
+def test_bytes_are_counted_as_json_writes_them() -> None:
+    escaped = '"\\\n'  # a quote, a backslash and a newline: two bytes each once escaped
+    count = (MAX_BYTES - compact_size({"x": ""})) // 6
+    compile_query({"x": escaped * count})
+    with pytest.raises(QueryError, match="too large"):
+        compile_query({"x": escaped * (count + 1)})
+
+
+@pytest.mark.parametrize("wrap", [lambda value: [value], lambda value: {"k": value}], ids=["lists", "objects"])
+def test_values_nest_at_most_max_json_depth_levels(wrap: Callable[[Any], Any]) -> None:
+    def nested(levels: int) -> dict[str, Any]:
+        """{"x": ...} whose innermost value is at `levels` levels, the query being the first."""
+        value: Any = 0
+        for _ in range(levels - 2):
+            value = wrap(value)
+        return {"x": value}
+
+    assert compile_query(nested(MAX_JSON_DEPTH)).matches(nested(MAX_JSON_DEPTH))
+    with pytest.raises(QueryError, match=f"nested deeper than {MAX_JSON_DEPTH} levels$") as caught:
+        compile_query(nested(MAX_JSON_DEPTH + 1))
+    assert caught.value.field.count("[0]") + caught.value.field.count(".k") == MAX_JSON_DEPTH - 1
+
+
+@pytest.mark.parametrize("operator", ["$in", "$nin", "$all", "$and", "$or"])
+def test_every_list_takes_exactly_max_values(operator: str) -> None:
+    if operator in ("$and", "$or"):
+        compile_query({operator: [{"x": n} for n in range(MAX_VALUES)]})
+        too_long: dict[str, Any] = {operator: [{"x": n} for n in range(MAX_VALUES + 1)]}
+    else:
+        compile_query({"x": {operator: list(range(MAX_VALUES))}})
+        too_long = {"x": {operator: list(range(MAX_VALUES + 1))}}
+    with pytest.raises(QueryError, match=f"expected at most {MAX_VALUES} values, got {MAX_VALUES + 1}$"):
+        compile_query(too_long)
+
+
+def test_an_oversized_query_is_read_no_further_than_the_limit() -> None:
+    """The finding: an `$or` of 1,000 `$in` lists of 1,000 ids compiled for 26 s; it is refused after the limit."""
+    read = 0
+
+    class Counted(list[Any]):
+        def __iter__(self) -> Iterator[Any]:
+            nonlocal read
+            for item in super().__iter__():
+                read += 1
+                yield item
+
+    ids = [Counted(f"d{branch}-{n}" for n in range(1000)) for branch in range(1000)]
+    bomb = {"$or": Counted({"device_id": {"$in": branch}} for branch in ids)}
+    read = 0
+    with pytest.raises(QueryError, match=r"^operation_device_query: too large"):
+        compile_query(bomb)
+    assert read <= MAX_TOTAL_VALUES
+
+
+def cpu_seconds(query: dict[str, Any]) -> float:
+    """The least CPU time of three compilations, with the collector paused: the compiler's own work."""
+    times = []
+    gc.disable()
+    try:
+        for _ in range(3):
+            started = time.process_time()
+            compile_query(query)
+            times.append(time.process_time() - started)
+    finally:
+        gc.enable()
+    return min(times)
+
+
+SCALING: dict[str, tuple[Callable[[int], dict[str, Any]], int]] = {
+    # (the query of size n, the largest n within the limits)
+    "an $or of device ids": (lambda n: {"$or": [{"device_id": {"$in": [f"d{b}"]}} for b in range(n)]}, 10_000),
+    "fields with operators": (lambda n: {f"f{i}": {"$gte": i} for i in range(n)}, 16_000),
+    "a list under a long key": (lambda n: {"k" * (20 * n): [0] * n}, 40_000),
+    "values nested deep": (lambda n: {"x": [[[[[[[[[[i]]]]]]]]] for i in range(n // 10)]}, 40_000),
+}
+
+
+@pytest.mark.parametrize("name", SCALING)
+def test_compiling_takes_time_proportional_to_the_size_of_the_query(name: str) -> None:
+    """Eight times the query, about eight times the work: the old code took ~50 times for the `$or`, ~60 times for
+    the long key (its work grew with the square of the query). Time is the only measure of work inside C set
+    operations and string copies, so the bound leaves room for a busy machine."""
+    shape, largest = SCALING[name]
+    small, large = shape(largest // 8), shape(largest)
+    compile_query(large)  # within every limit
+    ratio = cpu_seconds(large) / max(cpu_seconds(small), 1e-4)
+    assert ratio < 20, f"{name}: eight times the query took {ratio:.1f} times the CPU"
 
 
 DEVICE_IDS: list[tuple[dict[str, Any], frozenset[str] | None]] = [

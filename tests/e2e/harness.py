@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -342,3 +343,39 @@ class Simulator:
         assert code == 0, self.process.output()
         counts: dict[str, Any] = json.loads(self.stats_file.read_text())
         return counts
+
+
+class HealthProbe(threading.Thread):
+    """Asks a controller's /healthz every `interval_s` until `stop`; each answer is kept with when it was asked.
+
+    A check that fails or takes over `timeout_s` counts as never answered (an infinite latency).
+    """
+
+    def __init__(self, controller: Controller, interval_s: float = 0.01, timeout_s: float = 30.0) -> None:
+        super().__init__(name="health-probe", daemon=True)
+        self._client = httpx.Client(
+            base_url=f"http://127.0.0.1:{controller.http_port}", timeout=timeout_s, transport=no_delay_transport()
+        )
+        self._interval_s = interval_s
+        self._stopping = threading.Event()
+        self.checks: list[tuple[float, float]] = []
+        """(asked, latency in seconds) of each check, in order; asked on the `time.monotonic()` clock."""
+
+    def run(self) -> None:
+        with self._client:
+            while not self._stopping.is_set():
+                asked = time.monotonic()
+                try:
+                    ok = self._client.get("/healthz").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.checks.append((asked, time.monotonic() - asked if ok else float("inf")))
+                self._stopping.wait(self._interval_s)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=60)
+
+    def latencies_between(self, start: float, end: float) -> list[float]:
+        """Latencies in seconds of the checks under way at some moment between `start` and `end`."""
+        return [latency for asked, latency in self.checks if asked < end and asked + latency > start]

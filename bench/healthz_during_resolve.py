@@ -1,0 +1,81 @@
+"""`GET /healthz` while `POST /v0/operations/` resolves `{"all": true}` for a large fleet: does the API keep answering?
+
+Registers `--devices` devices through the controller's own store (as `bench.listing` fills its database), starts a
+real `tether serve` on it (embedded broker unless `--broker mosquitto`), then POSTs a LOCK to every device while a
+second client asks `/healthz` every `--interval-ms`. It prints the POST's time (the resolution: the answer comes once
+the operation is RESOLVED) and the latency of the health checks sent while it ran: p50, p99, max and how many.
+
+    python -m bench.healthz_during_resolve                    # 100,000 devices
+    python -m bench.healthz_during_resolve --devices 10000 --runs 3
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.fleet import broker, percentile
+from bench.fleet_store import announce
+from controller.store import Store
+from tests.e2e.harness import Controller, HealthProbe
+
+BATCH = 10_000
+"""Devices announced per transaction while filling the database."""
+
+
+def register(db: Path, devices: int) -> None:
+    store = Store(db)
+    try:
+        for start in range(0, devices, BATCH):
+            announce(store, [f"dev-{n:07d}" for n in range(start, min(start + BATCH, devices))])
+    finally:
+        store.close()
+
+
+def measure(controller: Controller, interval_s: float) -> tuple[float, list[float], int]:
+    """The POST's seconds, the health checks' latencies while it ran, and how many devices it resolved to."""
+    probe = HealthProbe(controller, interval_s)
+    probe.start()
+    time.sleep(0.5)  # the probe's connection is open and warm before the POST
+    started = time.monotonic()
+    response = controller.http.post(
+        "/v0/operations/", json={"operation_type": "LOCK", "operation_device_query": {"all": True}}, timeout=600
+    )
+    ended = time.monotonic()
+    probe.stop()
+    assert response.status_code == 201, response.text
+    content = response.json()["content"]
+    assert content["state"] == "RESOLVED", content["state"]
+    resolved = content["operation_stats"]["device_operation_statuses_count"]["resolved_device_count"]
+    return ended - started, [latency * 1000 for latency in probe.latencies_between(started, ended)], resolved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=1, help="Operations created one after another.")
+    parser.add_argument("--interval-ms", type=float, default=10.0)
+    parser.add_argument("--broker", choices=["amqtt", "mosquitto"], default="amqtt")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, broker(args.broker, Path(tmp)) as url:
+        work = Path(tmp)
+        started = time.perf_counter()
+        register(work / "tether.db", args.devices)
+        print(f"registered {args.devices:,} devices in {time.perf_counter() - started:.1f} s")
+        controller = Controller(work, url)
+        try:
+            for run in range(1, args.runs + 1):
+                resolve_s, latencies, resolved = measure(controller, args.interval_ms / 1000)
+                print(
+                    f"run {run}: POST {{'all': true}} resolved {resolved:,} devices in {resolve_s:.2f} s | "
+                    f"/healthz meanwhile: p50 {statistics.median(latencies):.1f} ms"
+                    f" p99 {percentile(latencies, 0.99):.1f} ms max {max(latencies):.1f} ms ({len(latencies)} checks)",
+                    flush=True,
+                )
+        finally:
+            controller.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The scheduler over a real store thread and SQLite file: creation checks the query first, and resolving (now and
+after a restart) happens on the store thread, never on the caller's."""
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.query import QueryError
+from controller.scheduler import NO_MATCH_REASON, Scheduler
+from controller.store import Store
+from controller.store_thread import StoreThread
+from shared.messages import Announcement, utc_now
+from shared.operations import ActivityState, OperationState, OperationType, Platform, ScheduleType
+
+
+@pytest.fixture
+def lock() -> threading.Lock:
+    """The process's write lock, which the test's store and the store thread share as the controller's do."""
+    return threading.Lock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, lock: threading.Lock) -> Iterator[Store]:
+    opened = Store(tmp_path / "tether.db", lock)
+    opened.record_announcements(
+        [
+            Announcement(device_id=device_id, platform=Platform.LINUX, agent_version="0.1.0", announced_at=utc_now())
+            for device_id in ("a", "b", "c")
+        ]
+    )
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def thread(tmp_path: Path, lock: threading.Lock, store: Store) -> Iterator[StoreThread]:
+    worker = StoreThread(tmp_path / "tether.db", lock)
+    yield worker
+    worker.close()
+
+
+class Wakes:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+def new_operation(device_query: dict[str, Any], store: Store) -> str:
+    return store.create_operation(
+        operation_type=OperationType.LOCK,
+        schedule_type=ScheduleType.IMMEDIATE,
+        schedule_args=None,
+        device_query=device_query,
+        arguments={},
+        created_by="ops",
+        timeout_s=60,
+        delivery_timeout_s=60,
+    )
+
+
+def test_an_operation_is_stored_and_resolved_on_the_store_thread(store: Store, thread: StoreThread) -> None:
+    wakes = Wakes()
+    ran_on: list[str] = []
+
+    def store_operation(worker_store: Store) -> str:
+        ran_on.append(threading.current_thread().name)
+        return new_operation({"device_id": {"$in": ["a", "c"]}}, worker_store)
+
+    operation_id = asyncio.run(Scheduler(thread, wakes).create({"device_id": {"$in": ["a", "c"]}}, store_operation))
+    assert ran_on[0].startswith("tether-store")
+    resolved = store.get_operation(operation_id)
+    assert resolved.state is OperationState.RESOLVED
+    assert resolved.stats.resolved_device_count == 2
+    assert wakes.count == 0  # the caller wakes the dispatcher once it has read what it answers with
+
+
+def test_an_invalid_query_stores_nothing(store: Store, thread: StoreThread) -> None:
+    query = {"device_id": {"$in": "a"}}
+    with pytest.raises(QueryError) as caught:
+        asyncio.run(Scheduler(thread, Wakes()).create(query, partial(new_operation, query)))
+    assert caught.value.field == "operation_device_query.device_id.$in"
+    assert store.list_operations(limit=10, offset=0).total == 0
+
+
+def test_recovery_resolves_what_a_crash_left_created_or_resolving_and_wakes_the_dispatcher(
+    store: Store, thread: StoreThread
+) -> None:
+    created = new_operation({"device_id": "a"}, store)
+    resolving = new_operation({"all": True}, store)
+    store.transition(resolving, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
+    unmatched = new_operation({"device_id": "nobody"}, store)
+    wakes = Wakes()
+    asyncio.run(Scheduler(thread, wakes).recover())
+    assert store.get_operation(created).stats.resolved_device_count == 1
+    assert store.get_operation(resolving).stats.resolved_device_count == 3
+    assert store.get_operation(unmatched).reason == NO_MATCH_REASON
+    assert [store.get_operation(o).state for o in (created, resolving, unmatched)] == [
+        OperationState.RESOLVED,
+        OperationState.RESOLVED,
+        OperationState.FAILED,
+    ]
+    assert wakes.count == 1
