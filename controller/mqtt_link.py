@@ -35,13 +35,16 @@ class MqttLink:
         identifier: str,
         subscriptions: Sequence[str],
         on_message: Callable[[Publish], bool],
+        on_subscribed: Callable[[], None] | None = None,
         tls: TlsFiles | None = None,
     ) -> None:
+        """`on_subscribed` is called after each connect, once the subscriptions are in place."""
         self._url = url
         self._tls = tls or TlsFiles()
         self._identifier = identifier
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
+        self._on_subscribed = on_subscribed
         self._client: FastClient | None = None
         self._connected = asyncio.Event()
         self._held: dict[int, FastClient] = {}
@@ -74,6 +77,8 @@ class MqttLink:
                     client.pause_reading()
                 self._connected.set()
                 log.info("connected to %s", self._url)
+                if self._on_subscribed is not None:
+                    self._on_subscribed()
                 backoff = 0.5
                 raise await client.closed
             except ConnectionLost as err:

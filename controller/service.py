@@ -7,7 +7,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ import uvicorn
 from controller.api.app import create_app
 from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, ApiServices
 from controller.api_thread import on_main_loop, serve_in_thread
-from controller.broker import ListenAddress, ServerTls, make_broker
+from controller.broker import ListenAddress, MosquittoBroker, ServerTls, make_broker
 from controller.broker_auth import BrokerAuth
 from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError
@@ -131,6 +131,7 @@ async def serve(settings: ServeSettings) -> None:
     try:
         async with AsyncExitStack() as stack:
             broker_url = settings.external_broker
+            subscribed: Callable[[], None] | None = None
             if broker_url is None:
                 data_dir = settings.db_path.parent / "broker"
                 auth = _broker_auth(settings.embedded_broker_auth, topics)
@@ -138,10 +139,12 @@ async def serve(settings: ServeSettings) -> None:
                     settings.embedded_broker, settings.mqtt_listen, data_dir, auth, settings.embedded_broker_tls
                 )
                 await stack.enter_async_context(broker)
+                if isinstance(broker, MosquittoBroker):
+                    subscribed = broker.save
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"
                 log.info("embedded %s broker listening on %s%s", settings.embedded_broker, broker_url, secured)
-            await _run(settings, (store, api_store, writes), topics, broker_url, http_socket, stop)
+            await _run(settings, (store, api_store, writes), topics, broker_url, http_socket, stop, subscribed)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -158,9 +161,11 @@ async def _run(
     broker_url: BrokerUrl,
     http_socket: socket.socket,
     stop: asyncio.Event,
+    subscribed: Callable[[], None] | None,
 ) -> None:
     """Everything but the REST API runs on this loop with the first store, handing its batched writes to the store
-    thread; the API runs on its own thread with the second store."""
+    thread; the API runs on its own thread with the second store. `subscribed` is called each time the MQTT link has
+    (re)subscribed."""
     store, api_store, writes = stores
     ingest: Ingest
     link = MqttLink(
@@ -170,6 +175,7 @@ async def _run(
             topics.fleet_filter(kind) for kind in (TopicKind.STATUS, TopicKind.ANNOUNCE, TopicKind.PRESENCE)
         ],
         on_message=lambda message: ingest.on_message(message),
+        on_subscribed=subscribed,
         tls=settings.broker_tls,
     )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
