@@ -50,6 +50,8 @@ class MqttLink:
         self._held: dict[int, FastClient] = {}
         """id() of each message held back by `on_message` -> the connection it arrived on."""
         self._reading_paused = False
+        self.connections = 0
+        """How many times the link has connected and subscribed so far."""
 
     @property
     def connected(self) -> bool:
@@ -75,6 +77,7 @@ class MqttLink:
                 await client.subscribe(self._subscriptions, qos=1)
                 if self._reading_paused:  # only now: the subscription's acknowledgement had to be read
                     client.pause_reading()
+                self.connections += 1
                 self._connected.set()
                 log.info("connected to %s", self._url)
                 if self._on_subscribed is not None:

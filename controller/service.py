@@ -154,6 +154,14 @@ async def serve(settings: ServeSettings) -> None:
         store.close()
 
 
+def _subscribed(supervisor: Supervisor, then: Callable[[], None] | None) -> None:
+    """The link is (again) connected and subscribed: the supervisor moves deadlines on by the outage at once, before
+    devices' statuses bring new ones, and the embedded broker may want to know (MosquittoBroker.save)."""
+    supervisor.wake()
+    if then is not None:
+        then()
+
+
 async def _run(
     settings: ServeSettings,
     stores: tuple[Store, Store, StoreThread],
@@ -168,6 +176,7 @@ async def _run(
     (re)subscribed."""
     store, api_store, writes = stores
     ingest: Ingest
+    supervisor: Supervisor
     link = MqttLink(
         broker_url,
         identifier=settings.client_id,
@@ -175,7 +184,7 @@ async def _run(
             topics.fleet_filter(kind) for kind in (TopicKind.STATUS, TopicKind.ANNOUNCE, TopicKind.PRESENCE)
         ],
         on_message=lambda message: ingest.on_message(message),
-        on_subscribed=subscribed,
+        on_subscribed=lambda: _subscribed(supervisor, subscribed),
         tls=settings.broker_tls,
     )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)

@@ -18,7 +18,7 @@ from controller import mqtt_link
 from controller.fastmqtt.codec import Publish
 from controller.mqtt_link import MqttLink
 from shared.transport import BrokerUrl
-from tests.e2e.harness import Agent, Controller, wait_for
+from tests.e2e.harness import Agent, Controller, PersistentMosquitto, wait_for
 from tests.e2e.test_faults import command_id_of, device_status, gated_script, wait_log
 from tests.fakes import is_running
 from tests.tcp_proxy import TcpProxy
@@ -115,6 +115,35 @@ def test_a_sigkilled_controller_takes_its_mosquitto_down_and_frees_the_port(mana
 
     wait_for("the controller's Mosquitto to exit", lambda: not is_running(broker), timeout=5)
     wait_for(f"MQTT port {managed.mqtt_port} free", lambda: port_is_free(managed.mqtt_port), timeout=5)
+
+
+def test_no_device_times_out_while_the_controller_cannot_hear_its_external_broker(tmp_path: Path) -> None:
+    runs, gate = tmp_path / "runs.txt", tmp_path / "gate"
+    broker = PersistentMosquitto(tmp_path / "mosquitto").start()
+    controller = Controller(tmp_path, broker_url=broker.url)
+    agent = Agent(tmp_path, broker.url, "alpha")
+    try:
+        controller.wait_online("alpha")
+        operation_id = controller.create(gated_operation("alpha", runs, gate))["id"]
+        wait_for("alpha EXECUTING", lambda: device_status(controller, operation_id, "alpha") == "EXECUTING")
+        command_id = command_id_of(controller, operation_id, "alpha")
+
+        broker.stop()
+        wait_log("alpha noticing", agent.process.output, "MQTT connection to")
+        gate.touch()
+        wait_log("alpha finishing offline", agent.process.output, f"command {command_id} SUCCESSFUL")
+        time.sleep(SHORT_TIMEOUT_S + 2)  # the broker stays down well past the deadline
+        assert device_status(controller, operation_id, "alpha") == "EXECUTING"
+        broker.start()
+
+        controller.wait_finished(operation_id, timeout=30)
+        result = controller.device_results(operation_id)["alpha"]
+        assert (result["status"], result["failure_reason"]) == ("SUCCESSFUL", None), result
+    finally:
+        gate.touch()
+        agent.stop()
+        controller.stop()
+        broker.stop()
 
 
 KEEPALIVE_S = 2
