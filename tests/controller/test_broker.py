@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -259,7 +260,7 @@ def test_a_killed_mosquitto_is_started_again_with_the_session_it_saved(tmp_path:
             controller.go_silent()  # it stays away until after the restart
 
             os.kill(first, signal.SIGKILL)
-            await until(lambda: mosquitto_pid(config) not in (None, first) and broker_listening(broker.url))
+            await until(partial(restarted, config, first, broker.url))
             device = connect(clients, broker.url, "device")
             device.publish(TOPICS.status("dev-1", "cmd-1"), b"done")
 
@@ -268,6 +269,35 @@ def test_a_killed_mosquitto_is_started_again_with_the_session_it_saved(tmp_path:
             assert status.payload == b"done"
 
     asyncio.run(scenario())
+
+
+def restarted(config: Path, dead: int | None, url: str) -> bool:
+    """Whether a Mosquitto other than `dead` runs `config` and listens."""
+    return mosquitto_pid(config) not in (None, dead) and broker_listening(url)
+
+
+def test_a_mosquitto_that_keeps_dying_is_restarted_ever_more_slowly_one_line_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "data" / "mosquitto.conf"
+
+    def restarts() -> int:
+        return sum(record.getMessage().startswith("mosquitto restarted") for record in caplog.records)
+
+    async def scenario() -> None:
+        async with MosquittoBroker(ListenAddress("127.0.0.1", free_port()), tmp_path / "data"):
+            for count in range(1, 4):
+                dying = mosquitto_pid(config)
+                assert dying is not None
+                os.kill(dying, signal.SIGKILL)
+                await until(lambda count=count: restarts() >= count)
+
+    with caplog.at_level("INFO", logger="controller.broker"):
+        asyncio.run(scenario())
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records]
+    waits = [message.rsplit(" in ", 1)[1] for level, message in lines if level == "ERROR"]
+    assert waits == ["0.5 s", "1.0 s", "2.0 s"], lines
+    assert [level for level, message in lines if "restarted" in message] == ["WARNING"] * 3
 
 
 # --- delivery -------------------------------------------------------------------------------------------------------
