@@ -10,12 +10,16 @@ grows with N squared: it serves about 2,000 devices comfortably. Mosquitto did 5
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import logging
 import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +33,11 @@ from controller.errors import BrokerError
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
+RESTART_BACKOFF_MIN_S = 0.5
+RESTART_BACKOFF_MAX_S = 10.0
+STABLE_RUN_S = 30.0
+"""A Mosquitto that ran this long before it exited is restarted after the shortest wait again."""
+_PR_SET_PDEATHSIG = 1
 _FLAG_HINT = "choose another with --mqtt-listen HOST:PORT"
 
 log = logging.getLogger(__name__)
@@ -240,7 +249,8 @@ def _mosquitto_config(
 
 
 class MosquittoBroker:
-    """A private `mosquitto -c <generated conf>` subprocess, started and stopped with this context."""
+    """A private `mosquitto -c <generated conf>` subprocess, started and stopped with this context, restarted (with
+    backoff) whenever it exits on its own meanwhile, and ended by the kernel if the controller dies first."""
 
     def __init__(
         self,
@@ -258,12 +268,41 @@ class MosquittoBroker:
         self.log_path = self.data_dir / "mosquitto.log"
         self._executable = executable
         self._process: asyncio.subprocess.Process | None = None
+        self._keeper: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         executable = shutil.which(self._executable)
         if executable is None:
             where = "" if self._executable == "mosquitto" else f" at {self._executable}"
             raise BrokerError(f"mosquitto is not installed{where}; install it or use --embedded-broker amqtt")
+        process = await self._start(executable)
+        self._keeper = asyncio.create_task(self._keep_running(executable, process), name="mosquitto-keeper")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        keeper, self._keeper = self._keeper, None
+        try:
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.wait([keeper])  # its own cancellation, not this task's: that one still raises here
+        finally:
+            await self._stop()
+
+    def save(self) -> None:
+        """Have Mosquitto write its database now (SIGUSR1), as it otherwise does only every half hour and on SIGTERM.
+
+        Called once the controller has subscribed: its persistent session is then on disk, and a Mosquitto killed
+        outright comes back holding it, so that statuses devices publish before the controller reconnects wait for
+        it instead of reaching no subscriber.
+        """
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGUSR1)
+
+    async def _start(self, executable: str) -> asyncio.subprocess.Process:
         await _ensure_port_free(self.listen)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "mosquitto.conf"
@@ -271,7 +310,7 @@ class MosquittoBroker:
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         stderr = self.data_dir / "mosquitto.stderr"
         with stderr.open("wb") as early_errors:  # what it prints before the log file is open
-            self._process = await asyncio.create_subprocess_exec(
+            process = self._process = await asyncio.create_subprocess_exec(
                 executable,
                 "-c",
                 str(config),
@@ -279,18 +318,40 @@ class MosquittoBroker:
                 stdout=early_errors,
                 stderr=early_errors,
                 start_new_session=True,  # a Ctrl-C in the terminal is ours to handle, not Mosquitto's
+                preexec_fn=_end_with_this_process(),
             )
         try:
-            await self._wait_listening(self._process, log_start, stderr)
+            await self._wait_listening(process, log_start, stderr)
         except BaseException:
             await self._stop()
             raise
-        return self
+        return process
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._stop()
+    async def _keep_running(self, executable: str, process: asyncio.subprocess.Process) -> None:
+        """Start Mosquitto again each time it exits, waiting twice as long after each exit that follows a short run.
+
+        One line is logged per exit and per failed start: the controller meanwhile reports not ready (/readyz 503)
+        and counts no device's deadline (docs/operations-lifecycle.md).
+        """
+        loop = asyncio.get_running_loop()
+        backoff = RESTART_BACKOFF_MIN_S
+        while True:
+            started = loop.time()
+            status = await process.wait()
+            if loop.time() - started >= STABLE_RUN_S:
+                backoff = RESTART_BACKOFF_MIN_S
+            self._process = None
+            log.error("mosquitto (pid %d) %s; restarting it in %.1f s", process.pid, _exit_reason(status), backoff)
+            while True:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
+                try:
+                    process = await self._start(executable)
+                    break
+                except (BrokerError, OSError, subprocess.SubprocessError) as err:
+                    one_line = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+                    log.error("mosquitto did not restart (%s); trying again in %.1f s", one_line, backoff)
+            log.warning("mosquitto restarted (pid %d), listening on %s", process.pid, self.listen)
 
     async def _wait_listening(self, process: asyncio.subprocess.Process, log_start: int, stderr: Path) -> None:
         loop = asyncio.get_running_loop()
@@ -339,3 +400,35 @@ class MosquittoBroker:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+
+
+def _exit_reason(status: int) -> str:
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-status).name}"
+    return f"exited with status {status}"
+
+
+def _end_with_this_process() -> Callable[[], None] | None:
+    """What the child runs before it execs Mosquitto, on Linux: the kernel sends it SIGTERM when this process dies.
+
+    Without it a controller killed outright (SIGKILL, the OOM killer) left its Mosquitto holding the MQTT port, and
+    the next `tether serve` could not start. SIGTERM, not SIGKILL: Mosquitto then saves its database as it exits.
+    PR_SET_PDEATHSIG rather than a pipe that Mosquitto would have to watch: it needs no wrapper process, and the
+    kernel acts even when nothing of the controller runs any more. It follows the thread that forked, which is the
+    event loop's, alive as long as the broker is. The function runs between fork and exec, so it only calls what is
+    ready before the fork (prctl, resolved here) and takes no lock; if this process died before prctl took effect,
+    the child's parent is already another one, and it gives up rather than outlive it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def in_child() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            raise OSError(errno.ESRCH, "tether serve exited while starting mosquitto")
+
+    return in_child

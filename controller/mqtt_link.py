@@ -35,13 +35,16 @@ class MqttLink:
         identifier: str,
         subscriptions: Sequence[str],
         on_message: Callable[[Publish], bool],
+        on_subscribed: Callable[[], None] | None = None,
         tls: TlsFiles | None = None,
     ) -> None:
+        """`on_subscribed` is called after each connect, once the subscriptions are in place."""
         self._url = url
         self._tls = tls or TlsFiles()
         self._identifier = identifier
         self._subscriptions = list(subscriptions)
         self._on_message = on_message
+        self._on_subscribed = on_subscribed
         self._client: FastClient | None = None
         self._connected = asyncio.Event()
         self.sessions_started = 0
@@ -50,6 +53,8 @@ class MqttLink:
         self._held: dict[int, FastClient] = {}
         """id() of each message held back by `on_message` -> the connection it arrived on."""
         self._reading_paused = False
+        self.connections = 0
+        """How many times the link has connected and subscribed so far."""
 
     @property
     def connected(self) -> bool:
@@ -77,8 +82,11 @@ class MqttLink:
                 await client.subscribe(self._subscriptions, qos=1)
                 if self._reading_paused:  # only now: the subscription's acknowledgement had to be read
                     client.pause_reading()
+                self.connections += 1
                 self._connected.set()
                 log.info("connected to %s", self._url)
+                if self._on_subscribed is not None:
+                    self._on_subscribed()
                 backoff = 0.5
                 raise await client.closed
             except ConnectionLost as err:

@@ -8,7 +8,7 @@ import shutil
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ import uvicorn
 from controller.api.app import create_app
 from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, ApiServices
 from controller.api_thread import on_main_loop, serve_in_thread
-from controller.broker import ListenAddress, ServerTls, make_broker
+from controller.broker import ListenAddress, MosquittoBroker, ServerTls, make_broker
 from controller.broker_auth import BrokerAuth
 from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError
@@ -144,6 +144,7 @@ async def serve(settings: ServeSettings) -> None:
     try:
         async with AsyncExitStack() as stack:
             broker_url = settings.external_broker
+            subscribed: Callable[[], None] | None = None
             if broker_url is None:
                 data_dir = settings.db_path.parent / "broker"
                 auth = _broker_auth(settings.embedded_broker_auth, topics)
@@ -152,10 +153,14 @@ async def serve(settings: ServeSettings) -> None:
                 )
                 broker = make_broker(kind, settings.mqtt_listen, data_dir, auth, settings.embedded_broker_tls)
                 await stack.enter_async_context(broker)
+                if isinstance(broker, MosquittoBroker):
+                    subscribed = broker.save
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"
                 log.info("embedded %s broker listening on %s%s%s", kind, broker_url, secured, why)
-            await _run(settings, (store, api_store, writes, resolving), topics, broker_url, http_socket, stop)
+            await _run(
+                settings, (store, api_store, writes, resolving), topics, broker_url, http_socket, stop, subscribed
+            )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -166,6 +171,14 @@ async def serve(settings: ServeSettings) -> None:
         store.close()
 
 
+def _subscribed(supervisor: Supervisor, then: Callable[[], None] | None) -> None:
+    """The link is (again) connected and subscribed: the supervisor moves deadlines on by the outage at once, before
+    devices' statuses bring new ones, and the embedded broker may want to know (MosquittoBroker.save)."""
+    supervisor.wake()
+    if then is not None:
+        then()
+
+
 async def _run(
     settings: ServeSettings,
     stores: tuple[Store, Store, StoreThread, StoreThread],
@@ -173,11 +186,14 @@ async def _run(
     broker_url: BrokerUrl,
     http_socket: socket.socket,
     stop: asyncio.Event,
+    subscribed: Callable[[], None] | None,
 ) -> None:
     """Everything but the REST API runs on this loop with the first store, handing its batched writes to the store
-    thread; the API runs on its own thread with the second store, and has operations resolved on the last thread."""
+    thread; the API runs on its own thread with the second store, and has operations resolved on the last thread.
+    `subscribed` is called each time the MQTT link has (re)subscribed."""
     store, api_store, writes, resolving = stores
     ingest: Ingest
+    supervisor: Supervisor
     link = MqttLink(
         broker_url,
         identifier=settings.client_id,
@@ -185,6 +201,7 @@ async def _run(
             topics.fleet_filter(kind) for kind in (TopicKind.STATUS, TopicKind.ANNOUNCE, TopicKind.PRESENCE)
         ],
         on_message=lambda message: ingest.on_message(message),
+        on_subscribed=lambda: _subscribed(supervisor, subscribed),
         tls=settings.broker_tls,
     )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)

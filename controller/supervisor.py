@@ -1,16 +1,21 @@
 """Ends what would otherwise hang: passed deadlines, cancellations and failing rollouts, once a second.
 
+Deadlines pass only while the controller is connected to its broker: when it is not, a device's status may be
+waiting on the broker, or on its way, and no device is timed out for a silence the controller could not hear.
+
 Order matters for a device that is online: a command's retained message is cleared before its cancellation is
 published, and an agent subscribes to both in one SUBSCRIBE, so an agent that got the command also gets the cancel.
 """
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from controller.completion import finish_if_done
 from controller.dispatcher import Dispatcher
 from controller.errors import StorageFull
 from controller.fastmqtt.client import ConnectionLost
+from controller.hearing import postponement
 from controller.mqtt_link import MqttLink
 from controller.rollout import Rollout
 from controller.store import Store
@@ -32,6 +37,8 @@ class Supervisor:
         self._topics = topics
         self._dispatcher = dispatcher
         self._wake = asyncio.Event()
+        self._connections_seen = 0
+        """The link's connection count at the last tick that expired deadlines."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -53,8 +60,10 @@ class Supervisor:
 
     async def tick(self) -> None:
         """Expire, abort, then tell devices and end the operations that are done."""
-        touched = self._expire() | self._abort_failing_rollouts() | set(self._store.control.stopping())
-        if self._link.connected:
+        connected = self._link.connected
+        expired = self._expire() if connected else set()
+        touched = expired | self._abort_failing_rollouts() | set(self._store.control.stopping())
+        if connected:
             while finished := self._store.commands.uncleared_terminal(BATCH_SIZE):
                 await self._dispatcher.clear(finished)
             while orders := self._store.control.pending_cancellations(BATCH_SIZE):
@@ -82,6 +91,13 @@ class Supervisor:
                 log.info("operation %s ended", operation_id)
 
     def _expire(self) -> set[str]:
+        """Move deadlines on by any time the controller could not hear devices, then end those that have passed."""
+        now, connections = datetime.now(UTC), self._link.connections
+        control = self._store.control
+        delay = postponement(control.last_heard(), now, reconnected=connections != self._connections_seen)
+        self._connections_seen = connections
+        if moved := control.heard(now, delay):
+            log.info("%d deadline(s) moved %.1f s later: the controller could not hear devices meanwhile", moved, delay)
         touched: set[str] = set()
         while expired := self._store.control.expire(BATCH_SIZE):
             touched |= expired

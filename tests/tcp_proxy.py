@@ -2,8 +2,10 @@
 
 `cut()` drops every forwarded connection at once and then refuses new ones (accepted and reset at once) or
 blackholes them (accepted and held silent, as if their packets were lost); `restore()` forwards again, starting with
-the held connections, whose clients then see their bytes arrive late, as after a real network outage. With
-`upstream_bytes_per_s`, what clients send towards the target is slowed to that rate, as on a thin link.
+the held connections, whose clients then see their bytes arrive late, as after a real network outage. `freeze()`
+keeps the connections open now open but forwards nothing more on them, not even their end, as a proxy or NAT that
+lost its state would. With `upstream_bytes_per_s`, what clients send towards the target is slowed to that rate, as on
+a thin link.
 """
 
 import contextlib
@@ -46,6 +48,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._pairs: set[tuple[socket.socket, socket.socket]] = set()
         self._held: list[socket.socket] = []
+        self._frozen: set[tuple[socket.socket, socket.socket]] = set()
         self._ended: dict[tuple[socket.socket, socket.socket], int] = {}
         """How many directions of a connection have ended cleanly; it is closed once both have."""
         self._mode: CutMode | None = None
@@ -87,6 +90,13 @@ class TcpProxy:
             _drop(client)
             _drop(upstream)
 
+    def freeze(self) -> None:
+        """From now on, forward nothing on the connections open now, in either direction, and keep them open whatever
+        either side does (close() ends them); new connections are forwarded as usual."""
+        with self._lock:
+            self._frozen |= self._pairs
+            self._pairs = set()
+
     def restore(self) -> None:
         """Forward new connections again, and the ones a blackhole held (what their clients sent is still queued)."""
         with self._lock:
@@ -101,7 +111,8 @@ class TcpProxy:
         self.cut()
         with self._lock:
             held, self._held = self._held, []
-        for sock in held:
+            frozen, self._frozen = self._frozen, set()
+        for sock in [*held, *(sock for pair in frozen for sock in pair)]:
             _drop(sock)
         with contextlib.suppress(OSError):
             self._listener.close()
@@ -160,11 +171,17 @@ class TcpProxy:
         chunk = _CHUNK if rate is None else max(1, rate // 100)  # a slowed stream goes in hundredths of a second
         try:
             while data := source.recv(chunk):
+                if pair in self._frozen:
+                    continue  # swallowed
                 sink.sendall(data)
                 if rate is not None:
                     time.sleep(len(data) / rate)
+            if pair in self._frozen:
+                return  # the end of the stream too
             sink.shutdown(socket.SHUT_WR)  # pass the end of the stream on; the other direction may still run
         except OSError:
+            if pair in self._frozen:
+                return
             # A broken side (or a cut): break the whole connection, as a broken network would.
             with self._lock:
                 self._pairs.discard(pair)

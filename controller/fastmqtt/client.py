@@ -63,6 +63,7 @@ class _Protocol(asyncio.Protocol):
         self._client._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self._client._heard = True
         try:
             packets = self._decoder.feed(data)
         except ProtocolError as err:
@@ -116,6 +117,10 @@ class FastClient:
         self.closed: asyncio.Future[ConnectionLost] = loop.create_future()
         """Resolves, with the reason, once the connection is gone."""
         self._pinger: asyncio.Task[None] | None = None
+        self._heard = False
+        """Whether anything arrived since the last PINGREQ."""
+        self._answer_due = False
+        """Whether the broker must have answered by the next keep-alive check: not if reading paused meanwhile."""
         self._hold_reading = False
         self._waiting_for_room = 0
 
@@ -171,7 +176,7 @@ class FastClient:
             self.abort()
             raise ConnectionLost(f"the broker refused the connection (CONNACK return code {connack.return_code})")
         if keepalive:
-            self._pinger = asyncio.create_task(self._ping(keepalive / 2))
+            self._pinger = asyncio.create_task(self._keep_alive(keepalive / 2))
 
     async def __aenter__(self) -> Self:
         return self
@@ -274,6 +279,7 @@ class FastClient:
             transport.resume_reading()
         elif not wanted and transport.is_reading():
             transport.pause_reading()
+            self._answer_due = False  # it may wait in the socket, unread
 
     async def _make_room(self) -> None:
         if self.closed.done():
@@ -406,7 +412,20 @@ class FastClient:
         if self._pinger is not None:
             self._pinger.cancel()
 
-    async def _ping(self, interval: float) -> None:
+    async def _keep_alive(self, interval: float) -> None:
+        """A PINGREQ every half keep-alive; the connection is lost if nothing, not even the PINGRESP, arrives in the
+        half keep-alive after one.
+
+        A broker behind a proxy or NAT that lost the connection's state stays silent while TCP stays up: this notices
+        within one keep-alive of the silence starting. Any packet counts as an answer, because a PINGRESP queues
+        behind everything the broker sent before it. While reading is paused the answer waits in the socket unread,
+        so a paused connection is not judged.
+        """
         while True:
             await asyncio.sleep(interval)
+            if self._answer_due and not self._heard:
+                self._lost(ConnectionLost(f"the broker did not answer a PINGREQ within {interval:g} s"))
+                return
+            self._heard = False
             self._send(PINGREQ)
+            self._answer_due = self._transport is not None and self._transport.is_reading()

@@ -1,4 +1,5 @@
-"""Stopping commands before they end on their own: deadlines passing, cancellation and rollout aborts.
+"""Stopping commands before they end on their own: deadlines passing, cancellation and rollout aborts; and moving
+deadlines on by the time the controller could not hear devices.
 
 A command that has reached a device is never marked FAILED behind the device's back unless it is also sent a
 cancellation: each stop records `cancel_reason`, and the supervisor publishes a CancelRequest for every such row.
@@ -7,9 +8,10 @@ cancellation: each stop records `cancel_reason`, and the supervisor publishes a 
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from controller.clock import now_iso
+from controller.clock import now_iso, to_iso
 from controller.errors import Conflict
 from controller.store.one_step import fetch_rows, packed
 from controller.store.records import SYSTEM_ACTOR
@@ -33,6 +35,29 @@ class CancelOrder:
 class OperationControl:
     def __init__(self, store: "Store") -> None:
         self._store = store
+
+    def last_heard(self) -> datetime | None:
+        """When the controller was last connected to its broker, as `heard` recorded it."""
+        row = self._store.conn.execute("SELECT heard_at FROM hearing WHERE id = 1").fetchone()
+        return None if row is None else datetime.fromisoformat(row[0])
+
+    def heard(self, now: datetime, postpone_s: float) -> int:
+        """Record that the controller is connected at `now`, first moving every unfinished command's deadline
+        `postpone_s` seconds later (controller/hearing.py says how far); the number of deadlines moved."""
+        moved = 0
+        with self._store.transaction() as conn:
+            if postpone_s > 0:
+                moved = conn.execute(
+                    """UPDATE device_operations SET deadline_at = strftime('%Y-%m-%dT%H:%M:%fZ', deadline_at, ?)
+                       WHERE status IN ('PENDING', 'EXECUTING') AND deadline_at IS NOT NULL""",
+                    (f"{postpone_s:+.3f} seconds",),
+                ).rowcount
+            conn.execute(
+                """INSERT INTO hearing (id, heard_at) VALUES (1, ?)
+                   ON CONFLICT (id) DO UPDATE SET heard_at = excluded.heard_at""",
+                (to_iso(now),),
+            )
+        return moved
 
     def expire(self, limit: int) -> set[str]:
         """End FAILED, with their deadline's reason, the unfinished commands whose deadline has passed.

@@ -85,6 +85,11 @@ CREATE TABLE IF NOT EXISTS device_operations (
     hidden INTEGER NOT NULL DEFAULT 0,
     UNIQUE (operation_id, device_id)
 );
+-- The last moment the controller was connected to its broker: deadlines count only connected time.
+CREATE TABLE IF NOT EXISTS hearing (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    heard_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS artifacts (
     command_id TEXT PRIMARY KEY,
     token_hash TEXT UNIQUE,

@@ -1,13 +1,17 @@
 """Tests of controller/broker.py against real brokers and real paho clients over TCP."""
 
 import asyncio
+import os
 import queue
+import signal
 import socket
 import stat
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -216,6 +220,84 @@ def test_mosquitto_keeps_its_files_in_the_data_dir(tmp_path: Path) -> None:
     enter_and_exit(make_broker("mosquitto", ListenAddress("127.0.0.1", free_port()), tmp_path))
     assert {"mosquitto.conf", "mosquitto.db", "mosquitto.log"} <= {path.name for path in tmp_path.iterdir()}
     assert "max_queued_messages 0" in (tmp_path / "mosquitto.conf").read_text()
+
+
+def mosquitto_pid(config: Path) -> int | None:
+    """The pid of the Mosquitto running `config`, if one does."""
+    found = subprocess.run(["pgrep", "-f", "--", f"-c {config}$"], capture_output=True, text=True, check=False).stdout
+    return int(found.split()[0]) if found.strip() else None
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Poll `check` until it holds, for at most WAIT seconds."""
+    async with asyncio.timeout(WAIT):
+        while not check():  # noqa: ASYNC110 -- files and processes offer nothing to await
+            await asyncio.sleep(0.05)
+
+
+def broker_listening(url: str) -> bool:
+    address = urlsplit(url)
+    try:
+        socket.create_connection((address.hostname, address.port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_a_killed_mosquitto_is_started_again_with_the_session_it_saved(tmp_path: Path, clients: ExitStack) -> None:
+    """save() (which `tether serve` calls once subscribed) puts the session on disk: statuses published after a
+    SIGKILL and the restart wait for their subscriber instead of reaching nobody."""
+    config = tmp_path / "data" / "mosquitto.conf"
+
+    async def scenario() -> None:
+        async with MosquittoBroker(ListenAddress("127.0.0.1", free_port()), tmp_path / "data") as broker:
+            controller = Client(broker.url, "controller-like")
+            controller.subscribe(TOPICS.fleet_filter(TopicKind.STATUS))
+            broker.save()
+            await until((tmp_path / "data" / "mosquitto.db").exists)
+            first = mosquitto_pid(config)
+            assert first is not None
+            controller.go_silent()  # it stays away until after the restart
+
+            os.kill(first, signal.SIGKILL)
+            await until(partial(restarted, config, first, broker.url))
+            device = connect(clients, broker.url, "device")
+            device.publish(TOPICS.status("dev-1", "cmd-1"), b"done")
+
+            back = connect(clients, broker.url, "controller-like")
+            [status] = back.wait_for(TOPICS.status("dev-1", "cmd-1"))
+            assert status.payload == b"done"
+
+    asyncio.run(scenario())
+
+
+def restarted(config: Path, dead: int | None, url: str) -> bool:
+    """Whether a Mosquitto other than `dead` runs `config` and listens."""
+    return mosquitto_pid(config) not in (None, dead) and broker_listening(url)
+
+
+def test_a_mosquitto_that_keeps_dying_is_restarted_ever_more_slowly_one_line_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "data" / "mosquitto.conf"
+
+    def restarts() -> int:
+        return sum(record.getMessage().startswith("mosquitto restarted") for record in caplog.records)
+
+    async def scenario() -> None:
+        async with MosquittoBroker(ListenAddress("127.0.0.1", free_port()), tmp_path / "data"):
+            for count in range(1, 4):
+                dying = mosquitto_pid(config)
+                assert dying is not None
+                os.kill(dying, signal.SIGKILL)
+                await until(lambda count=count: restarts() >= count)
+
+    with caplog.at_level("INFO", logger="controller.broker"):
+        asyncio.run(scenario())
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records]
+    waits = [message.rsplit(" in ", 1)[1] for level, message in lines if level == "ERROR"]
+    assert waits == ["0.5 s", "1.0 s", "2.0 s"], lines
+    assert [level for level, message in lines if "restarted" in message] == ["WARNING"] * 3
 
 
 # --- delivery -------------------------------------------------------------------------------------------------------

@@ -378,3 +378,26 @@ def test_one_batch_of_every_shape_stores_each_command_s_own_net_change(store: St
     assert [rows[device_id]["deadline_reason"] for device_id in "abcde"] == [FUTURE.reason, *[execution] * 4]
     assert rows["a"]["deadline_at"] == FUTURE.at
     assert len({row["updated_at"] for row in rows.values()}) == 1  # the batch's moment, taken once
+
+
+def test_time_the_controller_could_not_hear_moves_unfinished_deadlines_on_and_is_recorded(store: Store) -> None:
+    operation_id = operation(store, ["late", "running", "done"])
+    ids = commands(store, operation_id)
+    now = datetime.now(UTC)
+    passed = Deadline(to_iso(now - timedelta(seconds=1)), "timed out: not started within 5 s of dispatch")
+    store.commands.mark_dispatched([(ids[d], passed) for d in ids])
+    store.commands.apply_statuses([("running", report(ids["running"], "running", DeviceStatus.EXECUTING))])
+    store.commands.apply_statuses([("done", report(ids["done"], "done", DeviceStatus.SUCCESSFUL))])
+    before = {d: device_row(store, ids[d])["deadline_at"] for d in ids}
+    assert store.control.last_heard() is None
+
+    assert store.control.heard(now, postpone_s=90.5) == 2
+
+    after = {d: device_row(store, ids[d])["deadline_at"] for d in ids}
+    for device_id in ("late", "running"):
+        assert after[device_id] == to_iso(datetime.fromisoformat(before[device_id]) + timedelta(seconds=90.5))
+    assert after["done"] == before["done"]  # finished: its deadline no longer matters
+    assert store.control.expire(100) == set()  # a second ago plus 90 s has not passed
+    assert store.control.last_heard() == datetime.fromisoformat(to_iso(now))
+    assert store.control.heard(now + timedelta(seconds=1), postpone_s=0) == 0
+    assert {d: device_row(store, ids[d])["deadline_at"] for d in ids} == after

@@ -234,3 +234,20 @@ def test_a_paused_client_waiting_for_room_to_publish_still_reads_its_acknowledge
             assert len(await inbox.until(100)) == 100
 
     run(test)
+
+
+def test_a_client_that_paused_reading_is_not_judged_by_the_answers_it_leaves_unread(mosquitto_url: str) -> None:
+    """The keep-alive check counts on reading the PINGRESP: while paused (ingest catching up), the broker answers into
+    the socket, and the connection must outlive several keep-alives of that."""
+
+    async def test() -> None:
+        host, port = address(mosquitto_url)
+        async with await FastClient.connect(host, port, "paused-pinger", keepalive=1) as client:
+            client.pause_reading()
+            await asyncio.sleep(3)
+            assert not client.closed.done()
+            client.resume_reading()
+            await asyncio.sleep(1.5)
+            assert not client.closed.done()
+
+    run(test)

@@ -1,12 +1,17 @@
 """The MQTT 3.1.1 codec, byte for byte: lengths, every packet it writes, and a decoder fed in every possible split."""
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.fastmqtt.codec import (
     DISCONNECT,
     PINGREQ,
     Connack,
     Decoder,
+    Packet,
     PacketIdAck,
     PacketType,
     Ping,
@@ -18,6 +23,7 @@ from controller.fastmqtt.codec import (
     encode_publish,
     encode_subscribe,
 )
+from controller.fastmqtt.codec import _length as remaining_length
 
 
 @pytest.mark.parametrize(
@@ -139,3 +145,43 @@ def test_a_large_publish_arrives_in_pieces() -> None:
 def test_invalid_packets_raise(stream: bytes, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):
         Decoder().feed(stream)
+
+
+def _decode_in_pieces(stream: bytes, cuts: list[int]) -> tuple[list[Packet], bool]:
+    """The packets a decoder fed `stream` split at `cuts` returns, piece after piece, and whether it then raised its
+    ProtocolError (which the client ends the connection on, so nothing is fed after it)."""
+    decoder, found = Decoder(), []
+    bounds = [0, *sorted(cut % (len(stream) + 1) for cut in cuts), len(stream)]
+    try:
+        for start, end in itertools.pairwise(bounds):
+            found += decoder.feed(stream[start:end])
+    except ProtocolError:
+        return found, True
+    return found, False
+
+
+framed_packets = st.builds(
+    lambda first, body: bytes((first,)) + remaining_length(len(body)) + body,
+    st.integers(0, 255),
+    st.binary(max_size=300),
+)
+"""Packets whose header is well formed and whose type, flags and body are anything: they reach every decode path."""
+
+
+@settings(max_examples=1500, deadline=1000)
+@given(
+    stream=st.one_of(st.binary(max_size=600), st.lists(framed_packets, max_size=6).map(b"".join)),
+    cuts=st.lists(st.integers(min_value=0), max_size=8),
+)
+def test_any_bytes_from_a_broker_decode_to_packets_or_a_protocol_error_in_whatever_pieces_they_arrive(
+    stream: bytes, cuts: list[int]
+) -> None:
+    """A broker (or whatever answers on its port) may send anything: the decoder returns packets or raises its own
+    ProtocolError, which the client turns into a lost connection; any other exception would end the controller's
+    connection task with a traceback. How the bytes are split changes nothing, but that the packets before an
+    invalid one in the same piece are not returned (the connection is dropped, and what it held is delivered again)."""
+    in_pieces, failed_in_pieces = _decode_in_pieces(stream, cuts)
+    whole, failed_whole = _decode_in_pieces(stream, [])
+    assert all(isinstance(packet, Publish | Connack | PacketIdAck | Ping) for packet in in_pieces)
+    assert failed_in_pieces == failed_whole
+    assert whole == (in_pieces[: len(whole)] if failed_whole else in_pieces)
