@@ -269,6 +269,7 @@ class MosquittoBroker:
         self._executable = executable
         self._process: asyncio.subprocess.Process | None = None
         self._keeper: asyncio.Task[None] | None = None
+        self._restarts = self._saved_restarts = 0
 
     async def __aenter__(self) -> Self:
         executable = shutil.which(self._executable)
@@ -290,17 +291,21 @@ class MosquittoBroker:
         finally:
             await self._stop()
 
-    def save(self) -> None:
-        """Have Mosquitto write its database now (SIGUSR1), as it otherwise does only every half hour and on SIGTERM.
+    def save(self) -> bool:
+        """Have Mosquitto write its database now (SIGUSR1), as it otherwise does only every half hour and on SIGTERM;
+        True when it was restarted since the last call, so what it held then may be lost.
 
         Called once the controller has subscribed: its persistent session is then on disk, and a Mosquitto killed
         outright comes back holding it, so that statuses devices publish before the controller reconnects wait for
-        it instead of reaching no subscriber.
+        it instead of reaching no subscriber. The retained commands published since the previous save it does not
+        hold: the controller publishes what is outstanding again (Dispatcher.broker_lost_messages).
         """
         process = self._process
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGUSR1)
+        restarted, self._saved_restarts = self._restarts != self._saved_restarts, self._restarts
+        return restarted
 
     async def _start(self, executable: str) -> asyncio.subprocess.Process:
         await _ensure_port_free(self.listen)
@@ -351,6 +356,7 @@ class MosquittoBroker:
                 except (BrokerError, OSError, subprocess.SubprocessError) as err:
                     one_line = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
                     log.error("mosquitto did not restart (%s); trying again in %.1f s", one_line, backoff)
+            self._restarts += 1
             log.warning("mosquitto restarted (pid %d), listening on %s", process.pid, self.listen)
 
     async def _wait_listening(self, process: asyncio.subprocess.Process, log_start: int, stderr: Path) -> None:

@@ -76,8 +76,16 @@ class Dispatcher:
         """Seconds until a rate-limited rollout may dispatch again, if sooner than the next sweep."""
         self._resent_for = 0
         """The link's `sessions_started` that the outstanding commands were last published again for."""
+        self._lost_by: str | None = None
+        """Why the broker lost some of what it held since the last resend, if it did without losing our session."""
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def broker_lost_messages(self, why: str) -> None:
+        """The broker kept the controller's session but not every retained command (a Mosquitto killed between two
+        saves): publish what is outstanding again, as for a broker that lost everything."""
+        self._lost_by = why
         self._wake.set()
 
     async def run(self) -> None:
@@ -91,10 +99,10 @@ class Dispatcher:
             self._next_due_s = None
             await self._link.wait_connected()
             try:
-                if self._link.sessions_started != self._resent_for:
-                    started = self._link.sessions_started
-                    await self.resend_outstanding()
-                    self._resent_for = started
+                if self._link.sessions_started != self._resent_for or self._lost_by is not None:
+                    started, why = self._link.sessions_started, self._lost_by
+                    await self.resend_outstanding(why or "the broker had no session for the controller")
+                    self._resent_for, self._lost_by = started, None
                 await self._sweep()
             except ConnectionLost as err:
                 log.warning("dispatch interrupted (%s); will resume after reconnecting", err)
@@ -103,11 +111,11 @@ class Dispatcher:
             except StorageFull:
                 pass  # logged once, as the disk filled (controller/store/space.py); the next sweep tries again
 
-    async def resend_outstanding(self) -> None:
+    async def resend_outstanding(self, why: str) -> None:
         """Publish again every command the broker had and its device has not finished, with its recorded deadline.
 
-        For a broker that lost its retained messages: the embedded amqtt keeps them only in memory, so a device
-        offline while the controller restarted would never get its command. A device that had it ignores the copy
+        For a broker that lost its retained messages (`why`): the embedded amqtt keeps them only in memory, so a
+        device offline while the controller restarted would never get its command. A device that had it ignores the copy
         (an agent runs a command id once), or sends its final status again if the controller never stored it.
         Artifact commands get a new upload token, which revokes the first: not those already executing, whose
         device uses the first.
@@ -124,7 +132,7 @@ class Dispatcher:
                     await self._record(await self._publish_commands(operation, targets, deadlines))
                     resent += len(commands)
         if resent:
-            log.info("%d outstanding command(s) published again: the broker had no session for the controller", resent)
+            log.info("%d outstanding command(s) published again: %s", resent, why)
 
     async def _sweep(self) -> None:
         for operation_id in self._store.operations_in_states([OperationState.RESOLVED, OperationState.DISPATCHING]):

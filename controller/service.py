@@ -8,7 +8,7 @@ import shutil
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +144,7 @@ async def serve(settings: ServeSettings) -> None:
     try:
         async with AsyncExitStack() as stack:
             broker_url = settings.external_broker
-            subscribed: Callable[[], None] | None = None
+            managed: MosquittoBroker | None = None
             if broker_url is None:
                 data_dir = settings.db_path.parent / "broker"
                 auth = _broker_auth(settings.embedded_broker_auth, topics)
@@ -154,13 +154,11 @@ async def serve(settings: ServeSettings) -> None:
                 broker = make_broker(kind, settings.mqtt_listen, data_dir, auth, settings.embedded_broker_tls)
                 await stack.enter_async_context(broker)
                 if isinstance(broker, MosquittoBroker):
-                    subscribed = broker.save
+                    managed = broker
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"
                 log.info("embedded %s broker listening on %s%s%s", kind, broker_url, secured, why)
-            await _run(
-                settings, (store, api_store, writes, resolving), topics, broker_url, http_socket, stop, subscribed
-            )
+            await _run(settings, (store, api_store, writes, resolving), topics, broker_url, http_socket, stop, managed)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -171,12 +169,13 @@ async def serve(settings: ServeSettings) -> None:
         store.close()
 
 
-def _subscribed(supervisor: Supervisor, then: Callable[[], None] | None) -> None:
+def _subscribed(supervisor: Supervisor, dispatcher: Dispatcher, managed: MosquittoBroker | None) -> None:
     """The link is (again) connected and subscribed: the supervisor moves deadlines on by the outage at once, before
-    devices' statuses bring new ones, and the embedded broker may want to know (MosquittoBroker.save)."""
+    devices' statuses bring new ones; a managed Mosquitto saves the session, and if it was restarted meanwhile, what
+    is outstanding is published again."""
     supervisor.wake()
-    if then is not None:
-        then()
+    if managed is not None and managed.save():
+        dispatcher.broker_lost_messages("mosquitto restarted, without what it held since its last save")
 
 
 async def _run(
@@ -186,11 +185,11 @@ async def _run(
     broker_url: BrokerUrl,
     http_socket: socket.socket,
     stop: asyncio.Event,
-    subscribed: Callable[[], None] | None,
+    managed: MosquittoBroker | None,
 ) -> None:
     """Everything but the REST API runs on this loop with the first store, handing its batched writes to the store
     thread; the API runs on its own thread with the second store, and has operations resolved on the last thread.
-    `subscribed` is called each time the MQTT link has (re)subscribed."""
+    `managed` is the embedded Mosquitto, if that is the broker."""
     store, api_store, writes, resolving = stores
     ingest: Ingest
     supervisor: Supervisor
@@ -201,7 +200,7 @@ async def _run(
             topics.fleet_filter(kind) for kind in (TopicKind.STATUS, TopicKind.ANNOUNCE, TopicKind.PRESENCE)
         ],
         on_message=lambda message: ingest.on_message(message),
-        on_subscribed=lambda: _subscribed(supervisor, subscribed),
+        on_subscribed=lambda: _subscribed(supervisor, dispatcher, managed),
         tls=settings.broker_tls,
     )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
