@@ -221,3 +221,26 @@ def test_links_are_built_on_the_public_url_never_on_the_host_header(tmp_path: Pa
     finally:
         agent.stop()
         controller.stop()
+
+
+def test_a_deleted_artifact_file_answers_404(tmp_path: Path, mosquitto_url: str) -> None:
+    controller = Controller(tmp_path, mosquitto_url)
+    agent = Agent(tmp_path, mosquitto_url, "alpha")
+    agent.tools.add("grim", script="printf '\\211PNG\\r\\n\\032\\n' > \"$1\"")
+    try:
+        controller.wait_online("alpha")
+        created = controller.create(
+            {"operation_type": "CAPTURE_SCREENSHOT", "operation_device_query": {"device_id": "alpha"}}
+        )
+        assert controller.wait_finished(created["id"])["state"] == "COMPLETED"
+        path = f"/v0/operations/{created['id']}/devices/alpha/artifact"
+        assert controller.http.get(path).status_code == 200
+        for file in (tmp_path / "artifacts").iterdir():
+            file.unlink()
+        gone = controller.http.get(path)
+        assert gone.status_code == 404, gone.text
+        assert "no longer on the controller's disk" in gone.json()["message"]
+        assert controller.process.popen.poll() is None
+    finally:
+        agent.stop()
+        controller.stop()
