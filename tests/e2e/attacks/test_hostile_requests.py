@@ -3,17 +3,22 @@ before authenticating, a forged Host header, an event stream it never reads; and
 an older version. The controller refuses at the edge, fails only the operation concerned, and stays up."""
 
 import json
+import socket
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import psutil
 import pytest
 
 from controller.store import Store
 from shared.operations import OperationType, ScheduleType
-from tests.e2e.harness import Agent, Controller, assert_lock_runs
+from tests.e2e.harness import Agent, Controller, assert_lock_runs, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -242,5 +247,144 @@ def test_a_deleted_artifact_file_answers_404(tmp_path: Path, mosquitto_url: str)
         assert "no longer on the controller's disk" in gone.json()["message"]
         assert controller.process.popen.poll() is None
     finally:
+        agent.stop()
+        controller.stop()
+
+
+class StalledReader:
+    """An event stream client that reads nothing after asking, until told to read to the end."""
+
+    def __init__(self, controller: Controller, operation_id: str) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", controller.http_port))
+        request = (
+            f"GET /v0/operations/{operation_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {controller.key}\r\n\r\n"
+        )
+        self.socket.sendall(request.encode())
+
+    def read_to_end(self, timeout: float) -> bytes:
+        """Everything until the controller closes the stream; AssertionError if it has not within `timeout`."""
+        received = bytearray()
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            self.socket.settimeout(left)
+            try:
+                chunk = self.socket.recv(1024 * 1024)
+            except TimeoutError:
+                break
+            if not chunk:
+                return bytes(received)
+            received += chunk
+        raise AssertionError(f"the stream was still open after {timeout} s and {len(received)} bytes")
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class Reader(threading.Thread):
+    """An event stream client that reads as fast as events come."""
+
+    def __init__(self, controller: Controller, operation_id: str) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{controller.http_port}/v0/operations/{operation_id}/events"
+        self.key = controller.key
+        self.events: list[dict[str, Any]] = []
+        self.error: Exception | None = None
+        self.start()
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        try:
+            with httpx.stream("GET", self.url, headers=headers, timeout=60) as answer:
+                for line in answer.iter_lines():
+                    if line.startswith("data: "):
+                        self.events.append(json.loads(line.removeprefix("data: ")))
+        except httpx.HTTPError as err:
+            self.error = err
+
+
+class EventCounter:
+    """An integration on one operation's events topic, to know when the controller has sent every event."""
+
+    def __init__(self, broker_url: str, operation_id: str) -> None:
+        host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
+        self.count = 0
+        subscribed = threading.Event()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"counter-{time.monotonic_ns()}")
+        self._client.on_message = lambda *_: self._counted()
+        self._client.on_subscribe = lambda *_: subscribed.set()
+        self._client.connect(host, int(port))
+        self._client.loop_start()
+        self._client.subscribe(f"tether/v1/operations/{operation_id}/events", qos=1)
+        assert subscribed.wait(5)
+
+    def _counted(self) -> None:
+        self.count += 1
+
+    def stop(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+def test_an_event_stream_client_that_stops_reading_is_dropped_and_others_read_on(
+    tmp_path: Path, mosquitto_url: str
+) -> None:
+    controller = Controller(tmp_path, mosquitto_url)
+    agent = Agent(tmp_path, mosquitto_url, "alpha")
+    stalled: StalledReader | None = None
+    counter: EventCounter | None = None
+    try:
+        controller.wait_online("alpha")
+        agent.stop()  # the LOCKs wait for the device: their operations stay open while events are produced
+        wait_for("alpha offline", lambda: not controller.get("/v0/devices/alpha/")["online"])
+        flooded, other = (
+            controller.create(
+                {"operation_type": "LOCK", "operation_device_query": {"device_id": "alpha"}, "delivery_timeout_s": 600}
+            )["id"]
+            for _ in range(2)
+        )
+        for started in (flooded, other):
+            wait_for(
+                "dispatching", lambda path=f"/v0/operations/{started}/": controller.get(path)["state"] == "DISPATCHING"
+            )
+        counter = EventCounter(mosquitto_url, flooded)
+        stalled = StalledReader(controller, flooded)
+        reader = Reader(controller, other)
+        wait_for("the reader's snapshot", lambda: reader.events)
+        before = rss(controller)
+        # The controller turns every activity entry into an event: entries written straight into its database make
+        # events far faster than a real operation would (100 MiB of them here). Each batch is deleted once sent, so
+        # that reading the operation (which loads all of its activity) does not weigh on the controller's memory.
+        produced, message = 0, "x" * 64 * 1024
+        with sqlite3.connect(controller.db, timeout=10) as db:
+            for _ in range(40):
+                rows = [(flooded, "PROCESSING", "2026-12-06T00:00:00.000Z", message, "DISPATCHING")] * 40
+                first = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM operation_activity").fetchone()[0]
+                db.executemany(
+                    "INSERT INTO operation_activity (operation_id, operation_state, timestamp, message, state)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                db.commit()
+                produced += len(rows)
+                wait_for("the controller to send the batch", lambda sent=produced: counter.count >= sent)
+                db.execute("DELETE FROM operation_activity WHERE seq >= ?", (first,))
+                db.commit()
+        grown = rss(controller) - before
+        assert grown < 40 * MiB, f"the controller grew by {grown / MiB:.0f} MiB for a client that reads nothing"
+        unread = stalled.read_to_end(timeout=10)
+        assert unread.count(b"\ndata: ") < produced // 2, "the stalled client was sent everything after all"
+        assert "dropped an event stream" in controller.process.output()
+        agent.process = agent.start()  # the device comes back and runs the LOCKs: the reader's stream ends
+        reader.join(30)
+        assert not reader.is_alive()
+        assert reader.error is None, reader.error
+        assert reader.events[-1]["state"] == "COMPLETED"
+        assert controller.process.popen.poll() is None
+    finally:
+        if stalled is not None:
+            stalled.close()
+        if counter is not None:
+            counter.stop()
         agent.stop()
         controller.stop()
