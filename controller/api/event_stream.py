@@ -28,7 +28,7 @@ DESCRIPTION = (
 
 @router.get(
     "/operations/{operation_id}/events",
-    response_class=StreamingResponse,
+    response_class=StreamingResponse,  # for the document only: what the route returns is an EventStream
     responses={
         200: {"description": DESCRIPTION, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
         **errors(401, 404),
