@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 REPLACEMENT = "\ufffd"
+DESCRIPTION = "is not valid Unicode: it holds a lone UTF-16 surrogate (a JSON escape such as \\ud800 without its pair)"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -20,15 +21,12 @@ class UnencodableText(ValueError):
         self.field = field
 
 
-DESCRIPTION = "is not valid Unicode: it holds a lone UTF-16 surrogate (a JSON escape such as \\ud800 without its pair)"
-
-
 def _encodable(text: str) -> bool:
     # ASCII first: nearly all text is, and that check is the cheapest.
     return text.isascii() or _SURROGATE.search(text) is None
 
 
-def shown(text: str) -> str:
+def _shown(text: str) -> str:
     """`text` as it can be written in a message: a lone surrogate as its escape, e.g. `\\ud800`."""
     return text.encode("utf-8", "backslashreplace").decode()
 
@@ -36,7 +34,7 @@ def shown(text: str) -> str:
 def unencodable_field(value: Any) -> str | None:
     """The dotted path of the first key or string in a JSON value that UTF-8 cannot encode; None if there is none."""
     found = _find(value)
-    return None if found is None else ".".join(shown(str(part)) for part in reversed(found))
+    return None if found is None else ".".join(_shown(str(part)) for part in reversed(found))
 
 
 def _find(value: Any) -> list[str | int] | None:
