@@ -104,9 +104,20 @@ main.add_command(devices)
     help="Embed a broker without --broker-auth on an address beyond loopback: anyone who reaches it can run scripts.",
 )
 @click.option("--topic-prefix", default="tether/v1", show_default=True, help="Root of every Tether topic.")
-@click.option("--public-url", help="Base URL devices use to upload artifacts (default: http://<--http-listen>).")
+@click.option(
+    "--public-url",
+    help="Base URL clients and devices reach the controller at: artifact uploads and the API's links are built on it "
+    "(default: http://<--http-listen>).",
+)
 @click.option(
     "--max-artifact-mb", type=click.IntRange(1, 10240), default=100, show_default=True, help="Largest artifact upload."
+)
+@click.option(
+    "--max-body-kb",
+    type=click.IntRange(1, 1024 * 1024),
+    default=1024,
+    show_default=True,
+    help="Largest JSON request body, in KiB; larger ones get 413 (artifact uploads have --max-artifact-mb).",
 )
 @db_option
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
@@ -145,6 +156,7 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
         topic_prefix=options["topic_prefix"],
         public_url=options["public_url"],
         max_artifact_bytes=options["max_artifact_mb"] * 1024 * 1024,
+        max_body_bytes=options["max_body_kb"] * 1024,
     )
     _run_or_exit(lambda: asyncio.run(serve(settings)))
 

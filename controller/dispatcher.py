@@ -137,7 +137,12 @@ class Dispatcher:
     async def _sweep(self) -> None:
         for operation_id in self._store.operations_in_states([OperationState.RESOLVED, OperationState.DISPATCHING]):
             with about(operation_id=operation_id):
-                await self._dispatch(operation_id)
+                try:
+                    await self._dispatch(operation_id)
+                except ValueError as err:
+                    # The operation's own content cannot make a command (text UTF-8 cannot encode, say, stored by an
+                    # older version): it fails alone. Raised on, it would stop the controller at every start.
+                    self._fail(operation_id, f"its commands cannot be sent: {err}")
         while finished := self._store.commands.uncleared_terminal(BATCH_SIZE):
             await self.clear(finished)
 
@@ -246,6 +251,11 @@ class Dispatcher:
         if to_take_back:
             # Stopped while in flight (take them back before a device runs them), or finished already.
             await self.clear([(t.device_id, t.command_id) for t in batch.targets if t.command_id in to_take_back])
+
+    def _fail(self, operation_id: str, reason: str) -> None:
+        log.error("operation %s failed: %s", operation_id, reason)
+        self._store.control.abort(operation_id, reason)
+        finish_if_done(self._store, operation_id)
 
     def _wait_for_window(self, operation_id: str) -> None:
         opening = self._store.commands.next_opening(operation_id)

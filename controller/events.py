@@ -34,8 +34,29 @@ UNFINISHED = (OperationState.CREATED, OperationState.RESOLVING, OperationState.R
 Publish = Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]]
 
 
-Stream = tuple["asyncio.Queue[OperationEvent | None]", asyncio.AbstractEventLoop]
-"""A subscriber's queue and the loop it reads it on."""
+MAX_QUEUED = 256
+"""Events a stream may fall behind by before it is dropped: an operation makes a few a second (a stats event a tick
+and its activity entries), so only a client that stopped reading gets there, and it then holds no more than this."""
+
+
+class Subscription:
+    """One SSE stream's events, on the loop that reads them. None in the queue means the controller is stopping;
+    `dropped` is set when the stream fell MAX_QUEUED events behind, and then gets no more."""
+
+    def __init__(self, operation_id: str) -> None:
+        self.operation_id = operation_id
+        self.queue: asyncio.Queue[OperationEvent | None] = asyncio.Queue(MAX_QUEUED)
+        self.dropped = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def offer(self, item: OperationEvent | None) -> None:
+        """Runs on the subscription's loop."""
+        if self.dropped.is_set():
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped.set()
 
 
 def snapshot(store: Store, operation_id: str) -> OperationEvent:
@@ -45,10 +66,9 @@ def snapshot(store: Store, operation_id: str) -> OperationEvent:
     return _event(operation_id, OperationEventKind.SNAPSHOT, operation.state, operation.reason, operation.stats, latest)
 
 
-def _deliver(stream: Stream, item: OperationEvent | None) -> None:
-    queue, loop = stream
+def _deliver(subscription: Subscription, item: OperationEvent | None) -> None:
     with contextlib.suppress(RuntimeError):  # that loop is closed: its stream has ended
-        loop.call_soon_threadsafe(queue.put_nowait, item)
+        subscription.loop.call_soon_threadsafe(subscription.offer, item)
 
 
 def _event(
@@ -81,7 +101,7 @@ class OperationEvents:
         self._store = store
         self._topics = topics
         self._publish = publish
-        self._streams: dict[str, set[Stream]] = {}
+        self._streams: dict[str, set[Subscription]] = {}
         self._streams_lock = threading.Lock()
         self._activity_seq = store.last_activity_seq()
         """Events start from now: history is in the REST API."""
@@ -89,27 +109,26 @@ class OperationEvents:
         self._sent: dict[str, OperationStats] = {}
         """The counts last sent for each unfinished operation."""
 
-    def subscribe(self, operation_id: str) -> "asyncio.Queue[OperationEvent | None]":
-        """A queue of the operation's events from now on, for the running loop; None in it means the controller is
-        stopping."""
-        queue: asyncio.Queue[OperationEvent | None] = asyncio.Queue()
+    def subscribe(self, operation_id: str) -> Subscription:
+        """The operation's events from now on, for the running loop."""
+        subscription = Subscription(operation_id)
         with self._streams_lock:
-            self._streams.setdefault(operation_id, set()).add((queue, asyncio.get_running_loop()))
-        return queue
+            self._streams.setdefault(operation_id, set()).add(subscription)
+        return subscription
 
-    def unsubscribe(self, operation_id: str, queue: "asyncio.Queue[OperationEvent | None]") -> None:
+    def unsubscribe(self, subscription: Subscription) -> None:
         with self._streams_lock:
-            streams = self._streams.get(operation_id, set())
-            streams -= {stream for stream in streams if stream[0] is queue}
+            streams = self._streams.get(subscription.operation_id, set())
+            streams.discard(subscription)
             if not streams:
-                self._streams.pop(operation_id, None)
+                self._streams.pop(subscription.operation_id, None)
 
     def close(self) -> None:
         """End every stream, so that open SSE responses finish and the HTTP server can stop."""
         for stream in self._subscribers(None):
             _deliver(stream, None)
 
-    def _subscribers(self, operation_id: str | None) -> list[Stream]:
+    def _subscribers(self, operation_id: str | None) -> list[Subscription]:
         """The streams of one operation, or of every operation for None."""
         with self._streams_lock:
             if operation_id is None:

@@ -17,7 +17,7 @@ from typing import Literal
 import uvicorn
 
 from controller.api.app import create_app
-from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, ApiServices
+from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_BODY_BYTES, ApiServices
 from controller.api_thread import on_main_loop, serve_in_thread
 from controller.broker import ListenAddress, MosquittoBroker, ServerTls, make_broker
 from controller.broker_auth import BrokerAuth
@@ -61,8 +61,9 @@ class ServeSettings:
     topic_prefix: str = "tether/v1"
     client_id: str = "tether-controller"
     public_url: str | None = None
-    """Base URL devices use to upload artifacts; defaults to the HTTP listen address."""
+    """Base URL of artifact uploads and of the API's links; defaults to the HTTP listen address."""
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def device_facing_url(self) -> str:
@@ -226,6 +227,8 @@ async def _run(
             metrics=metrics,
             broker_connected=lambda: link.connected,
             max_artifact_bytes=settings.max_artifact_bytes,
+            max_body_bytes=settings.max_body_bytes,
+            public_url=settings.device_facing_url,
         )
     )
     # Open event streams end when the controller stops (events.close()); the timeout is the backstop for the rest.

@@ -21,6 +21,8 @@ from typing import Any
 from nacl.exceptions import CryptoError
 from nacl.signing import SigningKey, VerifyKey
 
+from shared.text import UnencodableText, unencodable_field
+
 DOMAIN = b"tether-signed-message-v1\n"
 ALGORITHM = "ed25519"
 SIGNATURE_INVALID = "signature invalid"
@@ -36,7 +38,12 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 
 
 def canonical(body: Mapping[str, Any]) -> bytes:
-    return _CANONICAL.encode(body).encode()
+    """UnencodableText, naming the field, for text UTF-8 cannot encode: it could be neither sent nor signed."""
+    text = _CANONICAL.encode(body)
+    try:
+        return text.encode()
+    except UnicodeEncodeError as err:
+        raise UnencodableText(unencodable_field(dict(body)) or "the message") from err
 
 
 def key_id(public: VerifyKey) -> str:

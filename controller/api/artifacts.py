@@ -1,6 +1,7 @@
 """Artifacts: a device uploads a command's file with its one-time token; operators download it with an API key."""
 
 import hashlib
+import logging
 import os
 from typing import Annotated
 
@@ -15,6 +16,8 @@ from controller.api.deps import services
 from controller.errors import NotFound, TooLarge, Unauthorized
 from controller.store.space import is_full
 from shared.topics import validate_id
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v0")
 
@@ -93,9 +96,19 @@ async def download_artifact(operation_id: str, device_id: str, request: Request,
     record = services(request).store.artifacts.find(operation_id, device_id)
     if record is None:
         raise NotFound(f"device {device_id!r} has uploaded no artifact for operation {operation_id!r}")
+    try:
+        # Stat here, not in FileResponse: a file removed from disk is then a 404, not an error mid-response.
+        found = os.stat(record.path)
+    except OSError as err:
+        log.warning("the artifact of command %s is missing from disk: %s", record.command_id, err)
+        raise NotFound(
+            f"the artifact device {device_id!r} uploaded for operation {operation_id!r} is no longer on the "
+            "controller's disk"
+        ) from err
     return FileResponse(
         record.path,
         media_type=record.content_type,
         filename=f"{device_id}-{record.command_id}",
         headers={"X-Content-SHA256": record.sha256},
+        stat_result=found,
     )

@@ -12,6 +12,11 @@ from controller.scheduler import Scheduler
 from controller.store import Store
 
 DEFAULT_MAX_ARTIFACT_BYTES = 100 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+"""The largest JSON body: the largest request Tether takes, a RUN_SHELL_SCRIPT with its 256 KiB script, fits four
+times over, so even a script JSON-escaped to twice its size or more passes; what a key holder can make the controller
+parse at once stays small."""
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,9 @@ class ApiServices:
     broker_connected: Callable[[], bool] = lambda: True
     """Whether the controller's MQTT connection is up, for /readyz."""
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    public_url: str = DEFAULT_PUBLIC_URL
+    """The base of every link an answer holds (`next`, `self`, Location): never the Host header a client sent."""
 
 
 def services(request: Request) -> ApiServices:

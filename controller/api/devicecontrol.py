@@ -24,6 +24,8 @@ from controller.api.devicecontrol_schemas import (
     StatusUpdate,
     dump,
 )
+from controller.api.links import here, route_url
+from controller.api.routing import KeyFirstRoute
 from controller.clock import to_iso
 from controller.completion import finish_if_done
 from controller.errors import InvalidRequest, NotFound
@@ -31,9 +33,10 @@ from controller.fragments import to_fragments, to_operation
 from controller.store.devicecontrol import DeviceControlFilters, DeviceControlRow
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.operations import DeviceStatus, ScheduleType
+from shared.text import displayable
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
 
-router = APIRouter(prefix="/devicecontrol", tags=["devicecontrol"])
+router = APIRouter(prefix="/devicecontrol", tags=["devicecontrol"], route_class=KeyFirstRoute)
 
 OPERATION_TYPE = "application/vnd.com.nsn.cumulocity.operation+json"
 COLLECTION_TYPE = "application/vnd.com.nsn.cumulocity.operationcollection+json"
@@ -55,7 +58,7 @@ def _answers(status: int, media_type: str, model: type[BaseModel], what: str, **
 
 
 def _operation_url(request: Request, operation_id: str) -> str:
-    return str(request.url_for("get_devicecontrol_operation", operation_id=operation_id))
+    return route_url(request, "get_devicecontrol_operation", operation_id=operation_id)
 
 
 def _operation(request: Request, row: DeviceControlRow, *, in_collection: bool = False) -> Operation:
@@ -71,9 +74,9 @@ def _operation(request: Request, row: DeviceControlRow, *, in_collection: bool =
         "description": row.description,
         "failureReason": row.failure_reason,
     }
-    return Operation.model_validate(
-        to_fragments(row.operation_type, row.arguments, row.fragments, row.result) | members
-    )
+    # displayable: what an older version stored may hold text UTF-8 cannot encode; it is shown, not a 500.
+    fragments = to_fragments(row.operation_type, displayable(row.arguments), displayable(row.fragments), row.result)
+    return Operation.model_validate(fragments | members)
 
 
 REQUEST_BODY = {"requestBody": {"content": json_or(OPERATION_TYPE, NewOperation)}}
@@ -87,7 +90,7 @@ LOCATION = {"Location": {"description": "The new operation's URL.", "schema": {"
     summary="Create an operation for one device",
     responses={
         **_answers(201, OPERATION_TYPE, Operation, "Created", headers=LOCATION),
-        **errors(400, 401, 403, 507),
+        **errors(400, 401, 403, 413, 507),
     },
     openapi_extra=REQUEST_BODY,
 )
@@ -232,7 +235,7 @@ async def list_devicecontrol_operations(
     more = len(rows) == page_size if total is None or not with_total else current_page * page_size < total
     collection = OperationCollection.model_validate(
         {
-            "self": str(request.url),
+            "self": here(request),
             "operations": [_operation(request, row, in_collection=True) for row in rows],
             "statistics": PagingStatistics.model_validate(
                 {
@@ -242,8 +245,8 @@ async def list_devicecontrol_operations(
                     "totalElements": total if with_total_elements else None,
                 }
             ),
-            "prev": str(request.url.include_query_params(currentPage=current_page - 1)) if current_page > 1 else None,
-            "next": str(request.url.include_query_params(currentPage=current_page + 1)) if more else None,
+            "prev": here(request, currentPage=current_page - 1) if current_page > 1 else None,
+            "next": here(request, currentPage=current_page + 1) if more else None,
         }
     )
     return _answer(request, dump(collection), COLLECTION_TYPE)
@@ -269,7 +272,10 @@ async def delete_devicecontrol_operations(request: Request, key: Admin, query: F
 @router.put(
     "/operations/{operation_id}",
     summary="Change an operation's status",
-    responses={**_answers(200, OPERATION_TYPE, Operation, "The operation"), **errors(400, 401, 403, 404, 409, 507)},
+    responses={
+        **_answers(200, OPERATION_TYPE, Operation, "The operation"),
+        **errors(400, 401, 403, 404, 409, 413, 507),
+    },
     openapi_extra=STATUS_BODY,
 )
 async def update_devicecontrol_operation(

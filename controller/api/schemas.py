@@ -8,6 +8,7 @@ from controller.counts import device_counts, statistics
 from controller.store.records import OperationRecord
 from shared.events import DeviceCounts, OperationStatsBody
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType, TimeType
+from shared.text import displayable
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 
 T = TypeVar("T")
@@ -111,8 +112,9 @@ class OperationOut(BaseModel):
             state=record.state,
             schedule_type=record.schedule_type,
             schedule_args=record.schedule_args,
-            operation_device_query=record.device_query,
-            arguments=record.arguments,
+            # What an older version stored may hold text UTF-8 cannot encode: shown with U+FFFD, never a 500.
+            operation_device_query=displayable(record.device_query),
+            arguments=displayable(record.arguments),
             reason=record.reason,
             created_at=record.created_at,
             created_by=record.created_by,

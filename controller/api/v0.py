@@ -7,6 +7,8 @@ from fastapi import APIRouter, Query, Request, status
 from controller.api.auth import Admin, Reader
 from controller.api.contract import errors
 from controller.api.deps import services
+from controller.api.links import here
+from controller.api.routing import KeyFirstRoute
 from controller.api.schemas import DeviceOperationOut, DeviceOut, Envelope, OperationCreate, OperationOut, PageOut
 from controller.errors import InvalidRequest
 from controller.store import Store
@@ -16,7 +18,7 @@ from shared.operations import DeviceStatus, OperationState, OperationType, Sched
 from shared.schedule import ScheduleError, Window
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
 
-router = APIRouter(prefix="/v0")
+router = APIRouter(prefix="/v0", route_class=KeyFirstRoute)
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 MAX_OFFSET = 1_000_000_000
@@ -55,8 +57,8 @@ def _store(request: Request) -> Store:
 
 def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str | None, str | None]:
     following = offset + limit
-    next_url = str(request.url.include_query_params(limit=limit, offset=following)) if following < total else None
-    previous = str(request.url.include_query_params(limit=limit, offset=max(offset - limit, 0))) if offset > 0 else None
+    next_url = here(request, limit=limit, offset=following) if following < total else None
+    previous = here(request, limit=limit, offset=max(offset - limit, 0)) if offset > 0 else None
     return next_url, previous
 
 
@@ -64,7 +66,7 @@ def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str |
     "/operations/",
     status_code=status.HTTP_201_CREATED,
     response_model=Envelope[OperationOut],
-    responses=errors(400, 401, 403, 507),
+    responses=errors(400, 401, 403, 413, 507),
     openapi_extra={"requestBody": {"content": {"application/json": {"examples": CREATE_EXAMPLES}}}},
 )
 async def create_operation(body: OperationCreate, request: Request, key: Admin) -> Envelope[OperationOut]:

@@ -43,6 +43,7 @@ class Api:
             artifact_dir=artifact_dir,
             events=OperationEvents(store, Topics(), publish=None),
             max_artifact_bytes=1000,
+            public_url="http://tether",
         )
         self.app = create_app(services)
         self.admin_key = store.create_key("ops", "admin")[1]

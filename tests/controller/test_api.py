@@ -1,11 +1,13 @@
 """The /v0 API over ASGI with a real SQLite file: validation, auth, the 201 shape, listing and paging."""
 
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from controller.api.deps import DEFAULT_MAX_BODY_BYTES as MAX_BODY
 from controller.store.space import REFUSED
 from tests.controller.api_harness import Api
 
@@ -199,6 +201,36 @@ def test_auth(api: Api) -> None:
     )
     assert forbidden.status_code == 403
     assert "admin" in forbidden.json()["message"]
+
+
+async def chunked(body: bytes) -> AsyncIterator[bytes]:
+    """A body without Content-Length."""
+    for start in range(0, len(body), 65536):
+        yield body[start : start + 65536]
+
+
+@pytest.mark.parametrize("path", ["/v0/operations/", "/devicecontrol/operations"])
+@pytest.mark.parametrize("sent", [bytes, chunked], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_is_a_413_and_without_a_key_a_401(
+    api: Api, path: str, sent: Callable[[bytes], Any]
+) -> None:
+    body = b'{"operation_type": "LOCK", "operation_device_query": {"all": true}, "x": "' + b"x" * MAX_BODY + b'"}'
+    over = api.request("POST", path, content=sent(body), headers={"Content-Type": "application/json"})
+    assert over.status_code == 413
+    assert over.json() == {"message": f"the body exceeds the {MAX_BODY}-byte limit", "errors": []}
+    anonymous = api.request("POST", path, key=None, content=sent(body), headers={"Content-Type": "application/json"})
+    assert anonymous.status_code == 401
+
+
+def test_text_utf8_cannot_encode_is_a_400_naming_the_field(api: Api) -> None:
+    body = b'{"operation_type": "LOCK", "operation_device_query": {"tags": ["ok", "\\ud83d\\ude00", "\\uDBFF"]}}'
+    refused = api.request("POST", "/v0/operations/", content=body, headers={"Content-Type": "application/json"})
+    assert refused.status_code == 400
+    assert [error["field"] for error in refused.json()["errors"]] == ["operation_device_query.tags.2"]
+    paired = body.replace(b', "\\uDBFF"', b"")  # a surrogate pair is one character: taken
+    assert api.request(
+        "POST", "/v0/operations/", content=paired, headers={"Content-Type": "application/json"}
+    ).is_success
 
 
 def test_keys_are_stored_hashed(api: Api) -> None:

@@ -12,7 +12,7 @@ import pytest
 from controller.api.event_stream import _unseen
 from controller.completion import finish_if_done
 from controller.errors import NotFound
-from controller.events import OperationEvents, _event, snapshot
+from controller.events import MAX_QUEUED, OperationEvents, _event, snapshot
 from controller.store import Store
 from controller.store.records import ActivityEntry, OperationStats
 from shared.events import OperationEvent, OperationEventKind
@@ -113,20 +113,20 @@ def test_events_go_to_the_operations_streams_and_topic(store: Store) -> None:
         sent = await events.tick()
         await asyncio.sleep(0)  # delivered through the subscriber's loop
 
-        assert [watching.get_nowait() for _ in range(watching.qsize())] == sent
-        assert other.empty()
+        assert [watching.queue.get_nowait() for _ in range(watching.queue.qsize())] == sent
+        assert other.queue.empty()
         assert [topic for topic, _ in published.messages] == [f"site/a/operations/{first}/events"] * len(sent)
         assert [OperationEvent.model_validate_json(payload) for _, payload in published.messages] == sent
 
-        events.unsubscribe(first, watching)
+        events.unsubscribe(watching)
         store.transition(first, OperationState.FAILED, activity="FAILURE", reason="stopped")
         await events.tick()
         await asyncio.sleep(0)
-        assert watching.empty()
+        assert watching.queue.empty()
 
         events.close()
         await asyncio.sleep(0)
-        assert other.get_nowait() is None
+        assert other.queue.get_nowait() is None
 
     asyncio.run(scenario())
 
@@ -138,9 +138,9 @@ def test_a_stream_on_another_threads_loop_gets_its_events_there(store: Store) ->
     received: list[OperationEvent | None] = []
 
     async def stream() -> None:
-        queue = events.subscribe(first)
+        subscription = events.subscribe(first)
         subscribed.set()
-        while (event := await queue.get()) is not None:
+        while (event := await subscription.queue.get()) is not None:
             received.append(event)
         received.append(None)
 
@@ -153,6 +153,25 @@ def test_a_stream_on_another_threads_loop_gets_its_events_there(store: Store) ->
 
     assert sent
     assert received == [*sent, None]
+
+
+def test_a_stream_that_falls_too_far_behind_is_dropped_and_gets_no_more(store: Store) -> None:
+    events = OperationEvents(store, Topics(), publish=None)
+    first = operation(store, ["a"])
+
+    async def scenario() -> None:
+        stalled = events.subscribe(first)
+        event = snapshot(store, first)
+        for _ in range(MAX_QUEUED):
+            stalled.offer(event)
+        assert not stalled.dropped.is_set()
+        stalled.offer(event)
+        assert stalled.dropped.is_set()
+        stalled.queue.get_nowait()
+        stalled.offer(event)
+        assert stalled.queue.qsize() == MAX_QUEUED - 1  # dropped: nothing more is queued
+
+    asyncio.run(scenario())
 
 
 def test_events_see_writes_made_through_another_connection(store: Store, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from shared.signing import (
     key_id,
     parse_public_key,
 )
+from shared.text import UnencodableText
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 KEY = SigningKey.generate()
@@ -151,3 +152,10 @@ def test_public_keys_round_trip_and_bad_ones_say_what_is_wrong() -> None:
     ]:
         with pytest.raises(ValueError, match=reason):
             parse_public_key(bad)
+
+
+def test_text_utf8_cannot_encode_is_refused_naming_its_field() -> None:
+    with pytest.raises(UnencodableText) as refused:
+        canonical({"command_id": "c1", "arguments": {"script": "echo \ud800"}})
+    assert refused.value.field == "arguments.script"
+    assert isinstance(refused.value, ValueError)  # the dispatcher fails the operation on it, not the process

@@ -1,0 +1,92 @@
+"""The route class of the JSON APIs: a body is read only from a client whose key is valid, only up to the size limit,
+and refused when it holds text that UTF-8 cannot encode.
+
+FastAPI reads and parses a route's body before it runs the route's dependencies, authentication among them: an
+anonymous client could make the controller hold and parse a body of any size. Here the key is checked first (the
+route's own dependencies check its role after), then the body is read in chunks and refused with 413 past the
+limit, whether or not it declared its length; FastAPI then parses what was read.
+"""
+
+import json
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
+from starlette.types import Message
+
+from controller.api.auth import authenticated, basic, bearer
+from controller.api.deps import services
+from controller.errors import InvalidRequest, TooLarge
+from shared.text import DESCRIPTION, unencodable_field
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+"""JSON can only carry a lone surrogate as such an escape; a body without one needs no second look."""
+
+
+class KeyFirstRoute(APIRoute):
+    """For routers whose every route needs an API key; routes without a body are left as FastAPI makes them."""
+
+    def get_route_handler(self) -> Handler:
+        handler: Handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def key_first(request: Request) -> Response:
+            await authenticated(request, await bearer(request), await basic(request))
+            body = await _read_within(request, services(request).max_body_bytes)
+            _refuse_unencodable(body)
+            return await handler(Request(request.scope, _replay(body)))
+
+        return key_first
+
+
+async def _read_within(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect as err:
+        # Nobody reads the answer; a 400 keeps it out of the error log, where FastAPI's own reading put it too.
+        raise InvalidRequest("body", "the connection closed before the whole body arrived") from err
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(f"the body exceeds the {limit}-byte limit")
+
+
+def _refuse_unencodable(body: bytes) -> None:
+    if _SURROGATE_ESCAPE.search(body) is None:
+        return
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return  # not JSON: FastAPI's parsing refuses it, in its own words
+    field = unencodable_field(parsed)
+    if field is not None:
+        raise InvalidRequest(field, DESCRIPTION)
+
+
+def _replay(body: bytes) -> Callable[[], Coroutine[Any, Any, Message]]:
+    """A `receive` that hands FastAPI the body already read."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
