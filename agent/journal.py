@@ -5,6 +5,9 @@ keeps a final status that could not be published until the broker is reachable a
 status was delivered is forgotten once it is RETENTION old and can no longer start (its `start_before` a day past):
 a copy arriving after that is refused as expired, so the journal stays the size of a month of work, not of the
 device's life.
+
+It also records the process groups each running command started (agent/process_groups.py), so that an agent killed
+while they run ends them when it starts again.
 """
 
 import sqlite3
@@ -13,6 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from agent.process_groups import ProcessGroup
 from shared.messages import Command, StatusReport, decode, encode, utc_now
 
 SCHEMA = """
@@ -27,6 +31,13 @@ CREATE TABLE IF NOT EXISTS commands (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS commands_by_stage ON commands (stage, received_at);
+CREATE TABLE IF NOT EXISTS process_groups (
+    boot_id TEXT NOT NULL,
+    pgid INTEGER NOT NULL,
+    start_ticks INTEGER NOT NULL,
+    command_id TEXT NOT NULL,
+    PRIMARY KEY (boot_id, pgid, start_ticks)
+);
 """
 
 
@@ -62,6 +73,26 @@ class Journal:
 
     def close(self) -> None:
         self._conn.close()
+
+    def record_group(self, command_id: str, group: ProcessGroup) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO process_groups (boot_id, pgid, start_ticks, command_id) VALUES (?, ?, ?, ?)",
+            (group.boot_id, group.pgid, group.start_ticks, command_id),
+        )
+
+    def forget_group(self, group: ProcessGroup) -> None:
+        self._conn.execute(
+            "DELETE FROM process_groups WHERE boot_id = ? AND pgid = ? AND start_ticks = ?",
+            (group.boot_id, group.pgid, group.start_ticks),
+        )
+
+    def process_groups(self) -> list[tuple[str, ProcessGroup]]:
+        """(command id, group) for each process group recorded as started and not yet ended."""
+        rows = self._conn.execute("SELECT command_id, pgid, start_ticks, boot_id FROM process_groups ORDER BY rowid")
+        return [(row[0], ProcessGroup(pgid=row[1], start_ticks=row[2], boot_id=row[3])) for row in rows]
+
+    def group_ledger(self, command_id: str) -> "CommandGroups":
+        return CommandGroups(self, command_id)
 
     def get(self, command_id: str) -> Entry | None:
         row = self._conn.execute(
@@ -132,6 +163,20 @@ class Journal:
             "SELECT final_report FROM commands WHERE stage = ? AND delivered = 0 ORDER BY updated_at", (Stage.FINISHED,)
         )
         return [decode(StatusReport, row[0].encode()) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandGroups:
+    """The process group ledger (agent/process_groups.py) of one command."""
+
+    journal: Journal
+    command_id: str
+
+    def started(self, group: ProcessGroup) -> None:
+        self.journal.record_group(self.command_id, group)
+
+    def ended(self, group: ProcessGroup) -> None:
+        self.journal.forget_group(group)
 
 
 def _entry(row: tuple[str, str, str | None, str | None, int]) -> Entry:

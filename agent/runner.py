@@ -1,6 +1,7 @@
 """Runs commands one at a time, first in first out: journal, validate, execute, report."""
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -10,6 +11,7 @@ from typing import Any
 
 import psutil
 
+from agent import process_groups
 from agent.errors import HandlerError, InvalidArguments
 from agent.handlers import handler_for
 from agent.handlers.base import (
@@ -24,6 +26,7 @@ from agent.handlers.base import (
 )
 from agent.journal import Journal, Stage
 from agent.policy import TypePolicy
+from agent.process import KILL_GRACE_S
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.logs import about
 from shared.messages import AgentHealth, CancelRequest, Command, StatusReport, utc_now
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 
 
 MAX_PARK_S = 3600.0
+RESTARTED = "agent restarted during execution"
+PROCESSES_STOPPED = "the processes it had started were stopped"
 
 
 def seconds_until_window(schedule: dict[str, Any]) -> float:
@@ -144,21 +149,35 @@ class Runner:
                 running.task.cancel()
 
     async def recover(self) -> None:
-        """After a restart: decide commands that were executing, and queue those that never started."""
+        """After a restart: end what commands left running, decide commands that were executing, and queue those that
+        never started."""
+        stopped = await self._end_orphaned_groups()
         boot_id = await self._platform.boot_id()
         for entry in self._journal.in_stage(Stage.EXECUTING):
             handler = self._handler_or_none(entry.command)
             decision = (
                 handler.outcome_after_restart(entry.boot_id or "", boot_id)
                 if handler is not None
-                else RestartOutcome(reason="agent restarted during execution")
+                else RestartOutcome(reason=RESTARTED)
             )
             if decision.reason is None:
                 await self._finish(entry.command, DeviceStatus.SUCCESSFUL, result=decision.result)
             else:
-                await self._finish(entry.command, DeviceStatus.FAILED, reason=decision.reason)
+                stop = f"; {PROCESSES_STOPPED}" if entry.command.command_id in stopped else ""
+                await self._finish(entry.command, DeviceStatus.FAILED, reason=decision.reason + stop)
         for entry in self._journal.in_stage(Stage.QUEUED):
             self._queue.put_nowait(entry.command)
+
+    async def _end_orphaned_groups(self) -> set[str]:
+        """End the process groups a killed agent left running; return the ids of the commands that had some."""
+        stopped = set()
+        for command_id, group in self._journal.process_groups():
+            with about(command_id=command_id):
+                if await process_groups.end_orphaned(group, KILL_GRACE_S):
+                    log.warning("command %s: stopped its process group %d, left running", command_id, group.pgid)
+                    stopped.add(command_id)
+            self._journal.forget_group(group)
+        return stopped
 
     def health(self) -> AgentHealth:
         """What the agent reports of itself in its presence."""
@@ -247,7 +266,11 @@ class Runner:
         cancelled = self._cancelled_before_start.pop(command.command_id, None)
         if cancelled is not None:
             raise HandlerError(cancelled)
-        running = _Running(command.command_id, handler, asyncio.create_task(handler.run(arguments, context)))
+        # The handler's task has its own context, in which the processes it starts are recorded for this command.
+        handler_context = contextvars.copy_context()
+        handler_context.run(process_groups.LEDGER.set, self._journal.group_ledger(command.command_id))
+        task = asyncio.create_task(handler.run(arguments, context), context=handler_context)
+        running = _Running(command.command_id, handler, task)
         self._running = running
         try:
             return await running.task

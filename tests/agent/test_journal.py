@@ -1,4 +1,4 @@
-"""The journal forgets only what can never matter again: delivered, a month old, and past its start_before."""
+"""The journal forgets only what can never matter again, and survives its own file becoming unreadable."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -7,6 +7,7 @@ import pytest
 
 from agent import journal as journal_module
 from agent.journal import RETENTION, Journal
+from agent.process_groups import ProcessGroup
 from shared.messages import Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
 
@@ -90,3 +91,11 @@ def test_a_forgotten_command_arriving_again_is_new_to_the_journal(journal: Journ
     finished(journal, "now", start_before=None)
 
     assert journal.record_received(command("old", datetime(2020, 1, 1, tzinfo=UTC)))
+
+
+def test_process_groups_are_recorded_for_their_command_until_they_end(journal: Journal) -> None:
+    first, second = ProcessGroup(10, 100, "boot"), ProcessGroup(11, 110, "boot")
+    journal.group_ledger("c1").started(first)
+    journal.group_ledger("c2").started(second)
+    journal.group_ledger("c1").ended(first)
+    assert journal.process_groups() == [("c2", second)]

@@ -1,0 +1,134 @@
+"""Faults of the agent's own making: being killed while a script runs.
+
+A real `tetherd` on a private Mosquitto with a real controller: the agent is SIGKILLed outside systemd (no
+KillMode=control-group to clean up after it).
+"""
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.e2e.harness import Agent, Controller, line_count, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def script_operation(script: str) -> dict[str, Any]:
+    return {
+        "operation_type": "RUN_SHELL_SCRIPT",
+        "operation_device_query": {"device_id": "alpha"},
+        "arguments": {"script": script},
+    }
+
+
+def device_result(controller: Controller, operation_id: str) -> dict[str, Any]:
+    return controller.device_results(operation_id)["alpha"]
+
+
+def run_lock(controller: Controller, agent: Agent) -> None:
+    before = len(agent.tools.calls("loginctl"))
+    created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "alpha"}})
+    assert controller.wait_finished(created["id"])["state"] == "COMPLETED"
+    assert device_result(controller, created["id"])["status"] == "SUCCESSFUL"
+    assert len(agent.tools.calls("loginctl")) == before + 1
+
+
+def stable(result: dict[str, Any]) -> dict[str, Any]:
+    """A device result without `updated_at`, which a harmless repeated final status may touch."""
+    return {key: value for key, value in result.items() if key != "updated_at"}
+
+
+def connected_times(agent: Agent) -> int:
+    return agent.process.output().count("connected to")
+
+
+def end_group(pid_file: Path) -> None:
+    """Clean up after a test whose script may outlive it: it leads its own process group, whose id it wrote down."""
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        os.killpg(int(pid_file.read_text().strip()), signal.SIGKILL)
+
+
+@pytest.fixture
+def alpha(tmp_path: Path, mosquitto_url: str) -> Iterator[tuple[Controller, Agent]]:
+    controller = Controller(tmp_path, broker_url=mosquitto_url)
+    agent = Agent(tmp_path, mosquitto_url, "alpha")
+    try:
+        controller.wait_online("alpha")
+        yield controller, agent
+    finally:
+        agent.stop()
+        controller.stop()
+
+
+# --- an agent killed in the middle of a script --------------------------------------------------------------------
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live (not zombie) processes of process group `pgid`."""
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+    return members
+
+
+def size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def stops_growing(path: Path, quiet_s: float = 1.0) -> bool:
+    before = size(path)
+    time.sleep(quiet_s)
+    return size(path) == before
+
+
+def test_a_script_orphaned_by_a_killed_agent_is_stopped_when_it_restarts_and_fails_once_never_to_run_again(
+    tmp_path: Path, alpha: tuple[Controller, Agent]
+) -> None:
+    controller, agent = alpha
+    runs, pid_file, marker = tmp_path / "runs.txt", tmp_path / "script.pid", tmp_path / "marker.txt"
+    try:
+        script = (
+            f"echo run >> {runs}\necho $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\n"
+            # A background child in the same group that ignores SIGTERM: the whole group must go, by SIGKILL if need be.
+            f"(trap '' TERM; while true; do echo child >> {marker}; sleep 0.2; done) &\n"
+            f"i=0; while [ $i -lt 1500 ]; do echo tick >> {marker}; sleep 0.2; i=$((i+1)); done\n"
+        )
+        operation_id = controller.create(script_operation(script))["id"]
+        wait_for("the script running", pid_file.exists)
+        wait_for("alpha EXECUTING", lambda: device_result(controller, operation_id)["status"] == "EXECUTING")
+        pgid = int(pid_file.read_text())
+        wait_for("the script and its child running", lambda: len(group_members(pgid)) >= 2)
+        pids = [process.pid for process in group_members(pgid)]
+
+        agent.process.kill()
+        assert not stops_growing(marker, 0.6), "the script should outlive the agent it was orphaned by"
+        agent.process = agent.start()
+
+        wait_for("the orphaned script's group gone", lambda: not group_members(pgid), timeout=10)
+        assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in pids)
+        assert stops_growing(marker)
+        operation = controller.wait_finished(operation_id, timeout=20)
+        result = device_result(controller, operation_id)
+        assert result["status"] == "FAILED", result
+        assert result["failure_reason"] == (
+            "agent restarted during execution; the processes it had started were stopped"
+        ), result
+        assert operation["operation_stats"]["device_operation_statuses_count"]["failed_device_count"] == 1
+        assert agent.process.output().count(f"command {result['command_id']} FAILED") == 1
+
+        agent.restart()  # never again: the retained command comes back and is answered with its final status
+        wait_for("the agent reconnected", lambda: connected_times(agent) >= 3)
+        time.sleep(0.5)
+        assert line_count(runs) == 1
+        assert stable(device_result(controller, operation_id)) == stable(result)
+    finally:
+        end_group(pid_file)
