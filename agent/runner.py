@@ -24,7 +24,7 @@ from agent.handlers.base import (
     keep_inventory,
     no_profile,
 )
-from agent.journal import Journal, Stage
+from agent.journal import JOURNAL_LOST, Journal, Stage
 from agent.policy import TypePolicy
 from agent.process import KILL_GRACE_S
 from shared.arguments import ArgumentsError, validate_arguments
@@ -110,6 +110,10 @@ class Runner:
                 else:
                     log.info("command %s is already queued or running; duplicate ignored", command.command_id)
                 return
+            if self._journal.in_doubt(command):
+                log.warning("command %s (%s) refused: %s", command.command_id, command.operation_type, JOURNAL_LOST)
+                await self._finish(command, DeviceStatus.FAILED, reason=JOURNAL_LOST)
+                return
             log.info("command %s (%s) queued", command.command_id, command.operation_type)
             await self._report(command, DeviceStatus.PENDING)
             self._queue.put_nowait(command)
@@ -178,6 +182,20 @@ class Runner:
                     stopped.add(command_id)
             self._journal.forget_group(group)
         return stopped
+
+    @property
+    def journal_loss_unsettled(self) -> bool:
+        """Whether commands are in doubt because the journal was lost and has not settled since (see JournalLoss)."""
+        loss = self._journal.loss
+        return loss is not None and not loss.settled
+
+    def settle_journal_loss(self) -> None:
+        if self.journal_loss_unsettled:
+            self._journal.settle_loss()
+            log.info(
+                "journal loss settled: every command the broker held for this device has been seen; only commands "
+                "issued before the loss are still failed as 'journal lost'"
+            )
 
     def health(self) -> AgentHealth:
         """What the agent reports of itself in its presence."""

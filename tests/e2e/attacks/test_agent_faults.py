@@ -1,14 +1,15 @@
-"""Faults of the agent's own making: being killed while a script runs.
+"""Faults of the agent's own making: a journal it cannot read, and being killed while a script runs.
 
-A real `tetherd` on a private Mosquitto with a real controller: the agent is SIGKILLed outside systemd (no
-KillMode=control-group to clean up after it).
+A real `tetherd` on a private Mosquitto with a real controller: the journal is damaged on disk between two runs, or
+the agent is SIGKILLed outside systemd (no KillMode=control-group to clean up after it).
 """
 
 import contextlib
 import os
+import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,93 @@ def alpha(tmp_path: Path, mosquitto_url: str) -> Iterator[tuple[Controller, Agen
     finally:
         agent.stop()
         controller.stop()
+
+
+# --- a journal the agent cannot read ------------------------------------------------------------------------------
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(os.urandom(16384))
+
+
+def truncated(path: Path) -> None:
+    data = path.read_bytes()
+    assert len(data) > 4096, "the journal should hold more than its first page"
+    path.write_bytes(data[: len(data) // 2])
+
+
+def empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+CORRUPTIONS: dict[str, Callable[[Path], None]] = {
+    "garbage": garbage,
+    "truncated": truncated,
+    "empty": empty,
+    "directory": directory,
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_a_corrupt_journal_is_set_aside_and_a_command_the_agent_may_have_run_fails_as_journal_lost_never_twice(
+    tmp_path: Path, alpha: tuple[Controller, Agent], corruption: str
+) -> None:
+    controller, agent = alpha
+    runs, pid_file, gate = tmp_path / "runs.txt", tmp_path / "script.pid", tmp_path / "gate"
+    state = agent.work / "state"
+    try:
+        run_lock(controller, agent)
+        agent.restart()  # a clean stop folds the journal's write-ahead log into the file that is damaged below
+        wait_for("the agent reconnected", lambda: connected_times(agent) >= 2)
+        script = (
+            f"echo run >> {runs}\necho $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\n"
+            f"while [ ! -e {gate} ]; do sleep 0.05; done\n"
+        )
+        operation_id = controller.create(script_operation(script))["id"]
+        wait_for("the script running", pid_file.exists)
+        wait_for("alpha EXECUTING", lambda: device_result(controller, operation_id)["status"] == "EXECUTING")
+
+        agent.process.kill()
+        for companion in ("journal.db-wal", "journal.db-shm"):
+            (state / companion).unlink(missing_ok=True)
+        journal = state / "journal.db"
+        CORRUPTIONS[corruption](journal)
+        damaged = journal.read_bytes() if journal.is_file() else None
+        agent.process = agent.start()
+
+        operation = controller.wait_finished(operation_id, timeout=30)
+        result = device_result(controller, operation_id)
+        assert result["status"] == "FAILED", result
+        assert result["failure_reason"].startswith("journal lost"), result
+        assert operation["operation_stats"]["device_operation_statuses_count"]["failed_device_count"] == 1
+        assert line_count(runs) == 1
+        assert agent.process.popen.poll() is None, agent.process.output()
+        # Kept for forensics under a timestamped name, and said in one line of the log.
+        kept = [p for p in state.iterdir() if re.fullmatch(r"journal\.db\.lost-\d{8}T\d{6}Z", p.name)]
+        assert len(kept) == 1, sorted(p.name for p in state.iterdir())
+        if damaged is not None:
+            assert kept[0].read_bytes() == damaged
+        else:
+            assert kept[0].is_dir()
+        assert agent.process.output().count(f"moved it to {kept[0]}") == 1, agent.process.output()
+
+        # Once every command the broker still held for the device has been seen, new commands run as usual.
+        wait_for("the journal loss settled", lambda: "journal loss settled" in agent.process.output())
+        run_lock(controller, agent)
+        agent.restart()  # the fresh journal is a sound one: no second loss, and the old command is still not run
+        wait_for("the agent reconnected", lambda: connected_times(agent) >= 4)
+        time.sleep(0.5)
+        assert line_count(runs) == 1
+        assert agent.process.output().count("moved it to") == 1
+        assert stable(device_result(controller, operation_id)) == stable(result)
+    finally:
+        gate.touch()
+        end_group(pid_file)
 
 
 # --- an agent killed in the middle of a script --------------------------------------------------------------------
