@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.e2e.harness import Agent, Controller, line_count, wait_for
+from tests.e2e.harness import Agent, Controller, line_count, run_cli, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -153,6 +154,28 @@ def test_a_corrupt_journal_is_set_aside_and_a_command_the_agent_may_have_run_fai
     finally:
         gate.touch()
         end_group(pid_file)
+
+
+def test_a_journal_held_by_another_agent_is_never_set_aside_and_the_agent_says_why_in_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    journal = state / "journal.db"
+    holder = sqlite3.connect(journal, isolation_level=None)
+    holder.executescript("PRAGMA journal_mode=DELETE; CREATE TABLE commands (command_id TEXT);")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        done = run_cli(
+            "tetherd", "run", "--broker", "mqtt://127.0.0.1:1", "--device-id", "d1", "--state-dir", str(state)
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert done.returncode == 1, done.stderr
+    assert (
+        done.stderr.strip().splitlines()[-1] == f"tetherd: error: cannot open the journal {journal}: database is locked"
+    )
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in state.iterdir()) == ["journal.db"]
 
 
 # --- an agent killed in the middle of a script --------------------------------------------------------------------
