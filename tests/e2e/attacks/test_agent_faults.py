@@ -17,7 +17,9 @@ from typing import Any
 import psutil
 import pytest
 
+from agent.session import SETTLE_S
 from tests.e2e.harness import Agent, Controller, line_count, run_cli, wait_for
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -156,6 +158,30 @@ def test_a_corrupt_journal_is_set_aside_and_a_command_the_agent_may_have_run_fai
         end_group(pid_file)
 
 
+def test_a_journal_loss_settles_only_on_a_connection_that_stayed_up_through_its_quiet_time(
+    tmp_path: Path, mosquitto_url: str
+) -> None:
+    """A connection cut before it settles may have cut the burst of retained commands short: it settles nothing."""
+    state = tmp_path / "alpha" / "state"
+    state.mkdir(parents=True)
+    garbage(state / "journal.db")
+    with TcpProxy.to_url(mosquitto_url) as proxy:
+        agent = Agent(tmp_path, proxy.url, "alpha")
+        try:
+            wait_for("the agent connected", lambda: connected_times(agent) >= 1)
+            proxy.cut()
+            time.sleep(SETTLE_S + 2)
+            assert "journal loss settled" not in agent.process.output()
+            proxy.restore()
+            wait_for("the agent reconnected", lambda: connected_times(agent) >= 2, timeout=60)
+            reconnected = time.monotonic()
+            wait_for("the journal loss settled", lambda: "journal loss settled" in agent.process.output())
+            assert time.monotonic() - reconnected >= SETTLE_S - 1
+            assert agent.process.popen.poll() is None
+        finally:
+            agent.stop()
+
+
 def test_a_journal_held_by_another_agent_is_never_set_aside_and_the_agent_says_why_in_one_line(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
@@ -224,7 +250,7 @@ def test_a_script_orphaned_by_a_killed_agent_is_stopped_when_it_restarts_and_fai
         assert not stops_growing(marker, 0.6), "the script should outlive the agent it was orphaned by"
         agent.process = agent.start()
 
-        wait_for("the orphaned script's group gone", lambda: not group_members(pgid), timeout=10)
+        wait_for("the orphaned script's group gone", lambda: not group_members(pgid), timeout=15)
         assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in pids)
         assert stops_growing(marker)
         operation = controller.wait_finished(operation_id, timeout=20)
