@@ -16,7 +16,7 @@ from agent import __version__
 from agent.android.bridge import AndroidBridge
 from agent.config import AgentSettings, load_settings
 from agent.device import run_device
-from agent.errors import AgentError
+from agent.errors import AgentError, JournalError
 from agent.handlers import build_registry, capabilities
 from agent.handlers.base import Handler
 from agent.inventory import linux_inventory, local_time_zone
@@ -122,6 +122,12 @@ def run_command(config_file: Path | None, log_level: str, log_format: LogFormat,
         asyncio.run(run_agent(settings))
     except (KeyboardInterrupt, asyncio.CancelledError):
         log.info("stopped")
+    except ExceptionGroup as group:  # the task group of run_agent
+        journal_errors = group.subgroup(JournalError)
+        if journal_errors is None:
+            raise
+        click.echo(f"tetherd: error: {_first(journal_errors)}", err=True)
+        sys.exit(1)  # not EXIT_CONFIG_ERROR: a journal held by another agent or on a full disk may come good
 
 
 @main.group()
@@ -138,6 +144,11 @@ def check_config(config_file: Path) -> None:
     effective = settings.model_dump(mode="json")
     effective["broker"] = str(settings.broker_url)  # without its password
     click.echo(json.dumps(effective, indent=2, sort_keys=True))
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    error = group.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error
 
 
 def _settings_or_exit(config_file: Path | None, overrides: dict[str, Any]) -> AgentSettings:

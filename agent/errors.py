@@ -2,6 +2,7 @@
 
 AgentError
 ├── ConfigError              bad settings; `tetherd` exits non-zero with one line
+├── JournalError             the journal can be neither opened nor replaced (a full or read-only disk, another agent)
 └── HandlerError             the command failed; str(err) is the failure_reason, `result` rides along
     ├── UnsupportedOperation  no handler for this type on this platform
     ├── InvalidArguments      `arguments` did not validate against the handler's model
@@ -18,6 +19,10 @@ class AgentError(Exception):
 
 
 class ConfigError(AgentError):
+    pass
+
+
+class JournalError(AgentError):
     pass
 
 

@@ -5,14 +5,22 @@ keeps a final status that could not be published until the broker is reachable a
 status was delivered is forgotten once it is RETENTION old and can no longer start (its `start_before` a day past):
 a copy arriving after that is refused as expired, so the journal stays the size of a month of work, not of the
 device's life.
+
+A journal that cannot be read is replaced by a fresh one (agent/journal_file.py) that records the loss: from then on a
+command it has not seen is in doubt, and failed as JOURNAL_LOST rather than run, if it was issued before the loss or
+arrives before the loss has settled (see `JournalLoss`). It also records the process groups each running command
+started (agent/process_groups.py), so that an agent killed while they run ends them when it starts again.
 """
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from agent import journal_file
+from agent.process_groups import ProcessGroup
 from shared.messages import Command, StatusReport, decode, encode, utc_now
 
 SCHEMA = """
@@ -27,7 +35,23 @@ CREATE TABLE IF NOT EXISTS commands (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS commands_by_stage ON commands (stage, received_at);
+CREATE TABLE IF NOT EXISTS process_groups (
+    boot_id TEXT NOT NULL,
+    pgid INTEGER NOT NULL,
+    start_ticks INTEGER NOT NULL,
+    command_id TEXT NOT NULL,
+    PRIMARY KEY (boot_id, pgid, start_ticks)
+);
+CREATE TABLE IF NOT EXISTS journal_loss (
+    lost_at TEXT NOT NULL,
+    kept TEXT NOT NULL,
+    settled INTEGER NOT NULL DEFAULT 0
+);
 """
+
+JOURNAL_LOST = (
+    "journal lost: the agent's journal could not be read, and this command may have run before, so it is not run again"
+)
 
 
 RETENTION = timedelta(days=30)
@@ -51,17 +75,66 @@ class Entry:
     delivered: bool
 
 
+@dataclass(frozen=True, slots=True)
+class JournalLoss:
+    """The journal before this one was lost at `lost_at` (the device's clock), and kept at `kept`.
+
+    The controller keeps a command retained on the broker until it has the command's final status, and the broker
+    sends every retained command again on each connect: commands the lost journal had seen, and perhaps run, come
+    back looking new. A command is in doubt if it was issued before the loss, or arrives before the loss has
+    settled: until a connection has stayed quiet for a while after subscribing, so that everything the broker still
+    held for the device has been delivered. The first rule needs no clock agreement for that burst; the second covers
+    a burst that paused, given clocks that roughly agree.
+    """
+
+    lost_at: datetime
+    kept: str
+    settled: bool
+
+    def in_doubt(self, command: Command) -> bool:
+        """Whether `command`, new to this journal, may have been received before the loss."""
+        return not self.settled or command.issued_at <= self.lost_at
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a command marked executing must survive a power cut that the command itself may cause (REBOOT).
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(SCHEMA)
+        self._conn = journal_file.connect(path, SCHEMA, _initialize, _initialize_after_loss)
+        row = self._conn.execute("SELECT lost_at, kept, settled FROM journal_loss ORDER BY rowid DESC").fetchone()
+        self.loss = None if row is None else JournalLoss(datetime.fromisoformat(row[0]), row[1], bool(row[2]))
+        """The loss of the journal before this one, if there was one."""
 
     def close(self) -> None:
         self._conn.close()
+
+    def in_doubt(self, command: Command) -> bool:
+        """Whether a command new to this journal may have run before the journal was lost (see JournalLoss)."""
+        return self.loss is not None and self.loss.in_doubt(command)
+
+    def settle_loss(self) -> None:
+        """Every command the broker held for the device at the loss has been seen: only the issue time decides now."""
+        if self.loss is not None and not self.loss.settled:
+            self._conn.execute("UPDATE journal_loss SET settled = 1")
+            self.loss = JournalLoss(self.loss.lost_at, self.loss.kept, settled=True)
+
+    def record_group(self, command_id: str, group: ProcessGroup) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO process_groups (boot_id, pgid, start_ticks, command_id) VALUES (?, ?, ?, ?)",
+            (group.boot_id, group.pgid, group.start_ticks, command_id),
+        )
+
+    def forget_group(self, group: ProcessGroup) -> None:
+        self._conn.execute(
+            "DELETE FROM process_groups WHERE boot_id = ? AND pgid = ? AND start_ticks = ?",
+            (group.boot_id, group.pgid, group.start_ticks),
+        )
+
+    def process_groups(self) -> list[tuple[str, ProcessGroup]]:
+        """(command id, group) for each process group recorded as started and not yet ended."""
+        rows = self._conn.execute("SELECT command_id, pgid, start_ticks, boot_id FROM process_groups ORDER BY rowid")
+        return [(row[0], ProcessGroup(pgid=row[1], start_ticks=row[2], boot_id=row[3])) for row in rows]
+
+    def group_ledger(self, command_id: str) -> "CommandGroups":
+        return CommandGroups(self, command_id)
 
     def get(self, command_id: str) -> Entry | None:
         row = self._conn.execute(
@@ -132,6 +205,32 @@ class Journal:
             "SELECT final_report FROM commands WHERE stage = ? AND delivered = 0 ORDER BY updated_at", (Stage.FINISHED,)
         )
         return [decode(StatusReport, row[0].encode()) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandGroups:
+    """The process group ledger (agent/process_groups.py) of one command."""
+
+    journal: Journal
+    command_id: str
+
+    def started(self, group: ProcessGroup) -> None:
+        self.journal.record_group(self.command_id, group)
+
+    def ended(self, group: ProcessGroup) -> None:
+        self.journal.forget_group(group)
+
+
+def _initialize(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+
+
+def _initialize_after_loss(kept: str) -> Callable[[sqlite3.Connection], None]:
+    def initialize(conn: sqlite3.Connection) -> None:
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT INTO journal_loss (lost_at, kept) VALUES (?, ?)", (utc_now().isoformat(), kept))
+
+    return initialize
 
 
 def _entry(row: tuple[str, str, str | None, str | None, int]) -> Entry:

@@ -12,6 +12,7 @@ from pathlib import Path
 from subprocess import DEVNULL, PIPE
 from typing import IO, Any
 
+from agent import process_groups
 from agent.errors import ToolFailed, ToolNotFound, ToolTimeout
 
 KILL_GRACE_S = 3.0
@@ -128,22 +129,24 @@ async def run(
             raise ToolFailed(f"{tool} could not be started: {err.strerror or err}") from err
     # start_new_session makes the child the leader of a new process group whose id is its pid.
     pgid = transport.get_pid()
-    try:
-        if stdin is not None:
-            pipe = transport.get_pipe_transport(0)
-            if isinstance(pipe, asyncio.WriteTransport):
-                pipe.write(stdin)
-                pipe.close()
-        timed_out = not await _wait_for(collector.exited, timeout)
-        if timed_out:
+    # Written down at once, so that an agent killed before the group ends stops it when it starts again.
+    with process_groups.recorded(pgid):
+        try:
+            if stdin is not None:
+                pipe = transport.get_pipe_transport(0)
+                if isinstance(pipe, asyncio.WriteTransport):
+                    pipe.write(stdin)
+                    pipe.close()
+            timed_out = not await _wait_for(collector.exited, timeout)
+            if timed_out:
+                await _kill_group(pgid, collector)
+            duration_s = time.monotonic() - started
+            await _wait_for(collector.finished, DRAIN_S)
+        except asyncio.CancelledError:
             await _kill_group(pgid, collector)
-        duration_s = time.monotonic() - started
-        await _wait_for(collector.finished, DRAIN_S)
-    except asyncio.CancelledError:
-        await _kill_group(pgid, collector)
-        raise
-    finally:
-        transport.close()
+            raise
+        finally:
+            transport.close()
     returncode = transport.get_returncode()
     stdout, stderr = collector.tails[1], collector.tails[2]
     result = ProcessResult(

@@ -1,6 +1,7 @@
 """Runs commands one at a time, first in first out: journal, validate, execute, report."""
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -10,6 +11,7 @@ from typing import Any
 
 import psutil
 
+from agent import process_groups
 from agent.errors import HandlerError, InvalidArguments
 from agent.handlers import handler_for
 from agent.handlers.base import (
@@ -22,8 +24,9 @@ from agent.handlers.base import (
     keep_inventory,
     no_profile,
 )
-from agent.journal import Journal, Stage
+from agent.journal import JOURNAL_LOST, Journal, Stage
 from agent.policy import TypePolicy
+from agent.process import KILL_GRACE_S
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.logs import about
 from shared.messages import AgentHealth, CancelRequest, Command, StatusReport, utc_now
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 
 
 MAX_PARK_S = 3600.0
+RESTARTED = "agent restarted during execution"
+PROCESSES_STOPPED = "the processes it had started were stopped"
 
 
 def seconds_until_window(schedule: dict[str, Any]) -> float:
@@ -105,6 +110,10 @@ class Runner:
                 else:
                     log.info("command %s is already queued or running; duplicate ignored", command.command_id)
                 return
+            if self._journal.in_doubt(command):
+                log.warning("command %s (%s) refused: %s", command.command_id, command.operation_type, JOURNAL_LOST)
+                await self._finish(command, DeviceStatus.FAILED, reason=JOURNAL_LOST)
+                return
             log.info("command %s (%s) queued", command.command_id, command.operation_type)
             await self._report(command, DeviceStatus.PENDING)
             self._queue.put_nowait(command)
@@ -144,21 +153,49 @@ class Runner:
                 running.task.cancel()
 
     async def recover(self) -> None:
-        """After a restart: decide commands that were executing, and queue those that never started."""
+        """After a restart: end what commands left running, decide commands that were executing, and queue those that
+        never started."""
+        stopped = await self._end_orphaned_groups()
         boot_id = await self._platform.boot_id()
         for entry in self._journal.in_stage(Stage.EXECUTING):
             handler = self._handler_or_none(entry.command)
             decision = (
                 handler.outcome_after_restart(entry.boot_id or "", boot_id)
                 if handler is not None
-                else RestartOutcome(reason="agent restarted during execution")
+                else RestartOutcome(reason=RESTARTED)
             )
             if decision.reason is None:
                 await self._finish(entry.command, DeviceStatus.SUCCESSFUL, result=decision.result)
             else:
-                await self._finish(entry.command, DeviceStatus.FAILED, reason=decision.reason)
+                stop = f"; {PROCESSES_STOPPED}" if entry.command.command_id in stopped else ""
+                await self._finish(entry.command, DeviceStatus.FAILED, reason=decision.reason + stop)
         for entry in self._journal.in_stage(Stage.QUEUED):
             self._queue.put_nowait(entry.command)
+
+    async def _end_orphaned_groups(self) -> set[str]:
+        """End the process groups a killed agent left running; return the ids of the commands that had some."""
+        stopped = set()
+        for command_id, group in self._journal.process_groups():
+            with about(command_id=command_id):
+                if await process_groups.end_orphaned(group, KILL_GRACE_S):
+                    log.warning("command %s: stopped its process group %d, left running", command_id, group.pgid)
+                    stopped.add(command_id)
+            self._journal.forget_group(group)
+        return stopped
+
+    @property
+    def journal_loss_unsettled(self) -> bool:
+        """Whether commands are in doubt because the journal was lost and has not settled since (see JournalLoss)."""
+        loss = self._journal.loss
+        return loss is not None and not loss.settled
+
+    def settle_journal_loss(self) -> None:
+        if self.journal_loss_unsettled:
+            self._journal.settle_loss()
+            log.info(
+                "journal loss settled: every command the broker held for this device has been seen; only commands "
+                "issued before the loss are still failed as 'journal lost'"
+            )
 
     def health(self) -> AgentHealth:
         """What the agent reports of itself in its presence."""
@@ -247,7 +284,11 @@ class Runner:
         cancelled = self._cancelled_before_start.pop(command.command_id, None)
         if cancelled is not None:
             raise HandlerError(cancelled)
-        running = _Running(command.command_id, handler, asyncio.create_task(handler.run(arguments, context)))
+        # The handler's task has its own context, in which the processes it starts are recorded for this command.
+        handler_context = contextvars.copy_context()
+        handler_context.run(process_groups.LEDGER.set, self._journal.group_ledger(command.command_id))
+        task = asyncio.create_task(handler.run(arguments, context), context=handler_context)
+        running = _Running(command.command_id, handler, task)
         self._running = running
         try:
             return await running.task

@@ -20,6 +20,9 @@ from shared.transport import BrokerUrl, TlsFiles, make_client
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 30.0
+SETTLE_S = 10.0
+"""After a journal loss: how long a connection must stay quiet after subscribing before the broker is taken to have
+sent every command it still held for the device (it sends them in one burst after the subscription)."""
 
 
 class Session:
@@ -44,6 +47,9 @@ class Session:
         self._announcement = announcement
         self._runner = runner
         self._client: aiomqtt.Client | None = None
+        self._handling = False
+        self._activity = asyncio.Event()
+        """Set as each message starts and ends being handled."""
 
     async def update_inventory(self, patch: Mapping[str, Any]) -> None:
         """Merge `patch` into the announced inventory and announce again."""
@@ -107,12 +113,21 @@ class Session:
                     try:
                         await self._on_connect(client)
                         backoff = 0.5
-                        health = asyncio.create_task(self._report_health(client))
+                        tasks = [asyncio.create_task(self._report_health(client))]
+                        if self._runner.journal_loss_unsettled:
+                            tasks.append(asyncio.create_task(self._settle_journal_loss()))
                         try:
                             async for message in client.messages:
-                                await self._on_message(message)
+                                self._handling = True
+                                self._activity.set()
+                                try:
+                                    await self._on_message(message)
+                                finally:
+                                    self._handling = False
+                                    self._activity.set()
                         finally:
-                            health.cancel()
+                            for task in tasks:
+                                task.cancel()
                     except asyncio.CancelledError:
                         await self._say_goodbye(client)
                         raise
@@ -133,6 +148,21 @@ class Session:
         # Connected, announced and subscribed: what a Type=notify unit waits for (repeats are ignored).
         notify("READY=1", f"STATUS=connected to {self._url} as {self._device_id}")
         await self._runner.resend_undelivered()
+
+    async def _settle_journal_loss(self) -> None:
+        """Settle a journal loss once this connection has been quiet for SETTLE_S since it subscribed.
+
+        Run only while connected: a connection lost sooner may have cut the burst of retained commands short.
+        """
+        while True:
+            self._activity.clear()
+            try:
+                async with asyncio.timeout(SETTLE_S):
+                    await self._activity.wait()
+            except TimeoutError:
+                if not self._handling:
+                    break
+        self._runner.settle_journal_loss()
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         # A clean stop says offline itself: the broker sends the last will only when the connection breaks.

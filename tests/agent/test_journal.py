@@ -1,12 +1,18 @@
-"""The journal forgets only what can never matter again: delivered, a month old, and past its start_before."""
+"""The journal forgets only what can never matter again, and survives its own file becoming unreadable."""
 
+import os
+import re
+import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from agent import journal as journal_module
-from agent.journal import RETENTION, Journal
+from agent.errors import JournalError
+from agent.journal import RETENTION, Journal, JournalLoss
+from agent.process_groups import ProcessGroup
 from shared.messages import Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
 
@@ -90,3 +96,134 @@ def test_a_forgotten_command_arriving_again_is_new_to_the_journal(journal: Journ
     finished(journal, "now", start_before=None)
 
     assert journal.record_received(command("old", datetime(2020, 1, 1, tzinfo=UTC)))
+
+
+# --- a journal that cannot be read ----------------------------------------------------------------------------------
+
+
+def sound_journal(path: Path) -> None:
+    """A journal with a few commands, closed (its write-ahead log folded into the file)."""
+    journal = Journal(path)
+    for number in range(3):
+        journal.record_received(command(f"c{number}", NOW + timedelta(hours=1)))
+    journal.close()
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(os.urandom(16384))
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:4096])
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _wal_directory(path: Path) -> None:
+    Path(f"{path}-wal").mkdir()
+
+
+def _not_a_journal(path: Path) -> None:
+    path.unlink()
+    sqlite3.connect(path).executescript("CREATE TABLE something_else (x); INSERT INTO something_else VALUES (1);")
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncated, _empty, _directory, _wal_directory, _not_a_journal])
+def test_an_unreadable_journal_is_kept_aside_and_a_fresh_one_records_the_loss(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    path = tmp_path / "journal.db"
+    sound_journal(path)
+    damage(path)
+    damaged = path.read_bytes() if path.is_file() else None
+    before = utc_now()
+
+    journal = Journal(path)
+
+    assert journal.loss is not None
+    assert not journal.loss.settled
+    assert before <= journal.loss.lost_at <= utc_now()
+    kept = Path(journal.loss.kept)
+    assert re.fullmatch(r"journal\.db\.lost-\d{8}T\d{6}Z", kept.name)
+    assert kept.read_bytes() == damaged if damaged is not None else kept.exists()
+    assert journal.get("c0") is None
+    assert journal.record_received(command("c0", None))  # the fresh journal works
+    journal.close()
+    reopened = Journal(path)  # a sound one
+    assert reopened.loss == JournalLoss(journal.loss.lost_at, str(kept), settled=False)
+    reopened.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(kept.name)) == ["journal.db"]
+
+
+def test_a_sound_journal_and_a_first_start_have_no_loss(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    assert Journal(path).loss is None
+    sound_journal(path)
+    journal = Journal(path)
+    assert journal.loss is None
+    assert journal.get("c2") is not None
+
+
+def test_a_journal_missing_beside_a_kept_lost_one_was_lost_on_the_way_to_its_replacement(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    (tmp_path / "journal.db.lost-20261201T000000Z").write_bytes(b"garbage")
+    loss = Journal(path).loss
+    assert loss is not None
+    assert loss.kept == str(tmp_path / "journal.db.lost-20261201T000000Z")
+
+
+def test_a_journal_another_agent_holds_is_never_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    sound_journal(path)
+    holder = sqlite3.connect(path, isolation_level=None, timeout=0)
+    holder.execute("PRAGMA journal_mode=DELETE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(JournalError, match="cannot open the journal"):
+            Journal(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.db"]
+    assert Journal(path).get("c1") is not None
+
+
+def in_doubt_after(journal: Journal, issued_at: datetime) -> bool:
+    return journal.in_doubt(command("x", None).model_copy(update={"issued_at": issued_at}))
+
+
+def test_after_a_loss_commands_are_in_doubt_until_it_settles_and_those_issued_before_it_for_good(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    _garbage(path)
+    journal = Journal(path)
+    assert journal.loss is not None
+    before, after = journal.loss.lost_at - timedelta(seconds=1), journal.loss.lost_at + timedelta(seconds=1)
+    assert in_doubt_after(journal, before)
+    assert in_doubt_after(journal, after)
+
+    journal.settle_loss()
+    journal.close()
+    journal = Journal(path)
+
+    assert journal.loss is not None
+    assert journal.loss.settled
+    assert in_doubt_after(journal, before)
+    assert not in_doubt_after(journal, after)
+    assert not in_doubt_after(Journal(tmp_path / "other.db"), before)  # no loss, no doubt
+
+
+def test_process_groups_are_recorded_for_their_command_until_they_end(journal: Journal) -> None:
+    first, second = ProcessGroup(10, 100, "boot"), ProcessGroup(11, 110, "boot")
+    journal.group_ledger("c1").started(first)
+    journal.group_ledger("c2").started(second)
+    journal.group_ledger("c1").ended(first)
+    assert journal.process_groups() == [("c2", second)]

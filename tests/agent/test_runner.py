@@ -1,6 +1,8 @@
 """The runner with a real journal and platform: order, at-most-once, restarts and undelivered final statuses."""
 
 import asyncio
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,10 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agent import process_groups
 from agent.handlers import build_registry
-from agent.journal import Journal, Stage
+from agent.journal import JOURNAL_LOST, Journal, Stage
 from agent.platforms.linux import LinuxPlatform
-from agent.runner import Runner
+from agent.runner import PROCESSES_STOPPED, RESTARTED, Runner
 from shared.messages import CancelRequest, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
 from shared.schedule import Window
@@ -405,3 +408,40 @@ def test_a_parked_command_runs_when_its_window_opens(bench: Bench) -> None:
     asyncio.run(go())
     started = [r.timestamp for r in bench.published if r.command_id == "c1" and r.status == "EXECUTING"]
     assert opens <= started[0] < opens + timedelta(seconds=1)
+
+
+def test_after_a_journal_loss_a_command_it_may_have_run_fails_as_journal_lost_and_never_runs(bench: Bench) -> None:
+    path = bench.tmp_path / "state" / "journal.db"
+    old_lock = command("c1", OperationType.LOCK)  # issued before the loss
+    bench.journal.close()
+    path.write_bytes(b"not a journal" * 1000)
+    bench.journal = Journal(path)
+    bench.runner = bench.new_runner()
+
+    new_lock = command("c2", OperationType.LOCK)  # issued after the loss, but arriving before it settled
+    bench.drive(old_lock, new_lock)
+    assert [bench.final(c).failure_reason for c in ("c1", "c2")] == [JOURNAL_LOST, JOURNAL_LOST]
+
+    bench.runner.settle_journal_loss()
+    newer_lock = command("c3", OperationType.LOCK)
+    bench.drive(old_lock, command("c4", OperationType.LOCK).model_copy(update={"issued_at": old_lock.issued_at}))
+    bench.drive(newer_lock)
+    assert bench.statuses("c1") == ["FAILED", "FAILED"]  # the final status again, for a duplicate
+    assert bench.final("c4").failure_reason == JOURNAL_LOST  # issued before the loss: in doubt for good
+    assert bench.statuses("c3") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+
+
+def test_a_restart_ends_the_processes_a_command_left_running_and_says_so(bench: Bench) -> None:
+    script = command("c1", OperationType.RUN_SHELL_SCRIPT, script="sleep 60")
+    _journal_as_executing(bench, script, "boot-1")
+    orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    group = process_groups.identify(orphan.pid)
+    assert group is not None
+    bench.journal.group_ledger("c1").started(group)  # and the agent was killed before it could say it ended
+
+    asyncio.run(bench.new_runner().recover())
+
+    assert orphan.wait(5) == -signal.SIGTERM
+    assert bench.final("c1").failure_reason == f"{RESTARTED}; {PROCESSES_STOPPED}"
+    assert bench.journal.process_groups() == []

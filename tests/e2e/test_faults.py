@@ -313,7 +313,7 @@ def test_agent_killed_while_executing_reports_failed_after_restart_and_never_run
         operation = controller.wait_finished(operation_id, timeout=20)
         result = controller.device_results(operation_id)["alpha"]
         assert result["status"] == "FAILED", result
-        assert result["failure_reason"] == "agent restarted during execution"
+        assert result["failure_reason"] == "agent restarted during execution; the processes it had started were stopped"
         assert operation["state"] == "COMPLETED"
         assert counts(operation) == expected_counts(resolved=1, failed=1)
         # Never again: not after the restart, nor after one more.
@@ -345,7 +345,9 @@ def test_command_queued_behind_a_running_one_runs_once_after_the_agent_is_killed
 
         first_operation = controller.wait_finished(first, timeout=20)
         second_operation = controller.wait_finished(second, timeout=20)
-        assert controller.device_results(first)["alpha"]["failure_reason"] == "agent restarted during execution"
+        assert controller.device_results(first)["alpha"]["failure_reason"] == (
+            "agent restarted during execution; the processes it had started were stopped"
+        )
         assert device_status(controller, second, "alpha") == "SUCCESSFUL"
         assert counts(first_operation) == expected_counts(resolved=1, failed=1)
         assert counts(second_operation) == expected_counts(resolved=1, success=1)
