@@ -33,9 +33,21 @@ EXIT_CONFIG_ERROR = 78
 """EX_CONFIG from sysexits.h, so systemd can be told not to restart on a bad config."""
 
 
+def _make_state_dir(settings: AgentSettings) -> None:
+    """The state dir is private (umask 077), but a script run as another user (`run_scripts_as`) must reach its own
+    work dir below it: then the state dir and `work/` may be passed through, not listed (0711, as the unit's
+    StateDirectoryMode), while every file in them stays the agent's alone."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if settings.run_scripts_as is not None:
+        work = settings.state_dir / "work"
+        work.mkdir(exist_ok=True)
+        for directory in (settings.state_dir, work):
+            directory.chmod(0o711)
+
+
 async def run_agent(settings: AgentSettings) -> None:
     """Run this host as a device unless `host` is off, and every attached Android device too if `android` is on."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    _make_state_dir(settings)
     if settings.verifier is None:
         log.warning("trusted_keys is not set: commands run without their signature being checked")
     registry = build_registry(
