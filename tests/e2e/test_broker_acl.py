@@ -8,11 +8,9 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from tests.e2e.harness import Agent, Controller, PersistentMosquitto, assert_lock_runs, tether, wait_for
 
@@ -93,20 +91,6 @@ class Client:
         sock = self._client.socket()
         if sock is not None:
             sock.close()
-
-
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[tuple[PersistentMosquitto, dict[str, str]]]:
-    """A private Mosquitto under the ACL and passwords `tether broker acl` wrote for dev-a and dev-b."""
-    auth = tmp_path / "auth"
-    printed = tether("broker", "acl", "--dir", str(auth), "--device", "dev-a", "--device", "dev-b")
-    credentials = dict(line.split(" ", 1) for line in printed.splitlines())
-    settings = (auth / "mosquitto-tether.conf").read_text().splitlines()
-    broker = PersistentMosquitto(tmp_path / "mosquitto", extra_config=tuple(settings), anonymous=False).start()
-    try:
-        yield broker, credentials
-    finally:
-        broker.stop()
 
 
 def test_the_tool_adds_logins_without_changing_existing_ones(tmp_path: Path) -> None:

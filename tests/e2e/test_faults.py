@@ -280,19 +280,6 @@ def wait_registered(controller: Controller, count: int, tag: str) -> None:
     wait_for(f"{count} simulated devices registered and online", registered, timeout=20)
 
 
-@pytest.fixture
-def alpha(tmp_path: Path, mosquitto_url: str) -> Iterator[tuple[Controller, Agent]]:
-    """A controller and the agent `alpha` on a private Mosquitto, both up and `alpha` online."""
-    controller = Controller(tmp_path, broker_url=mosquitto_url)
-    agent = Agent(tmp_path, mosquitto_url, "alpha")
-    try:
-        controller.wait_online("alpha")
-        yield controller, agent
-    finally:
-        agent.stop()
-        controller.stop()
-
-
 # --- 1. agent killed while executing -------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import re
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +57,6 @@ def end_group(pid_file: Path) -> None:
     """Clean up after a test whose script may outlive it: it leads its own process group, whose id it wrote down."""
     with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
         os.killpg(int(pid_file.read_text().strip()), signal.SIGKILL)
-
-
-@pytest.fixture
-def alpha(tmp_path: Path, mosquitto_url: str) -> Iterator[tuple[Controller, Agent]]:
-    controller = Controller(tmp_path, broker_url=mosquitto_url)
-    agent = Agent(tmp_path, mosquitto_url, "alpha")
-    try:
-        controller.wait_online("alpha")
-        yield controller, agent
-    finally:
-        agent.stop()
-        controller.stop()
 
 
 # --- a journal the agent cannot read ------------------------------------------------------------------------------

@@ -28,18 +28,6 @@ encode."""
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def device(tmp_path: Path, mosquitto_url: str) -> Iterator[tuple[Controller, Agent]]:
-    controller = Controller(tmp_path, mosquitto_url)
-    agent = Agent(tmp_path, mosquitto_url, "alpha")
-    try:
-        controller.wait_online("alpha")
-        yield controller, agent
-    finally:
-        agent.stop()
-        controller.stop()
-
-
 def post_json(controller: Controller, path: str, body: object, method: str = "POST") -> httpx.Response:
     """`body` as JSON with Python's default escaping: a lone surrogate goes out as the six characters `\\ud800`."""
     content = json.dumps(body).encode()
@@ -76,9 +64,9 @@ UNENCODABLE_BODIES = [
 
 
 def test_text_that_utf8_cannot_encode_is_refused_by_both_apis_naming_the_field(
-    device: tuple[Controller, Agent],
+    alpha: tuple[Controller, Agent],
 ) -> None:
-    controller, _ = device
+    controller, _ = alpha
     for path, body, field in UNENCODABLE_BODIES:
         answer = post_json(controller, path, body)
         assert answer.status_code == 400, (path, body, answer.text)

@@ -186,19 +186,6 @@ def test_serve_embeds_mosquitto_when_it_is_installed_and_amqtt_when_not(tmp_path
 # --- Passwords out of argv ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[tuple[PersistentMosquitto, dict[str, str]]]:
-    auth = tmp_path / "auth"
-    printed = tether("broker", "acl", "--dir", str(auth), "--device", "dev-a", "--device", "dev-b")
-    credentials = dict(line.split(" ", 1) for line in printed.splitlines())
-    settings = (auth / "mosquitto-tether.conf").read_text().splitlines()
-    broker = PersistentMosquitto(tmp_path / "mosquitto", extra_config=tuple(settings), anonymous=False).start()
-    try:
-        yield broker, credentials
-    finally:
-        broker.stop()
-
-
 def test_no_broker_password_is_in_the_command_line_of_the_controller_or_the_agents(
     secured: tuple[PersistentMosquitto, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
