@@ -69,7 +69,7 @@ class Supervisor:
         if connected:
             while finished := self._store.commands.uncleared_terminal(BATCH_SIZE):
                 await self._dispatcher.clear(finished)
-            if again := self._store.cancellations.requeue_due():
+            if again := self._store.cancellations.requeue_due(datetime.now(UTC)):
                 log.info("%d unconfirmed cancellation(s) to publish again", again)
             while orders := self._store.control.pending_cancellations(BATCH_SIZE):
                 requested_at = utc_now()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from controller.clock import now_iso, to_iso
+from controller.clock import to_iso
 from controller.store.one_step import packed
 
 if TYPE_CHECKING:
@@ -69,18 +69,18 @@ class CancellationLedger:
                 (to_iso(now + timedelta(seconds=SUBSCRIBED_S)), packed(list(device_ids))),
             )
 
-    def send_again_to_all(self) -> None:
+    def send_again_to_all(self, now: datetime) -> None:
         """The broker lost what it held for devices: every unconfirmed cancellation goes out again now."""
         if self._any():
             with self._store.transaction() as conn:
-                conn.execute("UPDATE unconfirmed_cancellations SET next_at = ?", (now_iso(),))
+                conn.execute("UPDATE unconfirmed_cancellations SET next_at = ?", (to_iso(now),))
 
-    def requeue_due(self) -> int:
-        """Mark for publishing the cancellations due again whose device is online, and forget those whose command's
-        deadline has passed; how many were marked."""
+    def requeue_due(self, at: datetime) -> int:
+        """Mark for publishing the cancellations due again at `at` whose device is online, and forget those whose
+        command's deadline has passed; how many were marked."""
         if not self._any():
             return 0
-        now = now_iso()
+        now = to_iso(at)
         with self._store.transaction() as conn:
             conn.execute("DELETE FROM unconfirmed_cancellations WHERE until <= ?", (now,))
             return conn.execute(
