@@ -76,14 +76,17 @@ class CancellationLedger:
                 conn.execute("UPDATE unconfirmed_cancellations SET next_at = ?", (to_iso(now),))
 
     def requeue_due(self, at: datetime) -> int:
-        """Mark for publishing the cancellations due again at `at` whose device is online, and forget those whose
-        command's deadline has passed; how many were marked."""
+        """Mark for publishing the cancellations due again at `at` whose device is online; how many were marked.
+
+        Those due whose command's deadline has passed are forgotten, and those due whose device is offline wait
+        until it comes online (`send_again_to`): what is due stays few, and a tick reads only that.
+        """
         if not self._any():
             return 0
         now = to_iso(at)
         with self._store.transaction() as conn:
-            conn.execute("DELETE FROM unconfirmed_cancellations WHERE until <= ?", (now,))
-            return conn.execute(
+            conn.execute("DELETE FROM unconfirmed_cancellations WHERE next_at <= ?1 AND until <= ?1", (now,))
+            marked: int = conn.execute(
                 """UPDATE device_operations SET cancel_sent = 0
                    WHERE command_id IN (
                        SELECT u.command_id FROM unconfirmed_cancellations AS u
@@ -92,6 +95,14 @@ class CancellationLedger:
                        AND cancel_sent = 1""",
                 (now,),
             ).rowcount
+            conn.execute(
+                """UPDATE unconfirmed_cancellations SET next_at = until
+                   WHERE next_at <= ? AND NOT EXISTS (
+                       SELECT 1 FROM devices WHERE devices.device_id = unconfirmed_cancellations.device_id
+                           AND online = 1)""",
+                (now,),
+            )
+        return marked
 
     def awaited(self, device_id: str | None = None) -> list[str]:
         """The command ids whose cancellation is awaited (of one device, or all), in order."""

@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS unconfirmed_cancellations (
     sends INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS unconfirmed_cancellations_by_device ON unconfirmed_cancellations (device_id);
+CREATE INDEX IF NOT EXISTS unconfirmed_cancellations_due ON unconfirmed_cancellations (next_at);
 CREATE TABLE IF NOT EXISTS artifacts (
     command_id TEXT PRIMARY KEY,
     token_hash TEXT UNIQUE,

@@ -82,7 +82,7 @@ def test_a_cancellation_for_a_command_past_its_deadline_is_not_awaited(store: St
 def test_an_unconfirmed_cancellation_goes_out_again_when_its_device_comes_online(store: Store) -> None:
     cancelled_on(store, ["a", "b"])
     now = datetime.now(UTC)
-    assert store.cancellations.requeue_due(now) == 0  # both offline, and not due
+    assert store.cancellations.requeue_due(now + timedelta(seconds=RETRY_FIRST_S + 1)) == 0  # both offline: they wait
 
     come_online(store, "a")
 
@@ -90,6 +90,8 @@ def test_an_unconfirmed_cancellation_goes_out_again_when_its_device_comes_online
     assert store.cancellations.requeue_due(now + timedelta(seconds=2)) == 1
     assert publish_pending(store) == ["a"]
     assert store.cancellations.requeue_due(now + timedelta(seconds=2)) == 0  # published: not due again yet
+    parked = store.conn.execute("SELECT next_at = until FROM unconfirmed_cancellations WHERE device_id = 'b'")
+    assert parked.fetchone()[0] == 1  # b's waits for b, off the due index a tick reads
 
 
 def test_a_silent_online_device_is_sent_its_cancellation_again_less_and_less_often(store: Store) -> None:
