@@ -129,7 +129,8 @@ class Runner:
             await self._finish(command, DeviceStatus.FAILED, reason=reason)
 
     async def cancel(self, request: CancelRequest) -> None:
-        """Stop a command: a queued one ends FAILED at once, a running one only if its handler is cancellable."""
+        """Stop a command: a queued one ends FAILED at once, a running one only if its handler is cancellable; a
+        finished one has its final status sent again, which confirms the cancellation to the controller."""
         with about(command_id=request.command_id):
             entry = self._journal.get(request.command_id)
             running = self._running
@@ -138,7 +139,10 @@ class Runner:
             elif entry.stage is Stage.QUEUED:
                 await self._finish(entry.command, DeviceStatus.FAILED, reason=request.reason)
             elif entry.stage is Stage.FINISHED:
-                log.info("cancellation of command %s ignored: it has already finished", request.command_id)
+                # Its final status is the controller's proof that nothing is left to stop: the broker may have lost it.
+                log.info("command %s has already finished; re-sending its final status", request.command_id)
+                if entry.final_report is not None:
+                    await self._deliver_final(entry.final_report)
             elif running is None or running.command_id != request.command_id:
                 self._cancelled_before_start[request.command_id] = request.reason  # it is about to start
             elif not running.handler.cancellable:

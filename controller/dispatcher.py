@@ -102,6 +102,7 @@ class Dispatcher:
                 if self._link.sessions_started != self._resent_for or self._lost_by is not None:
                     started, why = self._link.sessions_started, self._lost_by
                     await self.resend_outstanding(why or "the broker had no session for the controller")
+                    self._store.cancellations.send_again_to_all(datetime.now(UTC))  # the supervisor publishes them
                     self._resent_for, self._lost_by = started, None
                 await self._sweep()
             except ConnectionLost as err:
@@ -118,7 +119,8 @@ class Dispatcher:
         device offline while the controller restarted would never get its command. A device that had it ignores the copy
         (an agent runs a command id once), or sends its final status again if the controller never stored it.
         Artifact commands get a new upload token, which revokes the first: not those already executing, whose
-        device uses the first.
+        device uses the first. A command being cancelled is never published again: its cancellation is
+        (controller/store/cancellations.py).
         """
         after, resent = 0, 0
         while outstanding := self._store.commands.outstanding(BATCH_SIZE, after):

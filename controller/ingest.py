@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from controller.completion import finish_if_done
@@ -18,7 +19,7 @@ from controller.store.commands import IngestOutcome
 from controller.store_thread import StoreThread
 from shared.errors import TetherProtocolError
 from shared.messages import Announcement, Presence, StatusReport, decode
-from shared.operations import ActivityState, PresenceState
+from shared.operations import TERMINAL_DEVICE_STATUSES, ActivityState, PresenceState
 from shared.topics import TopicKind, Topics
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,11 @@ def store_received(
         store.record_announcements(announcements)
     if presences:
         store.record_presences(presences)
+        online = [device_id for device_id, state in presences if state is PresenceState.ONLINE]
+        store.cancellations.send_again_to(online, datetime.now(UTC))
     outcome = store.commands.apply_statuses(statuses) if statuses else IngestOutcome()
+    # Any final status, even one refused as late, says the device has nothing left to stop.
+    store.cancellations.confirm([(d, r.command_id) for d, r in statuses if r.status in TERMINAL_DEVICE_STATUSES])
     try:
         return outcome, _move_on(store, outcome.operations)
     except StorageFull:

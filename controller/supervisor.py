@@ -3,6 +3,9 @@
 Deadlines pass only while the controller is connected to its broker: when it is not, a device's status may be
 waiting on the broker, or on its way, and no device is timed out for a silence the controller could not hear.
 
+A cancellation its device has not confirmed is published again (controller/store/cancellations.py): the broker may
+have lost it with the device's session.
+
 Order matters for a device that is online: a command's retained message is cleared before its cancellation is
 published, and an agent subscribes to both in one SUBSCRIBE, so an agent that got the command also gets the cancel.
 """
@@ -66,6 +69,8 @@ class Supervisor:
         if connected:
             while finished := self._store.commands.uncleared_terminal(BATCH_SIZE):
                 await self._dispatcher.clear(finished)
+            if again := self._store.cancellations.requeue_due(datetime.now(UTC)):
+                log.info("%d unconfirmed cancellation(s) to publish again", again)
             while orders := self._store.control.pending_cancellations(BATCH_SIZE):
                 requested_at = utc_now()
                 messages = [

@@ -17,6 +17,7 @@ from controller.fragments import fragment_type_of
 from controller.ids import time_ordered_id
 from controller.keys import hash_key
 from controller.store.artifacts import ArtifactLedger
+from controller.store.cancellations import CancellationLedger
 from controller.store.commands import CommandLedger
 from controller.store.control import OperationControl
 from controller.store.devicecontrol import DeviceControlView
@@ -68,6 +69,7 @@ class Store:
         self.commands = CommandLedger(self)
         self.artifacts = ArtifactLedger(self)
         self.control = OperationControl(self)
+        self.cancellations = CancellationLedger(self)
         self.devicecontrol = DeviceControlView(self)
 
     def close(self) -> None:

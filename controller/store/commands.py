@@ -341,14 +341,14 @@ class CommandLedger:
 
     def outstanding(self, limit: int, after: int = 0) -> list["Outstanding"]:
         """The commands on the broker whose device has not finished them, in dispatch order from `after` on: what a
-        broker that lost its retained messages must be given again."""
+        broker that lost its retained messages must be given again. Not those being cancelled."""
         rows = fetch_rows(
             self._conn,
             """SELECT json_group_array(json_array(operation_id, device_id, command_id, window_end, window_zone, seq,
                                                   deadline_at, deadline_reason, status = 'EXECUTING')) FROM (
                    SELECT * FROM device_operations
                    WHERE seq > ? AND dispatch_state = 'dispatched' AND status IN ('PENDING', 'EXECUTING')
-                       AND cleared = 0
+                       AND cleared = 0 AND cancel_reason IS NULL
                    ORDER BY seq LIMIT ?)""",
             (after, limit),
         )

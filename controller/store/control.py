@@ -149,11 +149,14 @@ class OperationControl:
         return [CancelOrder(*row) for row in rows]
 
     def mark_cancellations_sent(self, orders: list[CancelOrder]) -> None:
+        """The broker has the cancellations: each is awaited from its device (controller/store/cancellations.py)."""
+        command_ids = [order.command_id for order in orders]
         with self._store.transaction() as conn:
             conn.execute(
                 "UPDATE device_operations SET cancel_sent = 1 WHERE command_id IN (SELECT value FROM json_each(?))",
-                (packed([order.command_id for order in orders]),),
+                (packed(command_ids),),
             )
+            self._store.cancellations.watch(conn, command_ids, now_iso())
 
     def watched_rollouts(self) -> list[tuple[str, dict[str, Any]]]:
         """(operation id, rollout) of dispatching operations with an abort rule, not yet stopped."""

@@ -90,6 +90,16 @@ CREATE TABLE IF NOT EXISTS hearing (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     heard_at TEXT NOT NULL
 );
+-- Cancellations published and not yet confirmed by their device (controller/store/cancellations.py).
+CREATE TABLE IF NOT EXISTS unconfirmed_cancellations (
+    command_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    until TEXT NOT NULL,
+    next_at TEXT NOT NULL,
+    sends INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unconfirmed_cancellations_by_device ON unconfirmed_cancellations (device_id);
+CREATE INDEX IF NOT EXISTS unconfirmed_cancellations_due ON unconfirmed_cancellations (next_at);
 CREATE TABLE IF NOT EXISTS artifacts (
     command_id TEXT PRIMARY KEY,
     token_hash TEXT UNIQUE,

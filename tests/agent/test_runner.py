@@ -338,16 +338,21 @@ def test_a_running_command_that_cannot_be_stopped_safely_runs_to_its_end(bench: 
     assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
 
 
-def test_cancelling_a_finished_or_unknown_command_changes_nothing(bench: Bench) -> None:
+def test_cancelling_a_finished_command_sends_its_final_status_again_and_an_unknown_one_changes_nothing(
+    bench: Bench,
+) -> None:
     bench.drive(command("c1", OperationType.LOCK))
 
     async def go() -> None:
         await bench.runner.cancel(cancel_request("c1"))
+        await bench.runner.cancel(cancel_request("c1"))  # a copy of the cancellation is as harmless
         await bench.runner.cancel(cancel_request("never-sent"))
 
     asyncio.run(go())
-    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL", "SUCCESSFUL", "SUCCESSFUL"]
+    assert len({r.timestamp for r in bench.published if r.status == "SUCCESSFUL"}) == 1  # the same status again
     assert bench.statuses("never-sent") == []
+    assert len(bench.tools.calls("loginctl")) == 1
 
 
 def test_stopping_the_runner_mid_command_is_not_mistaken_for_a_cancellation(bench: Bench) -> None:
