@@ -104,7 +104,7 @@ class AndroidBridge:
         if self._logins is None and host_login is not None:
             log.warning(
                 "Android devices connect with the host's broker login %s, which a broker with per-device logins "
-                "(`tether broker acl`) refuses them: give each its own in an android_logins file",
+                "(`tether broker acl`) refuses for them: give each device its own in an android_logins file",
                 host_login,
             )
         try:
