@@ -92,6 +92,8 @@ class AndroidBridge:
         """What was last logged per serial (a state, or a problem), so that each is logged once, not every poll."""
         self._adb_problem: str | None = None
         self._logins = LoginsFile(settings.android_logins) if settings.android_logins else None
+        self._passwords: dict[str, str] = {}
+        """Serial -> the password from android_logins its running task logged in with."""
 
     async def run(self) -> None:
         """Poll `adb devices -l` forever; cancelling this stops every device (each publishes offline) first.
@@ -120,6 +122,7 @@ class AndroidBridge:
                 await asyncio.wait(self._stopping.values())
 
     def _stop(self, serial: str) -> None:
+        self._passwords.pop(serial, None)
         task = self._running.pop(serial)
         task.cancel()
         self._stopping[serial] = task
@@ -149,11 +152,13 @@ class AndroidBridge:
         for serial in [serial for serial in self._running if serial not in ready]:
             log.info("Android device %s detached", serial)
             self._stop(serial)
+        self._stop_changed_logins()
         self._stopping = {serial: task for serial, task in self._stopping.items() if not task.done()}
         now = time.monotonic()
         for serial, task in list(self._running.items()):
             if task.done():  # it failed to start, and said why
                 del self._running[serial]
+                self._passwords.pop(serial, None)
                 self._retry_at[serial] = now + RETRY_S
         for serial in sorted(ready - self._running.keys() - self._stopping.keys()):
             if self._retry_at.get(serial, 0.0) > now:
@@ -172,6 +177,22 @@ class AndroidBridge:
             self._noted.pop(serial, None)
             self._retry_at.pop(serial, None)
             self._running[serial] = asyncio.create_task(self._serve(serial, device_id, url), name=device_id)
+            if url.password is not None and self._logins is not None:
+                self._passwords[serial] = url.password
+
+    def _stop_changed_logins(self) -> None:
+        """Stop each device whose line in android_logins changed or went: it starts again (next poll) with its new
+        login, or not at all, so a login taken out of the file takes its device offline."""
+        if self._logins is None:
+            return
+        for serial, task in list(self._running.items()):
+            password = self._logins.password(task.get_name())
+            if password != self._passwords.get(serial):
+                change = "changed" if password else "was removed"
+                log.warning(
+                    "the broker login of %s %s in %s: disconnecting it", task.get_name(), change, self._logins.path
+                )
+                self._stop(serial)
 
     def _broker_url_for(self, serial: str, device_id: str) -> BrokerUrl | None:
         """The broker and the login `device_id` connects with: its own from android_logins or, with no such file,

@@ -157,3 +157,21 @@ def test_a_bridged_devices_login_and_the_hosts_cannot_read_another_bridged_devic
     finally:
         for snooper in snoopers.values():
             snooper.close()
+
+
+def test_a_login_taken_out_of_the_file_takes_its_device_offline(fleet: BridgedFleet) -> None:
+    fleet.controller.wait_online(HOST, android(PHONE))
+
+    fleet.logins.write_text("# the phone was lost: its login is revoked\n")
+
+    def offline() -> bool:
+        device = fleet.controller.get(f"/v0/devices/{android(PHONE)}/")
+        return not device["online"]
+
+    wait_for("the phone offline", offline)
+    hint = f"no broker login for {android(PHONE)}"
+    wait_for("the phone's missing login named", lambda: hint in fleet.bridge.process.output())
+    log = fleet.bridge.process.output()
+    assert f"the broker login of {android(PHONE)} was removed in {fleet.logins}: disconnecting it" in log
+    assert log.count(hint) == 1
+    fleet.controller.wait_online(HOST)
