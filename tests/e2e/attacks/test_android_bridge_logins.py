@@ -62,13 +62,10 @@ def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BridgedFle
     """A controller whose embedded broker admits only its logins (the host's, the phone's and the tablet's), and a
     bridge host (a device itself, `bridge`) with the phone and the tablet on its fake adb; only the phone's login is
     in the host's `android_logins` file so far."""
-    auth = tmp_path / "auth"
-    devices = [HOST, android(PHONE), android(TABLET)]
-    printed = tether("broker", "acl", "--dir", str(auth), *(f"--device={device_id}" for device_id in devices))
+    auth, logins = tmp_path / "auth", tmp_path / "android-logins"
+    printed = tether("broker", "acl", "--dir", str(auth), "--device", HOST, "--device", android(TABLET))
+    printed += tether("broker", "acl", "--dir", str(auth), "--device", android(PHONE), "--append-logins", str(logins))
     credentials = dict(line.split(" ", 1) for line in printed.splitlines())
-    logins = tmp_path / "android-logins"
-    logins.write_text(f"# the logins `tether broker acl` printed\n{android(PHONE)} {credentials[android(PHONE)]}\n")
-    logins.chmod(0o600)
     config = tmp_path / "bridge.toml"
     config.write_text(f'android_logins = "{logins}"\nandroid_poll_interval_s = 0.3\n')
     controller = Controller(tmp_path, None, "--embedded-broker", request.param, "--broker-auth", str(auth))
@@ -175,3 +172,17 @@ def test_a_login_taken_out_of_the_file_takes_its_device_offline(fleet: BridgedFl
     assert f"the broker login of {android(PHONE)} was removed in {fleet.logins}: disconnecting it" in log
     assert log.count(hint) == 1
     fleet.controller.wait_online(HOST)
+
+
+def test_logins_handed_to_a_bridge_host_are_its_new_devices_only_never_the_controllers(tmp_path: Path) -> None:
+    auth, logins = tmp_path / "auth", tmp_path / "android-logins"
+
+    first = tether("broker", "acl", "--dir", str(auth), "--device", "android-A", "--append-logins", str(logins))
+    again = tether(
+        "broker", "acl", "--dir", str(auth), "--device=android-A", "--device=android-B", f"--append-logins={logins}"
+    )
+
+    printed = dict(line.split(" ", 1) for line in (first + again).splitlines())
+    assert list(printed) == ["tether-controller", "android-A", "android-B"]
+    assert logins.read_text().splitlines() == [f"android-A {printed['android-A']}", f"android-B {printed['android-B']}"]
+    assert logins.stat().st_mode & 0o777 == 0o600
