@@ -10,12 +10,11 @@ order.
 """
 
 import asyncio
-import dataclasses
 import logging
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent import __version__, process
 from agent.android.inventory import android_inventory
@@ -208,7 +207,7 @@ class AndroidBridge:
             )
             self._note(serial, "no login", message)
             return None
-        return dataclasses.replace(url, username=device_id, password=password)
+        return replace(url, username=device_id, password=password)
 
     def _note(self, serial: str, what: str, message: str) -> None:
         if self._noted.get(serial) != what:

@@ -2,7 +2,7 @@
 
 Under a broker ACL (`tether broker acl`) a login reaches only the device named by its username, so each bridged
 device needs a login of its own; the host's reaches only the host. The file is read again whenever it changes, so a
-login added for a newly attached device takes effect without restarting the agent.
+login added, changed or taken out takes effect without restarting the agent.
 """
 
 import logging
@@ -52,7 +52,7 @@ def parse_logins(text: str) -> ParsedLogins:
 
 class LoginsFile:
     """The logins in `path`, read again when its modification time or size changes; what is wrong is logged once
-    per change. A file that cannot be read holds no logins (devices already running keep theirs)."""
+    per change. A file that cannot be read holds no logins."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
