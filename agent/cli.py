@@ -92,7 +92,12 @@ async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Han
     )
     with about(device_id=settings.device_id):
         await run_device(
-            settings=settings, platform=platform, announcement=announcement, root=settings.state_dir, registry=registry
+            settings=settings,
+            broker_url=settings.broker_url,
+            platform=platform,
+            announcement=announcement,
+            root=settings.state_dir,
+            registry=registry,
         )
 
 
@@ -121,6 +126,11 @@ def main() -> None:
 @click.option("--boot-id-path", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
 @click.option("--reboot-grace", "reboot_grace_s", type=float, help="Seconds to wait for a reboot to take effect.")
 @click.option("--android", is_flag=True, default=None, help="Also run each Android device attached over adb.")
+@click.option(
+    "--android-logins",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --android: a file of `<device_id> <password>` lines, each Android device's broker login.",
+)
 @click.option("--no-host", "host", flag_value=False, default=None, help="With --android: do not run this host itself.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True)
 @log_format_option

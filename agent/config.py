@@ -164,6 +164,11 @@ class AgentSettings(BaseModel):
         description="Put before an Android device's serial to make its device id.",
     )
     android_poll_interval_s: float = Field(default=2.0, gt=0, le=3600, description="How often `adb devices` runs.")
+    android_logins: Path | None = Field(
+        default=None,
+        description="A file (mode 0600) of `<device_id> <password>` lines: each Android device's own broker login, "
+        "as a broker with per-device logins needs. Unset, they connect with the host's.",
+    )
 
     @field_validator("broker")
     @classmethod

@@ -19,6 +19,7 @@ from shared.arguments.management import DeviceConfigArguments
 from shared.messages import Announcement, StatusReport
 from shared.operations import OperationType
 from shared.topics import Topics
+from shared.transport import BrokerUrl
 
 STOP_GRACE_S = 5.0
 """How long a device's session and runner have to stop (publish offline, disconnect) before they are cancelled again.
@@ -51,12 +52,13 @@ async def run_until_cancelled(*coroutines: Coroutine[Any, Any, None]) -> None:
 async def run_device(
     *,
     settings: AgentSettings,
+    broker_url: BrokerUrl,
     platform: PlatformTools,
     announcement: Announcement,
     root: Path,
     registry: Mapping[OperationType, Handler],
 ) -> None:
-    """Run the device `announcement` names until cancelled.
+    """Run the device `announcement` names until cancelled, connected with the login in `broker_url`.
 
     `announcement` carries the agent config's tags, groups and time zone; the changes kept in the device's profile
     are announced over them, and `reset` returns to them.
@@ -88,7 +90,7 @@ async def run_device(
             update_profile=update_profile,
         )
         session = Session(
-            url=settings.broker_url,
+            url=broker_url,
             device_id=device_id,
             topics=Topics(settings.topic_prefix),
             announcement=profile.announced(announcement),

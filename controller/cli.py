@@ -2,13 +2,14 @@
 `tether devices` drive a running controller."""
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
 import ssl
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -285,8 +286,19 @@ def broker() -> None:
 @click.option("--devices-file", type=click.File(), help="Device ids to add, one per line.")
 @click.option("--controller-user", default="tether-controller", show_default=True, help="The controller's login.")
 @click.option("--topic-prefix", default="tether/v1", show_default=True, help="Root of every Tether topic.")
+@click.option(
+    "--append-logins",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also append each new device's `user password` line (never the controller's) to this file, mode 0600: "
+    "the android_logins file of a host that bridges these devices.",
+)
 def broker_acl(
-    directory: Path, devices: tuple[str, ...], devices_file: Any, controller_user: str, topic_prefix: str
+    directory: Path,
+    devices: tuple[str, ...],
+    devices_file: Any,
+    controller_user: str,
+    topic_prefix: str,
+    append_logins: Path | None,
 ) -> None:
     """Write a Mosquitto ACL under which each device reaches only its own topics, and add a login for the
     controller and each new device to the password file. Prints `user password` for every login it added (the
@@ -312,22 +324,33 @@ def broker_acl(
             passwords = directory / "passwords"
             existing = passwords.read_text() if passwords.exists() else ""
             created = new_credentials(users_in(existing), wanted)
-            (directory / "acl").write_text(acl_text(topics, controller_user))
-            descriptor = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(descriptor, "a") as file:
-                file.writelines(f"{password_line(user, password)}\n" for user, password in created.items())
-            if controller_user in created:  # for a controller that embeds the broker and logs in to it
-                secret = os.open(directory / CONTROLLER_SECRET, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(secret, "w") as file:
-                    file.write(f"{controller_user} {created[controller_user]}\n")
-            settings = mosquitto_settings(str(passwords.resolve()), str((directory / "acl").resolve()))
-            (directory / "mosquitto-tether.conf").write_text(settings)
+            # Opened before any login is stored: a login stored but neither printed nor handed over would be lost.
+            with contextlib.ExitStack() as stack:
+                logins = stack.enter_context(_append_private(append_logins)) if append_logins else None
+                (directory / "acl").write_text(acl_text(topics, controller_user))
+                with _append_private(passwords) as file:
+                    file.writelines(f"{password_line(user, password)}\n" for user, password in created.items())
+                if controller_user in created:  # for a controller that embeds the broker and logs in to it
+                    secret = os.open(directory / CONTROLLER_SECRET, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(secret, "w") as file:
+                        file.write(f"{controller_user} {created[controller_user]}\n")
+                settings = mosquitto_settings(str(passwords.resolve()), str((directory / "acl").resolve()))
+                (directory / "mosquitto-tether.conf").write_text(settings)
+                if logins is not None:
+                    logins.writelines(
+                        f"{user} {password}\n" for user, password in created.items() if user != controller_user
+                    )
         except (ValueError, OSError, TetherProtocolError) as err:
             raise StartupError(str(err)) from err
         for user, password in created.items():
             click.echo(f"{user} {password}")
 
     _run_or_exit(write)
+
+
+def _append_private(path: Path) -> TextIO:
+    """`path` opened to append to, created readable by its owner only."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a")
 
 
 def _served_tls(cert: Path | None, key: Path | None, external: BrokerUrl | None) -> "ServerTls | None":

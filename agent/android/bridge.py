@@ -1,9 +1,12 @@
 """Runs every Android device attached over adb as a Tether device of its own, for as long as it stays attached.
 
 Each device in state `device` gets what `tetherd run` gives the host: a journal, a Runner and a Session with its own
-MQTT connection, last will and announcement. Detaching cancels them (the Session publishes presence offline on its
-way out); attaching again starts them anew on the same journal, so a command cut off by the detach (a REBOOT) is
-decided from the boot id, and one never started still runs. Devices run concurrently; one device's commands in order.
+MQTT connection, last will and announcement. With `android_logins` set, each connects with its own broker login from
+that file, and one without a login is named once and left alone; without it, each connects with the host's login,
+which only a broker without per-device ACLs accepts. Detaching cancels them (the Session publishes presence offline
+on its way out); attaching again starts them anew on the same journal, so a command cut off by the detach (a REBOOT)
+is decided from the boot id, and one never started still runs. Devices run concurrently; one device's commands in
+order.
 """
 
 import asyncio
@@ -11,10 +14,11 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent import __version__, process
 from agent.android.inventory import android_inventory
+from agent.android.logins import LoginsFile
 from agent.config import AgentSettings
 from agent.device import run_device
 from agent.errors import HandlerError
@@ -26,6 +30,7 @@ from shared.logs import about
 from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
 from shared.topics import validate_id
+from shared.transport import BrokerUrl
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,9 @@ class AndroidBridge:
         self._noted: dict[str, str] = {}
         """What was last logged per serial (a state, or a problem), so that each is logged once, not every poll."""
         self._adb_problem: str | None = None
+        self._logins = LoginsFile(settings.android_logins) if settings.android_logins else None
+        self._passwords: dict[str, str] = {}
+        """Serial -> the password from android_logins its running task logged in with."""
 
     async def run(self) -> None:
         """Poll `adb devices -l` forever; cancelling this stops every device (each publishes offline) first.
@@ -93,6 +101,13 @@ class AndroidBridge:
         lets an exception out, so there is nothing a group would have to propagate.
         """
         log.info("managing Android devices attached over adb (%s)", self._settings.adb_path)
+        host_login = self._settings.broker_url.username
+        if self._logins is None and host_login is not None:
+            log.warning(
+                "Android devices connect with the host's broker login %s, which a broker with per-device logins "
+                "(`tether broker acl`) refuses for them: give each device its own in an android_logins file",
+                host_login,
+            )
         try:
             while True:
                 attached = await self._list_devices()
@@ -106,6 +121,7 @@ class AndroidBridge:
                 await asyncio.wait(self._stopping.values())
 
     def _stop(self, serial: str) -> None:
+        self._passwords.pop(serial, None)
         task = self._running.pop(serial)
         task.cancel()
         self._stopping[serial] = task
@@ -135,11 +151,13 @@ class AndroidBridge:
         for serial in [serial for serial in self._running if serial not in ready]:
             log.info("Android device %s detached", serial)
             self._stop(serial)
+        self._stop_changed_logins()
         self._stopping = {serial: task for serial, task in self._stopping.items() if not task.done()}
         now = time.monotonic()
         for serial, task in list(self._running.items()):
             if task.done():  # it failed to start, and said why
                 del self._running[serial]
+                self._passwords.pop(serial, None)
                 self._retry_at[serial] = now + RETRY_S
         for serial in sorted(ready - self._running.keys() - self._stopping.keys()):
             if self._retry_at.get(serial, 0.0) > now:
@@ -152,26 +170,61 @@ class AndroidBridge:
             if device_id in {task.get_name() for task in self._running.values()}:
                 self._note(serial, "duplicate id", f"Android device {serial} would also be {device_id}: not managed")
                 continue
+            url = self._broker_url_for(serial, device_id)
+            if url is None:
+                continue
             self._noted.pop(serial, None)
             self._retry_at.pop(serial, None)
-            self._running[serial] = asyncio.create_task(self._serve(serial, device_id), name=device_id)
+            self._running[serial] = asyncio.create_task(self._serve(serial, device_id, url), name=device_id)
+            if url.password is not None and self._logins is not None:
+                self._passwords[serial] = url.password
+
+    def _stop_changed_logins(self) -> None:
+        """Stop each device whose line in android_logins changed or went: it starts again (next poll) with its new
+        login, or not at all, so a login taken out of the file takes its device offline."""
+        if self._logins is None:
+            return
+        for serial, task in list(self._running.items()):
+            password = self._logins.password(task.get_name())
+            if password != self._passwords.get(serial):
+                change = "changed" if password else "was removed"
+                log.warning(
+                    "the broker login of %s %s in %s: disconnecting it", task.get_name(), change, self._logins.path
+                )
+                self._stop(serial)
+
+    def _broker_url_for(self, serial: str, device_id: str) -> BrokerUrl | None:
+        """The broker and the login `device_id` connects with: its own from android_logins or, with no such file,
+        the host's; None (named once) for a device the file has no login for."""
+        url = self._settings.broker_url
+        if self._logins is None:
+            return url
+        password = self._logins.password(device_id)
+        if password is None:
+            message = (
+                f"no broker login for {device_id} (Android device {serial}): run `tether broker acl --device "
+                f"{device_id}` on the controller and add its `{device_id} <password>` line to {self._logins.path}"
+            )
+            self._note(serial, "no login", message)
+            return None
+        return replace(url, username=device_id, password=password)
 
     def _note(self, serial: str, what: str, message: str) -> None:
         if self._noted.get(serial) != what:
             log.warning("%s", message)
             self._noted[serial] = what
 
-    async def _serve(self, serial: str, device_id: str) -> None:
+    async def _serve(self, serial: str, device_id: str, url: BrokerUrl) -> None:
         """Run one device until cancelled; a failure to start is logged and ends the task (it is retried later)."""
         try:
             with about(device_id=device_id):
-                await self._run_device(serial, device_id)
+                await self._run_device(serial, device_id, url)
         except HandlerError as err:
             log.warning("Android device %s (%s) could not start: %s; retrying in %g s", serial, device_id, err, RETRY_S)
         except Exception:  # one device's bug must not stop the bridge and every other device
             log.exception("Android device %s (%s) stopped unexpectedly", serial, device_id)
 
-    async def _run_device(self, serial: str, device_id: str) -> None:
+    async def _run_device(self, serial: str, device_id: str, url: BrokerUrl) -> None:
         settings = self._settings
         platform = AndroidPlatform(serial=serial, adb=settings.adb_path, tool_timeout=settings.tool_timeout_s)
         inventory, time_zone = await android_inventory(platform)
@@ -189,5 +242,10 @@ class AndroidBridge:
         log.info("Android device %s attached as %s", serial, device_id)
         root = settings.state_dir / "android" / device_id
         await run_device(
-            settings=settings, platform=platform, announcement=announcement, root=root, registry=self._registry
+            settings=settings,
+            broker_url=url,
+            platform=platform,
+            announcement=announcement,
+            root=root,
+            registry=self._registry,
         )

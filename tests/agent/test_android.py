@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -590,3 +591,20 @@ def test_commands_run_on_their_device_only_and_devices_run_concurrently(
         ["adb", "-s", other, "shell", "svc", "wifi", "enable"]
     ]
     assert not [argv for argv in adb.calls(other) if "pm" in argv or "settings" in argv]
+
+
+def test_the_hosts_login_for_android_devices_is_named_at_start_as_one_an_acl_refuses(
+    mosquitto_url: str, observer: Observer, adb: FakeAdb, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without android_logins, devices use the host's login: fine on an anonymous broker, refused under an ACL."""
+    settings = bridge_settings(mosquitto_url.replace("://", "://bridge-host@"), tmp_path)
+
+    async def scenario() -> None:
+        await until(lambda: observer.presence("android-" + SERIAL) == ["online"])
+
+    with caplog.at_level(logging.WARNING, logger="agent.android.bridge"):
+        asyncio.run(with_bridge(settings, scenario))
+    assert [record.getMessage() for record in caplog.records if record.name == "agent.android.bridge"] == [
+        "Android devices connect with the host's broker login bridge-host, which a broker with per-device logins "
+        "(`tether broker acl`) refuses for them: give each device its own in an android_logins file"
+    ]
