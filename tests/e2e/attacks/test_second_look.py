@@ -1,0 +1,140 @@
+"""A second look at the surfaces the security change added, as an attacker and a careless operator would try them:
+each test is one attempt and what stopped it."""
+
+import contextlib
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.amqtt_fixes import CONNECT_TIMEOUT_S
+from controller.amqtt_packet_limit import MAX_DEVICE_PACKET_BYTES
+from tests.e2e.attacks.test_embedded_amqtt import Secured
+from tests.e2e.harness import Controller, tether
+
+PREFIX = "tether/v1/devices"
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[Secured]:
+    """`tether serve --embedded-broker amqtt --broker-auth` with logins for dev-a and dev-b."""
+    auth = tmp_path / "auth"
+    printed = tether("broker", "acl", "--dir", str(auth), "--device", "dev-a", "--device", "dev-b")
+    credentials = dict(line.split(" ", 1) for line in printed.splitlines())
+    controller = Controller(tmp_path, None, "--embedded-broker", "amqtt", "--broker-auth", str(auth))
+    try:
+        yield Secured(controller, credentials)
+    finally:
+        controller.stop()
+
+
+def _string(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _remaining_length(length: int) -> bytes:
+    encoded = bytearray()
+    while True:
+        length, digit = divmod(length, 128)
+        encoded.append(digit | (0x80 if length else 0))
+        if not length:
+            return bytes(encoded)
+
+
+def _connect(client_id: str, user: str, password: str, will: tuple[str, bytes] | None = None) -> bytes:
+    flags = 0xC2 | (0x0C if will else 0)  # user, password, clean session; a QoS 1 will
+    header = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", 60)
+    payload = _string(client_id) + (_string(will[0]) + _string(will[1]) if will else b"") + _string(user)
+    payload += _string(password)
+    return bytes([0x10]) + _remaining_length(len(header) + len(payload)) + header + payload
+
+
+def _logged_in(port: int, user: str, password: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(_connect(f"tetherd-{user}", user, password))
+    assert sock.recv(4) == b"\x20\x02\x00\x00"
+    return sock
+
+
+def _rss_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS:"))
+
+
+def _closed_by_peer(sock: socket.socket, within_s: float) -> bool:
+    sock.settimeout(within_s)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True  # reset
+    return True
+
+
+def test_a_device_publishing_more_than_any_message_may_hold_is_cut_off_before_the_broker_reads_it(
+    secured: Secured,
+) -> None:
+    """A device may send its own status; the controller refuses any payload past MAX_PAYLOAD_BYTES, so the broker
+    has no reason to read, hold and forward one: 150 MB took the controller from 77 to 421 MB."""
+    pid = secured.controller.process.popen.pid
+    before = _rss_mb(pid)
+    size = 150 * 1024 * 1024
+    topic = _string(f"{PREFIX}/dev-a/status/c1")
+    device = _logged_in(secured.port, "dev-a", secured.credentials["dev-a"])
+    with contextlib.closing(device):
+        device.sendall(bytes([0x30]) + _remaining_length(len(topic) + size) + topic)
+        chunk, sent = b"x" * (1024 * 1024), 0
+        with contextlib.suppress(OSError):  # the broker closed the connection: what it should do
+            while sent < size:
+                sent += device.send(chunk)
+        assert _closed_by_peer(device, 5)
+    time.sleep(1)
+    assert _rss_mb(pid) - before < 50
+    # An honest device on the same login is served as before.
+    with contextlib.closing(_logged_in(secured.port, "dev-a", secured.credentials["dev-a"])) as again:
+        status = b'{"x": 1}'
+        again.sendall(bytes([0x30]) + _remaining_length(len(topic) + len(status)) + topic + status)
+        again.sendall(b"\xc0\x00")  # PINGREQ
+        assert again.recv(2) == b"\xd0\x00"
+
+
+def test_connects_declaring_more_than_a_login_needs_are_closed_without_being_read(secured: Secured) -> None:
+    """Before the password is checked anyone may send a CONNECT; one of 256 KiB (four fields at their 64 KiB limit)
+    held open by a stranger is closed at its header, not read and kept until CONNECT_TIMEOUT_S."""
+    field = "x" * 65000
+    connect = _connect(field, field, field, will=(field, field.encode()))
+    strangers = [socket.create_connection(("127.0.0.1", secured.port), timeout=5) for _ in range(20)]
+    try:
+        for stranger in strangers:
+            stranger.sendall(connect[:-1])  # all but its last byte: the broker waits for it
+        started = time.monotonic()
+        for stranger in strangers:
+            assert _closed_by_peer(stranger, max(0.1, started + 2 - time.monotonic()))
+        assert time.monotonic() - started < CONNECT_TIMEOUT_S / 2
+    finally:
+        for stranger in strangers:
+            stranger.close()
+    # A device's own login still works, a last will and all.
+    with contextlib.closing(socket.create_connection(("127.0.0.1", secured.port), timeout=5)) as device:
+        presence = f"{PREFIX}/dev-a/presence"
+        device.sendall(_connect("tetherd-dev-a", "dev-a", secured.credentials["dev-a"], will=(presence, b"{}")))
+        assert device.recv(4) == b"\x20\x02\x00\x00"
+
+
+def test_a_device_packet_is_cut_off_one_byte_past_the_limit_and_served_up_to_it(secured: Secured) -> None:
+    """The limit leaves room for the largest payload the wire contract allows under the longest topic, no more."""
+    topic = _string(f"{PREFIX}/dev-a/status/c1")
+    with contextlib.closing(_logged_in(secured.port, "dev-a", secured.credentials["dev-a"])) as device:
+        payload = b"x" * (MAX_DEVICE_PACKET_BYTES - len(topic))
+        device.sendall(bytes([0x30]) + _remaining_length(len(topic) + len(payload)) + topic + payload)
+        device.sendall(b"\xc0\x00")  # PINGREQ
+        assert device.recv(2) == b"\xd0\x00"
+        with contextlib.suppress(OSError):
+            device.sendall(bytes([0x30]) + _remaining_length(len(topic) + len(payload) + 1) + topic + payload + b"x")
+        assert _closed_by_peer(device, 5)
