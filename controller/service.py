@@ -18,6 +18,7 @@ import uvicorn
 
 from controller.api.app import create_app
 from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_BODY_BYTES, ApiServices
+from controller.api.http_protocol import DeadlinedHttpToolsProtocol
 from controller.api_thread import on_main_loop, serve_in_thread
 from controller.broker import ListenAddress, MosquittoBroker, ServerTls, make_broker
 from controller.broker_auth import BrokerAuth
@@ -234,7 +235,12 @@ async def _run(
     # Open event streams end when the controller stops (events.close()); the timeout is the backstop for the rest.
     # httptools parses HTTP in C: h11, uvicorn's pure-Python fallback, was a quarter of a GET's CPU.
     config = uvicorn.Config(
-        app, http="httptools", log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5
+        app,
+        http=DeadlinedHttpToolsProtocol,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=5,
     )
     server = _Server(config)
     host, port = settings.http_listen.host, settings.http_listen.port

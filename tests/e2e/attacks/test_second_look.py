@@ -2,6 +2,7 @@
 each test is one attempt and what stopped it."""
 
 import contextlib
+import os
 import socket
 import struct
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from controller.amqtt_fixes import CONNECT_TIMEOUT_S
 from controller.amqtt_packet_limit import MAX_DEVICE_PACKET_BYTES
+from controller.api.http_protocol import HEADERS_TIMEOUT_S
 from tests.e2e.attacks.test_embedded_amqtt import Secured
 from tests.e2e.harness import Controller, tether
 
@@ -138,3 +140,48 @@ def test_a_device_packet_is_cut_off_one_byte_past_the_limit_and_served_up_to_it(
         with contextlib.suppress(OSError):
             device.sendall(bytes([0x30]) + _remaining_length(len(topic) + len(payload) + 1) + topic + payload + b"x")
         assert _closed_by_peer(device, 5)
+
+
+def test_http_connections_that_never_finish_their_headers_are_closed_and_release_their_file_descriptors(
+    tmp_path: Path,
+) -> None:
+    """Slowloris: the REST port took any number of connections that never finished a request, without a key, and held
+    each one (and its file descriptor, shared with the broker's) for as long as the client liked."""
+    controller = Controller(tmp_path)
+    try:
+        pid = controller.process.popen.pid
+        before = len(os.listdir(f"/proc/{pid}/fd"))
+        silent = [socket.create_connection(("127.0.0.1", controller.http_port), timeout=5) for _ in range(20)]
+        trickling = [socket.create_connection(("127.0.0.1", controller.http_port), timeout=5) for _ in range(20)]
+        try:
+            for sock in trickling:
+                sock.sendall(b"POST /v0/operations/ HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            deadline = started + HEADERS_TIMEOUT_S + 5
+            for sock in trickling:  # a header line every second keeps no connection open past the limit
+                sock.setblocking(False)
+            while time.monotonic() < deadline and any(sock.fileno() != -1 for sock in trickling):
+                for sock in trickling:
+                    if sock.fileno() == -1:
+                        continue
+                    try:
+                        sock.sendall(b"X-Slow: 1\r\n")
+                        if sock.recv(1) == b"":
+                            sock.close()
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        sock.close()
+                time.sleep(1)
+            assert all(sock.fileno() == -1 for sock in trickling), "a trickling client was kept past the limit"
+            for sock in silent:
+                assert _closed_by_peer(sock, max(0.1, deadline - time.monotonic()))
+            assert time.monotonic() - started < HEADERS_TIMEOUT_S + 5
+        finally:
+            for sock in silent + trickling:
+                sock.close()
+        time.sleep(1)
+        assert len(os.listdir(f"/proc/{pid}/fd")) - before < 5
+        assert controller.http.get("/healthz").status_code == 200
+    finally:
+        controller.stop()
