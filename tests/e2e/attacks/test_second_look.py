@@ -3,6 +3,7 @@ each test is one attempt and what stopped it."""
 
 import contextlib
 import os
+import signal
 import socket
 import struct
 import time
@@ -14,8 +15,11 @@ import pytest
 from controller.amqtt_fixes import CONNECT_TIMEOUT_S
 from controller.amqtt_packet_limit import MAX_DEVICE_PACKET_BYTES
 from controller.api.http_protocol import HEADERS_TIMEOUT_S
+from shared.messages import Announcement, encode, utc_now
+from shared.operations import OperationType, Platform
 from tests.e2e.attacks.test_embedded_amqtt import Secured
-from tests.e2e.harness import Controller, tether
+from tests.e2e.harness import Controller, tether, wait_for
+from tests.e2e.test_broker_acl import Client
 
 PREFIX = "tether/v1/devices"
 
@@ -183,5 +187,43 @@ def test_http_connections_that_never_finish_their_headers_are_closed_and_release
         time.sleep(1)
         assert len(os.listdir(f"/proc/{pid}/fd")) - before < 5
         assert controller.http.get("/healthz").status_code == 200
+    finally:
+        controller.stop()
+
+
+def test_a_silent_device_still_times_out_while_the_controllers_loop_keeps_stalling(tmp_path: Path) -> None:
+    """Each tick that followed a stall of more than STALL_S moved every deadline by the whole gap: a controller
+    stalled that often (here SIGSTOPped 3.6 s of every 4) never timed out a device that stays silent for ever."""
+    controller = Controller(tmp_path)
+    try:
+        announcement = Announcement(
+            device_id="silent",
+            platform=Platform.LINUX,
+            agent_version="test",
+            capabilities=[OperationType.LOCK],
+            announced_at=utc_now(),
+        )
+        device = Client(controller.mqtt_port, None, None, client_id="tetherd-silent")
+        device.publish(f"{PREFIX}/silent/announce", encode(announcement), retain=True)
+        device.close()
+        wait_for("silent registered", lambda: controller.http.get("/v0/devices/silent/").status_code == 200)
+        operation_id = controller.create(
+            {"operation_type": "LOCK", "operation_device_query": {"device_id": "silent"}, "delivery_timeout_s": 10}
+        )["id"]
+        wait_for(
+            "the command dispatched",
+            lambda: controller.device_results(operation_id).get("silent", {}).get("dispatch_state") == "dispatched",
+        )
+        pid = controller.process.popen.pid
+        try:
+            for _ in range(10):  # 40 s: four times the deadline
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(3.6)
+                os.kill(pid, signal.SIGCONT)
+                time.sleep(0.4)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        result = controller.device_results(operation_id)["silent"]
+        assert result["status"] == "FAILED", result
     finally:
         controller.stop()
