@@ -3,6 +3,7 @@ each test is one attempt and what stopped it."""
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -18,7 +19,7 @@ from controller.api.http_protocol import HEADERS_TIMEOUT_S
 from shared.messages import Announcement, encode, utc_now
 from shared.operations import OperationType, Platform
 from tests.e2e.attacks.test_embedded_amqtt import Secured
-from tests.e2e.harness import Controller, tether, wait_for
+from tests.e2e.harness import Controller, run_cli, tether, wait_for
 from tests.e2e.test_broker_acl import Client
 
 PREFIX = "tether/v1/devices"
@@ -227,3 +228,24 @@ def test_a_silent_device_still_times_out_while_the_controllers_loop_keeps_stalli
         assert result["status"] == "FAILED", result
     finally:
         controller.stop()
+
+
+@pytest.mark.parametrize("password", ["Zm9v/YmFy+cXV4", "hash#in-it", "what?now"])
+def test_a_broker_password_pasted_unencoded_into_a_url_is_never_printed_by_either_program(
+    tmp_path: Path, password: str
+) -> None:
+    """A base64 password holds '/' and '+'; pasted into a URL unencoded, it ends the URL's host early, and the error
+    that said so printed the whole URL, password and all, to the terminal and the journal."""
+    url = f"mqtt://dev-a:{password}@127.0.0.1:1883"
+    config = tmp_path / "agent.toml"
+    config.write_text(f'device_id = "dev-a"\nstate_dir = "{tmp_path}"\nbroker = "{url}"\n')
+    runs = [
+        run_cli("tetherd", "config", "check", "--config", str(config)),
+        run_cli("tetherd", "run", "--config", str(config)),
+        run_cli("tether", "serve", "--broker", url, "--db", str(tmp_path / "tether.db")),
+    ]
+    for done in runs:
+        assert done.returncode != 0
+        assert "broker" in done.stderr
+        for part in re.split(r"[/#?]", password):
+            assert part not in done.stdout + done.stderr, done.stderr
