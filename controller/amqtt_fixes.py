@@ -17,6 +17,7 @@
   and queued messages sent at connect.
 - It read a packet of any size into memory before looking at it: a CONNECT, and with `auth` a device's every packet,
   are now refused at their fixed header past a limit (`amqtt_packet_limit`).
+- It kept every retained publish for good: with `auth`, a device's are kept only on its announce and presence topics.
 """
 
 import asyncio
@@ -203,6 +204,16 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
         # amqtt's topic plugins have no per-user patterns; the ACL `tether broker acl` writes for Mosquitto is
         # applied here instead, to subscriptions (broker.py:876), publishes (:778) and deliveries (:1025).
         return self._auth is None or self._auth.permits(session.username, Access(str(action)), topic)
+
+    async def retain_message(
+        self, source_session: Any, topic_name: str | None, data: bytes | bytearray | None, qos: int | None = None
+    ) -> None:
+        # amqtt keeps every retained publish a client may make (broker.py:789-790, 834-844), in memory, for good; a
+        # device could name any number of status topics. Mosquitto's ACL cannot say this; here it is said.
+        auth, user = self._auth, None if source_session is None else source_session.username
+        if auth is not None and source_session is not None and not auth.may_retain(user, topic_name or ""):
+            return
+        await super().retain_message(source_session, topic_name, data, qos)
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
         # On every connect amqtt calls this for each filter *any* client subscribed (broker.py:601-602), which sent

@@ -20,7 +20,7 @@ from shared.messages import Announcement, encode, utc_now
 from shared.operations import OperationType, Platform
 from tests.e2e.attacks.test_embedded_amqtt import Secured
 from tests.e2e.harness import Controller, run_cli, tether, wait_for
-from tests.e2e.test_broker_acl import Client
+from tests.e2e.test_broker_acl import SETTLE_S, Client
 
 PREFIX = "tether/v1/devices"
 
@@ -249,3 +249,24 @@ def test_a_broker_password_pasted_unencoded_into_a_url_is_never_printed_by_eithe
         assert "broker" in done.stderr
         for part in re.split(r"[/#?]", password):
             assert part not in done.stdout + done.stderr, done.stderr
+
+
+def test_a_device_cannot_make_the_broker_keep_messages_beyond_its_announcement_and_presence(secured: Secured) -> None:
+    """A device may publish a status under any command id; retained, each was kept in the controller's memory for
+    good and replayed to it at every reconnect: 100 of them took 100 topics, and any number would have."""
+    device = secured.device("dev-a")
+    try:
+        for n in range(100):
+            device.publish(f"{PREFIX}/dev-a/status/junk-{n}", b"x" * 1000, retain=True)
+        device.publish(f"{PREFIX}/dev-a/presence", b'{"kept": true}', retain=True)
+    finally:
+        device.close()
+    controller_login = secured.device("tether-controller", client_id="probe-controller")
+    try:
+        controller_login.subscribe(f"{PREFIX}/+/#")
+        time.sleep(SETTLE_S)
+        kept = controller_login.topics()
+    finally:
+        controller_login.close()
+    assert f"{PREFIX}/dev-a/presence" in kept
+    assert not [topic for topic in kept if "/status/" in topic]
