@@ -16,10 +16,11 @@ import pytest
 from controller.amqtt_fixes import CONNECT_TIMEOUT_S
 from controller.amqtt_packet_limit import MAX_DEVICE_PACKET_BYTES
 from controller.api.http_protocol import HEADERS_TIMEOUT_S
-from shared.messages import Announcement, encode, utc_now
+from shared.messages import MAX_ARGUMENTS_BYTES, Announcement, encode, utc_now
 from shared.operations import OperationType, Platform
+from shared.signing import canonical
 from tests.e2e.attacks.test_embedded_amqtt import Secured
-from tests.e2e.harness import Controller, run_cli, tether, wait_for
+from tests.e2e.harness import Agent, Controller, run_cli, tether, wait_for
 from tests.e2e.test_broker_acl import SETTLE_S, Client
 
 PREFIX = "tether/v1/devices"
@@ -270,3 +271,40 @@ def test_a_device_cannot_make_the_broker_keep_messages_beyond_its_announcement_a
         controller_login.close()
     assert f"{PREFIX}/dev-a/presence" in kept
     assert not [topic for topic in kept if "/status/" in topic]
+
+
+def test_an_operation_whose_commands_could_not_reach_a_device_is_refused_at_creation_not_left_pending(
+    tmp_path: Path,
+) -> None:
+    """A script under the script limit made a command over the 256 KiB a device accepts: 201, then the agent dropped
+    it and the device stayed PENDING until the 24 h delivery deadline. Quoting can double a script's size, so it is
+    the arguments as a command carries them that are measured; anything that fits is delivered and runs."""
+    controller = Controller(tmp_path)
+    agent = Agent(tmp_path, f"mqtt://127.0.0.1:{controller.mqtt_port}", "d" * 128)
+    try:
+        controller.wait_online(agent.device_id)
+        for script in ("#" + "x" * 262_000, "#" + '"' * (MAX_ARGUMENTS_BYTES // 2)):
+            refused = controller.http.post(
+                "/v0/operations/",
+                json={
+                    "operation_type": "RUN_SHELL_SCRIPT",
+                    "operation_device_query": {"device_id": agent.device_id},
+                    "arguments": {"script": script},
+                },
+            )
+            assert refused.status_code == 400, refused.text[:300]
+            assert refused.json()["errors"][0]["field"].startswith("arguments")
+        overhead = len(canonical({"script": ""}))
+        largest = "#" + "x" * (MAX_ARGUMENTS_BYTES - overhead - 1)
+        operation_id = controller.create(
+            {
+                "operation_type": "RUN_SHELL_SCRIPT",
+                "operation_device_query": {"device_id": agent.device_id},
+                "arguments": {"script": largest},
+            }
+        )["id"]
+        controller.wait_finished(operation_id)
+        assert controller.device_results(operation_id)[agent.device_id]["status"] == "SUCCESSFUL"
+    finally:
+        agent.stop()
+        controller.stop()
