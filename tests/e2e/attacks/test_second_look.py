@@ -16,6 +16,7 @@ import pytest
 from controller.amqtt_fixes import CONNECT_TIMEOUT_S
 from controller.amqtt_packet_limit import MAX_DEVICE_PACKET_BYTES
 from controller.api.http_protocol import HEADERS_TIMEOUT_S
+from controller.api.routing import BODY_TIMEOUT_S
 from shared.messages import MAX_ARGUMENTS_BYTES, Announcement, encode, utc_now
 from shared.operations import OperationType, Platform
 from shared.signing import canonical
@@ -307,4 +308,28 @@ def test_an_operation_whose_commands_could_not_reach_a_device_is_refused_at_crea
         assert controller.device_results(operation_id)[agent.device_id]["status"] == "SUCCESSFUL"
     finally:
         agent.stop()
+        controller.stop()
+
+
+def test_a_body_trickled_by_a_key_holder_is_answered_408_once_the_body_time_is_up(tmp_path: Path) -> None:
+    """The headers have their own deadline; a body sent a byte every two seconds held its connection (and a task
+    of the API's loop) for as long as the key holder liked."""
+    controller = Controller(tmp_path)
+    try:
+        with socket.create_connection(("127.0.0.1", controller.http_port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /v0/operations/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {controller.key}\r\nContent-Length: 1000\r\n\r\n".encode()
+            )
+            started, answer = time.monotonic(), b""
+            sock.setblocking(False)
+            while time.monotonic() - started < BODY_TIMEOUT_S + 10 and not answer:
+                with contextlib.suppress(BlockingIOError):
+                    sock.sendall(b" ")
+                    answer = sock.recv(4096)
+                time.sleep(2)
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            assert time.monotonic() - started < BODY_TIMEOUT_S + 5
+        assert controller.http.get("/healthz").status_code == 200
+    finally:
         controller.stop()
