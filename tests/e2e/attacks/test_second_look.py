@@ -20,9 +20,11 @@ from controller.api.routing import BODY_TIMEOUT_S
 from shared.messages import MAX_ARGUMENTS_BYTES, Announcement, encode, utc_now
 from shared.operations import OperationType, Platform
 from shared.signing import canonical
+from tests.e2e.attacks.test_disk_full import fill, small_disk  # noqa: F401 (a fixture, used by name)
 from tests.e2e.attacks.test_embedded_amqtt import Secured
 from tests.e2e.harness import Agent, Controller, run_cli, tether, wait_for
 from tests.e2e.test_broker_acl import SETTLE_S, Client
+from tests.fixtures_brokers import free_port
 
 PREFIX = "tether/v1/devices"
 
@@ -333,3 +335,35 @@ def test_a_body_trickled_by_a_key_holder_is_answered_408_once_the_body_time_is_u
         assert controller.http.get("/healthz").status_code == 200
     finally:
         controller.stop()
+
+
+def test_a_controller_started_on_a_full_disk_says_so_in_one_line_instead_of_a_traceback(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Started on a full disk, with its database there or not yet, `tether serve` died with a 30-line traceback
+    ("disk I/O error" from SQLite's WAL) and systemd restarted it into the same one."""
+    disk: Path = request.getfixturevalue("small_disk")  # test_disk_full's tmpfs
+    Controller(tmp_path, data_dir=disk).stop()
+    fresh = disk / "fresh"
+    fresh.mkdir()
+    ballast = fill(disk)
+    try:
+        for database in (disk / "tether.db", fresh / "tether.db"):
+            done = run_cli(
+                "tether",
+                "serve",
+                "--http-listen",
+                f"127.0.0.1:{free_port()}",
+                "--mqtt-listen",
+                f"127.0.0.1:{free_port()}",
+                "--embedded-broker",
+                "amqtt",
+                "--db",
+                str(database),
+            )
+            assert done.returncode == 1
+            assert "Traceback" not in done.stderr, done.stderr[-600:]
+            assert f"cannot open the database {database}" in done.stderr, done.stderr[-600:]
+            assert "disk is full" in done.stderr
+    finally:
+        ballast.unlink()
