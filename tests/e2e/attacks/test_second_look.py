@@ -367,3 +367,19 @@ def test_a_controller_started_on_a_full_disk_says_so_in_one_line_instead_of_a_tr
             assert "disk is full" in done.stderr
     finally:
         ballast.unlink()
+
+
+def test_a_read_key_is_refused_403_before_the_controller_reads_its_body(tmp_path: Path) -> None:
+    """A read key may not create; its body was read (up to --max-body-kb) before its role was looked at."""
+    controller = Controller(tmp_path)
+    try:
+        reader = tether("keys", "create", "--name", "dashboard", "--role", "read", "--db", str(controller.db)).strip()
+        with socket.create_connection(("127.0.0.1", controller.http_port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /v0/operations/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {reader}\r\nContent-Length: 1000000\r\n\r\n".encode()
+            )
+            sock.settimeout(3)  # the body never comes: only an answer that does not wait for it arrives
+            assert sock.recv(4096).startswith(b"HTTP/1.1 403")
+    finally:
+        controller.stop()
