@@ -111,10 +111,19 @@ class Journal:
         return self.loss is not None and self.loss.in_doubt(command)
 
     def settle_loss(self) -> None:
-        """Every command the broker held for the device at the loss has been seen: only the issue time decides now."""
+        """Every command the broker held for the device at the loss has been seen: only the issue time decides now.
+
+        The loss cannot have happened after now: a loss time ahead of it was read from a clock that ran ahead (a device
+        without a real-time clock, before its time was set) and would have failed every command issued until that
+        time came; it is brought back to now.
+        """
         if self.loss is not None and not self.loss.settled:
-            self._conn.execute("UPDATE journal_loss SET settled = 1")
-            self.loss = JournalLoss(self.loss.lost_at, self.loss.kept, settled=True)
+            lost_at = min(self.loss.lost_at, utc_now())
+            self._conn.execute(
+                "UPDATE journal_loss SET settled = 1, lost_at = ? WHERE rowid = (SELECT max(rowid) FROM journal_loss)",
+                (lost_at.isoformat(),),
+            )
+            self.loss = JournalLoss(lost_at, self.loss.kept, settled=True)
 
     def record_group(self, command_id: str, group: ProcessGroup) -> None:
         self._conn.execute(

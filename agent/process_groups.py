@@ -117,6 +117,10 @@ def still_ours(group: ProcessGroup) -> bool:
     While a group exists its id is never given to a new process (POSIX), so a live leader with another start time
     means the recorded group has ended. With the leader gone, every member must have started after it did.
     """
+    if group.pgid <= 1 or group.pgid in (os.getpgrp(), os.getsid(0)):
+        # Never a command's: those get a session of their own. killpg(0) would signal the agent's own group, and 1
+        # is init's; a row naming one of these (planted, or corrupt) must not end the agent, its shell or the host.
+        return False
     try:
         if group.boot_id != boot_id():
             return False  # the machine rebooted: the recorded group ended with the old boot

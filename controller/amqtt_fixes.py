@@ -15,6 +15,9 @@
 - With `auth`, it admits only the password file's logins, each with its own client id and a last will it may
   publish, and applies `tether broker acl`'s rules to every subscription, publish and delivery, including retained
   and queued messages sent at connect.
+- It read a packet of any size into memory before looking at it: a CONNECT, and with `auth` a device's every packet,
+  are now refused at their fixed header past a limit (`amqtt_packet_limit`).
+- It kept every retained publish for good: with `auth`, a device's are kept only on its announce and presence topics.
 """
 
 import asyncio
@@ -24,6 +27,7 @@ import math
 from importlib import metadata
 from typing import Any
 
+from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker
 from amqtt.errors import AMQTTError
 from amqtt.mqtt.connack import ConnackPacket
@@ -32,6 +36,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 from amqtt.utils import gen_client_id
 
+from controller.amqtt_packet_limit import MAX_CONNECT_BYTES, MAX_DEVICE_PACKET_BYTES, BoundedReader
 from controller.broker_auth import Access, BrokerAuth
 from controller.errors import BrokerError
 
@@ -49,11 +54,17 @@ log = logging.getLogger(__name__)
 class _Connection(BrokerProtocolHandler):  # type: ignore[misc]
     """amqtt's handler for one client connection, with a window on unacknowledged deliveries and keep-alive enforced."""
 
-    def __init__(self, plugins_manager: Any, max_inflight: int) -> None:
+    def __init__(self, plugins_manager: Any, max_inflight: int, packet_limit: int | None) -> None:
         super().__init__(plugins_manager, loop=asyncio.get_running_loop())
         self._window = asyncio.Semaphore(max_inflight)
+        self._packet_limit = packet_limit
         self._stopped = False
         self._closing: asyncio.Future[None] | None = None
+
+    def attach(self, session: Session, reader: ReaderAdapter, writer: WriterAdapter) -> None:
+        # amqtt reads every packet whole before it looks at it (mqtt/publish.py:60-72), whatever size it declares.
+        bounded = reader if self._packet_limit is None else BoundedReader(reader, self._packet_limit)
+        super().attach(session, bounded, writer)
 
     async def mqtt_publish(
         self, topic: str, data: bytes | bytearray, qos: int | None, retain: bool, ack_timeout: int | None = None
@@ -123,7 +134,8 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
         # CONNECT is accepted. An error raised here ends the connection (broker.py:466-469, stream_connected).
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                _, incoming = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+                bounded = BoundedReader(reader, MAX_CONNECT_BYTES)
+                _, incoming = await BrokerProtocolHandler.init_from_connect(bounded, writer, self.plugins_manager)
         except TimeoutError as err:
             raise AMQTTError(f"no CONNECT from {address}:{port} within {CONNECT_TIMEOUT_S:.0f} s") from err
         refusal = self._auth and self._auth.refusal(
@@ -139,9 +151,16 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
         if session.keep_alive > 0:
             session.keep_alive = math.ceil(session.keep_alive * 1.5)
         # amqtt built a bare handler for the CONNECT; use ours instead (same constructor, nothing attached).
-        connection = _Connection(self.plugins_manager, self._max_inflight)
+        connection = _Connection(self.plugins_manager, self._max_inflight, self._packet_limit(session.username))
         session.attributes[_CURRENT_CONNECTION] = connection
         return connection, session
+
+    def _packet_limit(self, user: str | None) -> int | None:
+        """Devices may send no packet larger than the wire contract allows; the controller's own login is trusted
+        (its commands are bounded where they are made), and without `auth` anyone may do anything anyway."""
+        if self._auth is None or user == self._auth.controller_user:
+            return None
+        return MAX_DEVICE_PACKET_BYTES
 
     async def _resume_or_start(self, incoming: Session) -> Session:
         """The session an accepted CONNECT continues: amqtt's rules (broker.py:508-532), except that a persistent
@@ -185,6 +204,16 @@ class FixedAmqtt(Broker):  # type: ignore[misc]
         # amqtt's topic plugins have no per-user patterns; the ACL `tether broker acl` writes for Mosquitto is
         # applied here instead, to subscriptions (broker.py:876), publishes (:778) and deliveries (:1025).
         return self._auth is None or self._auth.permits(session.username, Access(str(action)), topic)
+
+    async def retain_message(
+        self, source_session: Any, topic_name: str | None, data: bytes | bytearray | None, qos: int | None = None
+    ) -> None:
+        # amqtt keeps every retained publish a client may make (broker.py:789-790, 834-844), in memory, for good; a
+        # device could name any number of status topics. Mosquitto's ACL cannot say this; here it is said.
+        auth, user = self._auth, None if source_session is None else source_session.username
+        if auth is not None and source_session is not None and not auth.may_retain(user, topic_name or ""):
+            return
+        await super().retain_message(source_session, topic_name, data, qos)
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
         # On every connect amqtt calls this for each filter *any* client subscribed (broker.py:601-602), which sent

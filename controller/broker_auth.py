@@ -178,6 +178,22 @@ class BrokerAuth:
             return len(rest) == 2 and rest[0] in readable and (rest[1] == "+" or _is_level(rest[1]))
         return len(rest) == 2 and rest[0] in readable and _is_level(rest[1])
 
+    def may_retain(self, user: str | None, topic: str) -> bool:
+        """Whether the broker keeps what `user` published on `topic` (already permitted) for later subscribers: the
+        controller's commands, and a device's own announcement and presence, which agents retain. Not a device's
+        statuses: it may name any command id, so each one kept would hold memory for good."""
+        if user == self.controller_user:
+            return True
+        return (
+            user is not None
+            and _valid_device(user)
+            and topic
+            in (
+                self.topics.announce(user),
+                self.topics.presence(user),
+            )
+        )
+
 
 def _is_level(level: str) -> bool:
     return bool(level) and "+" not in level and "#" not in level

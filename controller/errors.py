@@ -7,6 +7,7 @@ ControllerError
 ├── InvalidRequest        400: a request field is wrong; `field` names it
 ├── Unauthorized          401: no valid API key
 ├── Forbidden             403: the key's role may not do this
+├── TooSlow               408: a request body that did not arrive in time
 ├── Conflict              409: e.g. a key name already taken
 ├── TooLarge              413: an artifact over the size limit
 └── StorageFull           507: the database's disk is full; nothing of the write was stored
@@ -41,6 +42,10 @@ class Unauthorized(ControllerError):
 
 
 class Forbidden(ControllerError):
+    pass
+
+
+class TooSlow(ControllerError):
     pass
 
 

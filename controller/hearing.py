@@ -9,8 +9,9 @@ RECONNECT_GRACE_S = 10.0
 """Added on every reconnect: the broker then delivers what it kept for the controller, which is stored before a
 deadline the outage pushed right up to that moment may pass."""
 STALL_S = 3.0
-"""A gap between two connected ticks (one a second) longer than this, a stalled loop or a clock that jumped ahead,
-counts as time the controller could not hear either."""
+"""Of a gap between two connected ticks (one a second), what goes past this, a stalled loop or a clock that jumped
+ahead, counts as time the controller could not hear either. Only the excess: had a stall's whole gap counted, a loop
+stalled for more than this at every tick moved every deadline as far as time went, and none ever passed."""
 
 
 def postponement(last_heard: datetime | None, now: datetime, *, reconnected: bool) -> float:
@@ -22,4 +23,4 @@ def postponement(last_heard: datetime | None, now: datetime, *, reconnected: boo
     gap = 0.0 if last_heard is None else max(0.0, (now - last_heard).total_seconds())
     if reconnected:
         return gap + RECONNECT_GRACE_S
-    return gap if gap > STALL_S else 0.0
+    return max(0.0, gap - STALL_S)

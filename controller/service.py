@@ -7,6 +7,7 @@ import logging
 import shutil
 import signal
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -18,6 +19,7 @@ import uvicorn
 
 from controller.api.app import create_app
 from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_BODY_BYTES, ApiServices
+from controller.api.http_protocol import DeadlinedHttpToolsProtocol
 from controller.api_thread import on_main_loop, serve_in_thread
 from controller.broker import ListenAddress, MosquittoBroker, ServerTls, make_broker
 from controller.broker_auth import BrokerAuth
@@ -31,7 +33,7 @@ from controller.scheduler import Scheduler
 from controller.signing_keys import SigningKeys
 from controller.signing_worker import SigningFailed, SigningWorker
 from controller.store import Store
-from controller.store.space import Space
+from controller.store.space import Space, unopenable
 from controller.store_thread import StoreThread
 from controller.supervisor import Supervisor
 from shared.sd_notify import notify, ping_watchdog
@@ -130,14 +132,34 @@ def bind_http(address: ListenAddress) -> socket.socket:
     return sock
 
 
+def _open_database(path: Path) -> tuple[Store, Store, StoreThread, StoreThread]:
+    """The controller's connections to its database: its own, the REST API's (used on its thread only), one for
+    ingest's and dispatch's writes and one for resolving device queries (each on a thread of its own).
+
+    StartupError, in one line, if the database cannot be opened: a full disk (SQLite then fails to open its WAL, as
+    "disk I/O error"), a file that is not a database, a directory it may not write.
+    """
+    write_lock, space = threading.Lock(), Space(path)
+    with contextlib.ExitStack() as opened:  # closes those opened before one that fails
+        try:
+            store = opened.enter_context(contextlib.closing(Store(path, write_lock, space)))
+            api_store = opened.enter_context(contextlib.closing(Store(path, write_lock, space)))
+            writes = opened.enter_context(contextlib.closing(StoreThread(path, write_lock, space)))
+            resolving = opened.enter_context(contextlib.closing(StoreThread(path, write_lock, space)))
+        except (sqlite3.Error, OSError) as err:
+            raise StartupError(unopenable(path, err)) from err
+        opened.pop_all()
+    return store, api_store, writes, resolving
+
+
 async def serve(settings: ServeSettings) -> None:
     http_socket = bind_http(settings.http_listen)
     topics = Topics(settings.topic_prefix)
-    write_lock, space = threading.Lock(), Space(settings.db_path)
-    store = Store(settings.db_path, write_lock, space)
-    api_store = Store(settings.db_path, write_lock, space)  # the REST API's own connection, used on its thread only
-    writes = StoreThread(settings.db_path, write_lock, space)  # ingest's and dispatch's writes, on a thread of its own
-    resolving = StoreThread(settings.db_path, write_lock, space)  # resolving operations' device queries, on another
+    try:
+        store, api_store, writes, resolving = _open_database(settings.db_path)
+    except StartupError:
+        http_socket.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -234,7 +256,12 @@ async def _run(
     # Open event streams end when the controller stops (events.close()); the timeout is the backstop for the rest.
     # httptools parses HTTP in C: h11, uvicorn's pure-Python fallback, was a quarter of a GET's CPU.
     config = uvicorn.Config(
-        app, http="httptools", log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5
+        app,
+        http=DeadlinedHttpToolsProtocol,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=5,
     )
     server = _Server(config)
     host, port = settings.http_listen.host, settings.http_listen.port

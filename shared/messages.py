@@ -24,6 +24,10 @@ from shared.topics import ID_PATTERN, ID_RULE
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Larger payloads are refused on both sides; big outputs (logs, screenshots) travel over HTTP instead."""
+MAX_ARGUMENTS_BYTES = MAX_PAYLOAD_BYTES - 16 * 1024
+"""An operation's arguments as its commands carry them (`signing.canonical`): what a command holds besides (ids,
+times, schedule, upload link, signature) takes a few KiB, so every command of an operation that fits reaches its
+device."""
 
 
 def _valid_time_zone(value: str) -> str:

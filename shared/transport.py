@@ -27,7 +27,7 @@ class BrokerUrl:
     host: str
     port: int = DEFAULT_MQTT_PORT
     username: str | None = None
-    password: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
     tls: bool = False
 
     @classmethod
@@ -93,11 +93,19 @@ def with_password(url: BrokerUrl, password_file: Path | None, environ: Mapping[s
 
 
 def _redacted(text: str) -> str:
-    """A URL as given, but with any password replaced, for error messages."""
-    parts = urlsplit(text)
-    if parts.password is None:
+    """A URL as given, but with any password replaced, for error messages.
+
+    Not by urlsplit: a password pasted unencoded (base64 holds '/') ends what it reads as the host early, and it
+    then sees no password at all. Everything between the user's ':' and the last '@' is taken for the password.
+    """
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        scheme, rest = "", text
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not at or not colon:
         return text
-    return text.replace(f":{parts.password}@", ":***@", 1)
+    return f"{scheme}{separator}{user}:***@{host}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ _ERROR_DESCRIPTIONS = {
     401: "No API key, or not a valid one.",
     403: "The key's role may not do this (a `read` key changing something).",
     404: "No such resource.",
+    408: "The body did not arrive within the time allowed.",
     409: "The resource is not in a state that allows this.",
     413: "The body is over the size limit.",
     507: "The controller's disk is full: nothing was stored. Retrying once space is freed is safe.",

@@ -19,6 +19,7 @@ from controller.errors import (
     NotFound,
     StorageFull,
     TooLarge,
+    TooSlow,
     Unauthorized,
 )
 from controller.query import QueryError
@@ -33,6 +34,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    TooSlow: 408,
     Conflict: 409,
     TooLarge: 413,
     StorageFull: 507,

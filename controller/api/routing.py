@@ -2,27 +2,34 @@
 and refused when it holds text that UTF-8 cannot encode.
 
 FastAPI reads and parses a route's body before it runs the route's dependencies, authentication among them: an
-anonymous client could make the controller hold and parse a body of any size. Here the key is checked first (the
-route's own dependencies check its role after), then the body is read in chunks and refused with 413 past the
-limit, whether or not it declared its length; FastAPI then parses what was read.
+anonymous client could make the controller hold and parse a body of any size. Here the key is checked first, and its
+role where the route needs an admin key (the route's own dependencies check again after); then the body is read in
+chunks and refused with 413 past the limit, whether or not it declared its length, and with 408 if it has not all
+arrived within BODY_TIMEOUT_S; FastAPI then parses what was read.
 """
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
-from controller.api.auth import authenticated, basic, bearer
+from controller.api.auth import admin, authenticated, basic, bearer
 from controller.api.deps import services
-from controller.errors import InvalidRequest, TooLarge
+from controller.errors import InvalidRequest, TooLarge, TooSlow
 from shared.text import DESCRIPTION, unencodable_field
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+BODY_TIMEOUT_S = 30.0
+"""For a whole body: the largest the default limit allows (1 MiB) needs 35 KB/s, and most are a few hundred bytes.
+Without it a key holder sending a byte now and then held a connection for as long as it liked."""
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 """JSON can only carry a lone surrogate as such an escape; a body without one needs no second look."""
@@ -36,13 +43,21 @@ class KeyFirstRoute(APIRoute):
         if self.body_field is None:
             return handler
 
+        needs_admin = _depends_on(self.dependant, admin)
+
         async def key_first(request: Request) -> Response:
-            await authenticated(request, await bearer(request), await basic(request))
+            key = await authenticated(request, await bearer(request), await basic(request))
+            if needs_admin:
+                await admin(key)
             body = await _read_within(request, services(request).max_body_bytes)
             _refuse_unencodable(body)
             return await handler(Request(request.scope, _replay(body)))
 
         return key_first
+
+
+def _depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    return any(d.call is call or _depends_on(d, call) for d in dependant.dependencies)
 
 
 async def _read_within(request: Request, limit: int) -> bytes:
@@ -51,11 +66,14 @@ async def _read_within(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     chunks, size = [], 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError as err:
+        raise TooSlow(f"the body did not arrive within {BODY_TIMEOUT_S:.0f} s") from err
     except ClientDisconnect as err:
         # Nobody reads the answer; a 400 keeps it out of the error log, where FastAPI's own reading put it too.
         raise InvalidRequest("body", "the connection closed before the whole body arrived") from err

@@ -32,6 +32,19 @@ def is_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in _FULL_ERRNOS
 
 
+def unopenable(database: Path, err: BaseException) -> str:
+    """Why `database` cannot be opened, in one line; saying so when its disk has no room, which SQLite may report
+    only as "disk I/O error" (its WAL's shared memory file cannot be made)."""
+    reason = f"cannot open the database {database}: {err}"
+    try:
+        found = os.statvfs(database.parent)
+    except OSError:
+        return reason
+    if is_full(err) or found.f_bavail * found.f_frsize < RESUME_MARGIN_BYTES:
+        return f"{reason}; its disk is full: free some space and start again"
+    return reason
+
+
 class Space:
     """Shared, like their write lock, by the stores of one database in a process; safe to use from any thread.
 

@@ -45,7 +45,9 @@ from shared.arguments.system import (
     TimeZoneArguments,
     VolumeArguments,
 )
+from shared.messages import MAX_ARGUMENTS_BYTES, MAX_PAYLOAD_BYTES
 from shared.operations import OperationType
+from shared.signing import canonical
 
 
 class NoArguments(BaseModel):
@@ -104,12 +106,23 @@ def arguments_model(operation_type: OperationType) -> type[BaseModel]:
 
 
 def validate_arguments(operation_type: OperationType, arguments: Mapping[str, Any]) -> BaseModel:
-    """Parse `arguments` for `operation_type`; raise ArgumentsError naming every problem, the first one's field."""
+    """Parse `arguments` for `operation_type`; raise ArgumentsError naming every problem, the first one's field, or
+    saying that commands carrying them would be larger than a device accepts."""
     try:
-        return arguments_model(operation_type).model_validate(dict(arguments))
+        parsed = arguments_model(operation_type).model_validate(dict(arguments))
     except ValidationError as err:
         problems = [(".".join(["arguments", *(str(part) for part in e["loc"])]), e["msg"]) for e in err.errors()]
         message = "invalid arguments: " + "; ".join(
             f"{field.removeprefix('arguments.')}: {msg}" for field, msg in problems
         )
         raise ArgumentsError(problems[0][0], message) from err
+    # Measured as the commands carry them (escapes and all), not by their parts: a device drops a larger command
+    # unread, and the operation would wait for it until its delivery deadline.
+    size = len(canonical(arguments))
+    if size > MAX_ARGUMENTS_BYTES:
+        raise ArgumentsError(
+            "arguments",
+            f"the arguments take {size} bytes in a command; at most {MAX_ARGUMENTS_BYTES} fit in the"
+            f" {MAX_PAYLOAD_BYTES}-byte message a device accepts",
+        )
+    return parsed

@@ -5,7 +5,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-MAX_SCRIPT_BYTES = 256 * 1024
+from shared.messages import MAX_ARGUMENTS_BYTES
+
+MAX_SCRIPT_BYTES = MAX_ARGUMENTS_BYTES
 MAX_OUTPUT_LIMIT = 1024 * 1024
 
 

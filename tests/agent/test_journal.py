@@ -227,3 +227,21 @@ def test_process_groups_are_recorded_for_their_command_until_they_end(journal: J
     journal.group_ledger("c2").started(second)
     journal.group_ledger("c1").ended(first)
     assert journal.process_groups() == [("c2", second)]
+
+
+def test_a_loss_recorded_by_a_clock_running_ahead_stops_doubting_new_commands_once_it_settles_on_a_set_clock(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A device that boots with its clock a year ahead (no RTC, no time sync yet) recorded the loss a year in the
+    future: every command issued in the year after was failed as 'journal lost'. No loss happened after the moment
+    it settles, so its time is brought back to that moment, once the clock has been set."""
+    path = tmp_path / "journal.db"
+    _garbage(path)
+    clock.now = NOW + timedelta(days=365)
+    journal = Journal(path)
+    clock.now = NOW  # set by NTP before the connection that settles the loss
+    journal.settle_loss()
+    journal.close()
+    journal = Journal(path)
+    assert in_doubt_after(journal, NOW - timedelta(seconds=1))
+    assert not in_doubt_after(journal, NOW + timedelta(seconds=1))

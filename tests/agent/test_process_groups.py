@@ -116,3 +116,25 @@ def test_processes_run_for_a_command_are_recorded_while_they_run_and_others_are_
     assert [kind for kind, _ in events] == ["started", "ended"]
     assert events[0][1] == events[1][1]
     assert events[0][1].boot_id == process_groups.boot_id()
+
+
+def _as_recorded(pgid: int) -> ProcessGroup:
+    """A journal row naming group `pgid` exactly as a genuine record would: its leader's real start time, this boot."""
+    stat = Path(f"/proc/{pgid}/stat")
+    start_ticks = parse_stat(stat.read_text()).start_ticks if stat.exists() else 0
+    return ProcessGroup(pgid=pgid, start_ticks=start_ticks, boot_id=process_groups.boot_id())
+
+
+@pytest.mark.parametrize(
+    "pgid",
+    [
+        pytest.param(0, id="group 0: killpg(0) signals the agent's own group"),
+        pytest.param(1, id="init's group"),
+        pytest.param(os.getpgrp(), id="the agent's own group"),
+        pytest.param(os.getsid(0), id="the group of the agent's session leader"),
+    ],
+)
+def test_a_journal_row_naming_a_group_the_agent_never_started_for_a_command_is_never_signalled(pgid: int) -> None:
+    """A planted or corrupted row, however well it names a live group: still_ours is what end_orphaned asks before any
+    signal, so it is asked here (calling end_orphaned on the old code would have signalled this very test)."""
+    assert not process_groups.still_ours(_as_recorded(pgid))

@@ -104,3 +104,18 @@ def test_a_connect_is_refused_for_a_bad_login_a_client_id_not_its_own_or_a_will_
     user: str | None, password: str | None, client_id: str, will_topic: str | None, refusal: Refusal | None
 ) -> None:
     assert auth().refusal(user, password, client_id, will_topic) is refusal
+
+
+@pytest.mark.parametrize(
+    ("user", "topic", "kept"),
+    [
+        ("tether-controller", "tether/v1/devices/dev-a/command/c1", True),
+        ("dev-a", "tether/v1/devices/dev-a/announce", True),
+        ("dev-a", "tether/v1/devices/dev-a/presence", True),
+        ("dev-a", "tether/v1/devices/dev-a/status/c1", False),
+        ("dev-a", "tether/v1/devices/dev-b/announce", False),
+        (None, "tether/v1/devices/dev-a/announce", False),
+    ],
+)
+def test_a_device_may_retain_only_its_own_announcement_and_presence(user: str | None, topic: str, kept: bool) -> None:
+    assert auth().may_retain(user, topic) is kept

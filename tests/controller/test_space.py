@@ -4,12 +4,13 @@ tests/e2e/attacks/test_disk_full.py fills a real file system)."""
 import errno
 import logging
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from controller.errors import StorageFull
 from controller.store import Store
-from controller.store.space import is_full
+from controller.store.space import is_full, unopenable
 from shared.operations import OperationType, ScheduleType
 
 BIG = "x" * 200_000
@@ -142,3 +143,12 @@ def log_then_create(store: Store, done: list[str], script: str) -> None:
     with store.transaction():
         store.on_commit(lambda: done.append("never stored"))
         create(store, script)
+
+
+def test_a_database_that_cannot_be_opened_is_named_and_a_full_disk_blamed_only_when_it_is_full(tmp_path: Path) -> None:
+    database = tmp_path / "tether.db"
+    not_a_database = sqlite3.DatabaseError("file is not a database")
+    assert unopenable(database, not_a_database) == f"cannot open the database {database}: file is not a database"
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+    assert unopenable(database, full).endswith("; its disk is full: free some space and start again")
