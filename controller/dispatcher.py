@@ -203,8 +203,10 @@ class Dispatcher:
     async def _publish_commands(
         self, operation: OperationRecord, batch: list[Target], recorded: list[Deadline] | None = None
     ) -> "_InFlight":
-        """`recorded`: the deadlines of commands published before, which they keep."""
-        issued_at = utc_now()
+        """`recorded`: the deadlines of commands published before, which they keep. Such a copy reads as issued when
+        its operation was created, no later than the first: an agent that lost its journal since must take it for
+        one it may have run (agent/journal.py), never for a new command."""
+        issued_at = utc_now() if recorded is None else datetime.fromisoformat(operation.created_at)
         delivery = delivery_deadline(operation.delivery_timeout_s, None, issued_at)
         uploads = self._uploads(operation.id, operation.operation_type, batch)
         commands = CommandBatch(

@@ -18,7 +18,15 @@ import psutil
 import pytest
 
 from agent.session import SETTLE_S
-from tests.e2e.harness import Agent, Controller, line_count, run_cli, wait_for
+from tests.e2e.harness import (
+    Agent,
+    Controller,
+    PersistentMosquitto,
+    line_count,
+    restart_controller,
+    run_cli,
+    wait_for,
+)
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -257,3 +265,48 @@ def test_a_script_orphaned_by_a_killed_agent_is_stopped_when_it_restarts_and_fai
         assert stable(device_result(controller, operation_id)) == stable(result)
     finally:
         end_group(pid_file)
+
+
+def test_a_command_the_broker_lost_and_the_controller_sends_again_after_a_journal_loss_settled_never_runs_twice(
+    tmp_path: Path,
+) -> None:
+    # The agent ran the script, was killed and lost its journal; the broker lost the retained command too. The agent
+    # settles its loss on a quiet connection, then the controller, finding no session, publishes the command again:
+    # the copy must read as issued before the loss, or the agent takes it for new and runs it a second time.
+    runs, gate, pid_file = tmp_path / "runs.txt", tmp_path / "gate", tmp_path / "script.pid"
+    broker = PersistentMosquitto(tmp_path / "mosquitto").start()
+    controller = Controller(tmp_path, broker.url)
+    agent = Agent(tmp_path, broker.url, "alpha")
+    state = agent.work / "state"
+    try:
+        controller.wait_online("alpha")
+        script = f"echo run >> {runs}\necho $$ > {pid_file}\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n"
+        operation_id = controller.create(script_operation(script))["id"]
+        wait_for("alpha EXECUTING", lambda: device_result(controller, operation_id)["status"] == "EXECUTING")
+
+        agent.process.kill()
+        end_group(pid_file)
+        controller.process.stop()
+        assert broker.process is not None
+        broker.process.kill()  # unsaved: the restarted broker holds no retained command and no session
+        broker.process = None
+        for companion in ("journal.db-wal", "journal.db-shm"):
+            (state / companion).unlink(missing_ok=True)
+        garbage(state / "journal.db")
+        broker.start()
+        agent.process = agent.start()
+        wait_for("the loss settled", lambda: "journal loss settled" in agent.process.output(), timeout=SETTLE_S + 20)
+
+        restart_controller(controller)
+        operation = controller.wait_finished(operation_id, timeout=30)
+        result = device_result(controller, operation_id)
+        assert result["status"] == "FAILED", result
+        assert result["failure_reason"].startswith("journal lost"), result
+        assert operation["state"] == "COMPLETED"
+        assert line_count(runs) == 1
+    finally:
+        gate.touch()
+        end_group(pid_file)
+        agent.stop()
+        controller.stop()
+        broker.stop()
