@@ -6,82 +6,14 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from controller.amqtt_fixes import CONNECT_TIMEOUT_S
-from shared.messages import Announcement, StatusReport, encode, utc_now
-from shared.operations import DeviceStatus, OperationType, Platform
-from tests.e2e.harness import Agent, Controller, restart_controller, tether, wait_for
+from shared.messages import StatusReport, encode, utc_now
+from shared.operations import DeviceStatus
+from tests.e2e.attacks.amqtt_logins import PREFIX, AmqttLogins
+from tests.e2e.harness import Agent, Controller, restart_controller, wait_for
 from tests.e2e.test_broker_acl import SETTLE_S, Client
-
-PREFIX = "tether/v1/devices"
-
-
-@dataclass
-class Secured:
-    controller: Controller
-    credentials: dict[str, str]
-
-    @property
-    def port(self) -> int:
-        return self.controller.mqtt_port
-
-    def device(self, user: str, **options: object) -> Client:
-        """A connection with `user`'s own login and, unless `options` say otherwise, the client id tetherd uses."""
-        options.setdefault("client_id", f"tetherd-{user}")
-        return Client(self.port, user, self.credentials[user], **options)  # type: ignore[arg-type]
-
-    def register(self, device_id: str) -> None:
-        """Announce `device_id` (as its agent would, then leave) so the controller dispatches to it."""
-        announcement = Announcement(
-            device_id=device_id,
-            platform=Platform.LINUX,
-            agent_version="test",
-            capabilities=[OperationType.LOCK],
-            announced_at=utc_now(),
-        )
-        device = self.device(device_id)
-        device.publish(f"{PREFIX}/{device_id}/announce", encode(announcement), retain=True)
-        device.close()
-        wait_for(f"{device_id} registered", lambda: device_id in self.devices())
-
-    def devices(self) -> set[str]:
-        return {d["device_id"] for d in self.controller.get("/v0/devices/")["results"] if d["platform"]}
-
-    def lock(self, device_id: str) -> tuple[str, str]:
-        """Create a LOCK for `device_id`; (operation id, command id) once the command is on the broker."""
-        operation_id = self.controller.create(
-            {"operation_type": "LOCK", "operation_device_query": {"device_id": device_id}}
-        )["id"]
-        result = wait_for(
-            "the command dispatched",
-            lambda: (
-                (r := self.controller.device_results(operation_id).get(device_id))
-                and r["dispatch_state"] == "dispatched"
-                and r
-            ),
-        )
-        return operation_id, result["command_id"]
-
-    def status_of(self, operation_id: str, device_id: str) -> str:
-        return str(self.controller.device_results(operation_id)[device_id]["status"])
-
-
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[Secured]:
-    """`tether serve --embedded-broker amqtt --broker-auth` with logins for dev-a and dev-b."""
-    auth = tmp_path / "auth"
-    printed = tether("broker", "acl", "--dir", str(auth), "--device", "dev-a", "--device", "dev-b")
-    credentials = dict(line.split(" ", 1) for line in printed.splitlines())
-    controller = Controller(tmp_path, None, "--embedded-broker", "amqtt", "--broker-auth", str(auth))
-    try:
-        yield Secured(controller, credentials)
-    finally:
-        controller.stop()
 
 
 def successful(command_id: str, device_id: str) -> bytes:
@@ -92,18 +24,18 @@ def successful(command_id: str, device_id: str) -> bytes:
 
 
 def test_a_device_using_another_devices_or_the_controllers_client_id_is_refused_and_reads_nothing(
-    secured: Secured,
+    amqtt_logins: AmqttLogins,
 ) -> None:
-    secured.register("dev-b")
+    amqtt_logins.register("dev-b")
     # dev-b's agent has a persistent session subscribed to its commands; it is offline when its command comes.
-    dev_b = secured.device("dev-b", clean_session=False)
+    dev_b = amqtt_logins.device("dev-b", clean_session=False)
     dev_b.subscribe(f"{PREFIX}/dev-b/commands/+")
     time.sleep(0.3)
     dev_b.close()
-    secured.lock("dev-b")
+    amqtt_logins.lock("dev-b")
     intruders = [
-        secured.device("dev-a", client_id="tetherd-dev-b", clean_session=False),
-        secured.device("dev-a", client_id="tether-controller", clean_session=False),
+        amqtt_logins.device("dev-a", client_id="tetherd-dev-b", clean_session=False),
+        amqtt_logins.device("dev-a", client_id="tether-controller", clean_session=False),
     ]
     try:
         time.sleep(SETTLE_S)
@@ -113,63 +45,63 @@ def test_a_device_using_another_devices_or_the_controllers_client_id_is_refused_
         for intruder in intruders:
             intruder.close()
     # The rightful owner still gets its session and its command, and the controller kept its connection.
-    dev_b = secured.device("dev-b", clean_session=False)
+    dev_b = amqtt_logins.device("dev-b", clean_session=False)
     try:
         wait_for("dev-b's own command", lambda: any("/dev-b/commands/" in t for t in dev_b.topics()), timeout=5)
     finally:
         dev_b.close()
-    assert "lost or refused" not in secured.controller.process.output()
+    assert "lost or refused" not in amqtt_logins.controller.process.output()
 
 
-def test_a_last_will_on_another_devices_status_is_refused_at_connect(secured: Secured) -> None:
-    secured.register("dev-b")
-    operation_id, command_id = secured.lock("dev-b")
-    forger = secured.device("dev-a", will=(f"{PREFIX}/dev-b/status/{command_id}", successful(command_id, "dev-b")))
+def test_a_last_will_on_another_devices_status_is_refused_at_connect(amqtt_logins: AmqttLogins) -> None:
+    amqtt_logins.register("dev-b")
+    operation_id, command_id = amqtt_logins.lock("dev-b")
+    forger = amqtt_logins.device("dev-a", will=(f"{PREFIX}/dev-b/status/{command_id}", successful(command_id, "dev-b")))
     try:
         refused = forger.refused
     finally:
         forger.drop()  # no DISCONNECT: the broker would publish the will now
     time.sleep(SETTLE_S)
-    assert secured.status_of(operation_id, "dev-b") == "PENDING"
+    assert amqtt_logins.status_of(operation_id, "dev-b") == "PENDING"
     assert refused is not None
     # A will on its own topics is still a login's right: dev-a's agent announces itself offline that way.
-    own = secured.device("dev-a", will=(f"{PREFIX}/dev-a/presence", b'{"device_id": "dev-a", "state": "offline"}'))
+    own = amqtt_logins.device("dev-a", will=(f"{PREFIX}/dev-a/presence", b'{"device_id": "dev-a", "state": "offline"}'))
     assert own.refused is None
     own.close()
 
 
-def test_a_connect_with_a_wrong_password_never_disturbs_the_client_it_names(secured: Secured) -> None:
-    secured.register("dev-b")
-    operation_id, command_id = secured.lock("dev-b")
+def test_a_connect_with_a_wrong_password_never_disturbs_the_client_it_names(amqtt_logins: AmqttLogins) -> None:
+    amqtt_logins.register("dev-b")
+    operation_id, command_id = amqtt_logins.lock("dev-b")
     for clean_session in (True, False, True):
         stranger = Client(
-            secured.port, "tether-controller", "wrong", client_id="tether-controller", clean_session=clean_session
+            amqtt_logins.port, "tether-controller", "wrong", client_id="tether-controller", clean_session=clean_session
         )
         assert stranger.refused is not None
         stranger.close()
-    dev_b = secured.device("dev-b")
+    dev_b = amqtt_logins.device("dev-b")
     try:
         dev_b.publish(f"{PREFIX}/dev-b/status/{command_id}", successful(command_id, "dev-b"))
-        wait_for("the status stored", lambda: secured.status_of(operation_id, "dev-b") == "SUCCESSFUL", timeout=5)
+        wait_for("the status stored", lambda: amqtt_logins.status_of(operation_id, "dev-b") == "SUCCESSFUL", timeout=5)
     finally:
         dev_b.close()
-    assert "lost or refused" not in secured.controller.process.output()
+    assert "lost or refused" not in amqtt_logins.controller.process.output()
 
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def test_connections_that_never_log_in_are_closed_and_release_their_file_descriptors(secured: Secured) -> None:
-    pid = secured.controller.process.popen.pid
+def test_connections_that_never_log_in_are_closed_and_release_their_file_descriptors(amqtt_logins: AmqttLogins) -> None:
+    pid = amqtt_logins.controller.process.popen.pid
     before = open_fds(pid)
     for _ in range(100):
-        with socket.create_connection(("127.0.0.1", secured.port), timeout=5):
+        with socket.create_connection(("127.0.0.1", amqtt_logins.port), timeout=5):
             pass
     time.sleep(SETTLE_S)
     assert open_fds(pid) - before < 10
 
-    silent = [socket.create_connection(("127.0.0.1", secured.port), timeout=5) for _ in range(50)]
+    silent = [socket.create_connection(("127.0.0.1", amqtt_logins.port), timeout=5) for _ in range(50)]
     try:
         started = time.monotonic()
         for sock in silent:

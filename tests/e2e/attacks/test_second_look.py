@@ -8,7 +8,6 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,26 +19,11 @@ from controller.api.routing import BODY_TIMEOUT_S
 from shared.messages import MAX_ARGUMENTS_BYTES, Announcement, encode, utc_now
 from shared.operations import OperationType, Platform
 from shared.signing import canonical
+from tests.e2e.attacks.amqtt_logins import PREFIX, AmqttLogins
 from tests.e2e.attacks.test_disk_full import fill, small_disk  # noqa: F401 (a fixture, used by name)
-from tests.e2e.attacks.test_embedded_amqtt import Secured
 from tests.e2e.harness import Agent, Controller, run_cli, tether, wait_for
 from tests.e2e.test_broker_acl import SETTLE_S, Client
 from tests.fixtures_brokers import free_port
-
-PREFIX = "tether/v1/devices"
-
-
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[Secured]:
-    """`tether serve --embedded-broker amqtt --broker-auth` with logins for dev-a and dev-b."""
-    auth = tmp_path / "auth"
-    printed = tether("broker", "acl", "--dir", str(auth), "--device", "dev-a", "--device", "dev-b")
-    credentials = dict(line.split(" ", 1) for line in printed.splitlines())
-    controller = Controller(tmp_path, None, "--embedded-broker", "amqtt", "--broker-auth", str(auth))
-    try:
-        yield Secured(controller, credentials)
-    finally:
-        controller.stop()
 
 
 def _string(text: str | bytes) -> bytes:
@@ -89,15 +73,15 @@ def _closed_by_peer(sock: socket.socket, within_s: float) -> bool:
 
 
 def test_a_device_publishing_more_than_any_message_may_hold_is_cut_off_before_the_broker_reads_it(
-    secured: Secured,
+    amqtt_logins: AmqttLogins,
 ) -> None:
     """A device may send its own status; the controller refuses any payload past MAX_PAYLOAD_BYTES, so the broker
     has no reason to read, hold and forward one: 150 MB took the controller from 77 to 421 MB."""
-    pid = secured.controller.process.popen.pid
+    pid = amqtt_logins.controller.process.popen.pid
     before = _rss_mb(pid)
     size = 150 * 1024 * 1024
     topic = _string(f"{PREFIX}/dev-a/status/c1")
-    device = _logged_in(secured.port, "dev-a", secured.credentials["dev-a"])
+    device = _logged_in(amqtt_logins.port, "dev-a", amqtt_logins.credentials["dev-a"])
     with contextlib.closing(device):
         device.sendall(bytes([0x30]) + _remaining_length(len(topic) + size) + topic)
         chunk, sent = b"x" * (1024 * 1024), 0
@@ -108,19 +92,19 @@ def test_a_device_publishing_more_than_any_message_may_hold_is_cut_off_before_th
     time.sleep(1)
     assert _rss_mb(pid) - before < 50
     # An honest device on the same login is served as before.
-    with contextlib.closing(_logged_in(secured.port, "dev-a", secured.credentials["dev-a"])) as again:
+    with contextlib.closing(_logged_in(amqtt_logins.port, "dev-a", amqtt_logins.credentials["dev-a"])) as again:
         status = b'{"x": 1}'
         again.sendall(bytes([0x30]) + _remaining_length(len(topic) + len(status)) + topic + status)
         again.sendall(b"\xc0\x00")  # PINGREQ
         assert again.recv(2) == b"\xd0\x00"
 
 
-def test_connects_declaring_more_than_a_login_needs_are_closed_without_being_read(secured: Secured) -> None:
+def test_connects_declaring_more_than_a_login_needs_are_closed_without_being_read(amqtt_logins: AmqttLogins) -> None:
     """Before the password is checked anyone may send a CONNECT; one of 256 KiB (four fields at their 64 KiB limit)
     held open by a stranger is closed at its header, not read and kept until CONNECT_TIMEOUT_S."""
     field = "x" * 65000
     connect = _connect(field, field, field, will=(field, field.encode()))
-    strangers = [socket.create_connection(("127.0.0.1", secured.port), timeout=5) for _ in range(20)]
+    strangers = [socket.create_connection(("127.0.0.1", amqtt_logins.port), timeout=5) for _ in range(20)]
     try:
         for stranger in strangers:
             stranger.sendall(connect[:-1])  # all but its last byte: the broker waits for it
@@ -132,16 +116,16 @@ def test_connects_declaring_more_than_a_login_needs_are_closed_without_being_rea
         for stranger in strangers:
             stranger.close()
     # A device's own login still works, a last will and all.
-    with contextlib.closing(socket.create_connection(("127.0.0.1", secured.port), timeout=5)) as device:
+    with contextlib.closing(socket.create_connection(("127.0.0.1", amqtt_logins.port), timeout=5)) as device:
         presence = f"{PREFIX}/dev-a/presence"
-        device.sendall(_connect("tetherd-dev-a", "dev-a", secured.credentials["dev-a"], will=(presence, b"{}")))
+        device.sendall(_connect("tetherd-dev-a", "dev-a", amqtt_logins.credentials["dev-a"], will=(presence, b"{}")))
         assert device.recv(4) == b"\x20\x02\x00\x00"
 
 
-def test_a_device_packet_is_cut_off_one_byte_past_the_limit_and_served_up_to_it(secured: Secured) -> None:
+def test_a_device_packet_is_cut_off_one_byte_past_the_limit_and_served_up_to_it(amqtt_logins: AmqttLogins) -> None:
     """The limit leaves room for the largest payload the wire contract allows under the longest topic, no more."""
     topic = _string(f"{PREFIX}/dev-a/status/c1")
-    with contextlib.closing(_logged_in(secured.port, "dev-a", secured.credentials["dev-a"])) as device:
+    with contextlib.closing(_logged_in(amqtt_logins.port, "dev-a", amqtt_logins.credentials["dev-a"])) as device:
         payload = b"x" * (MAX_DEVICE_PACKET_BYTES - len(topic))
         device.sendall(bytes([0x30]) + _remaining_length(len(topic) + len(payload)) + topic + payload)
         device.sendall(b"\xc0\x00")  # PINGREQ
@@ -255,17 +239,19 @@ def test_a_broker_password_pasted_unencoded_into_a_url_is_never_printed_by_eithe
             assert part not in done.stdout + done.stderr, done.stderr
 
 
-def test_a_device_cannot_make_the_broker_keep_messages_beyond_its_announcement_and_presence(secured: Secured) -> None:
+def test_a_device_cannot_make_the_broker_keep_messages_beyond_its_announcement_and_presence(
+    amqtt_logins: AmqttLogins,
+) -> None:
     """A device may publish a status under any command id; retained, each was kept in the controller's memory for
     good and replayed to it at every reconnect: 100 of them took 100 topics, and any number would have."""
-    device = secured.device("dev-a")
+    device = amqtt_logins.device("dev-a")
     try:
         for n in range(100):
             device.publish(f"{PREFIX}/dev-a/status/junk-{n}", b"x" * 1000, retain=True)
         device.publish(f"{PREFIX}/dev-a/presence", b'{"kept": true}', retain=True)
     finally:
         device.close()
-    controller_login = secured.device("tether-controller", client_id="probe-controller")
+    controller_login = amqtt_logins.device("tether-controller", client_id="probe-controller")
     try:
         controller_login.subscribe(f"{PREFIX}/+/#")
         time.sleep(SETTLE_S)
