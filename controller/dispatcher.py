@@ -102,7 +102,8 @@ class Dispatcher:
                 if self._link.sessions_started != self._resent_for or self._lost_by is not None:
                     started, why = self._link.sessions_started, self._lost_by
                     await self.resend_outstanding(why or "the broker had no session for the controller")
-                    self._store.cancellations.send_again_to_all(datetime.now(UTC))  # the supervisor publishes them
+                    # Through the writes' thread, as every other write of dispatch: the supervisor publishes them.
+                    await self._writes.call(lambda store: store.cancellations.send_again_to_all(datetime.now(UTC)))
                     self._resent_for, self._lost_by = started, None
                 await self._sweep()
             except ConnectionLost as err:
