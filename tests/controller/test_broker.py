@@ -49,12 +49,13 @@ class Client:
         self._silent = False
         self._connected = threading.Event()
         self._disconnected = threading.Event()
+        self._network_thread: threading.Thread | None = None
         self._acked: set[int] = set()
         self.paho = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, manual_ack=manual_ack
         )
         self.paho.on_connect = lambda *_: self._connected.set()
-        self.paho.on_disconnect = lambda *_: self._disconnected.set()
+        self.paho.on_disconnect = self._on_disconnect
         self.paho.on_message = self._on_message
         self.paho.on_subscribe = lambda _client, _userdata, mid, *_: self._acked.add(mid)
         if will is not None:
@@ -62,6 +63,10 @@ class Client:
         self.paho.connect(address.hostname, address.port, keepalive=keepalive)
         self.paho.loop_start()
         assert self._connected.wait(WAIT), f"{client_id} got no CONNACK"
+
+    def _on_disconnect(self, *_: object) -> None:
+        self._network_thread = threading.current_thread()  # paho calls back on its network thread
+        self._disconnected.set()
 
     def _on_message(self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         self.received.put(message)
@@ -100,8 +105,11 @@ class Client:
     def close(self) -> None:
         self.paho.disconnect()
         if not self._silent:
-            self._disconnected.wait(WAIT)  # loop_stop() may end the network thread before it sends the DISCONNECT
-        self.paho.loop_stop()
+            # loop_stop() may end the network thread before it sends the DISCONNECT, and once the thread has ended
+            # by itself paho 2.2's loop_stop() can race it (AttributeError on join): wait for it, then join it here.
+            assert self._disconnected.wait(WAIT), "no disconnect"
+            assert self._network_thread is not None
+            self._network_thread.join(WAIT)
         sock = self.paho.socket()
         if sock is not None:  # a silent client never sent its DISCONNECT; paho would leave the socket to the GC
             sock.close()
