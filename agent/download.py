@@ -1,4 +1,4 @@
-"""Fetches a file over HTTP(S) into place, checked against its SHA-256 and a size limit, atomically."""
+"""Fetches a file over HTTP(S) into place, checked against a size limit and its SHA-256 if known, atomically."""
 
 import asyncio
 import contextlib
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from agent.errors import HandlerError
-from shared.arguments.apps import Download
+from shared.arguments.apps import HttpFile
 
 CHUNK_BYTES = 256 * 1024
 STALL_S = 60.0
@@ -36,14 +36,14 @@ class FetchResult:
     duration_s: float
 
 
-async def fetch(download: Download, destination: Path, *, max_bytes: int, timeout_s: float) -> FetchResult:
+async def fetch(download: HttpFile, destination: Path, *, max_bytes: int, timeout_s: float) -> FetchResult:
     """Download `download` to `destination`, or raise HandlerError and leave nothing behind.
 
     The body streams into a hidden temporary file beside `destination` that is renamed over it only once the size and
     the SHA-256 check out, so a reader never sees a partial or unverified file.
     """
     url = str(download.url)
-    shown = _without_query(url)
+    shown = without_query(url)
     limit = min(max_bytes, download.size_bytes or max_bytes)
     started = time.monotonic()
     try:
@@ -74,21 +74,21 @@ async def fetch(download: Download, destination: Path, *, max_bytes: int, timeou
     return FetchResult(destination, size, digest, time.monotonic() - started)
 
 
-def file_name(download: Download) -> str:
+def file_name(download: HttpFile) -> str:
     """A safe local name for the download: the last part of its URL path (whose suffix says what it is)."""
     last = urllib.parse.unquote(urllib.parse.urlsplit(str(download.url)).path).rsplit("/", 1)[-1]
     name = re.sub(r"[^A-Za-z0-9._+-]", "_", last)[-128:].lstrip(".")
     return name or "download"
 
 
-def _check(download: Download, size: int, digest: str, shown: str) -> None:
+def _check(download: HttpFile, size: int, digest: str, shown: str) -> None:
     if download.size_bytes is not None and size != download.size_bytes:
         raise HandlerError(f"size mismatch: expected {download.size_bytes} bytes, got {size} from {shown}")
-    if digest != download.sha256.lower():
+    if download.sha256 is not None and digest != download.sha256.lower():
         raise HandlerError(f"sha256 mismatch: expected {download.sha256.lower()}, got {digest}")
 
 
-def _without_query(url: str) -> str:
+def without_query(url: str) -> str:
     """`url` fit for a failure reason: a query string or a fragment may carry a token."""
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
@@ -103,7 +103,7 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         scheme = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, newurl)).scheme.lower()
         if scheme not in ("http", "https"):
             fp.close()
-            raise HandlerError(f"download failed: {_without_query(req.full_url)} redirected to a {scheme} URL")
+            raise HandlerError(f"download failed: {without_query(req.full_url)} redirected to a {scheme} URL")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -144,7 +144,7 @@ class _Transfer:
         """Return the size and hex SHA-256 of what was written; raise HandlerError on any failure."""
         if not self.claim():
             raise HandlerError("download cancelled")
-        shown = _without_query(self.url)
+        shown = without_query(self.url)
         request = urllib.request.Request(self.url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
         with open(self.fd, "wb") as file:
             try:
@@ -152,7 +152,7 @@ class _Transfer:
                     return self._stream(response, file, shown)
             except urllib.error.HTTPError as err:
                 err.close()
-                raise HandlerError(f"download failed: HTTP {err.code} from {_without_query(err.url)}") from err
+                raise HandlerError(f"download failed: HTTP {err.code} from {without_query(err.url)}") from err
             except urllib.error.URLError as err:
                 raise HandlerError(f"download failed: {_describe(err.reason)} ({shown})") from err
             except TimeoutError as err:

@@ -65,17 +65,46 @@ def to_operation(fragments: Mapping[str, Any]) -> tuple[OperationType, dict[str,
 
 
 def _software_update(value: Any) -> tuple[OperationType, dict[str, Any]]:
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list) or not value or not all(isinstance(entry, dict) for entry in value):
         raise InvalidRequest(SOFTWARE_UPDATE, "a non-empty list of {name, version, action} entries is required")
-    actions = {entry.get("action", "install") if isinstance(entry, dict) else None for entry in value}
+    actions = {entry.get("action", "install") for entry in value}
+    entries = [_software_entry(entry) for entry in value]
     if actions == {"install"}:
-        packages = [{k: v for k, v in entry.items() if k in ("name", "version") and v} for entry in value]
-        return OperationType.INSTALL, {"packages": packages}
+        return OperationType.INSTALL, {"packages": entries}
     if actions == {"delete"}:
-        return OperationType.UNINSTALL, {"packages": [entry.get("name") for entry in value]}
+        # UNINSTALL removes its packages through one package manager; a url or version says nothing about removal.
+        software_types = {entry.get("software_type") for entry in entries}
+        if len(software_types) > 1:
+            raise InvalidRequest(
+                f"{SOFTWARE_UPDATE}.softwareType", "all delete entries must have the same softwareType in one operation"
+            )
+        arguments: dict[str, Any] = {"packages": [entry.get("name") for entry in entries]}
+        (software_type,) = software_types
+        if software_type is not None:
+            arguments["software_type"] = software_type
+        return OperationType.UNINSTALL, arguments
     raise InvalidRequest(
         f"{SOFTWARE_UPDATE}.action", "all entries must have the same action, install or delete, in one operation"
     )
+
+
+def _software_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as INSTALL's package: name, version, softwareType, url and (a Tether extension) sha256.
+
+    Cumulocity sends "" for a version, type or url it has none of, and older tenants send the type inside the version
+    as `1.0::debian`, as thin-edge.io reads it.
+    """
+    version, software_type = entry.get("version"), entry.get("softwareType")
+    if isinstance(version, str) and "::" in version and not software_type:
+        version, software_type = version.split("::", 1)
+    package = {
+        "name": entry.get("name"),
+        "version": version,
+        "software_type": software_type,
+        "url": entry.get("url"),
+        "sha256": entry.get("sha256"),
+    }
+    return {key: item for key, item in package.items() if item not in (None, "")}
 
 
 def _logfile_request(value: Any) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """INSTALL, INSTALL_APP, UNINSTALL, UNINSTALL_APP and REFRESH_APPLIST: packages and apps on the device."""
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
-from agent.download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, fetch, file_name
-from agent.errors import UnsupportedOperation
+from agent.download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, fetch, file_name, without_query
+from agent.errors import HandlerError, UnsupportedOperation
 from agent.handlers.base import Handler, HandlerContext, PlatformTools
 from agent.platforms.contract import AppFiles, PackageInstall, PackageListing, PackageRemoval
 from shared.arguments.apps import InstallAppArguments, InstallArguments, PackageSpec, UninstallArguments
@@ -12,31 +13,131 @@ from shared.operations import OperationType
 LISTED_PACKAGES = 5000
 """At most this many packages travel in a result or the inventory; `count` always says how many there are."""
 
-
-def _specs(packages: list[PackageSpec]) -> list[dict[str, str | None]]:
-    return [{"name": spec.name, "version": spec.version} for spec in packages]
-
-
-class InstallHandler(Handler):
-    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.INSTALL})
-    needs: ClassVar[type[Any]] = PackageInstall
-
-    async def run(self, arguments: InstallArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(PackageInstall, context.platform).install_packages(arguments.packages)
-        return {"installed": _specs(arguments.packages)}
+REPOSITORY = "repository"
+"""Where a package without a `url` came from, in its outcome."""
 
 
-class InstallAppHandler(Handler):
-    """INSTALL_APP by name from the package manager, or from a downloaded file checked against its SHA-256."""
+@dataclass(slots=True)
+class _Outcome:
+    """What became of one package of an install."""
 
-    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.INSTALL_APP})
-    needs: ClassVar[type[Any]] = AppFiles
+    spec: PackageSpec
+    reason: str | None = None
+    """Why nothing (or not the package asked for) is installed; None while all is well."""
+    sha256: str | None = None
+    installed_version: str | None = None
+
+    def fail(self, err: HandlerError) -> None:
+        self.reason = self.reason or str(err)
+
+    def shown(self) -> dict[str, Any]:
+        spec = self.spec
+        shown: dict[str, Any] = {
+            "name": spec.name,
+            "version": spec.version,
+            "software_type": spec.software_type,
+            "source": REPOSITORY if spec.url is None else without_query(str(spec.url)),
+            "status": "SUCCESSFUL" if self.reason is None else "FAILED",
+            "installed_version": self.installed_version,
+        }
+        if self.sha256 is not None:
+            shown["sha256"] = self.sha256
+        if self.reason is not None:
+            shown["reason"] = self.reason
+        return shown
+
+
+class _PackageInstaller(Handler):
+    """Installs packages from the repositories or, those with a `url`, from a downloaded file."""
 
     def __init__(
         self, *, max_download_bytes: int = MAX_DOWNLOAD_BYTES, download_timeout_s: float = DOWNLOAD_TIMEOUT_S
     ) -> None:
         self.max_download_bytes = max_download_bytes
         self.download_timeout_s = download_timeout_s
+
+    async def install(
+        self, platform: PackageInstall, packages: list[PackageSpec], context: HandlerContext
+    ) -> dict[str, Any]:
+        """Install each package and say what happened to each, as the result.
+
+        A package that fails (a software type the device lacks, a failed download, a file that holds another package
+        or version) has nothing installed for it and does not stop the others; any failure fails the command, with
+        the outcomes riding along.
+        """
+        outcomes = [_Outcome(spec) for spec in packages]
+        for outcome in outcomes:
+            try:
+                platform.check_software_type(outcome.spec.software_type)
+            except HandlerError as err:
+                outcome.fail(err)
+        from_repositories = [outcome for outcome in outcomes if outcome.spec.url is None and outcome.reason is None]
+        if from_repositories:
+            try:
+                await platform.install_packages([outcome.spec for outcome in from_repositories])
+            except HandlerError as err:
+                for outcome in from_repositories:
+                    outcome.fail(err)
+        for outcome in outcomes:
+            if outcome.spec.url is not None and outcome.reason is None:
+                try:
+                    await self._install_file(platform, outcome, context)
+                except HandlerError as err:
+                    outcome.fail(err)
+        await self._check_installed(platform, [outcome for outcome in outcomes if outcome.reason is None])
+        result = {"installed": [outcome.shown() for outcome in outcomes]}
+        failed = [outcome for outcome in outcomes if outcome.reason is not None]
+        if failed:
+            reasons = "; ".join(f"{outcome.spec.name}: {outcome.reason}" for outcome in failed)
+            count = f"{len(failed)} of {len(outcomes)} packages failed: " if len(outcomes) > 1 else ""
+            raise HandlerError(count + reasons, result=result)
+        return result
+
+    async def _install_file(self, platform: PackageInstall, outcome: _Outcome, context: HandlerContext) -> None:
+        file = outcome.spec.file()
+        assert file is not None  # only a package with a url comes here
+        fetched = await fetch(
+            file,
+            context.work_dir / file_name(file),
+            max_bytes=self.max_download_bytes,
+            timeout_s=self.download_timeout_s,
+        )
+        outcome.sha256 = fetched.sha256
+        try:
+            await platform.install_package_file(fetched.path, outcome.spec)
+        finally:
+            fetched.path.unlink(missing_ok=True)
+
+    async def _check_installed(self, platform: PackageInstall, outcomes: list[_Outcome]) -> None:
+        """Read back what the package managers installed; a file's package must be at the version asked for."""
+        listings = {
+            software_type: await platform.installed_versions(software_type)
+            for software_type in dict.fromkeys(outcome.spec.software_type for outcome in outcomes)
+        }
+        for outcome in outcomes:
+            spec = outcome.spec
+            outcome.installed_version = listings[spec.software_type].get(spec.name)
+            if outcome.installed_version is None:
+                outcome.reason = "not installed, though the package manager succeeded"
+            # From the repositories the package manager itself holds to the pinned version (dnf's `jq-1.6` installs
+            # 1.6-2); a file's version was checked before installing, and is checked again for what was installed.
+            elif spec.url is not None and spec.version not in (None, outcome.installed_version):
+                outcome.reason = f"installed version is {outcome.installed_version}, not {spec.version}"
+
+
+class InstallHandler(_PackageInstaller):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.INSTALL})
+    needs: ClassVar[type[Any]] = PackageInstall
+
+    async def run(self, arguments: InstallArguments, context: HandlerContext) -> dict[str, Any]:
+        return await self.install(cast(PackageInstall, context.platform), arguments.packages, context)
+
+
+class InstallAppHandler(_PackageInstaller):
+    """INSTALL_APP by name from the package manager, or from a downloaded file checked against its SHA-256."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.INSTALL_APP})
+    needs: ClassVar[type[Any]] = AppFiles
 
     def supports(self, platform: PlatformTools) -> bool:
         return isinstance(platform, AppFiles | PackageInstall)
@@ -46,8 +147,7 @@ class InstallAppHandler(Handler):
         if arguments.packages is not None:
             if not isinstance(platform, PackageInstall):
                 raise UnsupportedOperation(f"installing apps by name is not supported on {platform.kind}; send a file")
-            await platform.install_packages(arguments.packages)
-            return {"installed": _specs(arguments.packages)}
+            return await self.install(platform, arguments.packages, context)
         if not isinstance(platform, AppFiles):
             raise UnsupportedOperation(f"installing an app from a file is not supported on {platform.kind}")
         assert arguments.file is not None  # InstallAppArguments holds exactly one of the two
@@ -71,7 +171,7 @@ class UninstallHandler(Handler):
     needs: ClassVar[type[Any]] = PackageRemoval
 
     async def run(self, arguments: UninstallArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(PackageRemoval, context.platform).remove_packages(arguments.packages)
+        await cast(PackageRemoval, context.platform).remove_packages(arguments.packages, arguments.software_type)
         return {"removed": list(arguments.packages)}
 
 

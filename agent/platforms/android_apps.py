@@ -6,10 +6,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.errors import HandlerError, ToolFailed
+from agent.errors import HandlerError, ToolFailed, UnsupportedOperation
 from agent.platforms.android_adb import AdbTools
 from agent.process import last_line
-from shared.arguments.apps import AppState
+from shared.arguments.apps import AppState, SoftwareType
 
 INSTALL_TIMEOUT_S = 600.0
 """`adb install` copies the whole .apk and waits for dexopt; large apps take minutes over USB 2."""
@@ -67,8 +67,10 @@ class AndroidApps(AdbTools):
                 f"adb install on {self.serial} failed: {last_line(result.stdout_tail)}", result=result.summary()
             )
 
-    async def remove_packages(self, names: Sequence[str]) -> None:
+    async def remove_packages(self, names: Sequence[str], software_type: SoftwareType | None = None) -> None:
         """`adb -s S uninstall PACKAGE` for each name, in order; the first failure stops the rest."""
+        if software_type not in (None, SoftwareType.APK):
+            raise UnsupportedOperation(f"software type '{software_type}' is not supported on android, only apk")
         for name in names:
             result = await self.adb("uninstall", name)
             if "Failure" in result.stdout_tail:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from agent.process import ProcessResult
-from shared.arguments.apps import AppState, PackageSpec
+from shared.arguments.apps import AppState, PackageSpec, SoftwareType
 from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork
 from shared.arguments.system import AudioStream, LocationMode, Rotation
 
@@ -113,16 +113,31 @@ class Attention(Notifier, Beeper, Protocol):
 
 @runtime_checkable
 class PackageInstall(Protocol):
-    """Installing system packages (Linux) by name from the configured repositories; adb has no store to install from."""
+    """Installing system packages (Linux) from the configured repositories or a package file; adb has no store.
 
-    async def install_packages(self, packages: Sequence[PackageSpec]) -> None: ...
+    A `software_type` picks the package manager (none: the device's default); one the device lacks raises
+    UnsupportedOperation naming the types it has.
+    """
+
+    def check_software_type(self, software_type: SoftwareType | None) -> None: ...
+    async def install_packages(self, packages: Sequence[PackageSpec]) -> None:
+        """From the repositories, whatever the specs' `url`."""
+        ...
+
+    async def install_package_file(self, path: Path, spec: PackageSpec) -> None:
+        """Install the file at `path` only if it is `spec`'s package, at `spec.version` if given."""
+        ...
+
+    async def installed_versions(self, software_type: SoftwareType | None) -> dict[str, str]:
+        """Name -> version of every package `software_type`'s package manager has installed."""
+        ...
 
 
 @runtime_checkable
 class PackageRemoval(Protocol):
     """Removing system packages (Linux) or apps (Android) by name."""
 
-    async def remove_packages(self, names: Sequence[str]) -> None: ...
+    async def remove_packages(self, names: Sequence[str], software_type: SoftwareType | None = None) -> None: ...
 
 
 @runtime_checkable

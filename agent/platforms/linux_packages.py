@@ -1,5 +1,6 @@
 """Linux packages through whichever package manager is on PATH, package files, and system update bundles."""
 
+import asyncio
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -10,7 +11,7 @@ from typing import Any
 from agent import process
 from agent.errors import HandlerError, UnsupportedOperation
 from agent.platforms.linux_tools import LinuxTools
-from shared.arguments.apps import PackageSpec
+from shared.arguments.apps import PackageSpec, SoftwareType
 
 PACKAGE_TIMEOUT_S = 30 * 60.0
 """Package managers download and unpack: minutes, not the seconds a system tool gets."""
@@ -52,6 +53,8 @@ class PackageManager:
     """How one package manager installs, removes and lists; argv prefixes, names (and paths) go last."""
 
     tool: str
+    software_types: tuple[SoftwareType, ...]
+    """The `software_type` values this manager answers to."""
     install: tuple[str, ...]
     pin: str
     """What joins a name and a version in an install request."""
@@ -60,26 +63,35 @@ class PackageManager:
     parse: Callable[[str], list[dict[str, str]]]
     file_suffix: str
     install_file: tuple[str, ...]
+    inspect_file: tuple[str, ...] = ()
+    """Prints a package file's `name<TAB>version`; without it a file cannot be checked before it is installed."""
     refresh: tuple[str, ...] = ()
     """Run before installing from the repositories, so a stale index cannot make a package unknown."""
     env: dict[str, str] = field(default_factory=dict)
 
 
+RPM_FILE_FIELDS = ("rpm", "-q", "--package", "--queryformat", "%{NAME}\t%{VERSION}-%{RELEASE}\n")
+
 MANAGERS: tuple[PackageManager, ...] = (
     PackageManager(
         tool="apt-get",
+        software_types=(SoftwareType.APT, SoftwareType.DEBIAN),
         install=("apt-get", "install", "-y", "--no-install-recommends", *APT_OPTIONS),
         pin="=",
         remove=("apt-get", "remove", "-y", *APT_OPTIONS),
         listing=("dpkg-query", "-W", "-f", "${binary:Package}\t${Version}\t${db:Status-Status}\n"),
         parse=_tab_separated,
         file_suffix=".deb",
+        # apt-get rather than dpkg -i: it brings in the file's dependencies, or installs nothing when it cannot, where
+        # dpkg -i leaves the package unconfigured and a later `apt-get -f install` may remove it again.
         install_file=("apt-get", "install", "-y", "--no-install-recommends", *APT_OPTIONS),
+        inspect_file=("dpkg-deb", "--show", "--showformat=${Package}\t${Version}\n"),
         refresh=("apt-get", "update", "-q"),
         env={"DEBIAN_FRONTEND": "noninteractive"},
     ),
     PackageManager(
         tool="dnf",
+        software_types=(SoftwareType.DNF, SoftwareType.RPM),
         install=("dnf", "install", "-y"),
         pin="-",
         remove=("dnf", "remove", "-y"),
@@ -87,9 +99,11 @@ MANAGERS: tuple[PackageManager, ...] = (
         parse=_tab_separated,
         file_suffix=".rpm",
         install_file=("dnf", "install", "-y"),
+        inspect_file=RPM_FILE_FIELDS,
     ),
     PackageManager(
         tool="zypper",
+        software_types=(SoftwareType.ZYPPER, SoftwareType.RPM),
         install=("zypper", "--non-interactive", "install", "--no-recommends"),
         pin="=",
         remove=("zypper", "--non-interactive", "remove"),
@@ -98,9 +112,11 @@ MANAGERS: tuple[PackageManager, ...] = (
         file_suffix=".rpm",
         # The file's SHA-256 was checked against the command's before it got here.
         install_file=("zypper", "--non-interactive", "install", "--allow-unsigned-rpm"),
+        inspect_file=RPM_FILE_FIELDS,
     ),
     PackageManager(
         tool="apk",
+        software_types=(SoftwareType.APK,),
         install=("apk", "add"),
         pin="=",
         remove=("apk", "del"),
@@ -122,13 +138,20 @@ def _file_argument(path: Path) -> str:
     return os.path.abspath(path)
 
 
-def package_manager() -> PackageManager:
-    """The first of MANAGERS whose tool is on PATH now; a device may gain or lose one while the agent runs."""
-    for manager in MANAGERS:
-        if shutil.which(manager.tool):
+def package_manager(software_type: SoftwareType | None = None) -> PackageManager:
+    """The first of MANAGERS on PATH now that answers to `software_type` (any, if none).
+
+    Looked up on every use: a device may gain or lose a package manager while the agent runs.
+    """
+    present = [manager for manager in MANAGERS if shutil.which(manager.tool)]
+    if not present:
+        names = ", ".join(manager.tool for manager in MANAGERS)
+        raise UnsupportedOperation(f"no supported package manager ({names}) found on PATH")
+    for manager in present:
+        if software_type is None or software_type in manager.software_types:
             return manager
-    names = ", ".join(manager.tool for manager in MANAGERS)
-    raise UnsupportedOperation(f"no supported package manager ({names}) found on PATH")
+    supported = ", ".join(dict.fromkeys(kind.value for manager in present for kind in manager.software_types))
+    raise UnsupportedOperation(f"software type '{software_type}' is not supported on this device, only {supported}")
 
 
 class LinuxPackages(LinuxTools):
@@ -138,21 +161,63 @@ class LinuxPackages(LinuxTools):
         super().__init__(*args, **kwargs)
         self.package_timeout = package_timeout
 
-    async def install_packages(self, packages: Sequence[PackageSpec]) -> None:
-        manager = package_manager()
-        if manager.refresh:
-            await self._package_tool(manager, manager.refresh)
-        requests = [
-            spec.name if spec.version is None else f"{spec.name}{manager.pin}{spec.version}" for spec in packages
-        ]
-        await self._package_tool(manager, (*manager.install, *requests))
+    def check_software_type(self, software_type: SoftwareType | None) -> None:
+        package_manager(software_type)
 
-    async def remove_packages(self, names: Sequence[str]) -> None:
-        manager = package_manager()
+    async def install_packages(self, packages: Sequence[PackageSpec]) -> None:
+        """From the repositories, whatever each spec's `url`: one run of each package manager the specs' types name."""
+        batches: dict[str, tuple[PackageManager, list[PackageSpec]]] = {}
+        for spec in packages:
+            manager = package_manager(spec.software_type)
+            batches.setdefault(manager.tool, (manager, []))[1].append(spec)
+        for manager, specs in batches.values():
+            if manager.refresh:
+                await self._package_tool(manager, manager.refresh)
+            requests = [
+                spec.name if spec.version is None else f"{spec.name}{manager.pin}{spec.version}" for spec in specs
+            ]
+            await self._package_tool(manager, (*manager.install, *requests))
+
+    async def install_package_file(self, path: Path, spec: PackageSpec) -> None:
+        """Install the package file at `path` if it is `spec`'s package (at its version, if given); else nothing."""
+        manager = package_manager(spec.software_type)
+        if not manager.inspect_file:
+            raise UnsupportedOperation(
+                f"{manager.tool} cannot check a package file here: install from the repositories"
+            )
+        # apt-get and zypper tell a file from a package name by its suffix, so the file is linked under one.
+        named = path if path.suffix.lower() == manager.file_suffix else path.with_name(path.name + manager.file_suffix)
+        if named != path:
+            try:
+                await asyncio.to_thread(os.link, path, named)
+            except OSError as err:
+                raise HandlerError(
+                    f"cannot name {path} as a {manager.file_suffix} file: {err.strerror or err}"
+                ) from err
+        try:
+            name, version = await self._package_file_fields(manager, named)
+            if name != spec.name or (spec.version is not None and version != spec.version):
+                wanted = spec.name if spec.version is None else f"{spec.name} {spec.version}"
+                raise HandlerError(f"the file is {name} {version}, not {wanted}; nothing installed")
+            await self._package_tool(manager, (*manager.install_file, _file_argument(named)))
+        finally:
+            if named != path:
+                named.unlink(missing_ok=True)
+
+    async def installed_versions(self, software_type: SoftwareType | None) -> dict[str, str]:
+        """Name -> version of what `software_type`'s manager has installed; a name also without its `:arch`."""
+        listed = await self._listing(package_manager(software_type))
+        versions = {package["name"].split(":")[0]: package["version"] for package in listed}
+        return versions | {package["name"]: package["version"] for package in listed}
+
+    async def remove_packages(self, names: Sequence[str], software_type: SoftwareType | None = None) -> None:
+        manager = package_manager(software_type)
         await self._package_tool(manager, (*manager.remove, *names))
 
     async def list_packages(self) -> list[dict[str, str]]:
-        manager = package_manager()
+        return await self._listing(package_manager())
+
+    async def _listing(self, manager: PackageManager) -> list[dict[str, str]]:
         result = await process.check(manager.listing, timeout=self.tool_timeout, output_limit=LIST_OUTPUT_LIMIT)
         if result.stdout_truncated:
             raise HandlerError(f"{manager.listing[0]} listed more than {LIST_OUTPUT_LIMIT} bytes of packages")
@@ -175,6 +240,13 @@ class LinuxPackages(LinuxTools):
         else:
             kinds = ", ".join((*UPDATE_PACKAGES, *UPDATE_TOOLS))
             raise HandlerError(f"cannot install {path.name} as an update: supported kinds are {kinds}")
+
+    async def _package_file_fields(self, manager: PackageManager, path: Path) -> tuple[str, str]:
+        result = await process.check((*manager.inspect_file, _file_argument(path)), timeout=self.tool_timeout)
+        fields = result.stdout_tail.strip().split("\t")
+        if len(fields) != 2 or not all(fields):
+            raise HandlerError(f"{manager.inspect_file[0]} cannot read a package name and version from {path.name}")
+        return fields[0], fields[1]
 
     async def _package_tool(self, manager: PackageManager, argv: Sequence[str]) -> None:
         env = {**os.environ, **manager.env} if manager.env else None

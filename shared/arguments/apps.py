@@ -15,9 +15,46 @@ class _Arguments(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SHA256 = r"^[0-9a-fA-F]{64}$"
+
+
+class SoftwareType(StrEnum):
+    """Which package manager a package is for (Cumulocity's `softwareType`); none means the device's default one."""
+
+    APT = "apt"
+    DEBIAN = "debian"
+    """What Cumulocity and thin-edge.io call apt's packages."""
+    DNF = "dnf"
+    ZYPPER = "zypper"
+    RPM = "rpm"
+    """dnf or zypper, whichever the device has."""
+    APK = "apk"
+    """Alpine's apk on Linux; an Android app on Android."""
+
+
 class PackageSpec(_Arguments):
+    """A package from the repositories, or with `url` from that file, optionally pinned to a version."""
+
     name: str = Field(pattern=PACKAGE_NAME)
     version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9+.~:_-]{0,127}$")
+    software_type: SoftwareType | None = None
+    url: AnyHttpUrl | None = None
+    """The package file to install; it must be the package `name` (at `version`, if given) or nothing is installed."""
+    sha256: str | None = Field(default=None, pattern=SHA256)
+
+    @model_validator(mode="after")
+    def _checked_file(self) -> Self:
+        if self.url is None:
+            if self.sha256 is not None:
+                raise ValueError("sha256 checks the file at url: give url too")
+        # A package runs as root: over plain HTTP anyone on the path could swap it, so only a checksum makes it safe.
+        elif self.url.scheme != "https" and self.sha256 is None:
+            raise ValueError("an http url needs a sha256 to check the file against; use https or give sha256")
+        return self
+
+    def file(self) -> "HttpFile | None":
+        """The package file to fetch, if the package comes from one."""
+        return None if self.url is None else HttpFile(url=self.url, sha256=self.sha256)
 
 
 class InstallArguments(_Arguments):
@@ -27,17 +64,24 @@ class InstallArguments(_Arguments):
 
 
 class UninstallArguments(_Arguments):
-    """UNINSTALL and UNINSTALL_APP."""
+    """UNINSTALL and UNINSTALL_APP, through the package manager of `software_type` (the device's default if none)."""
 
     packages: list[Annotated[str, Field(pattern=PACKAGE_NAME)]] = Field(min_length=1, max_length=100)
+    software_type: SoftwareType | None = None
 
 
-class Download(_Arguments):
-    """A file fetched over HTTP(S) and checked against its SHA-256 before use."""
+class HttpFile(_Arguments):
+    """A file fetched over HTTP(S), checked against its SHA-256 before use when one is given."""
 
     url: AnyHttpUrl
-    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    sha256: str | None = Field(default=None, pattern=SHA256)
     size_bytes: int | None = Field(default=None, gt=0)
+
+
+class Download(HttpFile):
+    """A file fetched over HTTP(S) and checked against its SHA-256 before use."""
+
+    sha256: str = Field(pattern=SHA256)
 
 
 class AppFileArguments(_Arguments):

@@ -54,6 +54,36 @@ FILE_ARGV = {
     "apk": ("tool-1.0-r0.apk", ["apk", "add", "--allow-untrusted"]),
 }
 MANAGERS = list(INSTALL_ARGV)
+LISTERS = {
+    "apt-get": ("dpkg-query", "curl:amd64\t7.88.1-10\tinstalled\njq\t1.6-2\tinstalled\n"),
+    "dnf": ("rpm", "curl\t7.88.1-10\njq\t1.6-2\n"),
+    "zypper": ("rpm", "curl\t7.88.1-10\njq\t1.6-2\n"),
+    "apk": ("apk", "curl-7.88.1-r10\njq-1.6-r2\n"),
+}
+"""The tool that lists what each manager installed, and a listing that holds curl and jq."""
+
+
+def add_manager(tools: FakeTools, manager: str, **behaviour: Any) -> None:
+    """Fake `manager` and its lister, which lists curl and jq as installed."""
+    lister, listing = LISTERS[manager]
+    if lister != manager:
+        tools.add(lister, stdout=listing)
+        tools.add(manager, **behaviour)
+    else:
+        tools.add(manager, **{"stdout": listing, **behaviour})
+
+
+def repository_outcome(name: str, version: str | None, installed: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "version": version,
+        "software_type": None,
+        "source": "repository",
+        "status": "SUCCESSFUL",
+        "installed_version": installed,
+    }
+
+
 REQUIRE_FILE = 'for a; do last=$a; done; test -f "$last" || exit 9'
 """A fake's script that fails unless its last argument is an existing file."""
 
@@ -140,19 +170,21 @@ def download(server: Server, name: str, body: bytes = b"package bytes") -> dict[
 def test_install_from_the_package_manager(
     fake_tools: FakeTools, context: HandlerContext, manager: str, operation_type: OperationType
 ) -> None:
-    fake_tools.add(manager)
+    add_manager(fake_tools, manager)
     handler = InstallHandler() if operation_type is OperationType.INSTALL else InstallAppHandler()
     arguments = {"packages": [{"name": "curl"}, {"name": "jq", "version": "1.6-2"}]}
 
     result = execute(handler, operation_type, arguments, context)
 
-    assert result == {"installed": [{"name": "curl", "version": None}, {"name": "jq", "version": "1.6-2"}]}
+    curl, jq = ("7.88.1-r10", "1.6-r2") if manager == "apk" else ("7.88.1-10", "1.6-2")
+    assert result == {"installed": [repository_outcome("curl", None, curl), repository_outcome("jq", "1.6-2", jq)]}
     refresh = [["apt-get", "update", "-q"]] if manager == "apt-get" else []
-    assert fake_tools.calls() == [*refresh, [*INSTALL_ARGV[manager], "curl", PINNED[manager]]]
+    listing = LISTINGS.get(manager, LISTINGS["dnf"])[1]  # zypper's lister is rpm, as dnf's
+    assert fake_tools.calls() == [*refresh, [*INSTALL_ARGV[manager], "curl", PINNED[manager]], listing]
 
 
 def test_apt_runs_noninteractive(fake_tools: FakeTools, context: HandlerContext, tmp_path: Path) -> None:
-    fake_tools.add("apt-get", script=f'echo "$DEBIAN_FRONTEND" >> {tmp_path}/frontend')
+    add_manager(fake_tools, "apt-get", script=f'echo "$DEBIAN_FRONTEND" >> {tmp_path}/frontend')
 
     execute(InstallHandler(), OperationType.INSTALL, {"packages": [{"name": "curl"}]}, context)
 
@@ -161,31 +193,42 @@ def test_apt_runs_noninteractive(fake_tools: FakeTools, context: HandlerContext,
 
 def test_apt_get_is_preferred_over_dnf(fake_tools: FakeTools, context: HandlerContext) -> None:
     fake_tools.add("dnf")
-    fake_tools.add("apt-get")
+    add_manager(fake_tools, "apt-get")
 
     execute(InstallHandler(), OperationType.INSTALL, {"packages": [{"name": "curl"}]}, context)
 
-    assert [argv[0] for argv in fake_tools.calls()] == ["apt-get", "apt-get"]
+    assert [argv[0] for argv in fake_tools.calls()] == ["apt-get", "apt-get", "dpkg-query"]
 
 
 def test_no_package_manager(context: HandlerContext) -> None:
-    with pytest.raises(UnsupportedOperation) as caught:
+    with pytest.raises(HandlerError) as caught:
         execute(InstallHandler(), OperationType.INSTALL, {"packages": [{"name": "curl"}]}, context)
 
-    assert str(caught.value) == "no supported package manager (apt-get, dnf, zypper, apk) found on PATH"
+    assert str(caught.value) == "curl: no supported package manager (apt-get, dnf, zypper, apk) found on PATH"
 
 
 def test_install_failure_names_the_tool(fake_tools: FakeTools, context: HandlerContext) -> None:
     fake_tools.add("dnf", exit_code=1, stderr="Error: Unable to find a match: nope\n")
 
-    with pytest.raises(ToolFailed, match=r"^dnf exited 1: Error: Unable to find a match: nope$"):
+    with pytest.raises(HandlerError) as caught:
         execute(InstallHandler(), OperationType.INSTALL, {"packages": [{"name": "nope"}]}, context)
+
+    reason = "dnf exited 1: Error: Unable to find a match: nope"
+    assert str(caught.value) == f"nope: {reason}"
+    assert caught.value.result == {
+        "installed": [
+            {**repository_outcome("nope", None, ""), "installed_version": None, "status": "FAILED", "reason": reason}
+        ]
+    }
+    assert fake_tools.calls("rpm") == []
 
 
 def test_failed_apt_update_stops_the_install(fake_tools: FakeTools, context: HandlerContext) -> None:
     fake_tools.add("apt-get", exit_code=100, stderr="E: Could not get lock /var/lib/apt/lists/lock\n")
 
-    with pytest.raises(ToolFailed, match=r"^apt-get exited 100: E: Could not get lock /var/lib/apt/lists/lock$"):
+    with pytest.raises(
+        HandlerError, match=r"^curl: apt-get exited 100: E: Could not get lock /var/lib/apt/lists/lock$"
+    ):
         execute(InstallHandler(), OperationType.INSTALL, {"packages": [{"name": "curl"}]}, context)
     assert fake_tools.calls() == [["apt-get", "update", "-q"]]
 
@@ -193,7 +236,8 @@ def test_failed_apt_update_stops_the_install(fake_tools: FakeTools, context: Han
 def test_package_operations_have_their_own_timeout(
     fake_tools: FakeTools, context: HandlerContext, tmp_path: Path
 ) -> None:
-    fake_tools.add("apk", sleep=0.5)
+    # Only `apk add` is slow: listing what is installed afterwards is a system tool's job, with its timeout.
+    add_manager(fake_tools, "apk", script='[ "$1" = add ] && sleep 0.5')
     slow_tools = LinuxPlatform(boot_id_path=tmp_path / "boot_id", tool_timeout=0.1, package_timeout=5)
     assert slow_tools.package_timeout == 5
 
@@ -204,7 +248,7 @@ def test_install_timeout(fake_tools: FakeTools, context: HandlerContext, tmp_pat
     fake_tools.add("dnf", sleep=30)
     hurried = LinuxPlatform(boot_id_path=tmp_path / "boot_id", package_timeout=0.3)
 
-    with pytest.raises(ToolTimeout, match=r"^dnf timed out after 0.3s$"):
+    with pytest.raises(HandlerError, match=r"^curl: dnf timed out after 0.3s$"):
         execute(InstallHandler(), OperationType.INSTALL, {"packages": [{"name": "curl"}]}, _with(context, hurried))
 
 
