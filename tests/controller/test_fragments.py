@@ -26,6 +26,50 @@ from shared.operations import OperationType
             {"packages": ["telnet"]},
         ),
         (
+            {
+                "c8y_SoftwareUpdate": [
+                    {
+                        "name": "tool",
+                        "version": "1.0",
+                        "softwareType": "apt",
+                        "url": "https://example.com/tool_1.0_all.deb",
+                        "action": "install",
+                    },
+                    {"name": "curl", "version": "", "softwareType": "", "url": "", "action": "install"},
+                    {"name": "jq", "version": "1.6-2::debian", "url": "http://mirror/jq.deb", "sha256": "a" * 64},
+                ]
+            },
+            OperationType.INSTALL,
+            {
+                "packages": [
+                    {
+                        "name": "tool",
+                        "version": "1.0",
+                        "software_type": "apt",
+                        "url": "https://example.com/tool_1.0_all.deb",
+                    },
+                    {"name": "curl"},
+                    {
+                        "name": "jq",
+                        "version": "1.6-2",
+                        "software_type": "debian",
+                        "url": "http://mirror/jq.deb",
+                        "sha256": "a" * 64,
+                    },
+                ]
+            },
+        ),
+        (
+            {
+                "c8y_SoftwareUpdate": [
+                    {"name": "a", "softwareType": "rpm", "url": "https://x/a.rpm", "action": "delete"},
+                    {"name": "b", "version": "2::rpm", "action": "delete"},
+                ]
+            },
+            OperationType.UNINSTALL,
+            {"packages": ["a", "b"], "software_type": "rpm"},
+        ),
+        (
             {"c8y_LogfileRequest": {"logFile": "syslog", "maximumLines": 500}},
             OperationType.COLLECT_LOGS,
             {"max_lines": 500},
@@ -62,6 +106,15 @@ def test_fragments_map_to_types_with_valid_arguments(
         ({"c8y_Command": "uptime"}, "c8y_Command.text"),
         ({"c8y_SoftwareUpdate": []}, "c8y_SoftwareUpdate"),
         ({"c8y_SoftwareUpdate": [{"name": "a"}, {"name": "b", "action": "delete"}]}, "c8y_SoftwareUpdate.action"),
+        (
+            {
+                "c8y_SoftwareUpdate": [
+                    {"name": "a", "action": "delete", "softwareType": "apt"},
+                    {"name": "b", "action": "delete"},
+                ]
+            },
+            "c8y_SoftwareUpdate.softwareType",
+        ),
         ({"c8y_LogfileRequest": "all"}, "c8y_LogfileRequest"),
     ],
 )
