@@ -16,14 +16,14 @@ from agent import process
 from agent.android.bridge import AndroidBridge, AttachedDevice, device_id_for, parse_devices
 from agent.android.inventory import android_inventory, parse_battery, parse_getprop
 from agent.config import AgentSettings
-from agent.errors import InvalidArguments, ToolFailed, ToolNotFound, ToolTimeout
+from agent.errors import InvalidArguments, ToolFailed, ToolNotFound, ToolTimeout, UnsupportedOperation
 from agent.handlers import build_registry, capabilities, handler_for
 from agent.handlers.base import HandlerContext
 from agent.platforms.android import AndroidPlatform
 from agent.platforms.contract import Beeper, Notifier, PackageInstall, PackageListing, PackageRemoval
 from agent.platforms.linux import LinuxPlatform
 from shared.arguments import validate_arguments
-from shared.arguments.apps import AppState
+from shared.arguments.apps import AppState, SoftwareType
 from shared.arguments.system import AudioStream, LocationMode, Rotation
 from shared.errors import TopicError
 from shared.messages import Command, utc_now
@@ -111,6 +111,11 @@ EXACT: list[tuple[str, Call, list[list[str]]]] = [
     ),
     ("install_file", lambda p: p.install_app_file(Path("/tmp/app.apk")), [["install", "-r", "/tmp/app.apk"]]),
     ("uninstall", lambda p: p.remove_packages(["com.android.chrome"]), [["uninstall", "com.android.chrome"]]),
+    (
+        "uninstall_apk",
+        lambda p: p.remove_packages(["com.android.chrome"], SoftwareType.APK),
+        [["uninstall", "com.android.chrome"]],
+    ),
     ("clear", lambda p: p.clear_app_data("com.example"), [["shell", "pm", "clear", "com.example"]]),
     (
         "grant",
@@ -149,6 +154,14 @@ def test_each_method_runs_exactly_these_adb_commands(
 ) -> None:
     asyncio.run(call(android))
     assert adb.calls() == on_device(*expected)
+
+
+def test_removing_another_software_type_than_apk_is_refused(android: AndroidPlatform, adb: FakeAdb) -> None:
+    with pytest.raises(UnsupportedOperation) as caught:
+        asyncio.run(android.remove_packages(["htop"], SoftwareType.APT))
+
+    assert str(caught.value) == "software type 'apt' is not supported on android, only apk"
+    assert adb.calls() == []
 
 
 def test_boot_id_and_package_list_are_parsed(android: AndroidPlatform, adb: FakeAdb) -> None:

@@ -234,7 +234,8 @@ esac"""
 HOST_TOOLS: dict[str, dict[str, Any]] = {
     # On the host for Linux rows; for Android rows the fake adb's device shell is this host's, so scripts find them.
     "apt-get": {"stdout": "Reading package lists... Done\n"},
-    "dpkg-query": {"stdout": "curl\t7.88.1-10+deb12u5\tinstalled\nhtop\t3.2.2-2\tinstalled\n"},
+    "dpkg-query": {"stdout": "curl\t7.88.1-10+deb12u5\tinstalled\nhtop\t3.2.2-2\tinstalled\nkiosk\t2.1\tinstalled\n"},
+    "dpkg-deb": {"stdout": "kiosk\t2.1\n"},  # INSTALL's example package file
     "nmcli": {"script": NMCLI},
     "rfkill": {"script": RFKILL},
     "timedatectl": {},
