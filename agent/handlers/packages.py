@@ -109,20 +109,29 @@ class _PackageInstaller(Handler):
             fetched.path.unlink(missing_ok=True)
 
     async def _check_installed(self, platform: PackageInstall, outcomes: list[_Outcome]) -> None:
-        """Read back what the package managers installed; a file's package must be at the version asked for."""
-        listings = {
-            software_type: await platform.installed_versions(software_type)
-            for software_type in dict.fromkeys(outcome.spec.software_type for outcome in outcomes)
-        }
-        for outcome in outcomes:
-            spec = outcome.spec
-            outcome.installed_version = listings[spec.software_type].get(spec.name)
-            if outcome.installed_version is None:
-                outcome.reason = "not installed, though the package manager succeeded"
-            # From the repositories the package manager itself holds to the pinned version (dnf's `jq-1.6` installs
-            # 1.6-2); a file's version was checked before installing, and is checked again for what was installed.
-            elif spec.url is not None and spec.version not in (None, outcome.installed_version):
-                outcome.reason = f"installed version is {outcome.installed_version}, not {spec.version}"
+        """Read back what the package managers installed; a file's package must be there, at the version asked for.
+
+        From the repositories the package manager itself holds to the name and pinned version, and a name may be a
+        virtual one that installs another package (or dnf's `jq-1.6` installs 1.6-2), so only a file's is checked.
+        """
+        for software_type in dict.fromkeys(outcome.spec.software_type for outcome in outcomes):
+            same_type = [outcome for outcome in outcomes if outcome.spec.software_type == software_type]
+            try:
+                versions = await platform.installed_versions(software_type)
+            except HandlerError as err:
+                for outcome in same_type:
+                    if outcome.spec.url is not None:
+                        outcome.reason = f"cannot read back what is installed: {err}"
+                continue
+            for outcome in same_type:
+                spec = outcome.spec
+                outcome.installed_version = versions.get(spec.name)
+                if spec.url is None:
+                    continue
+                if outcome.installed_version is None:
+                    outcome.reason = "not installed, though the package manager succeeded"
+                elif spec.version not in (None, outcome.installed_version):
+                    outcome.reason = f"installed version is {outcome.installed_version}, not {spec.version}"
 
 
 class InstallHandler(_PackageInstaller):

@@ -211,6 +211,55 @@ def test_an_installed_version_other_than_asked_fails(
     assert caught.value.result["installed"][0]["installed_version"] == "1.1"
 
 
+def test_a_name_from_the_repositories_that_lists_as_another_package_still_succeeds(
+    fake_tools: FakeTools, context: HandlerContext
+) -> None:
+    # apt installs the one provider of a virtual package, which dpkg lists under its own name.
+    apt(fake_tools, listing="exim4-daemon-light\t4.96-15\tinstalled\n")
+
+    result = execute(InstallHandler(), OperationType.INSTALL, {"packages": [{"name": "mail-transport-agent"}]}, context)
+
+    assert result == {"installed": [outcome("mail-transport-agent")]}
+
+
+def test_a_file_whose_package_is_not_listed_afterwards_fails(
+    fake_tools: FakeTools, file_server: Server, context: HandlerContext
+) -> None:
+    apt(fake_tools, listing="curl\t7.88.1-10\tinstalled\n")
+    url, sha256 = served(file_server, "tool.deb")
+
+    with pytest.raises(HandlerError) as caught:
+        execute(
+            InstallHandler(),
+            OperationType.INSTALL,
+            {"packages": [{"name": "tool", "url": url, "sha256": sha256}]},
+            context,
+        )
+
+    assert str(caught.value) == "tool: not installed, though the package manager succeeded"
+
+
+def test_when_the_listing_fails_only_a_files_package_is_unconfirmed(
+    fake_tools: FakeTools, file_server: Server, context: HandlerContext
+) -> None:
+    apt(fake_tools)
+    fake_tools.add("dpkg-query", exit_code=2, stderr="dpkg-query: error: parsing file '/var/lib/dpkg/status'\n")
+    url, sha256 = served(file_server, "tool.deb")
+    packages = [{"name": "curl"}, {"name": "tool", "url": url, "sha256": sha256}]
+
+    with pytest.raises(HandlerError) as caught:
+        execute(InstallHandler(), OperationType.INSTALL, {"packages": packages}, context)
+
+    error = "dpkg-query exited 2: dpkg-query: error: parsing file '/var/lib/dpkg/status'"
+    reason = f"cannot read back what is installed: {error}"
+    assert str(caught.value) == f"1 of 2 packages failed: tool: {reason}"
+    assert caught.value.result is not None
+    assert [(entry["status"], entry["installed_version"]) for entry in caught.value.result["installed"]] == [
+        ("SUCCESSFUL", None),
+        ("FAILED", None),
+    ]
+
+
 def test_a_failed_download_fails_that_package_only(
     fake_tools: FakeTools, file_server: Server, context: HandlerContext
 ) -> None:
