@@ -277,6 +277,26 @@ def test_a_failed_download_fails_that_package_only(
     assert list(context.work_dir.iterdir()) == []
 
 
+def test_a_file_over_the_size_limit_is_not_installed(
+    fake_tools: FakeTools, file_server: Server, context: HandlerContext
+) -> None:
+    apt(fake_tools)
+    url, sha256 = served(file_server, "tool.deb", b"x" * 11)
+
+    with pytest.raises(HandlerError) as caught:
+        execute(
+            InstallHandler(max_download_bytes=10),
+            OperationType.INSTALL,
+            {"packages": [{"name": "tool", "url": url, "sha256": sha256}]},
+            context,
+        )
+
+    shown = file_server.url("/files/tool.deb")
+    assert str(caught.value) == f"tool: download refused: {shown} is 11 bytes, more than the limit of 10"
+    assert fake_tools.calls() == []
+    assert list(context.work_dir.iterdir()) == []
+
+
 def test_a_file_with_a_bad_checksum_is_not_installed(
     fake_tools: FakeTools, file_server: Server, context: HandlerContext
 ) -> None:
