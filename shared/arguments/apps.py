@@ -9,13 +9,25 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, 
 
 PACKAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9+._:@-]{0,254}$"
 """Debian, RPM, Alpine and Android package names alike; never anything a shell or option parser would read."""
+SHA256 = r"^[0-9a-fA-F]{64}$"
 
 
 class _Arguments(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-SHA256 = r"^[0-9a-fA-F]{64}$"
+class HttpFile(_Arguments):
+    """A file fetched over HTTP(S), checked against its SHA-256 before use when one is given."""
+
+    url: AnyHttpUrl
+    sha256: str | None = Field(default=None, pattern=SHA256)
+    size_bytes: int | None = Field(default=None, gt=0)
+
+
+class Download(HttpFile):
+    """A file fetched over HTTP(S) and checked against its SHA-256 before use."""
+
+    sha256: str = Field(pattern=SHA256)
 
 
 class SoftwareType(StrEnum):
@@ -52,13 +64,13 @@ class PackageSpec(_Arguments):
             raise ValueError("an http url needs a sha256 to check the file against; use https or give sha256")
         return self
 
-    def file(self) -> "HttpFile | None":
+    def file(self) -> HttpFile | None:
         """The package file to fetch, if the package comes from one."""
         return None if self.url is None else HttpFile(url=self.url, sha256=self.sha256)
 
 
 class InstallArguments(_Arguments):
-    """INSTALL and INSTALL_APP from the package manager: one or more packages, optionally pinned to a version."""
+    """INSTALL and INSTALL_APP by name: one or more packages from the repositories or their `url`."""
 
     packages: list[PackageSpec] = Field(min_length=1, max_length=100)
 
@@ -68,20 +80,6 @@ class UninstallArguments(_Arguments):
 
     packages: list[Annotated[str, Field(pattern=PACKAGE_NAME)]] = Field(min_length=1, max_length=100)
     software_type: SoftwareType | None = None
-
-
-class HttpFile(_Arguments):
-    """A file fetched over HTTP(S), checked against its SHA-256 before use when one is given."""
-
-    url: AnyHttpUrl
-    sha256: str | None = Field(default=None, pattern=SHA256)
-    size_bytes: int | None = Field(default=None, gt=0)
-
-
-class Download(HttpFile):
-    """A file fetched over HTTP(S) and checked against its SHA-256 before use."""
-
-    sha256: str = Field(pattern=SHA256)
 
 
 class AppFileArguments(_Arguments):
