@@ -72,11 +72,13 @@ class _PackageInstaller(Handler):
             except HandlerError as err:
                 outcome.fail(err)
         from_repositories = [outcome for outcome in outcomes if outcome.spec.url is None and outcome.reason is None]
-        if from_repositories:
+        # One run per software type, so that one package manager failing fails only its own packages.
+        for software_type in dict.fromkeys(outcome.spec.software_type for outcome in from_repositories):
+            batch = [outcome for outcome in from_repositories if outcome.spec.software_type == software_type]
             try:
-                await platform.install_packages([outcome.spec for outcome in from_repositories])
+                await platform.install_packages([outcome.spec for outcome in batch])
             except HandlerError as err:
-                for outcome in from_repositories:
+                for outcome in batch:
                     outcome.fail(err)
         for outcome in outcomes:
             if outcome.spec.url is not None and outcome.reason is None:

@@ -103,6 +103,30 @@ def test_a_software_type_the_device_lacks_fails_that_package_only(
     assert fake_tools.calls() == [["apt-get", "update", "-q"], [*APT_INSTALL, "curl"], DPKG_LISTING]
 
 
+def test_one_package_manager_failing_fails_only_its_packages(fake_tools: FakeTools, context: HandlerContext) -> None:
+    apt(fake_tools)
+    fake_tools.add("dnf", exit_code=1, stderr="Error: Unable to find a match: tool\n")
+    packages = [{"name": "curl"}, {"name": "tool", "software_type": "dnf"}]
+
+    with pytest.raises(HandlerError) as caught:
+        execute(InstallHandler(), OperationType.INSTALL, {"packages": packages}, context)
+
+    reason = "dnf exited 1: Error: Unable to find a match: tool"
+    assert str(caught.value) == f"1 of 2 packages failed: tool: {reason}"
+    assert caught.value.result == {
+        "installed": [
+            outcome("curl", installed_version="7.88.1-10"),
+            outcome("tool", software_type="dnf", status="FAILED", reason=reason),
+        ]
+    }
+    assert fake_tools.calls() == [
+        ["apt-get", "update", "-q"],
+        [*APT_INSTALL, "curl"],
+        ["dnf", "install", "-y", "tool"],
+        DPKG_LISTING,
+    ]
+
+
 @pytest.mark.parametrize(
     ("package", "field"),
     [
