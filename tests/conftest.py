@@ -1,3 +1,3 @@
-"""Shared fixtures: real brokers and PostgreSQL on free ports (tests/fixtures_*.py)."""
+"""Shared fixtures: real brokers, a NATS cluster and PostgreSQL on free ports (tests/fixtures_*.py)."""
 
-pytest_plugins = ["tests.fixtures_brokers", "tests.fixtures_postgres"]
+pytest_plugins = ["tests.fixtures_brokers", "tests.fixtures_nats", "tests.fixtures_postgres"]
