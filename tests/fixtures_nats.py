@@ -8,13 +8,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from controller.fastmqtt.codec import DISCONNECT, Connack, Decoder, Packet, encode_connect
-from tests.fixtures_brokers import free_port
 from tests.prerequisites import executable
 
 NODES = 3
@@ -25,17 +25,26 @@ _CONNACK_TIMEOUT_S = 10.0
 """A node's first MQTT client waits while it creates its JetStream streams: about 2 s here."""
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different free TCP ports on 127.0.0.1: all held open while drawn, so no two can be the same."""
+    with ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+
+
 @dataclass
 class NatsNode:
     """One nats-server of the cluster: its ports, its files, and its process while it runs."""
 
     name: str
     directory: Path
-    client_port: int = field(default_factory=free_port)
-    route_port: int = field(default_factory=free_port)
-    mqtt_port: int = field(default_factory=free_port)
-    monitor_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    client_port: int
+    route_port: int
+    mqtt_port: int
+    monitor_port: int
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def mqtt_url(self) -> str:
@@ -96,7 +105,11 @@ class NatsCluster:
 
     def __init__(self, binary: Path, directory: Path) -> None:
         self.binary = binary
-        self.nodes = [NatsNode(f"n{index}", directory / f"n{index}") for index in range(1, NODES + 1)]
+        ports = free_ports(4 * NODES)
+        self.nodes = [
+            NatsNode(f"n{index + 1}", directory / f"n{index + 1}", *ports[4 * index : 4 * index + 4])
+            for index in range(NODES)
+        ]
         routes = [node.route_port for node in self.nodes]
         for node in self.nodes:
             node.directory.mkdir(parents=True)
