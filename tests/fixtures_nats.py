@@ -20,7 +20,7 @@ from tests.prerequisites import executable
 NODES = 3
 CLUSTER = "tether"
 _READY_TIMEOUT_S = 30.0
-_STOP_TIMEOUT_S = 10.0
+_KILL_TIMEOUT_S = 10.0
 _CONNACK_TIMEOUT_S = 10.0
 """A node's first MQTT client waits while it creates its JetStream streams: about 2 s here."""
 
@@ -133,7 +133,7 @@ class NatsCluster:
         node = self.nodes[index]
         assert node.process is not None, f"{node.name} is not running"
         node.process.send_signal(signal.SIGKILL)
-        node.process.wait(_STOP_TIMEOUT_S)
+        node.process.wait(_KILL_TIMEOUT_S)
         node.process = None
 
     def restart(self, index: int) -> None:
@@ -154,7 +154,7 @@ class NatsCluster:
                 if node.process.poll() is not None:
                     raise RuntimeError(f"nats-server {node.name} exited {node.process.returncode}:\n{self._logs()}")
             # The first node to accept an MQTT client has the account's MQTT streams created; the others, asked in
-            # parallel then, only add their own consumers. All three at once took 1.5 to 5 s here, this 2.3 to 3.2 s.
+            # parallel then, only add their own consumers. All three at once took 1.5 to 5 s here, this 2.3 to 3.2.
             if self._ready(waiting[0], names):
                 with ThreadPoolExecutor(max(len(waiting) - 1, 1)) as pool:
                     ready = list(pool.map(self._ready, waiting[1:], [names] * (len(waiting) - 1)))
