@@ -1,3 +1,3 @@
-"""Shared fixtures: real brokers on free ports (tests/fixtures_brokers.py)."""
+"""Shared fixtures: real brokers, a NATS cluster and PostgreSQL on free ports (tests/fixtures_*.py)."""
 
-pytest_plugins = ["tests.fixtures_brokers"]
+pytest_plugins = ["tests.fixtures_brokers", "tests.fixtures_nats", "tests.fixtures_postgres"]
