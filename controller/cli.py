@@ -18,7 +18,7 @@ from controller.errors import ControllerError, StartupError
 from controller.keys import Role
 from controller.remote.commands import devices, op
 from controller.store import Store
-from shared.command_line import EXIT_ERROR, EXIT_USAGE, OneLineGroup
+from shared.command_line import EXIT_ERROR, EXIT_USAGE, OneLineGroup, describe
 from shared.logs import LogFormat, configure, log_format_option
 from shared.transport import ARGV_PASSWORD_WARNING, BrokerUrl, TlsFiles, with_password
 
@@ -374,7 +374,7 @@ def broker_acl(
                         f"{user} {password}\n" for user, password in created.items() if user != controller_user
                     )
         except (ValueError, OSError, TetherProtocolError) as err:
-            raise StartupError(str(err)) from err
+            raise StartupError(describe(err)) from err
         for user, password in created.items():
             click.echo(f"{user} {password}")
 
