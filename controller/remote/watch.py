@@ -93,7 +93,11 @@ class QueueNotes:
         if pending == self._pending_then and self._clock() - self._checked_at < QUEUE_CHECK_S:
             return []
         self._pending_then, self._checked_at = pending, self._clock()
-        return queued_lines(self._client.operation_devices(self._operation_id, "PENDING", QUEUE_SAMPLE), self._said)
+        try:
+            pending_devices = self._client.operation_devices(self._operation_id, "PENDING", QUEUE_SAMPLE)
+        except RemoteError:  # a hint only: the watch goes on, and the stream says if the controller is gone
+            return []
+        return queued_lines(pending_devices, self._said)
 
 
 def succeeded(event: OperationEvent) -> bool:
