@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -72,6 +73,9 @@ class OneLineGroup(click.Group):
         try:
             # Not standalone: click would print a usage error in four lines and an unexpected one with a traceback.
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as err:  # a bare `tether` or `tether op`: the help, as click shows it
+            err.show()
+            sys.exit(err.exit_code)
         except click.UsageError as err:
             hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
             self._exit_with(f"{err.format_message()}{hint}", err.exit_code)

@@ -221,3 +221,13 @@ def test_serve_on_a_taken_mqtt_port_leaves_no_database_behind(tmp_path: Path) ->
     assert_one_line(done, 1, f"MQTT port 127.0.0.1:{port} is already in use")
     assert not (data / "tether.db").exists()
     assert not data.exists() or list(data.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["tether"], ["tether", "op"], ["tetherd"]])
+def test_a_group_without_its_command_shows_its_help(argv: list[str]) -> None:
+    command, *args = argv
+    done = run(str(BIN / command), *args)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"Usage: {' '.join(argv)} [OPTIONS] COMMAND [ARGS]...\n")
+    assert "Commands:" in done.stderr
+    assert f"{command}: error" not in done.stderr
