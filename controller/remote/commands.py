@@ -83,8 +83,11 @@ def _operation_type(_: click.Context, param: click.Parameter, value: str | None)
     known = _values(OperationType)
     if value.upper() in known:
         return value.upper()
-    nearest = difflib.get_close_matches(value.upper(), known, n=3)
-    hint = f"did you mean {' or '.join(nearest)}?" if nearest else "the types are listed in docs/operations.md"
+    # Types that contain it (SCRIPT: RUN_SHELL_SCRIPT) first, then those spelled alike (REBOT: REBOOT).
+    containing = [known_type for known_type in known if value.upper() in known_type]
+    nearest = list(dict.fromkeys([*containing, *difflib.get_close_matches(value.upper(), known, n=3)]))[:3]
+    named = " or ".join([", ".join(nearest[:-1]), nearest[-1]] if len(nearest) > 1 else nearest)
+    hint = f"did you mean {named}?" if nearest else "the types are listed in docs/operations.md"
     raise click.BadParameter(f"no operation type {value!r}; {hint}", param=param)
 
 

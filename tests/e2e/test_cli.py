@@ -164,6 +164,8 @@ def test_a_missing_database_directory_is_made(tmp_path: Path) -> None:
         (["tether", "keys", "create", "--name", " \t", "--role", "read"], "'--name': must not be empty"),
         (["tether", "op", "create", "FLY", "--device", "a"], "no operation type 'FLY'; the types are listed in"),
         (["tether", "op", "create", "REBOT", "--device", "a"], "no operation type 'REBOT'; did you mean REBOOT?"),
+        (["tether", "op", "create", "script", "--device", "a"], "did you mean RUN_SHELL_SCRIPT?"),
+        (["tether", "op", "create", "instal", "--device", "a"], "did you mean INSTALL, UNINSTALL or INSTALL_APP?"),
         (["tether", "op", "list", "--type", "lock_"], "did you mean LOCK"),
         (["tether", "devices", "list", "--online", "--offline"], "--online and --offline exclude each other"),
         (["tetherd", "run", "--nope"], "tetherd: error: No such option '--nope'"),
