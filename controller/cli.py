@@ -18,7 +18,15 @@ from controller.errors import ControllerError, StartupError
 from controller.keys import Role
 from controller.remote.commands import devices, op
 from controller.store import Store
-from shared.command_line import EXIT_ERROR, EXIT_USAGE, OneLineGroup, describe
+from shared.command_line import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    OneLineGroup,
+    describe,
+    directories_or_missing,
+    in_an_existing_directory,
+    not_blank,
+)
 from shared.logs import LogFormat, configure, log_format_option
 from shared.transport import ARGV_PASSWORD_WARNING, BrokerUrl, TlsFiles, with_password
 
@@ -50,45 +58,11 @@ def _broker(_: click.Context, param: click.Parameter, value: str | None) -> Brok
         raise click.BadParameter(str(err), param=param) from err
 
 
-def _in_directories(_: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """A file's path whose existing ancestors are all directories (the missing ones are made when it is opened):
-    one that is a file is refused as bad usage, before anything starts."""
-    if value is None:
-        return None
-    for ancestor in value.absolute().parents:
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise click.BadParameter(f"{ancestor} is not a directory", param=param)
-            break
-    return value
-
-
-def _not_blank(_: click.Context, param: click.Parameter, value: str) -> str:
-    if not value.strip():
-        raise click.BadParameter("must not be empty", param=param)
-    return value
-
-
-def _in_a_directory(_: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """A file's path in a directory that exists and may be written: checked at start, not when the file is written
-    after a whole run."""
-    if value is None:
-        return None
-    parent = value.absolute().parent
-    if not parent.is_dir():
-        raise click.BadParameter(
-            f"{parent} is not a directory" if parent.exists() else f"{parent} does not exist", param=param
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise click.BadParameter(f"cannot write in {parent}", param=param)
-    return value
-
-
 db_option = click.option(
     "--db",
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    callback=_in_directories,
+    callback=directories_or_missing,
     default=default_db_path,
     envvar="TETHER_DB",
     show_default="$XDG_STATE_HOME/tether/tether.db",
@@ -218,7 +192,7 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
 @click.option(
     "--stats-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    callback=_in_a_directory,
+    callback=in_an_existing_directory,
     help="Write the counts here at exit (its directory must exist).",
 )
 def simulate_command(**options: Any) -> None:
@@ -245,7 +219,7 @@ def keys() -> None:
 
 
 @keys.command(name="create")
-@click.option("--name", required=True, callback=_not_blank, help="Who the key is for; shown as created_by.")
+@click.option("--name", required=True, callback=not_blank, help="Who the key is for; shown as created_by.")
 @click.option(
     "--role", type=click.Choice([r.value for r in Role]), required=True, help="admin may create; read may only read."
 )

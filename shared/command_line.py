@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -101,3 +102,41 @@ class OneLineGroup(click.Group):
     def _exit_with(self, message: str, code: int) -> NoReturn:
         click.echo(f"{self.name}: error: {one_line(message)}", err=True)
         sys.exit(code)
+
+
+# Callbacks of click options that are checked before a command runs, rather than when it fails after a while.
+
+
+def directories_or_missing(_: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A file's path whose existing ancestors are all directories; the missing ones are made when it is opened. One
+    that is a file is refused as bad usage, before anything starts."""
+    if value is None:
+        return None
+    for ancestor in value.absolute().parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise click.BadParameter(f"{ancestor} is not a directory", param=param)
+            break
+    return value
+
+
+def not_blank(_: click.Context, param: click.Parameter, value: str) -> str:
+    """A value with something in it besides blanks."""
+    if not value.strip():
+        raise click.BadParameter("must not be empty", param=param)
+    return value
+
+
+def in_an_existing_directory(_: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A file's path in a directory that exists and may be written: checked at start, not when the file is written
+    after a whole run."""
+    if value is None:
+        return None
+    parent = value.absolute().parent
+    if not parent.is_dir():
+        raise click.BadParameter(
+            f"{parent} is not a directory" if parent.exists() else f"{parent} does not exist", param=param
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write in {parent}", param=param)
+    return value
