@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,12 @@ from agent import __version__
 from agent.android.bridge import AndroidBridge
 from agent.config import AgentSettings, load_settings
 from agent.device import run_device
-from agent.errors import AgentError, JournalError
+from agent.errors import AgentError, ConfigError, JournalError
 from agent.handlers import build_registry, capabilities
 from agent.handlers.base import Handler
 from agent.inventory import linux_inventory, local_time_zone
 from agent.platforms.linux import LinuxPlatform
+from shared.command_line import EXIT_ERROR, OneLineGroup, first_leaf
 from shared.logs import LogFormat, about, configure, log_format_option
 from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
@@ -37,12 +37,15 @@ def _make_state_dir(settings: AgentSettings) -> None:
     """The state dir is private (umask 077), but a script run as another user (`run_scripts_as`) must reach its own
     work dir below it: then the state dir and `work/` may be passed through, not listed (0711, as the unit's
     StateDirectoryMode), while every file in them stays the agent's alone."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    if settings.run_scripts_as is not None:
-        work = settings.state_dir / "work"
-        work.mkdir(exist_ok=True)
-        for directory in (settings.state_dir, work):
-            directory.chmod(0o711)
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        if settings.run_scripts_as is not None:
+            work = settings.state_dir / "work"
+            work.mkdir(exist_ok=True)
+            for directory in (settings.state_dir, work):
+                directory.chmod(0o711)
+    except OSError as err:
+        raise ConfigError(f"state_dir: cannot make {settings.state_dir}: {err.strerror or err}") from err
 
 
 async def run_agent(settings: AgentSettings) -> None:
@@ -101,7 +104,12 @@ async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Han
         )
 
 
-@click.group()
+class TetherdGroup(OneLineGroup):
+    # ConfigError first: it is an AgentError, and the unit does not restart on a bad config (78).
+    expected = ((ConfigError, EXIT_CONFIG_ERROR), (AgentError, EXIT_ERROR), (OSError, EXIT_ERROR))
+
+
+@click.group(name="tetherd", cls=TetherdGroup)
 @click.version_option(__version__)
 def main() -> None:
     """tetherd: the Tether device agent."""
@@ -137,7 +145,7 @@ def main() -> None:
 def run_command(config_file: Path | None, log_level: str, log_format: LogFormat, **overrides: Any) -> None:
     """Connect to the broker, announce this device and run the operations sent to it."""
     configure(log_level, log_format)
-    settings = _settings_or_exit(config_file, overrides)
+    settings = load_settings(config_file, overrides)
     if overrides["broker"] and BrokerUrl.parse(overrides["broker"]).password:
         log.warning(ARGV_PASSWORD_WARNING)
     try:
@@ -148,8 +156,8 @@ def run_command(config_file: Path | None, log_level: str, log_format: LogFormat,
         journal_errors = group.subgroup(JournalError)
         if journal_errors is None:
             raise
-        click.echo(f"tetherd: error: {_first(journal_errors)}", err=True)
-        sys.exit(1)  # not EXIT_CONFIG_ERROR: a journal held by another agent or on a full disk may come good
+        # Not EXIT_CONFIG_ERROR: a journal held by another agent or on a full disk may come good.
+        raise first_leaf(journal_errors) from group
 
 
 @main.group()
@@ -162,20 +170,7 @@ def config() -> None:
 def check_config(config_file: Path) -> None:
     """Validate a config file and print the effective settings, defaults included, as JSON, with secrets redacted;
     an invalid file exits 78 with the file, the key and the problem on one line."""
-    settings = _settings_or_exit(config_file, {})
+    settings = load_settings(config_file, {})
     effective = settings.model_dump(mode="json")
     effective["broker"] = str(settings.broker_url)  # without its password
     click.echo(json.dumps(effective, indent=2, sort_keys=True))
-
-
-def _first(group: BaseExceptionGroup[Any]) -> BaseException:
-    error = group.exceptions[0]
-    return _first(error) if isinstance(error, BaseExceptionGroup) else error
-
-
-def _settings_or_exit(config_file: Path | None, overrides: dict[str, Any]) -> AgentSettings:
-    try:
-        return load_settings(config_file, overrides)
-    except AgentError as err:
-        click.echo(f"tetherd: error: {err}", err=True)
-        sys.exit(EXIT_CONFIG_ERROR)

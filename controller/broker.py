@@ -124,7 +124,7 @@ def _port_in_use(listen: ListenAddress) -> BrokerError:
     return BrokerError(f"MQTT port {listen} is already in use; {_FLAG_HINT}")
 
 
-async def _ensure_port_free(listen: ListenAddress) -> None:
+async def ensure_port_free(listen: ListenAddress) -> None:
     """Bind the address once, as the brokers will, so a taken port fails with one clear line before anything starts."""
     loop = asyncio.get_running_loop()
     try:
@@ -169,7 +169,7 @@ class AmqttBroker:
             # amqtt logs every connection at INFO; keep it quiet unless someone configured it on purpose.
             if logging.getLogger(name).level == logging.NOTSET:
                 logging.getLogger(name).setLevel(logging.WARNING)
-        await _ensure_port_free(self.listen)
+        await ensure_port_free(self.listen)
         tls = (
             {}
             if self._tls is None
@@ -308,7 +308,7 @@ class MosquittoBroker:
         return restarted
 
     async def _start(self, executable: str) -> asyncio.subprocess.Process:
-        await _ensure_port_free(self.listen)
+        await ensure_port_free(self.listen)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "mosquitto.conf"
         config.write_text(_mosquitto_config(self.listen, self.data_dir, self.log_path, self._auth, self._tls))

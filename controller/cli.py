@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import sqlite3
 import ssl
 import sys
 from pathlib import Path
@@ -17,6 +18,15 @@ from controller.errors import ControllerError, StartupError
 from controller.keys import Role
 from controller.remote.commands import devices, op
 from controller.store import Store
+from shared.command_line import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    OneLineGroup,
+    describe,
+    directories_or_missing,
+    in_an_existing_directory,
+    not_blank,
+)
 from shared.logs import LogFormat, configure, log_format_option
 from shared.transport import ARGV_PASSWORD_WARNING, BrokerUrl, TlsFiles, with_password
 
@@ -52,6 +62,7 @@ db_option = click.option(
     "--db",
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=directories_or_missing,
     default=default_db_path,
     envvar="TETHER_DB",
     show_default="$XDG_STATE_HOME/tether/tether.db",
@@ -59,9 +70,13 @@ db_option = click.option(
 )
 
 
-@click.group()
+class TetherGroup(OneLineGroup):
+    expected = ((OSError, EXIT_ERROR), (ControllerError, EXIT_ERROR))
+
+
+@click.group(name="tether", cls=TetherGroup)
 def main() -> None:
-    """Tether: device operations over MQTT."""
+    """Tether: device operations over MQTT. Every error is one line on stderr (docs/cli.md has the exit codes)."""
     # Outside systemd (whose unit sets UMask=0077) too, the database, keys, artifacts and broker files are private.
     os.umask(0o077)
 
@@ -159,7 +174,7 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
         max_artifact_bytes=options["max_artifact_mb"] * 1024 * 1024,
         max_body_bytes=options["max_body_kb"] * 1024,
     )
-    _run_or_exit(lambda: asyncio.run(serve(settings)))
+    asyncio.run(serve(settings))
 
 
 @main.command(name="simulate")
@@ -174,7 +189,12 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
 @click.option("--connection-per-device", is_flag=True, help="One MQTT connection per device, its last will set.")
 @click.option("--topic-prefix", default="tether/v1", show_default=True, help="Root of every Tether topic.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), help="Stop after this many seconds.")
-@click.option("--stats-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the counts here at exit.")
+@click.option(
+    "--stats-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=in_an_existing_directory,
+    help="Write the counts here at exit (its directory must exist).",
+)
 def simulate_command(**options: Any) -> None:
     """Simulate a fleet of devices that speak the real device contract, until interrupted."""
     from controller.simulator import FleetSpec, run_simulation
@@ -190,11 +210,7 @@ def simulate_command(**options: Any) -> None:
         connection_per_device=options["connection_per_device"],
     )
     configure("info")
-    _run_or_exit(
-        lambda: run_simulation(
-            options["broker"], spec, options["topic_prefix"], options["duration"], options["stats_file"]
-        )
-    )
+    run_simulation(options["broker"], spec, options["topic_prefix"], options["duration"], options["stats_file"])
 
 
 @main.group()
@@ -203,7 +219,7 @@ def keys() -> None:
 
 
 @keys.command(name="create")
-@click.option("--name", required=True, help="Who the key is for; shown as created_by.")
+@click.option("--name", required=True, callback=not_blank, help="Who the key is for; shown as created_by.")
 @click.option(
     "--role", type=click.Choice([r.value for r in Role]), required=True, help="admin may create; read may only read."
 )
@@ -211,15 +227,12 @@ def keys() -> None:
 def create_key(name: str, role: str, db_path: Path) -> None:
     """Create an API key and print it on stdout (it is stored hashed and cannot be shown again)."""
 
-    def create() -> None:
-        store = Store(db_path)
-        try:
-            _, plaintext = store.create_key(name, role)
-        finally:
-            store.close()
-        click.echo(plaintext)
-
-    _run_or_exit(create)
+    store = _open_store(db_path)
+    try:
+        _, plaintext = store.create_key(name, role)
+    finally:
+        store.close()
+    click.echo(plaintext)
 
 
 @keys.command(name="public")
@@ -229,16 +242,13 @@ def public_key(show_all: bool, db_path: Path) -> None:
     """Print the public key agents verify commands with (their `trusted_keys`); made on first use."""
     from controller.signing_keys import SigningKeys
 
-    def show() -> None:
-        signing = SigningKeys.beside(db_path)
-        signing.signer()
-        for key in signing.listing():
-            if show_all:
-                click.echo(f"{key.key_id}  {key.public_key}{'  (active)' if key.active else ''}")
-            elif key.active:
-                click.echo(key.public_key)
-
-    _run_or_exit(show)
+    signing = SigningKeys.beside(db_path)
+    signing.signer()
+    for key in signing.listing():
+        if show_all:
+            click.echo(f"{key.key_id}  {key.public_key}{'  (active)' if key.active else ''}")
+        elif key.active:
+            click.echo(key.public_key)
 
 
 @keys.command(name="rotate")
@@ -248,15 +258,12 @@ def rotate_key(db_path: Path) -> None:
     `trusted_keys`, then run `tether keys activate` (docs/security.md)."""
     from controller.signing_keys import SigningKeys
 
-    def create() -> None:
-        signing = SigningKeys.beside(db_path)
-        signing.signer()  # the first key, if there is none yet, stays the active one
-        created = signing.create()
-        public = next(key.public_key for key in signing.listing() if key.key_id == created)
-        click.echo(public)
-        click.echo(f"created signing key {created}; activate it with: tether keys activate {created}", err=True)
-
-    _run_or_exit(create)
+    signing = SigningKeys.beside(db_path)
+    signing.signer()  # the first key, if there is none yet, stays the active one
+    created = signing.create()
+    public = next(key.public_key for key in signing.listing() if key.key_id == created)
+    click.echo(public)
+    click.echo(f"created signing key {created}; activate it with: tether keys activate {created}", err=True)
 
 
 @keys.command(name="activate")
@@ -266,7 +273,7 @@ def activate_key(key_id: str, db_path: Path) -> None:
     """Sign new commands with KEY_ID from the next start of `tether serve`."""
     from controller.signing_keys import SigningKeys
 
-    _run_or_exit(lambda: SigningKeys.beside(db_path).activate(key_id))
+    SigningKeys.beside(db_path).activate(key_id)
 
 
 @main.group()
@@ -341,11 +348,22 @@ def broker_acl(
                         f"{user} {password}\n" for user, password in created.items() if user != controller_user
                     )
         except (ValueError, OSError, TetherProtocolError) as err:
-            raise StartupError(str(err)) from err
+            raise StartupError(describe(err)) from err
         for user, password in created.items():
             click.echo(f"{user} {password}")
 
-    _run_or_exit(write)
+    write()
+
+
+def _open_store(db_path: Path) -> Store:
+    """The database, made with its directory if missing; StartupError in one line if it cannot be used (a path
+    under a file, a file that is not a SQLite database)."""
+    from controller.store.space import unopenable
+
+    try:
+        return Store(db_path)
+    except (sqlite3.Error, OSError) as err:
+        raise StartupError(unopenable(db_path, err)) from err
 
 
 def _append_private(path: Path) -> TextIO:
@@ -407,7 +425,7 @@ def _refuse_or_warn_anonymous(listen: "ListenAddress", *, allowed: bool) -> None
         "on 127.0.0.1, or pass --allow-anonymous-broker",
         err=True,
     )
-    sys.exit(2)
+    sys.exit(EXIT_USAGE)
 
 
 def _is_loopback(host: str) -> bool:
@@ -417,13 +435,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name: it may resolve to anything
         return False
-
-
-def _run_or_exit(action: Any) -> None:
-    try:
-        action()
-    except ControllerError as err:
-        click.echo(f"tether: error: {err}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)

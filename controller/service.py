@@ -21,7 +21,7 @@ from controller.api.app import create_app
 from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_BODY_BYTES, ApiServices
 from controller.api.http_protocol import DeadlinedHttpToolsProtocol
 from controller.api_thread import on_main_loop, serve_in_thread
-from controller.broker import ListenAddress, MosquittoBroker, ServerTls, make_broker
+from controller.broker import ListenAddress, MosquittoBroker, ServerTls, ensure_port_free, make_broker
 from controller.broker_auth import BrokerAuth
 from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError
@@ -156,6 +156,8 @@ async def serve(settings: ServeSettings) -> None:
     http_socket = bind_http(settings.http_listen)
     topics = Topics(settings.topic_prefix)
     try:
+        if settings.external_broker is None:  # before the database: a failed start leaves no file behind
+            await ensure_port_free(settings.mqtt_listen)
         store, api_store, writes, resolving = _open_database(settings.db_path)
     except StartupError:
         http_socket.close()

@@ -148,6 +148,11 @@ class DeviceOperationOut(BaseModel):
     progress: int | None
     not_before: str | None
     deadline_at: str | None
+    queued_behind: str | None = Field(
+        default=None,
+        description="Extension: for a device that has its command and has not started it, the id of the operation "
+        "whose earlier command it has not finished yet and runs first (a device runs its commands in order).",
+    )
 
 
 class DeviceOut(BaseModel):

@@ -2,9 +2,10 @@
 
 Every command takes --url (TETHER_URL) and --api-key (TETHER_API_KEY), prints tables for people and, with --json,
 the API's objects for scripts. Exit codes: 0 done, 1 the controller could not be reached or refused the request,
-2 bad usage, 3 (`op watch`, `op create --watch`) the operation ended without every device succeeding.
+2 bad usage, 3 (`op watch`, `op create`) the operation ended, or failed at once, without every device succeeding.
 """
 
+import difflib
 import json
 import sys
 from collections.abc import Callable
@@ -15,8 +16,9 @@ from typing import Any
 import click
 from rich.console import Console, RenderableType
 
-from controller.remote.client import DEFAULT_URL, RemoteError, TetherClient
+from controller.remote.client import DEFAULT_URL, TetherClient
 from controller.remote.render import (
+    DETAIL_WIDTH,
     counts_line,
     device_detail,
     device_results_table,
@@ -25,13 +27,14 @@ from controller.remote.render import (
     operations_table,
     print_json,
 )
-from controller.remote.watch import LineDisplay, LiveDisplay, follow, succeeded
+from controller.remote.watch import LineDisplay, LiveDisplay, QueueNotes, follow, succeeded
+from shared.events import OperationEvent
 from shared.operations import DeviceStatus, OperationState, OperationType, TimeType
 
-EXIT_REMOTE_ERROR = 1
 EXIT_NOT_ALL_SUCCEEDED = 3
-PIPE_WIDTH = 200
-"""Without a terminal, rich would squeeze tables into 80 columns; logs read better with long lines."""
+PIPE_WIDTH = 1_000_000
+"""Without a terminal, rich would squeeze tables into 80 columns and cut or wrap cells: in a pipe, each row is one
+line and no value is cut, for grep, awk and logs. On a terminal, tables fit its width and long details end in "…"."""
 
 
 class Remote:
@@ -41,6 +44,8 @@ class Remote:
         self.client = TetherClient(url, api_key)
         self.as_json = as_json
         self.out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+        self.errors = Console(stderr=True, soft_wrap=True, highlight=False)
+        self.detail_width = DETAIL_WIDTH if self.out.is_terminal else None
 
     def show(self, data: Any, for_people: RenderableType) -> None:
         """`data` as JSON with --json, else the rendering for people."""
@@ -51,7 +56,7 @@ class Remote:
 
 
 def remote_command(action: Callable[..., int | None]) -> Callable[..., None]:
-    """Adds --url, --api-key and --json, and turns every RemoteError into one line on stderr and exit 1."""
+    """Adds --url, --api-key and --json; `tether`'s group turns a RemoteError into one line on stderr and exit 1."""
 
     @click.option("--url", envvar="TETHER_URL", default=DEFAULT_URL, show_default=True, help="The controller.")
     @click.option("--api-key", envvar="TETHER_API_KEY", help="An API key (tether keys create); TETHER_API_KEY.")
@@ -59,14 +64,8 @@ def remote_command(action: Callable[..., int | None]) -> Callable[..., None]:
     @wraps(action)
     def command(url: str, api_key: str | None, as_json: bool, **options: Any) -> None:
         remote = Remote(url, api_key, as_json)
-        try:
-            with remote.client:
-                code = action(remote, **options)
-        except RemoteError as err:
-            click.echo(f"tether: error: {err}", err=True)
-            sys.exit(EXIT_REMOTE_ERROR)
-        except KeyboardInterrupt:
-            sys.exit(130)
+        with remote.client:
+            code = action(remote, **options)
         sys.exit(code or 0)
 
     return command
@@ -75,6 +74,21 @@ def remote_command(action: Callable[..., int | None]) -> Callable[..., None]:
 def _values(enum: type[StrEnum]) -> list[str]:
     # Choices by value: click would offer an enum's member names (CONSOLE, not console).
     return [member.value for member in enum]
+
+
+def _operation_type(_: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An operation type in any case, as the API spells it; refused with the nearest types, not all 91 of them."""
+    if value is None:
+        return None
+    known = _values(OperationType)
+    if value.upper() in known:
+        return value.upper()
+    # Types that contain it (SCRIPT: RUN_SHELL_SCRIPT) first, then those spelled alike (REBOT: REBOOT).
+    containing = [known_type for known_type in known if value.upper() in known_type]
+    nearest = list(dict.fromkeys([*containing, *difflib.get_close_matches(value.upper(), known, n=3)]))[:3]
+    named = " or ".join([", ".join(nearest[:-1]), nearest[-1]] if len(nearest) > 1 else nearest)
+    hint = f"did you mean {named}?" if nearest else "the types are listed in docs/operations.md"
+    raise click.BadParameter(f"no operation type {value!r}; {hint}", param=param)
 
 
 def _json_object(_: click.Context, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
@@ -104,7 +118,7 @@ def op() -> None:
 
 
 @op.command(name="create")
-@click.argument("operation_type", metavar="TYPE", type=click.Choice(_values(OperationType), case_sensitive=False))
+@click.argument("operation_type", metavar="TYPE", callback=_operation_type)
 @click.option("--query", callback=_json_object, help='The device query as JSON, e.g. \'{"tags": "lobby"}\'.')
 @click.option("--device", "devices", multiple=True, help="Target this device (repeatable); instead of --query.")
 @click.option("--args", "arguments", callback=_json_object, help="The operation's arguments as JSON.")
@@ -119,8 +133,13 @@ def op() -> None:
 @click.option("--watch", is_flag=True, help="Follow the operation to its end, as `tether op watch`.")
 @remote_command
 def create(remote: Remote, **options: Any) -> int | None:
-    """Create an operation of TYPE for the devices the query selects."""
+    """Create an operation of TYPE for the devices the query selects; exit 3 if it failed at once (no device
+    matched)."""
     operation = remote.client.create_operation(_create_body(options))
+    if operation["state"] == OperationState.FAILED:  # already: no device matched the query
+        remote.show(operation, operation["id"])
+        click.echo(f"tether: error: operation {operation['id']} FAILED: {operation['reason']}", err=True)
+        return EXIT_NOT_ALL_SUCCEEDED
     if options["watch"]:
         if not remote.as_json:
             remote.out.print(f"created operation {operation['id']}", highlight=False)
@@ -136,7 +155,7 @@ def _create_body(options: dict[str, Any]) -> dict[str, Any]:
     if devices:
         query = {"device_id": devices[0]} if len(devices) == 1 else {"device_id": {"$in": list(devices)}}
     body: dict[str, Any] = {
-        "operation_type": options["operation_type"].upper(),
+        "operation_type": options["operation_type"],
         "operation_device_query": query,
         "arguments": options["arguments"] or {},
     }
@@ -165,7 +184,7 @@ def _create_body(options: dict[str, Any]) -> dict[str, Any]:
 
 @op.command(name="list")
 @click.option("--state", type=click.Choice(_values(OperationState)), help="Only operations in this state.")
-@click.option("--type", "operation_type", type=click.Choice(_values(OperationType)), help="Only this type.")
+@click.option("--type", "operation_type", callback=_operation_type, help="Only this type.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many, newest first.")
 @remote_command
 def list_operations(remote: Remote, state: str | None, operation_type: str | None, limit: int) -> None:
@@ -191,7 +210,7 @@ def show(remote: Remote, operation_id: str) -> None:
 def devices_of_operation(remote: Remote, operation_id: str, status: str | None, limit: int | None) -> None:
     """Each device of an operation: its status, times, and failure reason or result."""
     results = remote.client.operation_devices(operation_id, status, limit)
-    remote.show(results, device_results_table(results))
+    remote.show(results, device_results_table(results, remote.detail_width))
 
 
 @op.command(name="cancel")
@@ -220,9 +239,18 @@ def _watch(remote: Remote, operation_id: str) -> int:
 
         final = follow(remote.client, operation_id, one_line, lambda error: None)
     else:
-        display = LiveDisplay(remote.out) if remote.out.is_terminal else LineDisplay(remote.out)
+        display = (
+            LiveDisplay(remote.out, remote.errors) if remote.out.is_terminal else LineDisplay(remote.out, remote.errors)
+        )
+        queue = QueueNotes(remote.client, operation_id)
+
+        def shown(event: OperationEvent) -> None:
+            display.event(event)
+            for line in queue.lines(event):
+                display.note(line)
+
         with display:
-            final = follow(remote.client, operation_id, display.event, display.lost)
+            final = follow(remote.client, operation_id, shown, display.lost)
         # A COMPLETED operation's reason only repeats the counts; a FAILED one's says why (cancelled, aborted...).
         reason = f" ({final.reason})" if final.reason and final.state is OperationState.FAILED else ""
         remote.out.print(
@@ -237,12 +265,16 @@ def devices() -> None:
 
 
 @devices.command(name="list")
-@click.option("--online/--offline", default=None, help="Only devices that are online (or offline).")
+@click.option("--online", is_flag=True, help="Only devices that are online.")
+@click.option("--offline", is_flag=True, help="Only devices that are offline.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many (default: all).")
 @remote_command
-def list_devices(remote: Remote, online: bool | None, limit: int | None) -> None:
+def list_devices(remote: Remote, online: bool, offline: bool, limit: int | None) -> None:
     """Every registered device, by id."""
-    found = remote.client.list_devices(online, limit)
+    # Two flags, not click's --online/--offline pair, whose last one silently wins when both are given.
+    if online and offline:
+        raise click.UsageError("--online and --offline exclude each other: give one, or neither for every device")
+    found = remote.client.list_devices(True if online else False if offline else None, limit)
     remote.show(found, devices_table(found))
 
 

@@ -92,7 +92,8 @@ def _schedule(operation: dict[str, Any]) -> str:
     )
 
 
-def device_results_table(results: Iterable[dict[str, Any]]) -> Table:
+def device_results_table(results: Iterable[dict[str, Any]], detail_width: int | None) -> Table:
+    """Each device's row; its DETAIL cut to `detail_width` with an ellipsis, or whole (None)."""
     table = Table("DEVICE", "STATUS", "STARTED (UTC)", "FINISHED (UTC)", "DETAIL", box=None)
     for result in results:
         table.add_row(
@@ -100,23 +101,29 @@ def device_results_table(results: Iterable[dict[str, Any]]) -> Table:
             _styled(result["status"], STATUS_STYLES),
             when(result["started_at"]),
             when(result["finished_at"]),
-            _detail(result),
+            cut(_detail(result), detail_width),
         )
     return table
 
 
+def cut(text: str, width: int | None) -> str:
+    """`text` in at most `width` characters, ending with "…" if it was cut; whole if `width` is None."""
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
 def _detail(result: dict[str, Any]) -> str:
-    """The failure reason, or the gist of the result."""
+    """The failure reason, the earlier operation a pending device is queued behind, or the gist of the result."""
     if result["failure_reason"]:
         return str(result["failure_reason"])
+    if result.get("queued_behind"):
+        return f"queued behind operation {result['queued_behind']}"
     outcome = result["result"]
     if not outcome:
         return ""
     if "exit_code" in outcome:
         first_line = str(outcome.get("stdout") or "").strip().splitlines()[:1]
-        return " ".join([f"exit {outcome['exit_code']}", *first_line])[:DETAIL_WIDTH]
-    text = json.dumps(outcome, separators=(",", ":"))
-    return text if len(text) <= DETAIL_WIDTH else text[: DETAIL_WIDTH - 3] + "..."
+        return " ".join([f"exit {outcome['exit_code']}", *first_line])
+    return json.dumps(outcome, separators=(",", ":"))
 
 
 def devices_table(devices: Iterable[dict[str, Any]]) -> Table:

@@ -5,7 +5,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -371,9 +371,22 @@ class CommandLedger:
             params.append(str(status))
         total = _count_of(self._store.stats(operation_id), status)
         rows = self._conn.execute(
-            f"SELECT * FROM device_operations {where} ORDER BY seq LIMIT ? OFFSET ?", [*params, limit, offset]
+            f"SELECT *, {QUEUED_BEHIND} AS queued_behind FROM device_operations AS d {where} ORDER BY seq "
+            "LIMIT ? OFFSET ?",
+            [*params, limit, offset],
         )
-        return Page([_record(row) for row in rows], total)
+        return Page([replace(_record(row), queued_behind=row["queued_behind"]) for row in rows], total)
+
+
+QUEUED_BEHIND = """CASE WHEN d.status = 'PENDING' AND d.dispatch_state = 'dispatched' THEN (
+    SELECT e.operation_id FROM device_operations AS e
+    WHERE e.device_id = d.device_id AND e.status IN ('PENDING', 'EXECUTING') AND e.seq < d.seq
+        AND e.dispatch_state = 'dispatched'
+    ORDER BY e.seq LIMIT 1
+) END"""
+"""The operation of the device's earliest unfinished command sent before this one, which it runs first (an agent
+runs its commands one at a time, in order); for a command sent and not started. The `status IN` matches the
+unfinished_by_device index."""
 
 
 def _net_changes(

@@ -96,6 +96,8 @@ class DeviceOperationRecord:
     """A WINDOW operation's first opening for this device, in its time zone."""
     deadline_at: str | None = None
     """When the device ends FAILED unless it has reported (see docs/operations-lifecycle.md)."""
+    queued_behind: str | None = None
+    """For a command sent and not started: the operation of an earlier unfinished command the device runs first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,9 @@ CREATE INDEX IF NOT EXISTS device_operations_due ON device_operations (operation
     WHERE dispatch_state = 'waiting';
 CREATE INDEX IF NOT EXISTS device_operations_by_deadline ON device_operations (deadline_at)
     WHERE status IN ('PENDING', 'EXECUTING') AND deadline_at IS NOT NULL;
+-- A device's unfinished commands in order: what a command sent to it is queued behind (CommandLedger).
+CREATE INDEX IF NOT EXISTS device_operations_unfinished_by_device ON device_operations (device_id, seq)
+    WHERE status IN ('PENDING', 'EXECUTING');
 CREATE INDEX IF NOT EXISTS device_operations_to_cancel ON device_operations (cancel_sent)
     WHERE cancel_reason IS NOT NULL AND cancel_sent = 0;
 CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (cleared, status)

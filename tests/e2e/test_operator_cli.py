@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import BIN, Agent, Controller, Process, Simulator, restart_controller, wait_for
+from tests.e2e.harness import BIN, Agent, Controller, Simulator, restart_controller, wait_for
 from tests.e2e.test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.e2e
@@ -186,19 +186,30 @@ def test_watch_rides_out_a_controller_restart(tmp_path: Path, controller: Contro
     operation_id = cli(
         controller, "op", "create", "RUN_SHELL_SCRIPT", "--query", '{"tags": "lab"}', "--args", '{"script": "sleep 4"}'
     ).stdout.strip()
-    watch = Process([str(BIN / "tether"), "op", "watch", operation_id], tmp_path / "watch.log", env=env(controller))
-    try:
-        wait_for("the watch to start", lambda: "DISPATCHING" in watch.output() or "PROCESSING" in watch.output())
-        controller.process.kill()
-        time.sleep(1)
-        restart_controller(controller)
-        exit_code = watch.popen.wait(60)
-    finally:
-        watch.stop()
+    out, errors = tmp_path / "watch.out", tmp_path / "watch.err"
+    with out.open("w") as stdout, errors.open("w") as stderr:
+        watch = subprocess.Popen(
+            [str(BIN / "tether"), "op", "watch", operation_id], stdout=stdout, stderr=stderr, env=env(controller)
+        )
+        try:
+            wait_for("the devices to start", lambda: "PROCESSING" in out.read_text())
+            controller.process.kill()
+            time.sleep(1)
+            restart_controller(controller)
+            exit_code = watch.wait(60)
+        finally:
+            watch.kill()
+            watch.wait()
 
-    assert exit_code == 0, watch.output()
-    assert "reconnecting" in watch.output()
-    assert watch.output().splitlines()[-1].startswith(f"operation {operation_id} COMPLETED: 2 successful")
+    printed, complaints = out.read_text().splitlines(), errors.read_text().splitlines()
+    assert exit_code == 0, printed + complaints
+    assert complaints
+    assert all(line.endswith("; reconnecting") for line in complaints)
+    assert "reconnecting" not in out.read_text()
+    activity = [line for line in printed if line[:4].isdigit()]  # `2026-12-01 10:00:00 PROCESSING: ...`
+    assert len(activity) == len(set(activity)), printed  # the reconnected stream's snapshot repeats none
+    assert sum(" PROCESSING" in line for line in activity) == 1
+    assert printed[-1].startswith(f"operation {operation_id} COMPLETED: 2 successful")
 
 
 def test_tether_op_watch_shows_a_100_device_operation_finish(tmp_path: Path, controller: Controller) -> None:
@@ -261,3 +272,64 @@ def test_a_wrong_key_and_an_unreachable_controller_are_one_line_and_exit_1(contr
     assert_one_line_error(cli(controller, "devices", "list", "--api-key", ""), "401", "missing API key")
     unreachable = cli(controller, "op", "watch", "x", TETHER_URL="http://127.0.0.1:1")
     assert_one_line_error(unreachable, "cannot reach the controller at http://127.0.0.1:1", "TETHER_URL")
+
+
+def test_an_operation_that_matches_no_device_exits_3(controller: Controller) -> None:
+    done = cli(controller, "op", "create", "LOCK", "--query", '{"tags": "nowhere"}')
+
+    operation_id = done.stdout.strip()
+    assert done.returncode == 3, done.stderr
+    assert done.stderr == f"tether: error: operation {operation_id} FAILED: no device matched operation_device_query\n"
+    assert controller.get(f"/v0/operations/{operation_id}/")["state"] == "FAILED"
+
+
+def test_a_device_busy_with_an_earlier_operation_says_which(controller: Controller, agents: list[Agent]) -> None:
+    busy = cli(controller, "op", "create", "RUN_SHELL_SCRIPT", "--device", "c1", "--args", '{"script": "sleep 8"}')
+    earlier = busy.stdout.strip()
+    wait_for("c1 busy", lambda: controller.get(f"/v0/operations/{earlier}/")["devices"]["executing"])
+    later = cli(
+        controller,
+        "op",
+        "create",
+        "RUN_SHELL_SCRIPT",
+        "--device",
+        "c1",
+        "--device",
+        "c2",
+        "--args",
+        '{"script": "true"}',
+    ).stdout.strip()
+
+    def listing() -> dict[str, Any]:
+        return {d["device_id"]: d for d in controller.get(f"/v0/operations/{later}/devices/")["results"]}
+
+    queued = wait_for("c1 dispatched", lambda: listing()["c1"]["dispatch_state"] == "dispatched" and listing())
+    assert (queued["c1"]["status"], queued["c1"]["queued_behind"]) == ("PENDING", earlier)
+    assert queued["c2"]["queued_behind"] is None  # nothing earlier on c2
+    table = cli(controller, "op", "devices", later).stdout
+    assert f"queued behind operation {earlier}" in next(line for line in table.splitlines() if "c1" in line)
+    watched = cli(controller, "op", "watch", later)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert f"c1 queued behind operation {earlier}, not finished there yet" in watched.stdout.splitlines()
+    finished = listing()
+    assert [finished[d]["queued_behind"] for d in ("c1", "c2")] == [None, None]
+
+
+def test_op_devices_in_a_pipe_cuts_no_cell(controller: Controller, agents: list[Agent]) -> None:
+    line = "x" * 150 + " the end"
+    created = cli_json(
+        controller,
+        "op",
+        "create",
+        "RUN_SHELL_SCRIPT",
+        "--device",
+        "c1",
+        "--args",
+        json.dumps({"script": f"echo '{line}'"}),
+    )
+    assert cli(controller, "op", "watch", created["id"]).returncode == 0
+
+    rows = cli(controller, "op", "devices", created["id"]).stdout.splitlines()
+    assert len(rows) == 2, rows  # the header and c1, each on one line
+    assert rows[1].split()[0] == "c1"
+    assert rows[1].rstrip().endswith(f"exit 0 {line}")
