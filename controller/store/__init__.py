@@ -148,15 +148,15 @@ class Store:
 
     # -- API keys -----------------------------------------------------------------------------------------------
 
-    def create_key(self, name: str, role: str) -> tuple[ApiKeyRecord, str]:
+    def create_key(self, name: str, role: str, time_zone: str | None = None) -> tuple[ApiKeyRecord, str]:
         """Store a new key and return it with its plaintext, which is shown once and never stored."""
         plaintext = "tth_" + secrets.token_urlsafe(32)
-        record = ApiKeyRecord(id=str(uuid.uuid4()), name=name, role=role, created_at=now_iso())
+        record = ApiKeyRecord(id=str(uuid.uuid4()), name=name, role=role, created_at=now_iso(), time_zone=time_zone)
         try:
             with self.transaction() as conn:
                 conn.execute(
-                    "INSERT INTO api_keys (id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (record.id, name, role, hash_key(plaintext), record.created_at),
+                    "INSERT INTO api_keys (id, name, role, key_hash, created_at, time_zone) VALUES (?, ?, ?, ?, ?, ?)",
+                    (record.id, name, role, hash_key(plaintext), record.created_at, time_zone),
                 )
         except sqlite3.IntegrityError as err:
             raise Conflict(f"an API key named {name!r} already exists") from err
@@ -164,7 +164,7 @@ class Store:
 
     def find_key(self, plaintext: str) -> ApiKeyRecord | None:
         row = self.conn.execute(
-            "SELECT id, name, role, created_at FROM api_keys WHERE key_hash = ?", (hash_key(plaintext),)
+            "SELECT id, name, role, created_at, time_zone FROM api_keys WHERE key_hash = ?", (hash_key(plaintext),)
         ).fetchone()
         return None if row is None else ApiKeyRecord(**dict(row))
 

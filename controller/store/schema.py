@@ -8,7 +8,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     name TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL,
     key_hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    time_zone TEXT
 );
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
@@ -208,6 +209,7 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 
 ADDED_COLUMNS = {
+    "api_keys": ("time_zone TEXT",),
     "operation_activity": ("state TEXT",),
     "operations": (
         "timeout_s INTEGER",

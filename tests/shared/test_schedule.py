@@ -856,3 +856,10 @@ def test_device_time_needs_wall_clocks_in_order() -> None:
     start, end = "2026-06-05T02:00:00+05:00", "2026-06-04T23:00:00Z"  # 21:00Z then 23:00Z, but 02:00 then 23:00
     assert make(start, end).bounds(UTC) == (utc("2026-06-04T21:00"), utc("2026-06-04T23:00"))
     reject("schedule_args.end_datetime", "as a wall-clock time", start=start, end=end, time_type=DEVICE)
+
+
+def test_seed_000s_example_pair_is_a_device_time_window() -> None:
+    """14:30:00Z to 15:30:00+05:30: an hour of each device's own clock, though 15:30+05:30 comes first as an instant."""
+    start, end = "2024-08-08T14:30:00Z", "2024-08-08T15:30:00+05:30"
+    assert spans(make(start, end, time_type=DEVICE), BERLIN) == [("2024-08-08T12:30:00", "2024-08-08T13:30:00")]
+    reject("schedule_args.end_datetime", "must be after start", start=start, end=end)
