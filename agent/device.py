@@ -88,6 +88,7 @@ async def run_device(
             type_policy=settings.type_policy,
             update_inventory=lambda patch: session.update_inventory(patch),
             update_profile=update_profile,
+            time_zone=lambda: session.announcement.time_zone,
         )
         session = Session(
             url=broker_url,
