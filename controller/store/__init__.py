@@ -173,8 +173,10 @@ class Store:
     def record_announcement(self, announcement: Announcement) -> None:
         self.record_announcements([announcement])
 
-    def record_announcements(self, announcements: Sequence[Announcement]) -> None:
-        """Upsert devices from their announcements, in one transaction; a later one of a device wins."""
+    def record_announcements(self, announcements: Sequence[Announcement]) -> list[str]:
+        """Upsert devices from their announcements, in one transaction; a later one of a device wins.
+
+        Returns the devices already known whose time zone the batch changed, in device id order."""
         now = now_iso()
         rows = [
             (
@@ -190,6 +192,12 @@ class Store:
             for a in announcements
         ]
         with self.transaction() as conn:
+            zones = dict(
+                conn.execute(
+                    "SELECT device_id, time_zone FROM devices WHERE device_id IN (SELECT value FROM json_each(?))",
+                    (packed([a.device_id for a in announcements]),),
+                ).fetchall()
+            )
             # `WHERE true` tells SQLite the ON CONFLICT is the upsert's, not a join's; rows apply in order.
             conn.execute(
                 f"""INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
@@ -201,6 +209,10 @@ class Store:
                         groups_ = excluded.groups_, last_seen = excluded.last_seen""",
                 (now, packed(rows)),
             )
+        latest = {a.device_id: a.time_zone for a in announcements}
+        return sorted(
+            device_id for device_id, zone in latest.items() if device_id in zones and zones[device_id] != zone
+        )
 
     def record_presence(self, device_id: str, state: PresenceState) -> None:
         self.record_presences([(device_id, state)])

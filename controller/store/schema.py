@@ -132,6 +132,8 @@ CREATE INDEX IF NOT EXISTS device_operations_due ON device_operations (operation
     WHERE dispatch_state = 'waiting';
 CREATE INDEX IF NOT EXISTS device_operations_by_deadline ON device_operations (deadline_at)
     WHERE status IN ('PENDING', 'EXECUTING') AND deadline_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS device_operations_windows_by_device ON device_operations (device_id)
+    WHERE window_end IS NOT NULL AND status = 'PENDING';
 CREATE INDEX IF NOT EXISTS device_operations_to_cancel ON device_operations (cancel_sent)
     WHERE cancel_reason IS NOT NULL AND cancel_sent = 0;
 CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (cleared, status)
