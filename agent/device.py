@@ -72,8 +72,11 @@ async def run_device(
         return await session.publish_status(report)
 
     async def update_profile(change: DeviceConfigArguments) -> dict[str, Any]:
+        before = session.announcement.time_zone
         now, result = profile.change(change, session.announcement)
         await session.reannounce(now)
+        if now.time_zone != before:
+            runner.zone_changed()  # device-time windows move with the device's clock
         return result
 
     try:

@@ -103,6 +103,8 @@ class Runner:
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
         self._started = time.monotonic()
         self._running: _Running | None = None
+        self._parked: dict[str, asyncio.TimerHandle] = {}
+        """Commands waiting for their schedule window, by id: each goes back on the queue when its timer fires."""
         self._cancelled_before_start: dict[str, str] = {}
         """Commands journalled as started whose handler has not begun yet, when a cancellation arrived."""
 
@@ -287,7 +289,23 @@ class Runner:
         Long waits are cut into hours so a clock that jumps (NTP, DST on a naive RTC) is re-read before it runs.
         """
         log.info("command %s waits %.0f s for its schedule window", command.command_id, wait_s)
-        asyncio.get_running_loop().call_later(min(wait_s, MAX_PARK_S), self._queue.put_nowait, command)
+        self._parked[command.command_id] = asyncio.get_running_loop().call_later(
+            min(wait_s, MAX_PARK_S), self._unpark, command
+        )
+
+    def _unpark(self, command: Command) -> None:
+        self._parked.pop(command.command_id, None)
+        self._queue.put_nowait(command)
+
+    def zone_changed(self) -> None:
+        """Read the window of every command waiting for one again now: in the device's new zone it may be open."""
+        for handle in self._parked.values():
+            handle.cancel()
+        parked, self._parked = self._parked, {}
+        for command_id in parked:
+            entry = self._journal.get(command_id)
+            if entry is not None and entry.stage is Stage.QUEUED:
+                self._queue.put_nowait(entry.command)
 
     async def _run_handler(
         self, command: Command, handler: Handler, arguments: Any, context: HandlerContext

@@ -214,6 +214,32 @@ def test_device_time_is_read_in_the_zone_the_device_has_now(
     assert len(bench.tools.calls("loginctl")) == runs
 
 
+def test_a_parked_command_is_read_again_when_the_device_changes_zone(bench: Bench) -> None:
+    """Parked for the 19 hours until the window opens in Honolulu; the device moves to Tokyo, where it is open."""
+    now_in_tokyo = datetime.now(ZoneInfo("Asia/Tokyo")).replace(microsecond=0, tzinfo=None)
+    start = (now_in_tokyo - timedelta(minutes=5)).replace(tzinfo=UTC)
+    schedule = window(start, start + timedelta(minutes=30), "Pacific/Honolulu") | {"time_type": "device"}
+    bench.time_zone = "Pacific/Honolulu"
+    parked, cancelled = command("c1", OperationType.LOCK), command("c2", OperationType.LOCK)
+
+    async def go() -> None:
+        worker = asyncio.create_task(bench.runner.run())
+        for each in (parked, cancelled):
+            await bench.runner.accept(each.model_copy(update={"schedule": schedule}))
+        await until(lambda: bench.runner._queue.empty() and len(bench.runner._parked) == 2)
+        await bench.runner.cancel(cancel_request("c2"))
+        bench.time_zone = "Asia/Tokyo"
+        bench.runner.zone_changed()
+        await until(lambda: bench.statuses("c1")[-1:] == ["SUCCESSFUL"])
+        worker.cancel()
+
+    asyncio.run(go())
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+    assert bench.statuses("c2") == ["PENDING", "FAILED"]
+    assert bench.runner._parked == {}
+    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+
+
 def test_failed_script_keeps_its_output(bench: Bench) -> None:
     bench.drive(command("c1", OperationType.RUN_SHELL_SCRIPT, script="echo out; echo bad >&2; exit 3"))
     final = bench.final("c1")
