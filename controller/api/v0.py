@@ -33,7 +33,7 @@ CREATE_EXAMPLES = {
             "operation_type": "CONVERGE",
             "schedule_type": "IMMEDIATE",
             "operation_device_query": {"device_id": "1234"},
-            "arguments": {"converge_with_provision": False},
+            "arguments": {"converge_with_provision": False, "sample_key": "sample"},
         },
     },
     "lock": {
