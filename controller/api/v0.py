@@ -15,7 +15,7 @@ from controller.store import Store
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import utc_now
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType, TimeType
-from shared.schedule import ScheduleError, Window
+from shared.schedule import ScheduleError, Window, valid_zone
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
 
 router = APIRouter(prefix="/v0", route_class=KeyFirstRoute)
@@ -123,8 +123,10 @@ def _schedule_args(body: OperationCreate, key_zone: str | None) -> dict[str, Any
 
 
 def _console_zone(key_zone: str | None, time_type: TimeType | None) -> str | None:
-    """The key's zone is the creator's, which only console time reads."""
-    return key_zone if time_type in (None, TimeType.CONSOLE) else None
+    """The key's zone is the creator's, which only console time reads; one this host's time zone database no longer
+    has (checked when the key was made) falls back to start_datetime's offset rather than refusing every request."""
+    console = time_type in (None, TimeType.CONSOLE)
+    return key_zone if console and key_zone is not None and valid_zone(key_zone) else None
 
 
 @router.post(
