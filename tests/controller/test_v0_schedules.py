@@ -176,3 +176,14 @@ def test_device_time_is_past_only_when_past_in_every_zone(api: Api) -> None:
     opens = end - timedelta(hours=3) + timedelta(hours=11)
     assert per_device["pago"]["not_before"] == opens.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     assert per_device["pago"]["status"] == "PENDING"
+
+
+def test_a_key_zone_the_database_no_longer_has_falls_back_to_the_offset(api: Api) -> None:
+    api.announce("d1")
+    _, key = api.store.create_key("creator", "admin", "Europe/Berlin")
+    api.store.conn.execute("UPDATE api_keys SET time_zone = 'Europe/Gone' WHERE name = 'creator'")
+    response = create(api, key=key, operation_type="LOCK", schedule_type="WINDOW", schedule_args=BERLIN_WINDOW)
+    assert response.status_code == 201, response.text
+    content = response.json()["content"]
+    assert "time_zone" not in content["schedule_args"]
+    assert content["next_dispatch_at"] == "2030-03-16T21:00:00.000Z"
