@@ -72,8 +72,11 @@ async def run_device(
         return await session.publish_status(report)
 
     async def update_profile(change: DeviceConfigArguments) -> dict[str, Any]:
+        before = session.announcement.time_zone
         now, result = profile.change(change, session.announcement)
         await session.reannounce(now)
+        if now.time_zone != before:
+            runner.zone_changed()  # device-time windows move with the device's clock
         return result
 
     try:
@@ -88,6 +91,7 @@ async def run_device(
             type_policy=settings.type_policy,
             update_inventory=lambda patch: session.update_inventory(patch),
             update_profile=update_profile,
+            time_zone=lambda: session.announcement.time_zone,
         )
         session = Session(
             url=broker_url,

@@ -41,13 +41,18 @@ RESTARTED = "agent restarted during execution"
 PROCESSES_STOPPED = "the processes it had started were stopped"
 
 
-def seconds_until_window(schedule: dict[str, Any]) -> float:
-    """0 if the command's window is open now, else how long until it opens; HandlerError if it never will."""
+def seconds_until_window(schedule: dict[str, Any], current_zone: str | None = None) -> float:
+    """0 if the command's window is open now, else how long until it opens; HandlerError if it never will.
+
+    Device time is read in `current_zone`, the zone the device announces now: the command's `device_time_zone` is
+    the one the controller knew when it resolved the operation, and a SET_TIMEZONE or UPDATE_DEVICE_CONFIG since
+    moves the device's window with its clock (seed 000: "the local timezone of the device, wherever it may be").
+    """
     try:
         window = Window.from_description(schedule)
     except ScheduleError as err:
         raise HandlerError(f"invalid schedule: {err}") from err
-    zone, _ = window.zone(schedule.get("device_time_zone"))
+    zone, _ = window.zone(current_zone or schedule.get("device_time_zone"))
     now = utc_now()
     opening = window.next_opening(zone, now)
     if opening is None:
@@ -81,7 +86,9 @@ class Runner:
         type_policy: TypePolicy | None = None,
         update_inventory: InventoryUpdate = keep_inventory,
         update_profile: ProfileUpdate = no_profile,
+        time_zone: Callable[[], str | None] = lambda: None,
     ) -> None:
+        """`time_zone` says the zone the device announces now, which device-time windows are read in."""
         self._device_id = device_id
         self._platform = platform
         self._registry = registry
@@ -92,9 +99,12 @@ class Runner:
         self._type_policy = type_policy or TypePolicy()
         self._update_inventory = update_inventory
         self._update_profile = update_profile
+        self._time_zone = time_zone
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
         self._started = time.monotonic()
         self._running: _Running | None = None
+        self._parked: dict[str, asyncio.TimerHandle] = {}
+        """Commands waiting for their schedule window, by id: each goes back on the queue when its timer fires."""
         self._cancelled_before_start: dict[str, str] = {}
         """Commands journalled as started whose handler has not begun yet, when a cancellation arrived."""
 
@@ -236,7 +246,7 @@ class Runner:
                 if command.start_before is not None and utc_now() > command.start_before:
                     raise HandlerError(f"expired: not started before {command.start_before.isoformat()}")
                 if command.schedule is not None:
-                    wait_s = seconds_until_window(command.schedule)
+                    wait_s = seconds_until_window(command.schedule, self._time_zone())
                     if wait_s > 0:
                         self._park(command, wait_s)
                         return
@@ -279,7 +289,23 @@ class Runner:
         Long waits are cut into hours so a clock that jumps (NTP, DST on a naive RTC) is re-read before it runs.
         """
         log.info("command %s waits %.0f s for its schedule window", command.command_id, wait_s)
-        asyncio.get_running_loop().call_later(min(wait_s, MAX_PARK_S), self._queue.put_nowait, command)
+        self._parked[command.command_id] = asyncio.get_running_loop().call_later(
+            min(wait_s, MAX_PARK_S), self._unpark, command
+        )
+
+    def _unpark(self, command: Command) -> None:
+        self._parked.pop(command.command_id, None)
+        self._queue.put_nowait(command)
+
+    def zone_changed(self) -> None:
+        """Read the window of every command waiting for one again now: in the device's new zone it may be open."""
+        for handle in self._parked.values():
+            handle.cancel()
+        parked, self._parked = self._parked, {}
+        for command_id in parked:
+            entry = self._journal.get(command_id)
+            if entry is not None and entry.stage is Stage.QUEUED:
+                self._queue.put_nowait(entry.command)
 
     async def _run_handler(
         self, command: Command, handler: Handler, arguments: Any, context: HandlerContext

@@ -28,6 +28,7 @@ from shared.command_line import (
     not_blank,
 )
 from shared.logs import LogFormat, configure, log_format_option
+from shared.schedule import valid_zone
 from shared.transport import ARGV_PASSWORD_WARNING, BrokerUrl, TlsFiles, with_password
 
 if TYPE_CHECKING:
@@ -223,16 +224,27 @@ def keys() -> None:
 @click.option(
     "--role", type=click.Choice([r.value for r in Role]), required=True, help="admin may create; read may only read."
 )
+@click.option(
+    "--time-zone",
+    callback=lambda _ctx, _param, value: _iana_zone(value),
+    help="The holder's IANA zone, e.g. Europe/Berlin: console-time schedules the key creates are read in it.",
+)
 @db_option
-def create_key(name: str, role: str, db_path: Path) -> None:
+def create_key(name: str, role: str, time_zone: str | None, db_path: Path) -> None:
     """Create an API key and print it on stdout (it is stored hashed and cannot be shown again)."""
 
     store = _open_store(db_path)
     try:
-        _, plaintext = store.create_key(name, role)
+        _, plaintext = store.create_key(name, role, time_zone)
     finally:
         store.close()
     click.echo(plaintext)
+
+
+def _iana_zone(value: str | None) -> str | None:
+    if value is not None and not valid_zone(value):
+        raise click.BadParameter(f"{value!r} is not an IANA time zone, e.g. Europe/Berlin")
+    return value
 
 
 @keys.command(name="public")

@@ -21,7 +21,8 @@ from controller.store.records import OperationRecord
 from controller.store_thread import StoreThread
 from shared.logs import about
 from shared.messages import ARTIFACT_TYPES, ArtifactUpload, Command, CommandBatch, utc_now
-from shared.operations import ActivityState, OperationState, OperationType, ScheduleType
+from shared.operations import ActivityState, OperationState, OperationType, ScheduleType, TimeType
+from shared.schedule import LATEST_ZONE, Window
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ class Dispatcher:
             )
         )
         delivery_start = datetime.fromisoformat(delivery.at)
+        anywhere_end = _device_time_end(operation)
         topics, texts, deadlines = [], [], []
         for index, target in enumerate(batch):
             # A WINDOW command waits on the device for its window and may do so until the window's end.
@@ -228,7 +230,9 @@ class Dispatcher:
                 deadline = recorded[index]
             else:
                 deadline = delivery if target.window_end is None else delivery_deadline(0, target.window_end)
-            start_before = delivery_start if deadline is delivery else datetime.fromisoformat(deadline.at)
+            start_before = (
+                delivery_start if deadline is delivery else anywhere_end or datetime.fromisoformat(deadline.at)
+            )
             schedule = (
                 None
                 if operation.schedule_type is not ScheduleType.WINDOW
@@ -327,6 +331,15 @@ def _unannounced_reason(operation_type: str, platform: str) -> str:
     """Why a device that did not announce `operation_type` is not sent it: the announcement does not say whether its
     platform cannot run the type or its agent config denies it (denied types are left out of it too)."""
     return f"{operation_type} is not supported on {platform} or is denied by the device's agent config"
+
+
+def _device_time_end(operation: OperationRecord) -> datetime | None:
+    """A device-time window's end as the last zone reaches it: the agent reads its window in the zone it has when the
+    command comes to run, which may lie west of the one this command was planned in (agent/runner.py)."""
+    if operation.schedule_type is not ScheduleType.WINDOW:
+        return None
+    window = Window.from_description(operation.schedule_args or {})
+    return window.bounds(LATEST_ZONE)[1] if window.time_type is TimeType.DEVICE else None
 
 
 def _forget(future: "asyncio.Future[None]") -> None:

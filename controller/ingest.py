@@ -14,6 +14,7 @@ from controller.fastmqtt.client import ConnectionLost
 from controller.fastmqtt.codec import Publish
 from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
+from controller.scheduler import follow_moved_devices
 from controller.store import Store
 from controller.store.commands import IngestOutcome
 from controller.store_thread import StoreThread
@@ -150,7 +151,10 @@ def store_received(
     Returns what the statuses changed and the operations that completed.
     """
     if announcements:
-        store.record_announcements(announcements)
+        with store.transaction():  # together: a retry after a full disk would no longer see the zones change
+            moved = store.record_announcements(announcements)
+            if moved:
+                follow_moved_devices(store, moved)  # the dispatcher's next sweep sends what now opens
     if presences:
         store.record_presences(presences)
         online = [device_id for device_id, state in presences if state is PresenceState.ONLINE]

@@ -6,6 +6,7 @@ nothing, not even `/healthz`, until it was done; now the API awaits a store thre
 keeps answering. A request given up meanwhile leaves its operation to the dispatcher's next sweep.
 """
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,11 +18,12 @@ from controller.store import Store
 from controller.store.commands import DeviceWindow
 from shared.logs import about
 from shared.operations import ActivityState, OperationState, ScheduleType, TimeType
-from shared.schedule import UNKNOWN_ZONE_NOTE, WINDOW_ENDED, Window
+from shared.schedule import UNKNOWN_ZONE_NOTE, WINDOW_ENDED, ScheduleError, Window
 
 log = logging.getLogger(__name__)
 
 NO_MATCH_REASON = "no device matched operation_device_query"
+NEVER_OPENS = f"{WINDOW_ENDED}: no window of this device opens before end_datetime"
 
 T = TypeVar("T")
 
@@ -116,13 +118,47 @@ def _resolve_windows(
     refused: dict[str, str] = {}
     unknown_zone = 0
     for device_id in matched:
-        zone, note = window.zone(zones[device_id])
+        planned, note = _plan(window, zones[device_id], now)
         unknown_zone += note is not None
-        opening = window.next_opening(zone, now)
-        if opening is None:
-            refused[device_id] = f"{WINDOW_ENDED}: no window of this device opens before end_datetime"
-            continue
-        zone_name = None if note is not None or window.time_type is TimeType.CONSOLE else zones[device_id]
-        windows[device_id] = DeviceWindow(to_iso(opening), to_iso(window.bounds(zone)[1]), zone_name)
+        if planned is None:
+            refused[device_id] = NEVER_OPENS
+        else:
+            windows[device_id] = planned
     note = f"{unknown_zone} device(s) with {UNKNOWN_ZONE_NOTE}" if unknown_zone else None
     store.commands.resolve(operation_id, matched, windows=windows, refused=refused, note=note)
+
+
+def follow_moved_devices(store: Store, device_ids: list[str]) -> None:
+    """Plan again, in its new zone, each device-time window of these devices that has not started: their zone changed
+    (SET_TIMEZONE, UPDATE_DEVICE_CONFIG) since the operation resolved.
+
+    A waiting command goes out when the window opens in the new zone; a dispatched one, which its agent reads in the
+    zone it has now (agent/runner.py), must start by the new zone's end. One whose window no longer opens keeps
+    its place and ends FAILED "schedule window ended" at the end just passed, or on its device.
+    """
+    now = datetime.now(UTC)
+    windows: dict[str, DeviceWindow] = {}
+    for command_id, _, zone_name, schedule_args in store.commands.unstarted_windows(device_ids):
+        try:
+            window = Window.from_description(json.loads(schedule_args))
+        except (ScheduleError, ValueError, TypeError):
+            continue  # an operation stored by an older version, which its resolution already judged
+        if window.time_type is not TimeType.DEVICE:
+            continue
+        planned, _ = _plan(window, zone_name, now)
+        zone, _ = window.zone(zone_name)
+        end = to_iso(window.bounds(zone)[1])
+        windows[command_id] = planned or DeviceWindow(to_iso(now), end, zone_name)
+    store.commands.replan(windows)
+    if windows:
+        store.on_commit(lambda: log.info("%d command(s) planned again in a new time zone", len(windows)))
+
+
+def _plan(window: Window, zone_name: str | None, now: datetime) -> tuple[DeviceWindow | None, str | None]:
+    """One device's first opening and end, or None if no window opens before the end; and the UTC fallback's note."""
+    zone, note = window.zone(zone_name)
+    opening = window.next_opening(zone, now)
+    if opening is None:
+        return None, note
+    kept_zone = None if note is not None or window.time_type is TimeType.CONSOLE else zone_name
+    return DeviceWindow(to_iso(opening), to_iso(window.bounds(zone)[1]), kept_zone), note

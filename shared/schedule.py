@@ -1,14 +1,17 @@
 """Pure window maths for WINDOW schedules: validate a request, and say when a device's window is open.
 
 A schedule is a daily window from `daily_start` to `daily_end` (wall-clock times) on the allowed `days`, inside the
-overall bounds [start, end). `daily_start` is start_datetime's time as written; `daily_end` is end_datetime's time after
-converting it to start_datetime's UTC offset, so a request is read in its creator's offset. Seconds are kept,
-microseconds dropped.
+overall bounds [start, end). `daily_start` and `daily_end` are the time fields of start_datetime and end_datetime as
+the request wrote them (seed 000: "populated by the time field"), whatever their offsets. Seconds are kept,
+microseconds dropped; start_datetime and end_datetime are echoed as sent.
 
 - `daily_end <= daily_start`: the window crosses midnight, opening on day D and closing on D+1 (equal = 24 hours).
 - A window belongs, for `days`, to the local date on which it opens (Monday 22:00-02:00 is Monday's).
-- time_type "console" reads everything in start_datetime's fixed offset; "device" re-reads the same wall-clock values
-  (daily times and bounds) in the device's IANA zone, or in UTC with a note when the zone is unknown.
+- time_type "console" is "the local timezone of the user creating the schedule": the bounds are the instants as sent,
+  and the daily times are read in the creator's IANA zone (`console_zone`, from the request's `time_zone` or the API
+  key's), so that a window spanning a DST change keeps its local wall time; without one, in start_datetime's offset.
+- time_type "device" re-reads the same wall-clock values (daily times and bounds) in the device's IANA zone, or in
+  UTC with a note when the zone is unknown. Such a request is already past only when its end is past in every zone.
 - DST: a skipped local time resolves to the transition instant (the first existing local time after the gap); a
   repeated one to its first occurrence. A day whose open and close resolve to an empty interval has no window.
 - Each daily interval is clipped to the bounds; an interval left empty does not count. Intervals are [open, close).
@@ -17,7 +20,7 @@ Everything returned is an aware UTC datetime; the time is always passed in, neve
 """
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,6 +31,12 @@ WEEKDAYS: tuple[str, ...] = ("Monday", "Tuesday", "Wednesday", "Thursday", "Frid
 UNKNOWN_ZONE_NOTE = "device time zone unknown; window read in UTC"
 WINDOW_ENDED = "schedule window ended"
 """The failure reason of a device whose command had not finished when its window's end_datetime passed."""
+
+LATEST_ZONE = timezone(timedelta(hours=-12))
+"""The last zone to reach any wall-clock time (Baker Island, UTC-12): a device-time end read there is the latest
+instant at which the window can still be open on some device."""
+EARLIEST_ZONE = timezone(timedelta(hours=14))
+"""The first zone to reach any wall-clock time (Kiribati's Line Islands, UTC+14)."""
 
 _ARGS = "schedule_args"
 _DAY = timedelta(days=1)
@@ -50,18 +59,27 @@ class Window:
 
     local_start: datetime
     local_end: datetime
+    """start_datetime and end_datetime as written, without their offsets."""
     daily_start: time
     daily_end: time
     days: frozenset[int]
     time_type: TimeType
     console_offset: timedelta
+    """start_datetime's offset: what console time falls back to without `console_zone`."""
+    end_offset: timedelta
+    console_zone: str | None = None
+    """The creator's IANA zone, in which console time reads the daily times."""
+    sent: tuple[str, str] | None = field(default=None, compare=False)
+    """start_datetime and end_datetime as the request spelt them, echoed unchanged."""
 
     def __post_init__(self) -> None:
         # The request parsers guarantee these; a hand-built Window that breaks them would give silently wrong maths.
         if self.local_start.tzinfo is not None or self.local_end.tzinfo is not None:
             raise ValueError("local_start and local_end are naive wall-clock datetimes")
-        if self.local_start.microsecond or self.local_end.microsecond or not self.local_start < self.local_end:
-            raise ValueError("local_end must follow local_start, both without microseconds")
+        if self.local_start.microsecond or self.local_end.microsecond:
+            raise ValueError("local_start and local_end are without microseconds")
+        if not _ordered(self.time_type, *self._console_bounds(), self.local_start, self.local_end):
+            raise ValueError("local_end must follow local_start")
         if self.local_start.year < _FIRST_YEAR or self.local_end.year > _LAST_YEAR:
             raise ValueError(f"local_start and local_end must lie in years {_FIRST_YEAR}..{_LAST_YEAR}")
         if (self.daily_start, self.daily_end) != (self.local_start.time(), self.local_end.time()):
@@ -73,37 +91,43 @@ class Window:
     def from_request(
         cls,
         *,
-        start: datetime | None,
-        end: datetime | None,
+        start: datetime | str | None,
+        end: datetime | str | None,
         time_type: TimeType | None,
         days: Sequence[str] | None,
         now: datetime,
+        time_zone: str | None = None,
     ) -> "Window":
         """Validate a request's schedule_args; raise ScheduleError naming the first bad field.
 
-        "Already past" is judged on end_datetime as written, whatever the time_type.
+        `time_zone` is the creator's IANA zone, for console time. A console window is already past when its
+        end_datetime is; a device-time one only when its end is past in every zone (UTC-12 reaches it last).
         """
         now = _as_utc(now, "now")
-        if start is None:
-            raise ScheduleError(f"{_ARGS}.start_datetime", "start_datetime is required for a WINDOW schedule")
-        if end is None:
-            raise ScheduleError(f"{_ARGS}.end_datetime", "end_datetime is required for a WINDOW schedule")
-        window = cls._build(start, end, time_type, days)
-        if window._console_end() <= now:
-            raise ScheduleError(f"{_ARGS}.end_datetime", f"end_datetime {end.isoformat()} is already past")
+        window = cls._build(_read(start, "start_datetime"), _read(end, "end_datetime"), time_type, days, time_zone)
+        zone = LATEST_ZONE if window.time_type is TimeType.DEVICE else UTC
+        if window.bounds(zone)[1] <= now:
+            past = "already past" if window.time_type is TimeType.CONSOLE else "already past in every time zone"
+            raise ScheduleError(f"{_ARGS}.end_datetime", f"end_datetime {window.describe()['end_datetime']} is {past}")
         return window
 
     def describe(self) -> dict[str, Any]:
         """The schedule_args as the API returns them and as commands carry them; `days: []` means every day."""
-        offset = timezone(self.console_offset)
-        return {
-            "start_datetime": self.local_start.replace(tzinfo=offset).isoformat(),
-            "end_datetime": self.local_end.replace(tzinfo=offset).isoformat(),
+        start, end = self.sent or (
+            self.local_start.replace(tzinfo=timezone(self.console_offset)).isoformat(),
+            self.local_end.replace(tzinfo=timezone(self.end_offset)).isoformat(),
+        )
+        described: dict[str, Any] = {
+            "start_datetime": start,
+            "end_datetime": end,
             "time_type": self.time_type.value,
             "window_start_time": self.daily_start.isoformat(),
             "window_end_time": self.daily_end.isoformat(),
             "days": [WEEKDAYS[day] for day in sorted(self.days)],
         }
+        if self.console_zone is not None:
+            described["time_zone"] = self.console_zone
+        return described
 
     @classmethod
     def from_description(cls, described: Mapping[str, Any]) -> "Window":
@@ -111,9 +135,13 @@ class Window:
         match the ones derived from the datetimes. Unknown keys are ignored, as in every wire message."""
         if not isinstance(described, Mapping):
             raise ScheduleError(_ARGS, "schedule_args must be an object")
-        start = _parse_datetime(described.get("start_datetime"), "start_datetime")
-        end = _parse_datetime(described.get("end_datetime"), "end_datetime")
-        window = cls._build(start, end, described.get("time_type"), described.get("days"))
+        window = cls._build(
+            _read(described.get("start_datetime"), "start_datetime"),
+            _read(described.get("end_datetime"), "end_datetime"),
+            described.get("time_type"),
+            described.get("days"),
+            described.get("time_zone"),
+        )
         for key, derived in (("window_start_time", window.daily_start), ("window_end_time", window.daily_end)):
             given = described.get(key)
             if given is not None and given != derived.isoformat():
@@ -123,17 +151,18 @@ class Window:
     def zone(self, device_zone: str | None) -> tuple[tzinfo, str | None]:
         """The zone to read this window in for one device, and a note for the API when it had to fall back to UTC."""
         if self.time_type is TimeType.CONSOLE:
-            return timezone(self.console_offset), None
-        if device_zone is not None:
-            try:
-                return ZoneInfo(device_zone), None
-            except (ZoneInfoNotFoundError, ValueError, OSError):
-                # OSError: a key that names a directory of the database, such as "America".
-                pass
+            # A zone checked when the request came may still be missing from a device's own database.
+            return _zone_or_none(self.console_zone) or timezone(self.console_offset), None
+        known = _zone_or_none(device_zone)
+        if known is not None:
+            return known, None
         return UTC, UNKNOWN_ZONE_NOTE
 
     def bounds(self, zone: tzinfo) -> tuple[datetime, datetime]:
-        """The overall [start, end) read in `zone`."""
+        """The overall [start, end): the instants as sent in console time, the wall clocks read in `zone` in device
+        time."""
+        if self.time_type is TimeType.CONSOLE:
+            return self._console_bounds()
         return _to_utc(self.local_start, zone), _to_utc(self.local_end, zone)
 
     def intervals(self, zone: tzinfo, after: datetime) -> Iterator[tuple[datetime, datetime]]:
@@ -145,16 +174,15 @@ class Window:
         lower, upper = self.bounds(zone)
         if after >= upper:
             return
-        day = self.local_start.date()
+        day = self.local_start.date() if self.time_type is TimeType.DEVICE else lower.astimezone(zone).date()
         if after > lower:
             # A window closes at most a day after it opens, so none from before the eve of `after`'s date can matter.
             day = max(day, after.astimezone(zone).date() - _DAY)
         crosses_midnight = self.daily_end <= self.daily_start
-        while (opens_local := datetime.combine(day, self.daily_start)) < self.local_end:
+        while (opens := _to_utc(datetime.combine(day, self.daily_start), zone)) < upper:
             if self._allows(day):
-                closes_local = datetime.combine(day + _DAY if crosses_midnight else day, self.daily_end)
-                opens = max(_to_utc(opens_local, zone), lower)
-                closes = min(_to_utc(closes_local, zone), upper)
+                closes = _to_utc(datetime.combine(day + _DAY if crosses_midnight else day, self.daily_end), zone)
+                opens, closes = max(opens, lower), min(closes, upper)
                 if opens < closes and closes > after:
                     yield opens, closes
             day += _DAY
@@ -185,19 +213,33 @@ class Window:
         return until
 
     @classmethod
-    def _build(cls, start: datetime, end: datetime, time_type: object, days: object) -> "Window":
+    def _build(
+        cls,
+        start_as_sent: tuple[datetime, str],
+        end_as_sent: tuple[datetime, str],
+        time_type: object,
+        days: object,
+        console_zone: object,
+    ) -> "Window":
         """Everything from_request and from_description check alike: not the clock, which only a request faces."""
-        offset = start.utcoffset()
+        (start, start_text), (end, end_text) = start_as_sent, end_as_sent
+        offset, end_offset = start.utcoffset(), end.utcoffset()
         if offset is None:
             raise ScheduleError(f"{_ARGS}.start_datetime", _naive_message("start_datetime", start))
-        if end.utcoffset() is None:
+        if end_offset is None:
             raise ScheduleError(f"{_ARGS}.end_datetime", _naive_message("end_datetime", end))
-        local_start = _in_range(start, start, "start_datetime")
-        local_end = _in_range(end, start, "end_datetime")
-        if local_end <= local_start:
+        local_start = _in_range(start, "start_datetime")
+        local_end = _in_range(end, "end_datetime")
+        kind = _parse_time_type(time_type)
+        if not _ordered(kind, local_start - offset, local_end - end_offset, local_start, local_end):
+            how = (
+                ""
+                if kind is TimeType.CONSOLE
+                else " as a wall-clock time, which device time reads in each device's zone"
+            )
             raise ScheduleError(
                 f"{_ARGS}.end_datetime",
-                f"end_datetime {end.isoformat()} must be after start_datetime {start.isoformat()}",
+                f"end_datetime {end.isoformat()} must be after start_datetime {start.isoformat()}{how}",
             )
         return cls(
             local_start=local_start,
@@ -205,15 +247,50 @@ class Window:
             daily_start=local_start.time(),
             daily_end=local_end.time(),
             days=_parse_days(days),
-            time_type=_parse_time_type(time_type),
+            time_type=kind,
             console_offset=offset,
+            end_offset=end_offset,
+            console_zone=_parse_zone(console_zone),
+            sent=(start_text, end_text),
         )
 
     def _allows(self, day: date) -> bool:
         return not self.days or day.weekday() in self.days
 
-    def _console_end(self) -> datetime:
-        return self.local_end.replace(tzinfo=timezone(self.console_offset)).astimezone(UTC)
+    def _console_bounds(self) -> tuple[datetime, datetime]:
+        return (
+            self.local_start.replace(tzinfo=timezone(self.console_offset)).astimezone(UTC),
+            self.local_end.replace(tzinfo=timezone(self.end_offset)).astimezone(UTC),
+        )
+
+
+def _ordered(kind: TimeType, start: datetime, end: datetime, local_start: datetime, local_end: datetime) -> bool:
+    """Console time is the instants sent; device time only their wall clocks, whatever offsets they were written in
+    (seed 000's own examples pair 14:30:00Z with 15:30:00+05:30)."""
+    return start < end if kind is TimeType.CONSOLE else local_start < local_end
+
+
+def valid_zone(name: str) -> bool:
+    """Whether `name` is an IANA zone this host's database has."""
+    return _zone_or_none(name) is not None
+
+
+def _zone_or_none(name: object) -> ZoneInfo | None:
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a key that names a directory of the database, such as "America".
+        return None
+
+
+def _parse_zone(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or _zone_or_none(value) is None:
+        raise ScheduleError(f"{_ARGS}.time_zone", f"time_zone {value!r} is not an IANA time zone, e.g. Europe/Berlin")
+    return value
 
 
 def _to_utc(local: datetime, zone: tzinfo) -> datetime:
@@ -247,14 +324,26 @@ def _naive_message(name: str, value: datetime) -> str:
     return f"{name} {value.isoformat()} needs a UTC offset, e.g. 2024-08-08T14:30:00Z or 2024-08-08T14:30:00+05:30"
 
 
-def _in_range(value: datetime, start: datetime, name: str) -> datetime:
-    """`value` as a naive wall clock in start's offset, without microseconds, refused near the ends of the calendar."""
+def _in_range(value: datetime, name: str) -> datetime:
+    """`value`'s wall clock as written, without microseconds, refused near the ends of the calendar."""
     if not _FIRST_YEAR <= value.year <= _LAST_YEAR:
         raise ScheduleError(f"{_ARGS}.{name}", f"{name} must lie in years {_FIRST_YEAR}..{_LAST_YEAR}")
-    local = value.astimezone(start.tzinfo).replace(tzinfo=None, microsecond=0)
-    if not _FIRST_YEAR <= local.year <= _LAST_YEAR:
-        raise ScheduleError(f"{_ARGS}.{name}", f"{name} must lie in years {_FIRST_YEAR}..{_LAST_YEAR}")
-    return local
+    return value.replace(tzinfo=None, microsecond=0)
+
+
+def _read(value: object, name: str) -> tuple[datetime, str]:
+    """A request's datetime, and how it was spelt; a datetime given by code is spelt in ISO 8601 to the second."""
+    if isinstance(value, datetime):
+        return value, value.replace(microsecond=0).isoformat()
+    return _parse_datetime(value, name), str(value)
+
+
+def parse_aware(value: str, name: str) -> datetime:
+    """A request's `name` (start_datetime or end_datetime): ISO 8601 with a UTC offset, or ScheduleError."""
+    parsed = _parse_datetime(value, name)
+    if parsed.utcoffset() is None:
+        raise ScheduleError(f"{_ARGS}.{name}", _naive_message(name, parsed))
+    return parsed
 
 
 def _parse_datetime(value: object, name: str) -> datetime:

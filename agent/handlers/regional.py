@@ -4,6 +4,7 @@ from typing import Any, ClassVar, cast
 
 from agent.handlers.base import Handler, HandlerContext
 from agent.platforms.contract import Clock, Locale
+from shared.arguments.management import DeviceConfigArguments
 from shared.arguments.system import LanguageArguments, TimeZoneArguments
 from shared.operations import OperationType
 
@@ -14,6 +15,8 @@ class TimeZoneHandler(Handler):
 
     async def run(self, arguments: TimeZoneArguments, context: HandlerContext) -> dict[str, Any]:
         await cast(Clock, context.platform).set_time_zone(arguments.timezone)
+        # Announced as UPDATE_DEVICE_CONFIG would: device-time schedules follow the device to its new zone.
+        await context.update_profile(DeviceConfigArguments(time_zone=arguments.timezone))
         return {"timezone": arguments.timezone}
 
 

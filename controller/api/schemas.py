@@ -2,12 +2,13 @@
 
 from typing import Any, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationInfo, field_validator
 
 from controller.counts import device_counts, statistics
 from controller.store.records import OperationRecord
 from shared.events import DeviceCounts, OperationStatsBody
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType, TimeType
+from shared.schedule import parse_aware
 from shared.text import displayable
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 
@@ -18,15 +19,42 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+DATETIME_EXAMPLES = ["2024-08-08T14:30:00Z", "2024-08-08T14:30:00+05:30"]
+
+
 class ScheduleArgsIn(_Strict):
-    start_datetime: AwareDatetime | None = None
-    end_datetime: AwareDatetime | None = None
+    # Strings, as seed 000 types them: checked by shared/schedule.py, which names the field, and echoed as sent.
+    start_datetime: StrictStr | None = Field(
+        default=None, description="ISO 8601 with a UTC offset.", examples=DATETIME_EXAMPLES
+    )
+    end_datetime: StrictStr | None = Field(
+        default=None, description="ISO 8601 with a UTC offset.", examples=DATETIME_EXAMPLES
+    )
     time_type: TimeType | None = None
     days: list[str] | None = None
+    time_zone: StrictStr | None = Field(
+        default=None,
+        description="Tether extension: the creator's IANA zone (e.g. Europe/Berlin), which console time reads the "
+        "daily window in; the API key's zone when absent, else start_datetime's offset.",
+        examples=["Europe/Berlin"],
+    )
     window_start_time: None = Field(
         default=None, description="Filled in from start_datetime; it cannot be set in a request."
     )
     window_end_time: None = Field(default=None, description="Filled in from end_datetime; it cannot be set.")
+
+    @field_validator("time_type", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        # Seed 000's enum is "console"/"device", but its own description spells them CONSOLE and DEVICE.
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("start_datetime", "end_datetime")
+    @classmethod
+    def _aware(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            parse_aware(value, str(info.field_name))
+        return value
 
     @field_validator("window_start_time", "window_end_time", mode="before")
     @classmethod

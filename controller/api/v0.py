@@ -14,8 +14,8 @@ from controller.errors import InvalidRequest
 from controller.store import Store
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import utc_now
-from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType
-from shared.schedule import ScheduleError, Window
+from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType, TimeType
+from shared.schedule import ScheduleError, Window, valid_zone
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
 
 router = APIRouter(prefix="/v0", route_class=KeyFirstRoute)
@@ -33,7 +33,7 @@ CREATE_EXAMPLES = {
             "operation_type": "CONVERGE",
             "schedule_type": "IMMEDIATE",
             "operation_device_query": {"device_id": "1234"},
-            "arguments": {"converge_with_provision": False},
+            "arguments": {"converge_with_provision": False, "sample_key": "sample"},
         },
     },
     "lock": {
@@ -70,7 +70,7 @@ def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str |
     openapi_extra={"requestBody": {"content": {"application/json": {"examples": CREATE_EXAMPLES}}}},
 )
 async def create_operation(body: OperationCreate, request: Request, key: Admin) -> Envelope[OperationOut]:
-    schedule_args = _schedule_args(body)
+    schedule_args = _schedule_args(body, key.time_zone)
     try:
         validate_arguments(body.operation_type, body.arguments)
     except ArgumentsError as err:
@@ -95,8 +95,10 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
     return Envelope(content=OperationOut.of(_store(request).get_operation(operation_id)))
 
 
-def _schedule_args(body: OperationCreate) -> dict[str, Any] | None:
-    """The validated schedule as stored and returned, with window_start_time and window_end_time filled in."""
+def _schedule_args(body: OperationCreate, key_zone: str | None) -> dict[str, Any] | None:
+    """The validated schedule as stored and returned, with window_start_time and window_end_time filled in.
+
+    Console time is the creator's: the request's `time_zone`, else the API key's; kept with the schedule."""
     given = body.schedule_args
     if body.schedule_type is ScheduleType.IMMEDIATE:
         if given is not None and given.model_dump(exclude_none=True):
@@ -113,10 +115,18 @@ def _schedule_args(body: OperationCreate) -> dict[str, Any] | None:
             time_type=given.time_type,
             days=given.days,
             now=utc_now(),
+            time_zone=given.time_zone if given.time_zone is not None else _console_zone(key_zone, given.time_type),
         )
     except ScheduleError as err:
         raise InvalidRequest(err.field, str(err)) from err
     return window.describe()
+
+
+def _console_zone(key_zone: str | None, time_type: TimeType | None) -> str | None:
+    """The key's zone is the creator's, which only console time reads; one this host's time zone database no longer
+    has (checked when the key was made) falls back to start_datetime's offset rather than refusing every request."""
+    console = time_type in (None, TimeType.CONSOLE)
+    return key_zone if console and key_zone is not None and valid_zone(key_zone) else None
 
 
 @router.post(

@@ -148,15 +148,15 @@ class Store:
 
     # -- API keys -----------------------------------------------------------------------------------------------
 
-    def create_key(self, name: str, role: str) -> tuple[ApiKeyRecord, str]:
+    def create_key(self, name: str, role: str, time_zone: str | None = None) -> tuple[ApiKeyRecord, str]:
         """Store a new key and return it with its plaintext, which is shown once and never stored."""
         plaintext = "tth_" + secrets.token_urlsafe(32)
-        record = ApiKeyRecord(id=str(uuid.uuid4()), name=name, role=role, created_at=now_iso())
+        record = ApiKeyRecord(id=str(uuid.uuid4()), name=name, role=role, created_at=now_iso(), time_zone=time_zone)
         try:
             with self.transaction() as conn:
                 conn.execute(
-                    "INSERT INTO api_keys (id, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (record.id, name, role, hash_key(plaintext), record.created_at),
+                    "INSERT INTO api_keys (id, name, role, key_hash, created_at, time_zone) VALUES (?, ?, ?, ?, ?, ?)",
+                    (record.id, name, role, hash_key(plaintext), record.created_at, time_zone),
                 )
         except sqlite3.IntegrityError as err:
             raise Conflict(f"an API key named {name!r} already exists") from err
@@ -164,7 +164,7 @@ class Store:
 
     def find_key(self, plaintext: str) -> ApiKeyRecord | None:
         row = self.conn.execute(
-            "SELECT id, name, role, created_at FROM api_keys WHERE key_hash = ?", (hash_key(plaintext),)
+            "SELECT id, name, role, created_at, time_zone FROM api_keys WHERE key_hash = ?", (hash_key(plaintext),)
         ).fetchone()
         return None if row is None else ApiKeyRecord(**dict(row))
 
@@ -173,8 +173,10 @@ class Store:
     def record_announcement(self, announcement: Announcement) -> None:
         self.record_announcements([announcement])
 
-    def record_announcements(self, announcements: Sequence[Announcement]) -> None:
-        """Upsert devices from their announcements, in one transaction; a later one of a device wins."""
+    def record_announcements(self, announcements: Sequence[Announcement]) -> list[str]:
+        """Upsert devices from their announcements, in one transaction; a later one of a device wins.
+
+        Returns the devices already known whose time zone the batch changed, in device id order."""
         now = now_iso()
         rows = [
             (
@@ -190,6 +192,12 @@ class Store:
             for a in announcements
         ]
         with self.transaction() as conn:
+            zones = dict(
+                conn.execute(
+                    "SELECT device_id, time_zone FROM devices WHERE device_id IN (SELECT value FROM json_each(?))",
+                    (packed([a.device_id for a in announcements]),),
+                ).fetchall()
+            )
             # `WHERE true` tells SQLite the ON CONFLICT is the upsert's, not a join's; rows apply in order.
             conn.execute(
                 f"""INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
@@ -201,6 +209,10 @@ class Store:
                         groups_ = excluded.groups_, last_seen = excluded.last_seen""",
                 (now, packed(rows)),
             )
+        latest = {a.device_id: a.time_zone for a in announcements}
+        return sorted(
+            device_id for device_id, zone in latest.items() if device_id in zones and zones[device_id] != zone
+        )
 
     def record_presence(self, device_id: str, state: PresenceState) -> None:
         self.record_presences([(device_id, state)])

@@ -181,6 +181,37 @@ class CommandLedger:
         # json_group_array keeps the subquery's order in practice, but SQLite does not promise it.
         return sorted((Target(*row) for row in rows), key=lambda target: target.seq)
 
+    def unstarted_windows(self, device_ids: Sequence[str]) -> list[tuple[str, str, str | None, str]]:
+        """(command id, dispatch state, device's zone now, schedule_args JSON) of the devices' WINDOW commands that
+        have not started: waiting for dispatch, or dispatched and not yet EXECUTING."""
+        return [
+            tuple(row)
+            for row in self._conn.execute(
+                """SELECT d.command_id, d.dispatch_state, v.time_zone, o.schedule_args FROM device_operations d
+                       JOIN operations o ON o.id = d.operation_id JOIN devices v ON v.device_id = d.device_id
+                   WHERE d.device_id IN (SELECT value FROM json_each(?)) AND d.window_end IS NOT NULL
+                       AND d.status = 'PENDING' AND d.dispatch_state IN ('waiting', 'dispatched')""",
+                (packed(list(device_ids)),),
+            )
+        ]
+
+    def replan(self, windows: Mapping[str, DeviceWindow]) -> None:
+        """Give commands that have not started a new window (their device moved); a dispatched one's deadline is its
+        new window end."""
+        if not windows:
+            return
+        rows = [[command_id, w.not_before, w.window_end, w.zone] for command_id, w in windows.items()]
+        with self._store.transaction() as conn:
+            conn.execute(
+                f"""UPDATE device_operations SET not_before = w.not_before, window_end = w.window_end,
+                        window_zone = w.window_zone, updated_at = ?1,
+                        deadline_at = iif(dispatch_state = 'dispatched', w.window_end, deadline_at)
+                    FROM (SELECT {unpacked("command_id", "not_before", "window_end", "window_zone")}
+                          FROM json_each(?2)) AS w
+                    WHERE device_operations.command_id = w.command_id AND status = 'PENDING'""",
+                (now_iso(), packed(rows)),
+            )
+
     def any_reported(self, operation_id: str) -> bool:
         """Whether any device has sent a status for its command of the operation."""
         row = self._conn.execute(

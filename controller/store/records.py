@@ -122,6 +122,8 @@ class ApiKeyRecord:
     name: str
     role: str
     created_at: str
+    time_zone: str | None = None
+    """The IANA zone of the key's holder: what console-time schedules it creates are read in."""
 
 
 T = TypeVar("T")

@@ -8,7 +8,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     name TEXT NOT NULL UNIQUE,
     role TEXT NOT NULL,
     key_hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    time_zone TEXT
 );
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
@@ -134,6 +135,8 @@ CREATE INDEX IF NOT EXISTS device_operations_by_deadline ON device_operations (d
 -- A device's unfinished commands in order: what a command sent to it is queued behind (CommandLedger).
 CREATE INDEX IF NOT EXISTS device_operations_unfinished_by_device ON device_operations (device_id, seq)
     WHERE status IN ('PENDING', 'EXECUTING');
+CREATE INDEX IF NOT EXISTS device_operations_windows_by_device ON device_operations (device_id)
+    WHERE window_end IS NOT NULL AND status = 'PENDING';
 CREATE INDEX IF NOT EXISTS device_operations_to_cancel ON device_operations (cancel_sent)
     WHERE cancel_reason IS NOT NULL AND cancel_sent = 0;
 CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (cleared, status)
@@ -211,6 +214,7 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 
 ADDED_COLUMNS = {
+    "api_keys": ("time_zone TEXT",),
     "operation_activity": ("state TEXT",),
     "operations": (
         "timeout_s INTEGER",

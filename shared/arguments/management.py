@@ -22,6 +22,9 @@ class ConvergeArguments(BaseModel):
 
     converge_with_provision: bool = False
     """Also re-run provisioning (seed 000's example argument)."""
+    sample_key: StrictStr | None = None
+    """Seed 000 lists this string beside converge_with_provision without giving it a meaning: accepted and carried
+    with the command so that the seed's requests work unchanged, and not used by the agent."""
 
 
 class CustomActionArguments(BaseModel):

@@ -22,6 +22,7 @@ from agent.handlers.sound import VolumeHandler
 from agent.platforms import LinuxPlatform
 from agent.platforms.contract import AgentRemover, Audio, Beeper, Clock, Display, Locale, Notifier, PowerOff
 from shared.arguments import ArgumentsError, validate_arguments
+from shared.arguments.management import DeviceConfigArguments
 from shared.messages import Command
 from shared.operations import OperationType
 from tests.fakes import FakeTools
@@ -41,8 +42,20 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPLAY", ":0")
 
 
-def execute(handler: Handler, arguments: dict[str, Any], tmp_path: Path, tool_timeout: float = 5) -> dict[str, Any]:
-    """Validate as the runner does, then run on a Linux platform."""
+def execute(
+    handler: Handler,
+    arguments: dict[str, Any],
+    tmp_path: Path,
+    tool_timeout: float = 5,
+    profile_changes: list[DeviceConfigArguments] | None = None,
+) -> dict[str, Any]:
+    """Validate as the runner does, then run on a Linux platform; profile changes go to `profile_changes`."""
+    changes = [] if profile_changes is None else profile_changes
+
+    async def update_profile(change: DeviceConfigArguments) -> dict[str, Any]:
+        changes.append(change)
+        return {}
+
     (operation_type,) = handler.operation_types
     command = Command(
         command_id="cmd-1",
@@ -52,7 +65,7 @@ def execute(handler: Handler, arguments: dict[str, Any], tmp_path: Path, tool_ti
         issued_at=datetime.now(UTC),
     )
     platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id", tool_timeout=tool_timeout)
-    context = HandlerContext(command=command, platform=platform, work_dir=tmp_path)
+    context = HandlerContext(command=command, platform=platform, work_dir=tmp_path, update_profile=update_profile)
     return asyncio.run(handler.run(validate_arguments(operation_type, arguments), context))
 
 
@@ -157,6 +170,21 @@ def test_handler_runs_the_tools_and_returns_what_it_applied(
 
     assert execute(case.handler, case.arguments, tmp_path) == case.result
     assert fake_tools.calls() == case.calls
+
+
+def test_a_new_time_zone_is_announced_for_device_time_schedules(tmp_path: Path, fake_tools: FakeTools) -> None:
+    fake_tools.add("timedatectl")
+    changes: list[DeviceConfigArguments] = []
+    execute(TimeZoneHandler(), {"timezone": "Asia/Tokyo"}, tmp_path, profile_changes=changes)
+    assert changes == [DeviceConfigArguments(time_zone="Asia/Tokyo")]
+
+
+def test_a_time_zone_the_system_refused_is_not_announced(tmp_path: Path, fake_tools: FakeTools) -> None:
+    fake_tools.add("timedatectl", exit_code=1)
+    changes: list[DeviceConfigArguments] = []
+    with pytest.raises(ToolFailed):
+        execute(TimeZoneHandler(), {"timezone": "Asia/Tokyo"}, tmp_path, profile_changes=changes)
+    assert changes == []
 
 
 SHUT_DOWN = Case(ShutDownHandler(shutdown_grace_s=0.05), {}, [sh("systemctl poweroff")], {})

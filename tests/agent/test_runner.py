@@ -36,7 +36,10 @@ class Bench:
         self.runner = self.new_runner()
 
     def new_runner(self, allow_destructive: frozenset[OperationType] = frozenset()) -> Runner:
+        self.time_zone: str | None = None
+        """The zone the device announces now."""
         return Runner(
+            time_zone=lambda: self.time_zone,
             allow_destructive=allow_destructive,
             device_id="d1",
             platform=LinuxPlatform(boot_id_path=self.boot_id, tool_timeout=5),
@@ -186,6 +189,55 @@ def test_an_open_window_in_the_devices_own_zone_runs_at_once(bench: Bench) -> No
     schedule = window(start, start + timedelta(minutes=30), "Asia/Tokyo") | {"time_type": "device"}
     bench.drive(command("c1", OperationType.LOCK).model_copy(update={"schedule": schedule}))
     assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+
+
+@pytest.mark.parametrize(
+    ("resolved_in", "now_in", "runs"),
+    [
+        # Captured in Honolulu, where the window is 19 hours away; the device has moved to Tokyo since: it runs.
+        ("Pacific/Honolulu", "Asia/Tokyo", True),
+        # Captured in Tokyo, where it is open; the device is in Honolulu now: it waits there.
+        ("Asia/Tokyo", "Pacific/Honolulu", False),
+        # The device announces no zone: the one the controller knew is all there is.
+        ("Asia/Tokyo", None, True),
+    ],
+)
+def test_device_time_is_read_in_the_zone_the_device_has_now(
+    bench: Bench, resolved_in: str, now_in: str | None, runs: bool
+) -> None:
+    now_in_tokyo = datetime.now(ZoneInfo("Asia/Tokyo")).replace(microsecond=0, tzinfo=None)
+    start = (now_in_tokyo - timedelta(minutes=5)).replace(tzinfo=UTC)
+    schedule = window(start, start + timedelta(minutes=30), resolved_in) | {"time_type": "device"}
+    bench.time_zone = now_in
+    bench.drive(command("c1", OperationType.LOCK).model_copy(update={"schedule": schedule}))
+    assert bench.statuses("c1") == (["PENDING", "EXECUTING", "SUCCESSFUL"] if runs else ["PENDING"])
+    assert len(bench.tools.calls("loginctl")) == runs
+
+
+def test_a_parked_command_is_read_again_when_the_device_changes_zone(bench: Bench) -> None:
+    """Parked for the 19 hours until the window opens in Honolulu; the device moves to Tokyo, where it is open."""
+    now_in_tokyo = datetime.now(ZoneInfo("Asia/Tokyo")).replace(microsecond=0, tzinfo=None)
+    start = (now_in_tokyo - timedelta(minutes=5)).replace(tzinfo=UTC)
+    schedule = window(start, start + timedelta(minutes=30), "Pacific/Honolulu") | {"time_type": "device"}
+    bench.time_zone = "Pacific/Honolulu"
+    parked, cancelled = command("c1", OperationType.LOCK), command("c2", OperationType.LOCK)
+
+    async def go() -> None:
+        worker = asyncio.create_task(bench.runner.run())
+        for each in (parked, cancelled):
+            await bench.runner.accept(each.model_copy(update={"schedule": schedule}))
+        await until(lambda: bench.runner._queue.empty() and len(bench.runner._parked) == 2)
+        await bench.runner.cancel(cancel_request("c2"))
+        bench.time_zone = "Asia/Tokyo"
+        bench.runner.zone_changed()
+        await until(lambda: bench.statuses("c1")[-1:] == ["SUCCESSFUL"])
+        worker.cancel()
+
+    asyncio.run(go())
+    assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
+    assert bench.statuses("c2") == ["PENDING", "FAILED"]
+    assert bench.runner._parked == {}
+    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
 
 
 def test_failed_script_keeps_its_output(bench: Bench) -> None:

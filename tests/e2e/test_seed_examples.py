@@ -107,7 +107,7 @@ def test_seed_000_create_a_converge_operation(running: tuple[Controller, httpx.C
             "operation_type": "CONVERGE",
             "schedule_type": "IMMEDIATE",
             "operation_device_query": {"device_id": "1234"},
-            "arguments": {"converge_with_provision": False},
+            "arguments": {"converge_with_provision": False, "sample_key": "sample"},  # both the seed lists
         }
     )
     seed_fields = {
@@ -116,6 +116,7 @@ def test_seed_000_create_a_converge_operation(running: tuple[Controller, httpx.C
     }  # fmt: skip
     assert seed_fields <= set(created)
     assert created["operation"] == "CONVERGE"
+    assert created["arguments"] == {"converge_with_provision": False, "sample_key": "sample"}
     assert set(created["operation_stats"]["device_operation_statuses_count"]) == {
         "resolved_device_count",
         "dispatched_device_count",

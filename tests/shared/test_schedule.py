@@ -30,6 +30,7 @@ def make(
     time_type: TimeType | None = CONSOLE,
     days: Sequence[str] | None = None,
     now: datetime = NOW,
+    time_zone: str | None = None,
 ) -> Window:
     return Window.from_request(
         start=None if start is None else datetime.fromisoformat(start),
@@ -37,6 +38,7 @@ def make(
         time_type=time_type,
         days=days,
         now=now,
+        time_zone=time_zone,
     )
 
 
@@ -87,8 +89,7 @@ def test_schedule_error_is_a_value_error_with_a_field() -> None:
         ("2024-08-08T14:30:00.100Z", "2024-08-08T14:30:00.900Z", "schedule_args.end_datetime", "must be after start"),
         ("2024-08-08T14:30:00Z", "9999-12-31T00:00:00Z", "schedule_args.end_datetime", "years 2..9998"),
         ("0001-01-01T00:00:00Z", "2024-08-10T16:00:00Z", "schedule_args.start_datetime", "years 2..9998"),
-        # Valid as written, but outside the range once read in start's offset.
-        ("2024-08-08T14:30:00+14:00", "9998-12-31T20:00:00Z", "schedule_args.end_datetime", "years 2..9998"),
+        ("2024-08-08T14:30:00Z", "9999-01-01T00:00:00+14:00", "schedule_args.end_datetime", "years 2..9998"),
     ],
 )
 def test_bad_datetimes_name_their_field(start: str | None, end: str | None, field: str, match: str) -> None:
@@ -183,9 +184,9 @@ def test_a_hand_built_window_must_be_consistent(change: dict[str, Any], match: s
     [
         ("2024-08-08T14:30:00Z", "2024-08-10T16:00:00Z", "14:30:00", "16:00:00", "2024-08-10T16:00:00+00:00"),
         ("2024-08-08T14:30:00+05:30", "2024-08-10T16:00:00+05:30", "14:30:00", "16:00:00", "2024-08-10T16:00:00+05:30"),
-        # Mixed offsets: end is read in start's offset.
-        ("2024-08-08T14:30:00+05:30", "2024-08-10T10:30:00Z", "14:30:00", "16:00:00", "2024-08-10T16:00:00+05:30"),
-        ("2024-08-08T22:00:00-07:00", "2024-08-10T03:00:00+02:00", "22:00:00", "18:00:00", "2024-08-09T18:00:00-07:00"),
+        # Mixed offsets: each time field as written (seed 000), and end_datetime echoed in its own offset.
+        ("2024-08-08T14:30:00+05:30", "2024-08-10T10:30:00Z", "14:30:00", "10:30:00", "2024-08-10T10:30:00+00:00"),
+        ("2024-08-08T22:00:00-07:00", "2024-08-10T03:00:00+02:00", "22:00:00", "03:00:00", "2024-08-10T03:00:00+02:00"),
         # Seconds are kept, microseconds dropped.
         ("2024-08-08T14:30:15.999Z", "2024-08-10T16:00:59.5Z", "14:30:15", "16:00:59", "2024-08-10T16:00:59+00:00"),
     ],
@@ -235,6 +236,7 @@ def test_days_are_case_insensitive_deduplicated_and_ordered(
 
 
 ROUND_TRIPS = [
+    make("2026-03-16T22:00:00+01:00", "2026-04-05T06:00:00+02:00", time_zone="Europe/Berlin"),
     make("2024-08-08T14:30:00Z", "2024-08-10T16:00:00Z"),
     make("2024-08-08T14:30:15+05:30", "2024-08-10T10:30:00Z", time_type=DEVICE, days=["Sunday", "monday"]),
     make("2024-08-08T22:00:00-07:00", "2024-08-10T03:00:00+02:00", days=list(WEEKDAYS)),
@@ -757,3 +759,107 @@ def test_late_queries_on_a_long_window_do_not_walk_from_the_start() -> None:
     zone.calls = 0
     assert len(list(window.intervals(zone, NOW))) == 366
     assert zone.calls > 1000  # the measure measures something
+
+
+# Seed 000 to the letter: what was sent is echoed, console time is the creator's zone, device time is anyone's
+
+
+def test_the_request_is_echoed_as_sent_and_window_times_are_its_time_fields() -> None:
+    window = Window.from_request(
+        start="2026-06-04T22:00+02:00", end="2026-06-05T01:00Z", time_type=None, days=None, now=NOW
+    )
+    assert window.describe() == {
+        "start_datetime": "2026-06-04T22:00+02:00",
+        "end_datetime": "2026-06-05T01:00Z",
+        "time_type": "console",
+        "window_start_time": "22:00:00",
+        "window_end_time": "01:00:00",
+        "days": [],
+    }
+    # Read in start's offset, the daily window closes at 01:00+02:00; the overall end is the instant sent.
+    zone, _ = window.zone(None)
+    assert spans(window, zone) == [("2026-06-04T20:00:00", "2026-06-04T23:00:00")]
+    assert window.bounds(zone) == (utc("2026-06-04T20:00"), utc("2026-06-05T01:00"))
+    assert Window.from_description(window.describe()).describe() == window.describe()
+
+
+DST_WINDOW = ("2026-03-16T22:00:00+01:00", "2026-04-05T06:00:00+02:00")
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "at", "next_opening", "open_until"),
+    [
+        ("Europe/Berlin", "2026-03-20T12:00", "2026-03-20T21:00", None),
+        # The night of the change: opens 22:00 CET, closes 06:00 CEST.
+        ("Europe/Berlin", "2026-03-28T21:30", "2026-03-28T21:30", "2026-03-29T04:00"),
+        # After it, 22:00 CEST is 20:00Z: the wall time the creator meant.
+        ("Europe/Berlin", "2026-03-29T12:00", "2026-03-29T20:00", None),
+        ("Europe/Berlin", "2026-04-01T12:00", "2026-04-01T20:00", None),
+        ("Europe/Berlin", "2026-04-04T20:00", "2026-04-04T20:00", "2026-04-05T04:00"),
+        ("Europe/Berlin", "2026-04-05T04:00", None, None),
+        # No zone known: start's fixed offset, +01:00 throughout, an hour off after the change.
+        (None, "2026-03-29T12:00", "2026-03-29T21:00", None),
+        (None, "2026-04-04T21:30", "2026-04-04T21:30", "2026-04-05T04:00"),
+    ],
+)
+def test_console_time_follows_the_creators_zone_across_dst(
+    time_zone: str | None, at: str, next_opening: str | None, open_until: str | None
+) -> None:
+    window = make(*DST_WINDOW, time_zone=time_zone)
+    zone, note = window.zone("Asia/Tokyo")  # the device's zone plays no part in console time
+    assert note is None
+    assert zone == (BERLIN if time_zone else timezone(timedelta(hours=1)))
+    assert window.next_opening(zone, utc(at)) == (None if next_opening is None else utc(next_opening))
+    assert window.open_until(zone, utc(at)) == (None if open_until is None else utc(open_until))
+
+
+def test_console_zone_is_described_and_round_trips() -> None:
+    window = make(*DST_WINDOW, time_zone="Europe/Berlin")
+    assert window.describe()["time_zone"] == "Europe/Berlin"
+    assert Window.from_description(window.describe()) == window
+    assert "time_zone" not in make(*DST_WINDOW).describe()
+
+
+@pytest.mark.parametrize("time_zone", ["Mars/Olympus_Mons", "America", "", "../etc/passwd", "+02:00"])
+def test_an_unknown_console_zone_names_its_field(time_zone: str) -> None:
+    reject("schedule_args.time_zone", "is not an IANA time zone", start=DST_WINDOW[0], end=DST_WINDOW[1],
+           time_zone=time_zone)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("time_type", "now", "accepted"),
+    [
+        # Pago Pago (UTC-11) still has all of 20:00-23:00 ahead; UTC-12 reaches 23:00 at 11:00Z the next day.
+        (DEVICE, "2026-06-01T23:30", True),
+        (DEVICE, "2026-06-02T10:59:59", True),
+        (DEVICE, "2026-06-02T11:00", False),
+        (CONSOLE, "2026-06-01T22:59:59", True),
+        (CONSOLE, "2026-06-01T23:00", False),
+        (CONSOLE, "2026-06-01T23:30", False),
+    ],
+)
+def test_device_time_is_past_only_when_past_in_every_zone(time_type: TimeType, now: str, accepted: bool) -> None:
+    request: dict[str, Any] = {
+        "start": "2026-06-01T20:00:00Z", "end": "2026-06-01T23:00:00Z", "time_type": time_type, "now": utc(now),
+    }  # fmt: skip
+    if accepted:
+        window = make(**request)
+        if time_type is DEVICE:
+            pago_pago, _ = window.zone("Pacific/Pago_Pago")
+            assert window.next_opening(pago_pago, utc("2026-06-01T23:30")) == utc("2026-06-02T07:00")
+            assert window.next_opening(UTC, utc("2026-06-01T23:30")) is None
+    else:
+        reject("schedule_args.end_datetime", "already past", **request)
+
+
+def test_device_time_needs_wall_clocks_in_order() -> None:
+    start, end = "2026-06-05T02:00:00+05:00", "2026-06-04T23:00:00Z"  # 21:00Z then 23:00Z, but 02:00 then 23:00
+    assert make(start, end).bounds(UTC) == (utc("2026-06-04T21:00"), utc("2026-06-04T23:00"))
+    reject("schedule_args.end_datetime", "as a wall-clock time", start=start, end=end, time_type=DEVICE)
+
+
+def test_seed_000s_example_pair_is_a_device_time_window() -> None:
+    """14:30:00Z to 15:30:00+05:30: an hour of each device's own clock, though 15:30+05:30 comes first as an instant."""
+    start, end = "2024-08-08T14:30:00Z", "2024-08-08T15:30:00+05:30"
+    assert spans(make(start, end, time_type=DEVICE), BERLIN) == [("2024-08-08T12:30:00", "2024-08-08T13:30:00")]
+    reject("schedule_args.end_datetime", "must be after start", start=start, end=end)
