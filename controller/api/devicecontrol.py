@@ -94,7 +94,6 @@ LOCATION = {"Location": {"description": "The new operation's URL.", "schema": {"
     },
     openapi_extra=REQUEST_BODY,
 )
-@router.post("/operations/", include_in_schema=False)
 async def create_devicecontrol_operation(
     body: Annotated[NewOperation, Body()], request: Request, key: Admin
 ) -> JSONResponse:
