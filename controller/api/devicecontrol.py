@@ -6,7 +6,7 @@ one operation with `bulkOperationId` naming the /v0 operation.
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -28,7 +28,7 @@ from controller.api.links import here, route_url
 from controller.api.routing import KeyFirstRoute
 from controller.clock import to_iso
 from controller.completion import finish_if_done
-from controller.errors import InvalidRequest, NotFound
+from controller.errors import InvalidRequest, NotFound, Unprocessable
 from controller.fragments import to_fragments, to_operation
 from controller.store.devicecontrol import DeviceControlFilters, DeviceControlRow
 from shared.arguments import ArgumentsError, validate_arguments
@@ -90,7 +90,7 @@ LOCATION = {"Location": {"description": "The new operation's URL.", "schema": {"
     summary="Create an operation for one device",
     responses={
         **_answers(201, OPERATION_TYPE, Operation, "Created", headers=LOCATION),
-        **errors(400, 401, 403, 413, 507),
+        **errors(400, 401, 403, 413, 422, 507),
     },
     openapi_extra=REQUEST_BODY,
 )
@@ -101,7 +101,8 @@ async def create_devicecontrol_operation(
     try:
         store.get_device(body.device_id)
     except NotFound as err:
-        raise InvalidRequest("deviceId", f"no device {body.device_id!r} is registered") from err
+        # Cumulocity documents 422 for a payload naming what does not exist; c8y-api raises ValueError for it.
+        raise Unprocessable("deviceId", f"no device {body.device_id!r} is registered") from err
     fragments = body.fragments()
     operation_type, arguments, fragment = to_operation(fragments)
     try:
@@ -149,12 +150,13 @@ async def get_devicecontrol_operation(operation_id: str, request: Request, _: Re
     return _answer(request, dump(_operation(request, row)), OPERATION_TYPE)
 
 
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(?P<offset>Z|[+-]\d\d:\d\d)?", re.IGNORECASE)
-DATE_TIME = {"format": "date-time"}
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d(?P<time>T\d\d:\d\d:\d\d(\.\d+)?(?P<offset>Z|[+-]\d\d:\d\d)?)?", re.IGNORECASE)
+DATE_OR_DATE_TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
 
 
 def _moment(value: str | None, name: str) -> str | None:
-    """An RFC 3339 date and time with its offset, as the store compares them (UTC, milliseconds)."""
+    """An RFC 3339 date and time with its offset, or a date (its midnight UTC, as Cumulocity reads one), as the store
+    compares them (UTC, milliseconds). c8y-api's get_last sends dateFrom=1970-01-01."""
     if value is None:
         return None
     written = _RFC3339.fullmatch(value)
@@ -163,7 +165,9 @@ def _moment(value: str | None, name: str) -> str | None:
     except ValueError:
         moment = None
     if written is None or moment is None:
-        raise InvalidRequest(name, f"not an ISO 8601 date and time: {value!r}")
+        raise InvalidRequest(name, f"not an ISO 8601 date or date and time: {value!r}")
+    if written["time"] is None:
+        return to_iso(moment.replace(tzinfo=UTC))
     if written["offset"] is None:
         raise InvalidRequest(name, f"needs an offset, e.g. {value}Z")
     return to_iso(moment)
@@ -183,8 +187,8 @@ async def collection_query(
     agent_id: Annotated[str | None, Query(alias="agentId", min_length=1)] = None,
     status: DeviceStatus | None = None,
     fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
-    date_from: Annotated[str | None, Query(alias="dateFrom", json_schema_extra=DATE_TIME)] = None,
-    date_to: Annotated[str | None, Query(alias="dateTo", json_schema_extra=DATE_TIME)] = None,
+    date_from: Annotated[str | None, Query(alias="dateFrom", json_schema_extra=DATE_OR_DATE_TIME)] = None,
+    date_to: Annotated[str | None, Query(alias="dateTo", json_schema_extra=DATE_OR_DATE_TIME)] = None,
     bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
 ) -> CollectionQuery:
     """The seed's parameter names; a coroutine, so that FastAPI does not run it in a worker thread."""

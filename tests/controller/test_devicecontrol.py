@@ -61,7 +61,6 @@ def test_plain_json_is_accepted_and_answered(api: Api) -> None:
     ("body", "field"),
     [
         ({"c8y_Restart": {}}, "deviceId"),
-        ({"deviceId": "ghost", "c8y_Restart": {}}, "deviceId"),
         ({"deviceId": "d1"}, "fragments"),
         ({"deviceId": "d1", "c8y_Command": {}}, "c8y_Command.text"),
         ({"deviceId": "d1", "c8y_LogfileRequest": {"maximumLines": 0}}, "c8y_LogfileRequest.max_lines"),
@@ -83,9 +82,29 @@ def test_a_body_that_is_not_a_json_object_is_a_400(api: Api) -> None:
         )
         assert response.status_code == 400
         assert [e["field"] for e in response.json()["errors"]] == ["body"]
-    as_text = api.request("POST", "/devicecontrol/operations", content=b'{"deviceId": "d1", "c8y_Restart": {}}')
-    assert as_text.status_code == 400
-    assert "Content-Type" in as_text.json()["message"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_body_sent_as_anything_but_json_is_a_415_as_cumulocity_answers(api: Api, method: str) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    path = "/devicecontrol/operations" if method == "POST" else f"/devicecontrol/operations/{created['id']}"
+    body = b'{"deviceId": "d1", "status": "EXECUTING", "c8y_Restart": {}}'
+    for headers in ({}, {"Content-Type": "text/plain"}):
+        response = api.request(method, path, content=body, headers=headers)
+        assert response.status_code == 415
+        assert response.json()["message"].startswith("send JSON, with Content-Type application/json")
+    # Checked after the key, as the body's size is: a client without one learns nothing about the body.
+    assert api.request(method, path, key=None, content=body, headers={"Content-Type": "text/plain"}).status_code == 401
+
+
+def test_an_unknown_device_is_a_422_naming_the_field(api: Api) -> None:
+    response = post(api, {"deviceId": "ghost", "c8y_Restart": {}})
+    assert response.status_code == 422
+    assert response.json() == {
+        "message": "deviceId: no device 'ghost' is registered",
+        "errors": [{"field": "deviceId", "message": "no device 'ghost' is registered"}],
+    }
 
 
 def test_a_custom_fragment_is_an_object(api: Api) -> None:
@@ -176,6 +195,34 @@ def test_collection_filters_pages_and_links(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("dateFrom=1970-01-01", 1),  # c8y-api's get_last sends this
+        ("dateFrom=2999-01-01", 0),
+        ("dateTo=2999-12-31", 1),
+        ("dateTo=1970-01-01", 0),
+        ("dateFrom=1970-01-01&dateTo=2999-01-01", 1),
+    ],
+)
+def test_a_date_filter_may_be_a_date_its_midnight_utc(api: Api, query: str, found: int) -> None:
+    api.announce("d1")
+    post(api, {"deviceId": "d1", "c8y_Restart": {}})
+    response = api.request("GET", f"/devicecontrol/operations?{query}")
+    assert response.status_code == 200, response.text
+    assert len(response.json()["operations"]) == found
+
+
+def test_a_date_filter_of_today_starts_at_its_midnight_utc(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    today = created["creationTime"][:10]
+    assert [
+        o["id"] for o in api.request("GET", f"/devicecontrol/operations?dateFrom={today}").json()["operations"]
+    ] == [created["id"]]
+    assert api.request("GET", f"/devicecontrol/operations?dateTo={today}").json()["operations"] == []
+
+
+@pytest.mark.parametrize(
     "query",
     [
         "pageSize=2001",
@@ -184,6 +231,8 @@ def test_collection_filters_pages_and_links(api: Api) -> None:
         "currentPage=1000001",
         "status=DONE",
         "dateFrom=yesterday",
+        "dateFrom=2024-13-01",
+        "dateFrom=2024-01-01T",
         "dateTo=2024-01-01T00:00:00",
         "dateFrom=20240101T000000Z",  # ISO 8601, but not the RFC 3339 date-time /openapi.json promises
         "deviceId=",
@@ -225,6 +274,31 @@ def test_roles_and_basic_auth(api: Api) -> None:
     listing = api.request("GET", "/devicecontrol/operations", key=None, headers=basic("auditor", api.read_key))
     assert listing.status_code == 200
     assert api.request("GET", "/devicecontrol/operations", key=api.read_key).status_code == 200
+
+
+def test_basic_auth_as_cumulocity_clients_send_it_with_a_tenant(api: Api) -> None:
+    # c8y-api's CumulocityApi(base_url, tenant_id, user, password) sends `<tenant>/<user>:<password>`.
+    api.announce("d1")
+    body = {"deviceId": "d1", "c8y_Restart": {}}
+    assert post(api, body, key=None, headers=basic("t12345/ops", api.admin_key)).status_code == 201
+    assert post(api, body, key=None, headers=basic("management/ops", api.admin_key)).status_code == 201
+    assert post(api, body, key=None, headers=basic("t12345/auditor", api.read_key)).status_code == 403
+    assert post(api, body, key=None, headers=basic("t12345/auditor", api.admin_key)).status_code == 401
+    assert post(api, body, key=None, headers=basic("t12345/ops", api.read_key)).status_code == 401
+    assert post(api, body, key=None, headers=basic("t12345/ops", "tth_wrong")).status_code == 401
+    assert post(api, body, key=None, headers=basic("ops/t12345", api.admin_key)).status_code == 401
+    assert post(api, body, key=None, headers=basic("/ops", api.admin_key)).status_code == 201
+    reader = basic("t12345/auditor", api.read_key)
+    assert api.request("GET", "/devicecontrol/operations", key=None, headers=reader).status_code == 200
+
+
+def test_a_key_name_with_a_slash_is_matched_as_it_is_or_after_a_tenant(api: Api) -> None:
+    key = api.store.create_key("team/ops", "admin")[1]
+    api.announce("d1")
+    body = {"deviceId": "d1", "c8y_Restart": {}}
+    assert post(api, body, key=None, headers=basic("team/ops", key)).status_code == 201
+    assert post(api, body, key=None, headers=basic("t1/team/ops", key)).status_code == 201
+    assert post(api, body, key=None, headers=basic("ops", key)).status_code == 401
 
 
 def test_put_moves_along_legal_transitions_and_a_final_status_cannot_be_reopened(api: Api) -> None:

@@ -15,7 +15,7 @@ COLLECTION_TYPE = "application/vnd.com.nsn.cumulocity.operationcollection+json"
 JSON = "application/json"
 
 STATUSES = {
-    ("post", "/v0/operations/"): {"201", "400", "401", "403", "413", "507"},
+    ("post", "/v0/operations/"): {"201", "400", "401", "403", "413", "415", "507"},
     ("get", "/v0/operations/"): {"200", "400", "401"},
     ("get", "/v0/operations/{operation_id}/"): {"200", "401", "404"},
     ("post", "/v0/operations/{operation_id}/cancel/"): {"200", "401", "403", "404", "409", "507"},
@@ -25,11 +25,13 @@ STATUSES = {
     ("get", "/v0/operations/{operation_id}/devices/{device_id}/artifact"): {"200", "401", "404"},
     ("get", "/v0/devices/"): {"200", "400", "401"},
     ("get", "/v0/devices/{device_id}/"): {"200", "401", "404"},
-    ("post", "/devicecontrol/operations"): {"201", "400", "401", "403", "413", "507"},
+    ("post", "/devicecontrol/operations"): {"201", "400", "401", "403", "413", "415", "422", "507"},
     ("get", "/devicecontrol/operations"): {"200", "400", "401"},
     ("delete", "/devicecontrol/operations"): {"204", "400", "401", "403", "507"},
     ("get", "/devicecontrol/operations/{operation_id}"): {"200", "401", "404"},
-    ("put", "/devicecontrol/operations/{operation_id}"): {"200", "400", "401", "403", "404", "409", "413", "507"},
+    ("put", "/devicecontrol/operations/{operation_id}"): {
+        *("200", "400", "401", "403", "404", "409", "413", "415", "507"),
+    },
     ("get", "/healthz"): {"200"},
     ("get", "/readyz"): {"200", "503"},
     ("get", "/metrics"): {"200", "401"},
