@@ -157,7 +157,7 @@ def test_v0_operations_show_up_one_per_device_with_their_bulk_operation_id(api: 
     assert body["operations"][0]["c8y_Command"] == {"text": "ls"}
     single = api.request("GET", f"/devicecontrol/operations/{body['operations'][1]['id']}").json()
     assert single == {key: value for key, value in body["operations"][1].items() if key != "deviceName"}
-    assert body["operations"][1]["deviceName"] == "b"
+    assert body["operations"][1]["deviceName"] == "b"  # no hostname announced: its device id
 
 
 def test_collection_filters_pages_and_links(api: Api) -> None:
@@ -347,7 +347,6 @@ def test_put_of_a_dispatched_operation_asks_the_device_to_stop(api: Api) -> None
     ("body", "status", "field"),
     [
         ({"status": "DONE"}, 400, "status"),
-        ({}, 400, "status"),
         ({"status": "SUCCESSFUL", "failureReason": "x"}, 400, "failureReason"),
         ({"status": "FAILED", "failureReason": 3}, 400, "failureReason"),
     ],
@@ -388,3 +387,110 @@ def test_delete_with_filters_hides_the_selected_and_fails_the_unfinished(api: Ap
         ("FAILED", "deleted by ops", "failed")
     ]
     assert api.request("DELETE", "/devicecontrol/operations", key=api.read_key).status_code == 403
+
+
+def test_device_name_is_the_announced_hostname_and_external_ids_come_with_agent_id(api: Api) -> None:
+    api.announce("d1", inventory={"hostname": "kiosk-lobby"})
+    api.announce("d2", inventory={"hostname": 7})  # not a name: the device id stands in
+    for device_id in ("d1", "d2"):
+        post(api, {"deviceId": device_id, "c8y_Restart": {}})
+
+    listed = api.request("GET", "/devicecontrol/operations").json()["operations"]
+    assert [(o["deviceId"], o["deviceName"]) for o in listed] == [("d1", "kiosk-lobby"), ("d2", "d2")]
+    assert all("deviceExternalIDs" not in o for o in listed)
+    (by_agent,) = api.request("GET", "/devicecontrol/operations?agentId=d1").json()["operations"]
+    assert by_agent["deviceExternalIDs"] == {"externalIds": [{"externalId": "d1", "type": "tether_DeviceId"}]}
+    single = api.request("GET", f"/devicecontrol/operations/{by_agent['id']}").json()
+    assert {"deviceName", "deviceExternalIDs"}.isdisjoint(single)  # in collections only, as the seed says
+
+
+def test_put_adds_replaces_and_removes_fragments_and_get_shows_them(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Command": {"text": "uptime"}}).json()
+    path = f"/devicecontrol/operations/{created['id']}"
+
+    added = api.request("PUT", path, json={"c8y_Progress": {"percent": 40}, "acme_Note": "slow link"})
+    assert added.status_code == 200, added.text
+    assert (added.json()["c8y_Progress"], added.json()["acme_Note"], added.json()["status"]) == (
+        {"percent": 40},
+        "slow link",
+        "PENDING",
+    )
+    # Replaced whole, not merged; null removes; a status in the same PUT goes through the lifecycle.
+    updated = api.request("PUT", path, json={"status": "EXECUTING", "c8y_Progress": {"step": 2}, "acme_Note": None})
+    assert updated.status_code == 200, updated.text
+    shown = api.request("GET", path).json()
+    assert shown == updated.json()
+    assert (shown["status"], shown["c8y_Progress"], shown["c8y_Command"]) == (
+        "EXECUTING",
+        {"step": 2},
+        {"text": "uptime"},
+    )
+    assert "acme_Note" not in shown
+    # The fragmentType filter finds a fragment added by PUT, as well as the one the operation runs.
+    for fragment in ("c8y_Progress", "c8y_Command"):
+        found = api.request("GET", f"/devicecontrol/operations?fragmentType={fragment}").json()["operations"]
+        assert [o["id"] for o in found] == [created["id"]]
+    assert api.request("GET", "/devicecontrol/operations?fragmentType=acme_Note").json()["operations"] == []
+
+
+def test_an_operation_read_back_may_be_put_again_as_it_is(api: Api) -> None:
+    api.announce("d1", inventory={"hostname": "h1"})
+    created = post(api, {"deviceId": "d1", "description": "check", "c8y_Command": {"text": "uptime"}}).json()
+    (listed,) = api.request("GET", "/devicecontrol/operations?agentId=d1").json()["operations"]
+    response = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json=listed | {"status": "EXECUTING"})
+    assert response.status_code == 200, response.text
+    assert response.json() == created | {"status": "EXECUTING"}
+    assert api.request("PUT", f"/devicecontrol/operations/{created['id']}", json={}).json()["status"] == "EXECUTING"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"c8y_Command": {"text": "reboot"}}, "c8y_Command is what it runs and cannot be changed"),
+        ({"c8y_Command": None}, "c8y_Command is what it runs and cannot be changed"),
+        ({"c8y_Restart": {}}, "c8y_Restart says what an operation runs and cannot be added to one"),
+        ({"description": "other"}, "its description is set when it is created and cannot be changed"),
+    ],
+)
+def test_put_cannot_change_what_the_operation_runs(api: Api, body: dict[str, Any], message: str) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "description": "check", "c8y_Command": {"text": "uptime"}}).json()
+    response = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json=body | {"status": "EXECUTING"})
+    assert response.status_code == 409
+    assert response.json()["message"] == f"operation {created['id']}: {message}"
+    assert api.request("GET", f"/devicecontrol/operations/{created['id']}").json() == created  # nothing changed
+
+
+def test_put_refuses_a_fragment_name_a_fragment_cannot_have(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    response = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json={"bad name!": 1})
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["bad name!"]
+
+
+@pytest.mark.parametrize(
+    ("query", "deleted"),
+    [
+        ("", [0, 1, 2, 3]),  # every match: c8y-api's delete_by sends no paging
+        ("pageSize=1", [0]),
+        ("pageSize=2&currentPage=2", [2, 3]),
+        ("pageSize=1&revert=true", [3]),
+        ("pageSize=2&currentPage=2&revert=true", [0, 1]),
+        ("deviceId=b&pageSize=1", [1]),
+        ("deviceId=a&withTotalPages=true", [0, 2, 3]),
+    ],
+)
+def test_delete_takes_gets_parameters_and_deletes_what_get_lists(api: Api, query: str, deleted: list[int]) -> None:
+    for device_id in ("a", "b"):
+        api.announce(device_id)
+    ids = [post(api, {"deviceId": d, "c8y_Restart": {}}).json()["id"] for d in ("a", "b", "a", "a")]
+    listed = api.request("GET", f"/devicecontrol/operations?{query}").json()["operations"]
+    if "pageSize" in query:
+        assert [o["id"] for o in listed] == [ids[i] for i in (reversed(deleted) if "revert" in query else deleted)]
+
+    assert api.request("DELETE", f"/devicecontrol/operations?{query}").status_code == 204
+
+    remaining = api.request("GET", "/devicecontrol/operations?pageSize=100").json()["operations"]
+    assert [o["id"] for o in remaining] == [ids[i] for i in range(4) if i not in deleted]

@@ -93,7 +93,7 @@ def test_devicecontrol_bodies_take_both_media_types(document: dict[str, Any]) ->
     by_key = operations(document)
     for key, model in [
         (("post", "/devicecontrol/operations"), "NewOperation"),
-        (("put", "/devicecontrol/operations/{operation_id}"), "StatusUpdate"),
+        (("put", "/devicecontrol/operations/{operation_id}"), "OperationUpdate"),
     ]:
         body = by_key[key]["requestBody"]
         assert body["required"] is True
@@ -117,11 +117,14 @@ def test_the_post_body_names_the_device_and_the_standard_fragments(document: dic
     assert (lines["minimum"], lines["maximum"]) == (1, 1_000_000)
 
 
-def test_the_put_body_is_a_status_and_with_failed_a_reason(document: dict[str, Any]) -> None:
-    body = document["components"]["schemas"]["StatusUpdate"]
-    assert body["required"] == ["status"]
-    assert schema(document, body["properties"]["status"])["enum"] == ["PENDING", "EXECUTING", "SUCCESSFUL", "FAILED"]
+def test_the_put_body_is_a_status_with_failed_a_reason_and_fragments(document: dict[str, Any]) -> None:
+    body = document["components"]["schemas"]["OperationUpdate"]
+    assert "required" not in body
+    status = schema(document, body["properties"]["status"]["anyOf"][0])
+    assert status["enum"] == ["PENDING", "EXECUTING", "SUCCESSFUL", "FAILED"]
     assert body["then"] == {"properties": {"status": {"const": "FAILED"}}}
+    assert body["additionalProperties"] is True  # a fragment is any JSON value; null removes it
+    assert "pattern" in body["propertyNames"]
 
 
 def test_answers_are_operations_and_collections_in_either_media_type(document: dict[str, Any]) -> None:
