@@ -158,7 +158,7 @@ class OperationUpdate(_Shape):
             ],
             "propertyNames": {"pattern": FRAGMENT_NAME},
             "if": {"properties": {"failureReason": {"type": "string"}}, "required": ["failureReason"]},
-            "then": {"properties": {"status": {"const": DeviceStatus.FAILED.value}}},
+            "then": {"properties": {"status": {"const": DeviceStatus.FAILED.value}}, "required": ["status"]},
         },
     )
     __pydantic_extra__: dict[str, Any] = Field(init=False)

@@ -348,6 +348,7 @@ def test_put_of_a_dispatched_operation_asks_the_device_to_stop(api: Api) -> None
     [
         ({"status": "DONE"}, 400, "status"),
         ({"status": "SUCCESSFUL", "failureReason": "x"}, 400, "failureReason"),
+        ({"failureReason": "x"}, 400, "failureReason"),
         ({"status": "FAILED", "failureReason": 3}, 400, "failureReason"),
     ],
 )

@@ -122,7 +122,7 @@ def test_the_put_body_is_a_status_with_failed_a_reason_and_fragments(document: d
     assert "required" not in body
     status = schema(document, body["properties"]["status"]["anyOf"][0])
     assert status["enum"] == ["PENDING", "EXECUTING", "SUCCESSFUL", "FAILED"]
-    assert body["then"] == {"properties": {"status": {"const": "FAILED"}}}
+    assert body["then"] == {"properties": {"status": {"const": "FAILED"}}, "required": ["status"]}
     assert body["additionalProperties"] is True  # a fragment is any JSON value; null removes it
     assert "pattern" in body["propertyNames"]
 
