@@ -17,9 +17,7 @@ MAX_PAGE_SIZE = 2000
 MAX_PAGE = 1_000_000
 """Beyond any fleet's history; it keeps the row offset within what SQLite can take."""
 
-_RFC3339 = re.compile(
-    r"\d{4}-\d\d-\d\d(?P<time>T\d\d:\d\d:\d\d(\.\d+)?(?P<offset>Z|[+-]\d\d:\d\d)?)?", re.IGNORECASE
-)
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d(?P<time>T\d\d:\d\d:\d\d(\.\d+)?(?P<offset>Z|[+-]\d\d:\d\d)?)?", re.IGNORECASE)
 DATE_OR_DATE_TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
 
 
