@@ -13,7 +13,7 @@ def create_app(services: ApiServices) -> FastAPI:
         title="Tether",
         version="0.1.0",
         description="Device operations over MQTT. Authenticate with `Authorization: Bearer <key>`, or Basic "
-        "with the key's name and the key.",
+        "with the key's name (or `<tenant>/<name>`, as Cumulocity clients send it) and the key.",
         redirect_slashes=False,  # EitherSlash serves both forms of a path: a redirect loses a POST's body
     )
     app.state.services = services
