@@ -17,7 +17,7 @@ def create_app(services: ApiServices) -> FastAPI:
         redirect_slashes=False,  # EitherSlash serves both forms of a path: a redirect loses a POST's body
     )
     app.state.services = services
-    app.add_middleware(EitherSlash)
+    app.router.default = EitherSlash(app.router)
     errors.install(app)
     app.include_router(v0.router)
     app.include_router(event_stream.router)
