@@ -495,3 +495,18 @@ def test_delete_takes_gets_parameters_and_deletes_what_get_lists(api: Api, query
 
     remaining = api.request("GET", "/devicecontrol/operations?pageSize=100").json()["operations"]
     assert [o["id"] for o in remaining] == [ids[i] for i in range(4) if i not in deleted]
+
+
+def test_a_put_whose_status_is_refused_changes_no_fragment_either(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    path = f"/devicecontrol/operations/{created['id']}"
+    assert api.request("PUT", path, json={"status": "FAILED", "failureReason": "no power"}).status_code == 200
+
+    reopened = api.request("PUT", path, json={"status": "PENDING", "c8y_Progress": {"percent": 1}})
+
+    assert reopened.status_code == 409
+    assert "c8y_Progress" not in api.request("GET", path).json()
+    # On an operation that has ended, fragments alone are still the client's to add.
+    noted = api.request("PUT", path, json={"c8y_Progress": {"percent": 100}})
+    assert (noted.json()["status"], noted.json()["c8y_Progress"]) == ("FAILED", {"percent": 100})
