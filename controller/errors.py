@@ -5,11 +5,13 @@ ControllerError
 │   └── BrokerError       the embedded broker cannot start
 ├── NotFound              404: no such operation, device or key
 ├── InvalidRequest        400: a request field is wrong; `field` names it
+│   └── Unprocessable     422: a well-formed field names what does not exist (a /devicecontrol deviceId)
 ├── Unauthorized          401: no valid API key
 ├── Forbidden             403: the key's role may not do this
 ├── TooSlow               408: a request body that did not arrive in time
 ├── Conflict              409: e.g. a key name already taken
 ├── TooLarge              413: an artifact over the size limit
+├── UnsupportedMediaType  415: a body sent as something other than JSON
 └── StorageFull           507: the database's disk is full; nothing of the write was stored
 """
 
@@ -37,6 +39,10 @@ class InvalidRequest(ControllerError):
         self.message = message
 
 
+class Unprocessable(InvalidRequest):
+    pass
+
+
 class Unauthorized(ControllerError):
     pass
 
@@ -54,6 +60,10 @@ class Conflict(ControllerError):
 
 
 class TooLarge(ControllerError):
+    pass
+
+
+class UnsupportedMediaType(ControllerError):
     pass
 
 

@@ -4,7 +4,9 @@ Both dependencies are coroutines: FastAPI runs a plain function dependency in a 
 store's connection from another thread and, with every request, grow the process by another malloc arena.
 
 A key is sent as `Authorization: Bearer <key>`, or, for Cumulocity clients, as HTTP Basic with the key's name as the
-user and the key as the password. `admin` keys hold ROLE_DEVICE_CONTROL_ADMIN, `read` keys ROLE_DEVICE_CONTROL_READ.
+user and the key as the password. Cumulocity clients write the user as `<tenant>/<user>`: Tether has a single tenant,
+so the tenant part is not checked, and the name after it must still be the key's. `admin` keys hold
+ROLE_DEVICE_CONTROL_ADMIN, `read` keys ROLE_DEVICE_CONTROL_READ.
 """
 
 import secrets
@@ -21,7 +23,10 @@ from controller.store.records import ApiKeyRecord
 bearer = HTTPBearer(auto_error=False, description="An API key made with `tether keys create`.")
 
 
-basic = HTTPBasic(auto_error=False, description="The key's name as the user, the key as the password.")
+basic = HTTPBasic(
+    auto_error=False,
+    description="The key's name as the user (or `<tenant>/<name>`, any tenant), the key as the password.",
+)
 
 
 async def authenticated(
@@ -33,13 +38,22 @@ async def authenticated(
         key = services(request).store.find_key(credentials.credentials)
     elif basic_credentials is not None:
         key = services(request).store.find_key(basic_credentials.password)
-        if key is not None and not secrets.compare_digest(key.name, basic_credentials.username):
+        if key is not None and not _names(key.name, basic_credentials.username):
             key = None
     else:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or Basic <name>:<key>")
     if key is None:
         raise Unauthorized("invalid API key")
     return key
+
+
+def _names(name: str, user: str) -> bool:
+    """Whether a Basic user names the key `name`: as it is, or after a Cumulocity client's `<tenant>/` prefix."""
+    _, slash, after_tenant = user.partition("/")
+    # Both compared, in constant time: a name may itself hold a slash.
+    as_is = secrets.compare_digest(name.encode(), user.encode())
+    tenant_prefixed = secrets.compare_digest(name.encode(), after_tenant.encode())
+    return as_is or (bool(slash) and tenant_prefixed)
 
 
 async def admin(key: Annotated[ApiKeyRecord, Depends(authenticated)]) -> ApiKeyRecord:

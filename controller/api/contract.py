@@ -2,7 +2,8 @@
 
 Routes declare `responses=errors(400, 401, ...)` with the statuses they really return, each with the `ErrorOut`
 body that controller/api/errors.py writes. FastAPI would also document a 422 for every route with parameters;
-this API answers validation errors with 400 instead, so `openapi()` leaves the 422 out.
+this API answers validation errors with 400 instead, so `openapi()` leaves that 422 out (a route's own stays). It
+adds the 415 of every route that takes a JSON body, which controller/api/routing.py answers for all of them.
 """
 
 from typing import Any
@@ -23,6 +24,8 @@ _ERROR_DESCRIPTIONS = {
     408: "The body did not arrive within the time allowed.",
     409: "The resource is not in a state that allows this.",
     413: "The body is over the size limit.",
+    415: "The body is not sent as JSON: its Content-Type must be application/json or a +json type.",
+    422: "A well-formed field names something that does not exist (a deviceId no device has).",
     507: "The controller's disk is full: nothing was stored. Retrying once space is freed is safe.",
 }
 
@@ -60,7 +63,15 @@ def install_openapi(app: FastAPI) -> None:
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             for path in document["paths"].values():
                 for operation in path.values():
-                    operation.get("responses", {}).pop("422", None)
+                    responses = operation.get("responses", {})
+                    if _validation_error(responses.get("422")):
+                        del responses["422"]
+                    if JSON in operation.get("requestBody", {}).get("content", {}):
+                        # Every JSON body is checked by controller/api/routing.py, for every route that takes one.
+                        operation["responses"]["415"] = {
+                            "description": _ERROR_DESCRIPTIONS[415],
+                            "content": {JSON: {"schema": ref(ErrorOut)}},
+                        }
             schemas = document.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
@@ -68,6 +79,12 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _validation_error(response: dict[str, Any] | None) -> bool:
+    """Whether a 422 is the one FastAPI documents for every route, rather than one a route declares itself."""
+    schema = (response or {}).get("content", {}).get(JSON, {}).get("schema", {})
+    return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
 
 
 def absent_not_null(schema: dict[str, Any]) -> None:

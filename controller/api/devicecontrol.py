@@ -5,32 +5,31 @@ one operation with `bulkOperationId` naming the /v0 operation.
 """
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from controller.api.auth import Admin, Reader
 from controller.api.contract import errors, json_or
 from controller.api.deps import services
+from controller.api.devicecontrol_query import DEFAULT_PAGE_SIZE, Filters
 from controller.api.devicecontrol_schemas import (
+    FRAGMENT_NAME,
     NewOperation,
     Operation,
     OperationCollection,
+    OperationUpdate,
     PagingStatistics,
-    StatusUpdate,
     dump,
 )
 from controller.api.links import here, route_url
 from controller.api.routing import KeyFirstRoute
-from controller.clock import to_iso
 from controller.completion import finish_if_done
-from controller.errors import InvalidRequest, NotFound
-from controller.fragments import to_fragments, to_operation
-from controller.store.devicecontrol import DeviceControlFilters, DeviceControlRow
+from controller.errors import Conflict, InvalidRequest, NotFound, Unprocessable
+from controller.fragments import STANDARD, to_fragments, to_operation
+from controller.store.devicecontrol import DeviceControlRow
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.operations import DeviceStatus, ScheduleType
 from shared.text import displayable
@@ -40,9 +39,8 @@ router = APIRouter(prefix="/devicecontrol", tags=["devicecontrol"], route_class=
 
 OPERATION_TYPE = "application/vnd.com.nsn.cumulocity.operation+json"
 COLLECTION_TYPE = "application/vnd.com.nsn.cumulocity.operationcollection+json"
-MAX_PAGE_SIZE = 2000
-MAX_PAGE = 1_000_000
-"""Beyond any fleet's history; it keeps the row offset within what SQLite can take."""
+DEVICE_ID_TYPE = "tether_DeviceId"
+"""The type of a device's one external id, its Tether device id."""
 
 
 def _answer(request: Request, body: dict[str, Any], media_type: str, status_code: int = 200) -> JSONResponse:
@@ -61,26 +59,36 @@ def _operation_url(request: Request, operation_id: str) -> str:
     return route_url(request, "get_devicecontrol_operation", operation_id=operation_id)
 
 
-def _operation(request: Request, row: DeviceControlRow, *, in_collection: bool = False) -> Operation:
-    """The Operation object; as the seed says, `deviceName` only inside a collection."""
+def _operation(
+    request: Request, row: DeviceControlRow, *, in_collection: bool = False, by_agent: bool = False
+) -> Operation:
+    """The Operation object; as the seed says, `deviceName` only inside a collection, and `deviceExternalIDs` only
+    inside one queried with agentId."""
+    external_ids = {"externalIds": [{"externalId": row.device_id, "type": DEVICE_ID_TYPE}]}
     members = {
         "id": row.id,
         "self": _operation_url(request, row.id),
         "deviceId": row.device_id,
-        "deviceName": row.device_id if in_collection else None,
+        "deviceName": displayable(row.device_name) if in_collection else None,
+        "deviceExternalIDs": external_ids if by_agent else None,
         "status": row.status,
         "creationTime": row.creation_time,
         "bulkOperationId": row.operation_id if row.fragments is None else None,
         "description": row.description,
         "failureReason": row.failure_reason,
     }
+    return Operation.model_validate(_running(row) | row.updated_fragments | members)
+
+
+def _running(row: DeviceControlRow) -> dict[str, Any]:
+    """The fragments of what the operation runs, as created (a finished c8y_Command with its output)."""
     # displayable: what an older version stored may hold text UTF-8 cannot encode; it is shown, not a 500.
-    fragments = to_fragments(row.operation_type, displayable(row.arguments), displayable(row.fragments), row.result)
-    return Operation.model_validate(fragments | members)
+    return to_fragments(row.operation_type, displayable(row.arguments), displayable(row.fragments), row.result)
 
 
 REQUEST_BODY = {"requestBody": {"content": json_or(OPERATION_TYPE, NewOperation)}}
-STATUS_BODY = {"requestBody": {"content": json_or(OPERATION_TYPE, StatusUpdate)}}
+FRAGMENT_PATTERN = re.compile(FRAGMENT_NAME)
+UPDATE_BODY = {"requestBody": {"content": json_or(OPERATION_TYPE, OperationUpdate)}}
 LOCATION = {"Location": {"description": "The new operation's URL.", "schema": {"type": "string", "format": "uri"}}}
 
 
@@ -90,11 +98,10 @@ LOCATION = {"Location": {"description": "The new operation's URL.", "schema": {"
     summary="Create an operation for one device",
     responses={
         **_answers(201, OPERATION_TYPE, Operation, "Created", headers=LOCATION),
-        **errors(400, 401, 403, 413, 507),
+        **errors(400, 401, 403, 413, 422, 507),
     },
     openapi_extra=REQUEST_BODY,
 )
-@router.post("/operations/", include_in_schema=False)
 async def create_devicecontrol_operation(
     body: Annotated[NewOperation, Body()], request: Request, key: Admin
 ) -> JSONResponse:
@@ -102,7 +109,8 @@ async def create_devicecontrol_operation(
     try:
         store.get_device(body.device_id)
     except NotFound as err:
-        raise InvalidRequest("deviceId", f"no device {body.device_id!r} is registered") from err
+        # Cumulocity documents 422 for a payload naming what does not exist; c8y-api raises ValueError for it.
+        raise Unprocessable("deviceId", f"no device {body.device_id!r} is registered") from err
     fragments = body.fragments()
     operation_type, arguments, fragment = to_operation(fragments)
     try:
@@ -150,103 +158,35 @@ async def get_devicecontrol_operation(operation_id: str, request: Request, _: Re
     return _answer(request, dump(_operation(request, row)), OPERATION_TYPE)
 
 
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(?P<offset>Z|[+-]\d\d:\d\d)?", re.IGNORECASE)
-DATE_TIME = {"format": "date-time"}
-
-
-def _moment(value: str | None, name: str) -> str | None:
-    """An RFC 3339 date and time with its offset, as the store compares them (UTC, milliseconds)."""
-    if value is None:
-        return None
-    written = _RFC3339.fullmatch(value)
-    try:
-        moment = datetime.fromisoformat(value) if written else None
-    except ValueError:
-        moment = None
-    if written is None or moment is None:
-        raise InvalidRequest(name, f"not an ISO 8601 date and time: {value!r}")
-    if written["offset"] is None:
-        raise InvalidRequest(name, f"needs an offset, e.g. {value}Z")
-    return to_iso(moment)
-
-
-@dataclass(frozen=True, slots=True)
-class CollectionQuery:
-    """The filters GET and DELETE of the collection share."""
-
-    filters: DeviceControlFilters
-    contradictory: bool
-    """deviceId and agentId name different devices: nothing matches."""
-
-
-async def collection_query(
-    device_id: Annotated[str | None, Query(alias="deviceId", min_length=1)] = None,
-    agent_id: Annotated[str | None, Query(alias="agentId", min_length=1)] = None,
-    status: DeviceStatus | None = None,
-    fragment_type: Annotated[str | None, Query(alias="fragmentType")] = None,
-    date_from: Annotated[str | None, Query(alias="dateFrom", json_schema_extra=DATE_TIME)] = None,
-    date_to: Annotated[str | None, Query(alias="dateTo", json_schema_extra=DATE_TIME)] = None,
-    bulk_operation_id: Annotated[str | None, Query(alias="bulkOperationId")] = None,
-) -> CollectionQuery:
-    """The seed's parameter names; a coroutine, so that FastAPI does not run it in a worker thread."""
-    # Each Tether device runs its own agent, so agentId names a device too; both given must agree.
-    return CollectionQuery(
-        DeviceControlFilters(
-            device_id=device_id if device_id is not None else agent_id,
-            status=status,
-            fragment_type=fragment_type,
-            date_from=_moment(date_from, "dateFrom"),
-            date_to=_moment(date_to, "dateTo"),
-            bulk_operation_id=bulk_operation_id,
-        ),
-        contradictory=device_id is not None and agent_id is not None and device_id != agent_id,
-    )
-
-
-Filters = Annotated[CollectionQuery, Depends(collection_query)]
-
-
 @router.get(
     "/operations",
     summary="Operations, first in first out",
     responses={**_answers(200, COLLECTION_TYPE, OperationCollection, "A page of operations"), **errors(400, 401)},
 )
-async def list_devicecontrol_operations(
-    request: Request,
-    _: Reader,
-    query: Filters,
-    revert: bool = False,
-    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = 5,
-    current_page: Annotated[int, Query(alias="currentPage", ge=1, le=MAX_PAGE)] = 1,
-    with_total_pages: Annotated[bool, Query(alias="withTotalPages")] = False,
-    with_total_elements: Annotated[bool, Query(alias="withTotalElements")] = False,
-) -> JSONResponse:
-    with_total = with_total_pages or with_total_elements
+async def list_devicecontrol_operations(request: Request, _: Reader, query: Filters) -> JSONResponse:
+    page = query.page(DEFAULT_PAGE_SIZE)
+    size = page.limit or DEFAULT_PAGE_SIZE
+    with_total = query.with_total_pages or query.with_total_elements
     rows: list[DeviceControlRow] = []
     total: int | None = 0
     if not query.contradictory:
-        rows, total = services(request).store.devicecontrol.page(
-            query.filters,
-            revert=revert,
-            limit=page_size,
-            offset=(current_page - 1) * page_size,
-            with_total=with_total,
-        )
-    more = len(rows) == page_size if total is None or not with_total else current_page * page_size < total
+        rows, total = services(request).store.devicecontrol.page(query.filters, page, with_total=with_total)
+    more = len(rows) == size if total is None or not with_total else query.current_page * size < total
+    operations = [_operation(request, row, in_collection=True, by_agent=query.by_agent) for row in rows]
     collection = OperationCollection.model_validate(
         {
             "self": here(request),
-            "operations": [_operation(request, row, in_collection=True) for row in rows],
+            "operations": operations,
             "statistics": PagingStatistics.model_validate(
                 {
-                    "pageSize": page_size,
-                    "currentPage": current_page,
-                    "totalPages": -(-(total or 0) // page_size) if with_total_pages else None,
-                    "totalElements": total if with_total_elements else None,
+                    "pageSize": size,
+                    "currentPage": query.current_page,
+                    "totalPages": -(-(total or 0) // size) if query.with_total_pages else None,
+                    "totalElements": total if query.with_total_elements else None,
                 }
             ),
-            "prev": here(request, currentPage=current_page - 1) if current_page > 1 else None,
-            "next": here(request, currentPage=current_page + 1) if more else None,
+            "prev": here(request, currentPage=query.current_page - 1) if query.current_page > 1 else None,
+            "next": here(request, currentPage=query.current_page + 1) if more else None,
         }
     )
     return _answer(request, dump(collection), COLLECTION_TYPE)
@@ -259,11 +199,13 @@ async def list_devicecontrol_operations(
     responses={204: {"description": "Deleted"}, **errors(400, 401, 403, 507)},
 )
 async def delete_devicecontrol_operations(request: Request, key: Admin, query: Filters) -> Response:
-    """Unfinished ones end FAILED "deleted by <key>", their retained commands are cleared and their devices told."""
+    """The parameters are GET's: what GET lists with them is deleted, every match when pageSize is absent.
+
+    Unfinished ones end FAILED "deleted by <key>", their retained commands are cleared and their devices told."""
     if not query.contradictory:
         store = services(request).store
         with store.transaction():  # all or (a full disk: 507) nothing
-            for operation_id in store.devicecontrol.hide(query.filters, f"deleted by {key.name}"):
+            for operation_id in store.devicecontrol.hide(query.filters, f"deleted by {key.name}", query.page(None)):
                 finish_if_done(store, operation_id)
         services(request).wake_supervisor()
     return Response(status_code=204)
@@ -271,21 +213,46 @@ async def delete_devicecontrol_operations(request: Request, key: Admin, query: F
 
 @router.put(
     "/operations/{operation_id}",
-    summary="Change an operation's status",
+    summary="Change an operation's status, add or replace its fragments",
     responses={
         **_answers(200, OPERATION_TYPE, Operation, "The operation"),
         **errors(400, 401, 403, 404, 409, 413, 507),
     },
-    openapi_extra=STATUS_BODY,
+    openapi_extra=UPDATE_BODY,
 )
 async def update_devicecontrol_operation(
-    operation_id: str, body: Annotated[StatusUpdate, Body()], request: Request, key: Admin
+    operation_id: str, body: Annotated[OperationUpdate, Body()], request: Request, key: Admin
 ) -> JSONResponse:
     if body.failure_reason is not None and body.status is not DeviceStatus.FAILED:
         raise InvalidRequest("failureReason", "only goes with status FAILED")
     store = services(request).store
+    row = store.devicecontrol.get(operation_id)
+    changes = _fragment_changes(row, body)
     reason = body.failure_reason or f"set to FAILED by {key.name}"
     with store.transaction():  # all or (a full disk: 507) nothing
-        finish_if_done(store, store.devicecontrol.set_status(operation_id, body.status, reason))
+        if changes:
+            store.devicecontrol.update_fragments(operation_id, changes)
+        if body.status is not None:
+            finish_if_done(store, store.devicecontrol.set_status(operation_id, body.status, reason))
     services(request).wake_supervisor()
     return _answer(request, dump(_operation(request, store.devicecontrol.get(operation_id))), OPERATION_TYPE)
+
+
+def _fragment_changes(row: DeviceControlRow, body: OperationUpdate) -> dict[str, Any]:
+    """The fragments the PUT adds, replaces or (None) removes. What the operation already shows may be sent again as
+    it is; changing what it runs, or its description, conflicts with the operation as created (409)."""
+    if body.description is not None and body.description != row.description:
+        raise Conflict(f"operation {row.id}: its description is set when it is created and cannot be changed")
+    running = _running(row)
+    changes: dict[str, Any] = {}
+    for name, value in body.fragments().items():
+        if not FRAGMENT_PATTERN.fullmatch(name):
+            raise InvalidRequest(name, f"a fragment's name must match {FRAGMENT_NAME}")
+        if name in running:
+            if value != running[name]:
+                raise Conflict(f"operation {row.id}: {name} is what it runs and cannot be changed")
+        elif name in STANDARD:
+            raise Conflict(f"operation {row.id}: {name} says what an operation runs and cannot be added to one")
+        elif value != row.updated_fragments.get(name):
+            changes[name] = value
+    return changes

@@ -137,21 +137,59 @@ class NewOperation(_Shape):
         return {name: value for name, value in sent.items() if value is not None}
 
 
-class StatusUpdate(_Shape):
-    """PUT body: the status to move to along a legal transition, and with FAILED why."""
+_UNCHANGEABLE = (_READ_ONLY | {"deviceId"}) - {"status", "failureReason"}
+"""Members of an Operation a PUT ignores: an answer's, and the device, which an operation keeps."""
+
+
+class OperationUpdate(_Shape):
+    """PUT body: a status to move to along a legal transition (with FAILED, why), and fragments to add or replace.
+
+    A fragment given as null is removed. The fragment the operation runs, and the operation's own members, may be
+    sent as they are (an Operation read back may be sent again) but not changed.
+    """
 
     model_config = ConfigDict(
+        extra="allow",
         json_schema_extra={
-            "examples": [{"status": "EXECUTING"}, {"status": "FAILED", "failureReason": "no power"}],
+            "examples": [
+                {"status": "EXECUTING"},
+                {"status": "FAILED", "failureReason": "no power"},
+                {"c8y_Progress": {"percent": 40}},
+            ],
+            "propertyNames": {"pattern": FRAGMENT_NAME},
             "if": {"properties": {"failureReason": {"type": "string"}}, "required": ["failureReason"]},
-            "then": {"properties": {"status": {"const": DeviceStatus.FAILED.value}}},
+            "then": {"properties": {"status": {"const": DeviceStatus.FAILED.value}}, "required": ["status"]},
         },
     )
+    __pydantic_extra__: dict[str, Any] = Field(init=False)
 
-    status: DeviceStatus
+    status: DeviceStatus | None = None
     failure_reason: str | None = Field(
         default=None, alias="failureReason", description="Only with status FAILED; the reason it failed."
     )
+    description: str | None = Field(default=None, description="May be sent as it is; it cannot be changed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if key not in _UNCHANGEABLE}
+        return data
+
+    def fragments(self) -> dict[str, Any]:
+        """The fragments as sent, None for one to remove."""
+        return dict(self.__pydantic_extra__)
+
+
+class ExternalId(_Shape):
+    """One of the ids a device is known by outside Tether; a Tether device has its device id."""
+
+    external_id: str = Field(alias="externalId")
+    type: str
+
+
+class ExternalIds(_Shape):
+    external_ids: list[ExternalId] = Field(alias="externalIds")
 
 
 class Operation(_Shape):
@@ -175,6 +213,9 @@ class Operation(_Shape):
     software_update: list[SoftwareUpdateEntry] | None = Field(default=None, alias="c8y_SoftwareUpdate")
     logfile_request: LogfileRequestFragment | None = Field(default=None, alias="c8y_LogfileRequest")
     tether_operation: TetherOperationFragment | None = Field(default=None, alias="tether_Operation")
+    device_external_ids: ExternalIds | None = Field(
+        default=None, alias="deviceExternalIDs", description="Inside a collection queried with agentId."
+    )
 
 
 class PagingStatistics(_Shape):

@@ -21,6 +21,8 @@ from controller.errors import (
     TooLarge,
     TooSlow,
     Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
 )
 from controller.query import QueryError
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 STATUS_BY_ERROR: dict[type[Exception], int] = {
+    Unprocessable: 422,  # before InvalidRequest, of which it is one
     InvalidRequest: 400,
     QueryError: 400,
     Unauthorized: 401,
@@ -37,6 +40,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     TooSlow: 408,
     Conflict: 409,
     TooLarge: 413,
+    UnsupportedMediaType: 415,
     StorageFull: 507,
 }
 
@@ -59,9 +63,6 @@ def _field_error(error: Mapping[str, Any]) -> FieldError:
     location = tuple(error["loc"])
     if error["type"] == "json_invalid":
         return FieldError(field="body", message=f"not valid JSON: {error['ctx']['error']} at character {location[-1]}")
-    if location == ("body",) and isinstance(error.get("input"), bytes):
-        # FastAPI reads a body as JSON only when its Content-Type says so; say that rather than "not an object".
-        return FieldError(field="body", message="send JSON, with Content-Type application/json or a +json type")
     return FieldError(field=_field_path(location), message=error["msg"])
 
 

@@ -5,10 +5,12 @@ FastAPI reads and parses a route's body before it runs the route's dependencies,
 anonymous client could make the controller hold and parse a body of any size. Here the key is checked first, and its
 role where the route needs an admin key (the route's own dependencies check again after); then the body is read in
 chunks and refused with 413 past the limit, whether or not it declared its length, and with 408 if it has not all
-arrived within BODY_TIMEOUT_S; FastAPI then parses what was read.
+arrived within BODY_TIMEOUT_S; a body that is not sent as JSON (Content-Type application/json or a +json type) is
+refused with 415; FastAPI then parses what was read.
 """
 
 import asyncio
+import email.message
 import json
 import re
 from collections.abc import Callable, Coroutine
@@ -22,7 +24,7 @@ from starlette.types import Message
 
 from controller.api.auth import admin, authenticated, basic, bearer
 from controller.api.deps import services
-from controller.errors import InvalidRequest, TooLarge, TooSlow
+from controller.errors import InvalidRequest, TooLarge, TooSlow, UnsupportedMediaType
 from shared.text import DESCRIPTION, unencodable_field
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -50,6 +52,7 @@ class KeyFirstRoute(APIRoute):
             if needs_admin:
                 await admin(key)
             body = await _read_within(request, services(request).max_body_bytes)
+            _refuse_unless_json(body, request.headers.get("content-type"))
             _refuse_unencodable(body)
             return await handler(Request(request.scope, _replay(body)))
 
@@ -82,6 +85,18 @@ async def _read_within(request: Request, limit: int) -> bytes:
 
 def _too_large(limit: int) -> TooLarge:
     return TooLarge(f"the body exceeds the {limit}-byte limit")
+
+
+def _refuse_unless_json(body: bytes, content_type: str | None) -> None:
+    """415 for a body sent as anything but JSON, as Cumulocity answers; an empty body is FastAPI's 400 (required)."""
+    if not body:
+        return
+    declared = email.message.Message()
+    declared["content-type"] = content_type or "none/given"
+    subtype = declared.get_content_subtype()
+    if declared.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        given = repr(content_type) if content_type else "none"
+        raise UnsupportedMediaType(f"send JSON, with Content-Type application/json or a +json type (given: {given})")
 
 
 def _refuse_unencodable(body: bytes) -> None:

@@ -1,7 +1,8 @@
 """/devicecontrol's view of the store: every device of every operation is one Cumulocity operation.
 
 Its id is the row's sequence number, so ids are numeric strings and creation order is id order. DELETE hides rows
-from this view (`hidden`) rather than erasing them, so /v0 keeps the history of its operations.
+from this view (`hidden`) rather than erasing them, so /v0 keeps the history of its operations. Fragments a client
+adds with PUT are the row's own (`updated_fragments`): a /v0 operation's devices each have theirs.
 """
 
 import json
@@ -31,9 +32,21 @@ class DeviceControlFilters:
 
 
 @dataclass(frozen=True, slots=True)
+class Page:
+    """Which of the matching operations, in creation order: by default all of them."""
+
+    revert: bool = False
+    """Newest first."""
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceControlRow:
     id: str
     device_id: str
+    device_name: str
+    """The hostname the device announced, else its id (the name it was configured with)."""
     status: DeviceStatus
     creation_time: str
     operation_id: str
@@ -44,11 +57,16 @@ class DeviceControlRow:
     description: str | None
     result: dict[str, Any] | None
     failure_reason: str | None
+    updated_fragments: dict[str, Any]
+    """Added or replaced by PUT, over those the operation was created with."""
 
 
-_SELECT = """SELECT d.seq, d.device_id, d.status, d.created_at, d.operation_id, o.operation_type, o.arguments,
-                    o.fragments, o.description, d.result, d.failure_reason
-             FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id"""
+_FROM = "FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id"
+_SELECT = f"""SELECT d.seq, d.device_id, d.status, d.created_at, d.operation_id, o.operation_type, o.arguments,
+                     o.fragments, o.description, d.result, d.failure_reason, d.updated_fragments,
+                     CASE json_type(v.inventory, '$.hostname')
+                         WHEN 'text' THEN json_extract(v.inventory, '$.hostname') END AS hostname
+              {_FROM} LEFT JOIN devices AS v ON v.device_id = d.device_id"""
 
 
 class DeviceControlView:
@@ -108,20 +126,32 @@ class DeviceControlView:
                 )
         return str(row["operation_id"])
 
-    def hide(self, filters: DeviceControlFilters, reason: str) -> set[str]:
-        """DELETE: hide the matching operations; unfinished ones end FAILED with `reason` and their devices are told.
+    def update_fragments(self, operation_id: str, changes: dict[str, Any]) -> None:
+        """A client's PUT: add or replace these fragments whole; a fragment given as None is removed."""
+        seq = _seq(operation_id)
+        with self._store.transaction() as conn:
+            row = conn.execute(
+                "SELECT updated_fragments FROM device_operations WHERE seq = ? AND NOT hidden", (seq,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no operation with id {operation_id!r}")
+            fragments = {**_loads(row["updated_fragments"]), **changes}
+            kept = {name: value for name, value in fragments.items() if value is not None}
+            conn.execute(
+                "UPDATE device_operations SET updated_fragments = ?, updated_at = ? WHERE seq = ?",
+                (json.dumps(kept) if kept else None, now_iso(), seq),
+            )
+
+    def hide(self, filters: DeviceControlFilters, reason: str, page: Page = Page()) -> set[str]:
+        """DELETE: hide the matching operations (`page` of them); unfinished ones end FAILED with `reason` and their
+        devices are told.
 
         Returns the /v0 operations they belong to.
         """
-        clauses, params = _where(filters)
-        where = " AND ".join(["NOT d.hidden", *clauses])
+        selected, params = _selected(filters, page)
         now = now_iso()
         with self._store.transaction() as conn:
-            rows = conn.execute(
-                f"""SELECT d.seq, d.operation_id FROM device_operations AS d
-                    JOIN operations AS o ON o.id = d.operation_id WHERE {where}""",
-                params,
-            ).fetchall()
+            rows = conn.execute(f"SELECT d.seq, d.operation_id {_FROM} {selected}", params).fetchall()
             marks = json.dumps([row[0] for row in rows])
             conn.execute(
                 """UPDATE device_operations SET status = 'FAILED', failure_reason = ?, finished_at = ?, updated_at = ?,
@@ -141,22 +171,15 @@ class DeviceControlView:
         return {row[1] for row in rows}
 
     def page(
-        self, filters: DeviceControlFilters, *, revert: bool, limit: int, offset: int, with_total: bool
+        self, filters: DeviceControlFilters, page: Page, *, with_total: bool
     ) -> tuple[list[DeviceControlRow], int | None]:
         """One page in creation order (newest first with `revert`), and the total if asked for."""
-        clauses, params = _where(filters)
-        where = f"WHERE {' AND '.join(['NOT d.hidden', *clauses])}"
-        order = "DESC" if revert else "ASC"
-        rows = self._store.conn.execute(
-            f"{_SELECT} {where} ORDER BY d.seq {order} LIMIT ? OFFSET ?", [*params, limit, offset]
-        )
+        selected, params = _selected(filters, page)
+        rows = self._store.conn.execute(f"{_SELECT} {selected}", params)
         total = None
         if with_total:
-            total = self._store.conn.execute(
-                f"""SELECT count(*) FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id
-                    {where}""",
-                params,
-            ).fetchone()[0]
+            clauses, where_params = _where(filters)
+            total = self._store.conn.execute(f"SELECT count(*) {_FROM} WHERE {clauses}", where_params).fetchone()[0]
         return [_row(row) for row in rows], total
 
 
@@ -167,27 +190,43 @@ def _seq(operation_id: str) -> int:
     return int(operation_id)
 
 
-def _where(filters: DeviceControlFilters) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
+def _selected(filters: DeviceControlFilters, page: Page) -> tuple[str, list[Any]]:
+    """WHERE, ORDER BY, LIMIT and OFFSET of a page of matching rows, with their parameters, for GET and DELETE."""
+    clauses, params = _where(filters)
+    order = "DESC" if page.revert else "ASC"
+    # LIMIT -1 is SQLite's "no limit".
+    limit = -1 if page.limit is None else page.limit
+    return f"WHERE {clauses} ORDER BY d.seq {order} LIMIT ? OFFSET ?", [*params, limit, page.offset]
+
+
+def _where(filters: DeviceControlFilters) -> tuple[str, list[Any]]:
+    """The conditions of the filters (visible rows only), joined with AND, and their parameters."""
+    clauses = ["NOT d.hidden"]
     params: list[Any] = []
-    for clause, value in (
-        ("d.device_id = ?", filters.device_id),
-        ("d.status = ?", None if filters.status is None else str(filters.status)),
-        ("o.fragment_type = ?", filters.fragment_type),
-        ("d.created_at >= ?", filters.date_from),
-        ("d.created_at <= ?", filters.date_to),
-        ("d.operation_id = ?", filters.bulk_operation_id),
+    fragment = filters.fragment_type
+    for clause, values in (
+        ("d.device_id = ?", (filters.device_id,)),
+        ("d.status = ?", (None if filters.status is None else str(filters.status),)),
+        # The fragment the operation runs, or one a client added with PUT.
+        (
+            "(o.fragment_type = ? OR EXISTS (SELECT 1 FROM json_each(d.updated_fragments) WHERE key = ?))",
+            (fragment, fragment),
+        ),
+        ("d.created_at >= ?", (filters.date_from,)),
+        ("d.created_at <= ?", (filters.date_to,)),
+        ("d.operation_id = ?", (filters.bulk_operation_id,)),
     ):
-        if value is not None:
+        if values[0] is not None:
             clauses.append(clause)
-            params.append(value)
-    return clauses, params
+            params.extend(values)
+    return " AND ".join(clauses), params
 
 
 def _row(row: sqlite3.Row) -> DeviceControlRow:
     return DeviceControlRow(
         id=str(row["seq"]),
         device_id=row["device_id"],
+        device_name=row["hostname"] or row["device_id"],
         status=DeviceStatus(row["status"]),
         creation_time=row["created_at"],
         operation_id=row["operation_id"],
@@ -197,4 +236,10 @@ def _row(row: sqlite3.Row) -> DeviceControlRow:
         description=row["description"],
         result=None if row["result"] is None else json.loads(row["result"]),
         failure_reason=row["failure_reason"],
+        updated_fragments=_loads(row["updated_fragments"]),
     )
+
+
+def _loads(stored: str | None) -> dict[str, Any]:
+    loaded: dict[str, Any] = {} if stored is None else json.loads(stored)
+    return loaded

@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS device_operations (
     window_end TEXT,
     window_zone TEXT,
     hidden INTEGER NOT NULL DEFAULT 0,
+    updated_fragments TEXT,
     UNIQUE (operation_id, device_id)
 );
 -- The last moment the controller was connected to its broker: deadlines count only connected time.
@@ -235,6 +236,7 @@ ADDED_COLUMNS = {
         "window_end TEXT",
         "window_zone TEXT",
         "hidden INTEGER NOT NULL DEFAULT 0",
+        "updated_fragments TEXT",
     ),
 }
 """Columns added since the first release: a database created before them gets them on open."""

@@ -155,13 +155,21 @@ def test_malformed_json_is_a_400(api: Api) -> None:
     assert [e["field"] for e in response.json()["errors"]] == ["body"]  # not the character position FastAPI gives
 
 
-def test_a_body_sent_as_anything_but_json_is_a_400_that_says_to_send_json(api: Api) -> None:
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", None])
+def test_a_body_sent_as_anything_but_json_is_a_415_that_says_to_send_json(api: Api, content_type: str | None) -> None:
     body = b'{"operation_type": "LOCK", "operation_device_query": {"all": true}}'
-    response = api.request("POST", "/v0/operations/", content=body, headers={"Content-Type": "text/plain"})
-    assert response.status_code == 400
-    (error,) = response.json()["errors"]
-    assert error["field"] == "body"
-    assert "Content-Type application/json" in error["message"]
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = api.request("POST", "/v0/operations/", content=body, headers=headers)
+    assert response.status_code == 415
+    given = repr(content_type) if content_type else "none"
+    assert response.json() == {
+        "message": f"send JSON, with Content-Type application/json or a +json type (given: {given})",
+        "errors": [],
+    }
+    charset = api.request(
+        "POST", "/v0/operations/", content=body, headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    assert charset.status_code == 201
 
 
 @pytest.mark.parametrize("path", ["/v0/operations/", "/v0/devices/"])

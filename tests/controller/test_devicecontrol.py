@@ -61,7 +61,6 @@ def test_plain_json_is_accepted_and_answered(api: Api) -> None:
     ("body", "field"),
     [
         ({"c8y_Restart": {}}, "deviceId"),
-        ({"deviceId": "ghost", "c8y_Restart": {}}, "deviceId"),
         ({"deviceId": "d1"}, "fragments"),
         ({"deviceId": "d1", "c8y_Command": {}}, "c8y_Command.text"),
         ({"deviceId": "d1", "c8y_LogfileRequest": {"maximumLines": 0}}, "c8y_LogfileRequest.max_lines"),
@@ -83,9 +82,29 @@ def test_a_body_that_is_not_a_json_object_is_a_400(api: Api) -> None:
         )
         assert response.status_code == 400
         assert [e["field"] for e in response.json()["errors"]] == ["body"]
-    as_text = api.request("POST", "/devicecontrol/operations", content=b'{"deviceId": "d1", "c8y_Restart": {}}')
-    assert as_text.status_code == 400
-    assert "Content-Type" in as_text.json()["message"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_body_sent_as_anything_but_json_is_a_415_as_cumulocity_answers(api: Api, method: str) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    path = "/devicecontrol/operations" if method == "POST" else f"/devicecontrol/operations/{created['id']}"
+    body = b'{"deviceId": "d1", "status": "EXECUTING", "c8y_Restart": {}}'
+    for headers in ({}, {"Content-Type": "text/plain"}):
+        response = api.request(method, path, content=body, headers=headers)
+        assert response.status_code == 415
+        assert response.json()["message"].startswith("send JSON, with Content-Type application/json")
+    # Checked after the key, as the body's size is: a client without one learns nothing about the body.
+    assert api.request(method, path, key=None, content=body, headers={"Content-Type": "text/plain"}).status_code == 401
+
+
+def test_an_unknown_device_is_a_422_naming_the_field(api: Api) -> None:
+    response = post(api, {"deviceId": "ghost", "c8y_Restart": {}})
+    assert response.status_code == 422
+    assert response.json() == {
+        "message": "deviceId: no device 'ghost' is registered",
+        "errors": [{"field": "deviceId", "message": "no device 'ghost' is registered"}],
+    }
 
 
 def test_a_custom_fragment_is_an_object(api: Api) -> None:
@@ -138,7 +157,7 @@ def test_v0_operations_show_up_one_per_device_with_their_bulk_operation_id(api: 
     assert body["operations"][0]["c8y_Command"] == {"text": "ls"}
     single = api.request("GET", f"/devicecontrol/operations/{body['operations'][1]['id']}").json()
     assert single == {key: value for key, value in body["operations"][1].items() if key != "deviceName"}
-    assert body["operations"][1]["deviceName"] == "b"
+    assert body["operations"][1]["deviceName"] == "b"  # no hostname announced: its device id
 
 
 def test_collection_filters_pages_and_links(api: Api) -> None:
@@ -176,6 +195,34 @@ def test_collection_filters_pages_and_links(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("dateFrom=1970-01-01", 1),  # c8y-api's get_last sends this
+        ("dateFrom=2999-01-01", 0),
+        ("dateTo=2999-12-31", 1),
+        ("dateTo=1970-01-01", 0),
+        ("dateFrom=1970-01-01&dateTo=2999-01-01", 1),
+    ],
+)
+def test_a_date_filter_may_be_a_date_its_midnight_utc(api: Api, query: str, found: int) -> None:
+    api.announce("d1")
+    post(api, {"deviceId": "d1", "c8y_Restart": {}})
+    response = api.request("GET", f"/devicecontrol/operations?{query}")
+    assert response.status_code == 200, response.text
+    assert len(response.json()["operations"]) == found
+
+
+def test_a_date_filter_of_today_starts_at_its_midnight_utc(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    today = created["creationTime"][:10]
+    assert [
+        o["id"] for o in api.request("GET", f"/devicecontrol/operations?dateFrom={today}").json()["operations"]
+    ] == [created["id"]]
+    assert api.request("GET", f"/devicecontrol/operations?dateTo={today}").json()["operations"] == []
+
+
+@pytest.mark.parametrize(
     "query",
     [
         "pageSize=2001",
@@ -184,6 +231,8 @@ def test_collection_filters_pages_and_links(api: Api) -> None:
         "currentPage=1000001",
         "status=DONE",
         "dateFrom=yesterday",
+        "dateFrom=2024-13-01",
+        "dateFrom=2024-01-01T",
         "dateTo=2024-01-01T00:00:00",
         "dateFrom=20240101T000000Z",  # ISO 8601, but not the RFC 3339 date-time /openapi.json promises
         "deviceId=",
@@ -225,6 +274,31 @@ def test_roles_and_basic_auth(api: Api) -> None:
     listing = api.request("GET", "/devicecontrol/operations", key=None, headers=basic("auditor", api.read_key))
     assert listing.status_code == 200
     assert api.request("GET", "/devicecontrol/operations", key=api.read_key).status_code == 200
+
+
+def test_basic_auth_as_cumulocity_clients_send_it_with_a_tenant(api: Api) -> None:
+    # c8y-api's CumulocityApi(base_url, tenant_id, user, password) sends `<tenant>/<user>:<password>`.
+    api.announce("d1")
+    body = {"deviceId": "d1", "c8y_Restart": {}}
+    assert post(api, body, key=None, headers=basic("t12345/ops", api.admin_key)).status_code == 201
+    assert post(api, body, key=None, headers=basic("management/ops", api.admin_key)).status_code == 201
+    assert post(api, body, key=None, headers=basic("t12345/auditor", api.read_key)).status_code == 403
+    assert post(api, body, key=None, headers=basic("t12345/auditor", api.admin_key)).status_code == 401
+    assert post(api, body, key=None, headers=basic("t12345/ops", api.read_key)).status_code == 401
+    assert post(api, body, key=None, headers=basic("t12345/ops", "tth_wrong")).status_code == 401
+    assert post(api, body, key=None, headers=basic("ops/t12345", api.admin_key)).status_code == 401
+    assert post(api, body, key=None, headers=basic("/ops", api.admin_key)).status_code == 201
+    reader = basic("t12345/auditor", api.read_key)
+    assert api.request("GET", "/devicecontrol/operations", key=None, headers=reader).status_code == 200
+
+
+def test_a_key_name_with_a_slash_is_matched_as_it_is_or_after_a_tenant(api: Api) -> None:
+    key = api.store.create_key("team/ops", "admin")[1]
+    api.announce("d1")
+    body = {"deviceId": "d1", "c8y_Restart": {}}
+    assert post(api, body, key=None, headers=basic("team/ops", key)).status_code == 201
+    assert post(api, body, key=None, headers=basic("t1/team/ops", key)).status_code == 201
+    assert post(api, body, key=None, headers=basic("ops", key)).status_code == 401
 
 
 def test_put_moves_along_legal_transitions_and_a_final_status_cannot_be_reopened(api: Api) -> None:
@@ -273,8 +347,8 @@ def test_put_of_a_dispatched_operation_asks_the_device_to_stop(api: Api) -> None
     ("body", "status", "field"),
     [
         ({"status": "DONE"}, 400, "status"),
-        ({}, 400, "status"),
         ({"status": "SUCCESSFUL", "failureReason": "x"}, 400, "failureReason"),
+        ({"failureReason": "x"}, 400, "failureReason"),
         ({"status": "FAILED", "failureReason": 3}, 400, "failureReason"),
     ],
 )
@@ -314,3 +388,125 @@ def test_delete_with_filters_hides_the_selected_and_fails_the_unfinished(api: Ap
         ("FAILED", "deleted by ops", "failed")
     ]
     assert api.request("DELETE", "/devicecontrol/operations", key=api.read_key).status_code == 403
+
+
+def test_device_name_is_the_announced_hostname_and_external_ids_come_with_agent_id(api: Api) -> None:
+    api.announce("d1", inventory={"hostname": "kiosk-lobby"})
+    api.announce("d2", inventory={"hostname": 7})  # not a name: the device id stands in
+    for device_id in ("d1", "d2"):
+        post(api, {"deviceId": device_id, "c8y_Restart": {}})
+
+    listed = api.request("GET", "/devicecontrol/operations").json()["operations"]
+    assert [(o["deviceId"], o["deviceName"]) for o in listed] == [("d1", "kiosk-lobby"), ("d2", "d2")]
+    assert all("deviceExternalIDs" not in o for o in listed)
+    (by_agent,) = api.request("GET", "/devicecontrol/operations?agentId=d1").json()["operations"]
+    assert by_agent["deviceExternalIDs"] == {"externalIds": [{"externalId": "d1", "type": "tether_DeviceId"}]}
+    single = api.request("GET", f"/devicecontrol/operations/{by_agent['id']}").json()
+    assert {"deviceName", "deviceExternalIDs"}.isdisjoint(single)  # in collections only, as the seed says
+
+
+def test_put_adds_replaces_and_removes_fragments_and_get_shows_them(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Command": {"text": "uptime"}}).json()
+    path = f"/devicecontrol/operations/{created['id']}"
+
+    added = api.request("PUT", path, json={"c8y_Progress": {"percent": 40}, "acme_Note": "slow link"})
+    assert added.status_code == 200, added.text
+    assert (added.json()["c8y_Progress"], added.json()["acme_Note"], added.json()["status"]) == (
+        {"percent": 40},
+        "slow link",
+        "PENDING",
+    )
+    # Replaced whole, not merged; null removes; a status in the same PUT goes through the lifecycle.
+    updated = api.request("PUT", path, json={"status": "EXECUTING", "c8y_Progress": {"step": 2}, "acme_Note": None})
+    assert updated.status_code == 200, updated.text
+    shown = api.request("GET", path).json()
+    assert shown == updated.json()
+    assert (shown["status"], shown["c8y_Progress"], shown["c8y_Command"]) == (
+        "EXECUTING",
+        {"step": 2},
+        {"text": "uptime"},
+    )
+    assert "acme_Note" not in shown
+    # The fragmentType filter finds a fragment added by PUT, as well as the one the operation runs.
+    for fragment in ("c8y_Progress", "c8y_Command"):
+        found = api.request("GET", f"/devicecontrol/operations?fragmentType={fragment}").json()["operations"]
+        assert [o["id"] for o in found] == [created["id"]]
+    assert api.request("GET", "/devicecontrol/operations?fragmentType=acme_Note").json()["operations"] == []
+
+
+def test_an_operation_read_back_may_be_put_again_as_it_is(api: Api) -> None:
+    api.announce("d1", inventory={"hostname": "h1"})
+    created = post(api, {"deviceId": "d1", "description": "check", "c8y_Command": {"text": "uptime"}}).json()
+    (listed,) = api.request("GET", "/devicecontrol/operations?agentId=d1").json()["operations"]
+    response = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json=listed | {"status": "EXECUTING"})
+    assert response.status_code == 200, response.text
+    assert response.json() == created | {"status": "EXECUTING"}
+    assert api.request("PUT", f"/devicecontrol/operations/{created['id']}", json={}).json()["status"] == "EXECUTING"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"c8y_Command": {"text": "reboot"}}, "c8y_Command is what it runs and cannot be changed"),
+        ({"c8y_Command": None}, "c8y_Command is what it runs and cannot be changed"),
+        ({"c8y_Restart": {}}, "c8y_Restart says what an operation runs and cannot be added to one"),
+        ({"description": "other"}, "its description is set when it is created and cannot be changed"),
+    ],
+)
+def test_put_cannot_change_what_the_operation_runs(api: Api, body: dict[str, Any], message: str) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "description": "check", "c8y_Command": {"text": "uptime"}}).json()
+    response = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json=body | {"status": "EXECUTING"})
+    assert response.status_code == 409
+    assert response.json()["message"] == f"operation {created['id']}: {message}"
+    assert api.request("GET", f"/devicecontrol/operations/{created['id']}").json() == created  # nothing changed
+
+
+def test_put_refuses_a_fragment_name_a_fragment_cannot_have(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    response = api.request("PUT", f"/devicecontrol/operations/{created['id']}", json={"bad name!": 1})
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["bad name!"]
+
+
+@pytest.mark.parametrize(
+    ("query", "deleted"),
+    [
+        ("", [0, 1, 2, 3]),  # every match: c8y-api's delete_by sends no paging
+        ("pageSize=1", [0]),
+        ("pageSize=2&currentPage=2", [2, 3]),
+        ("pageSize=1&revert=true", [3]),
+        ("pageSize=2&currentPage=2&revert=true", [0, 1]),
+        ("deviceId=b&pageSize=1", [1]),
+        ("deviceId=a&withTotalPages=true", [0, 2, 3]),
+    ],
+)
+def test_delete_takes_gets_parameters_and_deletes_what_get_lists(api: Api, query: str, deleted: list[int]) -> None:
+    for device_id in ("a", "b"):
+        api.announce(device_id)
+    ids = [post(api, {"deviceId": d, "c8y_Restart": {}}).json()["id"] for d in ("a", "b", "a", "a")]
+    listed = api.request("GET", f"/devicecontrol/operations?{query}").json()["operations"]
+    if "pageSize" in query:
+        assert [o["id"] for o in listed] == [ids[i] for i in (reversed(deleted) if "revert" in query else deleted)]
+
+    assert api.request("DELETE", f"/devicecontrol/operations?{query}").status_code == 204
+
+    remaining = api.request("GET", "/devicecontrol/operations?pageSize=100").json()["operations"]
+    assert [o["id"] for o in remaining] == [ids[i] for i in range(4) if i not in deleted]
+
+
+def test_a_put_whose_status_is_refused_changes_no_fragment_either(api: Api) -> None:
+    api.announce("d1")
+    created = post(api, {"deviceId": "d1", "c8y_Restart": {}}).json()
+    path = f"/devicecontrol/operations/{created['id']}"
+    assert api.request("PUT", path, json={"status": "FAILED", "failureReason": "no power"}).status_code == 200
+
+    reopened = api.request("PUT", path, json={"status": "PENDING", "c8y_Progress": {"percent": 1}})
+
+    assert reopened.status_code == 409
+    assert "c8y_Progress" not in api.request("GET", path).json()
+    # On an operation that has ended, fragments alone are still the client's to add.
+    noted = api.request("PUT", path, json={"c8y_Progress": {"percent": 100}})
+    assert (noted.json()["status"], noted.json()["c8y_Progress"]) == ("FAILED", {"percent": 100})

@@ -15,7 +15,7 @@ COLLECTION_TYPE = "application/vnd.com.nsn.cumulocity.operationcollection+json"
 JSON = "application/json"
 
 STATUSES = {
-    ("post", "/v0/operations/"): {"201", "400", "401", "403", "413", "507"},
+    ("post", "/v0/operations/"): {"201", "400", "401", "403", "413", "415", "507"},
     ("get", "/v0/operations/"): {"200", "400", "401"},
     ("get", "/v0/operations/{operation_id}/"): {"200", "401", "404"},
     ("post", "/v0/operations/{operation_id}/cancel/"): {"200", "401", "403", "404", "409", "507"},
@@ -25,11 +25,13 @@ STATUSES = {
     ("get", "/v0/operations/{operation_id}/devices/{device_id}/artifact"): {"200", "401", "404"},
     ("get", "/v0/devices/"): {"200", "400", "401"},
     ("get", "/v0/devices/{device_id}/"): {"200", "401", "404"},
-    ("post", "/devicecontrol/operations"): {"201", "400", "401", "403", "413", "507"},
+    ("post", "/devicecontrol/operations"): {"201", "400", "401", "403", "413", "415", "422", "507"},
     ("get", "/devicecontrol/operations"): {"200", "400", "401"},
     ("delete", "/devicecontrol/operations"): {"204", "400", "401", "403", "507"},
     ("get", "/devicecontrol/operations/{operation_id}"): {"200", "401", "404"},
-    ("put", "/devicecontrol/operations/{operation_id}"): {"200", "400", "401", "403", "404", "409", "413", "507"},
+    ("put", "/devicecontrol/operations/{operation_id}"): {
+        *("200", "400", "401", "403", "404", "409", "413", "415", "507"),
+    },
     ("get", "/healthz"): {"200"},
     ("get", "/readyz"): {"200", "503"},
     ("get", "/metrics"): {"200", "401"},
@@ -91,7 +93,7 @@ def test_devicecontrol_bodies_take_both_media_types(document: dict[str, Any]) ->
     by_key = operations(document)
     for key, model in [
         (("post", "/devicecontrol/operations"), "NewOperation"),
-        (("put", "/devicecontrol/operations/{operation_id}"), "StatusUpdate"),
+        (("put", "/devicecontrol/operations/{operation_id}"), "OperationUpdate"),
     ]:
         body = by_key[key]["requestBody"]
         assert body["required"] is True
@@ -115,11 +117,14 @@ def test_the_post_body_names_the_device_and_the_standard_fragments(document: dic
     assert (lines["minimum"], lines["maximum"]) == (1, 1_000_000)
 
 
-def test_the_put_body_is_a_status_and_with_failed_a_reason(document: dict[str, Any]) -> None:
-    body = document["components"]["schemas"]["StatusUpdate"]
-    assert body["required"] == ["status"]
-    assert schema(document, body["properties"]["status"])["enum"] == ["PENDING", "EXECUTING", "SUCCESSFUL", "FAILED"]
-    assert body["then"] == {"properties": {"status": {"const": "FAILED"}}}
+def test_the_put_body_is_a_status_with_failed_a_reason_and_fragments(document: dict[str, Any]) -> None:
+    body = document["components"]["schemas"]["OperationUpdate"]
+    assert "required" not in body
+    status = schema(document, body["properties"]["status"]["anyOf"][0])
+    assert status["enum"] == ["PENDING", "EXECUTING", "SUCCESSFUL", "FAILED"]
+    assert body["then"] == {"properties": {"status": {"const": "FAILED"}}, "required": ["status"]}
+    assert body["additionalProperties"] is True  # a fragment is any JSON value; null removes it
+    assert "pattern" in body["propertyNames"]
 
 
 def test_answers_are_operations_and_collections_in_either_media_type(document: dict[str, Any]) -> None:
