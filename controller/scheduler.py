@@ -41,19 +41,22 @@ class Scheduler:
         self._worker = worker
         self._wake_dispatcher = wake_dispatcher
 
-    async def create(self, device_query: dict[str, Any], store_operation: Callable[[Store], str]) -> str:
-        """Check `device_query`, store the operation with `store_operation`, resolve it, and return its id.
+    async def create(
+        self, device_query: dict[str, Any], store_operation: Callable[[Store], str], answer: Callable[[Store, str], T]
+    ) -> T:
+        """Check `device_query`, store the operation with `store_operation`, resolve it, and return what `answer`
+        reads of it in the same transaction: the operation as created, before the dispatcher can move it on.
 
         An invalid query raises QueryError before anything is stored. The commands wait for `wake_dispatcher`.
         """
 
-        def create(store: Store) -> str:
+        def create(store: Store) -> T:
             # Matched before the operation is stored: what writes it need not wait for a large fleet to be read.
             zones = _matches(store, compile_query(device_query))
             with store.transaction():  # stored and resolved together, or (a full disk: 507) not at all
                 operation_id = store_operation(store)
                 _resolve(store, operation_id, zones)
-            return operation_id
+                return answer(store, operation_id)
 
         return await self._worker.call(create)
 

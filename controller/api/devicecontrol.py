@@ -29,6 +29,7 @@ from controller.api.routing import KeyFirstRoute
 from controller.completion import finish_if_done
 from controller.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from controller.fragments import STANDARD, to_fragments, to_operation
+from controller.store import Store
 from controller.store.devicecontrol import DeviceControlRow
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.operations import DeviceStatus, ScheduleType
@@ -57,6 +58,12 @@ def _answers(status: int, media_type: str, model: type[BaseModel], what: str, **
 
 def _operation_url(request: Request, operation_id: str) -> str:
     return route_url(request, "get_devicecontrol_operation", operation_id=operation_id)
+
+
+def _created_row(store: Store, operation_id: str) -> DeviceControlRow:
+    """The one device operation a new Cumulocity operation made."""
+    (device,) = store.commands.list_for_operation(operation_id, status=None, limit=1, offset=0).items
+    return store.devicecontrol.get(store.devicecontrol.seq_of_command(device.command_id))
 
 
 def _operation(
@@ -121,7 +128,7 @@ async def create_devicecontrol_operation(
     device_query = {"device_id": body.device_id}
     scheduler = services(request).scheduler
     # Stored and resolved off this loop, as /v0 operations are: it never waits for the write lock (scheduler.py).
-    operation_id = await scheduler.create(
+    row = await scheduler.create(
         device_query,
         lambda store: store.create_operation(
             operation_type=operation_type,
@@ -135,14 +142,11 @@ async def create_devicecontrol_operation(
             fragments=fragments,
             description=body.description,
         ),
+        _created_row,
     )
-    try:
-        (device,) = store.commands.list_for_operation(operation_id, status=None, limit=1, offset=0).items
-        row = store.devicecontrol.get(store.devicecontrol.seq_of_command(device.command_id))
-    finally:
-        # Only now: a device that answers within milliseconds had the answer read EXECUTING, where a new
-        # Cumulocity operation is PENDING.
-        scheduler.wake_dispatcher()
+    # Only now: a device that answers within milliseconds would have had the answer read EXECUTING, where a new
+    # Cumulocity operation is PENDING.
+    scheduler.wake_dispatcher()
     answer = _answer(request, dump(_operation(request, row)), OPERATION_TYPE, status_code=201)
     answer.headers["Location"] = _operation_url(request, row.id)
     return answer

@@ -77,7 +77,7 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
         raise InvalidRequest(err.field, str(err)) from err
     scheduler = services(request).scheduler
     # Checked, stored and resolved off this loop, which keeps answering meanwhile (controller/scheduler.py).
-    operation_id = await scheduler.create(
+    operation = await scheduler.create(
         body.operation_device_query,
         lambda store: store.create_operation(
             operation_type=body.operation_type,
@@ -90,9 +90,10 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
             delivery_timeout_s=body.delivery_timeout_s or DEFAULT_DELIVERY_TIMEOUT_S,
             rollout=None if body.rollout is None else body.rollout.model_dump(exclude_none=True),
         ),
+        Store.get_operation,
     )
     scheduler.wake_dispatcher()
-    return Envelope(content=OperationOut.of(_store(request).get_operation(operation_id)))
+    return Envelope(content=OperationOut.of(operation))
 
 
 def _schedule_args(body: OperationCreate, key_zone: str | None) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import pytest
 from controller.query import QueryError
 from controller.scheduler import NO_MATCH_REASON, Scheduler
 from controller.store import Store
+from controller.store.records import OperationRecord
 from controller.store_thread import StoreThread
 from shared.messages import Announcement, utc_now
 from shared.operations import ActivityState, OperationState, OperationType, Platform, ScheduleType
@@ -73,18 +74,23 @@ def test_an_operation_is_stored_and_resolved_on_the_store_thread(store: Store, t
         ran_on.append(threading.current_thread().name)
         return new_operation({"device_id": {"$in": ["a", "c"]}}, worker_store)
 
-    operation_id = asyncio.run(Scheduler(thread, wakes).create({"device_id": {"$in": ["a", "c"]}}, store_operation))
-    assert ran_on[0].startswith("tether-store")
-    resolved = store.get_operation(operation_id)
-    assert resolved.state is OperationState.RESOLVED
-    assert resolved.stats.resolved_device_count == 2
+    def answer(worker_store: Store, operation_id: str) -> OperationRecord:
+        ran_on.append(threading.current_thread().name)
+        assert worker_store.conn.in_transaction  # read before the dispatcher can see, let alone move, the operation
+        return worker_store.get_operation(operation_id)
+
+    created = asyncio.run(Scheduler(thread, wakes).create({"device_id": {"$in": ["a", "c"]}}, store_operation, answer))
+    assert [name.split("_")[0] for name in ran_on] == ["tether-store", "tether-store"], ran_on
+    assert created.state is OperationState.RESOLVED
+    assert created.stats.resolved_device_count == 2
+    assert store.get_operation(created.id) == created
     assert wakes.count == 0  # the caller wakes the dispatcher once it has read what it answers with
 
 
 def test_an_invalid_query_stores_nothing(store: Store, thread: StoreThread) -> None:
     query = {"device_id": {"$in": "a"}}
     with pytest.raises(QueryError) as caught:
-        asyncio.run(Scheduler(thread, Wakes()).create(query, partial(new_operation, query)))
+        asyncio.run(Scheduler(thread, Wakes()).create(query, partial(new_operation, query), Store.get_operation))
     assert caught.value.field == "operation_device_query.device_id.$in"
     assert store.list_operations(limit=10, offset=0).total == 0
 
