@@ -6,7 +6,7 @@ anonymous client could make the controller hold and parse a body of any size. He
 role where the route needs an admin key (the route's own dependencies check again after); then the body is read in
 chunks and refused with 413 past the limit, whether or not it declared its length, and with 408 if it has not all
 arrived within BODY_TIMEOUT_S; a body that is not sent as JSON (Content-Type application/json or a +json type) is
-refused with 415; FastAPI then parses what was read.
+refused with 415, one not in UTF-8 with 400; FastAPI then parses what was read.
 """
 
 import asyncio
@@ -53,6 +53,7 @@ class KeyFirstRoute(APIRoute):
                 await admin(key)
             body = await _read_within(request, services(request).max_body_bytes)
             _refuse_unless_json(body, request.headers.get("content-type"))
+            _refuse_unless_utf8(body)
             _refuse_unencodable(body)
             return await handler(Request(request.scope, _replay(body)))
 
@@ -97,6 +98,18 @@ def _refuse_unless_json(body: bytes, content_type: str | None) -> None:
     if declared.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
         given = repr(content_type) if content_type else "none"
         raise UnsupportedMediaType(f"send JSON, with Content-Type application/json or a +json type (given: {given})")
+
+
+def _refuse_unless_utf8(body: bytes) -> None:
+    """JSON between systems is UTF-8 (RFC 8259). json.loads would read bytes holding NULs as UTF-16 or -32, and let
+    UTF-8's bytes for a lone surrogate through: neither shows the escape _refuse_unencodable looks for."""
+    nul = body.find(b"\0")  # no JSON text holds one; UTF-16 and -32 are full of them
+    if nul >= 0:
+        raise InvalidRequest("body", f"not UTF-8 at byte {nul}: send JSON as UTF-8")
+    try:
+        body.decode()
+    except UnicodeDecodeError as err:
+        raise InvalidRequest("body", f"not UTF-8 at byte {err.start}: send JSON as UTF-8") from err
 
 
 def _refuse_unencodable(body: bytes) -> None:

@@ -91,6 +91,37 @@ def test_text_that_utf8_cannot_encode_is_refused_by_both_apis_naming_the_field(
     assert controller.process.popen.poll() is None, controller.process.output()
 
 
+def test_json_in_any_encoding_but_utf8_is_refused_400_never_a_500(alpha: tuple[Controller, Agent]) -> None:
+    """json.loads reads bytes holding NULs as UTF-16 or -32, and lets UTF-8's bytes for a lone surrogate through:
+    neither shows the `\\ud8..` escape the controller looked for, so such text reached the signature and was a 500."""
+    controller, _ = alpha
+    created = post_json(controller, "/devicecontrol/operations", {"deviceId": "alpha", "c8y_Custom": {"p": "ok"}})
+    assert created.status_code == 201, created.text
+    one = f"/devicecontrol/operations/{created.json()['id']}"
+    lock = {"operation_type": "LOCK", "operation_device_query": {"device_id": "alpha"}}
+    unencodable_lock = {**lock, "operation_device_query": {"tags": LONE_SURROGATE}}
+    refused = [
+        ("POST", "/devicecontrol/operations", b'{"deviceId": "alpha", "c8y_Custom": {"p": "\xed\xa0\x80"}}'),
+        ("POST", "/devicecontrol/operations", b'{"deviceId": "alpha", "c8y_Custom": {"\xed\xb0\x80": 1}}'),
+        ("PUT", one, b'{"c8y_Note": {"text": "\xed\xa0\x80"}}'),
+        ("POST", "/v0/operations/", json.dumps(unencodable_lock).encode("utf-16")),
+        ("POST", "/v0/operations/", json.dumps(lock).encode("utf-16-le")),
+        ("POST", "/v0/operations/", json.dumps(lock).encode("utf-32")),
+        ("PUT", one, json.dumps({"c8y_Note": {"text": "\udfff"}}).encode("utf-16-be")),
+    ]
+    for method, path, body in refused:
+        answer = controller.http.request(method, path, content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400, (body, answer.text)
+        (error,) = answer.json()["errors"]
+        assert error["field"] == "body", answer.text
+        assert "send JSON as UTF-8" in error["message"], answer.text
+    assert operation_count(controller) == 1
+    assert "c8y_Note" not in controller.http.get(one).json()
+    assert post_json(controller, "/v0/operations/", lock).status_code == 201
+    assert controller.process.popen.poll() is None, controller.process.output()
+    assert "Exception in ASGI application" not in controller.process.output()
+
+
 def test_an_operation_stored_with_unencodable_text_fails_alone_and_the_controller_stays_up(
     tmp_path: Path, mosquitto_url: str
 ) -> None:
