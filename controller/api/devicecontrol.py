@@ -235,7 +235,7 @@ async def update_devicecontrol_operation(
     reason = body.failure_reason or f"set to FAILED by {key.name}"
     with store.transaction():  # all or (a full disk: 507) nothing
         if changes:
-            store.devicecontrol.update_fragments(operation_id, changes)
+            store.devicecontrol.update_fragments(operation_id, changes, services(request).max_body_bytes)
         if body.status is not None:
             finish_if_done(store, store.devicecontrol.set_status(operation_id, body.status, reason))
     services(request).wake_supervisor()

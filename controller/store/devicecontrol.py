@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso
-from controller.errors import Conflict, NotFound
+from controller.errors import Conflict, NotFound, TooLarge
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
 from shared.messages import StatusReport, utc_now
@@ -126,8 +126,10 @@ class DeviceControlView:
                 )
         return str(row["operation_id"])
 
-    def update_fragments(self, operation_id: str, changes: dict[str, Any]) -> None:
-        """A client's PUT: add or replace these fragments whole; a fragment given as None is removed."""
+    def update_fragments(self, operation_id: str, changes: dict[str, Any], limit: int) -> None:
+        """A client's PUT: add or replace these fragments whole; a fragment given as None is removed.
+
+        What they add up to is held to `limit` bytes, a body's: else PUT after PUT grows one operation without end."""
         seq = _seq(operation_id)
         with self._store.transaction() as conn:
             row = conn.execute(
@@ -137,9 +139,14 @@ class DeviceControlView:
                 raise NotFound(f"no operation with id {operation_id!r}")
             fragments = {**_loads(row["updated_fragments"]), **changes}
             kept = {name: value for name, value in fragments.items() if value is not None}
+            stored = json.dumps(kept) if kept else None
+            if stored is not None and len(stored.encode()) > limit:
+                raise TooLarge(
+                    f"the operation's fragments would exceed the {limit}-byte limit on a body; remove some (null) first"
+                )
             conn.execute(
                 "UPDATE device_operations SET updated_fragments = ?, updated_at = ? WHERE seq = ?",
-                (json.dumps(kept) if kept else None, now_iso(), seq),
+                (stored, now_iso(), seq),
             )
 
     def hide(self, filters: DeviceControlFilters, reason: str, page: Page = Page()) -> set[str]:

@@ -226,6 +226,36 @@ def test_a_body_over_the_configured_limit_is_refused_with_413(tmp_path: Path) ->
         controller.stop()
 
 
+def test_fragments_added_by_put_after_put_are_held_to_the_body_limit_together(
+    tmp_path: Path, mosquitto_url: str
+) -> None:
+    """Each PUT's body is limited, but its fragments were merged into the operation's: PUT after PUT, one operation
+    grew without end (36 MiB after 40 PUTs of 900 KiB), and every read of it loaded the whole."""
+    controller = Controller(tmp_path, mosquitto_url, "--max-body-kb", "64")
+    agent = Agent(tmp_path, mosquitto_url, "alpha")
+    try:
+        controller.wait_online("alpha")
+        created = post_json(controller, "/devicecontrol/operations", {"deviceId": "alpha", "c8y_Custom": {"p": 1}})
+        assert created.status_code == 201, created.text
+        one = f"/devicecontrol/operations/{created.json()['id']}"
+        filler = "y" * (30 * 1024)
+        for name in ("c8y_A", "c8y_B"):
+            assert post_json(controller, one, {name: {"v": filler}}, method="PUT").status_code == 200
+        refused = post_json(controller, one, {"c8y_C": {"v": filler}}, method="PUT")
+        assert refused.status_code == 413, refused.text[:300]
+        assert refused.json()["message"] == (
+            "the operation's fragments would exceed the 65536-byte limit on a body; remove some (null) first"
+        )
+        shown = controller.http.get(one).json()
+        assert (shown["c8y_A"], shown["c8y_B"], "c8y_C" in shown) == ({"v": filler}, {"v": filler}, False)
+        swapped = post_json(controller, one, {"c8y_A": None, "c8y_C": {"v": filler}}, method="PUT")
+        assert swapped.status_code == 200, swapped.text
+        assert ("c8y_A" in swapped.json(), swapped.json()["c8y_C"]) == (False, {"v": filler})
+    finally:
+        agent.stop()
+        controller.stop()
+
+
 def test_links_are_built_on_the_public_url_never_on_the_host_header(tmp_path: Path, mosquitto_url: str) -> None:
     controller = Controller(tmp_path, mosquitto_url, "--public-url", "https://tether.example.com/")
     agent = Agent(tmp_path, mosquitto_url, "alpha")
