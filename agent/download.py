@@ -54,7 +54,8 @@ async def fetch(download: HttpFile, destination: Path, *, max_bytes: int, timeou
     # The blocking transfer runs in a worker thread that owns the file and the connection; this task owns the
     # deadline. On cancellation the thread is told to stop at its next chunk and the partial file goes at once.
     stop = threading.Event()
-    transfer = _Transfer(url, fd, limit, min(timeout_s, STALL_S), stop)
+    https_only = download.sha256 is None and download.url.scheme == "https"
+    transfer = _Transfer(url, fd, limit, min(timeout_s, STALL_S), stop, https_only)
     try:
         async with asyncio.timeout(timeout_s):
             size, digest = await asyncio.to_thread(transfer.run)
@@ -95,7 +96,13 @@ def without_query(url: str) -> str:
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects to http(s) URLs only; urllib alone would also follow one to ftp."""
+    """Follows redirects to http(s) URLs only; urllib alone would also follow one to ftp. A download without a
+    SHA-256 that began on https stays there: TLS is all that vouches for it, and a package mirror a redirector sends
+    it to over plain http could be anyone's."""
+
+    def __init__(self, https_only: bool) -> None:
+        super().__init__()
+        self.https_only = https_only
 
     def redirect_request(
         self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: HTTPMessage, newurl: str
@@ -104,17 +111,23 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         if scheme not in ("http", "https"):
             fp.close()
             raise HandlerError(f"download failed: {without_query(req.full_url)} redirected to a {scheme} URL")
+        if self.https_only and scheme != "https":
+            fp.close()
+            raise HandlerError(
+                f"download failed: {without_query(req.full_url)} redirected to an http URL, where nothing checks the "
+                "file: give its sha256"
+            )
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _opener() -> urllib.request.OpenerDirector:
+def _opener(https_only: bool) -> urllib.request.OpenerDirector:
     """HTTP and HTTPS (with the environment's proxies) and nothing else: no file:, ftp: or data: URLs."""
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.ProxyHandler(),
         urllib.request.HTTPHandler(),
         urllib.request.HTTPSHandler(),
-        _HttpOnlyRedirects(),
+        _HttpOnlyRedirects(https_only),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
     ):
@@ -125,8 +138,9 @@ def _opener() -> urllib.request.OpenerDirector:
 class _Transfer:
     """One GET streamed into an open file descriptor, run in a worker thread."""
 
-    def __init__(self, url: str, fd: int, limit: int, stall_s: float, stop: threading.Event) -> None:
+    def __init__(self, url: str, fd: int, limit: int, stall_s: float, stop: threading.Event, https_only: bool) -> None:
         self.url = url
+        self.https_only = https_only
         self.fd = fd
         self.limit = limit
         self.stall_s = stall_s
@@ -148,7 +162,7 @@ class _Transfer:
         request = urllib.request.Request(self.url, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
         with open(self.fd, "wb") as file:
             try:
-                with _opener().open(request, timeout=self.stall_s) as response:
+                with _opener(self.https_only).open(request, timeout=self.stall_s) as response:
                     return self._stream(response, file, shown)
             except urllib.error.HTTPError as err:
                 err.close()

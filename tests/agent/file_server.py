@@ -16,6 +16,8 @@ class Server:
         """Set at teardown: ends every slow or trickling response."""
         self.files: dict[str, bytes] = {}
         """Served at /files/<name>."""
+        self.redirects: dict[str, str] = {}
+        """Answered at /files/<name> with a 302 to the URL."""
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -25,7 +27,7 @@ class Server:
         return self.base + path
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        release, files = self.release, self.files
+        release, files, redirects = self.release, self.files, self.redirects
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -35,6 +37,8 @@ class Server:
                 path = self.path.split("?", 1)[0]
                 if path.startswith("/files/") and path.removeprefix("/files/") in files:
                     self._send(200, files[path.removeprefix("/files/")])
+                elif path.startswith("/files/") and path.removeprefix("/files/") in redirects:
+                    self._redirect(redirects[path.removeprefix("/files/")])
                 elif path.startswith("/file"):
                     self._send(200, BODY)
                 elif path == "/unannounced":  # no Content-Length: the body ends when the connection closes

@@ -396,6 +396,20 @@ def test_https_needs_no_checksum(fake_tools: FakeTools, https_server: Server, co
     ]
 
 
+def test_https_needs_no_checksum_through_redirects_that_stay_on_https(
+    fake_tools: FakeTools, https_server: Server, context: HandlerContext
+) -> None:
+    """Only a redirect to plain http is refused without a checksum (tests/e2e/attacks/test_package_mirrors.py)."""
+    apt(fake_tools, listing="tool\t1.0\tinstalled\n")
+    _, sha256 = served(https_server, "tool.deb")
+    https_server.redirects["moved.deb"] = https_server.url("/files/tool.deb")
+    url = https_server.url("/files/moved.deb")
+
+    result = execute(InstallHandler(), OperationType.INSTALL, {"packages": [{"name": "tool", "url": url}]}, context)
+
+    assert result["installed"] == [outcome("tool", source=url, sha256=sha256, installed_version="1.0")]
+
+
 # --- UNINSTALL ------------------------------------------------------------------------------------------------------
 
 
