@@ -7,6 +7,7 @@ the API's objects for scripts. Exit codes: 0 done, 1 the controller could not be
 
 import difflib
 import json
+import re
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -55,11 +56,30 @@ class Remote:
             self.out.print(for_people, highlight=False)
 
 
+_VISIBLE_ASCII = re.compile(r"[!-~]+")
+"""What an API key is made of (`tth_` and URL-safe base64), and all an HTTP header value can carry unquoted."""
+
+
+def _header_safe(_: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A key pasted with a blank or a line break is refused here, never shown: httpx's refusal of the header quotes it,
+    and that would print the whole key."""
+    if value and _VISIBLE_ASCII.fullmatch(value) is None:  # an empty one is no key: the controller says 401
+        raise click.BadParameter(
+            "holds a blank, a line break or another character no API key has (it is not shown here)", param=param
+        )
+    return value
+
+
 def remote_command(action: Callable[..., int | None]) -> Callable[..., None]:
     """Adds --url, --api-key and --json; `tether`'s group turns a RemoteError into one line on stderr and exit 1."""
 
     @click.option("--url", envvar="TETHER_URL", default=DEFAULT_URL, show_default=True, help="The controller.")
-    @click.option("--api-key", envvar="TETHER_API_KEY", help="An API key (tether keys create); TETHER_API_KEY.")
+    @click.option(
+        "--api-key",
+        envvar="TETHER_API_KEY",
+        callback=_header_safe,
+        help="An API key (tether keys create); TETHER_API_KEY.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")
     @wraps(action)
     def command(url: str, api_key: str | None, as_json: bool, **options: Any) -> None:

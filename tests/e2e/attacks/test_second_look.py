@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from shared.operations import OperationType, Platform
 from shared.signing import canonical
 from tests.e2e.attacks.amqtt_logins import PREFIX, AmqttLogins
 from tests.e2e.attacks.test_disk_full import fill, small_disk  # noqa: F401 (a fixture, used by name)
-from tests.e2e.harness import Agent, Controller, run_cli, tether, wait_for
+from tests.e2e.harness import BIN, Agent, Controller, run_cli, tether, wait_for
 from tests.e2e.test_broker_acl import SETTLE_S, Client
 from tests.fixtures_brokers import free_port
 
@@ -237,6 +238,39 @@ def test_a_broker_password_pasted_unencoded_into_a_url_is_never_printed_by_eithe
         assert "broker" in done.stderr
         for part in re.split(r"[/#?]", password):
             assert part not in done.stdout + done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("pasted", ["{key} ", "{key}\n", "\t{key}", "{key}\u00a0"], ids=repr)
+def test_an_api_key_pasted_with_a_blank_or_line_break_is_refused_without_printing_it(
+    tmp_path: Path, pasted: str
+) -> None:
+    """httpx refuses such a header value in words that quote it, and `tether` printed them: the whole key, on the
+    terminal and in a CI log, under "cannot reach the controller"."""
+    controller = Controller(tmp_path)
+    try:
+        key = pasted.format(key=controller.key)
+        url = f"http://127.0.0.1:{controller.http_port}"
+        runs = [
+            run_cli("tether", "op", "list", "--url", url, "--api-key", key),
+            subprocess.run(
+                [str(BIN / "tether"), "devices", "list", "--url", url],
+                env={**os.environ, "TETHER_API_KEY": key},
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            ),
+        ]
+        for done in runs:
+            assert (done.returncode, done.stdout) == (2, ""), done.stderr
+            assert controller.key not in done.stderr
+            assert done.stderr.endswith(
+                "holds a blank, a line break or another character no API key has (it is not shown here) "
+                "(see 'tether op list --help')\n".replace("op list", done.args[1] + " list")
+            ), done.stderr
+            assert done.stderr.count("\n") == 1, done.stderr
+    finally:
+        controller.stop()
 
 
 def test_a_device_cannot_make_the_broker_keep_messages_beyond_its_announcement_and_presence(
