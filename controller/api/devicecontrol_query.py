@@ -37,7 +37,10 @@ def _moment(value: str | None, name: str) -> str | None:
         return to_iso(moment.replace(tzinfo=UTC))
     if written["offset"] is None:
         raise InvalidRequest(name, f"needs an offset, e.g. {value}Z")
-    return to_iso(moment)
+    try:
+        return to_iso(moment)
+    except OverflowError as err:  # 9999-12-31T23:59:59-01:00 is in the calendar, but not once in UTC
+        raise InvalidRequest(name, f"out of range in UTC: {value!r}") from err
 
 
 @dataclass(frozen=True, slots=True)

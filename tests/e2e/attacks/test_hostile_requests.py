@@ -18,7 +18,7 @@ import pytest
 
 from controller.store import Store
 from shared.operations import OperationType, ScheduleType
-from tests.e2e.harness import Agent, Controller, assert_lock_runs, wait_for
+from tests.e2e.harness import Agent, Controller, assert_lock_runs, tether, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -253,6 +253,26 @@ def test_fragments_added_by_put_after_put_are_held_to_the_body_limit_together(
         assert ("c8y_A" in swapped.json(), swapped.json()["c8y_C"]) == (False, {"v": filler})
     finally:
         agent.stop()
+        controller.stop()
+
+
+def test_date_filters_at_the_ends_of_the_calendar_are_a_400_never_a_500(tmp_path: Path) -> None:
+    """A moment that is in the calendar as written but not in UTC overflowed converting, a 500 for any key."""
+    controller = Controller(tmp_path)
+    read_key = tether("keys", "create", "--name", "viewer", "--role", "read", "--db", str(controller.db)).strip()
+    try:
+        for method, key in (("GET", read_key), ("DELETE", controller.key)):
+            for name, value in (("dateFrom", "9999-12-31T23:59:59-01:00"), ("dateTo", "0001-01-01T00:00:00+01:00")):
+                answer = httpx.request(
+                    method,
+                    f"http://127.0.0.1:{controller.http_port}/devicecontrol/operations",
+                    params={name: value},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                assert answer.status_code == 400, (method, name, answer.text)
+                assert answer.json()["errors"] == [{"field": name, "message": f"out of range in UTC: {value!r}"}]
+        assert "Exception in ASGI application" not in controller.process.output()
+    finally:
         controller.stop()
 
 
