@@ -15,11 +15,12 @@ from functools import wraps
 from typing import Any
 
 import click
-from rich.console import Console, RenderableType
+from rich.console import RenderableType
 
 from controller.remote.client import DEFAULT_URL, TetherClient
 from controller.remote.render import (
     DETAIL_WIDTH,
+    PlainConsole,
     counts_line,
     device_detail,
     device_results_table,
@@ -44,8 +45,8 @@ class Remote:
     def __init__(self, url: str, api_key: str | None, as_json: bool) -> None:
         self.client = TetherClient(url, api_key)
         self.as_json = as_json
-        self.out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
-        self.errors = Console(stderr=True, soft_wrap=True, highlight=False)
+        self.out = PlainConsole(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+        self.errors = PlainConsole(stderr=True, soft_wrap=True, highlight=False)
         self.detail_width = DETAIL_WIDTH if self.out.is_terminal else None
 
     def show(self, data: Any, for_people: RenderableType) -> None:

@@ -1,6 +1,7 @@
 """How the operator CLI shows operations and devices: tables for people, JSON for scripts."""
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +14,19 @@ from shared.events import DeviceCounts
 STATUS_STYLES = {"SUCCESSFUL": "green", "FAILED": "red", "EXECUTING": "yellow", "PENDING": "cyan"}
 STATE_STYLES = {"COMPLETED": "green", "FAILED": "red", "DISPATCHING": "yellow"}
 DETAIL_WIDTH = 60
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters but line breaks and tabs: ESC (and C1's CSI) begins a terminal's escape sequences, CR writes
+over a line."""
+
+
+class PlainConsole(Console):
+    """A console that shows strings as they are: what the controller and its devices send (failure reasons, a script's
+    output, hostnames) is never read as rich markup or emoji codes, and its control characters are shown escaped
+    (`\\x1b`) rather than sent to the terminal. Styles are given as Text or `style=`, never as markup."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        visible = _CONTROL.sub(lambda match: f"\\x{ord(match[0]):02x}", text)
+        return super().render_str(visible, **{**options, "markup": False, "emoji": False})
 
 
 def print_json(console: Console, data: Any) -> None:
