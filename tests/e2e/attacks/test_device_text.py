@@ -36,4 +36,5 @@ def test_markup_and_escape_sequences_a_device_reports_are_shown_as_text_never_se
     (row,) = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("alpha")]
     assert row.split()[1] == "SUCCESSFUL"
     assert row.endswith(f"exit 0 {SHOWN}")
-    assert "\033" not in done.stdout and "\u009b" not in done.stdout
+    assert "\033" not in done.stdout
+    assert "\u009b" not in done.stdout

@@ -2,6 +2,7 @@
 before authenticating, a forged Host header, an event stream it never reads; and a database holding such text from
 an older version. The controller refuses at the edge, fails only the operation concerned, and stays up."""
 
+import contextlib
 import json
 import socket
 import sqlite3
@@ -200,6 +201,29 @@ def test_a_huge_body_without_a_key_is_refused_before_it_is_read(tmp_path: Path) 
         assert controller.http.get("/v0/operations/").status_code == 200
     finally:
         anonymous.close()
+        controller.stop()
+
+
+def test_headers_past_64_kib_are_refused_431_before_the_controller_holds_them(tmp_path: Path) -> None:
+    """Headers have HEADERS_TIMEOUT_S to arrive, but there was no limit on their size: in those 10 s one connection
+    without a key made the controller hold (and copy over and over) 60-240 MiB of a header value."""
+    controller = Controller(tmp_path)
+    try:
+        before = rss(controller)
+        for _ in range(4):
+            with socket.create_connection(("127.0.0.1", controller.http_port)) as stranger:
+                stranger.sendall(b"GET /devicecontrol/operations HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ")
+                with contextlib.suppress(OSError):  # the controller closes the connection while this still sends
+                    for _ in range(64):
+                        stranger.sendall(b"A" * (256 * 1024))
+                answer = stranger.recv(1024)
+            assert answer.startswith(b"HTTP/1.1 431 "), answer
+        grown = rss(controller) - before
+        assert grown < 16 * MiB, f"the controller grew by {grown / MiB:.0f} MiB holding headers it should refuse"
+        # Headers as large as a real client's, a long cookie and all, are served.
+        cookie = "c=" + "x" * (32 * 1024)
+        assert controller.http.get("/v0/operations/", headers={"Cookie": cookie}).status_code == 200
+    finally:
         controller.stop()
 
 
