@@ -6,7 +6,6 @@ import contextlib
 import ipaddress
 import logging
 import os
-import sqlite3
 import ssl
 import sys
 from pathlib import Path
@@ -14,16 +13,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from controller.database_cli import db, db_option, open_store
 from controller.errors import ControllerError, StartupError
 from controller.keys import Role
 from controller.remote.commands import devices, op
-from controller.store import Store
 from shared.command_line import (
     EXIT_ERROR,
     EXIT_USAGE,
     OneLineGroup,
     describe,
-    directories_or_missing,
     in_an_existing_directory,
     not_blank,
 )
@@ -35,11 +33,6 @@ if TYPE_CHECKING:
     from controller.broker import ListenAddress, ServerTls
 
 log = logging.getLogger(__name__)
-
-
-def default_db_path() -> Path:
-    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home) / "tether" / "tether.db"
 
 
 def _listen(_: click.Context, param: click.Parameter, value: str) -> "ListenAddress":
@@ -59,18 +52,6 @@ def _broker(_: click.Context, param: click.Parameter, value: str | None) -> Brok
         raise click.BadParameter(str(err), param=param) from err
 
 
-db_option = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    callback=directories_or_missing,
-    default=default_db_path,
-    envvar="TETHER_DB",
-    show_default="$XDG_STATE_HOME/tether/tether.db",
-    help="SQLite database file.",
-)
-
-
 class TetherGroup(OneLineGroup):
     expected = ((OSError, EXIT_ERROR), (ControllerError, EXIT_ERROR))
 
@@ -83,6 +64,7 @@ def main() -> None:
 
 
 main.add_command(op)
+main.add_command(db)
 main.add_command(devices)
 
 
@@ -233,7 +215,7 @@ def keys() -> None:
 def create_key(name: str, role: str, time_zone: str | None, db_path: Path) -> None:
     """Create an API key and print it on stdout (it is stored hashed and cannot be shown again)."""
 
-    store = _open_store(db_path)
+    store = open_store(db_path)
     try:
         _, plaintext = store.create_key(name, role, time_zone)
     finally:
@@ -365,17 +347,6 @@ def broker_acl(
             click.echo(f"{user} {password}")
 
     write()
-
-
-def _open_store(db_path: Path) -> Store:
-    """The database, made with its directory if missing; StartupError in one line if it cannot be used (a path
-    under a file, a file that is not a SQLite database)."""
-    from controller.store.space import unopenable
-
-    try:
-        return Store(db_path)
-    except (sqlite3.Error, OSError) as err:
-        raise StartupError(unopenable(db_path, err)) from err
 
 
 def _append_private(path: Path) -> TextIO:

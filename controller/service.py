@@ -30,6 +30,7 @@ from controller.ingest import Ingest
 from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
 from controller.scheduler import Scheduler
+from controller.serve_lock import ServeLock
 from controller.signing_keys import SigningKeys
 from controller.signing_worker import SigningFailed, SigningWorker
 from controller.store import Store
@@ -158,8 +159,14 @@ async def serve(settings: ServeSettings) -> None:
     try:
         if settings.external_broker is None:  # before the database: a failed start leaves no file behind
             await ensure_port_free(settings.mqtt_listen)
+        serving = ServeLock.acquire(settings.db_path)
+    except StartupError:
+        http_socket.close()
+        raise
+    try:
         store, api_store, writes, resolving = _open_database(settings.db_path)
     except StartupError:
+        serving.release()
         http_socket.close()
         raise
     stop = asyncio.Event()
@@ -192,6 +199,7 @@ async def serve(settings: ServeSettings) -> None:
         writes.close()
         api_store.close()
         store.close()
+        serving.release()
 
 
 def _subscribed(supervisor: Supervisor, dispatcher: Dispatcher, managed: MosquittoBroker | None) -> None:

@@ -19,6 +19,7 @@ from controller.keys import hash_key
 from controller.store.artifacts import ArtifactLedger
 from controller.store.cancellations import CancellationLedger
 from controller.store.commands import CommandLedger
+from controller.store.connection import connect
 from controller.store.control import OperationControl
 from controller.store.devicecontrol import DeviceControlView
 from controller.store.one_step import fetch_rows, packed, unpacked
@@ -33,7 +34,6 @@ from controller.store.records import (
     OperationStats,
     Page,
 )
-from controller.store.schema import connect
 from controller.store.space import Space, is_full
 from shared.lifecycle import advance_operation
 from shared.messages import Announcement

@@ -1,4 +1,5 @@
-"""The SQLite schema, created idempotently on open; WAL so the CLI can write keys while `tether serve` runs."""
+"""The SQLite schema as of the baseline migration (controller/store/migrations.py), and what it takes to bring a
+database from before numbered migrations up to it."""
 
 import sqlite3
 
@@ -195,22 +196,7 @@ SELECT operation_id, count(*), {_SUMS} FROM device_operations GROUP BY operation
 """Counts from scratch, for a database made before operation_counts existed."""
 
 
-def connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    # Two connections write (the main loop's and the REST API's): one waits while the other resolves a large fleet.
-    conn.execute("PRAGMA busy_timeout=60000")
-    conn.execute("PRAGMA foreign_keys=ON")
-    _add_missing_columns(conn)
-    counted = _has_table(conn, "operation_counts") or not _has_table(conn, "device_operations")
-    conn.executescript(SCHEMA)
-    conn.executescript(f"BEGIN; {DROPPED_TRIGGERS} {COUNT_TRIGGERS} {'' if counted else RECOUNT + ';'} COMMIT;")
-    return conn
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
@@ -242,7 +228,7 @@ ADDED_COLUMNS = {
 """Columns added since the first release: a database created before them gets them on open."""
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
+def add_missing_columns(conn: sqlite3.Connection) -> None:
     for table, columns in ADDED_COLUMNS.items():
         present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
         if not present:

@@ -1,0 +1,115 @@
+"""Numbered schema migrations: each applied once, recorded in `schema_migrations`, in order, under one write lock.
+
+A database opened by any Tether process is brought to the newest migration this code knows, in one transaction per
+migration; a database that is already there costs one SELECT. One made by a newer Tether is refused rather than
+written with an older idea of its tables. `tether db status` and `tether db upgrade` show and apply them by hand.
+"""
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from controller.clock import now_iso
+from controller.errors import StartupError
+from controller.store.schema import COUNT_TRIGGERS, DROPPED_TRIGGERS, RECOUNT, SCHEMA, add_missing_columns, has_table
+
+RECORD = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    number INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    number: int
+    title: str
+    apply: Callable[[sqlite3.Connection], None]
+    """Runs inside the migration's transaction: it must not commit."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    applied: int
+    """The newest migration recorded; 0 for a database that has none (new, or from before numbered migrations)."""
+    pending: tuple[Migration, ...]
+
+
+def _baseline(conn: sqlite3.Connection) -> None:
+    """The schema as Tether had it when migrations were first numbered. A database from before (tables but no
+    record) gets its missing columns, and its operation counts if it had none, before the rest is created."""
+    add_missing_columns(conn)
+    counted = has_table(conn, "operation_counts") or not has_table(conn, "device_operations")
+    for statement in statements(SCHEMA + DROPPED_TRIGGERS + COUNT_TRIGGERS + ("" if counted else RECOUNT + ";")):
+        conn.execute(statement)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "baseline: keys, devices, operations, commands, artifacts", _baseline),
+)
+LATEST = MIGRATIONS[-1].number
+
+
+def statements(script: str) -> Iterator[str]:
+    """The complete SQL statements of `script`, one at a time. executescript() would commit the transaction the
+    migration runs in; a trigger's body holds semicolons of its own, which complete_statement() knows about."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip().rstrip(";").strip():
+                yield pending
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"an incomplete SQL statement: {pending.strip()[:80]}")
+
+
+def status(conn: sqlite3.Connection) -> SchemaStatus:
+    applied = 0
+    if has_table(conn, "schema_migrations"):
+        applied = conn.execute("SELECT coalesce(max(number), 0) FROM schema_migrations").fetchone()[0]
+    return SchemaStatus(applied, tuple(m for m in MIGRATIONS if m.number > applied))
+
+
+def upgrade(conn: sqlite3.Connection, *, where: str) -> list[Migration]:
+    """Apply what is pending, each migration in a transaction of its own; return what was applied.
+
+    Another process may be upgrading the same file: the status is read again under the write lock. StartupError,
+    naming `where`, for a database made by a newer Tether."""
+    if not status(conn).pending:
+        _refuse_newer(conn, where)
+        return []
+    applied: list[Migration] = []
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(RECORD)
+            current = status(conn)
+            if not current.pending:
+                conn.execute("COMMIT")
+                break
+            migration = current.pending[0]
+            migration.apply(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations (number, title, applied_at) VALUES (?, ?, ?)",
+                (migration.number, migration.title, now_iso()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        applied.append(migration)
+    _refuse_newer(conn, where)
+    return applied
+
+
+def _refuse_newer(conn: sqlite3.Connection, where: str) -> None:
+    applied = status(conn).applied
+    if applied > LATEST:
+        raise StartupError(
+            f"{where} is at schema {applied}, newer than this Tether knows ({LATEST}): run a Tether at least as new "
+            "as the one that upgraded it"
+        )
