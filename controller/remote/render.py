@@ -9,6 +9,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from shared.command_line import one_line
 from shared.events import DeviceCounts
 
 STATUS_STYLES = {"SUCCESSFUL": "green", "FAILED": "red", "EXECUTING": "yellow", "PENDING": "cyan"}
@@ -126,9 +127,10 @@ def cut(text: str, width: int | None) -> str:
 
 
 def _detail(result: dict[str, Any]) -> str:
-    """The failure reason, the earlier operation a pending device is queued behind, or the gist of the result."""
+    """The failure reason, the earlier operation a pending device is queued behind, or the gist of the result; on one
+    line, so that a row in a pipe is one line however a device wrote its reason."""
     if result["failure_reason"]:
-        return str(result["failure_reason"])
+        return one_line(str(result["failure_reason"]))
     if result.get("queued_behind"):
         return f"queued behind operation {result['queued_behind']}"
     outcome = result["result"]

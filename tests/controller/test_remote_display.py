@@ -5,6 +5,7 @@ import io
 from rich.console import Console
 
 from controller.remote.client import Unreachable
+from controller.remote.render import PlainConsole, device_results_table
 from controller.remote.watch import LineDisplay, LiveDisplay, queued_lines, succeeded
 from shared.events import OperationEvent
 
@@ -110,3 +111,20 @@ def test_pending_devices_are_named_once_under_the_operation_they_are_queued_behi
     assert queued_lines([*first, *many], said) == [
         "d0, d1, d2, d3, d4 and 2 more queued behind operation op-c, not finished there yet"
     ]
+
+
+def test_a_failure_reason_written_over_several_lines_is_one_row_in_a_pipe() -> None:
+    out = io.StringIO()
+    console = PlainConsole(file=out, width=400, color_system=None)
+    failed = {
+        "device_id": "c1",
+        "status": "FAILED",
+        "started_at": "2026-12-01T10:00:00.000Z",
+        "finished_at": "2026-12-01T10:00:01.000Z",
+        "failure_reason": "apt-get failed:\nE: Unable to locate package tool\r\n  E: second",
+        "result": None,
+    }
+    console.print(device_results_table([failed], detail_width=None))
+    rows = out.getvalue().splitlines()
+    assert len(rows) == 2, rows
+    assert rows[1].rstrip().endswith("apt-get failed: E: Unable to locate package tool E: second")
