@@ -1,6 +1,7 @@
 """Pydantic models of every MQTT payload, and the one pair of functions that encode and decode them."""
 
 import functools
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -42,6 +43,21 @@ Id = Annotated[str, StringConstraints(pattern=ID_PATTERN.pattern)]
 """Checked by pydantic's own pattern matching, not a Python validator: a status carries two, and the controller
 decodes every status; `decode` words a mismatch as `validate_id` does."""
 TimeZone = Annotated[str, AfterValidator(_valid_time_zone)]
+"""A zone this host's tz database knows: for what this host applies (a profile, SET_TIMEZONE)."""
+
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*")
+
+
+def _zone_name(value: str) -> str:
+    if len(value) > 64 or not _ZONE_NAME.fullmatch(value):
+        raise ValueError(f"unknown IANA time zone {value!r}")
+    return value
+
+
+AnnouncedZone = Annotated[str, AfterValidator(_zone_name)]
+"""A zone as a device names it: shaped like an IANA name, but not necessarily known to the controller's tz database,
+which may be older than the device's. A device announcing one is still registered; the schedule maths read its
+device-time windows in UTC, with a note that says so (shared/schedule.py)."""
 
 
 def utc_now() -> datetime:
@@ -163,7 +179,7 @@ class Announcement(_Message):
     platform: Platform
     agent_version: str = Field(min_length=1, max_length=64)
     inventory: dict[str, Any] = Field(default_factory=dict)
-    time_zone: TimeZone | None = None
+    time_zone: AnnouncedZone | None = None
     capabilities: list[OperationType] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
     groups: list[str] = Field(default_factory=list)

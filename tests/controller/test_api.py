@@ -430,6 +430,7 @@ def test_device_time_opens_each_device_at_its_own_local_time(api: Api) -> None:
     api.announce("tokyo", time_zone="Asia/Tokyo")
     api.announce("berlin", time_zone="Europe/Berlin")
     api.announce("nowhere")
+    api.announce("newer", time_zone="America/Not_In_Our_Tzdata")  # its tz database is newer than the controller's
     response = create(
         api,
         operation_device_query={"all": True},
@@ -447,9 +448,10 @@ def test_device_time_opens_each_device_at_its_own_local_time(api: Api) -> None:
         "tokyo": "2030-05-31T17:00:00.000Z",
         "berlin": "2030-06-01T00:00:00.000Z",
         "nowhere": "2030-06-01T02:00:00.000Z",
+        "newer": "2030-06-01T02:00:00.000Z",
     }
     resolved = content["operation_activity"][-1]
-    assert resolved["message"] == "3 device(s) matched; 1 device(s) with device time zone unknown; window read in UTC"
+    assert resolved["message"] == "4 device(s) matched; 2 device(s) with device time zone unknown; window read in UTC"
     assert content["next_dispatch_at"] == "2030-05-31T17:00:00.000Z"
 
 
