@@ -43,8 +43,11 @@ class ServeLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # a full disk: the pid only words a second serve's refusal; opening the database says what is wrong
         return cls(fd)
 
     def release(self) -> None:
