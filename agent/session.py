@@ -1,9 +1,14 @@
-"""The agent's MQTT session: connect with a last will, announce, subscribe to its own commands, reconnect forever."""
+"""The agent's MQTT session: connect with a last will, announce, subscribe to its own commands, reconnect forever.
+
+Given several broker URLs (the nodes of one cluster), it connects to the first and, whenever a connection fails or is
+lost, to the next in turn: always with the same client id and a persistent session, which a clustered broker keeps
+for the whole cluster, so the commands queued for the device while it moved are delivered on the node it reaches.
+"""
 
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiomqtt
@@ -29,7 +34,7 @@ class Session:
     def __init__(
         self,
         *,
-        url: BrokerUrl,
+        urls: Sequence[BrokerUrl],
         device_id: str,
         topics: Topics,
         announcement: Announcement,
@@ -38,7 +43,10 @@ class Session:
         tls: TlsFiles | None = None,
         health_interval_s: float = 60.0,
     ) -> None:
-        self._url = url
+        if not urls:
+            raise ValueError("a session needs at least one broker URL")
+        self._urls = list(urls)
+        self._url = self._urls[0]
         self._health_interval_s = health_interval_s
         self._tls = tls
         self._verifier = verifier
@@ -103,16 +111,19 @@ class Session:
 
     async def run(self) -> None:
         backoff = 0.5
+        index = 0
+        tried = 0  # URLs failed since the last connection: the session waits only once each of them was tried
         presence_topic = self._topics.presence(self._device_id)
         will = aiomqtt.Will(presence_topic, self._presence(PresenceState.OFFLINE), qos=1, retain=True)
         while True:
+            self._url = self._urls[index]
             client = make_client(self._url, identifier=agent_client_id(self._device_id), will=will, tls=self._tls)
             try:
                 async with client:
                     # Online is published first thing in _on_connect, so a cancellation from then on says offline.
                     try:
                         await self._on_connect(client)
-                        backoff = 0.5
+                        backoff, tried = 0.5, 0
                         tasks = [asyncio.create_task(self._report_health(client))]
                         if self._runner.journal_loss_unsettled:
                             tasks.append(asyncio.create_task(self._settle_journal_loss()))
@@ -132,12 +143,18 @@ class Session:
                         await self._say_goodbye(client)
                         raise
             except aiomqtt.MqttError as err:
-                log.warning("MQTT connection to %s lost (%s); retrying in %.1f s", self._url, err, backoff)
-                notify(f"STATUS=reconnecting to {self._url}: {err}")
+                # A lost node is not waited for: the next URL is tried at once, and the wait grows only once every
+                # URL failed in a row. The same client id there finds the same session (and its queued commands).
+                index, tried = (index + 1) % len(self._urls), tried + 1
+                wait = backoff if tried % len(self._urls) == 0 else 0.0
+                following = self._urls[index]
+                log.warning("MQTT connection to %s lost (%s); trying %s in %.1f s", self._url, err, following, wait)
+                notify(f"STATUS=reconnecting to {following}: {err}")
             finally:
                 self._client = None
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            if tried % len(self._urls) == 0:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         await client.publish(self._topics.presence(self._device_id), self._presence(PresenceState.ONLINE), 1, True)
