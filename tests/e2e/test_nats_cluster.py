@@ -76,3 +76,25 @@ def test_agents_on_a_killed_node_fail_over_and_the_operation_completes_once_each
         for agent in agents.values():
             agent.stop()
         controller.stop()
+
+
+def test_a_device_id_with_a_dot_cannot_use_nats_whose_mqtt_refuses_dots_in_topics(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    """Tether allows '.' in device ids; nats-server 2.9 closes a connection that publishes to a topic with one (a
+    subject separator in NATS). docs/brokers.md#nats says to keep dots out of device ids there."""
+    first, second, _ = nats_cluster.mqtt_urls
+    controller = Controller(tmp_path, broker_url=first)
+    dotted, plain = Agent(tmp_path, [second, first], "lab.d1"), Agent(tmp_path, [second, first], "lab:d1")
+    try:
+        controller.wait_online("lab:d1")
+        wait_for(
+            "the dotted device's connections closed on both nodes",
+            lambda: dotted.process.output().count("MQTT connection to") >= 2,
+        )
+        assert "connected to" not in dotted.process.output()
+        assert [device["device_id"] for device in controller.get("/v0/devices/")["results"]] == ["lab:d1"]
+    finally:
+        dotted.stop()
+        plain.stop()
+        controller.stop()
