@@ -37,8 +37,11 @@ class MqttLink:
         on_message: Callable[[Publish], bool],
         on_subscribed: Callable[[], None] | None = None,
         tls: TlsFiles | None = None,
+        failover: Sequence[BrokerUrl] = (),
     ) -> None:
-        """`on_subscribed` is called after each connect, once the subscriptions are in place."""
+        """`on_subscribed` is called after each connect, once the subscriptions are in place. `failover`: the other
+        nodes of `url`'s cluster, tried in turn whenever a connection fails or is lost."""
+        self._urls = [url, *failover]
         self._url = url
         self._tls = tls or TlsFiles()
         self._identifier = identifier
@@ -62,7 +65,10 @@ class MqttLink:
 
     async def run(self) -> None:
         backoff = 0.5
+        index = 0
+        tried = 0  # URLs failed since the last connection: the link waits only once each of them was tried
         while True:
+            self._url = self._urls[index]
             # The client is current before it connects: a persistent session's messages may arrive with the CONNACK,
             # and each must be acknowledged on the connection it came on.
             client = self._client = FastClient(self._handle, auto_ack=False, max_inflight=DEFAULT_MAX_INFLIGHT)
@@ -87,17 +93,27 @@ class MqttLink:
                 log.info("connected to %s", self._url)
                 if self._on_subscribed is not None:
                     self._on_subscribed()
-                backoff = 0.5
+                backoff, tried = 0.5, 0
                 raise await client.closed
             except ConnectionLost as err:
-                log.warning("MQTT connection to %s lost or refused (%s); retrying in %.1f s", self._url, err, backoff)
+                # As the agents do: the next node at once, with the same persistent session, which the cluster keeps.
+                index, tried = (index + 1) % len(self._urls), tried + 1
+                wait = backoff if tried % len(self._urls) == 0 else 0.0
+                log.warning(
+                    "MQTT connection to %s lost or refused (%s); trying %s in %.1f s",
+                    self._url,
+                    err,
+                    self._urls[index],
+                    wait,
+                )
             finally:
                 self._connected.clear()
                 self._client = None
                 self._held.clear()
                 client.abort()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            if tried % len(self._urls) == 0:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def _handle(self, message: Publish) -> None:
         try:

@@ -98,3 +98,32 @@ def test_a_device_id_with_a_dot_cannot_use_nats_whose_mqtt_refuses_dots_in_topic
         dotted.stop()
         plain.stop()
         controller.stop()
+
+
+def test_the_controller_on_a_killed_node_fails_over_and_hears_what_it_missed(
+    tmp_path: Path, nats_cluster: NatsCluster
+) -> None:
+    """The controller and one agent on node 2, another agent on node 1: node 2 dies while both devices run their
+    scripts. The statuses published while the controller was moving wait in its persistent session."""
+    first, second, third = nats_cluster.mqtt_urls
+    controller = Controller(tmp_path, second, "--broker", third, "--broker", first)
+    agents = {"n2-a": Agent(tmp_path, [second, third, first], "n2-a"), "n1-a": Agent(tmp_path, [first], "n1-a")}
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
+    try:
+        controller.wait_online(*agents)
+        created = controller.create(script_operation({"device_id": {"$in": list(agents)}}, gated_script(runs, gate)))
+        wait_for("every device running its script", lambda: runs.exists() and len(runs.read_text().splitlines()) == 2)
+        nats_cluster.kill(1)
+        gate.touch()
+
+        operation = controller.wait_finished(created["id"], timeout=FAILOVER_TIMEOUT_S)
+        assert operation["state"] == "COMPLETED"
+        assert counts(operation) == expected_counts(resolved=2, success=2)
+        log = controller.process.output()
+        assert f"MQTT connection to {second} lost or refused" in log
+        assert f"connected to {third}" in log or f"connected to {first}" in log
+        assert {device_id: runs_on(runs, device_id) for device_id in agents} == dict.fromkeys(agents, 1)
+    finally:
+        for agent in agents.values():
+            agent.stop()
+        controller.stop()
