@@ -6,10 +6,12 @@ persistent session, deliver the final statuses they kept, and no command runs tw
 """
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from tests.controller.test_broker import connect
 from tests.e2e.harness import Agent, Controller, retained, wait_for
 from tests.e2e.test_faults import counts, expected_counts, gated_script, runs_on, script_operation
 from tests.fixtures_nats import NatsCluster
@@ -127,3 +129,21 @@ def test_the_controller_on_a_killed_node_fails_over_and_hears_what_it_missed(
         for agent in agents.values():
             agent.stop()
         controller.stop()
+
+
+def test_a_shared_subscription_is_granted_but_gets_nothing_on_nats(nats_cluster: NatsCluster) -> None:
+    """nats-server 2.9 has no `$share`: the SUBSCRIBE succeeds and nothing is ever delivered on it, without an error.
+    docs/brokers.md#nats says so for deployments that would share ingest between controller replicas."""
+    first, second, _ = nats_cluster.mqtt_urls
+    status, presence = "tether/v1/devices/d1/status/c1", "tether/v1/devices/d1/presence"
+    with ExitStack() as clients:
+        replica = connect(clients, second, "replica")
+        replica.subscribe("$share/ingest/tether/v1/devices/+/status/+")
+        replica.subscribe("tether/v1/devices/+/presence")
+        device = connect(clients, first, "device")
+        device.publish(status, b"{}")
+        device.publish(presence, b"{}")
+        received = replica.wait_for(presence)
+        time.sleep(1)  # anything on the shared subscription would have come by now
+        received += replica.drain()
+    assert [(message.topic, message.payload) for message in received] == [(presence, b"{}")]
