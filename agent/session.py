@@ -15,6 +15,7 @@ import aiomqtt
 
 from agent.runner import Runner
 from shared.errors import TetherProtocolError
+from shared.failover import Failover
 from shared.messages import Announcement, CancelRequest, Command, Presence, StatusReport, decode, encode, utc_now
 from shared.operations import PresenceState
 from shared.sd_notify import notify
@@ -43,10 +44,8 @@ class Session:
         tls: TlsFiles | None = None,
         health_interval_s: float = 60.0,
     ) -> None:
-        if not urls:
-            raise ValueError("a session needs at least one broker URL")
-        self._urls = list(urls)
-        self._url = self._urls[0]
+        self._failover = Failover(urls, BACKOFF_MAX_S)
+        self._url = self._failover.current
         self._health_interval_s = health_interval_s
         self._tls = tls
         self._verifier = verifier
@@ -110,20 +109,17 @@ class Session:
         return True
 
     async def run(self) -> None:
-        backoff = 0.5
-        index = 0
-        tried = 0  # URLs failed since the last connection: the session waits only once each of them was tried
         presence_topic = self._topics.presence(self._device_id)
         will = aiomqtt.Will(presence_topic, self._presence(PresenceState.OFFLINE), qos=1, retain=True)
         while True:
-            self._url = self._urls[index]
+            self._url = self._failover.current
             client = make_client(self._url, identifier=agent_client_id(self._device_id), will=will, tls=self._tls)
             try:
                 async with client:
                     # Online is published first thing in _on_connect, so a cancellation from then on says offline.
                     try:
                         await self._on_connect(client)
-                        backoff, tried = 0.5, 0
+                        self._failover.connected()
                         tasks = [asyncio.create_task(self._report_health(client))]
                         if self._runner.journal_loss_unsettled:
                             tasks.append(asyncio.create_task(self._settle_journal_loss()))
@@ -143,18 +139,14 @@ class Session:
                         await self._say_goodbye(client)
                         raise
             except aiomqtt.MqttError as err:
-                # A lost node is not waited for: the next URL is tried at once, and the wait grows only once every
-                # URL failed in a row. The same client id there finds the same session (and its queued commands).
-                index, tried = (index + 1) % len(self._urls), tried + 1
-                wait = backoff if tried % len(self._urls) == 0 else 0.0
-                following = self._urls[index]
+                # The same client id on the next node finds the same session, and the commands queued in it.
+                wait = self._failover.failed()
+                following = self._failover.current
                 log.warning("MQTT connection to %s lost (%s); trying %s in %.1f s", self._url, err, following, wait)
                 notify(f"STATUS=reconnecting to {following}: {err}")
             finally:
                 self._client = None
-            if tried % len(self._urls) == 0:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            await asyncio.sleep(wait)
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         await client.publish(self._topics.presence(self._device_id), self._presence(PresenceState.ONLINE), 1, True)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from controller.fastmqtt.client import DEFAULT_MAX_INFLIGHT, ConnectionLost, FastClient
 from controller.fastmqtt.codec import Publish
+from shared.failover import Failover
 from shared.transport import BrokerUrl, TlsFiles
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class MqttLink:
     ) -> None:
         """`on_subscribed` is called after each connect, once the subscriptions are in place. `failover`: the other
         nodes of `url`'s cluster, tried in turn whenever a connection fails or is lost."""
-        self._urls = [url, *failover]
+        self._failover = Failover([url, *failover], BACKOFF_MAX_S)
         self._url = url
         self._tls = tls or TlsFiles()
         self._identifier = identifier
@@ -64,11 +65,8 @@ class MqttLink:
         return self._connected.is_set()
 
     async def run(self) -> None:
-        backoff = 0.5
-        index = 0
-        tried = 0  # URLs failed since the last connection: the link waits only once each of them was tried
         while True:
-            self._url = self._urls[index]
+            self._url = self._failover.current
             # The client is current before it connects: a persistent session's messages may arrive with the CONNACK,
             # and each must be acknowledged on the connection it came on.
             client = self._client = FastClient(self._handle, auto_ack=False, max_inflight=DEFAULT_MAX_INFLIGHT)
@@ -93,27 +91,21 @@ class MqttLink:
                 log.info("connected to %s", self._url)
                 if self._on_subscribed is not None:
                     self._on_subscribed()
-                backoff, tried = 0.5, 0
+                self._failover.connected()
                 raise await client.closed
             except ConnectionLost as err:
-                # As the agents do: the next node at once, with the same persistent session, which the cluster keeps.
-                index, tried = (index + 1) % len(self._urls), tried + 1
-                wait = backoff if tried % len(self._urls) == 0 else 0.0
+                # The same persistent session on the next node, which the cluster keeps with what was queued in it.
+                wait = self._failover.failed()
+                following = self._failover.current
                 log.warning(
-                    "MQTT connection to %s lost or refused (%s); trying %s in %.1f s",
-                    self._url,
-                    err,
-                    self._urls[index],
-                    wait,
+                    "MQTT connection to %s lost or refused (%s); trying %s in %.1f s", self._url, err, following, wait
                 )
             finally:
                 self._connected.clear()
                 self._client = None
                 self._held.clear()
                 client.abort()
-            if tried % len(self._urls) == 0:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            await asyncio.sleep(wait)
 
     def _handle(self, message: Publish) -> None:
         try:
