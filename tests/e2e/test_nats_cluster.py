@@ -1,7 +1,8 @@
-"""Tether on a three-node NATS cluster (tests/fixtures_nats.py): agents fail over when their node dies mid-operation.
+"""Tether on a three-node NATS cluster (tests/fixtures_nats.py): agents and the controller fail over when their node
+dies mid-operation, and the two parts of the contract NATS does not keep (dots in ids, `$share`) are shown.
 
-The controller is on node 1; each agent is given every node, its own first. Node 2, where two of the three agents are,
-is SIGKILLed while every device runs its script: those two reconnect to the next node in their list with the same
+In the first test the controller is on node 1; each agent is given every node, its own first. Node 2, where two of the
+three agents are, is SIGKILLed while every device runs its script: those two reconnect to another node with the same
 persistent session, deliver the final statuses they kept, and no command runs twice.
 """
 
@@ -84,7 +85,7 @@ def test_a_device_id_with_a_dot_cannot_use_nats_whose_mqtt_refuses_dots_in_topic
     tmp_path: Path, nats_cluster: NatsCluster
 ) -> None:
     """Tether allows '.' in device ids; nats-server 2.9 closes a connection that publishes to a topic with one (a
-    subject separator in NATS). docs/brokers.md#nats says to keep dots out of device ids there."""
+    subject separator in NATS). docs/brokers.md#nats-tested says to keep dots out of device ids there."""
     first, second, _ = nats_cluster.mqtt_urls
     controller = Controller(tmp_path, broker_url=first)
     dotted, plain = Agent(tmp_path, [second, first], "lab.d1"), Agent(tmp_path, [second, first], "lab:d1")
@@ -133,7 +134,7 @@ def test_the_controller_on_a_killed_node_fails_over_and_hears_what_it_missed(
 
 def test_a_shared_subscription_is_granted_but_gets_nothing_on_nats(nats_cluster: NatsCluster) -> None:
     """nats-server 2.9 has no `$share`: the SUBSCRIBE succeeds and nothing is ever delivered on it, without an error.
-    docs/brokers.md#nats says so for deployments that would share ingest between controller replicas."""
+    docs/brokers.md#nats-tested says so for deployments that would share ingest between controller replicas."""
     first, second, _ = nats_cluster.mqtt_urls
     status, presence = "tether/v1/devices/d1/status/c1", "tether/v1/devices/d1/presence"
     with ExitStack() as clients:
