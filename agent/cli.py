@@ -96,7 +96,7 @@ async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Han
     with about(device_id=settings.device_id):
         await run_device(
             settings=settings,
-            broker_url=settings.broker_url,
+            broker_urls=settings.broker_urls,
             platform=platform,
             announcement=announcement,
             root=settings.state_dir,
@@ -119,7 +119,12 @@ def main() -> None:
 
 @main.command(name="run")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="TOML settings file.")
-@click.option("--broker", help="mqtt[s]://[user@]host:port; the password from --broker-password-file or the env.")
+@click.option(
+    "--broker",
+    multiple=True,
+    help="mqtt[s]://[user@]host:port; the password from --broker-password-file or the env. Repeat it for each node "
+    "of a broker cluster: they are tried in turn.",
+)
 @click.option(
     "--broker-password-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -146,7 +151,7 @@ def run_command(config_file: Path | None, log_level: str, log_format: LogFormat,
     """Connect to the broker, announce this device and run the operations sent to it."""
     configure(log_level, log_format)
     settings = load_settings(config_file, overrides)
-    if overrides["broker"] and BrokerUrl.parse(overrides["broker"]).password:
+    if any(BrokerUrl.parse(url).password for url in overrides["broker"]):
         log.warning(ARGV_PASSWORD_WARNING)
     try:
         asyncio.run(run_agent(settings))
@@ -172,5 +177,5 @@ def check_config(config_file: Path) -> None:
     an invalid file exits 78 with the file, the key and the problem on one line."""
     settings = load_settings(config_file, {})
     effective = settings.model_dump(mode="json")
-    effective["broker"] = str(settings.broker_url)  # without its password
+    effective["broker"] = [str(url) for url in settings.broker_urls]  # without its password
     click.echo(json.dumps(effective, indent=2, sort_keys=True))

@@ -31,7 +31,11 @@ class CustomAction(BaseModel):
 class AgentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    broker: str = Field(description="mqtt[s]://[user[:pass]@]host:port")
+    broker: list[str] = Field(
+        min_length=1,
+        description="mqtt[s]://[user[:pass]@]host:port, or a list of them: the nodes of one broker cluster, tried in "
+        "this order and in turn while none answers. One login and one TLS setting serve them all.",
+    )
     broker_password_file: Path | None = Field(
         default=None,
         description="A file (mode 0600) whose first line is the broker login's password, for a URL without one.",
@@ -124,10 +128,12 @@ class AgentSettings(BaseModel):
 
     @model_validator(mode="after")
     def _usable_broker(self) -> "AgentSettings":
-        url = self.broker_url  # ValueError if the password is given twice, or its file cannot be read
-        if self.tls_files != TlsFiles() and not url.tls:
+        urls = self.broker_urls  # ValueError if the password is given twice, or its file cannot be read
+        if len({url.tls for url in urls}) > 1:
+            raise ValueError("the broker URLs mix mqtt:// and mqtts://: one TLS setting serves them all")
+        if self.tls_files != TlsFiles() and not urls[0].tls:
             raise ValueError("tls_* settings need an mqtts:// broker URL")
-        if url.tls:
+        if urls[0].tls:
             self.tls_files.context()  # ValueError naming the file that cannot be used
         return self
 
@@ -170,10 +176,16 @@ class AgentSettings(BaseModel):
         "as a broker with per-device logins needs. Unset, they connect with the host's.",
     )
 
+    @field_validator("broker", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value  # the single-URL form of older config files
+
     @field_validator("broker")
     @classmethod
-    def _broker_url(cls, value: str) -> str:
-        BrokerUrl.parse(value)
+    def _broker_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            BrokerUrl.parse(url)
         return value
 
     @field_validator("device_id")
@@ -200,9 +212,15 @@ class AgentSettings(BaseModel):
         return self
 
     @property
+    def broker_urls(self) -> list[BrokerUrl]:
+        """The broker's nodes and its login, the password from the URL, `broker_password_file` or
+        $TETHER_BROKER_PASSWORD."""
+        return [with_password(BrokerUrl.parse(url), self.broker_password_file, os.environ) for url in self.broker]
+
+    @property
     def broker_url(self) -> BrokerUrl:
-        """The broker and its login, the password from the URL, `broker_password_file` or $TETHER_BROKER_PASSWORD."""
-        return with_password(BrokerUrl.parse(self.broker), self.broker_password_file, os.environ)
+        """The first of `broker_urls`: whose login names the host's device."""
+        return self.broker_urls[0]
 
 
 def _account(name: str) -> Account:

@@ -5,7 +5,7 @@ Each device keeps its files under its own root: `journal.db`, `profile.json` (UP
 """
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +52,13 @@ async def run_until_cancelled(*coroutines: Coroutine[Any, Any, None]) -> None:
 async def run_device(
     *,
     settings: AgentSettings,
-    broker_url: BrokerUrl,
+    broker_urls: Sequence[BrokerUrl],
     platform: PlatformTools,
     announcement: Announcement,
     root: Path,
     registry: Mapping[OperationType, Handler],
 ) -> None:
-    """Run the device `announcement` names until cancelled, connected with the login in `broker_url`.
+    """Run the device `announcement` names until cancelled, connected with the login in `broker_urls`.
 
     `announcement` carries the agent config's tags, groups and time zone; the changes kept in the device's profile
     are announced over them, and `reset` returns to them.
@@ -94,7 +94,7 @@ async def run_device(
             time_zone=lambda: session.announcement.time_zone,
         )
         session = Session(
-            url=broker_url,
+            urls=broker_urls,
             device_id=device_id,
             topics=Topics(settings.topic_prefix),
             announcement=profile.announced(announcement),

@@ -1,15 +1,21 @@
-"""The agent's MQTT session: connect with a last will, announce, subscribe to its own commands, reconnect forever."""
+"""The agent's MQTT session: connect with a last will, announce, subscribe to its own commands, reconnect forever.
+
+Given several broker URLs (the nodes of one cluster), it connects to the first and, whenever a connection fails or is
+lost, to the next in turn: always with the same client id and a persistent session, which a clustered broker keeps
+for the whole cluster, so the commands queued for the device while it moved are delivered on the node it reaches.
+"""
 
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiomqtt
 
 from agent.runner import Runner
 from shared.errors import TetherProtocolError
+from shared.failover import Failover
 from shared.messages import Announcement, CancelRequest, Command, Presence, StatusReport, decode, encode, utc_now
 from shared.operations import PresenceState
 from shared.sd_notify import notify
@@ -29,7 +35,7 @@ class Session:
     def __init__(
         self,
         *,
-        url: BrokerUrl,
+        urls: Sequence[BrokerUrl],
         device_id: str,
         topics: Topics,
         announcement: Announcement,
@@ -38,7 +44,8 @@ class Session:
         tls: TlsFiles | None = None,
         health_interval_s: float = 60.0,
     ) -> None:
-        self._url = url
+        self._failover = Failover(urls, BACKOFF_MAX_S)
+        self._url = self._failover.current
         self._health_interval_s = health_interval_s
         self._tls = tls
         self._verifier = verifier
@@ -102,17 +109,17 @@ class Session:
         return True
 
     async def run(self) -> None:
-        backoff = 0.5
         presence_topic = self._topics.presence(self._device_id)
         will = aiomqtt.Will(presence_topic, self._presence(PresenceState.OFFLINE), qos=1, retain=True)
         while True:
+            self._url = self._failover.current
             client = make_client(self._url, identifier=agent_client_id(self._device_id), will=will, tls=self._tls)
             try:
                 async with client:
                     # Online is published first thing in _on_connect, so a cancellation from then on says offline.
                     try:
                         await self._on_connect(client)
-                        backoff = 0.5
+                        self._failover.connected()
                         tasks = [asyncio.create_task(self._report_health(client))]
                         if self._runner.journal_loss_unsettled:
                             tasks.append(asyncio.create_task(self._settle_journal_loss()))
@@ -132,12 +139,14 @@ class Session:
                         await self._say_goodbye(client)
                         raise
             except aiomqtt.MqttError as err:
-                log.warning("MQTT connection to %s lost (%s); retrying in %.1f s", self._url, err, backoff)
-                notify(f"STATUS=reconnecting to {self._url}: {err}")
+                # The same client id on the next node finds the same session, and the commands queued in it.
+                wait = self._failover.failed()
+                following = self._failover.current
+                log.warning("MQTT connection to %s lost (%s); trying %s in %.1f s", self._url, err, following, wait)
+                notify(f"STATUS=reconnecting to {following}: {err}")
             finally:
                 self._client = None
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            await asyncio.sleep(wait)
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         await client.publish(self._topics.presence(self._device_id), self._presence(PresenceState.ONLINE), 1, True)

@@ -45,11 +45,21 @@ def _listen(_: click.Context, param: click.Parameter, value: str) -> "ListenAddr
         raise click.BadParameter(str(err), param=param) from err
 
 
-def _broker(_: click.Context, param: click.Parameter, value: str | None) -> BrokerUrl | None:
+def _one_broker(_: click.Context, param: click.Parameter, value: str) -> BrokerUrl:
     try:
-        return None if value is None else BrokerUrl.parse(value)
+        return BrokerUrl.parse(value)
     except ValueError as err:
         raise click.BadParameter(str(err), param=param) from err
+
+
+def _brokers(_: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[BrokerUrl, ...]:
+    try:
+        urls = tuple(BrokerUrl.parse(url) for url in value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param=param) from err
+    if len({url.tls for url in urls}) > 1:
+        raise click.BadParameter("mixes mqtt:// and mqtts://: one TLS setting serves every node", param=param)
+    return urls
 
 
 class TetherGroup(OneLineGroup):
@@ -73,7 +83,13 @@ main.add_command(devices)
 @click.option(
     "--mqtt-listen", default="127.0.0.1:1883", show_default=True, callback=_listen, help="Embedded broker address."
 )
-@click.option("--broker", callback=_broker, help="Use this broker (mqtt[s]://[user@]host:port) and embed none.")
+@click.option(
+    "--broker",
+    multiple=True,
+    callback=_brokers,
+    help="Use this broker (mqtt[s]://[user@]host:port) and embed none. Repeat it for each node of a broker cluster: "
+    "they are tried in turn, with one login and one TLS setting.",
+)
 @click.option(
     "--broker-password-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -127,7 +143,8 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
 
     configure(log_level, log_format)
     tls = TlsFiles(options["broker_ca"], options["broker_cert"], options["broker_key"])
-    broker_url = _broker_login(options["broker"], options["broker_password_file"])
+    nodes = [_broker_login(url, options["broker_password_file"]) for url in options["broker"]]
+    broker_url = nodes[0] if nodes else _broker_login(None, options["broker_password_file"])
     served = _served_tls(options["mqtt_tls_cert"], options["mqtt_tls_key"], broker_url)
     if tls != TlsFiles():
         if (broker_url is None or not broker_url.tls) and served is None:
@@ -151,6 +168,7 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
         mqtt_listen=options["mqtt_listen"],
         db_path=options["db_path"],
         external_broker=broker_url,
+        broker_failover=tuple(node for node in nodes[1:] if node is not None),
         embedded_broker=options["embedded_broker"],
         topic_prefix=options["topic_prefix"],
         public_url=options["public_url"],
@@ -162,7 +180,7 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
 
 @main.command(name="simulate")
 @click.option("--devices", type=click.IntRange(1, 1_000_000), required=True, help="How many devices to simulate.")
-@click.option("--broker", default="mqtt://127.0.0.1:1883", show_default=True, callback=_broker, help="The broker.")
+@click.option("--broker", default="mqtt://127.0.0.1:1883", show_default=True, callback=_one_broker, help="The broker.")
 @click.option("--id-prefix", default="sim-", show_default=True, help="Device ids are this and a number.")
 @click.option("--tag", "tags", multiple=True, help="A tag every device announces (repeatable).")
 @click.option("--latency-ms", type=click.FloatRange(0), default=100.0, show_default=True, help="Execution time.")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from controller.fastmqtt.client import DEFAULT_MAX_INFLIGHT, ConnectionLost, FastClient
 from controller.fastmqtt.codec import Publish
+from shared.failover import Failover
 from shared.transport import BrokerUrl, TlsFiles
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,11 @@ class MqttLink:
         on_message: Callable[[Publish], bool],
         on_subscribed: Callable[[], None] | None = None,
         tls: TlsFiles | None = None,
+        failover: Sequence[BrokerUrl] = (),
     ) -> None:
-        """`on_subscribed` is called after each connect, once the subscriptions are in place."""
+        """`on_subscribed` is called after each connect, once the subscriptions are in place. `failover`: the other
+        nodes of `url`'s cluster, tried in turn whenever a connection fails or is lost."""
+        self._failover = Failover([url, *failover], BACKOFF_MAX_S)
         self._url = url
         self._tls = tls or TlsFiles()
         self._identifier = identifier
@@ -61,8 +65,8 @@ class MqttLink:
         return self._connected.is_set()
 
     async def run(self) -> None:
-        backoff = 0.5
         while True:
+            self._url = self._failover.current
             # The client is current before it connects: a persistent session's messages may arrive with the CONNACK,
             # and each must be acknowledged on the connection it came on.
             client = self._client = FastClient(self._handle, auto_ack=False, max_inflight=DEFAULT_MAX_INFLIGHT)
@@ -87,17 +91,21 @@ class MqttLink:
                 log.info("connected to %s", self._url)
                 if self._on_subscribed is not None:
                     self._on_subscribed()
-                backoff = 0.5
+                self._failover.connected()
                 raise await client.closed
             except ConnectionLost as err:
-                log.warning("MQTT connection to %s lost or refused (%s); retrying in %.1f s", self._url, err, backoff)
+                # The same persistent session on the next node, which the cluster keeps with what was queued in it.
+                wait = self._failover.failed()
+                following = self._failover.current
+                log.warning(
+                    "MQTT connection to %s lost or refused (%s); trying %s in %.1f s", self._url, err, following, wait
+                )
             finally:
                 self._connected.clear()
                 self._client = None
                 self._held.clear()
                 client.abort()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            await asyncio.sleep(wait)
 
     def _handle(self, message: Publish) -> None:
         try:

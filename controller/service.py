@@ -53,6 +53,8 @@ class ServeSettings:
     mqtt_listen: ListenAddress
     db_path: Path
     external_broker: BrokerUrl | None = None
+    broker_failover: tuple[BrokerUrl, ...] = ()
+    """The other nodes of external_broker's cluster, tried in turn when a connection fails or is lost."""
     broker_tls: TlsFiles = field(default_factory=TlsFiles)
     """For an mqtts:// external broker."""
     embedded_broker: Literal["amqtt", "mosquitto"] | None = None
@@ -235,6 +237,7 @@ async def _run(
         on_message=lambda message: ingest.on_message(message),
         on_subscribed=lambda: _subscribed(supervisor, dispatcher, managed),
         tls=settings.broker_tls,
+        failover=settings.broker_failover,
     )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
     signer = SigningKeys.beside(settings.db_path).signer()

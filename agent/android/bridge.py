@@ -170,14 +170,14 @@ class AndroidBridge:
             if device_id in {task.get_name() for task in self._running.values()}:
                 self._note(serial, "duplicate id", f"Android device {serial} would also be {device_id}: not managed")
                 continue
-            url = self._broker_url_for(serial, device_id)
-            if url is None:
+            urls = self._broker_urls_for(serial, device_id)
+            if urls is None:
                 continue
             self._noted.pop(serial, None)
             self._retry_at.pop(serial, None)
-            self._running[serial] = asyncio.create_task(self._serve(serial, device_id, url), name=device_id)
-            if url.password is not None and self._logins is not None:
-                self._passwords[serial] = url.password
+            self._running[serial] = asyncio.create_task(self._serve(serial, device_id, urls), name=device_id)
+            if urls[0].password is not None and self._logins is not None:
+                self._passwords[serial] = urls[0].password
 
     def _stop_changed_logins(self) -> None:
         """Stop each device whose line in android_logins changed or went: it starts again (next poll) with its new
@@ -193,12 +193,12 @@ class AndroidBridge:
                 )
                 self._stop(serial)
 
-    def _broker_url_for(self, serial: str, device_id: str) -> BrokerUrl | None:
-        """The broker and the login `device_id` connects with: its own from android_logins or, with no such file,
-        the host's; None (named once) for a device the file has no login for."""
-        url = self._settings.broker_url
+    def _broker_urls_for(self, serial: str, device_id: str) -> list[BrokerUrl] | None:
+        """The broker's nodes and the login `device_id` connects with: its own from android_logins or, with no such
+        file, the host's; None (named once) for a device the file has no login for."""
+        urls = self._settings.broker_urls
         if self._logins is None:
-            return url
+            return urls
         password = self._logins.password(device_id)
         if password is None:
             message = (
@@ -207,24 +207,24 @@ class AndroidBridge:
             )
             self._note(serial, "no login", message)
             return None
-        return replace(url, username=device_id, password=password)
+        return [replace(url, username=device_id, password=password) for url in urls]
 
     def _note(self, serial: str, what: str, message: str) -> None:
         if self._noted.get(serial) != what:
             log.warning("%s", message)
             self._noted[serial] = what
 
-    async def _serve(self, serial: str, device_id: str, url: BrokerUrl) -> None:
+    async def _serve(self, serial: str, device_id: str, urls: list[BrokerUrl]) -> None:
         """Run one device until cancelled; a failure to start is logged and ends the task (it is retried later)."""
         try:
             with about(device_id=device_id):
-                await self._run_device(serial, device_id, url)
+                await self._run_device(serial, device_id, urls)
         except HandlerError as err:
             log.warning("Android device %s (%s) could not start: %s; retrying in %g s", serial, device_id, err, RETRY_S)
         except Exception:  # one device's bug must not stop the bridge and every other device
             log.exception("Android device %s (%s) stopped unexpectedly", serial, device_id)
 
-    async def _run_device(self, serial: str, device_id: str, url: BrokerUrl) -> None:
+    async def _run_device(self, serial: str, device_id: str, urls: list[BrokerUrl]) -> None:
         settings = self._settings
         platform = AndroidPlatform(serial=serial, adb=settings.adb_path, tool_timeout=settings.tool_timeout_s)
         inventory, time_zone = await android_inventory(platform)
@@ -243,7 +243,7 @@ class AndroidBridge:
         root = settings.state_dir / "android" / device_id
         await run_device(
             settings=settings,
-            broker_url=url,
+            broker_urls=urls,
             platform=platform,
             announcement=announcement,
             root=root,

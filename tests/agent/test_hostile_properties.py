@@ -58,7 +58,7 @@ def bench(tmp_path: Path) -> Bench:
 def session(bench: Bench) -> Session:
     announcement = Announcement(device_id="d1", platform=Platform.LINUX, agent_version="0", announced_at=utc_now())
     return Session(
-        url=BrokerUrl.parse("mqtt://127.0.0.1:1"),
+        urls=[BrokerUrl.parse("mqtt://127.0.0.1:1")],
         device_id="d1",
         topics=Topics(),
         announcement=announcement,

@@ -165,7 +165,8 @@ class Controller:
 class Agent:
     """`tetherd run` for one device, with recording fake OS tools first on its PATH and a fake boot id file."""
 
-    def __init__(self, work: Path, broker_url: str, device_id: str, *extra: str) -> None:
+    def __init__(self, work: Path, broker_url: str | list[str], device_id: str, *extra: str) -> None:
+        """`broker_url`: one URL, or the nodes of a broker cluster in the order the agent tries them."""
         self.device_id = device_id
         self.work = work / device_id
         self.tools = FakeTools(self.work / "bin")
@@ -183,8 +184,11 @@ class Agent:
         argv = [
             str(BIN / "tetherd"),
             "run",
-            "--broker",
-            self.broker_url,
+            *(
+                argument
+                for url in ([self.broker_url] if isinstance(self.broker_url, str) else self.broker_url)
+                for argument in ("--broker", url)
+            ),
             "--device-id",
             self.device_id,
             "--state-dir",

@@ -91,7 +91,7 @@ def test_config_check_prints_the_effective_settings_without_secrets(tmp_path: Pa
     done = run_cli("tetherd", "config", "check", "--config", str(config))
     assert done.returncode == 0, done.stderr
     effective = json.loads(done.stdout)
-    assert effective["broker"] == "mqtt://kiosk@broker.example:1883"
+    assert effective["broker"] == ["mqtt://kiosk@broker.example:1883"]
     assert effective["denied_types"] == ["WIPE"]
     assert effective["reboot_grace_s"] == 300.0  # defaults included
     assert "hunter2" not in done.stdout

@@ -51,6 +51,14 @@ def test_serve_rejects_a_bad_broker_url(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_serve_refuses_cluster_nodes_that_mix_tls_and_plain(tmp_path: Path) -> None:
+    argv = ["serve", "--db", str(tmp_path / "t.db"), "--broker", "mqtt://a:1883", "--broker", "mqtts://b:8883"]
+    done = run(str(BIN / "tether"), *argv)
+    assert done.returncode == 2
+    assert_one_line_error(done, "--broker", "mixes mqtt:// and mqtts://: one TLS setting serves every node")
+    assert not (tmp_path / "t.db").exists()
+
+
 def test_duplicate_key_name(tmp_path: Path) -> None:
     db = str(tmp_path / "t.db")
     first = run(str(BIN / "tether"), "keys", "create", "--name", "ops", "--role", "read", "--db", db)
@@ -67,6 +75,19 @@ def test_duplicate_key_name(tmp_path: Path) -> None:
         (["--broker", "mqtt://127.0.0.1:1", "--state-dir", "/tmp/x"], ["device_id", "missing"]),
         (["--broker", "nope", "--device-id", "d", "--state-dir", "/tmp/x"], ["broker", "mqtt://"]),
         (["--broker", "mqtt://127.0.0.1:1", "--device-id", "a/b", "--state-dir", "/tmp/x"], ["device_id"]),
+        (
+            [
+                "--broker",
+                "mqtt://127.0.0.1:1",
+                "--broker",
+                "mqtts://127.0.0.1:2",
+                "--device-id",
+                "d",
+                "--state-dir",
+                "/x",
+            ],
+            ["command line: settings:", "the broker URLs mix mqtt:// and mqtts://"],
+        ),
     ],
 )
 def test_agent_config_errors_exit_78(args: list[str], fragments: list[str]) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from controller.broker import ListenAddress, MosquittoBroker
-from tests.e2e.harness import Agent, Controller, wait_for
+from tests.e2e.harness import Agent, Controller, assert_lock_runs, wait_for
 from tests.fixtures_brokers import broker_in_thread, free_port
 
 pytestmark = pytest.mark.e2e
@@ -49,6 +49,23 @@ def test_a_device_offline_at_dispatch_runs_the_command_once_when_it_returns(tmp_
         agent.restart()
         controller.wait_online("alpha")
         assert agent.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    finally:
+        agent.stop()
+        controller.stop()
+
+
+def test_an_agent_whose_first_broker_is_down_connects_to_the_next_at_once(tmp_path: Path, mosquitto_url: str) -> None:
+    down = f"mqtt://127.0.0.1:{free_port()}"
+    controller = Controller(tmp_path, broker_url=mosquitto_url)
+    agent = Agent(tmp_path, [down, mosquitto_url], "alpha")
+    try:
+        controller.wait_online("alpha")
+        assert_lock_runs(controller, agent)
+        log = agent.process.output()
+        assert (
+            f"MQTT connection to {down} lost ([Errno 111] Connection refused); trying {mosquitto_url} in 0.0 s" in log
+        )
+        assert f"connected to {mosquitto_url} as alpha" in log
     finally:
         agent.stop()
         controller.stop()
