@@ -167,15 +167,21 @@ async def get_devicecontrol_operation(operation_id: str, request: Request, _: Re
     responses={**_answers(200, COLLECTION_TYPE, OperationCollection, "A page of operations"), **errors(400, 401)},
 )
 async def list_devicecontrol_operations(request: Request, _: Reader, query: Filters) -> JSONResponse:
+    # Read and rendered on a reading connection's thread: a page of 2,000 operations is also a fifth of a second of
+    # Python, which on the loop held up every request (docs/performance.md, bench/healthz_during_delete.py).
+    page = await services(request).database.read(lambda store: _collection(request, store, query))
+    return _answer(request, page, COLLECTION_TYPE)
+
+
+def _collection(request: Request, store: Store, query: Filters) -> dict[str, Any]:
+    """The page of operations `query` selects, as the JSON object to send."""
     page = query.page(DEFAULT_PAGE_SIZE)
     size = page.limit or DEFAULT_PAGE_SIZE
     with_total = query.with_total_pages or query.with_total_elements
     rows: list[DeviceControlRow] = []
     total: int | None = 0
     if not query.contradictory:
-        rows, total = await services(request).database.read(
-            lambda store: store.devicecontrol.page(query.filters, page, with_total=with_total)
-        )
+        rows, total = store.devicecontrol.page(query.filters, page, with_total=with_total)
     more = len(rows) == size if total is None or not with_total else query.current_page * size < total
     operations = [_operation(request, row, in_collection=True, by_agent=query.by_agent) for row in rows]
     collection = OperationCollection.model_validate(
@@ -194,7 +200,7 @@ async def list_devicecontrol_operations(request: Request, _: Reader, query: Filt
             "next": here(request, currentPage=query.current_page + 1) if more else None,
         }
     )
-    return _answer(request, dump(collection), COLLECTION_TYPE)
+    return dump(collection)
 
 
 @router.delete(
