@@ -2,8 +2,9 @@
 
 Sharing the main loop, a GET waited behind every batch of statuses and commands: ~100 ms at the median while a
 100,000-device operation ran. On its own loop it waits only for the interpreter lock, which the main thread hands
-over every `SWITCH_INTERVAL_S`. The API has its own SQLite connection (WAL lets it read while ingest writes) and
-reaches the main loop only through `call_soon_threadsafe` (see `on_main_loop`).
+over every `SWITCH_INTERVAL_S`. Its SQL runs on connections of its own, each on a store thread (WAL lets them read
+while ingest writes; controller/api/database.py), and it reaches the main loop only through `call_soon_threadsafe`
+(see `on_main_loop`).
 """
 
 import asyncio

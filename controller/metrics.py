@@ -1,8 +1,8 @@
 """Prometheus metrics of a running controller (`GET /metrics`).
 
 Rates are counters the dispatcher and ingest increment as they go (Prometheus computes the rates); the state of
-the fleet and of its operations is read off the store at scrape time, through the REST API's own connection, so
-a scrape never waits for the main loop.
+the fleet and of its operations is read off the store at scrape time, on one of the REST API's reading
+connections, so a scrape never waits for the main loop nor holds up the API's.
 """
 
 from collections.abc import Callable, Iterator
@@ -21,6 +21,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._connected: Callable[[], bool] | None = None
         self.commands_published = Counter(
             "tether_commands_published", "Commands the broker acknowledged.", registry=self.registry
         )
@@ -39,12 +40,18 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch(self, store: Store, connected: Callable[[], bool]) -> None:
+    def watch(self, connected: Callable[[], bool]) -> None:
         """Also report the store's state, read at scrape time, and whether the broker connection is up."""
-        self.registry.register(_StoreCollector(store, connected))
+        self._connected = connected
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self, store: Store) -> bytes:
+        """The counters and histogram; once watched, also the fleet's state read from `store` now."""
+        if self._connected is None:
+            return generate_latest(self.registry)
+        # A registry per scrape: the collector reads through the connection of the thread the scrape runs on.
+        fleet = CollectorRegistry(auto_describe=True)
+        fleet.register(_StoreCollector(store, self._connected))
+        return generate_latest(self.registry) + generate_latest(fleet)
 
 
 class _StoreCollector(Collector):

@@ -18,6 +18,7 @@ from typing import Literal
 import uvicorn
 
 from controller.api.app import create_app
+from controller.api.database import READERS, ApiDatabase
 from controller.api.deps import DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_MAX_BODY_BYTES, ApiServices
 from controller.api.http_protocol import DeadlinedHttpToolsProtocol
 from controller.api_thread import on_main_loop, serve_in_thread
@@ -135,9 +136,10 @@ def bind_http(address: ListenAddress) -> socket.socket:
     return sock
 
 
-def _open_database(path: Path) -> tuple[Store, Store, StoreThread, StoreThread]:
-    """The controller's connections to its database: its own, the REST API's (used on its thread only), one for
-    ingest's and dispatch's writes and one for resolving device queries (each on a thread of its own).
+def _open_database(path: Path) -> tuple[Store, list[StoreThread], StoreThread, StoreThread]:
+    """The controller's connections to its database: its own, the REST API's (READERS to read and the last to write,
+    controller/api/database.py), one for ingest's and dispatch's writes and one for resolving device queries, each but
+    the first on a thread of its own.
 
     StartupError, in one line, if the database cannot be opened: a full disk (SQLite then fails to open its WAL, as
     "disk I/O error"), a file that is not a database, a directory it may not write.
@@ -146,13 +148,16 @@ def _open_database(path: Path) -> tuple[Store, Store, StoreThread, StoreThread]:
     with contextlib.ExitStack() as opened:  # closes those opened before one that fails
         try:
             store = opened.enter_context(contextlib.closing(Store(path, write_lock, space)))
-            api_store = opened.enter_context(contextlib.closing(Store(path, write_lock, space)))
+            api = [
+                opened.enter_context(contextlib.closing(StoreThread(path, write_lock, space)))
+                for _ in range(READERS + 1)
+            ]
             writes = opened.enter_context(contextlib.closing(StoreThread(path, write_lock, space)))
             resolving = opened.enter_context(contextlib.closing(StoreThread(path, write_lock, space)))
         except (sqlite3.Error, OSError) as err:
             raise StartupError(unopenable(path, err)) from err
         opened.pop_all()
-    return store, api_store, writes, resolving
+    return store, api, writes, resolving
 
 
 async def serve(settings: ServeSettings) -> None:
@@ -166,7 +171,7 @@ async def serve(settings: ServeSettings) -> None:
         http_socket.close()
         raise
     try:
-        store, api_store, writes, resolving = _open_database(settings.db_path)
+        store, api, writes, resolving = _open_database(settings.db_path)
     except StartupError:
         serving.release()
         http_socket.close()
@@ -192,14 +197,15 @@ async def serve(settings: ServeSettings) -> None:
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"
                 log.info("embedded %s broker listening on %s%s%s", kind, broker_url, secured, why)
-            await _run(settings, (store, api_store, writes, resolving), topics, broker_url, http_socket, stop, managed)
+            await _run(settings, (store, api, writes, resolving), topics, broker_url, http_socket, stop, managed)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         http_socket.close()
         resolving.close()
         writes.close()
-        api_store.close()
+        for thread in api:
+            thread.close()
         store.close()
         serving.release()
 
@@ -215,7 +221,7 @@ def _subscribed(supervisor: Supervisor, dispatcher: Dispatcher, managed: Mosquit
 
 async def _run(
     settings: ServeSettings,
-    stores: tuple[Store, Store, StoreThread, StoreThread],
+    stores: tuple[Store, list[StoreThread], StoreThread, StoreThread],
     topics: Topics,
     broker_url: BrokerUrl,
     http_socket: socket.socket,
@@ -223,9 +229,9 @@ async def _run(
     managed: MosquittoBroker | None,
 ) -> None:
     """Everything but the REST API runs on this loop with the first store, handing its batched writes to the store
-    thread; the API runs on its own thread with the second store, and has operations resolved on the last thread.
-    `managed` is the embedded Mosquitto, if that is the broker."""
-    store, api_store, writes, resolving = stores
+    thread; the API runs on its own thread and loop, its SQL on the store threads `api`, and has operations resolved
+    on the last thread. `managed` is the embedded Mosquitto, if that is the broker."""
+    store, api, writes, resolving = stores
     ingest: Ingest
     supervisor: Supervisor
     link = MqttLink(
@@ -243,7 +249,7 @@ async def _run(
     signer = SigningKeys.beside(settings.db_path).signer()
     log.info("signing commands with key %s (tether keys public prints it)", signer.key_id)
     metrics = Metrics()
-    metrics.watch(api_store, lambda: link.connected)  # read at scrape time, on the API's thread
+    metrics.watch(lambda: link.connected)
     signing = SigningWorker(signer)
     dispatcher = Dispatcher(store, writes, link, topics, artifacts, signing, metrics)
     ingest = Ingest(writes, topics, dispatcher, link, metrics)
@@ -254,7 +260,8 @@ async def _run(
     events = OperationEvents(store, topics, lambda messages: link.publish(messages, retain=False))
     app = create_app(
         ApiServices(
-            store=api_store,
+            database=ApiDatabase(readers=api[:READERS], writer=api[READERS]),
+            space=store.space,
             scheduler=scheduler,
             wake_supervisor=on_main_loop(loop, supervisor.wake),
             artifact_dir=settings.db_path.parent / "artifacts",

@@ -53,7 +53,10 @@ async def upload_artifact(
     found = services(request)
     command_id = None
     if credentials is not None:
-        command_id = found.store.artifacts.command_for_token(operation_id, device_id, credentials.credentials)
+        token = credentials.credentials
+        command_id = await found.database.read(
+            lambda store: store.artifacts.command_for_token(operation_id, device_id, token)
+        )
     if command_id is None:
         raise Unauthorized("invalid or already used artifact upload token")
     validate_id(command_id, "command id")
@@ -73,12 +76,15 @@ async def upload_artifact(
     except OSError as err:
         if not is_full(err):
             raise
-        raise found.store.space.full(err) from err
+        raise found.space.full(err) from err
     finally:
         partial.unlink(missing_ok=True)
     content_type = request.headers.get("content-type", "application/octet-stream")
-    found.store.artifacts.record_upload(
-        command_id, path=str(final), size_bytes=size, sha256=digest.hexdigest(), content_type=content_type
+    uploaded = command_id
+    await found.database.write(
+        lambda store: store.artifacts.record_upload(
+            uploaded, path=str(final), size_bytes=size, sha256=digest.hexdigest(), content_type=content_type
+        )
     )
     return ArtifactOut(size_bytes=size, sha256=digest.hexdigest(), content_type=content_type)
 
@@ -93,7 +99,7 @@ SHA256_HEADER = {"X-Content-SHA256": {"description": "The file's SHA-256, hex.",
     responses={200: {"content": ANY_FILE, "headers": SHA256_HEADER}, **errors(401, 404)},
 )
 async def download_artifact(operation_id: str, device_id: str, request: Request, _: Reader) -> FileResponse:
-    record = services(request).store.artifacts.find(operation_id, device_id)
+    record = await services(request).database.read(lambda store: store.artifacts.find(operation_id, device_id))
     if record is None:
         raise NotFound(f"device {device_id!r} has uploaded no artifact for operation {operation_id!r}")
     try:

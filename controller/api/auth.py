@@ -1,7 +1,8 @@
 """API keys on every endpoint; `admin` keys may create, `read` keys may only read.
 
-Both dependencies are coroutines: FastAPI runs a plain function dependency in a worker thread, which would use the
-store's connection from another thread and, with every request, grow the process by another malloc arena.
+Both dependencies are coroutines: FastAPI runs a plain function dependency in a worker thread of its own pool, and
+with every request grew the process by another malloc arena; the key is looked up on one of the API's reading
+connections (controller/api/database.py) instead.
 
 A key is sent as `Authorization: Bearer <key>`, or, for Cumulocity clients, as HTTP Basic with the key's name as the
 user and the key as the password. Cumulocity clients write the user as `<tenant>/<user>`: Tether has a single tenant,
@@ -34,10 +35,13 @@ async def authenticated(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     basic_credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)],
 ) -> ApiKeyRecord:
+    database = services(request).database
     if credentials is not None:
-        key = services(request).store.find_key(credentials.credentials)
+        plaintext = credentials.credentials
+        key = await database.read(lambda store: store.find_key(plaintext))
     elif basic_credentials is not None:
-        key = services(request).store.find_key(basic_credentials.password)
+        password = basic_credentials.password
+        key = await database.read(lambda store: store.find_key(password))
         if key is not None and not _names(key.name, basic_credentials.username):
             key = None
     else:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from fastapi import Request
 
+from controller.api.database import ApiDatabase
 from controller.events import OperationEvents
 from controller.metrics import Metrics
 from controller.scheduler import Scheduler
-from controller.store import Store
+from controller.store.space import Space
 
 DEFAULT_MAX_ARTIFACT_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -21,7 +22,10 @@ DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 
 @dataclass(frozen=True, slots=True)
 class ApiServices:
-    store: Store
+    database: ApiDatabase
+    """Every read and write of a request, off the API's loop."""
+    space: Space
+    """Whether the database's disk is full, for /readyz and a failed artifact upload."""
     scheduler: Scheduler
     wake_supervisor: Callable[[], None]
     """Called after a cancellation, so it reaches the devices at once rather than at the next tick."""

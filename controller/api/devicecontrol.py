@@ -112,9 +112,8 @@ LOCATION = {"Location": {"description": "The new operation's URL.", "schema": {"
 async def create_devicecontrol_operation(
     body: Annotated[NewOperation, Body()], request: Request, key: Admin
 ) -> JSONResponse:
-    store = services(request).store
     try:
-        store.get_device(body.device_id)
+        await services(request).database.read(lambda store: store.get_device(body.device_id))
     except NotFound as err:
         # Cumulocity documents 422 for a payload naming what does not exist; c8y-api raises ValueError for it.
         raise Unprocessable("deviceId", f"no device {body.device_id!r} is registered") from err
@@ -158,7 +157,7 @@ async def create_devicecontrol_operation(
     responses={**_answers(200, OPERATION_TYPE, Operation, "The operation"), **errors(401, 404)},
 )
 async def get_devicecontrol_operation(operation_id: str, request: Request, _: Reader) -> JSONResponse:
-    row = services(request).store.devicecontrol.get(operation_id)
+    row = await services(request).database.read(lambda store: store.devicecontrol.get(operation_id))
     return _answer(request, dump(_operation(request, row)), OPERATION_TYPE)
 
 
@@ -168,13 +167,21 @@ async def get_devicecontrol_operation(operation_id: str, request: Request, _: Re
     responses={**_answers(200, COLLECTION_TYPE, OperationCollection, "A page of operations"), **errors(400, 401)},
 )
 async def list_devicecontrol_operations(request: Request, _: Reader, query: Filters) -> JSONResponse:
+    # Read and rendered on a reading connection's thread: a page of 2,000 operations is also a fifth of a second of
+    # Python, which on the loop held up every request (docs/performance.md, bench/healthz_during_delete.py).
+    page = await services(request).database.read(lambda store: _collection(request, store, query))
+    return _answer(request, page, COLLECTION_TYPE)
+
+
+def _collection(request: Request, store: Store, query: Filters) -> dict[str, Any]:
+    """The page of operations `query` selects, as the JSON object to send."""
     page = query.page(DEFAULT_PAGE_SIZE)
     size = page.limit or DEFAULT_PAGE_SIZE
     with_total = query.with_total_pages or query.with_total_elements
     rows: list[DeviceControlRow] = []
     total: int | None = 0
     if not query.contradictory:
-        rows, total = services(request).store.devicecontrol.page(query.filters, page, with_total=with_total)
+        rows, total = store.devicecontrol.page(query.filters, page, with_total=with_total)
     more = len(rows) == size if total is None or not with_total else query.current_page * size < total
     operations = [_operation(request, row, in_collection=True, by_agent=query.by_agent) for row in rows]
     collection = OperationCollection.model_validate(
@@ -193,7 +200,7 @@ async def list_devicecontrol_operations(request: Request, _: Reader, query: Filt
             "next": here(request, currentPage=query.current_page + 1) if more else None,
         }
     )
-    return _answer(request, dump(collection), COLLECTION_TYPE)
+    return dump(collection)
 
 
 @router.delete(
@@ -207,10 +214,14 @@ async def delete_devicecontrol_operations(request: Request, key: Admin, query: F
 
     Unfinished ones end FAILED "deleted by <key>", their retained commands are cleared and their devices told."""
     if not query.contradictory:
-        store = services(request).store
-        with store.transaction():  # all or (a full disk: 507) nothing
-            for operation_id in store.devicecontrol.hide(query.filters, f"deleted by {key.name}", query.page(None)):
-                finish_if_done(store, operation_id)
+
+        def delete(store: Store) -> None:
+            with store.transaction():  # all or (a full disk: 507) nothing
+                for operation_id in store.devicecontrol.hide(query.filters, f"deleted by {key.name}", query.page(None)):
+                    finish_if_done(store, operation_id)
+
+        # Seconds for a large fleet: on the API's writing connection, while its loop and readers keep answering.
+        await services(request).database.write(delete)
         services(request).wake_supervisor()
     return Response(status_code=204)
 
@@ -229,17 +240,21 @@ async def update_devicecontrol_operation(
 ) -> JSONResponse:
     if body.failure_reason is not None and body.status is not DeviceStatus.FAILED:
         raise InvalidRequest("failureReason", "only goes with status FAILED")
-    store = services(request).store
-    row = store.devicecontrol.get(operation_id)
-    changes = _fragment_changes(row, body)
     reason = body.failure_reason or f"set to FAILED by {key.name}"
-    with store.transaction():  # all or (a full disk: 507) nothing
-        if changes:
-            store.devicecontrol.update_fragments(operation_id, changes, services(request).max_body_bytes)
-        if body.status is not None:
-            finish_if_done(store, store.devicecontrol.set_status(operation_id, body.status, reason))
+    max_body_bytes = services(request).max_body_bytes
+
+    def update(store: Store) -> DeviceControlRow:
+        changes = _fragment_changes(store.devicecontrol.get(operation_id), body)
+        with store.transaction():  # all or (a full disk: 507) nothing
+            if changes:
+                store.devicecontrol.update_fragments(operation_id, changes, max_body_bytes)
+            if body.status is not None:
+                finish_if_done(store, store.devicecontrol.set_status(operation_id, body.status, reason))
+        return store.devicecontrol.get(operation_id)
+
+    row = await services(request).database.write(update)
     services(request).wake_supervisor()
-    return _answer(request, dump(_operation(request, store.devicecontrol.get(operation_id))), OPERATION_TYPE)
+    return _answer(request, dump(_operation(request, row)), OPERATION_TYPE)
 
 
 def _fragment_changes(row: DeviceControlRow, body: OperationUpdate) -> dict[str, Any]:

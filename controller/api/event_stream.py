@@ -10,9 +10,9 @@ from starlette.types import Receive, Scope, Send
 
 from controller.api.auth import Reader
 from controller.api.contract import errors
+from controller.api.database import ApiDatabase
 from controller.api.deps import services
 from controller.events import MAX_QUEUED, OperationEvents, Subscription, snapshot
-from controller.store import Store
 from shared.events import OperationEvent, OperationEventKind
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,9 @@ DESCRIPTION = (
 async def stream_operation_events(operation_id: str, request: Request, _: Reader) -> Response:
     """Server-sent events: a `snapshot`, then `activity` and `stats` events until the operation ends."""
     found = services(request)
-    snapshot(found.store, operation_id)  # 404 for an unknown operation, before the stream starts
-    return EventStream(found.events, found.store, operation_id)
+    # 404 for an unknown operation, before the stream starts
+    await found.database.read(lambda store: store.get_operation(operation_id))
+    return EventStream(found.events, found.database, operation_id)
 
 
 class EventStream(Response):
@@ -51,19 +52,19 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: OperationEvents, store: Store, operation_id: str) -> None:
+    def __init__(self, events: OperationEvents, database: ApiDatabase, operation_id: str) -> None:
         # As StreamingResponse does: no body, so no Content-Length.
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self._events = events
-        self._store = store
+        self._database = database
         self._operation_id = operation_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Subscribed here rather than in the route, so that a stream that never starts leaves no subscription behind.
         subscription = self._events.subscribe(self._operation_id)
-        frames = _frames(subscription, self._store, self._operation_id)
+        frames = _frames(subscription, self._database, self._operation_id)
         writer = asyncio.create_task(self._write(frames, send))
         ends = [writer, asyncio.create_task(_disconnect(receive)), asyncio.create_task(subscription.dropped.wait())]
         try:
@@ -95,9 +96,9 @@ async def _disconnect(receive: Receive) -> None:
         pass
 
 
-async def _frames(subscription: Subscription, store: Store, operation_id: str) -> AsyncGenerator[str, None]:
+async def _frames(subscription: Subscription, database: ApiDatabase, operation_id: str) -> AsyncGenerator[str, None]:
     # The snapshot is taken after subscribing, so that no event falls between the two; _unseen skips what both show.
-    first = last = snapshot(store, operation_id)
+    first = last = await database.read(lambda store: snapshot(store, operation_id))
     yield _frame(first)
     if first.ended:
         return

@@ -44,10 +44,10 @@ async def readyz(request: Request) -> Response:
     otherwise (a full disk counts until space is freed)."""
     found = services(request)
     try:
-        found.store.conn.execute("SELECT 1").fetchone()
+        await found.database.read(lambda store: store.conn.execute("SELECT 1").fetchone())
     except sqlite3.Error as err:
         return JSONResponse(Health(status=f"database: {err}").model_dump(), status_code=503)
-    if (problem := found.store.space.problem()) is not None:
+    if (problem := found.space.problem()) is not None:
         return JSONResponse(Health(status=f"database: {problem}").model_dump(), status_code=503)
     if not found.broker_connected():
         return JSONResponse(Health(status="not connected to the MQTT broker").model_dump(), status_code=503)
@@ -68,4 +68,6 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request, _: Reader) -> Response:
     """Operations by state, commands of unfinished operations by status, devices and devices online, whether the
     broker is connected, commands published, statuses ingested and refused, and dispatch-to-final latency."""
-    return Response(services(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    metrics = services(request).metrics
+    # The fleet's gauges are counted with SQL: on a reading connection, as every read is.
+    return Response(await services(request).database.read(metrics.exposition), media_type=CONTENT_TYPE_LATEST)

@@ -6,12 +6,14 @@ from fastapi import APIRouter, Query, Request, status
 
 from controller.api.auth import Admin, Reader
 from controller.api.contract import errors
+from controller.api.database import ApiDatabase
 from controller.api.deps import services
 from controller.api.links import here
 from controller.api.routing import KeyFirstRoute
 from controller.api.schemas import DeviceOperationOut, DeviceOut, Envelope, OperationCreate, OperationOut, PageOut
 from controller.errors import InvalidRequest
 from controller.store import Store
+from controller.store.records import DeviceOperationRecord, OperationRecord, Page
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import utc_now
 from shared.operations import DeviceStatus, OperationState, OperationType, ScheduleType, TimeType
@@ -51,8 +53,8 @@ CREATE_EXAMPLES = {
 }
 
 
-def _store(request: Request) -> Store:
-    return services(request).store
+def _database(request: Request) -> ApiDatabase:
+    return services(request).database
 
 
 def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str | None, str | None]:
@@ -137,10 +139,14 @@ def _console_zone(key_zone: str | None, time_type: TimeType | None) -> str | Non
 )
 async def cancel_operation(operation_id: str, request: Request, key: Admin) -> Envelope[OperationOut]:
     """Devices that have not started end FAILED "cancelled by <key>"; running ones are asked to stop."""
-    store = _store(request)
-    store.control.cancel(operation_id, key.name)
+
+    def cancel(store: Store) -> OperationRecord:
+        store.control.cancel(operation_id, key.name)
+        return store.get_operation(operation_id)
+
+    operation = await _database(request).write(cancel)
     services(request).wake_supervisor()
-    return Envelope(content=OperationOut.of(store.get_operation(operation_id)))
+    return Envelope(content=OperationOut.of(operation))
 
 
 @router.get("/operations/", response_model=Envelope[PageOut[OperationOut]], responses=errors(400, 401))
@@ -152,7 +158,9 @@ async def list_operations(
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> Envelope[PageOut[OperationOut]]:
-    page = _store(request).list_operations(state=state, operation_type=operation_type, limit=limit, offset=offset)
+    page = await _database(request).read(
+        lambda store: store.list_operations(state=state, operation_type=operation_type, limit=limit, offset=offset)
+    )
     next_url, previous = _links(request, limit, offset, page.total)
     results = [OperationOut.of(record) for record in page.items]
     return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
@@ -160,7 +168,9 @@ async def list_operations(
 
 @router.get("/operations/{operation_id}/", response_model=Envelope[OperationOut], responses=errors(401, 404))
 async def get_operation(operation_id: str, request: Request, _: Reader) -> Envelope[OperationOut]:
-    return Envelope(content=OperationOut.of(_store(request).get_operation(operation_id)))
+    return Envelope(
+        content=OperationOut.of(await _database(request).read(lambda store: store.get_operation(operation_id)))
+    )
 
 
 @router.get(
@@ -176,9 +186,12 @@ async def list_operation_devices(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Envelope[PageOut[DeviceOperationOut]]:
-    store = _store(request)
-    store.get_operation(operation_id)  # 404 for an unknown operation rather than an empty page
-    page = store.commands.list_for_operation(operation_id, status=status, limit=limit, offset=offset)
+
+    def read(store: Store) -> Page[DeviceOperationRecord]:
+        store.get_operation(operation_id)  # 404 for an unknown operation rather than an empty page
+        return store.commands.list_for_operation(operation_id, status=status, limit=limit, offset=offset)
+
+    page = await _database(request).read(read)
     next_url, previous = _links(request, limit, offset, page.total)
     results = [DeviceOperationOut.model_validate(record) for record in page.items]
     return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
@@ -188,7 +201,7 @@ async def list_operation_devices(
 async def list_devices(
     request: Request, _: Reader, online: bool | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> Envelope[PageOut[DeviceOut]]:
-    page = _store(request).list_devices(online=online, limit=limit, offset=offset)
+    page = await _database(request).read(lambda store: store.list_devices(online=online, limit=limit, offset=offset))
     next_url, previous = _links(request, limit, offset, page.total)
     results = [DeviceOut.model_validate(record) for record in page.items]
     return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
@@ -196,4 +209,5 @@ async def list_devices(
 
 @router.get("/devices/{device_id}/", response_model=Envelope[DeviceOut], responses=errors(401, 404))
 async def get_device(device_id: str, request: Request, _: Reader) -> Envelope[DeviceOut]:
-    return Envelope(content=DeviceOut.model_validate(_store(request).get_device(device_id)))
+    device = await _database(request).read(lambda store: store.get_device(device_id))
+    return Envelope(content=DeviceOut.model_validate(device))

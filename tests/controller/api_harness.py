@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import httpx
 
 from controller.api.app import create_app
+from controller.api.database import ApiDatabase
 from controller.api.deps import ApiServices
 from controller.events import OperationEvents
 from controller.scheduler import Scheduler
@@ -36,9 +37,11 @@ class Api:
     def __init__(self, store: Store, artifact_dir: Path) -> None:
         self.store = store
         self.wakes = 0
+        on_this_loop = OnTheRequestsLoop(store)
         services = ApiServices(
-            store=store,
-            scheduler=Scheduler(OnTheRequestsLoop(store), self._wake),
+            database=ApiDatabase(readers=[on_this_loop], writer=on_this_loop),
+            space=store.space,
+            scheduler=Scheduler(on_this_loop, self._wake),
             wake_supervisor=self._wake,
             artifact_dir=artifact_dir,
             events=OperationEvents(store, Topics(), publish=None),

@@ -1,8 +1,10 @@
 """An administrator's key (stolen, or a script gone wrong) sends device queries that stall the controller: one too
-large to compile quickly, and a legitimate operation on a large fleet. The first is refused at once; the second
-resolves off the loop that serves requests. Either way `/healthz` keeps answering."""
+large to compile quickly, a legitimate operation on a large fleet, and a DELETE of all its device operations. The
+first is refused at once; the others run off the loop that serves requests. Either way `/healthz` keeps answering."""
 
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,50 @@ def test_an_operation_on_a_large_fleet_resolves_while_healthz_answers(tmp_path: 
         latencies = probe.latencies_between(started, ended)
         assert len(latencies) >= 5, (ended - started, latencies)
         assert max(latencies) < ANSWERED_WITHIN_S, latencies
+    finally:
+        probe.stop()
+        controller.stop()
+
+
+def test_a_delete_of_a_large_fleets_operations_runs_while_healthz_and_a_get_answer(tmp_path: Path) -> None:
+    devices = 100_000
+    register(tmp_path / "tether.db", devices)
+    controller = Controller(tmp_path)
+    opens = datetime.now(UTC) + timedelta(days=1)  # resolved, never dispatched: the DELETE ends all of them
+    window = {"start_datetime": opens.isoformat(), "end_datetime": (opens + timedelta(hours=1)).isoformat()}
+    body = {"operation_type": "LOCK", "operation_device_query": {"all": True}, "schedule_type": "WINDOW"}
+    probe = HealthProbe(controller)
+    deleted: list[httpx.Response] = []
+    try:
+        created = controller.http.post("/v0/operations/", json=body | {"schedule_args": window}, timeout=60)
+        assert created.status_code == 201, created.text
+        probe.start()
+        time.sleep(0.3)
+        admin = httpx.Client(base_url=str(controller.http.base_url), headers=controller.http.headers, timeout=60)
+        deleting = threading.Thread(target=lambda: deleted.append(admin.delete("/devicecontrol/operations")))
+        started = time.monotonic()
+        deleting.start()
+        gets: list[float] = []
+        while deleting.is_alive():
+            asked = time.monotonic()
+            assert controller.get("/v0/devices/dev-000001/")["device_id"] == "dev-000001"
+            gets.append(time.monotonic() - asked)
+            time.sleep(0.01)
+        ended = time.monotonic()
+        probe.stop()
+        assert [answer.status_code for answer in deleted] == [204]
+        admin.close()
+        page = controller.http.get("/devicecontrol/operations", params={"withTotalElements": "true"}).json()
+        assert page["statistics"]["totalElements"] == 0
+        failed = controller.get(f"/v0/operations/{created.json()['content']['id']}/devices/", status="FAILED", limit=1)
+        assert failed["count"] == devices
+        assert failed["results"][0]["failure_reason"] == "deleted by ops"
+        # The old code ran the DELETE on the API's loop: the one check and the one GET under way waited for all of it.
+        latencies = probe.latencies_between(started, ended)
+        assert len(latencies) >= 5, (ended - started, latencies)
+        assert max(latencies) < ANSWERED_WITHIN_S, latencies
+        assert len(gets) >= 5, (ended - started, gets)
+        assert max(gets) < ANSWERED_WITHIN_S, gets
     finally:
         probe.stop()
         controller.stop()
