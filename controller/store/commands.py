@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso, to_iso
 from controller.ids import time_ordered_ids
+from controller.store.moves import if_may_become
 from controller.store.one_step import compact_json, fetch_rows, packed, unpacked, unpacked_at
 from controller.store.records import DeviceOperationRecord, OperationStats, Page
 from shared.errors import IllegalTransition
@@ -19,6 +20,8 @@ from shared.messages import StatusReport
 from shared.operations import DEVICE_STATUS_OF, TERMINAL_DEVICE_STATUSES, ActivityState, DeviceStatus, OperationState
 from shared.schedule import WINDOW_ENDED
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, DEFAULT_TIMEOUT_S
+
+_FAILED = DeviceStatus.FAILED
 
 if TYPE_CHECKING:
     from controller.store import Store
@@ -263,12 +266,16 @@ class CommandLedger:
         return to_take_back
 
     def mark_dispatch_failed(self, failures: Sequence[tuple[str, str]]) -> None:
-        """(command id, reason): the command never reached the device, so it ends FAILED here."""
+        """(command id, reason): the command never reached the device, so it ends FAILED here.
+
+        Each leaves the dispatch queue; one a client already ended keeps its final status and reason."""
         now = now_iso()
         with self._store.transaction() as conn:
             conn.execute(
-                f"""UPDATE device_operations AS d SET dispatch_state = 'failed', status = 'FAILED',
-                        failure_reason = u.reason, finished_at = ?1, updated_at = ?1, cleared = 1
+                f"""UPDATE device_operations AS d SET dispatch_state = 'failed', cleared = 1, updated_at = ?1,
+                        status = {if_may_become(_FAILED, "'FAILED'", "d.status", "d.status")},
+                        failure_reason = {if_may_become(_FAILED, "u.reason", "d.failure_reason", "d.status")},
+                        finished_at = {if_may_become(_FAILED, "?1", "d.finished_at", "d.status")}
                     FROM (SELECT {unpacked("command_id", "reason")} FROM json_each(?2)) AS u
                     WHERE d.command_id = u.command_id AND d.dispatch_state = 'waiting'""",
                 (now, packed(failures)),
