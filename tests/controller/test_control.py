@@ -446,6 +446,10 @@ def test_a_stop_never_rewrites_a_waiting_command_a_client_already_ended(
         before["failure_reason"],
         before["finished_at"],
     )
+    assert after["dispatch_state"] == "failed"  # out of the queue: the operation can end
+    stats = store.stats(operation_id)
+    counted = stats.success_device_count, stats.failed_device_count + stats.dispatch_failed_count
+    assert counted == ((1, 0) if final is DeviceStatus.SUCCESSFUL else (0, 1))
 
 
 def test_a_deadline_passing_as_the_device_succeeds_leaves_it_successful(
