@@ -443,7 +443,25 @@ class CommandLedger:
                    ORDER BY seq LIMIT ?)""",
             (after, limit),
         )
-        found = [Outstanding(row[0], Target(*row[1:6]), Deadline(row[6], row[7]), bool(row[8])) for row in rows]
+        found = [
+            Outstanding(
+                operation_id,
+                Target(device_id, command_id, window_end, window_zone, seq),
+                Deadline(deadline_at, deadline_reason),
+                bool(executing),
+            )
+            for (
+                operation_id,
+                device_id,
+                command_id,
+                window_end,
+                window_zone,
+                seq,
+                deadline_at,
+                deadline_reason,
+                executing,
+            ) in rows
+        ]
         return sorted(found, key=lambda command: command.target.seq)
 
     def mark_cleared(self, command_ids: Sequence[str]) -> None:

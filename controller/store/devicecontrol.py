@@ -160,7 +160,7 @@ class DeviceControlView:
         now = now_iso()
         with self._store.transaction() as conn:
             rows = conn.execute(f"SELECT d.seq, d.operation_id {_FROM} {selected}", params).fetchall()
-            marks = json.dumps([row[0] for row in rows])
+            marks = json.dumps([row["seq"] for row in rows])
             # Each waiting one leaves the dispatch queue; one a client already ended keeps its final status.
             conn.execute(
                 f"""UPDATE device_operations SET dispatch_state = 'failed', cleared = 1, updated_at = ?2,
@@ -179,7 +179,7 @@ class DeviceControlView:
             conn.execute(
                 "UPDATE device_operations SET hidden = 1 WHERE seq IN (SELECT value FROM json_each(?))", (marks,)
             )
-        return {row[1] for row in rows}
+        return {row["operation_id"] for row in rows}
 
     def page(
         self, filters: DeviceControlFilters, page: Page, *, with_total: bool
