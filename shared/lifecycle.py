@@ -34,6 +34,17 @@ def advance_device(current: DeviceStatus, new: DeviceStatus) -> DeviceStatus:
     return new
 
 
+def changes_device(current: DeviceStatus, new: DeviceStatus) -> bool:
+    """Whether a command in `current` may move to a different status `new`: a self-loop changes nothing to write."""
+    return current != new and new in DEVICE_TRANSITIONS[current]
+
+
+def device_statuses_that_may_become(new: DeviceStatus) -> tuple[DeviceStatus, ...]:
+    """Every status a command may leave for `new`, in the table's order: what a batched write of `new` is held to,
+    so the SQL stores only the moves the table allows and decides them when it writes, not from an earlier read."""
+    return tuple(current for current in DEVICE_TRANSITIONS if changes_device(current, new))
+
+
 def advance_operation(current: OperationState, new: OperationState) -> OperationState:
     """Return `new` if an operation in `current` may move there; raise IllegalTransition otherwise."""
     if new not in OPERATION_TRANSITIONS[current]:

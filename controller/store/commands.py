@@ -7,10 +7,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from controller.clock import now_iso, to_iso
 from controller.ids import time_ordered_ids
+from controller.store.moves import if_may_become
 from controller.store.one_step import compact_json, fetch_rows, packed, unpacked, unpacked_at
 from controller.store.records import DeviceOperationRecord, OperationStats, Page
 from shared.errors import IllegalTransition
@@ -19,6 +20,9 @@ from shared.messages import StatusReport
 from shared.operations import DEVICE_STATUS_OF, TERMINAL_DEVICE_STATUSES, ActivityState, DeviceStatus, OperationState
 from shared.schedule import WINDOW_ENDED
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, DEFAULT_TIMEOUT_S
+
+_FAILED = DeviceStatus.FAILED
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from controller.store import Store
@@ -94,6 +98,58 @@ class _Row:
     read_status: DeviceStatus
     read_waiting: bool
     """`status` and `waiting` as read, which an update of the row requires it still to have."""
+
+
+class _RowChange(NamedTuple):
+    """What one command's row update reads from the row itself. A tuple, not a dataclass: the batch goes to SQLite
+    packed as one JSON array of them (controller/store/one_step.py), and `json` writes a tuple as an array at C speed.
+    """
+
+    command_id: str
+    at: str
+    started_at: str | None
+    finished_at: str | None
+    result: str | None
+    failure_reason: str | None
+    progress: int | None
+    deadline_at: str | None
+
+    def carried(self) -> tuple[bool, ...]:
+        """Which of the members a row may lack (_OPTIONAL: started_at to deadline_at) it has."""
+        return (
+            self.started_at is not None,
+            self.finished_at is not None,
+            self.result is not None,
+            self.failure_reason is not None,
+            self.progress is not None,
+            self.deadline_at is not None,
+        )
+
+
+_OPTIONAL = _RowChange._fields[_RowChange._fields.index("started_at") :]
+
+
+class _Shared(NamedTuple):
+    """What a row update's statement takes as parameters: a batch holds a few values of each (the statuses, the
+    timeouts' reasons, the moment, the statuses read), so its updates share a handful of statements. A tuple: it is
+    the key that groups a batch's updates, hashed once per status at C speed (a frozen dataclass's hash is Python's).
+    """
+
+    status: DeviceStatus
+    deadline_reason: str | None
+    updated_at: str
+    read_status: DeviceStatus
+    read_waiting: bool
+
+
+class _StatusUpdate(NamedTuple):
+    """One command's net change in `apply_statuses`. A tuple for speed alone: one is built per status ingested, and
+    a frozen dataclass's __init__ (a setattr per field) cost three times as much; see docs/performance.md."""
+
+    row: _RowChange
+    shared: _Shared
+    delivered: bool
+    """A device reported on a command still recorded as waiting; only Python reads it."""
 
 
 class _Changed(Exception):
@@ -263,12 +319,16 @@ class CommandLedger:
         return to_take_back
 
     def mark_dispatch_failed(self, failures: Sequence[tuple[str, str]]) -> None:
-        """(command id, reason): the command never reached the device, so it ends FAILED here."""
+        """(command id, reason): the command never reached the device, so it ends FAILED here.
+
+        Each leaves the dispatch queue; one a client already ended keeps its final status and reason."""
         now = now_iso()
         with self._store.transaction() as conn:
             conn.execute(
-                f"""UPDATE device_operations AS d SET dispatch_state = 'failed', status = 'FAILED',
-                        failure_reason = u.reason, finished_at = ?1, updated_at = ?1, cleared = 1
+                f"""UPDATE device_operations AS d SET dispatch_state = 'failed', cleared = 1, updated_at = ?1,
+                        status = {if_may_become(_FAILED, "'FAILED'", "d.status", "d.status")},
+                        failure_reason = {if_may_become(_FAILED, "u.reason", "d.failure_reason", "d.status")},
+                        finished_at = {if_may_become(_FAILED, "?1", "d.finished_at", "d.status")}
                     FROM (SELECT {unpacked("command_id", "reason")} FROM json_each(?2)) AS u
                     WHERE d.command_id = u.command_id AND d.dispatch_state = 'waiting'""",
                 (now, packed(failures)),
@@ -298,7 +358,7 @@ class CommandLedger:
         command_ids = {report.command_id for _, report in reports}
         outcome = IngestOutcome()
 
-        def work_out() -> list[list[Any]]:
+        def work_out() -> list[_StatusUpdate]:
             return _net_changes(self._rows(command_ids), reports, from_devices, outcome)
 
         updates = None if read_in_transaction else work_out()
@@ -308,7 +368,7 @@ class CommandLedger:
             if updates:
                 if _write_updates(conn, updates) != len(updates):
                     raise _Changed
-                delivered = [(update[_COMMAND_ID], update[_AT]) for update in updates if update[_DELIVERED]]
+                delivered = [(update.row.command_id, update.row.at) for update in updates if update.delivered]
                 if delivered:
                     # Apart, and rare (commands still recorded as waiting): a statement that sets dispatch_state
                     # updates the two indexes of waiting commands for every row it changes.
@@ -383,7 +443,25 @@ class CommandLedger:
                    ORDER BY seq LIMIT ?)""",
             (after, limit),
         )
-        found = [Outstanding(row[0], Target(*row[1:6]), Deadline(row[6], row[7]), bool(row[8])) for row in rows]
+        found = [
+            Outstanding(
+                operation_id,
+                Target(device_id, command_id, window_end, window_zone, seq),
+                Deadline(deadline_at, deadline_reason),
+                bool(executing),
+            )
+            for (
+                operation_id,
+                device_id,
+                command_id,
+                window_end,
+                window_zone,
+                seq,
+                deadline_at,
+                deadline_reason,
+                executing,
+            ) in rows
+        ]
         return sorted(found, key=lambda command: command.target.seq)
 
     def mark_cleared(self, command_ids: Sequence[str]) -> None:
@@ -422,11 +500,11 @@ unfinished_by_device index."""
 
 def _net_changes(
     rows: dict[str, _Row], reports: Sequence[tuple[str, StatusReport]], from_devices: bool, outcome: IngestOutcome
-) -> list[list[Any]]:
+) -> list[_StatusUpdate]:
     """Each command's row update for the reports it received, in order; refusals and what changed go to `outcome`."""
-    updates: dict[str, list[Any]] = {}
+    updates: dict[str, _StatusUpdate] = {}
     """One row update per command, however many of its statuses the batch holds (PENDING and EXECUTING often
-    come together): the net effect, in the order of _STATUS_UPDATE."""
+    come together): the net effect."""
     received = datetime.now(UTC)
     now = to_iso(received)
     timeouts: dict[int, Deadline] = {}
@@ -462,22 +540,20 @@ def _net_changes(
             row.waiting = False
             if deadline is None and not finished:
                 deadline = delivery_deadline(row.delivery_timeout_s, row.window_end)
-        change = [
-            command_id,
-            at,
-            at if executing else None,
-            at if finished else None,
-            None if report.result is None else compact_json(report.result),
-            report.failure_reason,
-            report.progress,
-            None if deadline is None else deadline.at,
-            status,
-            None if deadline is None else deadline.reason,
-            now,
-            row.read_status,
-            row.read_waiting,
+        change = _StatusUpdate(
+            _RowChange(
+                command_id,
+                at,
+                at if executing else None,
+                at if finished else None,
+                None if report.result is None else compact_json(report.result),
+                report.failure_reason,
+                report.progress,
+                None if deadline is None else deadline.at,
+            ),
+            _Shared(status, None if deadline is None else deadline.reason, now, row.read_status, row.read_waiting),
             delivered,
-        ]
+        )
         earlier = updates.get(command_id)
         updates[command_id] = change if earlier is None else _merged(earlier, change)
         outcome.applied += 1
@@ -537,32 +613,7 @@ _RESOLVED_PER_DEVICE = ("command_id", "device_id", "reason", "not_before", "wind
 One `json_extract` per member per row: with the operation's own values (its id, the time, the defaults) in every
 row too, resolving 100,000 devices took 1.35 s; with these alone, 0.88 s."""
 
-_STATUS_UPDATE = (
-    "command_id",
-    "at",
-    "started_at",
-    "finished_at",
-    "result",
-    "failure_reason",
-    "progress",
-    "deadline_at",
-    "status",
-    "deadline_reason",
-    "updated_at",
-    "read_status",
-    "read_waiting",
-    "delivered",
-)
-"""The members of one command's net change in `apply_statuses`, in order: first what a row's update reads from
-the row itself (_ROW_MEMBERS), then what the statement takes as a parameter (_SHARED_MEMBERS), then `delivered`,
-which only Python reads."""
-_OWN, _SHARED = slice(0, 8), slice(8, 13)
-_ROW_MEMBERS, _SHARED_MEMBERS = _STATUS_UPDATE[_OWN], _STATUS_UPDATE[_SHARED]
-"""The shared members have a few values each in a batch (the statuses, the timeouts' reasons, the moment, the
-statuses read)."""
-_OPTIONAL_AT = range(_ROW_MEMBERS.index("started_at"), len(_ROW_MEMBERS))
-"""Where the members a row may lack (None) are: started_at to deadline_at."""
-_COMMAND_ID, _AT, _DELIVERED = (_STATUS_UPDATE.index(name) for name in ("command_id", "at", "delivered"))
+
 _SET_IF_CARRIED = {
     "started_at": "started_at = coalesce(d.started_at, u.started_at)",
     "finished_at": "finished_at = coalesce(d.finished_at, u.finished_at)",
@@ -574,30 +625,26 @@ _SET_IF_CARRIED = {
 """What a row update carrying each optional member sets; without it, the column keeps its value."""
 
 
-def _write_updates(conn: sqlite3.Connection, updates: list[list[Any]]) -> int:
+def _write_updates(conn: sqlite3.Connection, updates: list[_StatusUpdate]) -> int:
     """Write the row updates in one statement per shape (the optional members carried, the shared values), each
     reading only what its rows carry; the number of rows changed.
 
     A `json_extract` parses its whole row every time: fourteen members read from every row cost ~4.7 µs a row, the
     two to four a row carries ~0.3-0.7 µs. A batch has a handful of shapes: PENDING, EXECUTING, a final status,
     or several of them at once."""
-    shapes: dict[tuple[Any, ...], list[list[Any]]] = {}
+    shapes: dict[tuple[tuple[bool, ...], _Shared], list[_RowChange]] = {}
     for update in updates:
-        shape = (*(update[index] is not None for index in _OPTIONAL_AT), *update[_SHARED])
-        shapes.setdefault(shape, []).append(update[_OWN])
+        shapes.setdefault((update.row.carried(), update.shared), []).append(update.row)
     changed = 0
-    for shape, rows in shapes.items():
-        parameters = dict(zip(_SHARED_MEMBERS, shape[len(_OPTIONAL_AT) :], strict=True))
-        changed += conn.execute(
-            _status_update_sql(shape[: len(_OPTIONAL_AT)]), {**parameters, "rows": packed(rows)}
-        ).rowcount
+    for (carried, shared), rows in shapes.items():
+        changed += conn.execute(_status_update_sql(carried), {**shared._asdict(), "rows": packed(rows)}).rowcount
     return changed
 
 
 @functools.lru_cache(maxsize=64)
 def _status_update_sql(carried: tuple[bool, ...]) -> str:
     """The UPDATE for rows that carry the optional members flagged in `carried`."""
-    optional = [(index, _ROW_MEMBERS[index]) for index, has in zip(_OPTIONAL_AT, carried, strict=True) if has]
+    optional = [(_RowChange._fields.index(name), name) for name, has in zip(_OPTIONAL, carried, strict=True) if has]
     read = [(0, "command_id"), (1, "at"), *optional]
     sets = ", ".join(
         [
@@ -613,17 +660,28 @@ def _status_update_sql(carried: tuple[bool, ...]) -> str:
             AND (d.dispatch_state = 'waiting') = :read_waiting"""
 
 
-_FIRST_WINS = tuple(_STATUS_UPDATE.index(name) for name in ("at", "started_at", "finished_at"))
-"""received_at, started_at, finished_at: the first moment stands, as `coalesce(column, ?)` keeps it in the row."""
+def _merged(earlier: _StatusUpdate, later: _StatusUpdate) -> _StatusUpdate:
+    """Two row updates of one command as one: the later status, the first moments (as `coalesce(column, ?)` keeps
+    them in the row), the latest of everything else."""
+    first, last = earlier.row, later.row
+    row = _RowChange(
+        first.command_id,
+        first.at,
+        _either(first.started_at, last.started_at),
+        _either(first.finished_at, last.finished_at),
+        _either(last.result, first.result),
+        _either(last.failure_reason, first.failure_reason),
+        _either(last.progress, first.progress),
+        _either(last.deadline_at, first.deadline_at),
+    )
+    shared = later.shared._replace(
+        deadline_reason=_either(later.shared.deadline_reason, earlier.shared.deadline_reason)
+    )
+    return _StatusUpdate(row, shared, earlier.delivered or later.delivered)
 
 
-def _merged(earlier: list[Any], later: list[Any]) -> list[Any]:
-    """Two row updates of one command as one: the later status, the first moments, the latest of everything else."""
-    merged = [later[i] if later[i] is not None else earlier[i] for i in range(len(later))]
-    for index in _FIRST_WINS:
-        merged[index] = earlier[index] if earlier[index] is not None else later[index]
-    merged[_DELIVERED] = earlier[_DELIVERED] or later[_DELIVERED]
-    return merged
+def _either(preferred: _T | None, otherwise: _T | None) -> _T | None:
+    return otherwise if preferred is None else preferred
 
 
 def _execution_timeout(timeout_s: int, started: datetime) -> Deadline:

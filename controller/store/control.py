@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso, to_iso
 from controller.errors import Conflict
+from controller.store.moves import if_may_become, may_become
 from controller.store.one_step import fetch_rows, packed
 from controller.store.records import SYSTEM_ACTOR
 from shared.lifecycle import is_terminal_operation
-from shared.operations import ActivityState, OperationState
+from shared.operations import ActivityState, DeviceStatus, OperationState
 
 if TYPE_CHECKING:
     from controller.store import Store
@@ -76,10 +77,11 @@ class OperationControl:
                        WHERE deadline_at <= ? AND status IN ('PENDING', 'EXECUTING') LIMIT ?)""",
                 (now, limit),
             )
+            # Held to the rows still free to fail: one a device ended since the read keeps its final status.
             conn.execute(
-                """UPDATE device_operations SET status = 'FAILED', failure_reason = deadline_reason,
+                f"""UPDATE device_operations SET status = 'FAILED', failure_reason = deadline_reason,
                        cancel_reason = deadline_reason, finished_at = ?1, updated_at = ?1
-                   WHERE command_id IN (SELECT value FROM json_each(?2))""",
+                   WHERE command_id IN (SELECT value FROM json_each(?2)) AND {may_become(DeviceStatus.FAILED)}""",
                 (now, packed([command_id for command_id, _ in rows])),
             )
         return {operation_id for _, operation_id in rows}
@@ -92,17 +94,17 @@ class OperationControl:
             now = now_iso()
             # Reached the broker but not acknowledged by the device: it ends here, and the device is told too.
             conn.execute(
-                """UPDATE device_operations SET status = 'FAILED', failure_reason = ?, cancel_reason = ?,
+                f"""UPDATE device_operations SET status = 'FAILED', failure_reason = ?, cancel_reason = ?,
                        finished_at = ?, updated_at = ?
                    WHERE operation_id = ? AND dispatch_state = 'dispatched' AND status = 'PENDING'
-                       AND received_at IS NULL""",
+                       AND received_at IS NULL AND {may_become(DeviceStatus.FAILED)}""",
                 (reason, reason, now, now, operation_id),
             )
             # Acknowledged: the device decides (a queued or stoppable command fails "cancelled", others finish).
             conn.execute(
-                """UPDATE device_operations SET cancel_reason = ?, updated_at = ?
+                f"""UPDATE device_operations SET cancel_reason = ?, updated_at = ?
                    WHERE operation_id = ? AND dispatch_state = 'dispatched'
-                       AND status IN ('PENDING', 'EXECUTING') AND cancel_reason IS NULL""",
+                       AND {may_become(DeviceStatus.FAILED)} AND cancel_reason IS NULL""",
                 (reason, now, operation_id),
             )
 
@@ -130,11 +132,14 @@ class OperationControl:
                 conn, operation_id, OperationState.FAILED, ActivityState.FAILURE, reason, reason, actor or SYSTEM_ACTOR
             )
             return
+        # Each leaves the dispatch queue; one a client already ended keeps its final status and reason.
         conn.execute(
-            """UPDATE device_operations SET dispatch_state = 'failed', status = 'FAILED', failure_reason = ?,
-                   finished_at = ?, updated_at = ?, cleared = 1
-               WHERE operation_id = ? AND dispatch_state = 'waiting'""",
-            (reason, now, now, operation_id),
+            f"""UPDATE device_operations SET dispatch_state = 'failed', cleared = 1, updated_at = ?2,
+                   status = {if_may_become(DeviceStatus.FAILED, "'FAILED'", "status")},
+                   failure_reason = {if_may_become(DeviceStatus.FAILED, "?1", "failure_reason")},
+                   finished_at = {if_may_become(DeviceStatus.FAILED, "?2", "finished_at")}
+               WHERE operation_id = ?3 AND dispatch_state = 'waiting'""",
+            (reason, now, operation_id),
         )
         self._store.add_activity_in(conn, operation_id, ActivityState.PROCESSING, reason)
 

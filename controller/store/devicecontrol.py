@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso
 from controller.errors import Conflict, NotFound, TooLarge
+from controller.store.moves import if_may_become, may_become
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
 from shared.messages import StatusReport, utc_now
@@ -159,23 +160,26 @@ class DeviceControlView:
         now = now_iso()
         with self._store.transaction() as conn:
             rows = conn.execute(f"SELECT d.seq, d.operation_id {_FROM} {selected}", params).fetchall()
-            marks = json.dumps([row[0] for row in rows])
+            marks = json.dumps([row["seq"] for row in rows])
+            # Each waiting one leaves the dispatch queue; one a client already ended keeps its final status.
             conn.execute(
-                """UPDATE device_operations SET status = 'FAILED', failure_reason = ?, finished_at = ?, updated_at = ?,
-                       dispatch_state = 'failed', cleared = 1
-                   WHERE seq IN (SELECT value FROM json_each(?)) AND dispatch_state = 'waiting'""",
-                (reason, now, now, marks),
+                f"""UPDATE device_operations SET dispatch_state = 'failed', cleared = 1, updated_at = ?2,
+                       status = {if_may_become(DeviceStatus.FAILED, "'FAILED'", "status")},
+                       failure_reason = {if_may_become(DeviceStatus.FAILED, "?1", "failure_reason")},
+                       finished_at = {if_may_become(DeviceStatus.FAILED, "?2", "finished_at")}
+                   WHERE seq IN (SELECT value FROM json_each(?3)) AND dispatch_state = 'waiting'""",
+                (reason, now, marks),
             )
             conn.execute(
-                """UPDATE device_operations SET status = 'FAILED', failure_reason = ?, cancel_reason = ?,
+                f"""UPDATE device_operations SET status = 'FAILED', failure_reason = ?, cancel_reason = ?,
                        finished_at = ?, updated_at = ?
-                   WHERE seq IN (SELECT value FROM json_each(?)) AND status IN ('PENDING', 'EXECUTING')""",
+                   WHERE seq IN (SELECT value FROM json_each(?)) AND {may_become(DeviceStatus.FAILED)}""",
                 (reason, reason, now, now, marks),
             )
             conn.execute(
                 "UPDATE device_operations SET hidden = 1 WHERE seq IN (SELECT value FROM json_each(?))", (marks,)
             )
-        return {row[1] for row in rows}
+        return {row["operation_id"] for row in rows}
 
     def page(
         self, filters: DeviceControlFilters, page: Page, *, with_total: bool

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 from controller.clock import now_iso
 from controller.errors import StartupError
-from controller.store.schema import COUNT_TRIGGERS, DROPPED_TRIGGERS, RECOUNT, SCHEMA, add_missing_columns, has_table
+from controller.store.schema import (
+    COUNT_TRIGGERS,
+    DROPPED_TRIGGERS,
+    RECOUNT,
+    REDEFINED_TRIGGERS,
+    SCHEMA,
+    add_missing_columns,
+    has_table,
+)
 
 RECORD = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -46,8 +54,20 @@ def _baseline(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _successes_are_not_dispatch_failures(conn: sqlite3.Connection) -> None:
+    """Count triggers that count a 'failed' dispatch only for a FAILED command. Every row stored so far that has
+    one is FAILED (each stop wrote both), so the counts already stand and only the triggers change."""
+    for statement in statements(REDEFINED_TRIGGERS + COUNT_TRIGGERS):
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: keys, devices, operations, commands, artifacts", _baseline),
+    Migration(
+        2,
+        "a stopped command a client had ended SUCCESSFUL is no dispatch failure",
+        _successes_are_not_dispatch_failures,
+    ),
 )
 LATEST = MIGRATIONS[-1].number
 

@@ -149,7 +149,9 @@ CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (clea
 # Each device row's contribution to its operation's counts, for the row `R` (NEW or OLD) of a trigger.
 _CONTRIBUTION = {
     "dispatched": "R.dispatch_state = 'dispatched'",
-    "dispatch_failed": "R.dispatch_state = 'failed'",
+    # A command a client ended SUCCESSFUL before it was published leaves the queue of a stopped operation as
+    # 'failed' and stays SUCCESSFUL (shared/lifecycle.py): a success, not a dispatch failure.
+    "dispatch_failed": "R.dispatch_state = 'failed' AND R.status = 'FAILED'",
     "failed": "R.status = 'FAILED' AND R.dispatch_state != 'failed'",
     "success": "R.status = 'SUCCESSFUL'",
     "waiting": "R.status = 'PENDING' AND R.dispatch_state = 'waiting'",
@@ -187,6 +189,8 @@ doubled the cost of resolving 100,000 devices."""
 
 DROPPED_TRIGGERS = "DROP TRIGGER IF EXISTS count_inserted_device;"
 """Triggers of earlier versions."""
+REDEFINED_TRIGGERS = "DROP TRIGGER IF EXISTS count_updated_device;\nDROP TRIGGER IF EXISTS count_deleted_device;\n"
+"""The count triggers as an earlier version defined them, to be created again from COUNT_TRIGGERS."""
 
 _SUMS = ", ".join(f"coalesce(sum({rule.replace('R.', '')}), 0)" for rule in _CONTRIBUTION.values())
 RECOUNT = f"""

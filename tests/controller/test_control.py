@@ -1,7 +1,7 @@
 """Deadlines, cancellation and aborts in a real SQLite store, and the schema migration that added them."""
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,9 @@ from controller.completion import finish_if_done
 from controller.errors import Conflict
 from controller.keys import hash_key
 from controller.store import Store
+from controller.store import control as control_module
 from controller.store.commands import CommandLedger, Deadline
+from controller.store.devicecontrol import DeviceControlFilters
 from shared.messages import Announcement, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationState, OperationType, Platform, ScheduleType
 
@@ -401,3 +403,73 @@ def test_time_the_controller_could_not_hear_moves_unfinished_deadlines_on_and_is
     assert store.control.last_heard() == datetime.fromisoformat(to_iso(now))
     assert store.control.heard(now + timedelta(seconds=1), postpone_s=0) == 0
     assert {d: device_row(store, ids[d])["deadline_at"] for d in ids} == after
+
+
+def stop_by_dispatch_failure(store: Store, operation_id: str, command_id: str) -> None:
+    store.commands.mark_dispatch_failed([(command_id, "no route")])
+
+
+def stop_by_abort(store: Store, operation_id: str, command_id: str) -> None:
+    store.control.abort(operation_id, "aborted: too many failures")
+
+
+def stop_by_cancel(store: Store, operation_id: str, command_id: str) -> None:
+    store.control.cancel(operation_id, "ops")
+
+
+def stop_by_hide(store: Store, operation_id: str, command_id: str) -> None:
+    store.devicecontrol.hide(DeviceControlFilters(bulk_operation_id=operation_id), "deleted by ops")
+
+
+STOPS = [stop_by_dispatch_failure, stop_by_abort, stop_by_cancel, stop_by_hide]
+
+
+@pytest.mark.parametrize("stop", STOPS, ids=lambda stop: stop.__name__)
+@pytest.mark.parametrize("final", [DeviceStatus.SUCCESSFUL, DeviceStatus.FAILED])
+def test_a_stop_never_rewrites_a_waiting_command_a_client_already_ended(
+    store: Store, stop: Callable[[Store, str, str], None], final: DeviceStatus
+) -> None:
+    """The lifecycle table has no move out of a final status: a stop that reaches a command a client ended before it
+    was published leaves its status and reason as they are."""
+    operation_id = operation(store, ["a"])
+    command_id = commands(store, operation_id)["a"]
+    reason = "by hand" if final is DeviceStatus.FAILED else None
+    store.commands.apply_statuses([("a", report(command_id, "a", final, reason))], from_devices=False)
+    before = device_row(store, command_id)
+    assert (before["status"], before["dispatch_state"]) == (final, "waiting")
+
+    stop(store, operation_id, command_id)
+
+    after = device_row(store, command_id)
+    assert (after["status"], after["failure_reason"], after["finished_at"]) == (
+        final,
+        before["failure_reason"],
+        before["finished_at"],
+    )
+    assert after["dispatch_state"] == "failed"  # out of the queue: the operation can end
+    stats = store.stats(operation_id)
+    counted = stats.success_device_count, stats.failed_device_count + stats.dispatch_failed_count
+    assert counted == ((1, 0) if final is DeviceStatus.SUCCESSFUL else (0, 1))
+
+
+def test_a_deadline_passing_as_the_device_succeeds_leaves_it_successful(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline's candidates are read, then written: a command that ends in between keeps its final status."""
+    operation_id = operation(store, ["a", "b"])
+    ids = commands(store, operation_id)
+    store.commands.mark_dispatched([(c, PAST) for c in ids.values()])
+    read = control_module.fetch_rows
+
+    def read_then_succeed(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[list[Any]]:
+        rows = read(conn, sql, params)
+        # Within the deadline's transaction, as a writer sharing its connection could.
+        conn.execute("UPDATE device_operations SET status = 'SUCCESSFUL' WHERE command_id = ?", (ids["a"],))
+        return rows
+
+    monkeypatch.setattr(control_module, "fetch_rows", read_then_succeed)
+    assert store.control.expire(100) == {operation_id}
+
+    a, b = device_row(store, ids["a"]), device_row(store, ids["b"])
+    assert (a["status"], a["failure_reason"], a["cancel_reason"]) == ("SUCCESSFUL", None, None)
+    assert (b["status"], b["failure_reason"]) == ("FAILED", PAST.reason)

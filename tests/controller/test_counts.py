@@ -31,7 +31,7 @@ def recount(conn: sqlite3.Connection) -> dict[str, OperationStats]:
     rows = conn.execute(
         """SELECT operation_id, count(*) AS resolved,
                   sum(dispatch_state = 'dispatched') AS dispatched,
-                  sum(dispatch_state = 'failed') AS dispatch_failed,
+                  sum(dispatch_state = 'failed' AND status = 'FAILED') AS dispatch_failed,
                   sum(status = 'FAILED' AND dispatch_state != 'failed') AS failed,
                   sum(status = 'SUCCESSFUL') AS success,
                   sum(status = 'PENDING' AND dispatch_state = 'waiting') AS waiting,

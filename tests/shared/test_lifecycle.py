@@ -5,7 +5,13 @@ import itertools
 import pytest
 
 from shared.errors import IllegalTransition
-from shared.lifecycle import advance_device, advance_operation, is_terminal_operation
+from shared.lifecycle import (
+    advance_device,
+    advance_operation,
+    changes_device,
+    device_statuses_that_may_become,
+    is_terminal_operation,
+)
 from shared.operations import DeviceStatus, OperationState
 
 S = DeviceStatus
@@ -40,6 +46,17 @@ def test_device_transition(current: DeviceStatus, new: DeviceStatus) -> None:
     else:
         with pytest.raises(IllegalTransition, match=f"from {current} to {new}"):
             advance_device(current, new)
+
+
+@pytest.mark.parametrize(("current", "new"), list(itertools.product(DeviceStatus, repeat=2)))
+def test_a_batched_write_moves_exactly_the_legal_changes(current: DeviceStatus, new: DeviceStatus) -> None:
+    changes = (current, new) in LEGAL_DEVICE and current != new
+    assert changes_device(current, new) is changes
+    assert (current in device_statuses_that_may_become(new)) is changes
+
+
+def test_only_unfinished_commands_may_fail() -> None:
+    assert device_statuses_that_may_become(S.FAILED) == (S.PENDING, S.EXECUTING)
 
 
 @pytest.mark.parametrize(("current", "new"), list(itertools.product(OperationState, repeat=2)))

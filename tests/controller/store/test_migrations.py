@@ -12,6 +12,8 @@ from controller.store import Store, migrations
 from controller.store.connection import connect, open_database
 from controller.store.migrations import LATEST, Migration, statements, status, upgrade
 
+SHIPPED = list(range(1, LATEST + 1))
+NEXT = LATEST + 1
 TABLES = {"api_keys", "devices", "operations", "device_operations", "operation_counts", "schema_migrations"}
 
 
@@ -27,15 +29,15 @@ def tables(path: Path) -> set[str]:
 
 @pytest.fixture
 def later(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """A migration 2 that this code does not ship, recording each time it runs; and what it ran."""
+    """A migration NEXT that this code does not ship, recording each time it runs; and what it ran."""
     ran: list[str] = []
 
     def add_notes(conn: sqlite3.Connection) -> None:
         ran.append(threading.current_thread().name)
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, Migration(2, "notes", add_notes)))
-    monkeypatch.setattr(migrations, "LATEST", 2)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, Migration(NEXT, "notes", add_notes)))
+    monkeypatch.setattr(migrations, "LATEST", NEXT)
     return ran
 
 
@@ -61,11 +63,11 @@ def test_opening_again_applies_nothing_again(tmp_path: Path) -> None:
 def test_a_pending_migration_is_applied_once_on_the_next_open(tmp_path: Path, later: list[str]) -> None:
     path = tmp_path / "tether.db"
     with closing(open_database(str(path))) as conn:
-        assert [m.number for m in upgrade(conn, where=str(path))] == [1, 2]
+        assert [m.number for m in upgrade(conn, where=str(path))] == [*SHIPPED, NEXT]
         assert upgrade(conn, where=str(path)) == []
     Store(path).close()
     assert later == ["MainThread"]
-    assert [number for number, _ in recorded(path)] == [1, 2]
+    assert [number for number, _ in recorded(path)] == [*SHIPPED, NEXT]
     assert "notes" in tables(path)
 
 
@@ -82,15 +84,15 @@ def test_a_migration_that_fails_leaves_nothing_of_itself_and_is_tried_again(
         if len(attempts) == 1:
             raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, Migration(2, "half", half_done)))
-    monkeypatch.setattr(migrations, "LATEST", 2)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, Migration(NEXT, "half", half_done)))
+    monkeypatch.setattr(migrations, "LATEST", NEXT)
     with pytest.raises(sqlite3.OperationalError):
         connect(str(path))
     assert "half" not in tables(path)
-    assert [number for number, _ in recorded(path)] == [1]
+    assert [number for number, _ in recorded(path)] == SHIPPED
     connect(str(path)).close()
     assert "half" in tables(path)
-    assert [number for number, _ in recorded(path)] == [1, 2]
+    assert [number for number, _ in recorded(path)] == [*SHIPPED, NEXT]
 
 
 def test_processes_opening_one_file_together_apply_each_migration_once(tmp_path: Path, later: list[str]) -> None:
@@ -112,7 +114,7 @@ def test_processes_opening_one_file_together_apply_each_migration_once(tmp_path:
         thread.join(30)
     assert failures == []
     assert len(later) == 1
-    assert [number for number, _ in recorded(path)] == [1, 2]
+    assert [number for number, _ in recorded(path)] == [*SHIPPED, NEXT]
 
 
 def test_a_database_from_a_newer_tether_is_refused_in_one_line_and_left_alone(tmp_path: Path) -> None:
@@ -146,7 +148,7 @@ def test_a_database_from_before_numbered_migrations_is_counted_and_recorded(tmp_
                       ('c3', 'op-1', 'c', 'PENDING', 'waiting', 'T', 'T');"""
         )
     Store(path).close()
-    assert [number for number, _ in recorded(path)] == [1]
+    assert [number for number, _ in recorded(path)] == SHIPPED
     with closing(sqlite3.connect(path)) as conn:
         counts = conn.execute(
             "SELECT resolved, dispatched, dispatch_failed, success, waiting FROM operation_counts "
@@ -177,3 +179,20 @@ def test_a_script_is_cut_into_whole_statements(script: str, expected: list[str])
 def test_a_script_that_ends_mid_statement_is_refused() -> None:
     with pytest.raises(ValueError, match="an incomplete SQL statement: CREATE TABLE a"):
         list(statements("CREATE TABLE a (x);\nCREATE TABLE a (y\n"))
+
+
+def test_migration_2_counts_a_failed_dispatch_only_for_a_failed_command(tmp_path: Path) -> None:
+    path = tmp_path / "tether.db"
+    Store(path).close()
+    rule = "NEW.dispatch_state = 'failed' AND NEW.status = 'FAILED'"
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DELETE FROM schema_migrations WHERE number >= 2")
+        conn.execute("DROP TRIGGER count_updated_device")  # as migration 1 made it before migration 2 existed
+        conn.execute(
+            "CREATE TRIGGER count_updated_device AFTER UPDATE OF status ON device_operations BEGIN SELECT 1; END"
+        )
+    Store(path).close()
+    with closing(sqlite3.connect(path)) as conn:
+        trigger = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'count_updated_device'").fetchone()[0]
+    assert rule in trigger
+    assert [number for number, _ in recorded(path)] == SHIPPED
