@@ -14,53 +14,18 @@ a long request while two probes ask every `--interval-ms`: `/healthz` (no key, n
 import argparse
 import statistics
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 from bench.fleet import broker, percentile
 from bench.healthz_during_resolve import register
-from controller.remote.client import no_delay_transport
 from tests.e2e.harness import Controller, HealthProbe
 
 LONG = {
     "read": ("GET", "/devicecontrol/operations?pageSize=2000&withTotalElements=true&currentPage=40"),
     "delete": ("DELETE", "/devicecontrol/operations"),
 }
-
-
-class DeviceProbe(threading.Thread):
-    """Asks for one device with the controller's key every `interval_s` until `stop`; (asked, latency) kept."""
-
-    def __init__(self, controller: Controller, interval_s: float) -> None:
-        super().__init__(name="device-probe", daemon=True)
-        self._client = httpx.Client(
-            base_url=f"http://127.0.0.1:{controller.http_port}",
-            headers={"Authorization": f"Bearer {controller.key}"},
-            timeout=60,
-            transport=no_delay_transport(),
-        )
-        self._interval_s = interval_s
-        self._stopping = threading.Event()
-        self.checks: list[tuple[float, float]] = []
-
-    def run(self) -> None:
-        with self._client:
-            while not self._stopping.is_set():
-                asked = time.monotonic()
-                ok = self._client.get("/v0/devices/dev-0000000/").status_code == 200
-                self.checks.append((asked, time.monotonic() - asked if ok else float("inf")))
-                self._stopping.wait(self._interval_s)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.join(timeout=120)
-
-    def latencies_between(self, start: float, end: float) -> list[float]:
-        return [latency for asked, latency in self.checks if asked < end and asked + latency > start]
 
 
 def summary(name: str, latencies_s: list[float]) -> str:
@@ -73,7 +38,8 @@ def summary(name: str, latencies_s: list[float]) -> str:
 
 def measure(controller: Controller, kind: str, interval_s: float) -> str:
     method, path = LONG[kind]
-    health, device = HealthProbe(controller, interval_s), DeviceProbe(controller, interval_s)
+    health = HealthProbe(controller, interval_s)
+    device = HealthProbe(controller, interval_s, path="/v0/devices/dev-0000000/")
     health.start()
     device.start()
     time.sleep(0.5)  # both probes' connections open and warm

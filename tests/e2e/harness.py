@@ -350,16 +350,23 @@ class Simulator:
 
 
 class HealthProbe(threading.Thread):
-    """Asks a controller's /healthz every `interval_s` until `stop`; each answer is kept with when it was asked.
+    """Asks a controller's /healthz (or `path`, with its key) every `interval_s` until `stop`; each answer is kept
+    with when it was asked.
 
     A check that fails or takes over `timeout_s` counts as never answered (an infinite latency).
     """
 
-    def __init__(self, controller: Controller, interval_s: float = 0.01, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, controller: Controller, interval_s: float = 0.01, timeout_s: float = 30.0, path: str = "/healthz"
+    ) -> None:
         super().__init__(name="health-probe", daemon=True)
         self._client = httpx.Client(
-            base_url=f"http://127.0.0.1:{controller.http_port}", timeout=timeout_s, transport=no_delay_transport()
+            base_url=f"http://127.0.0.1:{controller.http_port}",
+            headers={} if path == "/healthz" else {"Authorization": f"Bearer {controller.key}"},
+            timeout=timeout_s,
+            transport=no_delay_transport(),
         )
+        self._path = path
         self._interval_s = interval_s
         self._stopping = threading.Event()
         self.checks: list[tuple[float, float]] = []
@@ -370,7 +377,7 @@ class HealthProbe(threading.Thread):
             while not self._stopping.is_set():
                 asked = time.monotonic()
                 try:
-                    ok = self._client.get("/healthz").status_code == 200
+                    ok = self._client.get(self._path).status_code == 200
                 except httpx.HTTPError:
                     ok = False
                 self.checks.append((asked, time.monotonic() - asked if ok else float("inf")))
