@@ -6,9 +6,10 @@ import platform
 import socket
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psutil
+
+from shared.schedule import valid_zone
 
 ZONEINFO_ROOTS = ("/usr/share/zoneinfo/", "/usr/lib/zoneinfo/")
 
@@ -62,10 +63,6 @@ def local_time_zone(etc: Path = Path("/etc")) -> str | None:
     except OSError:
         pass
     for name in candidates:
-        if name and not name.startswith("/"):
-            try:
-                ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
+        if not name.startswith("/") and valid_zone(name):
             return name
     return None

@@ -4,7 +4,6 @@ import functools
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +19,7 @@ from pydantic import (
 
 from shared.errors import PayloadError
 from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
+from shared.schedule import valid_zone
 from shared.signing import Signer, canonical
 from shared.topics import ID_PATTERN, ID_RULE
 
@@ -32,10 +32,8 @@ device."""
 
 
 def _valid_time_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as err:  # "America" is a directory of zones: OSError
-        raise ValueError(f"unknown IANA time zone {value!r}") from err
+    if not valid_zone(value):
+        raise ValueError(f"unknown IANA time zone {value!r}")
     return value
 
 

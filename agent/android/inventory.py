@@ -3,10 +3,10 @@
 import logging
 import re
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.errors import HandlerError
 from agent.platforms.android import AndroidPlatform
+from shared.schedule import valid_zone
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,7 @@ def parse_battery(text: str) -> dict[str, Any]:
 
 def valid_time_zone(name: str | None) -> str | None:
     """`name` if it is an IANA zone this host knows, else None (an announcement refuses unknown zones)."""
-    if not name:
-        return None
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-    return name
+    return name if name and valid_zone(name) else None
 
 
 def _sdk(value: str | None) -> int | None:

@@ -1,11 +1,12 @@
 """Arguments of the regional, display, sound, attention and location operation types."""
 
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from shared.arguments.network import switch_word
+from shared.messages import TimeZone
 
 
 class _Arguments(BaseModel):
@@ -15,16 +16,7 @@ class _Arguments(BaseModel):
 class TimeZoneArguments(_Arguments):
     """SET_TIMEZONE."""
 
-    timezone: str = Field(min_length=1, max_length=64)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(f"unknown IANA time zone {value!r}") from err
-        return value
+    timezone: Annotated[TimeZone, Field(max_length=64)]
 
 
 class LanguageArguments(_Arguments):

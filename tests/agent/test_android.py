@@ -380,8 +380,9 @@ def test_inventory_from_one_getprop_and_one_dumpsys(android: AndroidPlatform, ad
     assert adb.calls() == on_device(["shell", "getprop"], ["shell", "dumpsys", "battery"])
 
 
-def test_unknown_time_zone_and_missing_battery_are_left_out(android: AndroidPlatform, adb: FakeAdb) -> None:
-    adb.attach(SERIAL, props={"persist.sys.timezone": "Mars/Olympus"})
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "America"])  # "America" is a directory of the zone database
+def test_unknown_time_zone_and_missing_battery_are_left_out(android: AndroidPlatform, adb: FakeAdb, zone: str) -> None:
+    adb.attach(SERIAL, props={"persist.sys.timezone": zone})
     adb.respond(SERIAL, ["shell", "dumpsys"], exit=1, stderr="Can't find service: battery")
     inventory, zone = asyncio.run(android_inventory(android))
     assert zone is None

@@ -125,6 +125,8 @@ def test_no_matching_device_fails_the_operation_with_a_reason(api: Api) -> None:
         ({"operation_type": "RUN_SHELL_SCRIPT", "arguments": {"script": "x", "timeout_s": 0}}, "arguments.timeout_s"),
         ({"operation_type": "SET_WIFI_STATE", "arguments": {"wifi_state": "sideways"}}, "arguments.wifi_state"),
         ({"operation_type": "LOCK", "arguments": {"force": True}}, "arguments.force"),
+        # A directory of the zone database: ZoneInfo raises IsADirectoryError, which was a 500.
+        ({"operation_type": "SET_TIMEZONE", "arguments": {"timezone": "America"}}, "arguments.timezone"),
         ({"timeout_s": 0}, "timeout_s"),
         ({"timeout_s": 31 * 86400}, "timeout_s"),
         ({"delivery_timeout_s": "soon"}, "delivery_timeout_s"),
