@@ -10,12 +10,13 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from controller.clock import to_iso
 from controller.query import DeviceQuery, compile_query
 from controller.store import Store
 from controller.store.commands import DeviceWindow
+from controller.store_thread import StoreWorker
 from shared.logs import about
 from shared.operations import ActivityState, OperationState, ScheduleType, TimeType
 from shared.schedule import UNKNOWN_ZONE_NOTE, WINDOW_ENDED, ScheduleError, Window
@@ -26,12 +27,6 @@ NO_MATCH_REASON = "no device matched operation_device_query"
 NEVER_OPENS = f"{WINDOW_ENDED}: no window of this device opens before end_datetime"
 
 T = TypeVar("T")
-
-
-class StoreWorker(Protocol):
-    """Runs work on the store it owns (`StoreThread`), one piece at a time."""
-
-    async def call(self, work: Callable[[Store], T]) -> T: ...
 
 
 class Scheduler:

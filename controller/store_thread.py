@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from controller.errors import StorageFull
 from controller.store import Store
@@ -23,6 +23,12 @@ from controller.store.space import Space
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class StoreWorker(Protocol):
+    """Runs work on the store it owns (`StoreThread`), one piece at a time."""
+
+    async def call(self, work: Callable[[Store], T]) -> T: ...
 
 
 class StoreThread:

@@ -3,8 +3,8 @@
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from controller.scheduler import StoreWorker
 from controller.store import Store
+from controller.store_thread import StoreWorker
 
 T = TypeVar("T")
 
