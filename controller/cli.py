@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from controller.database_cli import db, db_option, open_store
+from controller.database_cli import DatabaseChoice, db_group, db_option, open_store
 from controller.errors import ControllerError, StartupError
 from controller.keys import Role
 from controller.remote.commands import devices, op
@@ -74,7 +74,7 @@ def main() -> None:
 
 
 main.add_command(op)
-main.add_command(db)
+main.add_command(db_group)
 main.add_command(devices)
 
 
@@ -166,7 +166,7 @@ def serve_command(log_level: str, log_format: LogFormat, **options: Any) -> None
         broker_tls=tls,
         http_listen=options["http_listen"],
         mqtt_listen=options["mqtt_listen"],
-        db_path=options["db_path"],
+        db=options["db"],
         external_broker=broker_url,
         broker_failover=tuple(node for node in nodes[1:] if node is not None),
         embedded_broker=options["embedded_broker"],
@@ -230,10 +230,10 @@ def keys() -> None:
     help="The holder's IANA zone, e.g. Europe/Berlin: console-time schedules the key creates are read in it.",
 )
 @db_option
-def create_key(name: str, role: str, time_zone: str | None, db_path: Path) -> None:
+def create_key(name: str, role: str, time_zone: str | None, db: DatabaseChoice) -> None:
     """Create an API key and print it on stdout (it is stored hashed and cannot be shown again)."""
 
-    store = open_store(db_path)
+    store = open_store(db)
     try:
         _, plaintext = store.create_key(name, role, time_zone)
     finally:
@@ -250,11 +250,11 @@ def _iana_zone(value: str | None) -> str | None:
 @keys.command(name="public")
 @click.option("--all", "show_all", is_flag=True, help="Every signing key, with its id and which one is active.")
 @db_option
-def public_key(show_all: bool, db_path: Path) -> None:
+def public_key(show_all: bool, db: DatabaseChoice) -> None:
     """Print the public key agents verify commands with (their `trusted_keys`); made on first use."""
     from controller.signing_keys import SigningKeys
 
-    signing = SigningKeys.beside(db_path)
+    signing = SigningKeys.in_state_dir(db.state_dir)
     signing.signer()
     for key in signing.listing():
         if show_all:
@@ -265,12 +265,12 @@ def public_key(show_all: bool, db_path: Path) -> None:
 
 @keys.command(name="rotate")
 @db_option
-def rotate_key(db_path: Path) -> None:
+def rotate_key(db: DatabaseChoice) -> None:
     """Make the next signing key, not yet active, and print its public key: add it to every agent's
     `trusted_keys`, then run `tether keys activate` (docs/security.md)."""
     from controller.signing_keys import SigningKeys
 
-    signing = SigningKeys.beside(db_path)
+    signing = SigningKeys.in_state_dir(db.state_dir)
     signing.signer()  # the first key, if there is none yet, stays the active one
     created = signing.create()
     public = next(key.public_key for key in signing.listing() if key.key_id == created)
@@ -281,11 +281,11 @@ def rotate_key(db_path: Path) -> None:
 @keys.command(name="activate")
 @click.argument("key_id")
 @db_option
-def activate_key(key_id: str, db_path: Path) -> None:
+def activate_key(key_id: str, db: DatabaseChoice) -> None:
     """Sign new commands with KEY_ID from the next start of `tether serve`."""
     from controller.signing_keys import SigningKeys
 
-    SigningKeys.beside(db_path).activate(key_id)
+    SigningKeys.in_state_dir(db.state_dir).activate(key_id)
 
 
 @main.group()

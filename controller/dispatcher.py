@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from controller.clock import now_iso
 from controller.completion import finish_if_done
-from controller.errors import StorageFull
+from controller.errors import StorageUnavailable
 from controller.fastmqtt.client import ConnectionLost
 from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
@@ -111,7 +111,7 @@ class Dispatcher:
                 log.warning("dispatch interrupted (%s); will resume after reconnecting", err)
             except SigningFailed as err:
                 log.error("dispatch interrupted (%s); will retry in %.0f s", err, SWEEP_INTERVAL_S)
-            except StorageFull:
+            except StorageUnavailable:
                 pass  # logged once, as the disk filled (controller/store/space.py); the next sweep tries again
 
     async def resend_outstanding(self, why: str) -> None:

@@ -12,7 +12,8 @@ ControllerError
 ├── Conflict              409: e.g. a key name already taken
 ├── TooLarge              413: an artifact over the size limit
 ├── UnsupportedMediaType  415: a body sent as something other than JSON
-└── StorageFull           507: the database's disk is full; nothing of the write was stored
+└── StorageUnavailable    503: the database cannot store anything now (unreachable); nothing was stored
+    └── StorageFull       507: the database's disk is full; nothing of the write was stored
 """
 
 
@@ -67,5 +68,10 @@ class UnsupportedMediaType(ControllerError):
     pass
 
 
-class StorageFull(ControllerError):
+class StorageUnavailable(ControllerError):
+    """The database could not be used (its server is unreachable, or restarting): nothing of the work was stored,
+    and retrying it later is safe."""
+
+
+class StorageFull(StorageUnavailable):
     """A write failed for lack of disk space and was rolled back whole: retrying it later is safe."""

@@ -105,7 +105,7 @@ class OperationEvents:
         self._streams_lock = threading.Lock()
         self._activity_seq = store.last_activity_seq()
         """Events start from now: history is in the REST API."""
-        self._changes = (-1, -1)
+        self._changes: object = None
         self._sent: dict[str, OperationStats] = {}
         """The counts last sent for each unfinished operation."""
 
@@ -145,9 +145,7 @@ class OperationEvents:
             pause = max(TICK_S, (time.perf_counter() - started) * MAX_BUSY_RATIO)
 
     async def tick(self) -> list[OperationEvent]:
-        # total_changes counts this connection's writes, data_version moves with other connections' (the API's).
-        version = self._store.conn.execute("PRAGMA data_version").fetchone()[0]
-        changes = (self._store.conn.total_changes, version)
+        changes = self._store.change_token()
         if changes == self._changes:
             return []
         self._changes = changes

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from controller.completion import finish_if_done
 from controller.dispatcher import REPORTING, Dispatcher
-from controller.errors import StorageFull
+from controller.errors import StorageUnavailable
 from controller.fastmqtt.client import ConnectionLost
 from controller.fastmqtt.codec import Publish
 from controller.metrics import Metrics
@@ -126,7 +126,7 @@ class Ingest:
         while True:
             try:
                 return await self._writes.call(work)
-            except StorageFull:
+            except StorageUnavailable:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, FULL_RETRY_MAX_S)
 
@@ -164,7 +164,7 @@ def store_received(
     store.cancellations.confirm([(d, r.command_id) for d, r in statuses if r.status in TERMINAL_DEVICE_STATUSES])
     try:
         return outcome, _move_on(store, outcome.operations)
-    except StorageFull:
+    except StorageUnavailable:
         # The statuses are stored: acknowledge them. The dispatcher's sweep ends the operations once space returns.
         return outcome, []
 

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ from controller.api.http_protocol import DeadlinedHttpToolsProtocol
 from controller.api_thread import on_main_loop, serve_in_thread
 from controller.broker import ListenAddress, MosquittoBroker, ServerTls, ensure_port_free, make_broker
 from controller.broker_auth import BrokerAuth
+from controller.database_cli import DatabaseChoice
 from controller.dispatcher import ArtifactSettings, Dispatcher
-from controller.errors import StartupError
+from controller.errors import StartupError, StorageUnavailable
 from controller.events import OperationEvents
 from controller.ingest import Ingest
 from controller.metrics import Metrics
@@ -35,7 +35,8 @@ from controller.serve_lock import ServeLock
 from controller.signing_keys import SigningKeys
 from controller.signing_worker import SigningFailed, SigningWorker
 from controller.store import Store
-from controller.store.space import Space, unopenable
+from controller.store.database import Database
+from controller.store.space import unopenable
 from controller.store_thread import StoreThread
 from controller.supervisor import Supervisor
 from shared.sd_notify import notify, ping_watchdog
@@ -52,7 +53,7 @@ GC_YOUNG_THRESHOLD = 10_000
 class ServeSettings:
     http_listen: ListenAddress
     mqtt_listen: ListenAddress
-    db_path: Path
+    db: DatabaseChoice
     external_broker: BrokerUrl | None = None
     broker_failover: tuple[BrokerUrl, ...] = ()
     """The other nodes of external_broker's cluster, tried in turn when a connection fails or is lost."""
@@ -136,28 +137,28 @@ def bind_http(address: ListenAddress) -> socket.socket:
     return sock
 
 
-def _open_database(path: Path) -> tuple[Store, list[StoreThread], StoreThread, StoreThread]:
+def _open_database(location: Path | str) -> tuple[Database, Store, list[StoreThread], StoreThread, StoreThread]:
     """The controller's connections to its database: its own, the REST API's (READERS to read and the last to write,
     controller/api/database.py), one for ingest's and dispatch's writes and one for resolving device queries, each but
     the first on a thread of its own.
 
     StartupError, in one line, if the database cannot be opened: a full disk (SQLite then fails to open its WAL, as
-    "disk I/O error"), a file that is not a database, a directory it may not write.
+    "disk I/O error"), a file that is not a database, a directory it may not write, a PostgreSQL server that cannot
+    be reached or refuses the login.
     """
-    write_lock, space = threading.Lock(), Space(path)
     with contextlib.ExitStack() as opened:  # closes those opened before one that fails
         try:
-            store = opened.enter_context(contextlib.closing(Store(path, write_lock, space)))
-            api = [
-                opened.enter_context(contextlib.closing(StoreThread(path, write_lock, space)))
-                for _ in range(READERS + 1)
-            ]
-            writes = opened.enter_context(contextlib.closing(StoreThread(path, write_lock, space)))
-            resolving = opened.enter_context(contextlib.closing(StoreThread(path, write_lock, space)))
+            database = opened.enter_context(contextlib.closing(Database(location)))
+            store = opened.enter_context(contextlib.closing(Store(database)))
+            api = [opened.enter_context(contextlib.closing(StoreThread(database))) for _ in range(READERS + 1)]
+            writes = opened.enter_context(contextlib.closing(StoreThread(database)))
+            resolving = opened.enter_context(contextlib.closing(StoreThread(database)))
         except (sqlite3.Error, OSError) as err:
-            raise StartupError(unopenable(path, err)) from err
+            raise StartupError(unopenable(Path(location), err)) from err
+        except (StorageUnavailable, ValueError) as err:
+            raise StartupError(str(err)) from err
         opened.pop_all()
-    return store, api, writes, resolving
+    return database, store, api, writes, resolving
 
 
 async def serve(settings: ServeSettings) -> None:
@@ -166,14 +167,15 @@ async def serve(settings: ServeSettings) -> None:
     try:
         if settings.external_broker is None:  # before the database: a failed start leaves no file behind
             await ensure_port_free(settings.mqtt_listen)
-        serving = ServeLock.acquire(settings.db_path)
+        serving = ServeLock.acquire(settings.db.sqlite_file) if settings.db.sqlite_file is not None else None
     except StartupError:
         http_socket.close()
         raise
     try:
-        store, api, writes, resolving = _open_database(settings.db_path)
+        database, store, api, writes, resolving = _open_database(settings.db.target)
     except StartupError:
-        serving.release()
+        if serving is not None:
+            serving.release()
         http_socket.close()
         raise
     stop = asyncio.Event()
@@ -185,7 +187,7 @@ async def serve(settings: ServeSettings) -> None:
             broker_url = settings.external_broker
             managed: MosquittoBroker | None = None
             if broker_url is None:
-                data_dir = settings.db_path.parent / "broker"
+                data_dir = settings.db.state_dir / "broker"
                 auth = _broker_auth(settings.embedded_broker_auth, topics)
                 kind, why = (
                     default_embedded_broker() if settings.embedded_broker is None else (settings.embedded_broker, "")
@@ -207,7 +209,9 @@ async def serve(settings: ServeSettings) -> None:
         for thread in api:
             thread.close()
         store.close()
-        serving.release()
+        database.close()
+        if serving is not None:
+            serving.release()
 
 
 def _subscribed(supervisor: Supervisor, dispatcher: Dispatcher, managed: MosquittoBroker | None) -> None:
@@ -246,7 +250,7 @@ async def _run(
         failover=settings.broker_failover,
     )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
-    signer = SigningKeys.beside(settings.db_path).signer()
+    signer = SigningKeys.in_state_dir(settings.db.state_dir).signer()
     log.info("signing commands with key %s (tether keys public prints it)", signer.key_id)
     metrics = Metrics()
     metrics.watch(lambda: link.connected)
@@ -264,7 +268,7 @@ async def _run(
             space=store.space,
             scheduler=scheduler,
             wake_supervisor=on_main_loop(loop, supervisor.wake),
-            artifact_dir=settings.db_path.parent / "artifacts",
+            artifact_dir=settings.db.state_dir / "artifacts",
             events=events,
             metrics=metrics,
             broker_connected=lambda: link.connected,
@@ -285,7 +289,7 @@ async def _run(
     )
     server = _Server(config)
     host, port = settings.http_listen.host, settings.http_listen.port
-    log.info("REST API on http://%s:%d (MQTT broker %s, database %s)", host, port, broker_url, settings.db_path)
+    log.info("REST API on http://%s:%d (MQTT broker %s, database %s)", host, port, broker_url, store.database.shown)
     # What start-up built (modules, the app, its schemas) lives as long as the process: out of the collector's way,
     # a full collection no longer walks it, and no longer holds both threads up for tens of milliseconds.
     gc.freeze()

@@ -39,8 +39,8 @@ class SigningKeys:
         self._directory = directory
 
     @classmethod
-    def beside(cls, db_path: Path) -> "SigningKeys":
-        return cls(db_path.parent / "signing")
+    def in_state_dir(cls, state_dir: Path) -> "SigningKeys":
+        return cls(state_dir / "signing")
 
     def signer(self) -> Signer:
         """The active key's signer; on first use, a new key made active."""

@@ -10,15 +10,14 @@ import asyncio
 import contextvars
 import functools
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from controller.errors import StorageFull
+from controller.errors import StorageUnavailable
 from controller.store import Store
-from controller.store.space import Space
+from controller.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +33,9 @@ class StoreWorker(Protocol):
 class StoreThread:
     """Work runs one piece at a time, in the order it is handed over, each with the caller's logging context."""
 
-    def __init__(self, path: Path, write_lock: threading.Lock, space: Space | None = None) -> None:
+    def __init__(self, database: Database | Path | str) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tether-store")
-        self._store = Store(path, write_lock, space)
+        self._store = Store(database)
 
     async def call(self, work: Callable[[Store], T]) -> T:
         """Run `work` on the thread and return what it returns (or raise what it raises)."""
@@ -56,6 +55,7 @@ class StoreThread:
 
 
 def _log_failure(done: "Future[object]") -> None:
-    # A full disk is logged once, when it fills (controller/store/space.py); what failed for it is retried later.
-    if not done.cancelled() and (error := done.exception()) is not None and not isinstance(error, StorageFull):
+    # A full disk is logged once, when it fills (controller/store/space.py), an unreachable database once as it goes
+    # (controller/store/postgres.py); what failed for either is retried later.
+    if not done.cancelled() and (error := done.exception()) is not None and not isinstance(error, StorageUnavailable):
         log.error("a store write failed: %s", error, exc_info=error)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from controller.completion import finish_if_done
 from controller.dispatcher import Dispatcher
-from controller.errors import StorageFull
+from controller.errors import StorageUnavailable
 from controller.fastmqtt.client import ConnectionLost
 from controller.hearing import postponement
 from controller.mqtt_link import MqttLink
@@ -58,7 +58,7 @@ class Supervisor:
                 await self.tick()
             except ConnectionLost as err:
                 log.warning("could not publish cancellations yet (%s); retrying", err)
-            except StorageFull:
+            except StorageUnavailable:
                 pass  # logged once, as the disk filled (controller/store/space.py); the next tick tries again
 
     async def tick(self) -> None:

@@ -18,6 +18,7 @@ from controller.errors import (
     InvalidRequest,
     NotFound,
     StorageFull,
+    StorageUnavailable,
     TooLarge,
     TooSlow,
     Unauthorized,
@@ -41,7 +42,8 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     Conflict: 409,
     TooLarge: 413,
     UnsupportedMediaType: 415,
-    StorageFull: 507,
+    StorageFull: 507,  # before StorageUnavailable, of which it is one
+    StorageUnavailable: 503,
 }
 
 

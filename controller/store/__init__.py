@@ -1,4 +1,5 @@
-"""The only SQL in the controller: operations, per-device commands, devices and API keys in one SQLite file."""
+"""The only SQL in the controller: operations, per-device commands, devices and API keys, in a SQLite file or a
+PostgreSQL database (controller/store/database.py)."""
 
 import contextvars
 import json
@@ -19,8 +20,9 @@ from controller.keys import hash_key
 from controller.store.artifacts import ArtifactLedger
 from controller.store.cancellations import CancellationLedger
 from controller.store.commands import CommandLedger
-from controller.store.connection import connect
+from controller.store.connection import Connection, Row
 from controller.store.control import OperationControl
+from controller.store.database import Database
 from controller.store.devicecontrol import DeviceControlView
 from controller.store.one_step import fetch_rows, packed, unpacked
 from controller.store.records import (
@@ -50,22 +52,20 @@ def _load(text: str | None) -> Any:
 
 
 class Store:
-    """A synchronous SQLite store; every multi-row write runs in one transaction."""
+    """A synchronous store on one connection of its own; every multi-row write runs in one transaction."""
 
-    def __init__(
-        self, path: Path | str, write_lock: "threading.Lock | None" = None, space: Space | None = None
-    ) -> None:
-        """`write_lock` and `space` are shared by the stores of one process on one file: a writer waiting for another
-        then wakes the moment it is done, where SQLite's busy handler would sleep in steps of up to 100 ms; and the
-        disk filling up is logged once, and known to all of them."""
-        self._write_lock = write_lock or threading.Lock()
-        self.space = space or Space(path)
+    def __init__(self, database: Database | Path | str) -> None:
+        """The stores of one process share their Database, made once (given a path or URL, the store makes its
+        own, and closes it with itself)."""
+        self._owned = None if isinstance(database, Database) else Database(database)
+        self.database: Database = self._owned or database  # type: ignore[assignment]
+        self.dialect = self.database.dialect
+        self._write_lock = self.database.write_lock
+        self.space: Space = self.database.space
         self._writer: int | None = None
         """The thread inside `transaction`, if any."""
         self._on_commit: list[Callable[[], object]] = []
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = connect(str(path))
+        self.conn: Connection = self.database.connect()
         self.commands = CommandLedger(self)
         self.artifacts = ArtifactLedger(self)
         self.control = OperationControl(self)
@@ -74,9 +74,11 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        if self._owned is not None:
+            self._owned.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """Everything written inside is stored together or not at all; StorageFull if the disk has no room for it.
 
         A transaction opened inside another (on the same thread) is a savepoint of it: its failure undoes its own
@@ -90,8 +92,9 @@ class Store:
             self._writer = threading.get_ident()
             try:
                 with self._space_checked():
-                    changes = self.conn.total_changes
-                    self.conn.execute("BEGIN IMMEDIATE")
+                    changes = self._changes()
+                    for statement in self.dialect.begin_writing():
+                        self.conn.execute(statement)
                     try:
                         yield self.conn
                     except BaseException:
@@ -101,10 +104,23 @@ class Store:
             finally:
                 self._writer = None
                 committed, self._on_commit = self._on_commit, []
-        if self.conn.total_changes != changes:
+        if self._changes() != changes:
             self.space.stored()
         for call in committed:
             call()
+
+    def _changes(self) -> int | None:
+        """SQLite's count of rows this connection has written; None elsewhere (every commit then counts as a write)."""
+        return self.conn.total_changes if isinstance(self.conn, sqlite3.Connection) else None
+
+    def change_token(self) -> object:
+        """A value that differs once anything was written: by this connection, another of this process (the REST
+        API's) or, on PostgreSQL, another replica. Cheap enough to ask several times a second."""
+        if isinstance(self.conn, sqlite3.Connection):
+            # total_changes counts this connection's writes, data_version moves with other connections'.
+            return (self.conn.total_changes, self.conn.execute("PRAGMA data_version").fetchone()[0])
+        # A write transaction is given an id when it starts and leaves the snapshot's list of running ones as it ends.
+        return self.conn.execute("SELECT CAST(pg_current_snapshot() AS text)").fetchone()[0]
 
     def on_commit(self, call: Callable[[], object]) -> None:
         """Call `call` (in the caller's context) once the current transaction is stored, never if it is not; now
@@ -141,7 +157,7 @@ class Store:
         """A write that fails for lack of space raises StorageFull instead (and the disk counts as full)."""
         try:
             yield
-        except sqlite3.Error as err:
+        except Exception as err:
             if is_full(err):
                 raise self.space.full(err) from err
             raise
@@ -158,7 +174,7 @@ class Store:
                     "INSERT INTO api_keys (id, name, role, key_hash, created_at, time_zone) VALUES (?, ?, ?, ?, ?, ?)",
                     (record.id, name, role, hash_key(plaintext), record.created_at, time_zone),
                 )
-        except sqlite3.IntegrityError as err:
+        except self.database.integrity_errors as err:
             raise Conflict(f"an API key named {name!r} already exists") from err
         return record, plaintext
 
@@ -348,7 +364,7 @@ class Store:
 
     def transition_in(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         operation_id: str,
         new_state: OperationState,
         activity: str | None,
@@ -381,16 +397,12 @@ class Store:
         with self.transaction() as conn:
             self._add_activity(conn, operation_id, operation_state, now_iso(), message)
 
-    def add_activity_in(
-        self, conn: sqlite3.Connection, operation_id: str, operation_state: str, message: str | None
-    ) -> None:
+    def add_activity_in(self, conn: Connection, operation_id: str, operation_state: str, message: str | None) -> None:
         """Within the caller's transaction."""
         self._add_activity(conn, operation_id, operation_state, now_iso(), message)
 
     @staticmethod
-    def _add_activity(
-        conn: sqlite3.Connection, operation_id: str, state: str, timestamp: str, message: str | None
-    ) -> None:
+    def _add_activity(conn: Connection, operation_id: str, state: str, timestamp: str, message: str | None) -> None:
         # The operation's state after this entry is recorded with it, so the log replays as a sequence of states.
         conn.execute(
             """INSERT INTO operation_activity (operation_id, operation_state, timestamp, message, state)
@@ -506,7 +518,7 @@ class Store:
         )
         return {row["operation_id"]: stats_from_counts(row) for row in rows}
 
-    def _operation(self, row: sqlite3.Row) -> OperationRecord:
+    def _operation(self, row: Row) -> OperationRecord:
         """An operation from one row of _OPERATION_READ."""
         operation_type = OperationType(row["operation_type"])
         arguments = _load(row["arguments"])
@@ -534,7 +546,7 @@ class Store:
         )
 
 
-def stats_from_counts(row: sqlite3.Row) -> OperationStats:
+def stats_from_counts(row: Row) -> OperationStats:
     """An operation's device counts from a row with the columns of operation_counts."""
     return OperationStats(
         resolved_device_count=row["resolved"],
@@ -594,7 +606,7 @@ QUERY_COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 """Each field of a device's query document, with its column and how a value is read from it."""
 
 
-def _device(row: sqlite3.Row) -> DeviceRecord:
+def _device(row: Row) -> DeviceRecord:
     return DeviceRecord(
         device_id=row["device_id"],
         platform=row["platform"],

@@ -1,13 +1,13 @@
 """Files devices upload for a command (screenshots, logs, bug reports): one-time upload tokens and where files are."""
 
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from controller.clock import now_iso
 from controller.keys import hash_key
+from controller.store.connection import Connection
 from controller.store.one_step import packed, unpacked
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class ArtifactLedger:
         self._store = store
 
     @property
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> Connection:
         return self._store.conn
 
     def issue_tokens(self, command_ids: Sequence[str]) -> dict[str, str]:

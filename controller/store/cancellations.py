@@ -11,12 +11,12 @@ command left to stop is not published for ever. Publishing again is publishing a
 `cancel_sent = 0`, and the supervisor publishes it with every other pending cancellation.
 """
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from controller.clock import to_iso
+from controller.store.connection import Connection
 from controller.store.one_step import packed
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class CancellationLedger:
     def __init__(self, store: "Store") -> None:
         self._store = store
 
-    def watch(self, conn: sqlite3.Connection, command_ids: Sequence[str], now: str) -> None:
+    def watch(self, conn: Connection, command_ids: Sequence[str], now: str) -> None:
         """In the transaction that records them published: the cancellations of these commands are awaited until
         each command's deadline, if it has not passed; one published again keeps its first deadline."""
         conn.execute(

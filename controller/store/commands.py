@@ -2,7 +2,6 @@
 
 import functools
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from controller.clock import now_iso, to_iso
 from controller.ids import time_ordered_ids
+from controller.store.connection import Connection, Row
 from controller.store.moves import if_may_become
 from controller.store.one_step import compact_json, fetch_rows, packed, unpacked, unpacked_at
 from controller.store.records import DeviceOperationRecord, OperationStats, Page
@@ -161,7 +161,7 @@ class CommandLedger:
         self._store = store
 
     @property
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> Connection:
         return self._store.conn
 
     def resolve(
@@ -625,7 +625,7 @@ _SET_IF_CARRIED = {
 """What a row update carrying each optional member sets; without it, the column keeps its value."""
 
 
-def _write_updates(conn: sqlite3.Connection, updates: list[_StatusUpdate]) -> int:
+def _write_updates(conn: Connection, updates: list[_StatusUpdate]) -> int:
     """Write the row updates in one statement per shape (the optional members carried, the shared values), each
     reading only what its rows carry; the number of rows changed.
 
@@ -707,7 +707,7 @@ def _refusal(row: _Row | None, topic_device: str, report: StatusReport) -> str:
     return f"command {report.command_id} was not sent to device {topic_device!r}"
 
 
-def _record(row: sqlite3.Row) -> DeviceOperationRecord:
+def _record(row: Row) -> DeviceOperationRecord:
     return DeviceOperationRecord(
         command_id=row["command_id"],
         operation_id=row["operation_id"],

@@ -1,8 +1,40 @@
-"""Opening the SQLite file: WAL so the CLI can write keys beside `tether serve`, and the schema brought up to date."""
+"""What the store needs of a connection, whichever engine is behind it, and opening the SQLite file."""
 
 import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from controller.store.migrations import upgrade
+
+
+class Row(Protocol):
+    """A row read by name or by position (sqlite3.Row, and controller/store/postgres.Row)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def keys(self) -> list[str]: ...
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+Parameters = Sequence[Any] | Mapping[str, Any]
+
+
+class Connection(Protocol):
+    """The part of sqlite3.Connection the store uses: statements take SQLite's parameters (`?`, `?N`, `:name`)."""
+
+    def execute(self, sql: str, parameters: Parameters = (), /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
+    @property
+    def in_transaction(self) -> bool: ...
+    def close(self) -> None: ...
 
 
 def open_database(path: str) -> sqlite3.Connection:

@@ -6,13 +6,13 @@ cancellation: each stop records `cancel_reason`, and the supervisor publishes a 
 """
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso, to_iso
 from controller.errors import Conflict
+from controller.store.connection import Connection
 from controller.store.moves import if_may_become, may_become
 from controller.store.one_step import fetch_rows, packed
 from controller.store.records import SYSTEM_ACTOR
@@ -113,7 +113,7 @@ class OperationControl:
         with self._store.transaction() as conn:
             self._stop(conn, operation_id, reason, None)
 
-    def _stop(self, conn: sqlite3.Connection, operation_id: str, reason: str, actor: str | None) -> None:
+    def _stop(self, conn: Connection, operation_id: str, reason: str, actor: str | None) -> None:
         """Record the stop and end FAILED every command not yet handed to the broker."""
         operation = self._store.get_operation(operation_id)
         if is_terminal_operation(operation.state):

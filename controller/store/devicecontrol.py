@@ -6,12 +6,12 @@ adds with PUT are the row's own (`updated_fragments`): a /v0 operation's devices
 """
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso
 from controller.errors import Conflict, NotFound, TooLarge
+from controller.store.connection import Row
 from controller.store.moves import if_may_become, may_become
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
@@ -233,7 +233,7 @@ def _where(filters: DeviceControlFilters) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def _row(row: sqlite3.Row) -> DeviceControlRow:
+def _row(row: Row) -> DeviceControlRow:
     return DeviceControlRow(
         id=str(row["seq"]),
         device_id=row["device_id"],

@@ -8,9 +8,12 @@ written with an older idea of its tables. `tether db status` and `tether db upgr
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from controller.clock import now_iso
 from controller.errors import StartupError
+from controller.store.dialect import SQLITE, Dialect, Engine
+from controller.store.postgres_schema import baseline as postgresql_baseline
 from controller.store.schema import (
     COUNT_TRIGGERS,
     DROPPED_TRIGGERS,
@@ -20,6 +23,9 @@ from controller.store.schema import (
     add_missing_columns,
     has_table,
 )
+
+if TYPE_CHECKING:
+    from controller.store.connection import Connection
 
 RECORD = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -35,7 +41,9 @@ class Migration:
     number: int
     title: str
     apply: Callable[[sqlite3.Connection], None]
-    """Runs inside the migration's transaction: it must not commit."""
+    """Runs inside the migration's transaction, on SQLite: it must not commit."""
+    postgresql: "Callable[[Connection], None] | None" = None
+    """The same on PostgreSQL; None where PostgreSQL's baseline was born with what it changes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +69,13 @@ def _successes_are_not_dispatch_failures(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _postgresql_baseline(conn: "Connection") -> None:
+    for statement in postgresql_baseline():
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "baseline: keys, devices, operations, commands, artifacts", _baseline),
+    Migration(1, "baseline: keys, devices, operations, commands, artifacts", _baseline, _postgresql_baseline),
     Migration(
         2,
         "a stopped command a client had ended SUCCESSFUL is no dispatch failure",
@@ -86,32 +99,37 @@ def statements(script: str) -> Iterator[str]:
         raise ValueError(f"an incomplete SQL statement: {pending.strip()[:80]}")
 
 
-def status(conn: sqlite3.Connection) -> SchemaStatus:
+def status(conn: "Connection", dialect: Dialect = SQLITE) -> SchemaStatus:
     applied = 0
-    if has_table(conn, "schema_migrations"):
+    if conn.execute(dialect.table_exists(), ("schema_migrations",)).fetchone() is not None:
         applied = conn.execute("SELECT coalesce(max(number), 0) FROM schema_migrations").fetchone()[0]
     return SchemaStatus(applied, tuple(m for m in MIGRATIONS if m.number > applied))
 
 
-def upgrade(conn: sqlite3.Connection, *, where: str) -> list[Migration]:
+def upgrade(conn: "Connection", dialect: Dialect = SQLITE, *, where: str) -> list[Migration]:
     """Apply what is pending, each migration in a transaction of its own; return what was applied.
 
     Another process may be upgrading the same file: the status is read again under the write lock. StartupError,
     naming `where`, for a database made by a newer Tether."""
-    if not status(conn).pending:
-        _refuse_newer(conn, where)
+    if not status(conn, dialect).pending:
+        _refuse_newer(conn, dialect, where)
         return []
     applied: list[Migration] = []
     while True:
-        conn.execute("BEGIN IMMEDIATE")
+        for statement in dialect.begin_writing():
+            conn.execute(statement)
         try:
             conn.execute(RECORD)
-            current = status(conn)
+            current = status(conn, dialect)
             if not current.pending:
                 conn.execute("COMMIT")
                 break
             migration = current.pending[0]
-            migration.apply(conn)
+            if dialect.engine is Engine.SQLITE:
+                assert isinstance(conn, sqlite3.Connection)
+                migration.apply(conn)
+            elif migration.postgresql is not None:
+                migration.postgresql(conn)
             conn.execute(
                 "INSERT INTO schema_migrations (number, title, applied_at) VALUES (?, ?, ?)",
                 (migration.number, migration.title, now_iso()),
@@ -122,12 +140,12 @@ def upgrade(conn: sqlite3.Connection, *, where: str) -> list[Migration]:
                 conn.execute("ROLLBACK")
             raise
         applied.append(migration)
-    _refuse_newer(conn, where)
+    _refuse_newer(conn, dialect, where)
     return applied
 
 
-def _refuse_newer(conn: sqlite3.Connection, where: str) -> None:
-    applied = status(conn).applied
+def _refuse_newer(conn: "Connection", dialect: Dialect, where: str) -> None:
+    applied = status(conn, dialect).applied
     if applied > LATEST:
         raise StartupError(
             f"{where} is at schema {applied}, newer than this Tether knows ({LATEST}): run a Tether at least as new "

@@ -7,9 +7,10 @@ way. A statement that moves all its rows in one step waits once.
 """
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from controller.store.connection import Connection
 
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
 """JSON without spaces; `json.dumps` with separators builds an encoder per call (~0.7 µs, once per status)."""
@@ -38,7 +39,10 @@ def unpacked_at(members: Iterable[tuple[int, str]]) -> str:
     return ", ".join(f"json_extract(value, '$[{index}]') AS {name}" for index, name in members)
 
 
-def fetch_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
-    """Run a SELECT whose one column is `json_group_array(json_array(...))`; its rows as lists, in one step."""
+def fetch_rows(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
+    """Run a SELECT whose one column is an array of arrays (Dialect.array_of_arrays); its rows as lists, in one step.
+    SQLite returns the array as JSON text, psycopg as the lists it has decoded."""
     row = conn.execute(sql, params).fetchone()
-    return [] if row is None or row[0] is None else json.loads(row[0])
+    if row is None or row[0] is None:
+        return []
+    return json.loads(row[0]) if isinstance(row[0], str) else list(row[0])

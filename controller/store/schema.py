@@ -147,7 +147,7 @@ CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (clea
 
 
 # Each device row's contribution to its operation's counts, for the row `R` (NEW or OLD) of a trigger.
-_CONTRIBUTION = {
+CONTRIBUTION = {
     "dispatched": "R.dispatch_state = 'dispatched'",
     # A command a client ended SUCCESSFUL before it was published leaves the queue of a stopped operation as
     # 'failed' and stays SUCCESSFUL (shared/lifecycle.py): a success, not a dispatch failure.
@@ -161,18 +161,18 @@ _CONTRIBUTION = {
 
 
 def _rule(name: str, row: str) -> str:
-    return _CONTRIBUTION[name].replace("R.", f"{row}.")
+    return CONTRIBUTION[name].replace("R.", f"{row}.")
 
 
 def _change(*signed_rows: tuple[str, str]) -> str:
     """`count = count + (NEW's part) - (OLD's part)` for every count, as one SET list."""
     return ", ".join(
         f"{name} = {name} " + " ".join(f"{sign} ({_rule(name, row)})" for sign, row in signed_rows)
-        for name in _CONTRIBUTION
+        for name in CONTRIBUTION
     )
 
 
-_NAMES = ", ".join(_CONTRIBUTION)
+_NAMES = ", ".join(CONTRIBUTION)
 COUNT_TRIGGERS = f"""
 CREATE TRIGGER IF NOT EXISTS count_updated_device AFTER UPDATE OF status, dispatch_state ON device_operations
 WHEN OLD.status IS NOT NEW.status OR OLD.dispatch_state IS NOT NEW.dispatch_state BEGIN
@@ -192,7 +192,7 @@ DROPPED_TRIGGERS = "DROP TRIGGER IF EXISTS count_inserted_device;"
 REDEFINED_TRIGGERS = "DROP TRIGGER IF EXISTS count_updated_device;\nDROP TRIGGER IF EXISTS count_deleted_device;\n"
 """The count triggers as an earlier version defined them, to be created again from COUNT_TRIGGERS."""
 
-_SUMS = ", ".join(f"coalesce(sum({rule.replace('R.', '')}), 0)" for rule in _CONTRIBUTION.values())
+_SUMS = ", ".join(f"coalesce(sum({rule.replace('R.', '')}), 0)" for rule in CONTRIBUTION.values())
 RECOUNT = f"""
 INSERT INTO operation_counts (operation_id, resolved, {_NAMES})
 SELECT operation_id, count(*), {_SUMS} FROM device_operations GROUP BY operation_id

@@ -19,6 +19,7 @@ CHECK_INTERVAL_S = 1.0
 """`problem` asks the file system at most this often."""
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_POSTGRESQL_DISK_FULL = "53100"
 
 REFUSED = "the controller's disk is full: nothing was stored; retry once space is freed"
 """What a client refused for lack of space is told (one line: the details are in the controller's log)."""
@@ -29,6 +30,8 @@ def is_full(err: BaseException) -> bool:
     if isinstance(err, sqlite3.Error):
         code = getattr(err, "sqlite_errorcode", None)
         return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
+    if getattr(err, "sqlstate", None) == _POSTGRESQL_DISK_FULL:
+        return True
     return isinstance(err, OSError) and err.errno in _FULL_ERRNOS
 
 
@@ -51,9 +54,11 @@ class Space:
     It logs one line when the disk fills and one when space returns, however many writes fail in between.
     """
 
-    def __init__(self, database: Path | str) -> None:
-        self._database = str(database)
-        self._directory = Path(database).parent
+    def __init__(self, database: Path | str | None, where: str | None = None) -> None:
+        """`database` is the SQLite file whose disk is watched; None for a server's database (`where`), whose disk is
+        not this machine's: that it has room again is learnt from a write that succeeds."""
+        self.where = where or str(database)
+        self._directory = None if database is None else Path(database).parent
         self._lock = threading.Lock()
         self._full: str | None = None
         """Why the last write failed, while the disk counts as full."""
@@ -70,7 +75,7 @@ class Space:
             log.error(
                 "disk is full under %s (%s): new operations are refused (507) and statuses wait on the broker "
                 "until space is freed",
-                self._database,
+                self.where,
                 err,
             )
         return StorageFull(REFUSED)
@@ -98,9 +103,11 @@ class Space:
         with self._lock:
             was_full, self._full = self._full is not None, None
         if was_full:
-            log.info("disk space is back under %s (%s): writes resume", self._database, how)
+            log.info("disk space is back under %s (%s): writes resume", self.where, how)
 
     def _free(self) -> int:
+        if self._directory is None:
+            return 0
         try:
             found = os.statvfs(self._directory)
         except OSError:

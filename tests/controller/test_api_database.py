@@ -9,16 +9,18 @@ import pytest
 
 from controller.api.database import ApiDatabase
 from controller.store import Store
+from controller.store.database import Database
 from controller.store_thread import StoreThread
 
 
 @pytest.fixture
 def threads(tmp_path: Path) -> Iterator[list[StoreThread]]:
-    lock = threading.Lock()
-    opened = [StoreThread(tmp_path / "tether.db", lock) for _ in range(3)]
+    database = Database(tmp_path / "tether.db")
+    opened = [StoreThread(database) for _ in range(3)]
     yield opened
     for thread in opened:
         thread.close()
+    database.close()
 
 
 def connection_of(store: Store) -> int:

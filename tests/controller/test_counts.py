@@ -12,6 +12,7 @@ import pytest
 
 from controller.errors import Conflict, NotFound
 from controller.store import Store, stats_from_counts
+from controller.store.database import Database
 from controller.store.devicecontrol import DeviceControlFilters
 from controller.store.records import OperationStats
 from shared.messages import Announcement, utc_now
@@ -189,11 +190,10 @@ def test_unable_to_run_names_the_announced_devices_without_the_capability(store:
     assert store.unable_to_run([], "LOCK") == {}
 
 
-def test_a_writer_waiting_on_the_shared_lock_starts_the_moment_the_other_commits(tmp_path: Path) -> None:
+def test_a_writer_waiting_on_the_shared_lock_starts_the_moment_the_other_commits(database: Database) -> None:
     """Two connections of one process (the main loop's and the API's): SQLite's busy handler alone would have the
     waiting one sleep up to 100 ms past the other's commit."""
-    lock = threading.Lock()
-    first, second = Store(tmp_path / "tether.db", lock), Store(tmp_path / "tether.db", lock)
+    first, second = Store(database), Store(database)
     holding, committed_at, started_at = threading.Event(), [0.0], [0.0]
 
     def hold() -> None:

@@ -5,7 +5,6 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from controller.query import QueryError
 from controller.scheduler import NO_MATCH_REASON, Scheduler
 from controller.store import Store
+from controller.store.database import Database
 from controller.store.records import OperationRecord
 from controller.store_thread import StoreThread
 from shared.messages import Announcement, utc_now
@@ -20,14 +20,9 @@ from shared.operations import ActivityState, OperationState, OperationType, Plat
 
 
 @pytest.fixture
-def lock() -> threading.Lock:
-    """The process's write lock, which the test's store and the store thread share as the controller's do."""
-    return threading.Lock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, lock: threading.Lock) -> Iterator[Store]:
-    opened = Store(tmp_path / "tether.db", lock)
+def store(database: Database) -> Iterator[Store]:
+    """On the test's database, which the store thread shares, as the controller's stores do."""
+    opened = Store(database)
     opened.record_announcements(
         [
             Announcement(device_id=device_id, platform=Platform.LINUX, agent_version="0.1.0", announced_at=utc_now())
@@ -39,8 +34,8 @@ def store(tmp_path: Path, lock: threading.Lock) -> Iterator[Store]:
 
 
 @pytest.fixture
-def thread(tmp_path: Path, lock: threading.Lock, store: Store) -> Iterator[StoreThread]:
-    worker = StoreThread(tmp_path / "tether.db", lock)
+def thread(database: Database, store: Store) -> Iterator[StoreThread]:
+    worker = StoreThread(database)
     yield worker
     worker.close()
 

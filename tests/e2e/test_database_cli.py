@@ -57,10 +57,10 @@ def test_a_database_from_a_newer_tether_is_shown_and_refused_in_one_line(tmp_pat
 @pytest.mark.parametrize(
     "command", [["serve"], ["keys", "create", "--name", "ops", "--role", "admin"], ["db", "upgrade"]]
 )
-def test_a_database_url_is_refused_not_made_into_a_folder(tmp_path: Path, command: list[str]) -> None:
-    done = tether(*command, "--db", "postgresql://tether@127.0.0.1/tether", cwd=tmp_path)
+def test_a_url_of_another_database_is_refused_not_made_into_a_folder(tmp_path: Path, command: list[str]) -> None:
+    done = tether(*command, "--db", "mysql://tether@127.0.0.1/tether", cwd=tmp_path)
     assert done.returncode == 2
-    assert_one_line_error(done, "'--db'", "database URLs are not supported yet")
+    assert_one_line_error(done, "'--db'", "no database Tether knows: give a file or a postgresql:// URL")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -90,7 +90,7 @@ def script_command(command_id: str, marker: Path, device_id: str = "vault", **ch
 
 def controller_signer(controller: Controller) -> Signer:
     """What the controller signs with: a genuine signature, from its own key file."""
-    return SigningKeys.beside(controller.db).signer()
+    return SigningKeys.in_state_dir(controller.db.parent).signer()
 
 
 def test_a_genuine_operation_runs_on_a_device_that_checks_signatures(
