@@ -1,6 +1,5 @@
 """The per-device commands of operations: targets, dispatch bookkeeping and status ingest, all batched."""
 
-import functools
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -11,8 +10,9 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 from controller.clock import now_iso, to_iso
 from controller.ids import time_ordered_ids
 from controller.store.connection import Connection, Row
+from controller.store.dialect import Dialect
 from controller.store.moves import if_may_become
-from controller.store.one_step import compact_json, fetch_rows, packed, unpacked, unpacked_at
+from controller.store.one_step import compact_json, fetch_rows, packed
 from controller.store.records import DeviceOperationRecord, OperationStats, Page
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
@@ -159,10 +159,16 @@ class _Changed(Exception):
 class CommandLedger:
     def __init__(self, store: "Store") -> None:
         self._store = store
+        self._update_sql: dict[tuple[bool, ...], str] = {}
+        """The status UPDATE of each shape of row update (_status_update_sql), made once: at most 64."""
 
     @property
     def _conn(self) -> Connection:
         return self._store.conn
+
+    @property
+    def _dialect(self) -> Dialect:
+        return self._store.dialect
 
     def resolve(
         self,
@@ -193,20 +199,24 @@ class CommandLedger:
             if window is not None:
                 row += (window.not_before, window.window_end, window.zone)
             rows.append(row)  # a member past a row's end reads NULL: most rows are two ids
+        dialect = self._dialect
         with self._store.transaction() as conn:
             conn.execute(
                 f"""INSERT INTO device_operations ({", ".join(_RESOLVED_COLUMNS)})
-                    SELECT command_id, ?1, device_id, iif(reason IS NULL, 'PENDING', 'FAILED'),
-                        iif(reason IS NULL, 'waiting', 'failed'), reason, iif(reason IS NULL, NULL, ?2),
-                        reason IS NOT NULL, not_before, window_end, window_zone, ?2, ?2
-                    FROM (SELECT {unpacked(*_RESOLVED_PER_DEVICE)} FROM json_each(?3))""",
+                    SELECT command_id, ?1, device_id, CASE WHEN reason IS NULL THEN 'PENDING' ELSE 'FAILED' END,
+                        CASE WHEN reason IS NULL THEN 'waiting' ELSE 'failed' END, reason,
+                        CASE WHEN reason IS NULL THEN NULL ELSE ?2 END, CAST(reason IS NOT NULL AS INTEGER),
+                        not_before, window_end, window_zone, ?2, ?2
+                    FROM (SELECT {dialect.members(enumerate(_RESOLVED_PER_DEVICE))} FROM {dialect.rows("?3")})
+                        AS resolved""",
                 (operation_id, now, packed(rows)),
             )
             conn.execute(
-                """INSERT INTO operation_counts (operation_id, resolved, waiting, dispatch_failed) VALUES (?, ?, ?, ?)
-                   ON CONFLICT (operation_id) DO UPDATE SET resolved = resolved + excluded.resolved,
-                       waiting = waiting + excluded.waiting,
-                       dispatch_failed = dispatch_failed + excluded.dispatch_failed""",
+                """INSERT INTO operation_counts AS c (operation_id, resolved, waiting, dispatch_failed)
+                   VALUES (?, ?, ?, ?)
+                   ON CONFLICT (operation_id) DO UPDATE SET resolved = c.resolved + excluded.resolved,
+                       waiting = c.waiting + excluded.waiting,
+                       dispatch_failed = c.dispatch_failed + excluded.dispatch_failed""",
                 (operation_id, len(rows), len(rows) - failed, failed),
             )
             message = f"{len(device_ids)} device(s) matched" + (f"; {note}" if note else "")
@@ -227,14 +237,14 @@ class CommandLedger:
         """Commands not yet handed to the broker whose window (if any) has opened, in order, from `after` on."""
         rows = fetch_rows(
             self._conn,
-            """SELECT json_group_array(json_array(device_id, command_id, window_end, window_zone, seq)) FROM (
+            f"""SELECT {self._dialect.array_of_arrays("device_id, command_id, window_end, window_zone, seq")} FROM (
                    SELECT * FROM device_operations
                    WHERE operation_id = ? AND dispatch_state = 'waiting' AND (not_before IS NULL OR not_before <= ?)
                        AND seq > ?
-                   ORDER BY seq LIMIT ?)""",
+                   ORDER BY seq LIMIT ?) AS due""",
             (operation_id, now_iso(), after, limit),
         )
-        # json_group_array keeps the subquery's order in practice, but SQLite does not promise it.
+        # The aggregate keeps the subquery's order in practice, but neither engine promises it.
         return sorted((Target(*row) for row in rows), key=lambda target: target.seq)
 
     def unstarted_windows(self, device_ids: Sequence[str]) -> list[tuple[str, str, str | None, str]]:
@@ -243,9 +253,9 @@ class CommandLedger:
         return [
             tuple(row)
             for row in self._conn.execute(
-                """SELECT d.command_id, d.dispatch_state, v.time_zone, o.schedule_args FROM device_operations d
+                f"""SELECT d.command_id, d.dispatch_state, v.time_zone, o.schedule_args FROM device_operations d
                        JOIN operations o ON o.id = d.operation_id JOIN devices v ON v.device_id = d.device_id
-                   WHERE d.device_id IN (SELECT value FROM json_each(?)) AND d.window_end IS NOT NULL
+                   WHERE d.device_id IN ({self._dialect.values("?")}) AND d.window_end IS NOT NULL
                        AND d.status = 'PENDING' AND d.dispatch_state IN ('waiting', 'dispatched')""",
                 (packed(list(device_ids)),),
             )
@@ -257,13 +267,13 @@ class CommandLedger:
         if not windows:
             return
         rows = [[command_id, w.not_before, w.window_end, w.zone] for command_id, w in windows.items()]
+        named = enumerate(("command_id", "not_before", "window_end", "window_zone"))
         with self._store.transaction() as conn:
             conn.execute(
                 f"""UPDATE device_operations SET not_before = w.not_before, window_end = w.window_end,
                         window_zone = w.window_zone, updated_at = ?1,
-                        deadline_at = iif(dispatch_state = 'dispatched', w.window_end, deadline_at)
-                    FROM (SELECT {unpacked("command_id", "not_before", "window_end", "window_zone")}
-                          FROM json_each(?2)) AS w
+                        deadline_at = CASE WHEN dispatch_state = 'dispatched' THEN w.window_end ELSE deadline_at END
+                    FROM (SELECT {self._dialect.members(named)} FROM {self._dialect.rows("?2")}) AS w
                     WHERE device_operations.command_id = w.command_id AND status = 'PENDING'""",
                 (now_iso(), packed(rows)),
             )
@@ -298,8 +308,8 @@ class CommandLedger:
             to_take_back = {
                 row[0]
                 for row in conn.execute(
-                    """SELECT command_id FROM device_operations
-                       WHERE command_id IN (SELECT value FROM json_each(?))
+                    f"""SELECT command_id FROM device_operations
+                       WHERE command_id IN ({self._dialect.values("?")})
                            AND (dispatch_state = 'failed' OR status IN ('SUCCESSFUL', 'FAILED'))""",
                     (packed([command_id for command_id, _ in dispatched]),),
                 )
@@ -311,9 +321,9 @@ class CommandLedger:
                 by_deadline.setdefault(deadline, []).append(command_id)
             for deadline, command_ids in by_deadline.items():
                 conn.execute(
-                    """UPDATE device_operations SET dispatch_state = 'dispatched', dispatched_at = ?1,
+                    f"""UPDATE device_operations SET dispatch_state = 'dispatched', dispatched_at = ?1,
                             updated_at = ?1, deadline_at = ?2, deadline_reason = ?3
-                        WHERE command_id IN (SELECT value FROM json_each(?4)) AND dispatch_state = 'waiting'""",
+                        WHERE command_id IN ({self._dialect.values("?4")}) AND dispatch_state = 'waiting'""",
                     (now, deadline.at, deadline.reason, packed(command_ids)),
                 )
         return to_take_back
@@ -329,7 +339,8 @@ class CommandLedger:
                         status = {if_may_become(_FAILED, "'FAILED'", "d.status", "d.status")},
                         failure_reason = {if_may_become(_FAILED, "u.reason", "d.failure_reason", "d.status")},
                         finished_at = {if_may_become(_FAILED, "?1", "d.finished_at", "d.status")}
-                    FROM (SELECT {unpacked("command_id", "reason")} FROM json_each(?2)) AS u
+                    FROM (SELECT {self._dialect.members(enumerate(("command_id", "reason")))}
+                          FROM {self._dialect.rows("?2")}) AS u
                     WHERE d.command_id = u.command_id AND d.dispatch_state = 'waiting'""",
                 (now, packed(failures)),
             )
@@ -366,7 +377,7 @@ class CommandLedger:
             if updates is None:
                 updates = work_out()
             if updates:
-                if _write_updates(conn, updates) != len(updates):
+                if self._write_updates(conn, updates) != len(updates):
                     raise _Changed
                 delivered = [(update.row.command_id, update.row.at) for update in updates if update.delivered]
                 if delivered:
@@ -375,20 +386,39 @@ class CommandLedger:
                     conn.execute(
                         f"""UPDATE device_operations AS d SET dispatch_state = 'dispatched',
                                 dispatched_at = coalesce(d.dispatched_at, u.at)
-                            FROM (SELECT {unpacked("command_id", "at")} FROM json_each(?)) AS u
+                            FROM (SELECT {self._dialect.members(enumerate(("command_id", "at")))}
+                                  FROM {self._dialect.rows("?")}) AS u
                             WHERE d.command_id = u.command_id AND d.dispatch_state = 'waiting'""",
                         (packed(delivered),),
                     )
         return outcome
 
+    def _write_updates(self, conn: Connection, updates: list[_StatusUpdate]) -> int:
+        """Write the row updates in one statement per shape (the optional members carried, the shared values), each
+        reading only what its rows carry; the number of rows changed.
+
+        A `json_extract` parses its whole row every time: fourteen members read from every row cost ~4.7 µs a row,
+        the two to four a row carries ~0.3-0.7 µs. A batch has a handful of shapes: PENDING, EXECUTING, a final
+        status, or several of them at once."""
+        shapes: dict[tuple[tuple[bool, ...], _Shared], list[_RowChange]] = {}
+        for update in updates:
+            shapes.setdefault((update.row.carried(), update.shared), []).append(update.row)
+        changed = 0
+        for (carried, shared), rows in shapes.items():
+            sql = self._update_sql.get(carried)
+            if sql is None:
+                sql = self._update_sql[carried] = _status_update_sql(self._dialect, carried)
+            changed += conn.execute(sql, {**shared._asdict(), "rows": packed(rows)}).rowcount
+        return changed
+
     def _rows(self, command_ids: set[str]) -> dict[str, _Row]:
+        read = """d.command_id, d.operation_id, d.device_id, d.status, d.cleared, o.timeout_s, d.window_end,
+                  d.dispatch_state, o.delivery_timeout_s, d.dispatched_at"""
         rows = fetch_rows(
             self._conn,
-            """SELECT json_group_array(json_array(d.command_id, d.operation_id, d.device_id, d.status, d.cleared,
-                                                  o.timeout_s, d.window_end, d.dispatch_state, o.delivery_timeout_s,
-                                                  d.dispatched_at))
+            f"""SELECT {self._dialect.array_of_arrays(read)}
                FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id
-               WHERE d.command_id IN (SELECT value FROM json_each(?))""",
+               WHERE d.command_id IN ({self._dialect.values("?")})""",
             (packed(sorted(command_ids)),),
         )
         return {
@@ -423,9 +453,9 @@ class CommandLedger:
         """(device id, command id) of finished commands whose retained message may still be on the broker."""
         rows = fetch_rows(
             self._conn,
-            """SELECT json_group_array(json_array(device_id, command_id)) FROM (
+            f"""SELECT {self._dialect.array_of_arrays("device_id, command_id")} FROM (
                    SELECT device_id, command_id FROM device_operations
-                   WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED') LIMIT ?)""",
+                   WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED') LIMIT ?) AS uncleared""",
             (limit,),
         )
         return [(device_id, command_id) for device_id, command_id in rows]
@@ -433,14 +463,15 @@ class CommandLedger:
     def outstanding(self, limit: int, after: int = 0) -> list["Outstanding"]:
         """The commands on the broker whose device has not finished them, in dispatch order from `after` on: what a
         broker that lost its retained messages must be given again. Not those being cancelled."""
+        read = """operation_id, device_id, command_id, window_end, window_zone, seq, deadline_at, deadline_reason,
+                  status = 'EXECUTING'"""
         rows = fetch_rows(
             self._conn,
-            """SELECT json_group_array(json_array(operation_id, device_id, command_id, window_end, window_zone, seq,
-                                                  deadline_at, deadline_reason, status = 'EXECUTING')) FROM (
+            f"""SELECT {self._dialect.array_of_arrays(read)} FROM (
                    SELECT * FROM device_operations
                    WHERE seq > ? AND dispatch_state = 'dispatched' AND status IN ('PENDING', 'EXECUTING')
                        AND cleared = 0 AND cancel_reason IS NULL
-                   ORDER BY seq LIMIT ?)""",
+                   ORDER BY seq LIMIT ?) AS outstanding""",
             (after, limit),
         )
         found = [
@@ -467,7 +498,7 @@ class CommandLedger:
     def mark_cleared(self, command_ids: Sequence[str]) -> None:
         with self._store.transaction() as conn:
             conn.execute(
-                "UPDATE device_operations SET cleared = 1 WHERE command_id IN (SELECT value FROM json_each(?))",
+                f"UPDATE device_operations SET cleared = 1 WHERE command_id IN ({self._dialect.values('?')})",
                 (packed(command_ids),),
             )
 
@@ -625,24 +656,7 @@ _SET_IF_CARRIED = {
 """What a row update carrying each optional member sets; without it, the column keeps its value."""
 
 
-def _write_updates(conn: Connection, updates: list[_StatusUpdate]) -> int:
-    """Write the row updates in one statement per shape (the optional members carried, the shared values), each
-    reading only what its rows carry; the number of rows changed.
-
-    A `json_extract` parses its whole row every time: fourteen members read from every row cost ~4.7 µs a row, the
-    two to four a row carries ~0.3-0.7 µs. A batch has a handful of shapes: PENDING, EXECUTING, a final status,
-    or several of them at once."""
-    shapes: dict[tuple[tuple[bool, ...], _Shared], list[_RowChange]] = {}
-    for update in updates:
-        shapes.setdefault((update.row.carried(), update.shared), []).append(update.row)
-    changed = 0
-    for (carried, shared), rows in shapes.items():
-        changed += conn.execute(_status_update_sql(carried), {**shared._asdict(), "rows": packed(rows)}).rowcount
-    return changed
-
-
-@functools.lru_cache(maxsize=64)
-def _status_update_sql(carried: tuple[bool, ...]) -> str:
+def _status_update_sql(dialect: Dialect, carried: tuple[bool, ...]) -> str:
     """The UPDATE for rows that carry the optional members flagged in `carried`."""
     optional = [(_RowChange._fields.index(name), name) for name, has in zip(_OPTIONAL, carried, strict=True) if has]
     read = [(0, "command_id"), (1, "at"), *optional]
@@ -655,9 +669,9 @@ def _status_update_sql(carried: tuple[bool, ...]) -> str:
         ]
     )
     return f"""UPDATE device_operations AS d SET {sets}
-        FROM (SELECT {unpacked_at(read)} FROM json_each(:rows)) AS u
+        FROM (SELECT {dialect.members(read)} FROM {dialect.rows(":rows")}) AS u
         WHERE d.command_id = u.command_id AND d.status = :read_status
-            AND (d.dispatch_state = 'waiting') = :read_waiting"""
+            AND CAST(d.dispatch_state = 'waiting' AS INTEGER) = :read_waiting"""
 
 
 def _merged(earlier: _StatusUpdate, later: _StatusUpdate) -> _StatusUpdate:

@@ -17,4 +17,4 @@ def may_become(new: DeviceStatus, column: str = "status") -> str:
 def if_may_become(new: DeviceStatus, value: str, kept: str, status: str = "status") -> str:
     """`value` on a row whose `status` may become `new`, else `kept` (the column's own): for a statement that also
     changes what is not a status (a command leaving the dispatch queue) on every row it selects."""
-    return f"iif({may_become(new, status)}, {value}, {kept})"
+    return f"CASE WHEN {may_become(new, status)} THEN {value} ELSE {kept} END"
