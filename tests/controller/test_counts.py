@@ -2,16 +2,15 @@
 
 import contextlib
 import random
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from controller.errors import Conflict, NotFound
 from controller.store import Store, stats_from_counts
+from controller.store.connection import Connection
 from controller.store.database import Database
 from controller.store.devicecontrol import DeviceControlFilters
 from controller.store.records import OperationStats
@@ -20,24 +19,17 @@ from shared.operations import DeviceStatus, OperationType, Platform, PresenceSta
 from tests.controller.test_control import FUTURE, PAST, commands, operation, report
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "tether.db")
-    yield opened
-    opened.close()
-
-
-def recount(conn: sqlite3.Connection) -> dict[str, OperationStats]:
+def recount(conn: Connection) -> dict[str, OperationStats]:
     """What the counts must be, by scanning every device row: the definition the triggers keep to."""
     rows = conn.execute(
         """SELECT operation_id, count(*) AS resolved,
-                  sum(dispatch_state = 'dispatched') AS dispatched,
-                  sum(dispatch_state = 'failed' AND status = 'FAILED') AS dispatch_failed,
-                  sum(status = 'FAILED' AND dispatch_state != 'failed') AS failed,
-                  sum(status = 'SUCCESSFUL') AS success,
-                  sum(status = 'PENDING' AND dispatch_state = 'waiting') AS waiting,
-                  sum(status = 'PENDING' AND dispatch_state != 'waiting') AS pending,
-                  sum(status = 'EXECUTING') AS executing
+                  count(*) FILTER (WHERE dispatch_state = 'dispatched') AS dispatched,
+                  count(*) FILTER (WHERE dispatch_state = 'failed' AND status = 'FAILED') AS dispatch_failed,
+                  count(*) FILTER (WHERE status = 'FAILED' AND dispatch_state != 'failed') AS failed,
+                  count(*) FILTER (WHERE status = 'SUCCESSFUL') AS success,
+                  count(*) FILTER (WHERE status = 'PENDING' AND dispatch_state = 'waiting') AS waiting,
+                  count(*) FILTER (WHERE status = 'PENDING' AND dispatch_state != 'waiting') AS pending,
+                  count(*) FILTER (WHERE status = 'EXECUTING') AS executing
            FROM device_operations GROUP BY operation_id"""
     )
     return {row["operation_id"]: stats_from_counts(row) for row in rows}  # the scan's columns are the table's
@@ -113,6 +105,33 @@ def test_deleted_device_rows_leave_the_counts(store: Store) -> None:
     store.conn.execute("DELETE FROM device_operations WHERE device_id = 'a'")
     assert store.stats(operation_id) == recount(store.conn)[operation_id]
     assert store.stats(operation_id).resolved_device_count == 1
+
+
+def test_counts_follow_statements_that_change_rows_of_several_operations_at_once(store: Store) -> None:
+    """PostgreSQL counts once per statement, over all the rows it changed (SQLite once per row): each batched write
+    here changes rows of three operations in one statement, in several ways at once."""
+    devices = [f"d{n:02d}" for n in range(40)]
+    operations = [operation(store, devices) for _ in range(3)]
+    ids = [commands(store, operation_id) for operation_id in operations]
+    every = [(device, by_device[device]) for by_device in ids for device in devices]
+
+    def check() -> None:
+        assert store.stats_of(operations) == recount(store.conn)
+
+    store.commands.mark_dispatch_failed([(command, "not supported") for _, command in every[::7]])
+    store.commands.mark_dispatched([(command, FUTURE) for _, command in every])
+    check()
+    lifecycle = [DeviceStatus.PENDING, DeviceStatus.EXECUTING, DeviceStatus.SUCCESSFUL, DeviceStatus.FAILED]
+    batch = [
+        (device, report(command, device, status, "boom" if status is DeviceStatus.FAILED else None))
+        for n, (device, command) in enumerate(every)
+        for status in lifecycle[: 1 + n % 3] + lifecycle[3:] * (n % 5 == 0)
+    ]
+    store.commands.apply_statuses(batch)
+    check()
+    store.conn.execute("DELETE FROM device_operations WHERE device_id IN ('d00', 'd01', 'd05', 'd13')")
+    check()
+    assert [store.stats(operation_id).resolved_device_count for operation_id in operations] == [36, 36, 36]
 
 
 def test_query_documents_hold_only_the_fields_asked_for_in_their_json_types(store: Store) -> None:

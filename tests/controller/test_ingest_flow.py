@@ -81,6 +81,7 @@ def test_a_batch_holds_max_batch_messages_at_most(monkeypatch: pytest.MonkeyPatc
     assert len(waiting) == 2
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # SQLite's own way to fill a disk
 def test_a_batch_that_finds_the_disk_full_is_held_unacknowledged_and_stored_once_there_is_room(
     ingest: Ingest, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

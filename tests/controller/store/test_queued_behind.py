@@ -1,20 +1,8 @@
 """`queued_behind` in an operation's device listing: the earlier operation a device runs first, in a real store."""
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from controller.store import Store
 from shared.operations import DeviceStatus
 from tests.controller.test_control import FUTURE, commands, operation, report
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "tether.db")
-    yield opened
-    opened.close()
 
 
 def dispatched(store: Store, devices: list[str]) -> tuple[str, dict[str, str]]:
