@@ -1,4 +1,4 @@
-"""Many rows through one SQLite step: they go in as one JSON array (json_each) and come out as one (json_group_array).
+"""Many rows through one step: they go in as one JSON array (Dialect.rows) and come out as one (fetch_rows).
 
 Python's sqlite3 releases the GIL around every step of a statement and takes it back after. While another thread
 runs Python (the REST API's thread, or the main loop beside it), each retake waits up to a switch interval: measured
@@ -22,7 +22,7 @@ REST API's thread for ~90 ms while an operation resolved."""
 
 
 def packed(rows: Sequence[Sequence[Any]] | Sequence[Any]) -> str:
-    """Rows (or single values) as the one JSON parameter `json_each(?)` reads."""
+    """Rows (or single values) as the one JSON parameter `Dialect.rows` (or `.values`) reads."""
     if len(rows) <= PACK_PIECE:
         return compact_json(rows)
     pieces = (compact_json(rows[start : start + PACK_PIECE])[1:-1] for start in range(0, len(rows), PACK_PIECE))
