@@ -1,14 +1,12 @@
 """A device whose time zone changes after its device-time operation resolved is planned again in its new zone."""
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.clock import to_iso
 from controller.ingest import store_received
-from controller.store import Store
 from controller.store.commands import Deadline
 from shared.messages import Announcement, utc_now
 from shared.operations import Platform
@@ -18,12 +16,6 @@ from tests.controller.api_harness import Api
 DEVICE_WINDOW = {"start_datetime": "2030-06-01T02:00Z", "end_datetime": "2030-06-03T03:00Z", "time_type": "device"}
 """02:00-03:00 of each device's own clock, 1-3 June 2030: 12:00Z in Honolulu (UTC-10), 17:00Z the day before in
 Tokyo (UTC+9)."""
-
-
-@pytest.fixture
-def api(store: Store, tmp_path: Path) -> Api:
-    """The API on each engine: moving a device's commands is the store's work (CommandLedger.replan)."""
-    return Api(store, tmp_path / "artifacts")
 
 
 def announcement(device_id: str, zone: str | None) -> Announcement:
