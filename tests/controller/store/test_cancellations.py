@@ -1,24 +1,13 @@
-"""The cancellations awaited from devices, in a real SQLite store, through the paths that feed them: the supervisor's
-publishing, ingest of statuses and presences, and a broker that lost state."""
+"""The cancellations awaited from devices, in a real store on each engine, through the paths that feed them: the
+supervisor's publishing, ingest of statuses and presences, and a broker that lost state."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from controller.ingest import store_received
 from controller.store import Store
 from controller.store.cancellations import RETRY_FIRST_S
 from shared.operations import DeviceStatus, PresenceState
 from tests.controller.test_control import FUTURE, PAST, commands, device_row, operation, report
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "tether.db")
-    yield opened
-    opened.close()
 
 
 def publish_pending(store: Store) -> list[str]:
