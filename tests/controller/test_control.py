@@ -208,6 +208,7 @@ def test_watched_rollouts_are_those_with_an_abort_rule(store: Store) -> None:
 
 
 def test_a_database_from_before_the_deadline_columns_is_migrated(tmp_path: Path) -> None:
+    """SQLite's alone: Tether ran on PostgreSQL only once migrations were numbered."""
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
     conn.executescript(
