@@ -38,13 +38,15 @@ class CancellationLedger:
     def watch(self, conn: Connection, command_ids: Sequence[str], now: str) -> None:
         """In the transaction that records them published: the cancellations of these commands are awaited until
         each command's deadline, if it has not passed; one published again keeps its first deadline."""
+        dialect = self._store.dialect
         conn.execute(
             f"""INSERT INTO unconfirmed_cancellations (command_id, device_id, until, next_at, sends)
-                SELECT command_id, device_id, deadline_at, {_after_sends(0)}, 1 FROM device_operations
-                WHERE command_id IN (SELECT value FROM json_each(:ids)) AND deadline_at > :now
+                SELECT command_id, device_id, deadline_at, {dialect.seconds_after(":now", _delay_after(0))}, 1
+                FROM device_operations WHERE command_id IN ({dialect.values(":ids")}) AND deadline_at > :now
                 ON CONFLICT (command_id) DO UPDATE SET
-                    next_at = {_after_sends("unconfirmed_cancellations.sends")}, sends = sends + 1""",
-            {"ids": packed(list(command_ids)), "now": now, **_RETRY},
+                    next_at = {dialect.seconds_after(":now", _delay_after("unconfirmed_cancellations.sends"))},
+                    sends = unconfirmed_cancellations.sends + 1""",
+            {"ids": packed(list(command_ids)), "now": now},
         )
 
     def confirm(self, finished: Sequence[tuple[str, str]]) -> None:
@@ -52,9 +54,10 @@ class CancellationLedger:
         if not finished or not self._any():
             return
         with self._store.transaction() as conn:
+            dialect = self._store.dialect
             conn.execute(
-                """DELETE FROM unconfirmed_cancellations WHERE (command_id, device_id) IN (
-                       SELECT json_extract(value, '$[1]'), json_extract(value, '$[0]') FROM json_each(?))""",
+                f"""DELETE FROM unconfirmed_cancellations WHERE (command_id, device_id) IN (
+                       SELECT {dialect.members([(1, "command_id"), (0, "device_id")])} FROM {dialect.rows("?")})""",
                 (packed(finished),),
             )
 
@@ -64,8 +67,8 @@ class CancellationLedger:
             return
         with self._store.transaction() as conn:
             conn.execute(
-                """UPDATE unconfirmed_cancellations SET next_at = ?
-                   WHERE device_id IN (SELECT value FROM json_each(?))""",
+                f"""UPDATE unconfirmed_cancellations SET next_at = ?
+                   WHERE device_id IN ({self._store.dialect.values("?")})""",
                 (to_iso(now + timedelta(seconds=SUBSCRIBED_S)), packed(list(device_ids))),
             )
 
@@ -117,9 +120,13 @@ class CancellationLedger:
         return self._store.conn.execute("SELECT 1 FROM unconfirmed_cancellations LIMIT 1").fetchone() is not None
 
 
-_RETRY = {"first": RETRY_FIRST_S, "most": RETRY_MAX_S}
+_DOUBLINGS = (-(-RETRY_MAX_S // RETRY_FIRST_S) - 1).bit_length()
+"""Copies after which the wait has reached RETRY_MAX_S: the fewest doublings of RETRY_FIRST_S that get there."""
 
 
-def _after_sends(sends: int | str) -> str:
-    """The SQL of the moment of the next copy, after a cancellation published `sends` times before this one."""
-    return f"strftime('%Y-%m-%dT%H:%M:%fZ', :now, '+' || min(:first * (1 << min({sends}, 20)), :most) || ' seconds')"
+def _delay_after(sends: int | str) -> str:
+    """The SQL of the seconds until the next copy, after a cancellation published `sends` times before this one."""
+    return (
+        f"CASE WHEN {sends} >= {_DOUBLINGS} THEN {RETRY_MAX_S} "
+        f"ELSE {RETRY_FIRST_S} * (1 << CAST({sends} AS INTEGER)) END"
+    )

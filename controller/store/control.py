@@ -46,12 +46,13 @@ class OperationControl:
         """Record that the controller is connected at `now`, first moving every unfinished command's deadline
         `postpone_s` seconds later (controller/hearing.py says how far); the number of deadlines moved."""
         moved = 0
+        later = self._store.dialect.seconds_after("deadline_at", "?")
         with self._store.transaction() as conn:
             if postpone_s > 0:
                 moved = conn.execute(
-                    """UPDATE device_operations SET deadline_at = strftime('%Y-%m-%dT%H:%M:%fZ', deadline_at, ?)
+                    f"""UPDATE device_operations SET deadline_at = {later}
                        WHERE status IN ('PENDING', 'EXECUTING') AND deadline_at IS NOT NULL""",
-                    (f"{postpone_s:+.3f} seconds",),
+                    (round(postpone_s, 3),),
                 ).rowcount
             conn.execute(
                 """INSERT INTO hearing (id, heard_at) VALUES (1, ?)
@@ -67,21 +68,22 @@ class OperationControl:
         `cancel_reason` so that a device still holding one stops it.
         """
         now = now_iso()
+        dialect = self._store.dialect
         with self._store.transaction() as conn:
             # One step each way (controller/store/one_step): thousands of devices offline expire together, and
             # a statement per row waited for the busy loop's interpreter lock at every one.
             rows = fetch_rows(
                 conn,
-                """SELECT json_group_array(json_array(command_id, operation_id)) FROM (
+                f"""SELECT {dialect.array_of_arrays("command_id, operation_id")} FROM (
                        SELECT command_id, operation_id FROM device_operations
-                       WHERE deadline_at <= ? AND status IN ('PENDING', 'EXECUTING') LIMIT ?)""",
+                       WHERE deadline_at <= ? AND status IN ('PENDING', 'EXECUTING') LIMIT ?) AS due""",
                 (now, limit),
             )
             # Held to the rows still free to fail: one a device ended since the read keeps its final status.
             conn.execute(
                 f"""UPDATE device_operations SET status = 'FAILED', failure_reason = deadline_reason,
                        cancel_reason = deadline_reason, finished_at = ?1, updated_at = ?1
-                   WHERE command_id IN (SELECT value FROM json_each(?2)) AND {may_become(DeviceStatus.FAILED)}""",
+                   WHERE command_id IN ({dialect.values("?2")}) AND {may_become(DeviceStatus.FAILED)}""",
                 (now, packed([command_id for command_id, _ in rows])),
             )
         return {operation_id for _, operation_id in rows}
@@ -144,11 +146,12 @@ class OperationControl:
         self._store.add_activity_in(conn, operation_id, ActivityState.PROCESSING, reason)
 
     def pending_cancellations(self, limit: int) -> list[CancelOrder]:
+        columns = "operation_id, device_id, command_id, cancel_reason"
         rows = fetch_rows(
             self._store.conn,
-            """SELECT json_group_array(json_array(operation_id, device_id, command_id, cancel_reason)) FROM (
-                   SELECT operation_id, device_id, command_id, cancel_reason FROM device_operations
-                   WHERE cancel_reason IS NOT NULL AND cancel_sent = 0 LIMIT ?)""",
+            f"""SELECT {self._store.dialect.array_of_arrays(columns)} FROM (
+                   SELECT {columns} FROM device_operations
+                   WHERE cancel_reason IS NOT NULL AND cancel_sent = 0 LIMIT ?) AS pending""",
             (limit,),
         )
         return [CancelOrder(*row) for row in rows]
@@ -158,7 +161,7 @@ class OperationControl:
         command_ids = [order.command_id for order in orders]
         with self._store.transaction() as conn:
             conn.execute(
-                "UPDATE device_operations SET cancel_sent = 1 WHERE command_id IN (SELECT value FROM json_each(?))",
+                f"UPDATE device_operations SET cancel_sent = 1 WHERE command_id IN ({self._store.dialect.values('?')})",
                 (packed(command_ids),),
             )
             self._store.cancellations.watch(conn, command_ids, now_iso())
@@ -166,9 +169,9 @@ class OperationControl:
     def watched_rollouts(self) -> list[tuple[str, dict[str, Any]]]:
         """(operation id, rollout) of dispatching operations with an abort rule, not yet stopped."""
         rows = self._store.conn.execute(
-            """SELECT id, rollout FROM operations
+            f"""SELECT id, rollout FROM operations
                WHERE state = 'DISPATCHING' AND stop_reason IS NULL
-                   AND json_extract(rollout, '$.abort_failure_share') IS NOT NULL"""
+                   AND {self._store.dialect.json_text("rollout", "abort_failure_share")} IS NOT NULL"""
         )
         return [(row[0], json.loads(row[1])) for row in rows]
 

@@ -75,6 +75,13 @@ class Dialect:
             return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value = {parameter})"
         return f"(CAST({column} AS jsonb) @> jsonb_build_array(CAST({parameter} AS text)))"
 
+    def seconds_after(self, moment: str, seconds: str) -> str:
+        """The moment `seconds` (SQL, whole milliseconds) after `moment`, both as controller/clock.py writes them."""
+        if self.engine is Engine.SQLITE:
+            return f"strftime('%Y-%m-%dT%H:%M:%fZ', {moment}, ({seconds}) || ' seconds')"
+        later = f"CAST({moment} AS timestamp) + CAST({seconds} AS double precision) * interval '1 second'"
+        return f"""to_char({later}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
     def begin_writing(self) -> tuple[str, ...]:
         """The statements that open a write transaction, which waits until no other writer of the database has one:
         the store's read-then-write transactions then hold as they do on SQLite, across every replica."""

@@ -109,8 +109,8 @@ def status(conn: "Connection", dialect: Dialect = SQLITE) -> SchemaStatus:
 def upgrade(conn: "Connection", dialect: Dialect = SQLITE, *, where: str) -> list[Migration]:
     """Apply what is pending, each migration in a transaction of its own; return what was applied.
 
-    Another process may be upgrading the same file: the status is read again under the write lock. StartupError,
-    naming `where`, for a database made by a newer Tether."""
+    Another process may be upgrading the same database: the status is read again under the write lock (SQLite's, or
+    the writers' advisory lock on PostgreSQL). StartupError, naming `where`, for a database made by a newer Tether."""
     if not status(conn, dialect).pending:
         _refuse_newer(conn, dialect, where)
         return []

@@ -1,7 +1,7 @@
-"""Deadlines, cancellation and aborts in a real SQLite store, and the schema migration that added them."""
+"""Deadlines, cancellation and aborts in a real store on each engine, and the SQLite migration that added them."""
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,19 +15,14 @@ from controller.keys import hash_key
 from controller.store import Store
 from controller.store import control as control_module
 from controller.store.commands import CommandLedger, Deadline
+from controller.store.connection import Connection, Row
+from controller.store.database import Database
 from controller.store.devicecontrol import DeviceControlFilters
 from shared.messages import Announcement, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationState, OperationType, Platform, ScheduleType
 
 PAST = Deadline(to_iso(datetime.now(UTC) - timedelta(seconds=1)), "timed out: not started within 5 s of dispatch")
 FUTURE = Deadline(to_iso(datetime.now(UTC) + timedelta(hours=1)), "timed out: not started within 3600 s of dispatch")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "tether.db")
-    yield opened
-    opened.close()
 
 
 def operation(store: Store, devices: list[str], timeout_s: int = 600) -> str:
@@ -62,10 +57,8 @@ def report(command_id: str, device_id: str, status: DeviceStatus, reason: str | 
     )
 
 
-def device_row(store: Store, command_id: str) -> sqlite3.Row:
-    row: sqlite3.Row = store.conn.execute(
-        "SELECT * FROM device_operations WHERE command_id = ?", (command_id,)
-    ).fetchone()
+def device_row(store: Store, command_id: str) -> Row:
+    row: Row = store.conn.execute("SELECT * FROM device_operations WHERE command_id = ?", (command_id,)).fetchone()
     return row
 
 
@@ -215,6 +208,7 @@ def test_watched_rollouts_are_those_with_an_abort_rule(store: Store) -> None:
 
 
 def test_a_database_from_before_the_deadline_columns_is_migrated(tmp_path: Path) -> None:
+    """SQLite's alone: Tether ran on PostgreSQL only once migrations were numbered."""
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
     conn.executescript(
@@ -277,11 +271,11 @@ def test_a_status_for_a_command_still_recorded_as_waiting_marks_it_dispatched_fo
 
 
 def test_a_row_another_writer_ends_between_the_read_and_the_update_is_worked_out_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ingest works a batch out before taking the write lock; the API's connection (an operator setting a status)
     or the supervisor's may end a command in between, and its first final status must still stand."""
-    store, operator = Store(tmp_path / "tether.db"), Store(tmp_path / "tether.db")
+    store, operator = Store(database), Store(database)
     operation_id = operation(store, ["a", "b"])
     ids = commands(store, operation_id)
     read = CommandLedger._rows
@@ -461,7 +455,7 @@ def test_a_deadline_passing_as_the_device_succeeds_leaves_it_successful(
     store.commands.mark_dispatched([(c, PAST) for c in ids.values()])
     read = control_module.fetch_rows
 
-    def read_then_succeed(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[list[Any]]:
+    def read_then_succeed(conn: Connection, sql: str, params: Any = ()) -> list[list[Any]]:
         rows = read(conn, sql, params)
         # Within the deadline's transaction, as a writer sharing its connection could.
         conn.execute("UPDATE device_operations SET status = 'SUCCESSFUL' WHERE command_id = ?", (ids["a"],))

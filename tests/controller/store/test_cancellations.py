@@ -1,24 +1,14 @@
-"""The cancellations awaited from devices, in a real SQLite store, through the paths that feed them: the supervisor's
-publishing, ingest of statuses and presences, and a broker that lost state."""
+"""The cancellations awaited from devices, in a real store on each engine, through the paths that feed them: the
+supervisor's publishing, ingest of statuses and presences, and a broker that lost state."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
+from controller.clock import to_iso
 from controller.ingest import store_received
 from controller.store import Store
-from controller.store.cancellations import RETRY_FIRST_S
+from controller.store.cancellations import RETRY_FIRST_S, RETRY_MAX_S
 from shared.operations import DeviceStatus, PresenceState
 from tests.controller.test_control import FUTURE, PAST, commands, device_row, operation, report
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "tether.db")
-    yield opened
-    opened.close()
 
 
 def publish_pending(store: Store) -> list[str]:
@@ -138,3 +128,15 @@ def test_a_command_being_cancelled_is_not_published_again_after_a_broker_loss(st
 
     assert outstanding == set(commands(store, kept).values())
     assert cancelled["a"] not in outstanding
+
+
+def test_each_copy_waits_twice_as_long_as_the_last_up_to_an_hour(store: Store) -> None:
+    ids = cancelled_on(store, ["a"])  # published once: the next copy in RETRY_FIRST_S
+    now = datetime.now(UTC)
+    waits = []
+    for _ in range(9):
+        with store.transaction() as conn:
+            store.cancellations.watch(conn, [ids["a"]], to_iso(now))
+        next_at = store.conn.execute("SELECT next_at FROM unconfirmed_cancellations").fetchone()[0]
+        waits.append((datetime.fromisoformat(next_at) - datetime.fromisoformat(to_iso(now))).total_seconds())
+    assert waits == [2 * RETRY_FIRST_S, 120, 240, 480, 960, 1920, RETRY_MAX_S, RETRY_MAX_S, RETRY_MAX_S]
