@@ -31,7 +31,7 @@ from controller.ingest import Ingest
 from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
 from controller.scheduler import Scheduler
-from controller.serve_lock import ServeLock
+from controller.serve_lock import PostgresServeLock, ServeLock, Serving
 from controller.signing_keys import SigningKeys
 from controller.signing_worker import SigningFailed, SigningWorker
 from controller.store import Store
@@ -161,21 +161,26 @@ def _open_database(location: Path | str) -> tuple[Database, Store, list[StoreThr
     return database, store, api, writes, resolving
 
 
+def _serve_lock(db: DatabaseChoice) -> Serving:
+    if db.sqlite_file is not None:
+        return ServeLock.acquire(db.sqlite_file)
+    return PostgresServeLock.acquire(db.target)
+
+
 async def serve(settings: ServeSettings) -> None:
     http_socket = bind_http(settings.http_listen)
     topics = Topics(settings.topic_prefix)
     try:
         if settings.external_broker is None:  # before the database: a failed start leaves no file behind
             await ensure_port_free(settings.mqtt_listen)
-        serving = ServeLock.acquire(settings.db.sqlite_file) if settings.db.sqlite_file is not None else None
+        serving = _serve_lock(settings.db)
     except StartupError:
         http_socket.close()
         raise
     try:
         database, store, api, writes, resolving = _open_database(settings.db.target)
     except StartupError:
-        if serving is not None:
-            serving.release()
+        serving.release()
         http_socket.close()
         raise
     stop = asyncio.Event()
@@ -210,8 +215,7 @@ async def serve(settings: ServeSettings) -> None:
             thread.close()
         store.close()
         database.close()
-        if serving is not None:
-            serving.release()
+        serving.release()
 
 
 def _subscribed(supervisor: Supervisor, dispatcher: Dispatcher, managed: MosquittoBroker | None) -> None:

@@ -96,20 +96,18 @@ class PostgresPool:
         )
 
     def open(self) -> None:
-        """Open the pool and wait for its first connection; StorageUnavailable in one line if there is none."""
-        try:
-            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-        except PoolTimeout:
-            self._pool.close()
-            raise StorageUnavailable(unreachable(self.url, self._first_error())) from None
-
-    def _first_error(self) -> BaseException:
-        """Why a connection cannot be made now, asked directly: the pool only logs it."""
+        """Open the pool and wait for its first connection; StorageUnavailable in one line if the server cannot be
+        reached or refuses the login. Asked once directly first: the pool would only log why, and retry until its
+        timeout."""
         try:
             psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S).close()
         except psycopg.Error as err:
-            return err
-        return TimeoutError("no connection within the time allowed")
+            raise StorageUnavailable(unreachable(self.url, err)) from None
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout as err:
+            self._pool.close()
+            raise StorageUnavailable(unreachable(self.url, err)) from None
 
     def close(self) -> None:
         self._pool.close()
