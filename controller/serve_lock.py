@@ -74,8 +74,10 @@ class PostgresServeLock:
         self._conn = conn
 
     @classmethod
-    def acquire(cls, url: str) -> "PostgresServeLock":
-        """StartupError, in one line, if another controller holds it or the server cannot be reached."""
+    def acquire(cls, url: str, *, replica: bool) -> "PostgresServeLock":
+        """Exclusive for a controller with its own embedded broker, shared among replicas (which share an external
+        broker and take turns leading): either kind refuses the other. StartupError, in one line, if another
+        controller holds it so, or the server cannot be reached."""
         import psycopg
 
         from controller.store.postgres import CONNECT_TIMEOUT_S, redacted, unreachable
@@ -86,9 +88,10 @@ class PostgresServeLock:
             raise StartupError(unreachable(url, err)) from None
         try:
             row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s), "
-                "(SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted LIMIT 1)",
-                (SERVE_LOCK, SERVE_LOCK & 0xFFFFFFFF),
+                f"SELECT pg_try_advisory_lock{'_shared' if replica else ''}(%s), "
+                "(SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted LIMIT 1), "
+                "(SELECT mode FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND granted LIMIT 1)",
+                (SERVE_LOCK, SERVE_LOCK & 0xFFFFFFFF, SERVE_LOCK & 0xFFFFFFFF),
             ).fetchone()
         except BaseException:
             conn.close()
@@ -97,8 +100,12 @@ class PostgresServeLock:
             conn.close()
             holder = "unknown" if row is None or row[1] is None else f"server pid {row[1]}"
             raise StartupError(
-                f"another tether serve ({holder}) is serving {redacted(url)}: one controller per database until "
-                "replicas are supported (stop it first, or give this one its own --db)"
+                f"another tether serve ({holder}) is serving {redacted(url)} "
+                + (
+                    "with its embedded broker: stop it first; replicas of one database share one external broker"
+                    if row is None or row[2] == "ExclusiveLock"
+                    else "as a replica: replicas of one database share one external broker (give this one --broker)"
+                )
             )
         return cls(conn)
 

@@ -78,16 +78,21 @@ class Controller:
         *extra: str,
         data_dir: Path | None = None,
         database: str | None = None,
+        state_dir: Path | None = None,
+        key: str | None = None,
     ) -> None:
-        """`database`: a postgresql:// URL instead of the SQLite file; what is kept beside it then goes in `work`."""
+        """`database`: a postgresql:// URL instead of the SQLite file; what is kept beside it then goes in
+        `state_dir` (replicas share one: their signing keys), else in `work`. `key`: an API key made already (by
+        another replica), instead of a new one."""
         self.work = work
         self.db = (data_dir or work) / "tether.db"
         self.database = database or str(self.db)
-        env = {**os.environ, "TETHER_STATE_DIR": str(work / "state")} if database else None
+        self.state_dir = state_dir or work / "state"
+        env = {**os.environ, "TETHER_STATE_DIR": str(self.state_dir)} if database else None
         self.http_port = free_port()
         self.mqtt_port = free_port()
         self.broker_url = broker_url or f"mqtt://127.0.0.1:{self.mqtt_port}"
-        self.key = tether("keys", "create", "--name", "ops", "--role", "admin", "--db", self.database).strip()
+        self.key = key or tether("keys", "create", "--name", "ops", "--role", "admin", "--db", self.database).strip()
         argv = [
             str(BIN / "tether"),
             "serve",

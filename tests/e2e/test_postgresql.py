@@ -53,26 +53,13 @@ def test_an_unreachable_server_is_one_line_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
 
 
-def test_an_operation_runs_on_postgresql_and_a_second_serve_on_it_is_refused(
+def test_an_operation_runs_on_postgresql(
     tmp_path: Path, postgres_database: PostgresDatabase, mosquitto_url: str
 ) -> None:
     controller = Controller(tmp_path, mosquitto_url, database=postgres_database.url)
     agent = Agent(tmp_path, mosquitto_url, "pg-device")
     try:
         controller.wait_online("pg-device")
-        assert_lock_runs(controller, agent)
-        second = run_cli(
-            "tether",
-            "serve",
-            "--db",
-            postgres_database.url,
-            "--http-listen",
-            f"127.0.0.1:{free_port()}",
-            "--broker",
-            mosquitto_url,
-        )
-        assert second.returncode == 1
-        assert_one_line_error(second, "another tether serve (server pid", f"is serving {postgres_database.url}")
         assert_lock_runs(controller, agent)
     finally:
         agent.stop()
@@ -128,3 +115,58 @@ def test_the_api_answers_503_while_the_server_is_down_and_recovers(
         assert controller.process.popen.poll() is None
     finally:
         controller.stop()
+
+
+def test_a_controller_with_its_own_broker_and_replicas_refuse_each_other_in_one_line(
+    tmp_path: Path, postgres_database: PostgresDatabase, mosquitto_url: str
+) -> None:
+    url = postgres_database.url
+    (tmp_path / "embedded").mkdir()
+    embedded = Controller(tmp_path / "embedded", None, database=url)
+    try:
+        replica = run_cli(
+            "tether", "serve", "--db", url, "--http-listen", f"127.0.0.1:{free_port()}", "--broker", mosquitto_url
+        )
+        assert replica.returncode == 1
+        assert_one_line_error(replica, "another tether serve (server pid", f"is serving {url} with its embedded broker")
+        second = run_cli(
+            "tether",
+            "serve",
+            "--db",
+            url,
+            "--http-listen",
+            f"127.0.0.1:{free_port()}",
+            "--mqtt-listen",
+            f"127.0.0.1:{free_port()}",
+            "--embedded-broker",
+            "amqtt",
+        )
+        assert second.returncode == 1
+        assert_one_line_error(second, f"is serving {url} with its embedded broker")
+    finally:
+        embedded.stop()
+
+
+def test_a_controller_with_its_own_broker_is_refused_beside_replicas(
+    tmp_path: Path, postgres_database: PostgresDatabase, mosquitto_url: str
+) -> None:
+    url = postgres_database.url
+    (tmp_path / "replica").mkdir()
+    replica = Controller(tmp_path / "replica", mosquitto_url, database=url)
+    try:
+        embedded = run_cli(
+            "tether",
+            "serve",
+            "--db",
+            url,
+            "--http-listen",
+            f"127.0.0.1:{free_port()}",
+            "--mqtt-listen",
+            f"127.0.0.1:{free_port()}",
+            "--embedded-broker",
+            "amqtt",
+        )
+        assert embedded.returncode == 1
+        assert_one_line_error(embedded, f"is serving {url} as a replica", "give this one --broker")
+    finally:
+        replica.stop()
