@@ -64,8 +64,10 @@ class Alone:
 class PostgresLeadership:
     """The lead among replicas on one PostgreSQL database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, check_interval_s: float = CHECK_INTERVAL_S, grace_s: float = TAKEOVER_GRACE_S) -> None:
         self._url = url
+        self._check_interval_s = check_interval_s
+        self._grace_s = grace_s
         self._lock: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._notifier: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._notifier_lock = asyncio.Lock()
@@ -81,17 +83,17 @@ class PostgresLeadership:
                         if not waiting_said:
                             log.info("another replica leads: serving the REST API, ready to take over")
                             waiting_said = True
-                        await asyncio.sleep(CHECK_INTERVAL_S)
+                        await asyncio.sleep(self._check_interval_s)
                     await conn.execute(f"LISTEN {WAKE_CHANNEL}")
                 except BaseException:
                     await conn.close()
                     raise
             except psycopg.OperationalError as err:
                 failing = self._said_once(failing, err)
-                await asyncio.sleep(CHECK_INTERVAL_S)
+                await asyncio.sleep(self._check_interval_s)
                 continue
             self._lock = conn
-            await asyncio.sleep(TAKEOVER_GRACE_S)
+            await asyncio.sleep(self._grace_s)
             log.info("leading: ingesting, dispatching and supervising for every replica")
             return
 
@@ -100,9 +102,9 @@ class PostgresLeadership:
         assert conn is not None, "lost() before acquire()"
         try:
             while True:
-                async for notice in conn.notifies(timeout=CHECK_INTERVAL_S):
+                async for notice in conn.notifies(timeout=self._check_interval_s):
                     (wakes.supervise if notice.payload == "supervise" else wakes.dispatch)()
-                async with asyncio.timeout(CHECK_INTERVAL_S):
+                async with asyncio.timeout(self._check_interval_s):
                     await conn.execute("SELECT 1")
         except (psycopg.Error, TimeoutError) as err:
             log.warning("lost the lead (%s): stopped ingesting and dispatching; another replica takes over", _line(err))
