@@ -1,6 +1,8 @@
 """`tether serve`, `tether keys` and `tether db` on PostgreSQL, as an operator runs them: a private server from
 tests/fixtures_postgres.py, a private Mosquitto, real agents with fake tools."""
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -8,7 +10,7 @@ import httpx
 import pytest
 
 from controller.store.migrations import LATEST, MIGRATIONS
-from tests.e2e.harness import Agent, Controller, assert_lock_runs, run_cli, wait_for
+from tests.e2e.harness import BIN, Agent, Controller, assert_lock_runs, run_cli, wait_for
 from tests.e2e.test_cli import assert_one_line_error
 from tests.fixtures_brokers import free_port
 from tests.fixtures_postgres import PASSWORD, PostgresDatabase, PostgresServer
@@ -40,6 +42,22 @@ def test_a_wrong_password_is_one_line_that_does_not_show_the_password(
     assert done.returncode == 1
     assert_one_line_error(done, "PostgreSQL at postgresql://tether_password:***@127.0.0.1", "password authentication")
     assert "not-the-password" not in done.stderr + done.stdout
+    assert "the database password in --db is visible to every local user in ps" in done.stderr
+
+
+def test_the_password_may_come_from_pgpassword_and_then_nothing_warns(postgres_database: PostgresDatabase) -> None:
+    without = postgres_database.password_url.replace(f":{PASSWORD}@", "@")
+    done = subprocess.run(
+        [str(BIN / "tether"), "keys", "create", "--name", "ops", "--role", "read", "--db", without],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PGPASSWORD": PASSWORD},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("tth_")
+    assert done.stderr == ""
 
 
 def test_an_unreachable_server_is_one_line_at_once(tmp_path: Path) -> None:
