@@ -3,6 +3,7 @@ dispatch, supervision), and the lead moves when its holder dies, losing nothing 
 
 import json
 import os
+import shlex
 import signal
 from contextlib import ExitStack
 from pathlib import Path
@@ -11,9 +12,21 @@ from typing import Any
 import psycopg
 
 from controller.signing_keys import SigningKeys
-from tests.e2e.harness import Agent, Controller, HealthProbe, Simulator, wait_for
+from tests.e2e.attacks.test_shipped_defaults import UNITS, unit_directives
+from tests.e2e.harness import (
+    BIN,
+    Agent,
+    Controller,
+    HealthProbe,
+    Process,
+    Simulator,
+    assert_lock_runs,
+    tether,
+    wait_for,
+)
 from tests.e2e.test_events import sse
-from tests.fixtures_postgres import PostgresDatabase
+from tests.fixtures_brokers import free_port
+from tests.fixtures_postgres import PASSWORD, PASSWORD_ROLE, PostgresDatabase
 
 TAKEOVER_S = 20.0
 """How long a standby may take to lead once the leader died: the grace, the check interval, reconnecting."""
@@ -158,3 +171,59 @@ def test_three_replicas_lose_a_leader_mid_dispatch_and_another_mid_ingest_and_ea
         assert len(ran) == FLEET
         assert set(ran.values()) == {1}
         assert all(latency != float("inf") for _, latency in probe.checks), "a read on the survivor failed"
+
+
+def test_the_shipped_replica_unit_runs_replicas_that_share_the_work(
+    tmp_path: Path, postgres_database: PostgresDatabase, mosquitto_url: str
+) -> None:
+    """Two instances of systemd/tether-replica@.service's ExecStart, with its environment file's settings and its
+    credentials where systemd puts them (%d): no password in argv, one leads, both serve."""
+    directives = unit_directives("tether-replica@.service")
+    loaded = tmp_path / "credentials"
+    loaded.mkdir()
+    server = postgres_database.server
+    (loaded / "pgpass").write_text(f"127.0.0.1:{server.port}:{postgres_database.name}:{PASSWORD_ROLE}:{PASSWORD}\n")
+    (loaded / "pgpass").chmod(0o600)
+    (loaded / "broker.password").write_text("unused by an anonymous broker\n")
+    url = postgres_database.password_url.replace(f":{PASSWORD}@", "@")
+    env = {**os.environ, "TETHER_DB": url, "TETHER_BROKER": mosquitto_url, "TETHER_STATE_DIR": str(tmp_path / "state")}
+    for assignment in directives["Environment"]:
+        name, _, value = assignment.partition("=")
+        if name == "PGPASSFILE":
+            env[name] = value.replace("%d", str(loaded))
+    assert {credential.partition(":")[0] for credential in directives["LoadCredential"]} == {
+        "pgpass",
+        "broker.password",
+    }
+    [exec_start] = directives["ExecStart"]
+    key = ""
+    replicas = []
+    try:
+        for n in range(2):
+            port = free_port()
+            command = (
+                exec_start.replace("/opt/tether/bin/", f"{BIN}/")
+                .replace("${TETHER_BROKER}", mosquitto_url)
+                .replace("%d", str(loaded))
+                .replace("%i", str(port))
+            )
+            assert PASSWORD not in command
+            if not key:
+                key = tether(
+                    "keys", "create", "--name", "ops", "--role", "admin", "--db", postgres_database.password_url
+                )
+            replicas.append(
+                Controller.adopt(Process(shlex.split(command), tmp_path / f"unit-{n}.log", env), port, key.strip())
+            )
+        agent = Agent(tmp_path, mosquitto_url, "unit-device")
+        try:
+            for replica in replicas:
+                replica.wait_online("unit-device")
+                assert_lock_runs(replica, agent)
+        finally:
+            agent.stop()
+        logs = [replica.process.output() for replica in replicas]
+        assert sum("leading:" in log for log in logs) == 1, logs
+    finally:
+        for replica in replicas:
+            replica.stop()
