@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from controller.signing_keys import SigningKeys
-from tests.e2e.attacks.test_shipped_defaults import UNITS, unit_directives
+from tests.e2e.attacks.test_shipped_defaults import unit_directives
 from tests.e2e.harness import (
     BIN,
     Agent,
