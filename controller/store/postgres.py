@@ -24,8 +24,9 @@ SCHEMES = ("postgresql", "postgres")
 
 CONNECT_TIMEOUT_S = 10
 """How long opening one connection may take before the server counts as unreachable."""
-POOL_WAIT_S = 30.0
-"""How long a store waits for a connection from the pool (while the server is down, for the pool's reconnection)."""
+POOL_WAIT_S = 5.0
+"""How long a store waits for a connection from the pool while the server is down (the pool reconnects meanwhile):
+the controller's own loop reads through a store, and must not stall long while PostgreSQL restarts."""
 
 
 class Row(tuple[Any, ...]):
