@@ -7,12 +7,18 @@ time to register the devices, from POST to every command acknowledged by the bro
 statuses/s, the controller's CPU seconds and peak RSS, the ratio Tether/floor, and (for the largest N) the latency
 of POST and GET /v0/operations/{id}/ while the operation runs.
 
+With `--store postgresql` the controller runs on a private PostgreSQL (initdb on a free port, durable: fsync on),
+and with `--replicas N` as N replicas of it on Mosquitto; it then also prints each replica's CPU seconds, and the
+controllers' CPU seconds per 1,000 devices, which says how many cores a fleet needs.
+
     python -m bench.fleet                          # 1,000, 10,000 and 100,000 on Mosquitto; amqtt up to 2,000
     python -m bench.fleet --sizes 1000,10000 --brokers mosquitto
+    python -m bench.fleet --sizes 10000,100000 --brokers mosquitto --store postgresql --replicas 2
 """
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import tempfile
 import threading
@@ -32,6 +38,7 @@ from shared.topics import Topics
 from shared.transport import BrokerUrl
 from tests.e2e.harness import Controller, Simulator, wait_for
 from tests.fixtures_brokers import broker_in_thread, free_port
+from tests.fixtures_postgres import PostgresServer, postgres_bindir, server_account
 
 SAMPLE_INTERVAL_S = 0.1
 """Often enough for percentiles over a run of seconds, rarely enough not to be the load itself."""
@@ -43,6 +50,10 @@ AMQTT_MAX_DEVICES = 2000
 class Run:
     broker: str
     devices: int
+    store: str = "sqlite"
+    replicas: int = 1
+    replica_cpu_s: list[float] = field(default_factory=list)
+    """Each replica's CPU seconds while the operation ran, the leader's first."""
     register_s: float = 0.0
     floor_acked_s: float = 0.0
     floor_done_s: float = 0.0
@@ -140,13 +151,44 @@ class Sampler(threading.Thread):
         return {"Authorization": f"Bearer {self._controller.key}"}
 
 
-def measure(kind: str, devices: int, latency: bool) -> Run:
+@contextmanager
+def database(store: str, work: Path) -> Iterator[str | None]:
+    """None: a SQLite file beside the controller; otherwise the URL of a database on a private, durable PostgreSQL."""
+    if store == "sqlite":
+        yield None
+        return
+    server = PostgresServer(postgres_bindir(), Path(tempfile.mkdtemp(prefix="tether-pg-bench-")), server_account())
+    server.initialise(durable=True)
+    try:
+        yield server.create_database().url
+    finally:
+        server.stop("fast")
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+def start_replicas(work: Path, url: str, database_url: str | None, count: int) -> list[Controller]:
+    """The controller, or `count` replicas of it sharing the database, signing keys and API key."""
+    if database_url is None:
+        return [Controller(work, broker_url=url)]
+    replicas: list[Controller] = []
+    for n in range(count):
+        (work / f"replica-{n}").mkdir()
+        key = replicas[0].key if replicas else None
+        replicas.append(
+            Controller(work / f"replica-{n}", url, database=database_url, state_dir=work / "state", key=key)
+        )
+    # The leader first: it says so once it has waited out its grace (controller/leadership.py).
+    wait_for("a replica to lead", lambda: any("leading:" in c.process.output() for c in replicas), timeout=60)
+    return sorted(replicas, key=lambda c: "leading:" not in c.process.output())
+
+
+def measure(kind: str, devices: int, latency: bool, store: str = "sqlite", replicas: int = 1) -> Run:
     """On Mosquitto the floor runs before the controller starts, so nothing else loads the broker; the embedded
     amqtt broker lives in the controller, so there the floor runs beside an idle controller."""
-    run = Run(kind, devices)
+    run = Run(kind, devices, store, replicas)
     device_ids = [f"sim-{n:06d}" for n in range(devices)]
     simulate = ("--latency-ms", "0", "--tag", "bench")
-    with tempfile.TemporaryDirectory() as tmp, broker(kind, Path(tmp)) as url:
+    with tempfile.TemporaryDirectory() as tmp, broker(kind, Path(tmp)) as url, database(store, Path(tmp)) as db_url:
         work = Path(tmp)
         if url is not None:
             fleet = Simulator(work, url, devices, *simulate)
@@ -155,10 +197,12 @@ def measure(kind: str, devices: int, latency: bool) -> Run:
             floor = asyncio.run(run_floor(BrokerUrl.parse(url), device_ids, Topics()))
             run.floor_cpu_s = meter.stop()
             started = time.perf_counter()
-            controller = Controller(work, broker_url=url)
+            controllers = start_replicas(work, url, db_url, replicas)
+            controller = controllers[0]
         else:
             started = time.perf_counter()
             controller = Controller(work)
+            controllers = [controller]
             fleet = Simulator(work, controller.broker_url, devices, *simulate)
         try:
             wait_for(
@@ -174,21 +218,36 @@ def measure(kind: str, devices: int, latency: bool) -> Run:
                 floor = asyncio.run(run_floor(BrokerUrl.parse(controller.broker_url), device_ids, Topics()))
                 run.floor_cpu_s = meter.stop()
             run.floor_acked_s, run.floor_done_s = floor.commands_acked_s, floor.done_s
-            tether(controller, run, latency, CpuMeter(neighbours(fleet)))
+            tether(controllers, run, latency, CpuMeter(neighbours(fleet) | postgres_processes(db_url)))
             fleet.stop()
         finally:
-            controller.stop()
+            for each in controllers:
+                each.stop()
     return run
 
 
-def tether(controller: Controller, run: Run, latency: bool, others: CpuMeter) -> None:
+def postgres_processes(url: str | None) -> dict[str, psutil.Process]:
+    """The PostgreSQL server's processes, as one entry per backend, when the store is PostgreSQL."""
+    if url is None:
+        return {}
+    return {
+        f"postgres {process.pid}": process
+        for process in psutil.process_iter(["name"])
+        if process.info["name"] == "postgres"
+    }
+
+
+def tether(controllers: list[Controller], run: Run, latency: bool, others: CpuMeter) -> None:
+    """`controllers[0]` leads; with several, the operation is created on another replica, as a load balancer may."""
+    controller = controllers[0]
     process = psutil.Process(controller.process.popen.pid)
+    replicas = [psutil.Process(each.process.popen.pid) for each in controllers]
     time.sleep(1)
     run.baseline_rss_mb = process.memory_info().rss / 2**20
-    cpu_before = sum(process.cpu_times()[:2])
+    cpu_before = [_cpu(each) for each in replicas]
     others.start()
     started = time.perf_counter()
-    operation = controller.create({"operation_type": "LOCK", "operation_device_query": {"tags": "bench"}})
+    operation = controllers[-1].create({"operation_type": "LOCK", "operation_device_query": {"tags": "bench"}})
     sampler = Sampler(controller, operation["id"], run, latency)
     sampler.start()
     dispatched = None
@@ -202,8 +261,13 @@ def tether(controller: Controller, run: Run, latency: bool, others: CpuMeter) ->
     run.completed_s = time.perf_counter() - started
     sampler.stop.set()
     sampler.join()
-    run.cpu_s = sum(process.cpu_times()[:2]) - cpu_before
-    run.tether_cpu_s = others.stop()
+    run.replica_cpu_s = [_cpu(each) - before for each, before in zip(replicas, cpu_before, strict=True)]
+    run.cpu_s = sum(run.replica_cpu_s)
+    stopped = others.stop()
+    postgres = sum(cpu for name, cpu in stopped.items() if name.startswith("postgres "))
+    run.tether_cpu_s = {name: cpu for name, cpu in stopped.items() if not name.startswith("postgres ")}
+    if postgres:
+        run.tether_cpu_s["postgresql"] = postgres
     for child in process.children():  # the signing worker, started with the operation's first batch
         run.tether_cpu_s["signing worker"] = _cpu(child)
     run.dispatched_s = dispatched or run.completed_s
@@ -220,7 +284,7 @@ def percentile(values: list[float], share: float) -> float:
 def report(run: Run) -> str:
     statuses = 3 * run.devices
     parts = [
-        f"{run.broker:9} N={run.devices:>7,}  register {run.register_s:6.2f} s",
+        f"{run.broker:9} {run.store} x{run.replicas} N={run.devices:>7,}  register {run.register_s:6.2f} s",
         f"floor: acked {run.floor_acked_s:6.2f} s, done {run.floor_done_s:6.2f} s",
         f"tether: dispatched {run.dispatched_s:6.2f} s, COMPLETED {run.completed_s:6.2f} s",
         f"{run.devices / run.dispatched_s:8,.0f} commands/s, {statuses / run.completed_s:8,.0f} statuses/s",
@@ -229,6 +293,12 @@ def report(run: Run) -> str:
         f" -> {run.after_rss_mb:.0f} MB",
     ]
     lines = [" | ".join(parts)]
+    if run.replicas > 1:
+        lines.append(
+            f"{'':9} CPU per replica: "
+            + ", ".join(f"{cpu:.1f} s" for cpu in run.replica_cpu_s)
+            + f" (leader first); {1000 * run.cpu_s / run.devices:.2f} controller CPU-s per 1,000 devices"
+        )
     for phase, cpu in (("floor", run.floor_cpu_s), ("tether", run.tether_cpu_s)):
         lines.append(f"{'':9} CPU during the {phase}: " + ", ".join(f"{name} {s:.1f} s" for name, s in cpu.items()))
     if run.get_ms:
@@ -244,7 +314,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000", help="Comma-separated device counts.")
     parser.add_argument("--brokers", default="mosquitto,amqtt", help="mosquitto, amqtt or both.")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--replicas", type=int, default=1, help="Controllers sharing the work (postgresql only).")
     args = parser.parse_args()
+    if args.replicas > 1 and (args.store != "postgresql" or args.brokers != "mosquitto"):
+        parser.error("--replicas needs --store postgresql --brokers mosquitto: replicas share a database and a broker")
     sizes = [int(size) for size in args.sizes.split(",")]
     for kind in args.brokers.split(","):
         for devices in sizes:
@@ -253,7 +327,11 @@ def main() -> None:
                     f"{kind:9} N={devices:>7,}  skipped: over the embedded broker's safe size ({AMQTT_MAX_DEVICES:,})"
                 )
                 continue
-            print(report(measure(kind, devices, latency=devices == max(sizes))), flush=True)
+            if kind == "amqtt" and args.store == "postgresql":
+                print(f"{kind:9} N={devices:>7,}  skipped: the bench runs PostgreSQL with Mosquitto")
+                continue
+            run = measure(kind, devices, devices == max(sizes), args.store, args.replicas)
+            print(report(run), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """`--db` for every `tether` command that uses the database, and `tether db status|upgrade` for its schema."""
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
+from click.core import ParameterSource
 
 from controller.errors import StartupError, StorageUnavailable
 from controller.store import Store
@@ -16,6 +19,8 @@ from controller.store.database import Database, is_url
 from controller.store.migrations import LATEST, SchemaStatus, status, upgrade
 from controller.store.space import unopenable
 from shared.command_line import directories_or_missing
+
+log = logging.getLogger(__name__)
 
 
 def default_state_dir() -> Path:
@@ -42,10 +47,18 @@ class DatabaseChoice:
         return None if is_url(self.target) else Path(self.target)
 
 
+DB_PASSWORD_WARNING = (
+    "the database password in --db is visible to every local user in ps: put it in PGPASSWORD or a ~/.pgpass file "
+    "(PGPASSFILE), or give the whole URL in TETHER_DB"
+)
+
+
 def _database(ctx: click.Context, param: click.Parameter, value: str) -> DatabaseChoice:
     if is_url(value):
         if not value.startswith(("postgresql://", "postgres://")):
             raise click.BadParameter("is a URL of no database Tether knows: give a file or a postgresql:// URL")
+        if ctx.get_parameter_source("db") is ParameterSource.COMMANDLINE and urlsplit(value).password is not None:
+            log.warning(DB_PASSWORD_WARNING)
         return DatabaseChoice(value, Path(os.environ.get("TETHER_STATE_DIR") or default_state_dir()))
     path = directories_or_missing(ctx, param, Path(value))
     assert path is not None

@@ -28,10 +28,12 @@ from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError, StorageUnavailable
 from controller.events import OperationEvents
 from controller.ingest import Ingest
+from controller.leadership import Alone, Leadership, PostgresLeadership
+from controller.leading import Lead, Term
 from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
 from controller.scheduler import Scheduler
-from controller.serve_lock import ServeLock
+from controller.serve_lock import PostgresServeLock, ServeLock, Serving
 from controller.signing_keys import SigningKeys
 from controller.signing_worker import SigningFailed, SigningWorker
 from controller.store import Store
@@ -161,21 +163,36 @@ def _open_database(location: Path | str) -> tuple[Database, Store, list[StoreThr
     return database, store, api, writes, resolving
 
 
+def _replicas(settings: ServeSettings) -> bool:
+    """Whether other `tether serve` may share this one's database: on PostgreSQL with an external broker. The
+    embedded broker is this process's alone, so the devices of a second controller with one would never reach it."""
+    return settings.db.sqlite_file is None and settings.external_broker is not None
+
+
+def _serve_lock(settings: ServeSettings) -> Serving:
+    if settings.db.sqlite_file is not None:
+        return ServeLock.acquire(settings.db.sqlite_file)
+    return PostgresServeLock.acquire(settings.db.target, replica=_replicas(settings))
+
+
+def _leadership(settings: ServeSettings) -> Leadership:
+    return PostgresLeadership(settings.db.target) if _replicas(settings) else Alone()
+
+
 async def serve(settings: ServeSettings) -> None:
     http_socket = bind_http(settings.http_listen)
     topics = Topics(settings.topic_prefix)
     try:
         if settings.external_broker is None:  # before the database: a failed start leaves no file behind
             await ensure_port_free(settings.mqtt_listen)
-        serving = ServeLock.acquire(settings.db.sqlite_file) if settings.db.sqlite_file is not None else None
+        serving = _serve_lock(settings)
     except StartupError:
         http_socket.close()
         raise
     try:
         database, store, api, writes, resolving = _open_database(settings.db.target)
     except StartupError:
-        if serving is not None:
-            serving.release()
+        serving.release()
         http_socket.close()
         raise
     stop = asyncio.Event()
@@ -210,8 +227,7 @@ async def serve(settings: ServeSettings) -> None:
             thread.close()
         store.close()
         database.close()
-        if serving is not None:
-            serving.release()
+        serving.release()
 
 
 def _subscribed(supervisor: Supervisor, dispatcher: Dispatcher, managed: MosquittoBroker | None) -> None:
@@ -234,44 +250,50 @@ async def _run(
 ) -> None:
     """Everything but the REST API runs on this loop with the first store, handing its batched writes to the store
     thread; the API runs on its own thread and loop, its SQL on the store threads `api`, and has operations resolved
-    on the last thread. `managed` is the embedded Mosquitto, if that is the broker."""
+    on the last thread. The broker link, ingest, dispatch and supervision run while this process leads (always, but
+    for replicas: controller/leadership.py). `managed` is the embedded Mosquitto, if that is the broker."""
     store, api, writes, resolving = stores
-    ingest: Ingest
-    supervisor: Supervisor
-    link = MqttLink(
-        broker_url,
-        identifier=settings.client_id,
-        subscriptions=[
-            topics.fleet_filter(kind) for kind in (TopicKind.STATUS, TopicKind.ANNOUNCE, TopicKind.PRESENCE)
-        ],
-        on_message=lambda message: ingest.on_message(message),
-        on_subscribed=lambda: _subscribed(supervisor, dispatcher, managed),
-        tls=settings.broker_tls,
-        failover=settings.broker_failover,
-    )
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
     signer = SigningKeys.in_state_dir(settings.db.state_dir).signer()
     log.info("signing commands with key %s (tether keys public prints it)", signer.key_id)
     metrics = Metrics()
-    metrics.watch(lambda: link.connected)
     signing = SigningWorker(signer)
-    dispatcher = Dispatcher(store, writes, link, topics, artifacts, signing, metrics)
-    ingest = Ingest(writes, topics, dispatcher, link, metrics)
     loop = asyncio.get_running_loop()
-    scheduler = Scheduler(resolving, on_main_loop(loop, dispatcher.wake))
-    await scheduler.recover()
-    supervisor = Supervisor(store, link, topics, dispatcher, signer)
-    events = OperationEvents(store, topics, lambda messages: link.publish(messages, retain=False))
+
+    def new_term() -> Term:
+        ingest: Ingest
+        supervisor: Supervisor
+        link = MqttLink(
+            broker_url,
+            identifier=settings.client_id,
+            subscriptions=[
+                topics.fleet_filter(kind) for kind in (TopicKind.STATUS, TopicKind.ANNOUNCE, TopicKind.PRESENCE)
+            ],
+            on_message=lambda message: ingest.on_message(message),
+            on_subscribed=lambda: _subscribed(supervisor, dispatcher, managed),
+            tls=settings.broker_tls,
+            failover=settings.broker_failover,
+        )
+        dispatcher = Dispatcher(store, writes, link, topics, artifacts, signing, metrics)
+        ingest = Ingest(writes, topics, dispatcher, link, metrics)
+        supervisor = Supervisor(store, link, topics, dispatcher, signer)
+        return Term(link, dispatcher, ingest, supervisor)
+
+    leadership = _leadership(settings)
+    scheduler = Scheduler(resolving, on_main_loop(loop, lambda: lead.wake_dispatcher()))
+    lead = Lead(leadership, new_term, scheduler.recover)
+    metrics.watch(lead.broker_connected)
+    events = OperationEvents(store, topics, lead.publish)
     app = create_app(
         ApiServices(
             database=ApiDatabase(readers=api[:READERS], writer=api[READERS]),
             space=store.space,
             scheduler=scheduler,
-            wake_supervisor=on_main_loop(loop, supervisor.wake),
+            wake_supervisor=on_main_loop(loop, lead.wake_supervisor),
             artifact_dir=settings.db.state_dir / "artifacts",
             events=events,
             metrics=metrics,
-            broker_connected=lambda: link.connected,
+            broker_connected=lead.broker_connected,
             max_artifact_bytes=settings.max_artifact_bytes,
             max_body_bytes=settings.max_body_bytes,
             public_url=settings.device_facing_url,
@@ -300,7 +322,7 @@ async def _run(
         except SigningFailed as err:
             raise StartupError(str(err)) from err
         async with asyncio.TaskGroup() as group:
-            for job in (link.run(), dispatcher.run(), ingest.run(), supervisor.run(), events.run()):
+            for job in (lead.run(), events.run()):
                 group.create_task(job)
             web = group.create_task(serve_in_thread(server, http_socket))
             group.create_task(ping_watchdog())
@@ -314,4 +336,5 @@ async def _run(
     except* _Stopped:
         pass
     finally:
+        await leadership.close()
         await signing.close()

@@ -85,8 +85,9 @@ class PostgresServer:
         if done.returncode != 0:
             raise RuntimeError(f"{argv[0]} exited {done.returncode}:\n{self.log.read_text()[-4000:]}")
 
-    def initialise(self) -> None:
-        """initdb, then settings for tests: loopback only, a socket of its own, no flushes, a password role."""
+    def initialise(self, *, durable: bool = False) -> None:
+        """initdb, then settings for tests: loopback only, a socket of its own, no flushes (unless `durable`, as a
+        benchmark wants the server as production runs it), a password role."""
         self.log.touch()
         if self._account is not None:  # the server writes to both, and its tools' output joins its own log
             for path in (self.root, self.log):
@@ -100,8 +101,8 @@ class PostgresServer:
             # killed or immediately stopped server, whose WAL is already with the OS (synchronous_commit stays on, so
             # "a restart loses nothing" is still really tested). Skipping the flushes makes CREATE DATABASE and
             # every commit several times faster.
-            "fsync": "off",
-            "full_page_writes": "off",
+            "fsync": "on" if durable else "off",
+            "full_page_writes": "on" if durable else "off",
             # Several controller replicas, each with a pool, share one server in later tests.
             "max_connections": "200",
         }

@@ -24,8 +24,9 @@ SCHEMES = ("postgresql", "postgres")
 
 CONNECT_TIMEOUT_S = 10
 """How long opening one connection may take before the server counts as unreachable."""
-POOL_WAIT_S = 30.0
-"""How long a store waits for a connection from the pool (while the server is down, for the pool's reconnection)."""
+POOL_WAIT_S = 5.0
+"""How long a store waits for a connection from the pool while the server is down (the pool reconnects meanwhile):
+the controller's own loop reads through a store, and must not stall long while PostgreSQL restarts."""
 
 
 class Row(tuple[Any, ...]):
@@ -96,20 +97,18 @@ class PostgresPool:
         )
 
     def open(self) -> None:
-        """Open the pool and wait for its first connection; StorageUnavailable in one line if there is none."""
-        try:
-            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-        except PoolTimeout:
-            self._pool.close()
-            raise StorageUnavailable(unreachable(self.url, self._first_error())) from None
-
-    def _first_error(self) -> BaseException:
-        """Why a connection cannot be made now, asked directly: the pool only logs it."""
+        """Open the pool and wait for its first connection; StorageUnavailable in one line if the server cannot be
+        reached or refuses the login. Asked once directly first: the pool would only log why, and retry until its
+        timeout."""
         try:
             psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S).close()
         except psycopg.Error as err:
-            return err
-        return TimeoutError("no connection within the time allowed")
+            raise StorageUnavailable(unreachable(self.url, err)) from None
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout as err:
+            self._pool.close()
+            raise StorageUnavailable(unreachable(self.url, err)) from None
 
     def close(self) -> None:
         self._pool.close()

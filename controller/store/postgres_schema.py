@@ -83,4 +83,4 @@ def baseline() -> list[str]:
 
 def _trigger_statements() -> list[str]:
     # The functions' bodies hold semicolons: split on the statements' own ends, after `$$;` and the triggers'.
-    return [part.strip() + ";" for part in re.split(r"(?<=\$\$;)|(?<=\(\);)", COUNT_TRIGGERS) if part.strip()]
+    return [part.strip() for part in re.split(r"(?<=\$\$;)|(?<=\(\);)", COUNT_TRIGGERS) if part.strip()]

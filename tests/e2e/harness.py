@@ -71,13 +71,28 @@ class Controller:
     The database (and what the controller keeps beside it) is in `work` unless `data_dir` names another directory;
     the log stays in `work`."""
 
-    def __init__(self, work: Path, broker_url: str | None = None, *extra: str, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        broker_url: str | None = None,
+        *extra: str,
+        data_dir: Path | None = None,
+        database: str | None = None,
+        state_dir: Path | None = None,
+        key: str | None = None,
+    ) -> None:
+        """`database`: a postgresql:// URL instead of the SQLite file; what is kept beside it then goes in
+        `state_dir` (replicas share one: their signing keys), else in `work`. `key`: an API key made already (by
+        another replica), instead of a new one."""
         self.work = work
         self.db = (data_dir or work) / "tether.db"
+        self.database = database or str(self.db)
+        self.state_dir = state_dir or work / "state"
+        env = {**os.environ, "TETHER_STATE_DIR": str(self.state_dir)} if database else None
         self.http_port = free_port()
         self.mqtt_port = free_port()
         self.broker_url = broker_url or f"mqtt://127.0.0.1:{self.mqtt_port}"
-        self.key = tether("keys", "create", "--name", "ops", "--role", "admin", "--db", str(self.db)).strip()
+        self.key = key or tether("keys", "create", "--name", "ops", "--role", "admin", "--db", self.database).strip()
         argv = [
             str(BIN / "tether"),
             "serve",
@@ -86,14 +101,14 @@ class Controller:
             "--mqtt-listen",
             f"127.0.0.1:{self.mqtt_port}",
             "--db",
-            str(self.db),
+            self.database,
         ]
         if broker_url:
             argv += ["--broker", broker_url]
         elif "--embedded-broker" not in extra:
             argv += ["--embedded-broker", "amqtt"]  # not the default where mosquitto is installed
         argv += extra
-        self.process = Process(argv, work / "controller.log")
+        self.process = Process(argv, work / "controller.log", env)
         self.http = httpx.Client(
             base_url=f"http://127.0.0.1:{self.http_port}",
             headers={"Authorization": f"Bearer {self.key}"},
