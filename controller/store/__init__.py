@@ -106,7 +106,7 @@ class Store:
             finally:
                 self._writer = None
                 committed, self._on_commit = self._on_commit, []
-        if self._changes() != changes:
+        if changes is None or self._changes() != changes:
             self.space.stored()
         for call in committed:
             call()
