@@ -8,9 +8,12 @@ import httpx
 import pytest
 
 from controller.api.deps import DEFAULT_MAX_BODY_BYTES as MAX_BODY
+from controller.store import Store
+from controller.store.database import Database
 from controller.store.dialect import Engine
 from controller.store.space import REFUSED
 from tests.controller.api_harness import Api
+from tests.fixtures_postgres import PostgresDatabase
 
 FUTURE = "2030-06-01T02:00:00+05:30"
 WINDOW = {"start_datetime": FUTURE, "end_datetime": "2030-06-08T03:30:00+05:30"}
@@ -495,3 +498,25 @@ def test_a_device_whose_window_never_opens_fails_at_once(api: Api) -> None:
     assert device["finished_at"] == device["created_at"]
     counts = content["operation_stats"]["device_operation_statuses_count"]
     assert (counts["resolved_device_count"], counts["dispatch_failed_count"]) == (1, 1)
+
+
+def test_readyz_answers_503_naming_postgresql_while_it_is_down_and_200_once_it_is_back(
+    postgres_database: PostgresDatabase, tmp_path: Path
+) -> None:
+    database = Database(postgres_database.url)
+    store = Store(database)
+    try:
+        api = Api(store, tmp_path / "artifacts")
+        assert api.request("GET", "/readyz", key=None).json() == {"status": "ok"}
+        postgres_database.server.stop("immediate")
+        try:
+            down = api.request("GET", "/readyz", key=None)
+        finally:
+            postgres_database.server.start()
+        assert down.status_code == 503
+        assert down.json()["status"].startswith(f"database: PostgreSQL at {postgres_database.url} is unavailable: ")
+        assert "\n" not in down.json()["status"]
+        assert api.request("GET", "/readyz", key=None).json() == {"status": "ok"}
+    finally:
+        store.close()
+        database.close()
