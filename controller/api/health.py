@@ -6,6 +6,7 @@ other read does (Prometheus sends it with `authorization: {credentials: ...}`).
 
 import sqlite3
 
+import psycopg
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from controller.api.auth import Reader
 from controller.api.contract import errors
 from controller.api.deps import services
+from controller.errors import StorageUnavailable
 
 router = APIRouter()
 
@@ -45,7 +47,7 @@ async def readyz(request: Request) -> Response:
     found = services(request)
     try:
         await found.database.read(lambda store: store.conn.execute("SELECT 1").fetchone())
-    except sqlite3.Error as err:
+    except (sqlite3.Error, psycopg.Error, StorageUnavailable) as err:
         return JSONResponse(Health(status=f"database: {err}").model_dump(), status_code=503)
     if (problem := found.space.problem()) is not None:
         return JSONResponse(Health(status=f"database: {problem}").model_dump(), status_code=503)

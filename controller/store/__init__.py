@@ -24,7 +24,8 @@ from controller.store.connection import Connection, Row
 from controller.store.control import OperationControl
 from controller.store.database import Database
 from controller.store.devicecontrol import DeviceControlView
-from controller.store.one_step import fetch_rows, packed, unpacked
+from controller.store.dialect import Dialect
+from controller.store.one_step import fetch_rows, packed
 from controller.store.records import (
     SYSTEM_ACTOR,
     ActivityEntry,
@@ -71,6 +72,7 @@ class Store:
         self.control = OperationControl(self)
         self.cancellations = CancellationLedger(self)
         self.devicecontrol = DeviceControlView(self)
+        self._operation_read = _operation_read(self.dialect)
 
     def close(self) -> None:
         self.conn.close()
@@ -104,7 +106,7 @@ class Store:
             finally:
                 self._writer = None
                 committed, self._on_commit = self._on_commit, []
-        if self._changes() != changes:
+        if changes is None or self._changes() != changes:
             self.space.stored()
         for call in committed:
             call()
@@ -194,8 +196,9 @@ class Store:
 
         Returns the devices already known whose time zone the batch changed, in device id order."""
         now = now_iso()
-        rows = [
-            (
+        # One row a device, its latest: PostgreSQL's upsert refuses to change a row twice in one statement.
+        rows = {
+            a.device_id: (
                 a.device_id,
                 a.platform,
                 a.agent_version,
@@ -206,24 +209,26 @@ class Store:
                 _json(a.groups),
             )
             for a in announcements
-        ]
+        }
+        dialect = self.dialect
         with self.transaction() as conn:
             zones = dict(
                 conn.execute(
-                    "SELECT device_id, time_zone FROM devices WHERE device_id IN (SELECT value FROM json_each(?))",
-                    (packed([a.device_id for a in announcements]),),
+                    f"SELECT device_id, time_zone FROM devices WHERE device_id IN ({dialect.values('?')})",
+                    (packed(list(rows)),),
                 ).fetchall()
             )
-            # `WHERE true` tells SQLite the ON CONFLICT is the upsert's, not a join's; rows apply in order.
+            # `WHERE true` tells SQLite the ON CONFLICT is the upsert's, not a join's.
             conn.execute(
                 f"""INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
                                          groups_, first_seen, last_seen)
-                    SELECT {unpacked(*_ANNOUNCED_COLUMNS)}, ?1, ?1 FROM json_each(?2) WHERE true
+                    SELECT {dialect.members(enumerate(_ANNOUNCED_COLUMNS))}, ?1, ?1 FROM {dialect.rows("?2")}
+                    WHERE true
                     ON CONFLICT (device_id) DO UPDATE SET platform = excluded.platform,
                         agent_version = excluded.agent_version, time_zone = excluded.time_zone,
                         inventory = excluded.inventory, capabilities = excluded.capabilities, tags = excluded.tags,
                         groups_ = excluded.groups_, last_seen = excluded.last_seen""",
-                (now, packed(rows)),
+                (now, packed(list(rows.values()))),
             )
         latest = {a.device_id: a.time_zone for a in announcements}
         return sorted(
@@ -236,14 +241,17 @@ class Store:
     def record_presences(self, presences: Sequence[tuple[str, PresenceState]]) -> None:
         """(device id, state) pairs in order, in one transaction; a device heard of only this way is registered."""
         now = now_iso()
-        rows = [(device_id, int(state is PresenceState.ONLINE)) for device_id, state in presences]
+        # One row a device, its latest: PostgreSQL's upsert refuses to change a row twice in one statement.
+        latest = {device_id: int(state is PresenceState.ONLINE) for device_id, state in presences}
+        dialect = self.dialect
         with self.transaction() as conn:
             conn.execute(
                 f"""INSERT INTO devices (device_id, online, first_seen, last_seen, presence_changed_at)
-                    SELECT {unpacked("device_id", "online")}, ?1, ?1, ?1 FROM json_each(?2) WHERE true
+                    SELECT {dialect.members([(0, "device_id"), (1, "online")])}, ?1, ?1, ?1
+                    FROM {dialect.rows("?2")} WHERE true
                     ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,
                         presence_changed_at = excluded.presence_changed_at""",
-                (now, packed(rows)),
+                (now, packed(list(latest.items()))),
             )
 
     def get_device(self, device_id: str) -> DeviceRecord:
@@ -270,14 +278,16 @@ class Store:
         """
         wanted = [(name, QUERY_COLUMNS[name]) for name in sorted(set(fields) & set(QUERY_COLUMNS))]
         columns = "".join(f", {column}" for _, (column, _) in wanted)
-        named = "" if device_ids is None else "AND device_id IN (SELECT value FROM json_each(?2))"
+        named = "" if device_ids is None else f"AND device_id IN ({self.dialect.values('?2')})"
         ids = () if device_ids is None else (packed(sorted(device_ids)),)
+        documents = self.dialect.array_of_arrays(f"device_id, time_zone{columns}", order="device_id")
         after = ""
         while True:
             rows = fetch_rows(
                 self.conn,
-                f"""SELECT json_group_array(json_array(device_id, time_zone{columns})) FROM (
-                        SELECT * FROM devices WHERE device_id > ?1 {named} ORDER BY device_id LIMIT {QUERY_PAGE})""",
+                f"""SELECT {documents} FROM (
+                        SELECT * FROM devices WHERE device_id > ?1 {named} ORDER BY device_id LIMIT {QUERY_PAGE})
+                    AS page""",
                 (after, *ids),
             )
             for row in rows:
@@ -292,9 +302,9 @@ class Store:
         capabilities (SQLite reads the announcements' JSON: in Python it cost ~10 µs a device per dispatch)."""
         rows = fetch_rows(
             self.conn,
-            """SELECT json_group_array(json_array(device_id, platform)) FROM devices
-               WHERE platform IS NOT NULL AND device_id IN (SELECT value FROM json_each(?1))
-                   AND NOT EXISTS (SELECT 1 FROM json_each(devices.capabilities) WHERE value = ?2)""",
+            f"""SELECT {self.dialect.array_of_arrays("device_id, platform")} FROM devices
+               WHERE platform IS NOT NULL AND device_id IN ({self.dialect.values("?1")})
+                   AND NOT {self.dialect.json_array_has("devices.capabilities", "?2")}""",
             (packed(list(device_ids)), operation_type),
         )
         return {device_id: platform for device_id, platform in rows}
@@ -453,7 +463,7 @@ class Store:
         ]
 
     def get_operation(self, operation_id: str) -> OperationRecord:
-        row = self.conn.execute(f"{_OPERATION_READ} WHERE o.id = ?", (operation_id,)).fetchone()
+        row = self.conn.execute(f"{self._operation_read} WHERE o.id = ?", (operation_id,)).fetchone()
         if row is None:
             raise NotFound(f"no operation with id {operation_id!r}")
         return self._operation(row)
@@ -476,14 +486,14 @@ class Store:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         total = self.conn.execute(f"SELECT count(*) FROM operations {where}", params).fetchone()[0]
         rows = self.conn.execute(
-            f"{_OPERATION_READ} {where} ORDER BY o.seq DESC LIMIT ? OFFSET ?", [*params, limit, offset]
+            f"{self._operation_read} {where} ORDER BY o.seq DESC LIMIT ? OFFSET ?", [*params, limit, offset]
         ).fetchall()
         return Page([self._operation(row) for row in rows], total)
 
     def operations_in_states(self, states: Sequence[OperationState]) -> dict[str, tuple[OperationState, str | None]]:
         """id -> (state, reason) of every operation in one of `states`, oldest first."""
         rows = self.conn.execute(
-            "SELECT id, state, reason FROM operations WHERE state IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            f"SELECT id, state, reason FROM operations WHERE state IN ({self.dialect.values('?')}) ORDER BY seq",
             (_json([str(s) for s in states]),),
         )
         return {row["id"]: (OperationState(row["state"]), row["reason"]) for row in rows}
@@ -494,11 +504,15 @@ class Store:
         states = {str(state): 0 for state in OperationState}
         states |= dict(self.conn.execute("SELECT state, count(*) FROM operations GROUP BY state").fetchall())
         unfinished = self.conn.execute(
-            """SELECT coalesce(sum(c.waiting), 0), coalesce(sum(c.pending), 0), coalesce(sum(c.executing), 0)
+            # Cast: PostgreSQL sums integers as numeric (Decimal in Python).
+            """SELECT CAST(coalesce(sum(c.waiting), 0) AS BIGINT), CAST(coalesce(sum(c.pending), 0) AS BIGINT),
+                      CAST(coalesce(sum(c.executing), 0) AS BIGINT)
                FROM operations AS o JOIN operation_counts AS c ON c.operation_id = o.id
                WHERE o.state NOT IN ('COMPLETED', 'FAILED')"""
         ).fetchone()
-        devices, online = self.conn.execute("SELECT count(*), coalesce(sum(online), 0) FROM devices").fetchone()
+        devices, online = self.conn.execute(
+            "SELECT count(*), CAST(coalesce(sum(online), 0) AS BIGINT) FROM devices"
+        ).fetchone()
         return FleetSnapshot(
             operations_by_state=states,
             unfinished_commands=dict(zip(("waiting", "pending", "executing"), unfinished, strict=True)),
@@ -513,13 +527,13 @@ class Store:
         """The device counts of several operations, kept up to date by the schema's triggers; one without devices
         is left out."""
         rows = self.conn.execute(
-            "SELECT * FROM operation_counts WHERE operation_id IN (SELECT value FROM json_each(?))",
+            f"SELECT * FROM operation_counts WHERE operation_id IN ({self.dialect.values('?')})",
             (_json(list(operation_ids)),),
         )
         return {row["operation_id"]: stats_from_counts(row) for row in rows}
 
     def _operation(self, row: Row) -> OperationRecord:
-        """An operation from one row of _OPERATION_READ."""
+        """An operation from one row of _operation_read."""
         operation_type = OperationType(row["operation_type"])
         arguments = _load(row["arguments"])
         return OperationRecord(
@@ -535,7 +549,7 @@ class Store:
             created_by=row["created_by"],
             updated_at=row["updated_at"],
             updated_by=row["updated_by"],
-            activity=tuple(ActivityEntry(*entry) for entry in sorted(json.loads(row["activity"]))),
+            activity=tuple(ActivityEntry(*entry) for entry in sorted(_arrays(row["activity"]))),
             stats=OperationStats() if row["resolved"] is None else stats_from_counts(row),
             timeout_s=row["timeout_s"] or default_timeout_s(operation_type, arguments),
             delivery_timeout_s=row["delivery_timeout_s"] or DEFAULT_DELIVERY_TIMEOUT_S,
@@ -561,15 +575,24 @@ def stats_from_counts(row: Row) -> OperationStats:
     )
 
 
-_OPERATION_READ = """SELECT o.*, c.resolved, c.dispatched, c.dispatch_failed, c.failed, c.success, c.waiting, c.pending,
-        c.executing,
-        (SELECT json_group_array(json_array(a.seq, a.operation_state, a.timestamp, a.message))
-         FROM operation_activity AS a WHERE a.operation_id = o.id) AS activity,
-        (SELECT min(d.not_before) FROM device_operations AS d
-         WHERE d.operation_id = o.id AND d.dispatch_state = 'waiting') AS next_opening
-    FROM operations AS o LEFT JOIN operation_counts AS c ON c.operation_id = o.id"""
-"""An operation with its counts, its activity log and its next window opening, in one statement: one snapshot,
-and one wait for the interpreter lock instead of four for a GET while ingest and dispatch keep it busy."""
+def _operation_read(dialect: Dialect) -> str:
+    """An operation with its counts, its activity log and its next window opening, in one statement: one snapshot,
+    and one wait for the interpreter lock instead of four for a GET while ingest and dispatch keep it busy."""
+    activity = dialect.array_of_arrays("a.seq, a.operation_state, a.timestamp, a.message")
+    return f"""SELECT o.*, c.resolved, c.dispatched, c.dispatch_failed, c.failed, c.success, c.waiting, c.pending,
+            c.executing,
+            (SELECT {activity} FROM operation_activity AS a WHERE a.operation_id = o.id) AS activity,
+            (SELECT min(d.not_before) FROM device_operations AS d
+             WHERE d.operation_id = o.id AND d.dispatch_state = 'waiting') AS next_opening
+        FROM operations AS o LEFT JOIN operation_counts AS c ON c.operation_id = o.id"""
+
+
+def _arrays(value: str | list[list[Any]] | None) -> list[list[Any]]:
+    """A column aggregated by Dialect.array_of_arrays: SQLite's JSON text, or the lists psycopg decoded; NULL for
+    none on PostgreSQL."""
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _same(value: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from controller.clock import now_iso
 from controller.keys import hash_key
 from controller.store.connection import Connection
-from controller.store.one_step import packed, unpacked
+from controller.store.one_step import packed
 
 if TYPE_CHECKING:
     from controller.store import Store
@@ -35,10 +35,12 @@ class ArtifactLedger:
     def issue_tokens(self, command_ids: Sequence[str]) -> dict[str, str]:
         """A fresh upload token per command; only its hash is kept."""
         tokens = {command_id: "tta_" + secrets.token_urlsafe(24) for command_id in command_ids}
+        dialect = self._store.dialect
         with self._store.transaction() as conn:
             conn.execute(
                 f"""INSERT INTO artifacts (command_id, token_hash)
-                        SELECT {unpacked("command_id", "token_hash")} FROM json_each(?) WHERE true
+                        SELECT {dialect.members([(0, "command_id"), (1, "token_hash")])} FROM {dialect.rows("?")}
+                        WHERE true
                     ON CONFLICT (command_id) DO UPDATE SET token_hash = excluded.token_hash""",
                 (packed([(command_id, hash_key(token)) for command_id, token in tokens.items()]),),
             )

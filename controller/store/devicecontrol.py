@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from controller.clock import now_iso
 from controller.errors import Conflict, NotFound, TooLarge
 from controller.store.connection import Row
+from controller.store.dialect import Dialect
 from controller.store.moves import if_may_become, may_become
 from shared.errors import IllegalTransition
 from shared.lifecycle import advance_device
@@ -63,19 +64,25 @@ class DeviceControlRow:
 
 
 _FROM = "FROM device_operations AS d JOIN operations AS o ON o.id = d.operation_id"
-_SELECT = f"""SELECT d.seq, d.device_id, d.status, d.created_at, d.operation_id, o.operation_type, o.arguments,
-                     o.fragments, o.description, d.result, d.failure_reason, d.updated_fragments,
-                     CASE json_type(v.inventory, '$.hostname')
-                         WHEN 'text' THEN json_extract(v.inventory, '$.hostname') END AS hostname
-              {_FROM} LEFT JOIN devices AS v ON v.device_id = d.device_id"""
+
+
+def _select(dialect: Dialect) -> str:
+    hostname = dialect.json_text("v.inventory", "hostname")
+    return f"""SELECT d.seq, d.device_id, d.status, d.created_at, d.operation_id, o.operation_type, o.arguments,
+                      o.fragments, o.description, d.result, d.failure_reason, d.updated_fragments,
+                      CASE {dialect.json_type("v.inventory", "hostname")} WHEN 'text' THEN {hostname} END AS hostname
+               {_FROM} LEFT JOIN devices AS v ON v.device_id = d.device_id"""
 
 
 class DeviceControlView:
     def __init__(self, store: "Store") -> None:
         self._store = store
+        self._select = _select(store.dialect)
 
     def get(self, operation_id: str) -> DeviceControlRow:
-        row = self._store.conn.execute(f"{_SELECT} WHERE d.seq = ? AND NOT d.hidden", (_seq(operation_id),)).fetchone()
+        row = self._store.conn.execute(
+            f"{self._select} WHERE d.seq = ? AND d.hidden = 0", (_seq(operation_id),)
+        ).fetchone()
         if row is None:
             raise NotFound(f"no operation with id {operation_id!r}")
         return _row(row)
@@ -91,7 +98,7 @@ class DeviceControlView:
         Returns the /v0 operation it belongs to.
         """
         row = self._store.conn.execute(
-            "SELECT command_id, device_id, status, operation_id FROM device_operations WHERE seq = ? AND NOT hidden",
+            "SELECT command_id, device_id, status, operation_id FROM device_operations WHERE seq = ? AND hidden = 0",
             (_seq(operation_id),),
         ).fetchone()
         if row is None:
@@ -134,7 +141,7 @@ class DeviceControlView:
         seq = _seq(operation_id)
         with self._store.transaction() as conn:
             row = conn.execute(
-                "SELECT updated_fragments FROM device_operations WHERE seq = ? AND NOT hidden", (seq,)
+                "SELECT updated_fragments FROM device_operations WHERE seq = ? AND hidden = 0", (seq,)
             ).fetchone()
             if row is None:
                 raise NotFound(f"no operation with id {operation_id!r}")
@@ -156,8 +163,10 @@ class DeviceControlView:
 
         Returns the /v0 operations they belong to.
         """
-        selected, params = _selected(filters, page)
+        dialect = self._store.dialect
+        selected, params = _selected(filters, page, dialect)
         now = now_iso()
+        marked = dialect.typed_values("?3", "seq")
         with self._store.transaction() as conn:
             rows = conn.execute(f"SELECT d.seq, d.operation_id {_FROM} {selected}", params).fetchall()
             marks = json.dumps([row["seq"] for row in rows])
@@ -167,17 +176,18 @@ class DeviceControlView:
                        status = {if_may_become(DeviceStatus.FAILED, "'FAILED'", "status")},
                        failure_reason = {if_may_become(DeviceStatus.FAILED, "?1", "failure_reason")},
                        finished_at = {if_may_become(DeviceStatus.FAILED, "?2", "finished_at")}
-                   WHERE seq IN (SELECT value FROM json_each(?3)) AND dispatch_state = 'waiting'""",
+                   WHERE seq IN ({marked}) AND dispatch_state = 'waiting'""",
                 (reason, now, marks),
             )
             conn.execute(
-                f"""UPDATE device_operations SET status = 'FAILED', failure_reason = ?, cancel_reason = ?,
-                       finished_at = ?, updated_at = ?
-                   WHERE seq IN (SELECT value FROM json_each(?)) AND {may_become(DeviceStatus.FAILED)}""",
-                (reason, reason, now, now, marks),
+                f"""UPDATE device_operations SET status = 'FAILED', failure_reason = ?1, cancel_reason = ?1,
+                       finished_at = ?2, updated_at = ?2
+                   WHERE seq IN ({marked}) AND {may_become(DeviceStatus.FAILED)}""",
+                (reason, now, marks),
             )
             conn.execute(
-                "UPDATE device_operations SET hidden = 1 WHERE seq IN (SELECT value FROM json_each(?))", (marks,)
+                f"UPDATE device_operations SET hidden = 1 WHERE seq IN ({dialect.typed_values('?', 'seq')})",
+                (marks,),
             )
         return {row["operation_id"] for row in rows}
 
@@ -185,11 +195,11 @@ class DeviceControlView:
         self, filters: DeviceControlFilters, page: Page, *, with_total: bool
     ) -> tuple[list[DeviceControlRow], int | None]:
         """One page in creation order (newest first with `revert`), and the total if asked for."""
-        selected, params = _selected(filters, page)
-        rows = self._store.conn.execute(f"{_SELECT} {selected}", params)
+        selected, params = _selected(filters, page, self._store.dialect)
+        rows = self._store.conn.execute(f"{self._select} {selected}", params)
         total = None
         if with_total:
-            clauses, where_params = _where(filters)
+            clauses, where_params = _where(filters, self._store.dialect)
             total = self._store.conn.execute(f"SELECT count(*) {_FROM} WHERE {clauses}", where_params).fetchone()[0]
         return [_row(row) for row in rows], total
 
@@ -201,18 +211,21 @@ def _seq(operation_id: str) -> int:
     return int(operation_id)
 
 
-def _selected(filters: DeviceControlFilters, page: Page) -> tuple[str, list[Any]]:
+def _selected(filters: DeviceControlFilters, page: Page, dialect: Dialect) -> tuple[str, list[Any]]:
     """WHERE, ORDER BY, LIMIT and OFFSET of a page of matching rows, with their parameters, for GET and DELETE."""
-    clauses, params = _where(filters)
+    clauses, params = _where(filters, dialect)
     order = "DESC" if page.revert else "ASC"
-    # LIMIT -1 is SQLite's "no limit".
-    limit = -1 if page.limit is None else page.limit
+    # No limit: SQLite takes no OFFSET without a LIMIT, and PostgreSQL no negative LIMIT.
+    limit = _NO_LIMIT if page.limit is None else page.limit
     return f"WHERE {clauses} ORDER BY d.seq {order} LIMIT ? OFFSET ?", [*params, limit, page.offset]
 
 
-def _where(filters: DeviceControlFilters) -> tuple[str, list[Any]]:
+_NO_LIMIT = 2**63 - 1
+
+
+def _where(filters: DeviceControlFilters, dialect: Dialect) -> tuple[str, list[Any]]:
     """The conditions of the filters (visible rows only), joined with AND, and their parameters."""
-    clauses = ["NOT d.hidden"]
+    clauses = ["d.hidden = 0"]
     params: list[Any] = []
     fragment = filters.fragment_type
     for clause, values in (
@@ -220,7 +233,7 @@ def _where(filters: DeviceControlFilters) -> tuple[str, list[Any]]:
         ("d.status = ?", (None if filters.status is None else str(filters.status),)),
         # The fragment the operation runs, or one a client added with PUT.
         (
-            "(o.fragment_type = ? OR EXISTS (SELECT 1 FROM json_each(d.updated_fragments) WHERE key = ?))",
+            f"(o.fragment_type = ? OR {dialect.json_object_has('d.updated_fragments', '?')})",
             (fragment, fragment),
         ),
         ("d.created_at >= ?", (filters.date_from,)),

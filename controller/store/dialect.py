@@ -49,11 +49,13 @@ class Dialect:
         """The select list naming some members of a packed row, each (its index in the row, its name)."""
         return ", ".join(self.member(index, name) for index, name in named)
 
-    def array_of_arrays(self, columns: str) -> str:
-        """An aggregate of the rows' `columns` (an SQL list) as one JSON array of arrays; NULL or `[]` for none."""
+    def array_of_arrays(self, columns: str, order: str = "") -> str:
+        """An aggregate of the rows' `columns` (an SQL list) as one JSON array of arrays; NULL or `[]` for none.
+        `order` (an ORDER BY list) when the order matters: SQLite aggregates rows as its FROM gives them, PostgreSQL
+        needs it said."""
         if self.engine is Engine.SQLITE:
             return f"json_group_array(json_array({columns}))"
-        return f"json_agg(json_build_array({columns}))"
+        return f"json_agg(json_build_array({columns}){f' ORDER BY {order}' if order else ''})"
 
     def json_text(self, column: str, key: str) -> str:
         """Member `key` of the JSON object in a text column, as text (NULL if absent)."""
@@ -81,6 +83,18 @@ class Dialect:
             return f"strftime('%Y-%m-%dT%H:%M:%fZ', {moment}, ({seconds}) || ' seconds')"
         later = f"CAST({moment} AS timestamp) + CAST({seconds} AS double precision) * interval '1 second'"
         return f"""to_char({later}, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+    def typed_values(self, parameter: str, name: str) -> str:
+        """A subquery of the values of a packed list of values of column `name`'s type: `seq IN (...)`."""
+        if self.engine is Engine.SQLITE:
+            return f"SELECT value FROM json_each({parameter})"
+        return f"SELECT {self._cast('value', name)} FROM jsonb_array_elements_text(CAST({parameter} AS jsonb)) AS value"
+
+    def json_object_has(self, column: str, parameter: str) -> str:
+        """Whether the JSON object in a text column has the key `parameter`."""
+        if self.engine is Engine.SQLITE:
+            return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = {parameter})"
+        return f"(CAST({column} AS jsonb) -> CAST({parameter} AS text)) IS NOT NULL"
 
     def begin_writing(self) -> tuple[str, ...]:
         """The statements that open a write transaction, which waits until no other writer of the database has one:

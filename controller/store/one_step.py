@@ -7,7 +7,7 @@ way. A statement that moves all its rows in one step waits once.
 """
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from controller.store.connection import Connection
@@ -27,16 +27,6 @@ def packed(rows: Sequence[Sequence[Any]] | Sequence[Any]) -> str:
         return compact_json(rows)
     pieces = (compact_json(rows[start : start + PACK_PIECE])[1:-1] for start in range(0, len(rows), PACK_PIECE))
     return f"[{','.join(pieces)}]"
-
-
-def unpacked(*names: str) -> str:
-    """The select list naming each member of a packed row: `SELECT {unpacked("a", "b")} FROM json_each(?)`."""
-    return unpacked_at(enumerate(names))
-
-
-def unpacked_at(members: Iterable[tuple[int, str]]) -> str:
-    """The select list naming some members of a packed row, each (its index in the row, its name)."""
-    return ", ".join(f"json_extract(value, '$[{index}]') AS {name}" for index, name in members)
 
 
 def fetch_rows(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:

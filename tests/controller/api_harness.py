@@ -1,4 +1,4 @@
-"""The controller's ASGI app over a real SQLite file, driven synchronously; the `api` fixture is in conftest.py."""
+"""The controller's ASGI app over a real database, driven synchronously; the `api` fixture is in conftest.py."""
 
 import asyncio
 from collections.abc import Callable

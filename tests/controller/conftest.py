@@ -20,8 +20,9 @@ from tests.controller.api_harness import Api
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    store = Store(tmp_path / "tether.db")
+def api(database: Database, tmp_path: Path) -> Iterator[Api]:
+    """The REST API on a store of its own over the test's `database` (each engine)."""
+    store = Store(database)
     yield Api(store, tmp_path / "artifacts")
     store.close()
 

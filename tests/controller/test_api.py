@@ -1,4 +1,4 @@
-"""The /v0 API over ASGI with a real SQLite file: validation, auth, the 201 shape, listing and paging."""
+"""The /v0 API over ASGI with a real database (each engine): validation, auth, the 201 shape, listing and paging."""
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -8,8 +8,12 @@ import httpx
 import pytest
 
 from controller.api.deps import DEFAULT_MAX_BODY_BYTES as MAX_BODY
+from controller.store import Store
+from controller.store.database import Database
+from controller.store.dialect import Engine
 from controller.store.space import REFUSED
 from tests.controller.api_harness import Api
+from tests.fixtures_postgres import PostgresDatabase
 
 FUTURE = "2030-06-01T02:00:00+05:30"
 WINDOW = {"start_datetime": FUTURE, "end_datetime": "2030-06-08T03:30:00+05:30"}
@@ -346,10 +350,32 @@ def test_an_artifact_upload_that_finds_no_room_answers_507_keeps_nothing_and_its
     assert api.request("PUT", path, key=token, content=b"log lines").status_code == 201
 
 
+def no_room_for_operations(api: Api) -> None:
+    """Storing an operation fails as on a full disk: SQLite's own SQLITE_FULL (no page more); on PostgreSQL, whose
+    disk is not the test's to fill, the error a full disk raises (disk_full), raised by a trigger."""
+    if api.store.dialect.engine is Engine.SQLITE:
+        pages = api.store.conn.execute("PRAGMA page_count").fetchone()[0]
+        api.store.conn.execute(f"PRAGMA max_page_count = {pages}")
+        return
+    api.store.conn.execute(
+        """CREATE FUNCTION no_room() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$"""
+    )
+    api.store.conn.execute(
+        "CREATE TRIGGER no_room BEFORE INSERT ON operations FOR EACH STATEMENT EXECUTE FUNCTION no_room()"
+    )
+
+
+def room_again(api: Api) -> None:
+    if api.store.dialect.engine is Engine.SQLITE:
+        api.store.conn.execute("PRAGMA max_page_count = 1073741823")
+    else:
+        api.store.conn.execute("DROP TRIGGER no_room ON operations")
+
+
 def test_creating_an_operation_with_no_room_answers_507_and_stores_nothing_on_both_apis(api: Api) -> None:
     api.announce("d1")
-    pages = api.store.conn.execute("PRAGMA page_count").fetchone()[0]
-    api.store.conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL: no page more
+    no_room_for_operations(api)
     script = {"script": "x" * 100_000}
     v0 = create(api, operation_type="RUN_SHELL_SCRIPT", arguments=script)
     devicecontrol = api.request(
@@ -360,7 +386,7 @@ def test_creating_an_operation_with_no_room_answers_507_and_stores_nothing_on_bo
         assert refused.json() == {"message": REFUSED, "errors": []}
     assert api.store.list_operations(limit=1, offset=0).total == 0
     assert api.request("GET", "/readyz", key=None).status_code == 503
-    api.store.conn.execute("PRAGMA max_page_count = 1073741823")
+    room_again(api)
     assert create(api, operation_type="RUN_SHELL_SCRIPT", arguments=script).status_code == 201
     assert api.request("GET", "/readyz", key=None).json() == {"status": "ok"}
 
@@ -472,3 +498,25 @@ def test_a_device_whose_window_never_opens_fails_at_once(api: Api) -> None:
     assert device["finished_at"] == device["created_at"]
     counts = content["operation_stats"]["device_operation_statuses_count"]
     assert (counts["resolved_device_count"], counts["dispatch_failed_count"]) == (1, 1)
+
+
+def test_readyz_answers_503_naming_postgresql_while_it_is_down_and_200_once_it_is_back(
+    postgres_database: PostgresDatabase, tmp_path: Path
+) -> None:
+    database = Database(postgres_database.url)
+    store = Store(database)
+    try:
+        api = Api(store, tmp_path / "artifacts")
+        assert api.request("GET", "/readyz", key=None).json() == {"status": "ok"}
+        postgres_database.server.stop("immediate")
+        try:
+            down = api.request("GET", "/readyz", key=None)
+        finally:
+            postgres_database.server.start()
+        assert down.status_code == 503
+        assert down.json()["status"].startswith(f"database: PostgreSQL at {postgres_database.url} is unavailable: ")
+        assert "\n" not in down.json()["status"]
+        assert api.request("GET", "/readyz", key=None).json() == {"status": "ok"}
+    finally:
+        store.close()
+        database.close()

@@ -1,9 +1,8 @@
-"""controller/api/database.py over real store threads and a real SQLite file: which connection does what."""
+"""controller/api/database.py over real store threads and a real database (each engine): which connection does what."""
 
 import asyncio
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,13 +13,11 @@ from controller.store_thread import StoreThread
 
 
 @pytest.fixture
-def threads(tmp_path: Path) -> Iterator[list[StoreThread]]:
-    database = Database(tmp_path / "tether.db")
+def threads(database: Database) -> Iterator[list[StoreThread]]:
     opened = [StoreThread(database) for _ in range(3)]
     yield opened
     for thread in opened:
         thread.close()
-    database.close()
 
 
 def connection_of(store: Store) -> int:

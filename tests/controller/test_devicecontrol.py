@@ -1,4 +1,4 @@
-"""/devicecontrol/operations over ASGI with a real SQLite file: the Cumulocity shapes, paging, roles and auth."""
+"""/devicecontrol/operations over ASGI on a real database, each engine: the Cumulocity shapes, paging, roles, auth."""
 
 import base64
 from typing import Any

@@ -1,11 +1,11 @@
-"""Operation events read off a real SQLite store: every activity entry once and in order, counts only on change."""
+"""Operation events read off a real store, on each engine: every activity entry once and in order, counts only
+on change."""
 
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -19,13 +19,6 @@ from shared.events import OperationEvent, OperationEventKind
 from shared.operations import DeviceStatus, OperationState, PresenceState
 from shared.topics import Topics
 from tests.controller.test_control import FUTURE, commands, operation, report
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(tmp_path / "tether.db")
-    yield opened
-    opened.close()
 
 
 class Published:
@@ -174,10 +167,10 @@ def test_a_stream_that_falls_too_far_behind_is_dropped_and_gets_no_more(store: S
     asyncio.run(scenario())
 
 
-def test_events_see_writes_made_through_another_connection(store: Store, tmp_path: Path) -> None:
+def test_events_see_writes_made_through_another_connection(store: Store) -> None:
     events = OperationEvents(store, Topics(), publish=None)
     tick(events)
-    api_store = Store(tmp_path / "tether.db")  # the REST API's connection
+    api_store = Store(store.database)  # the REST API's connection
     try:
         created = operation(api_store, ["a"])
     finally:

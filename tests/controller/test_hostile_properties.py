@@ -4,8 +4,6 @@ HTTP, nothing crashes, each refusal is a log line or a 4xx, and operations still
 import json
 import logging
 import random
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,13 +108,6 @@ def test_any_sequence_of_statuses_keeps_the_counts_and_never_leaves_an_operation
     store.commands.apply_statuses(finals)
     finish_if_done(store, operation_id)
     assert store.get_operation(operation_id).state is OperationState.COMPLETED
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    store = Store(tmp_path / "api.db")
-    yield Api(store, tmp_path / "artifacts")
-    store.close()
 
 
 @HOSTILE
