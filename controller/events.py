@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from controller.counts import device_counts, statistics
+from controller.errors import StorageUnavailable
 from controller.fastmqtt.client import ConnectionLost
 from controller.store import Store
 from controller.store.records import ActivityEntry, OperationStats
@@ -140,7 +141,9 @@ class OperationEvents:
         while True:
             await asyncio.sleep(pause)
             started = time.perf_counter()
-            await self.tick()
+            # A database that cannot be read is logged where it failed; the streams resume from here once it is back.
+            with contextlib.suppress(StorageUnavailable):
+                await self.tick()
             # Counting a large operation's devices takes a while (~50 ms for 100,000): keep to a tenth of the loop.
             pause = max(TICK_S, (time.perf_counter() - started) * MAX_BUSY_RATIO)
 

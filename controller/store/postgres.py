@@ -84,6 +84,9 @@ class PostgresPool:
 
     def __init__(self, url: str, size: int) -> None:
         self.url = url
+        self._state_lock = threading.Lock()
+        self._down: str | None = None
+        """Why the server could not be used, while it cannot."""
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -118,9 +121,27 @@ class PostgresPool:
 
     def take(self) -> "psycopg.Connection[Row]":
         try:
-            return self._pool.getconn(timeout=POOL_WAIT_S)
+            conn = self._pool.getconn(timeout=POOL_WAIT_S)
         except PoolTimeout as err:
-            raise StorageUnavailable(unreachable(self.url, err)) from err
+            raise self.unavailable(err) from err
+        self._available()
+        return conn
+
+    def unavailable(self, err: BaseException) -> StorageUnavailable:
+        """Record that the server cannot be used (logged once until it can again); the error to raise."""
+        line = unreachable(self.url, err)
+        with self._state_lock:
+            first, self._down = self._down is None, line
+        if first:
+            log.error("%s; what cannot be stored waits (statuses on the broker) and is retried", line)
+        return StorageUnavailable(line)
+
+    def _available(self) -> None:
+        if self._down is not None:
+            with self._state_lock:
+                was_down, self._down = self._down is not None, None
+            if was_down:
+                log.info("PostgreSQL at %s is reachable again", redacted(self.url))
 
     def give_back(self, conn: "psycopg.Connection[Row]") -> None:
         self._pool.putconn(conn)  # a broken connection is discarded, and replaced when one is next wanted
@@ -188,5 +209,5 @@ class PostgresConnection:
             if self._conn is not None and (self._conn.broken or self._conn.closed):
                 conn, self._conn = self._conn, None
                 self._pool.give_back(conn)
-                raise StorageUnavailable(unreachable(self._pool.url, err)) from err
+                raise self._pool.unavailable(err) from err
             raise
