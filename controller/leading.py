@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.dispatcher import Dispatcher
+from controller.errors import StorageUnavailable
 from controller.ingest import Ingest
 from controller.leadership import Leadership
 from controller.mqtt_link import MqttLink
 from controller.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+
+RETRY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,7 @@ class Lead:
                 async with asyncio.TaskGroup() as group:
                     for job in term.jobs():
                         group.create_task(job)
-                    group.create_task(_awaited(self._on_term()))
+                    group.create_task(_until_done(self._on_term))
                     await self._leadership.lost(term)
                     raise _LostLead
             except* _LostLead:
@@ -98,5 +101,12 @@ class Lead:
         task.add_done_callback(self._wakes.discard)
 
 
-async def _awaited(work: Awaitable[None]) -> None:
-    await work
+async def _until_done(work: Callable[[], Awaitable[None]]) -> None:
+    """`work` again every RETRY_S while the database cannot be used (its failure is logged where it happened)."""
+    while True:
+        try:
+            await work()
+        except StorageUnavailable:
+            await asyncio.sleep(RETRY_S)
+        else:
+            return

@@ -29,6 +29,10 @@ POOL_WAIT_S = 5.0
 the controller's own loop reads through a store, and must not stall long while PostgreSQL restarts."""
 
 
+_REPEATABLE = ("SELECT", "BEGIN")
+"""Statements that change nothing if they run twice: only these are repeated on a fresh connection."""
+
+
 class Row(tuple[Any, ...]):
     """A row read by position or by column name, as Row is; one subclass per list of column names."""
 
@@ -83,6 +87,9 @@ class PostgresPool:
     """The process's connections to one PostgreSQL database, reconnected by the pool when the server comes back."""
 
     def __init__(self, url: str, size: int) -> None:
+        # The pool logs every failed attempt to reconnect, over several lines; this module logs an outage once.
+        if logging.getLogger("psycopg.pool").level == logging.NOTSET:
+            logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         self.url = url
         self._state_lock = threading.Lock()
         self._down: str | None = None
@@ -179,7 +186,15 @@ class PostgresConnection:
 
     def execute(self, sql: str, parameters: Parameters = (), /) -> Cursor:
         statement, values = psycopg_statement(sql, parameters)
+        repeatable = not self.in_transaction and statement.lstrip().startswith(_REPEATABLE)
         with self._unavailable_raised():
+            try:
+                return self._connection().execute(statement, values)
+            except psycopg.OperationalError:
+                if not (repeatable and self._dropped()):
+                    raise
+            # The connection held since before the server restarted was dead: a read, or the BEGIN of a
+            # transaction, is tried once more on a fresh one rather than failing what is otherwise back.
             return self._connection().execute(statement, values)
 
     def executemany(self, sql: str, parameters: Any, /) -> Cursor:
@@ -201,13 +216,19 @@ class PostgresConnection:
                 conn.rollback()
             self._pool.give_back(conn)
 
+    def _dropped(self) -> bool:
+        """Give a connection that has died back to the pool (which discards it); whether it had."""
+        if self._conn is None or not (self._conn.broken or self._conn.closed):
+            return False
+        conn, self._conn = self._conn, None
+        self._pool.give_back(conn)
+        return True
+
     @contextmanager
     def _unavailable_raised(self) -> Iterator[None]:
         try:
             yield
         except psycopg.OperationalError as err:
-            if self._conn is not None and (self._conn.broken or self._conn.closed):
-                conn, self._conn = self._conn, None
-                self._pool.give_back(conn)
+            if self._conn is None or self._dropped():
                 raise self._pool.unavailable(err) from err
             raise
