@@ -235,7 +235,7 @@ def create_key(name: str, role: str, time_zone: str | None, db: DatabaseChoice) 
 
     store = open_store(db)
     try:
-        _, plaintext = store.create_key(name, role, time_zone)
+        _, plaintext = store.keys.create(name, role, time_zone)
     finally:
         store.close()
     click.echo(plaintext)

@@ -38,10 +38,10 @@ async def authenticated(
     database = services(request).database
     if credentials is not None:
         plaintext = credentials.credentials
-        key = await database.read(lambda store: store.find_key(plaintext))
+        key = await database.read(lambda store: store.keys.find(plaintext))
     elif basic_credentials is not None:
         password = basic_credentials.password
-        key = await database.read(lambda store: store.find_key(password))
+        key = await database.read(lambda store: store.keys.find(password))
         if key is not None and not _names(key.name, basic_credentials.username):
             key = None
     else:

@@ -3,20 +3,17 @@ PostgreSQL database (controller/store/database.py)."""
 
 import contextvars
 import json
-import secrets
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from controller.clock import now_iso
-from controller.errors import Conflict, NotFound
+from controller.errors import NotFound
 from controller.fragments import fragment_type_of
 from controller.ids import time_ordered_id
-from controller.keys import hash_key
 from controller.store.artifacts import ArtifactLedger
 from controller.store.cancellations import CancellationLedger
 from controller.store.commands import CommandLedger
@@ -25,11 +22,11 @@ from controller.store.control import OperationControl
 from controller.store.database import Database
 from controller.store.devicecontrol import DeviceControlView
 from controller.store.dialect import Dialect
+from controller.store.keys import KeyLedger
 from controller.store.one_step import fetch_rows, packed
 from controller.store.records import (
     SYSTEM_ACTOR,
     ActivityEntry,
-    ApiKeyRecord,
     DeviceRecord,
     FleetSnapshot,
     LoggedActivity,
@@ -67,6 +64,7 @@ class Store:
         """The thread inside `transaction`, if any."""
         self._on_commit: list[Callable[[], object]] = []
         self.conn: Connection = self.database.connect()
+        self.keys = KeyLedger(self)
         self.commands = CommandLedger(self)
         self.artifacts = ArtifactLedger(self)
         self.control = OperationControl(self)
@@ -163,28 +161,6 @@ class Store:
             if is_full(err):
                 raise self.space.full(err) from err
             raise
-
-    # -- API keys -----------------------------------------------------------------------------------------------
-
-    def create_key(self, name: str, role: str, time_zone: str | None = None) -> tuple[ApiKeyRecord, str]:
-        """Store a new key and return it with its plaintext, which is shown once and never stored."""
-        plaintext = "tth_" + secrets.token_urlsafe(32)
-        record = ApiKeyRecord(id=str(uuid.uuid4()), name=name, role=role, created_at=now_iso(), time_zone=time_zone)
-        try:
-            with self.transaction() as conn:
-                conn.execute(
-                    "INSERT INTO api_keys (id, name, role, key_hash, created_at, time_zone) VALUES (?, ?, ?, ?, ?, ?)",
-                    (record.id, name, role, hash_key(plaintext), record.created_at, time_zone),
-                )
-        except self.database.integrity_errors as err:
-            raise Conflict(f"an API key named {name!r} already exists") from err
-        return record, plaintext
-
-    def find_key(self, plaintext: str) -> ApiKeyRecord | None:
-        row = self.conn.execute(
-            "SELECT id, name, role, created_at, time_zone FROM api_keys WHERE key_hash = ?", (hash_key(plaintext),)
-        ).fetchone()
-        return None if row is None else ApiKeyRecord(**dict(row))
 
     # -- devices --------------------------------------------------------------------------------------------------
 

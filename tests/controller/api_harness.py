@@ -49,8 +49,8 @@ class Api:
             public_url="http://tether",
         )
         self.app = create_app(services)
-        self.admin_key = store.create_key("ops", "admin")[1]
-        self.read_key = store.create_key("auditor", "read")[1]
+        self.admin_key = store.keys.create("ops", "admin")[1]
+        self.read_key = store.keys.create("auditor", "read")[1]
 
     def _wake(self) -> None:
         self.wakes += 1

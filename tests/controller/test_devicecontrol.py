@@ -293,7 +293,7 @@ def test_basic_auth_as_cumulocity_clients_send_it_with_a_tenant(api: Api) -> Non
 
 
 def test_a_key_name_with_a_slash_is_matched_as_it_is_or_after_a_tenant(api: Api) -> None:
-    key = api.store.create_key("team/ops", "admin")[1]
+    key = api.store.keys.create("team/ops", "admin")[1]
     api.announce("d1")
     body = {"deviceId": "d1", "c8y_Restart": {}}
     assert post(api, body, key=None, headers=basic("team/ops", key)).status_code == 201

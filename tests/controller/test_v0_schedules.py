@@ -116,7 +116,7 @@ def test_console_time_is_read_in_the_creators_zone(
     api: Api, key_zone: str | None, request_zone: str | None, used: str | None
 ) -> None:
     api.announce("d1")
-    _, key = api.store.create_key("creator", "admin", key_zone)
+    _, key = api.store.keys.create("creator", "admin", key_zone)
     args = BERLIN_WINDOW if request_zone is None else {**BERLIN_WINDOW, "time_zone": request_zone}
     response = create(api, key=key, operation_type="LOCK", schedule_type="WINDOW", schedule_args=args)
     assert response.status_code == 201, response.text
@@ -128,7 +128,7 @@ def test_console_time_is_read_in_the_creators_zone(
 
 def test_a_key_zone_is_not_put_on_a_device_time_schedule(api: Api) -> None:
     api.announce("d1")
-    _, key = api.store.create_key("creator", "admin", "Europe/Berlin")
+    _, key = api.store.keys.create("creator", "admin", "Europe/Berlin")
     args = {**BERLIN_WINDOW, "time_type": "device"}
     response = create(api, key=key, operation_type="LOCK", schedule_type="WINDOW", schedule_args=args)
     assert response.status_code == 201, response.text
@@ -180,7 +180,7 @@ def test_device_time_is_past_only_when_past_in_every_zone(api: Api) -> None:
 
 def test_a_key_zone_the_database_no_longer_has_falls_back_to_the_offset(api: Api) -> None:
     api.announce("d1")
-    _, key = api.store.create_key("creator", "admin", "Europe/Berlin")
+    _, key = api.store.keys.create("creator", "admin", "Europe/Berlin")
     api.store.conn.execute("UPDATE api_keys SET time_zone = 'Europe/Gone' WHERE name = 'creator'")
     response = create(api, key=key, operation_type="LOCK", schedule_type="WINDOW", schedule_args=BERLIN_WINDOW)
     assert response.status_code == 201, response.text

@@ -20,7 +20,7 @@ def test_the_zone_is_stored_with_the_key(tmp_path: Path, extra: list[str], zone:
     assert done.returncode == 0, done.stderr
     store = Store(tmp_path / "t.db")
     try:
-        key = store.find_key(done.stdout.strip())
+        key = store.keys.find(done.stdout.strip())
     finally:
         store.close()
     assert key is not None

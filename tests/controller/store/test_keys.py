@@ -13,11 +13,11 @@ OLD_KEYS_TABLE = """CREATE TABLE api_keys (
 
 
 def test_a_key_keeps_its_zone(store: Store) -> None:
-    record, plaintext = store.create_key("berlin-ops", "admin", "Europe/Berlin")
+    record, plaintext = store.keys.create("berlin-ops", "admin", "Europe/Berlin")
     assert record.time_zone == "Europe/Berlin"
-    assert store.find_key(plaintext) == record
-    _, other = store.create_key("anywhere", "read")
-    found = store.find_key(other)
+    assert store.keys.find(plaintext) == record
+    _, other = store.keys.create("anywhere", "read")
+    found = store.keys.find(other)
     assert found is not None
     assert found.time_zone is None
 
@@ -33,9 +33,9 @@ def test_keys_made_before_zones_existed_still_work_and_have_none(tmp_path: Path)
             "INSERT INTO api_keys VALUES ('k1', 'ops', 'admin', ?, '2026-01-01T00:00:00.000Z', NULL)",
             (hash_key("tth_old"),),
         )
-        found = store.find_key("tth_old")
+        found = store.keys.find("tth_old")
         assert found is not None
         assert (found.name, found.time_zone) == ("ops", None)
-        assert store.create_key("new", "admin", "Asia/Tokyo")[0].time_zone == "Asia/Tokyo"
+        assert store.keys.create("new", "admin", "Asia/Tokyo")[0].time_zone == "Asia/Tokyo"
     finally:
         store.close()
