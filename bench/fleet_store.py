@@ -7,7 +7,7 @@ from shared.operations import ActivityState, OperationState, OperationType, Plat
 
 def announce(store: Store, device_ids: list[str]) -> None:
     now = utc_now()
-    store.record_announcements(
+    store.devices.record_announcements(
         [
             Announcement(device_id=d, platform=Platform.LINUX, agent_version="0.1.0", announced_at=now)
             for d in device_ids

@@ -294,7 +294,7 @@ class Dispatcher:
 
     def _refuse_unsupported(self, operation_type: str, batch: list[Target]) -> list[Target]:
         """Fail at dispatch the devices that announced they cannot run `operation_type`; return the rest."""
-        unable = self._store.unable_to_run([target.device_id for target in batch], operation_type)
+        unable = self._store.devices.unable_to_run([target.device_id for target in batch], operation_type)
         refused = [
             (target.command_id, _unannounced_reason(operation_type, unable[target.device_id]))
             for target in batch

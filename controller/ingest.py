@@ -152,11 +152,11 @@ def store_received(
     """
     if announcements:
         with store.transaction():  # together: a retry after a full disk would no longer see the zones change
-            moved = store.record_announcements(announcements)
+            moved = store.devices.record_announcements(announcements)
             if moved:
                 follow_moved_devices(store, moved)  # the dispatcher's next sweep sends what now opens
     if presences:
-        store.record_presences(presences)
+        store.devices.record_presences(presences)
         online = [device_id for device_id, state in presences if state is PresenceState.ONLINE]
         store.cancellations.send_again_to(online, datetime.now(UTC))
     outcome = store.commands.apply_statuses(statuses) if statuses else IngestOutcome()

@@ -71,7 +71,7 @@ def _recover(store: Store) -> None:
 
 def _matches(store: Store, query: DeviceQuery) -> dict[str, str | None]:
     """Device id -> time zone of each device `query` selects, in device id order; only reads."""
-    candidates = store.query_documents(query.device_ids(), query.fields)
+    candidates = store.devices.query_documents(query.device_ids(), query.fields)
     return {device_id: zone for device_id, zone, document in candidates if query.matches(document)}
 
 

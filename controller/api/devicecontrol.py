@@ -113,7 +113,7 @@ async def create_devicecontrol_operation(
     body: Annotated[NewOperation, Body()], request: Request, key: Admin
 ) -> JSONResponse:
     try:
-        await services(request).database.read(lambda store: store.get_device(body.device_id))
+        await services(request).database.read(lambda store: store.devices.get(body.device_id))
     except NotFound as err:
         # Cumulocity documents 422 for a payload naming what does not exist; c8y-api raises ValueError for it.
         raise Unprocessable("deviceId", f"no device {body.device_id!r} is registered") from err

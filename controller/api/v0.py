@@ -201,7 +201,7 @@ async def list_operation_devices(
 async def list_devices(
     request: Request, _: Reader, online: bool | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> Envelope[PageOut[DeviceOut]]:
-    page = await _database(request).read(lambda store: store.list_devices(online=online, limit=limit, offset=offset))
+    page = await _database(request).read(lambda store: store.devices.page(online=online, limit=limit, offset=offset))
     next_url, previous = _links(request, limit, offset, page.total)
     results = [DeviceOut.model_validate(record) for record in page.items]
     return Envelope(content=PageOut(count=page.total, next=next_url, previous=previous, results=results))
@@ -209,5 +209,5 @@ async def list_devices(
 
 @router.get("/devices/{device_id}/", response_model=Envelope[DeviceOut], responses=errors(401, 404))
 async def get_device(device_id: str, request: Request, _: Reader) -> Envelope[DeviceOut]:
-    device = await _database(request).read(lambda store: store.get_device(device_id))
+    device = await _database(request).read(lambda store: store.devices.get(device_id))
     return Envelope(content=DeviceOut.model_validate(device))

@@ -5,7 +5,7 @@ import contextvars
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,13 @@ from controller.store.connection import Connection, Row
 from controller.store.control import OperationControl
 from controller.store.database import Database
 from controller.store.devicecontrol import DeviceControlView
+from controller.store.devices import DeviceLedger
 from controller.store.dialect import Dialect
+from controller.store.json_columns import dumped, loaded
 from controller.store.keys import KeyLedger
-from controller.store.one_step import fetch_rows, packed
 from controller.store.records import (
     SYSTEM_ACTOR,
     ActivityEntry,
-    DeviceRecord,
     FleetSnapshot,
     LoggedActivity,
     OperationRecord,
@@ -36,17 +36,8 @@ from controller.store.records import (
 )
 from controller.store.space import Space, is_full
 from shared.lifecycle import advance_operation
-from shared.messages import Announcement
-from shared.operations import ActivityState, OperationState, OperationType, PresenceState, ScheduleType
+from shared.operations import ActivityState, OperationState, OperationType, ScheduleType
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, default_timeout_s
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
-def _load(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 class Store:
@@ -65,6 +56,7 @@ class Store:
         self._on_commit: list[Callable[[], object]] = []
         self.conn: Connection = self.database.connect()
         self.keys = KeyLedger(self)
+        self.devices = DeviceLedger(self)
         self.commands = CommandLedger(self)
         self.artifacts = ArtifactLedger(self)
         self.control = OperationControl(self)
@@ -162,129 +154,6 @@ class Store:
                 raise self.space.full(err) from err
             raise
 
-    # -- devices --------------------------------------------------------------------------------------------------
-
-    def record_announcement(self, announcement: Announcement) -> None:
-        self.record_announcements([announcement])
-
-    def record_announcements(self, announcements: Sequence[Announcement]) -> list[str]:
-        """Upsert devices from their announcements, in one transaction; a later one of a device wins.
-
-        Returns the devices already known whose time zone the batch changed, in device id order."""
-        now = now_iso()
-        # One row a device, its latest: PostgreSQL's upsert refuses to change a row twice in one statement.
-        rows = {
-            a.device_id: (
-                a.device_id,
-                a.platform,
-                a.agent_version,
-                a.time_zone,
-                _json(a.inventory),
-                _json([str(c) for c in a.capabilities]),
-                _json(a.tags),
-                _json(a.groups),
-            )
-            for a in announcements
-        }
-        dialect = self.dialect
-        with self.transaction() as conn:
-            zones = dict(
-                conn.execute(
-                    f"SELECT device_id, time_zone FROM devices WHERE device_id IN ({dialect.values('?')})",
-                    (packed(list(rows)),),
-                ).fetchall()
-            )
-            # `WHERE true` tells SQLite the ON CONFLICT is the upsert's, not a join's.
-            conn.execute(
-                f"""INSERT INTO devices (device_id, platform, agent_version, time_zone, inventory, capabilities, tags,
-                                         groups_, first_seen, last_seen)
-                    SELECT {dialect.members(enumerate(_ANNOUNCED_COLUMNS))}, ?1, ?1 FROM {dialect.rows("?2")}
-                    WHERE true
-                    ON CONFLICT (device_id) DO UPDATE SET platform = excluded.platform,
-                        agent_version = excluded.agent_version, time_zone = excluded.time_zone,
-                        inventory = excluded.inventory, capabilities = excluded.capabilities, tags = excluded.tags,
-                        groups_ = excluded.groups_, last_seen = excluded.last_seen""",
-                (now, packed(list(rows.values()))),
-            )
-        latest = {a.device_id: a.time_zone for a in announcements}
-        return sorted(
-            device_id for device_id, zone in latest.items() if device_id in zones and zones[device_id] != zone
-        )
-
-    def record_presence(self, device_id: str, state: PresenceState) -> None:
-        self.record_presences([(device_id, state)])
-
-    def record_presences(self, presences: Sequence[tuple[str, PresenceState]]) -> None:
-        """(device id, state) pairs in order, in one transaction; a device heard of only this way is registered."""
-        now = now_iso()
-        # One row a device, its latest: PostgreSQL's upsert refuses to change a row twice in one statement.
-        latest = {device_id: int(state is PresenceState.ONLINE) for device_id, state in presences}
-        dialect = self.dialect
-        with self.transaction() as conn:
-            conn.execute(
-                f"""INSERT INTO devices (device_id, online, first_seen, last_seen, presence_changed_at)
-                    SELECT {dialect.members([(0, "device_id"), (1, "online")])}, ?1, ?1, ?1
-                    FROM {dialect.rows("?2")} WHERE true
-                    ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen,
-                        presence_changed_at = excluded.presence_changed_at""",
-                (now, packed(list(latest.items()))),
-            )
-
-    def get_device(self, device_id: str) -> DeviceRecord:
-        row = self.conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no device with id {device_id!r}")
-        return _device(row)
-
-    def list_devices(self, *, online: bool | None = None, limit: int, offset: int) -> Page[DeviceRecord]:
-        where, params = ("WHERE online = ?", [int(online)]) if online is not None else ("", [])
-        total = self.conn.execute(f"SELECT count(*) FROM devices {where}", params).fetchone()[0]
-        rows = self.conn.execute(
-            f"SELECT * FROM devices {where} ORDER BY device_id LIMIT ? OFFSET ?", [*params, limit, offset]
-        )
-        return Page([_device(row) for row in rows], total)
-
-    def query_documents(
-        self, device_ids: Iterable[str] | None, fields: Iterable[str]
-    ) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
-        """(device id, time zone, document) of every device, or of the named ones, for matching a device query.
-
-        The document (docs/query-language.md) holds only `fields`: decoding every device's JSON
-        columns cost a fleet of 100,000 two seconds, and a query reads one or two of them.
-        """
-        wanted = [(name, QUERY_COLUMNS[name]) for name in sorted(set(fields) & set(QUERY_COLUMNS))]
-        columns = "".join(f", {column}" for _, (column, _) in wanted)
-        named = "" if device_ids is None else f"AND device_id IN ({self.dialect.values('?2')})"
-        ids = () if device_ids is None else (packed(sorted(device_ids)),)
-        documents = self.dialect.array_of_arrays(f"device_id, time_zone{columns}", order="device_id")
-        after = ""
-        while True:
-            rows = fetch_rows(
-                self.conn,
-                f"""SELECT {documents} FROM (
-                        SELECT * FROM devices WHERE device_id > ?1 {named} ORDER BY device_id LIMIT {QUERY_PAGE})
-                    AS page""",
-                (after, *ids),
-            )
-            for row in rows:
-                document = {name: convert(row[index]) for index, (name, (_, convert)) in enumerate(wanted, start=2)}
-                yield row[0], row[1], document
-            if len(rows) < QUERY_PAGE:
-                return
-            after = rows[-1][0]
-
-    def unable_to_run(self, device_ids: Sequence[str], operation_type: str) -> dict[str, str]:
-        """The platform of each named device that has announced itself without `operation_type` among its
-        capabilities (SQLite reads the announcements' JSON: in Python it cost ~10 µs a device per dispatch)."""
-        rows = fetch_rows(
-            self.conn,
-            f"""SELECT {self.dialect.array_of_arrays("device_id, platform")} FROM devices
-               WHERE platform IS NOT NULL AND device_id IN ({self.dialect.values("?1")})
-                   AND NOT {self.dialect.json_array_has("devices.capabilities", "?2")}""",
-            (packed(list(device_ids)), operation_type),
-        )
-        return {device_id: platform for device_id, platform in rows}
-
     # -- operations -----------------------------------------------------------------------------------------------
 
     def create_operation(
@@ -316,17 +185,17 @@ class Store:
                     operation_type,
                     OperationState.CREATED,
                     schedule_type,
-                    _json(schedule_args),
-                    _json(device_query),
-                    _json(arguments),
+                    dumped(schedule_args),
+                    dumped(device_query),
+                    dumped(arguments),
                     now,
                     created_by,
                     now,
                     created_by,
                     timeout_s,
                     delivery_timeout_s,
-                    _json(rollout),
-                    _json(fragments),
+                    dumped(rollout),
+                    dumped(fragments),
                     description,
                     next(iter(fragments)) if fragments else fragment_type_of(operation_type, arguments),
                 ),
@@ -470,7 +339,7 @@ class Store:
         """id -> (state, reason) of every operation in one of `states`, oldest first."""
         rows = self.conn.execute(
             f"SELECT id, state, reason FROM operations WHERE state IN ({self.dialect.values('?')}) ORDER BY seq",
-            (_json([str(s) for s in states]),),
+            (dumped([str(s) for s in states]),),
         )
         return {row["id"]: (OperationState(row["state"]), row["reason"]) for row in rows}
 
@@ -504,21 +373,21 @@ class Store:
         is left out."""
         rows = self.conn.execute(
             f"SELECT * FROM operation_counts WHERE operation_id IN ({self.dialect.values('?')})",
-            (_json(list(operation_ids)),),
+            (dumped(list(operation_ids)),),
         )
         return {row["operation_id"]: stats_from_counts(row) for row in rows}
 
     def _operation(self, row: Row) -> OperationRecord:
         """An operation from one row of _operation_read."""
         operation_type = OperationType(row["operation_type"])
-        arguments = _load(row["arguments"])
+        arguments = loaded(row["arguments"])
         return OperationRecord(
             id=row["id"],
             operation_type=operation_type,
             state=OperationState(row["state"]),
             schedule_type=ScheduleType(row["schedule_type"]),
-            schedule_args=_load(row["schedule_args"]),
-            device_query=_load(row["device_query"]),
+            schedule_args=loaded(row["schedule_args"]),
+            device_query=loaded(row["device_query"]),
             arguments=arguments,
             reason=row["reason"],
             created_at=row["created_at"],
@@ -529,7 +398,7 @@ class Store:
             stats=OperationStats() if row["resolved"] is None else stats_from_counts(row),
             timeout_s=row["timeout_s"] or default_timeout_s(operation_type, arguments),
             delivery_timeout_s=row["delivery_timeout_s"] or DEFAULT_DELIVERY_TIMEOUT_S,
-            rollout=_load(row["rollout"]),
+            rollout=loaded(row["rollout"]),
             stop_reason=row["stop_reason"],
             dispatch_started_at=row["dispatch_started_at"],
             next_dispatch_at=row["next_opening"],
@@ -569,54 +438,3 @@ def _arrays(value: str | list[list[Any]] | None) -> list[list[Any]]:
     if value is None:
         return []
     return json.loads(value) if isinstance(value, str) else value
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-QUERY_PAGE = 10_000
-"""Devices read per step when matching a query: one step for the page, not one per row (controller/store/one_step)."""
-
-_ANNOUNCED_COLUMNS = (
-    "device_id",
-    "platform",
-    "agent_version",
-    "time_zone",
-    "inventory",
-    "capabilities",
-    "tags",
-    "groups_",
-)
-"""The columns `record_announcements` reads from each announcement, in the order it builds them; first_seen and
-last_seen are the moment, a parameter: `json_extract` parses the whole row once per member read."""
-
-QUERY_COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "device_id": ("device_id", _same),
-    "platform": ("platform", _same),
-    "online": ("online", bool),
-    "agent_version": ("agent_version", _same),
-    "time_zone": ("time_zone", _same),
-    "tags": ("tags", _load),
-    "groups": ("groups_", _load),
-    "capabilities": ("capabilities", _load),
-    "inventory": ("inventory", _load),
-}
-"""Each field of a device's query document, with its column and how a value is read from it."""
-
-
-def _device(row: Row) -> DeviceRecord:
-    return DeviceRecord(
-        device_id=row["device_id"],
-        platform=row["platform"],
-        agent_version=row["agent_version"],
-        online=bool(row["online"]),
-        time_zone=row["time_zone"],
-        inventory=_load(row["inventory"]),
-        capabilities=_load(row["capabilities"]),
-        tags=_load(row["tags"]),
-        groups=_load(row["groups_"]),
-        first_seen=row["first_seen"],
-        last_seen=row["last_seen"],
-        presence_changed_at=row["presence_changed_at"],
-    )

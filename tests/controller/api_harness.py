@@ -68,7 +68,7 @@ class Api:
         return asyncio.run(send())
 
     def announce(self, device_id: str, **fields: Any) -> None:
-        self.store.record_announcement(
+        self.store.devices.record_announcement(
             Announcement(
                 device_id=device_id,
                 platform=Platform.LINUX,

@@ -27,7 +27,7 @@ FUTURE = Deadline(to_iso(datetime.now(UTC) + timedelta(hours=1)), "timed out: no
 
 def operation(store: Store, devices: list[str], timeout_s: int = 600) -> str:
     for device_id in devices:
-        store.record_announcement(
+        store.devices.record_announcement(
             Announcement(device_id=device_id, platform=Platform.LINUX, agent_version="0.1.0", announced_at=utc_now())
         )
     operation_id = store.create_operation(

@@ -135,7 +135,7 @@ def test_counts_follow_statements_that_change_rows_of_several_operations_at_once
 
 
 def test_query_documents_hold_only_the_fields_asked_for_in_their_json_types(store: Store) -> None:
-    store.record_announcement(
+    store.devices.record_announcement(
         Announcement(
             device_id="k1",
             platform=Platform.LINUX,
@@ -147,10 +147,10 @@ def test_query_documents_hold_only_the_fields_asked_for_in_their_json_types(stor
             announced_at=utc_now(),
         )
     )
-    store.record_presence("k2", PresenceState.ONLINE)  # known only by its presence: no announcement yet
+    store.devices.record_presence("k2", PresenceState.ONLINE)  # known only by its presence: no announcement yet
 
-    every = list(store.query_documents(None, ["tags", "online", "inventory", "groups", "no-such-field"]))
-    named = list(store.query_documents(["k2", "unknown"], ["device_id"]))
+    every = list(store.devices.query_documents(None, ["tags", "online", "inventory", "groups", "no-such-field"]))
+    named = list(store.devices.query_documents(["k2", "unknown"], ["device_id"]))
 
     assert every == [
         (
@@ -164,11 +164,11 @@ def test_query_documents_hold_only_the_fields_asked_for_in_their_json_types(stor
 
 
 def test_query_documents_page_through_the_fleet_in_order(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("controller.store.QUERY_PAGE", 3)
-    store.record_presences([(f"d{n:02d}", PresenceState.ONLINE) for n in range(10)])
+    monkeypatch.setattr("controller.store.devices.QUERY_PAGE", 3)
+    store.devices.record_presences([(f"d{n:02d}", PresenceState.ONLINE) for n in range(10)])
 
-    every = [device_id for device_id, _, _ in store.query_documents(None, ["online"])]
-    named = [device_id for device_id, _, _ in store.query_documents(["d09", "d01", "d05", "d04", "zz"], [])]
+    every = [device_id for device_id, _, _ in store.devices.query_documents(None, ["online"])]
+    named = [device_id for device_id, _, _ in store.devices.query_documents(["d09", "d01", "d05", "d04", "zz"], [])]
 
     assert every == [f"d{n:02d}" for n in range(10)]
     assert named == ["d01", "d04", "d05", "d09"]
@@ -178,17 +178,19 @@ def test_a_batch_of_announcements_and_presences_applies_in_order(store: Store) -
     def announced(version: str) -> Announcement:
         return Announcement(device_id="a", platform=Platform.LINUX, agent_version=version, announced_at=utc_now())
 
-    store.record_announcements([announced("1.0"), announced("2.0")])
-    store.record_presences([("a", PresenceState.ONLINE), ("a", PresenceState.OFFLINE), ("b", PresenceState.ONLINE)])
+    store.devices.record_announcements([announced("1.0"), announced("2.0")])
+    store.devices.record_presences(
+        [("a", PresenceState.ONLINE), ("a", PresenceState.OFFLINE), ("b", PresenceState.ONLINE)]
+    )
 
-    assert store.get_device("a").agent_version == "2.0"
-    assert not store.get_device("a").online
-    assert store.get_device("b").online
+    assert store.devices.get("a").agent_version == "2.0"
+    assert not store.devices.get("a").online
+    assert store.devices.get("b").online
 
 
 def test_unable_to_run_names_the_announced_devices_without_the_capability(store: Store) -> None:
     def announce(device_id: str, platform: Platform, capabilities: list[OperationType]) -> None:
-        store.record_announcement(
+        store.devices.record_announcement(
             Announcement(
                 device_id=device_id,
                 platform=platform,
@@ -201,12 +203,12 @@ def test_unable_to_run_names_the_announced_devices_without_the_capability(store:
     announce("kiosk", Platform.LINUX, [OperationType.LOCK, OperationType.REBOOT])
     announce("phone", Platform.ANDROID, [OperationType.REBOOT])
     announce("bare", Platform.LINUX, [])
-    store.record_presence("silent", PresenceState.ONLINE)  # never announced: nothing known, so not refused
+    store.devices.record_presence("silent", PresenceState.ONLINE)  # never announced: nothing known, so not refused
 
     named = ["kiosk", "phone", "bare", "silent", "unknown"]
-    assert store.unable_to_run(named, "LOCK") == {"phone": "android", "bare": "linux"}
-    assert store.unable_to_run(named, "REBOOT") == {"bare": "linux"}
-    assert store.unable_to_run([], "LOCK") == {}
+    assert store.devices.unable_to_run(named, "LOCK") == {"phone": "android", "bare": "linux"}
+    assert store.devices.unable_to_run(named, "REBOOT") == {"bare": "linux"}
+    assert store.devices.unable_to_run([], "LOCK") == {}
 
 
 def test_a_writer_waiting_on_the_shared_lock_starts_the_moment_the_other_commits(database: Database) -> None:

@@ -78,7 +78,7 @@ def test_counts_are_sent_when_they_change_and_the_last_event_is_the_end(store: S
     assert end.reason == "1 succeeded, 1 failed of 2 device(s)"
     assert end.ended
     assert end.devices.successful == 1
-    store.record_presence("a", PresenceState.OFFLINE)
+    store.devices.record_presence("a", PresenceState.OFFLINE)
     assert tick(events) == []  # an ended operation sends nothing more
 
 

@@ -36,13 +36,13 @@ def test_reading_pauses_at_the_high_water_mark_and_resumes_once_enough_is_stored
             ingest.on_message(presence(f"d{n:02d}"))
 
         running = asyncio.create_task(ingest.run())
-        while store.list_devices(limit=1, offset=0).total < 40:  # noqa: ASYNC110 -- written on the store thread
+        while store.devices.page(limit=1, offset=0).total < 40:  # noqa: ASYNC110 -- written on the store thread
             await asyncio.sleep(0.01)
         running.cancel()
         assert not link._reading_paused
 
     asyncio.run(asyncio.wait_for(test(), 30))
-    assert [d.device_id for d in store.list_devices(online=True, limit=100, offset=0).items] == [
+    assert [d.device_id for d in store.devices.page(online=True, limit=100, offset=0).items] == [
         f"d{n:02d}" for n in range(40)
     ]
 
@@ -99,7 +99,7 @@ def test_a_batch_that_finds_the_disk_full_is_held_unacknowledged_and_stored_once
         running = asyncio.create_task(ingest.run())
         await asyncio.sleep(0.5)  # several attempts
         assert acknowledged == []
-        assert store.list_devices(limit=1, offset=0).total == 0
+        assert store.devices.page(limit=1, offset=0).total == 0
         writer.execute("PRAGMA max_page_count = 1073741823")
         while len(acknowledged) < len(messages):  # noqa: ASYNC110 -- acknowledged once stored on the store thread
             await asyncio.sleep(0.01)
@@ -107,4 +107,4 @@ def test_a_batch_that_finds_the_disk_full_is_held_unacknowledged_and_stored_once
 
     asyncio.run(asyncio.wait_for(test(), 30))
     assert acknowledged == messages
-    assert store.list_devices(limit=1000, offset=0).total == 300
+    assert store.devices.page(limit=1000, offset=0).total == 300

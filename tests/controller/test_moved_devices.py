@@ -52,7 +52,7 @@ def plan(api: Api, operation_id: str) -> dict[str, tuple[Any, ...]]:
 
 
 def test_announcements_name_the_known_devices_whose_zone_changed(api: Api) -> None:
-    record = api.store.record_announcements
+    record = api.store.devices.record_announcements
     assert record([announcement("d1", "Pacific/Honolulu"), announcement("d2", None)]) == []  # new
     assert record([announcement("d1", "Pacific/Honolulu")]) == []  # the same
     assert record([announcement("d2", "UTC"), announcement("d1", "Asia/Tokyo")]) == ["d1", "d2"]

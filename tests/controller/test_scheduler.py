@@ -23,7 +23,7 @@ from shared.operations import ActivityState, OperationState, OperationType, Plat
 def store(database: Database) -> Iterator[Store]:
     """On the test's database, which the store thread shares, as the controller's stores do."""
     opened = Store(database)
-    opened.record_announcements(
+    opened.devices.record_announcements(
         [
             Announcement(device_id=device_id, platform=Platform.LINUX, agent_version="0.1.0", announced_at=utc_now())
             for device_id in ("a", "b", "c")

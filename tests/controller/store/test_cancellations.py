@@ -101,7 +101,7 @@ def test_a_broker_that_lost_state_has_every_unconfirmed_cancellation_of_online_d
     store: Store,
 ) -> None:
     cancelled_on(store, ["a", "b", "c"])
-    store.record_presences([("a", PresenceState.ONLINE), ("b", PresenceState.ONLINE)])
+    store.devices.record_presences([("a", PresenceState.ONLINE), ("b", PresenceState.ONLINE)])
     now = datetime.now(UTC)
 
     store.cancellations.send_again_to_all(now)

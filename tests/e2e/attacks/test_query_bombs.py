@@ -34,7 +34,7 @@ def register(db: Path, count: int) -> None:
     store = Store(db)
     try:
         now = utc_now()
-        store.record_announcements(
+        store.devices.record_announcements(
             [
                 Announcement(device_id=f"dev-{n:06d}", platform=Platform.LINUX, agent_version="0.1.0", announced_at=now)
                 for n in range(count)
