@@ -17,7 +17,7 @@ def announce(store: Store, device_ids: list[str]) -> None:
 
 def dispatching_lock(store: Store, device_ids: list[str]) -> tuple[str, list[tuple[str, str]]]:
     """A LOCK operation resolved to `device_ids` and dispatching: its id, and (device id, command id) in seq order."""
-    operation_id = store.create_operation(
+    operation_id = store.operations.create(
         operation_type=OperationType.LOCK,
         schedule_type=ScheduleType.IMMEDIATE,
         schedule_args=None,
@@ -27,9 +27,9 @@ def dispatching_lock(store: Store, device_ids: list[str]) -> tuple[str, list[tup
         timeout_s=600,
         delivery_timeout_s=600,
     )
-    store.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
+    store.operations.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
     store.commands.resolve(operation_id, device_ids)
-    store.start_dispatching(operation_id)
+    store.operations.start_dispatching(operation_id)
     commands = store.conn.execute(
         "SELECT device_id, command_id FROM device_operations WHERE operation_id = ? ORDER BY seq", (operation_id,)
     ).fetchall()

@@ -13,7 +13,7 @@ def finish_if_done(store: Store, operation_id: str) -> bool:
     """
     # One transaction for the check and the move: ingest and dispatch decide this on two threads.
     with store.transaction() as conn:
-        operation = store.get_operation(operation_id)
+        operation = store.operations.get(operation_id)
         stopped_early = operation.state is OperationState.RESOLVED and operation.stop_reason is not None
         if operation.state is not OperationState.DISPATCHING and not stopped_early:
             return False
@@ -24,5 +24,7 @@ def finish_if_done(store: Store, operation_id: str) -> bool:
         )
         if done is None:
             return False
-        store.transition_in(conn, operation_id, done.state, done.activity, done.message, done.reason, SYSTEM_ACTOR)
+        store.operations.transition_in(
+            conn, operation_id, done.state, done.activity, done.message, done.reason, SYSTEM_ACTOR
+        )
     return True

@@ -128,7 +128,7 @@ class Dispatcher:
         while outstanding := self._store.commands.outstanding(BATCH_SIZE, after):
             after = outstanding[-1].target.seq
             for operation_id, group in itertools.groupby(outstanding, key=lambda command: command.operation_id):
-                operation = self._store.get_operation(operation_id)
+                operation = self._store.operations.get(operation_id)
                 commands = [c for c in group if not (c.executing and operation.operation_type in ARTIFACT_TYPES)]
                 if commands:
                     targets, deadlines = [c.target for c in commands], [c.deadline for c in commands]
@@ -139,7 +139,7 @@ class Dispatcher:
             log.info("%d outstanding command(s) published again: %s", resent, why)
 
     async def _sweep(self) -> None:
-        for operation_id in self._store.operations_in_states([OperationState.RESOLVED, OperationState.DISPATCHING]):
+        for operation_id in self._store.operations.in_states([OperationState.RESOLVED, OperationState.DISPATCHING]):
             with about(operation_id=operation_id):
                 try:
                     await self._dispatch(operation_id)
@@ -151,7 +151,7 @@ class Dispatcher:
             await self.clear(finished)
 
     async def _dispatch(self, operation_id: str) -> None:
-        operation = self._store.get_operation(operation_id)
+        operation = self._store.operations.get(operation_id)
         if operation.stop_reason is not None:
             finish_if_done(self._store, operation_id)
             return
@@ -160,8 +160,8 @@ class Dispatcher:
             if commands.waiting(operation_id, 1) and not commands.due(operation_id, 1):
                 self._wait_for_window(operation_id)  # stays RESOLVED, showing next_dispatch_at, until one opens
                 return
-            self._store.start_dispatching(operation_id)
-            operation = self._store.get_operation(operation_id)
+            self._store.operations.start_dispatching(operation_id)
+            operation = self._store.operations.get(operation_id)
         rollout = Rollout.from_stored(operation.rollout)
         started_at = datetime.fromisoformat(operation.dispatch_started_at or now_iso())
         published, after = 0, 0
@@ -190,15 +190,15 @@ class Dispatcher:
             for batch_in_flight in in_flight:  # the connection went: those stay waiting and go out again later
                 _forget(batch_in_flight.acknowledged)
         message = f"{published} command(s) published"
-        if published and self._store.add_activity_once(operation_id, ActivityState.DISPATCHED, message):
+        if published and self._store.operations.add_activity_once(operation_id, ActivityState.DISPATCHED, message):
             log.info("operation %s: %d command(s) published", operation_id, published)
         if (
-            self._store.has_activity(operation_id, ActivityState.DISPATCHED)
-            and not self._store.has_activity(operation_id, ActivityState.PROCESSING)
+            self._store.operations.has_activity(operation_id, ActivityState.DISPATCHED)
+            and not self._store.operations.has_activity(operation_id, ActivityState.PROCESSING)
             and commands.any_reported(operation_id)  # a scan of the operation's rows: only while it can matter
         ):
             # Ingest leaves PROCESSING to follow DISPATCHED; devices that reported meanwhile may send nothing more.
-            self._store.add_activity_once(operation_id, ActivityState.PROCESSING, REPORTING)
+            self._store.operations.add_activity_once(operation_id, ActivityState.PROCESSING, REPORTING)
         self._wait_for_window(operation_id)
         finish_if_done(self._store, operation_id)
 

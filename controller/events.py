@@ -62,7 +62,7 @@ class Subscription:
 
 def snapshot(store: Store, operation_id: str) -> OperationEvent:
     """The operation as it stands, read through the caller's store; NotFound for an unknown id."""
-    operation = store.get_operation(operation_id)
+    operation = store.operations.get(operation_id)
     latest = operation.activity[-1] if operation.activity else None
     return _event(operation_id, OperationEventKind.SNAPSHOT, operation.state, operation.reason, operation.stats, latest)
 
@@ -104,7 +104,7 @@ class OperationEvents:
         self._publish = publish
         self._streams: dict[str, set[Subscription]] = {}
         self._streams_lock = threading.Lock()
-        self._activity_seq = store.last_activity_seq()
+        self._activity_seq = store.operations.last_activity_seq()
         """Events start from now: history is in the REST API."""
         self._changes: object = None
         self._sent: dict[str, OperationStats] = {}
@@ -162,11 +162,11 @@ class OperationEvents:
     def collect(self) -> list[OperationEvent]:
         """The events since the last call: every new activity entry, then changed counts of unfinished operations."""
         entries = []
-        while batch := self._store.activity_after(self._activity_seq, ACTIVITY_BATCH):
+        while batch := self._store.operations.activity_after(self._activity_seq, ACTIVITY_BATCH):
             entries += batch
             self._activity_seq = batch[-1].entry.seq
-        unfinished = self._store.operations_in_states(UNFINISHED)
-        stats = self._store.stats_of(sorted(set(unfinished) | {entry.operation_id for entry in entries}))
+        unfinished = self._store.operations.in_states(UNFINISHED)
+        stats = self._store.operations.stats_of(sorted(set(unfinished) | {entry.operation_id for entry in entries}))
         events = []
         for logged in entries:
             counts = stats.get(logged.operation_id, OperationStats())

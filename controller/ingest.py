@@ -173,13 +173,15 @@ def _move_on(store: Store, operations: set[str]) -> list[str]:
     """Log that the operations' devices are reporting, and end those that are done; the ones that ended."""
     completed = []
     for operation_id in operations:
-        if not store.has_activity(operation_id, ActivityState.DISPATCHED):
+        if not store.operations.has_activity(operation_id, ActivityState.DISPATCHED):
             if store.commands.waiting(operation_id, 1):
                 continue  # dispatch logs DISPATCHED, then PROCESSING, once this pass of it ends
             # Stored before dispatch (on the loop) logged that every command is out: the log says so first.
-            published = store.stats(operation_id).dispatched_device_count
-            store.add_activity_once(operation_id, ActivityState.DISPATCHED, f"{published} command(s) published")
-        store.add_activity_once(operation_id, ActivityState.PROCESSING, REPORTING)
+            published = store.operations.stats(operation_id).dispatched_device_count
+            store.operations.add_activity_once(
+                operation_id, ActivityState.DISPATCHED, f"{published} command(s) published"
+            )
+        store.operations.add_activity_once(operation_id, ActivityState.PROCESSING, REPORTING)
         if finish_if_done(store, operation_id):
             completed.append(operation_id)
     return completed

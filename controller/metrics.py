@@ -60,7 +60,7 @@ class _StoreCollector(Collector):
         self._connected = connected
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = self._store.fleet_snapshot()
+        snapshot = self._store.operations.fleet_snapshot()
         operations = GaugeMetricFamily("tether_operations", "Operations by state.", labels=["state"])
         for state, count in sorted(snapshot.operations_by_state.items()):
             operations.add_metric([state], count)

@@ -65,7 +65,7 @@ class Scheduler:
 
 
 def _recover(store: Store) -> None:
-    for operation_id in store.operations_in_states([OperationState.CREATED, OperationState.RESOLVING]):
+    for operation_id in store.operations.in_states([OperationState.CREATED, OperationState.RESOLVING]):
         _resolve(store, operation_id)
 
 
@@ -82,15 +82,15 @@ def _resolve(store: Store, operation_id: str, zones: dict[str, str | None] | Non
 
 
 def _resolve_now(store: Store, operation_id: str, zones: dict[str, str | None] | None) -> None:
-    operation = store.get_operation(operation_id)
+    operation = store.operations.get(operation_id)
     if operation.state is OperationState.CREATED:
-        store.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
+        store.operations.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
     # A RESOLVING operation found after a crash has no targets yet: they are written atomically with RESOLVED.
     if zones is None:
         zones = _matches(store, compile_query(operation.device_query))
     matched = list(zones)
     if not matched:
-        store.transition(
+        store.operations.transition(
             operation_id,
             OperationState.FAILED,
             activity=ActivityState.FAILURE,

@@ -113,7 +113,7 @@ class Supervisor:
     def _abort_failing_rollouts(self) -> set[str]:
         aborted = set()
         for operation_id, stored in self._store.control.watched_rollouts():
-            reason = Rollout.from_stored(stored).abort_reason(self._store.stats(operation_id))
+            reason = Rollout.from_stored(stored).abort_reason(self._store.operations.stats(operation_id))
             if reason is not None:
                 self._store.control.abort(operation_id, reason)
                 log.warning("operation %s %s", operation_id, reason)

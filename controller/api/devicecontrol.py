@@ -129,7 +129,7 @@ async def create_devicecontrol_operation(
     # Stored and resolved off this loop, as /v0 operations are: it never waits for the write lock (scheduler.py).
     row = await scheduler.create(
         device_query,
-        lambda store: store.create_operation(
+        lambda store: store.operations.create(
             operation_type=operation_type,
             schedule_type=ScheduleType.IMMEDIATE,
             schedule_args=None,

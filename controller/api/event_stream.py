@@ -38,7 +38,7 @@ async def stream_operation_events(operation_id: str, request: Request, _: Reader
     """Server-sent events: a `snapshot`, then `activity` and `stats` events until the operation ends."""
     found = services(request)
     # 404 for an unknown operation, before the stream starts
-    await found.database.read(lambda store: store.get_operation(operation_id))
+    await found.database.read(lambda store: store.operations.get(operation_id))
     return EventStream(found.events, found.database, operation_id)
 
 

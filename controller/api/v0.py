@@ -81,7 +81,7 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
     # Checked, stored and resolved off this loop, which keeps answering meanwhile (controller/scheduler.py).
     operation = await scheduler.create(
         body.operation_device_query,
-        lambda store: store.create_operation(
+        lambda store: store.operations.create(
             operation_type=body.operation_type,
             schedule_type=body.schedule_type,
             schedule_args=schedule_args,
@@ -92,7 +92,7 @@ async def create_operation(body: OperationCreate, request: Request, key: Admin) 
             delivery_timeout_s=body.delivery_timeout_s or DEFAULT_DELIVERY_TIMEOUT_S,
             rollout=None if body.rollout is None else body.rollout.model_dump(exclude_none=True),
         ),
-        Store.get_operation,
+        lambda store, operation_id: store.operations.get(operation_id),
     )
     scheduler.wake_dispatcher()
     return Envelope(content=OperationOut.of(operation))
@@ -142,7 +142,7 @@ async def cancel_operation(operation_id: str, request: Request, key: Admin) -> E
 
     def cancel(store: Store) -> OperationRecord:
         store.control.cancel(operation_id, key.name)
-        return store.get_operation(operation_id)
+        return store.operations.get(operation_id)
 
     operation = await _database(request).write(cancel)
     services(request).wake_supervisor()
@@ -159,7 +159,7 @@ async def list_operations(
     offset: Offset = 0,
 ) -> Envelope[PageOut[OperationOut]]:
     page = await _database(request).read(
-        lambda store: store.list_operations(state=state, operation_type=operation_type, limit=limit, offset=offset)
+        lambda store: store.operations.page(state=state, operation_type=operation_type, limit=limit, offset=offset)
     )
     next_url, previous = _links(request, limit, offset, page.total)
     results = [OperationOut.of(record) for record in page.items]
@@ -169,7 +169,7 @@ async def list_operations(
 @router.get("/operations/{operation_id}/", response_model=Envelope[OperationOut], responses=errors(401, 404))
 async def get_operation(operation_id: str, request: Request, _: Reader) -> Envelope[OperationOut]:
     return Envelope(
-        content=OperationOut.of(await _database(request).read(lambda store: store.get_operation(operation_id)))
+        content=OperationOut.of(await _database(request).read(lambda store: store.operations.get(operation_id)))
     )
 
 
@@ -188,7 +188,7 @@ async def list_operation_devices(
 ) -> Envelope[PageOut[DeviceOperationOut]]:
 
     def read(store: Store) -> Page[DeviceOperationRecord]:
-        store.get_operation(operation_id)  # 404 for an unknown operation rather than an empty page
+        store.operations.get(operation_id)  # 404 for an unknown operation rather than an empty page
         return store.commands.list_for_operation(operation_id, status=status, limit=limit, offset=offset)
 
     page = await _database(request).read(read)

@@ -220,7 +220,7 @@ class CommandLedger:
                 (operation_id, len(rows), len(rows) - failed, failed),
             )
             message = f"{len(device_ids)} device(s) matched" + (f"; {note}" if note else "")
-            self._store.transition_in(
+            self._store.operations.transition_in(
                 conn, operation_id, OperationState.RESOLVED, ActivityState.QUERY_RESOLVED, message, None, "tether"
             )
 
@@ -509,7 +509,7 @@ class CommandLedger:
         if status is not None:
             where += " AND status = ?"
             params.append(str(status))
-        total = _count_of(self._store.stats(operation_id), status)
+        total = _count_of(self._store.operations.stats(operation_id), status)
         rows = self._conn.execute(
             f"SELECT *, {QUEUED_BEHIND} AS queued_behind FROM device_operations AS d {where} ORDER BY seq "
             "LIMIT ? OFFSET ?",

@@ -117,7 +117,7 @@ class OperationControl:
 
     def _stop(self, conn: Connection, operation_id: str, reason: str, actor: str | None) -> None:
         """Record the stop and end FAILED every command not yet handed to the broker."""
-        operation = self._store.get_operation(operation_id)
+        operation = self._store.operations.get(operation_id)
         if is_terminal_operation(operation.state):
             raise Conflict(f"operation {operation_id} has already ended ({operation.state})")
         if operation.stop_reason is not None:
@@ -130,7 +130,7 @@ class OperationControl:
         )
         if operation.state in (OperationState.CREATED, OperationState.RESOLVING):
             # No commands exist yet, so there is nothing to wait for.
-            self._store.transition_in(
+            self._store.operations.transition_in(
                 conn, operation_id, OperationState.FAILED, ActivityState.FAILURE, reason, reason, actor or SYSTEM_ACTOR
             )
             return
@@ -143,7 +143,7 @@ class OperationControl:
                WHERE operation_id = ?3 AND dispatch_state = 'waiting'""",
             (reason, now, operation_id),
         )
-        self._store.add_activity_in(conn, operation_id, ActivityState.PROCESSING, reason)
+        self._store.operations.add_activity_in(conn, operation_id, ActivityState.PROCESSING, reason)
 
     def pending_cancellations(self, limit: int) -> list[CancelOrder]:
         columns = "operation_id, device_id, command_id, cancel_reason"

@@ -384,7 +384,7 @@ def test_creating_an_operation_with_no_room_answers_507_and_stores_nothing_on_bo
     for refused in (v0, devicecontrol):
         assert refused.status_code == 507, refused.text
         assert refused.json() == {"message": REFUSED, "errors": []}
-    assert api.store.list_operations(limit=1, offset=0).total == 0
+    assert api.store.operations.page(limit=1, offset=0).total == 0
     assert api.request("GET", "/readyz", key=None).status_code == 503
     room_again(api)
     assert create(api, operation_type="RUN_SHELL_SCRIPT", arguments=script).status_code == 201

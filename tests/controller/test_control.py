@@ -30,7 +30,7 @@ def operation(store: Store, devices: list[str], timeout_s: int = 600) -> str:
         store.devices.record_announcement(
             Announcement(device_id=device_id, platform=Platform.LINUX, agent_version="0.1.0", announced_at=utc_now())
         )
-    operation_id = store.create_operation(
+    operation_id = store.operations.create(
         operation_type=OperationType.RUN_SHELL_SCRIPT,
         schedule_type=ScheduleType.IMMEDIATE,
         schedule_args=None,
@@ -40,9 +40,9 @@ def operation(store: Store, devices: list[str], timeout_s: int = 600) -> str:
         timeout_s=timeout_s,
         delivery_timeout_s=5,
     )
-    store.transition(operation_id, OperationState.RESOLVING)
+    store.operations.transition(operation_id, OperationState.RESOLVING)
     store.commands.resolve(operation_id, devices)
-    store.start_dispatching(operation_id)
+    store.operations.start_dispatching(operation_id)
     return operation_id
 
 
@@ -103,7 +103,7 @@ def test_a_late_status_cannot_resurrect_a_timed_out_device(store: Store) -> None
     assert outcome.applied == 0
     assert device_row(store, command_id)["status"] == "FAILED"
     assert finish_if_done(store, operation_id)
-    assert store.get_operation(operation_id).state is OperationState.COMPLETED
+    assert store.operations.get(operation_id).state is OperationState.COMPLETED
 
 
 def test_cancel_fails_what_has_not_started_and_asks_running_devices_to_stop(store: Store) -> None:
@@ -131,7 +131,7 @@ def test_cancel_fails_what_has_not_started_and_asks_running_devices_to_stop(stor
     }
     orders = {o.device_id for o in store.control.pending_cancellations(10)}
     assert orders == {"unacknowledged", "queued", "running"}
-    stats = store.stats(operation_id)
+    stats = store.operations.stats(operation_id)
     assert (stats.dispatch_failed_count, stats.failed_device_count) == (1, 1)
     assert not finish_if_done(store, operation_id)  # two devices are still deciding
 
@@ -142,7 +142,7 @@ def test_cancel_fails_what_has_not_started_and_asks_running_devices_to_stop(stor
         ]
     )
     assert finish_if_done(store, operation_id)
-    ended = store.get_operation(operation_id)
+    ended = store.operations.get(operation_id)
     assert (ended.state, ended.reason) == (OperationState.FAILED, "cancelled by alice")
     assert ended.activity[-1].message == "cancelled by alice; 2 succeeded, 3 failed of 5 device(s)"
 
@@ -158,7 +158,7 @@ def test_cancelling_twice_or_after_the_end_is_a_conflict(store: Store) -> None:
 
 
 def test_an_operation_cancelled_before_resolving_fails_at_once(store: Store) -> None:
-    operation_id = store.create_operation(
+    operation_id = store.operations.create(
         operation_type=OperationType.LOCK,
         schedule_type=ScheduleType.IMMEDIATE,
         schedule_args=None,
@@ -169,7 +169,7 @@ def test_an_operation_cancelled_before_resolving_fails_at_once(store: Store) -> 
         delivery_timeout_s=600,
     )
     store.control.cancel(operation_id, "alice")
-    ended = store.get_operation(operation_id)
+    ended = store.operations.get(operation_id)
     assert (ended.state, ended.reason) == (OperationState.FAILED, "cancelled by alice")
 
 
@@ -195,7 +195,7 @@ def test_abort_fails_what_is_left_to_dispatch_and_the_operation_ends_failed(stor
     assert device_row(store, ids["b"])["failure_reason"] == "aborted: 1 of 1 finished devices failed"
     assert store.control.pending_cancellations(10) == []
     assert finish_if_done(store, operation_id)
-    assert store.get_operation(operation_id).reason == "aborted: 1 of 1 finished devices failed"
+    assert store.operations.get(operation_id).reason == "aborted: 1 of 1 finished devices failed"
 
 
 def test_watched_rollouts_are_those_with_an_abort_rule(store: Store) -> None:
@@ -229,7 +229,7 @@ def test_a_database_from_before_the_deadline_columns_is_migrated(tmp_path: Path)
 
     store = Store(path)
     try:
-        old = store.get_operation("op-1")
+        old = store.operations.get("op-1")
         assert (old.timeout_s, old.delivery_timeout_s, old.stop_reason) == (900, 86400, None)
         assert store.control.expire(10) == set()
     finally:
@@ -304,8 +304,8 @@ def test_a_row_another_writer_ends_between_the_read_and_the_update_is_worked_out
     assert outcome.applied == 1
     assert outcome.rejected == [(ids["a"], "already FAILED; the first final status stands")]
     assert outcome.to_clear == [("b", ids["b"])]
-    assert store.stats(operation_id).failed_device_count == 1
-    assert store.stats(operation_id).success_device_count == 1
+    assert store.operations.stats(operation_id).failed_device_count == 1
+    assert store.operations.stats(operation_id).success_device_count == 1
     operator.close()
     store.close()
 
@@ -441,7 +441,7 @@ def test_a_stop_never_rewrites_a_waiting_command_a_client_already_ended(
         before["finished_at"],
     )
     assert after["dispatch_state"] == "failed"  # out of the queue: the operation can end
-    stats = store.stats(operation_id)
+    stats = store.operations.stats(operation_id)
     counted = stats.success_device_count, stats.failed_device_count + stats.dispatch_failed_count
     assert counted == ((1, 0) if final is DeviceStatus.SUCCESSFUL else (0, 1))
 

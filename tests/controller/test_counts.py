@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from controller.errors import Conflict, NotFound
-from controller.store import Store, stats_from_counts
+from controller.store import Store
 from controller.store.connection import Connection
 from controller.store.database import Database
 from controller.store.devicecontrol import DeviceControlFilters
+from controller.store.operations import stats_from_counts
 from controller.store.records import OperationStats
 from shared.messages import Announcement, utc_now
 from shared.operations import DeviceStatus, OperationType, Platform, PresenceState
@@ -70,7 +71,7 @@ def test_counts_follow_every_writer_through_a_random_history(store: Store, seed:
             store.devicecontrol.hide(DeviceControlFilters(device_id=picked[0][0]), "deleted by ops")
         else:
             store.control.expire(1000)
-        assert store.stats_of(operations) == recount(store.conn), step
+        assert store.operations.stats_of(operations) == recount(store.conn), step
         for status in (None, *DeviceStatus):
             listed = store.commands.list_for_operation(operation_id, status=status, limit=1, offset=0).total
             rows = "SELECT count(*) FROM device_operations WHERE operation_id = ? AND coalesce(?, status) = status"
@@ -92,10 +93,13 @@ def test_a_database_made_before_the_counts_gets_them_on_open(tmp_path: Path) -> 
 
     reopened = Store(path)
     try:
-        assert reopened.stats(first) == recount(reopened.conn)[first]
-        assert (reopened.stats(first).success_device_count, reopened.stats(first).waiting_device_count) == (1, 2)
+        assert reopened.operations.stats(first) == recount(reopened.conn)[first]
+        assert (
+            reopened.operations.stats(first).success_device_count,
+            reopened.operations.stats(first).waiting_device_count,
+        ) == (1, 2)
         reopened.commands.mark_dispatched([(ids["b"], FUTURE)])
-        assert reopened.stats(first).pending_device_count == 1
+        assert reopened.operations.stats(first).pending_device_count == 1
     finally:
         reopened.close()
 
@@ -103,8 +107,8 @@ def test_a_database_made_before_the_counts_gets_them_on_open(tmp_path: Path) -> 
 def test_deleted_device_rows_leave_the_counts(store: Store) -> None:
     operation_id = operation(store, ["a", "b"])
     store.conn.execute("DELETE FROM device_operations WHERE device_id = 'a'")
-    assert store.stats(operation_id) == recount(store.conn)[operation_id]
-    assert store.stats(operation_id).resolved_device_count == 1
+    assert store.operations.stats(operation_id) == recount(store.conn)[operation_id]
+    assert store.operations.stats(operation_id).resolved_device_count == 1
 
 
 def test_counts_follow_statements_that_change_rows_of_several_operations_at_once(store: Store) -> None:
@@ -116,7 +120,7 @@ def test_counts_follow_statements_that_change_rows_of_several_operations_at_once
     every = [(device, by_device[device]) for by_device in ids for device in devices]
 
     def check() -> None:
-        assert store.stats_of(operations) == recount(store.conn)
+        assert store.operations.stats_of(operations) == recount(store.conn)
 
     store.commands.mark_dispatch_failed([(command, "not supported") for _, command in every[::7]])
     store.commands.mark_dispatched([(command, FUTURE) for _, command in every])
@@ -131,7 +135,7 @@ def test_counts_follow_statements_that_change_rows_of_several_operations_at_once
     check()
     store.conn.execute("DELETE FROM device_operations WHERE device_id IN ('d00', 'd01', 'd05', 'd13')")
     check()
-    assert [store.stats(operation_id).resolved_device_count for operation_id in operations] == [36, 36, 36]
+    assert [store.operations.stats(operation_id).resolved_device_count for operation_id in operations] == [36, 36, 36]
 
 
 def test_query_documents_hold_only_the_fields_asked_for_in_their_json_types(store: Store) -> None:

@@ -112,7 +112,7 @@ def test_events_go_to_the_operations_streams_and_topic(store: Store) -> None:
         assert [OperationEvent.model_validate_json(payload) for _, payload in published.messages] == sent
 
         events.unsubscribe(watching)
-        store.transition(first, OperationState.FAILED, activity="FAILURE", reason="stopped")
+        store.operations.transition(first, OperationState.FAILED, activity="FAILURE", reason="stopped")
         await events.tick()
         await asyncio.sleep(0)
         assert watching.queue.empty()

@@ -89,7 +89,7 @@ def test_any_sequence_of_statuses_keeps_the_counts_and_never_leaves_an_operation
         reports.append((topic_device, body))
     before = {command: status_of(store, command) for _, command in ids}
     store.commands.apply_statuses([(device, StatusReport.model_validate(body)) for device, body in reports])
-    assert store.stats(operation_id) == recount(store.conn)[operation_id]
+    assert store.operations.stats(operation_id) == recount(store.conn)[operation_id]
     order = [DeviceStatus.PENDING, DeviceStatus.EXECUTING]
     for _, command in ids:
         after, was = status_of(store, command), before[command]
@@ -107,7 +107,7 @@ def test_any_sequence_of_statuses_keeps_the_counts_and_never_leaves_an_operation
     ]
     store.commands.apply_statuses(finals)
     finish_if_done(store, operation_id)
-    assert store.get_operation(operation_id).state is OperationState.COMPLETED
+    assert store.operations.get(operation_id).state is OperationState.COMPLETED
 
 
 @HOSTILE

@@ -49,7 +49,7 @@ class Wakes:
 
 
 def new_operation(device_query: dict[str, Any], store: Store) -> str:
-    return store.create_operation(
+    return store.operations.create(
         operation_type=OperationType.LOCK,
         schedule_type=ScheduleType.IMMEDIATE,
         schedule_args=None,
@@ -59,6 +59,10 @@ def new_operation(device_query: dict[str, Any], store: Store) -> str:
         timeout_s=60,
         delivery_timeout_s=60,
     )
+
+
+def operation_of(store: Store, operation_id: str) -> OperationRecord:
+    return store.operations.get(operation_id)
 
 
 def test_an_operation_is_stored_and_resolved_on_the_store_thread(store: Store, thread: StoreThread) -> None:
@@ -72,22 +76,22 @@ def test_an_operation_is_stored_and_resolved_on_the_store_thread(store: Store, t
     def answer(worker_store: Store, operation_id: str) -> OperationRecord:
         ran_on.append(threading.current_thread().name)
         assert worker_store.conn.in_transaction  # read before the dispatcher can see, let alone move, the operation
-        return worker_store.get_operation(operation_id)
+        return worker_store.operations.get(operation_id)
 
     created = asyncio.run(Scheduler(thread, wakes).create({"device_id": {"$in": ["a", "c"]}}, store_operation, answer))
     assert [name.split("_")[0] for name in ran_on] == ["tether-store", "tether-store"], ran_on
     assert created.state is OperationState.RESOLVED
     assert created.stats.resolved_device_count == 2
-    assert store.get_operation(created.id) == created
+    assert store.operations.get(created.id) == created
     assert wakes.count == 0  # the caller wakes the dispatcher once it has read what it answers with
 
 
 def test_an_invalid_query_stores_nothing(store: Store, thread: StoreThread) -> None:
     query = {"device_id": {"$in": "a"}}
     with pytest.raises(QueryError) as caught:
-        asyncio.run(Scheduler(thread, Wakes()).create(query, partial(new_operation, query), Store.get_operation))
+        asyncio.run(Scheduler(thread, Wakes()).create(query, partial(new_operation, query), operation_of))
     assert caught.value.field == "operation_device_query.device_id.$in"
-    assert store.list_operations(limit=10, offset=0).total == 0
+    assert store.operations.page(limit=10, offset=0).total == 0
 
 
 def test_recovery_resolves_what_a_crash_left_created_or_resolving_and_wakes_the_dispatcher(
@@ -95,14 +99,14 @@ def test_recovery_resolves_what_a_crash_left_created_or_resolving_and_wakes_the_
 ) -> None:
     created = new_operation({"device_id": "a"}, store)
     resolving = new_operation({"all": True}, store)
-    store.transition(resolving, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
+    store.operations.transition(resolving, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
     unmatched = new_operation({"device_id": "nobody"}, store)
     wakes = Wakes()
     asyncio.run(Scheduler(thread, wakes).recover())
-    assert store.get_operation(created).stats.resolved_device_count == 1
-    assert store.get_operation(resolving).stats.resolved_device_count == 3
-    assert store.get_operation(unmatched).reason == NO_MATCH_REASON
-    assert [store.get_operation(o).state for o in (created, resolving, unmatched)] == [
+    assert store.operations.get(created).stats.resolved_device_count == 1
+    assert store.operations.get(resolving).stats.resolved_device_count == 3
+    assert store.operations.get(unmatched).reason == NO_MATCH_REASON
+    assert [store.operations.get(o).state for o in (created, resolving, unmatched)] == [
         OperationState.RESOLVED,
         OperationState.RESOLVED,
         OperationState.FAILED,

@@ -21,7 +21,7 @@ SQLITE_PAGE_LIMIT = pytest.mark.parametrize("database", ["sqlite"], indirect=Tru
 
 
 def create(store: Store, script: str = "true") -> str:
-    return store.create_operation(
+    return store.operations.create(
         operation_type=OperationType.RUN_SHELL_SCRIPT,
         schedule_type=ScheduleType.IMMEDIATE,
         schedule_args=None,
@@ -44,7 +44,7 @@ def room(store: Store) -> None:
 
 
 def stored(store: Store) -> int:
-    return store.list_operations(limit=1, offset=0).total
+    return store.operations.page(limit=1, offset=0).total
 
 
 @SQLITE_PAGE_LIMIT
@@ -99,7 +99,7 @@ def test_a_transaction_inside_another_undoes_only_its_own_writes_when_it_fails(s
         kept = create(store)
         with pytest.raises(RuntimeError):
             create_then_fail(store)
-    assert [record.id for record in store.list_operations(limit=10, offset=0).items] == [kept]
+    assert [record.id for record in store.operations.page(limit=10, offset=0).items] == [kept]
 
 
 @SQLITE_PAGE_LIMIT

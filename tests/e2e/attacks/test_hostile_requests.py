@@ -141,7 +141,7 @@ def test_an_operation_stored_with_unencodable_text_fails_alone_and_the_controlle
             new.execute("DELETE FROM api_keys")  # the harness makes its own key
         store = Store(database)
         try:
-            poisoned = store.create_operation(
+            poisoned = store.operations.create(
                 operation_type=OperationType.RUN_SHELL_SCRIPT,
                 schedule_type=ScheduleType.IMMEDIATE,
                 schedule_args=None,
