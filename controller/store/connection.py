@@ -42,11 +42,12 @@ def open_database(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.row_factory = sqlite3.Row
+        # Several connections write (the loop's, the store threads', the REST API's, the CLI's): one waits while
+        # another resolves a large fleet. First: switching a new file to WAL takes a lock too, and processes that
+        # open it together (a serve and a `tether keys create`) failed at once with "database is locked".
+        conn.execute("PRAGMA busy_timeout=60000")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        # Several connections write (the loop's, the store threads', the REST API's, the CLI's): one waits while
-        # another resolves a large fleet.
-        conn.execute("PRAGMA busy_timeout=60000")
         conn.execute("PRAGMA foreign_keys=ON")
     except BaseException:
         conn.close()
