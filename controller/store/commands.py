@@ -1,6 +1,8 @@
 """The per-device commands of operations: targets, dispatch bookkeeping and status ingest, all batched."""
 
+import functools
 import json
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +22,8 @@ from shared.messages import StatusReport
 from shared.operations import DEVICE_STATUS_OF, TERMINAL_DEVICE_STATUSES, ActivityState, DeviceStatus, OperationState
 from shared.schedule import WINDOW_ENDED
 from shared.timeouts import DEFAULT_DELIVERY_TIMEOUT_S, DEFAULT_TIMEOUT_S
+
+log = logging.getLogger(__name__)
 
 _FAILED = DeviceStatus.FAILED
 _T = TypeVar("_T")
@@ -223,6 +227,15 @@ class CommandLedger:
             self._store.operations.transition_in(
                 conn, operation_id, OperationState.RESOLVED, ActivityState.QUERY_RESOLVED, message, None, "tether"
             )
+            if (refresh := dialect.statistics_refresh("device_operations", len(rows))) is not None:
+                self._store.on_commit(functools.partial(self._refresh_statistics, refresh))
+
+    def _refresh_statistics(self, statement: str) -> None:
+        """After the commit: a failure costs only speed, until autovacuum refreshes them itself."""
+        try:
+            self._conn.execute(statement)
+        except Exception as err:
+            log.warning("could not refresh the planner's statistics (%s): %s", statement, err)
 
     def waiting(self, operation_id: str, limit: int) -> list[tuple[str, str]]:
         """(device id, command id) of commands not yet handed to the broker, due or not."""

@@ -96,6 +96,12 @@ class Dialect:
             return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = {parameter})"
         return f"(CAST({column} AS jsonb) -> CAST({parameter} AS text)) IS NOT NULL"
 
+    def statistics_refresh(self, table: str, added: int) -> str | None:
+        """A statement that tells the planner `table` just grew by `added` rows, when it needs telling."""
+        if self.engine is Engine.SQLITE or added < REFRESH_STATISTICS_AFTER_ROWS:
+            return None
+        return f"ANALYZE {table}"
+
     def begin_writing(self) -> tuple[str, ...]:
         """The statements that open a write transaction, which waits until no other writer of the database has one:
         the store's read-then-write transactions then hold as they do on SQLite, across every replica."""
@@ -119,6 +125,11 @@ class Dialect:
 WRITERS_LOCK = int.from_bytes(b"tether", "big")
 """The PostgreSQL advisory lock every write transaction of every replica takes: one writer at a time, as on SQLite.
 Statements still run while readers read; only writers queue."""
+
+REFRESH_STATISTICS_AFTER_ROWS = 1000
+"""PostgreSQL plans from statistics that autovacuum refreshes only a minute or more after a table grows: until then
+an operation's 100,000 new commands look like none, and each batch of their status updates scanned the whole table
+instead of reading its index (O(N) a batch). SQLite plans by the indexes regardless."""
 
 SQLITE = Dialect(Engine.SQLITE, {})
 POSTGRESQL = Dialect(Engine.POSTGRESQL, column_types())
