@@ -1,6 +1,7 @@
 """What the store needs of a connection, whichever engine is behind it, and opening the SQLite file."""
 
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -43,16 +44,33 @@ def open_database(path: str) -> sqlite3.Connection:
     try:
         conn.row_factory = sqlite3.Row
         # Several connections write (the loop's, the store threads', the REST API's, the CLI's): one waits while
-        # another resolves a large fleet. First: switching a new file to WAL takes a lock too, and processes that
-        # open it together (a serve and a `tether keys create`) failed at once with "database is locked".
+        # another resolves a large fleet.
         conn.execute("PRAGMA busy_timeout=60000")
-        conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+WAL_SWITCH_WAIT_S = 10.0
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL (a no-op once it is). Switching needs the file to itself, and SQLite answers "database
+    is locked" at once rather than through the busy handler while another connection opens the new file too (a serve
+    and a `tether keys create` starting together; 1 opener in 36 failed so, four at once): try again briefly."""
+    deadline = time.monotonic() + WAL_SWITCH_WAIT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def connect(path: str) -> sqlite3.Connection:
