@@ -19,7 +19,7 @@ def finish_if_done(store: Store, operation_id: str) -> bool:
             return False
         done = completion(
             operation.stats,
-            all_dispatched=not store.commands.waiting(operation_id, 1),
+            all_dispatched=not store.commands.any_waiting(operation_id),
             stop_reason=operation.stop_reason,
         )
         if done is None:

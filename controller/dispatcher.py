@@ -157,7 +157,7 @@ class Dispatcher:
             return
         commands = self._store.commands
         if operation.state is OperationState.RESOLVED:
-            if commands.waiting(operation_id, 1) and not commands.due(operation_id, 1):
+            if commands.any_waiting(operation_id) and not commands.due(operation_id, 1):
                 self._wait_for_window(operation_id)  # stays RESOLVED, showing next_dispatch_at, until one opens
                 return
             self._store.operations.start_dispatching(operation_id)
@@ -192,6 +192,7 @@ class Dispatcher:
         message = f"{published} command(s) published"
         if published and self._store.operations.add_activity_once(operation_id, ActivityState.DISPATCHED, message):
             log.info("operation %s: %d command(s) published", operation_id, published)
+            self._writes.submit(lambda store: store.commands.published(published))  # off the loop: it may ANALYZE
         if (
             self._store.operations.has_activity(operation_id, ActivityState.DISPATCHED)
             and not self._store.operations.has_activity(operation_id, ActivityState.PROCESSING)

@@ -174,13 +174,14 @@ def _move_on(store: Store, operations: set[str]) -> list[str]:
     completed = []
     for operation_id in operations:
         if not store.operations.has_activity(operation_id, ActivityState.DISPATCHED):
-            if store.commands.waiting(operation_id, 1):
+            if store.commands.any_waiting(operation_id):
                 continue  # dispatch logs DISPATCHED, then PROCESSING, once this pass of it ends
             # Stored before dispatch (on the loop) logged that every command is out: the log says so first.
             published = store.operations.stats(operation_id).dispatched_device_count
-            store.operations.add_activity_once(
+            if store.operations.add_activity_once(
                 operation_id, ActivityState.DISPATCHED, f"{published} command(s) published"
-            )
+            ):
+                store.commands.published(published)
         store.operations.add_activity_once(operation_id, ActivityState.PROCESSING, REPORTING)
         if finish_if_done(store, operation_id):
             completed.append(operation_id)

@@ -227,8 +227,18 @@ class CommandLedger:
             self._store.operations.transition_in(
                 conn, operation_id, OperationState.RESOLVED, ActivityState.QUERY_RESOLVED, message, None, "tether"
             )
-            if (refresh := dialect.statistics_refresh("device_operations", len(rows))) is not None:
-                self._store.on_commit(functools.partial(self._refresh_statistics, refresh))
+            self._statistics_changed(len(rows))
+
+    def published(self, count: int) -> None:
+        """A pass of dispatch handed `count` commands to the broker (DISPATCHED is logged). PostgreSQL's statistics
+        still say they all wait, from when they were resolved: it then found what still waits by walking every
+        published command in dispatch order (100,000 devices: 27 ms a query, 350 queries), where it now reads the
+        queue's own index."""
+        self._statistics_changed(count)
+
+    def _statistics_changed(self, rows: int) -> None:
+        if (refresh := self._dialect.statistics_refresh("device_operations", rows)) is not None:
+            self._store.on_commit(functools.partial(self._refresh_statistics, refresh))
 
     def _refresh_statistics(self, statement: str) -> None:
         """After the commit: a failure costs only speed, until autovacuum refreshes them itself."""
@@ -236,6 +246,20 @@ class CommandLedger:
             self._conn.execute(statement)
         except Exception as err:
             log.warning("could not refresh the planner's statistics (%s): %s", statement, err)
+
+    def any_waiting(self, operation_id: str) -> bool:
+        """Whether any command of the operation has not been handed to the broker yet.
+
+        The operation's counts answer at once while PENDING commands wait (one row, kept by the schema's triggers);
+        only once none does are its rows asked, for the rare command a client ended before it was published.
+        PostgreSQL answered the rows' question by walking every published command in dispatch order, as its
+        statistics said all of them waited: 31 ms a batch of statuses at 100,000 devices."""
+        counted = self._conn.execute(
+            "SELECT waiting FROM operation_counts WHERE operation_id = ?", (operation_id,)
+        ).fetchone()
+        if counted is not None and counted[0] > 0:
+            return True
+        return bool(self.waiting(operation_id, 1))
 
     def waiting(self, operation_id: str, limit: int) -> list[tuple[str, str]]:
         """(device id, command id) of commands not yet handed to the broker, due or not."""

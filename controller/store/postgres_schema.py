@@ -48,7 +48,7 @@ _DIFFERENCE = ", ".join(
 )
 
 COUNT_TRIGGERS = f"""
-CREATE OR REPLACE FUNCTION count_updated_devices() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION count_updated_devices() RETURNS trigger LANGUAGE plpgsql SET enable_nestloop = off AS $$
 BEGIN
     UPDATE operation_counts AS c SET {_APPLY} FROM (
         SELECT n.operation_id, {_DIFFERENCE}
@@ -72,7 +72,9 @@ CREATE TRIGGER count_deleted_devices AFTER DELETE ON device_operations
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION count_deleted_devices();
 """
 """An operation's device counts kept by PostgreSQL as rows change, as SQLite's triggers keep them, but once per
-statement: a batch of 500 statuses is one UPDATE of each operation's counts, not 500."""
+statement: a batch of 500 statuses is one UPDATE of each operation's counts, not 500. The transition tables have no
+statistics, and the planner matched a batch's old and new rows pair by pair (7 ms a statement at 500 rows): the
+update's function asks for a hash join."""
 
 
 def baseline() -> list[str]:
