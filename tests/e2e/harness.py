@@ -350,7 +350,8 @@ class Simulator:
             *extra,
         ]
         self.process = Process(argv, work / f"simulator-{devices}.log")
-        wait_for("the simulated devices online", self._started, timeout=60)
+        # A million devices take the simulator a few minutes to bring online (bench.fleet's largest run).
+        wait_for("the simulated devices online", self._started, timeout=max(60.0, devices / 5_000))
 
     def _started(self) -> bool:
         if self.process.popen.poll() is not None:
