@@ -63,9 +63,7 @@ def test_the_password_may_come_from_pgpassword_and_then_nothing_warns(postgres_d
 def test_an_unreachable_server_is_one_line_at_once(tmp_path: Path) -> None:
     url = f"postgresql://tether@127.0.0.1:{free_port()}/tether"
     started = time.monotonic()
-    done = run_cli(
-        "tether", "serve", "--db", url, "--http-listen", f"127.0.0.1:{free_port()}", "--broker", "mqtt://127.0.0.1:1"
-    )
+    done = serve_as_replica(url, "mqtt://127.0.0.1:1")
     assert done.returncode == 1
     assert_one_line_error(done, f"PostgreSQL at {url} is unavailable", "refused")
     assert time.monotonic() - started < 10
@@ -135,6 +133,17 @@ def test_the_api_answers_503_while_the_server_is_down_and_recovers(
         controller.stop()
 
 
+def serve_with_embedded_broker(url: str) -> subprocess.CompletedProcess[str]:
+    """`tether serve` on the database with an embedded broker of its own, until it exits."""
+    listen = ("--http-listen", f"127.0.0.1:{free_port()}", "--mqtt-listen", f"127.0.0.1:{free_port()}")
+    return run_cli("tether", "serve", "--db", url, *listen, "--embedded-broker", "amqtt")
+
+
+def serve_as_replica(url: str, broker_url: str) -> subprocess.CompletedProcess[str]:
+    """`tether serve` on the database with an external broker (a replica), until it exits."""
+    return run_cli("tether", "serve", "--db", url, "--http-listen", f"127.0.0.1:{free_port()}", "--broker", broker_url)
+
+
 def test_a_controller_with_its_own_broker_and_replicas_refuse_each_other_in_one_line(
     tmp_path: Path, postgres_database: PostgresDatabase, mosquitto_url: str
 ) -> None:
@@ -142,23 +151,10 @@ def test_a_controller_with_its_own_broker_and_replicas_refuse_each_other_in_one_
     (tmp_path / "embedded").mkdir()
     embedded = Controller(tmp_path / "embedded", None, database=url)
     try:
-        replica = run_cli(
-            "tether", "serve", "--db", url, "--http-listen", f"127.0.0.1:{free_port()}", "--broker", mosquitto_url
-        )
+        replica = serve_as_replica(url, mosquitto_url)
         assert replica.returncode == 1
         assert_one_line_error(replica, "another tether serve (server pid", f"is serving {url} with its embedded broker")
-        second = run_cli(
-            "tether",
-            "serve",
-            "--db",
-            url,
-            "--http-listen",
-            f"127.0.0.1:{free_port()}",
-            "--mqtt-listen",
-            f"127.0.0.1:{free_port()}",
-            "--embedded-broker",
-            "amqtt",
-        )
+        second = serve_with_embedded_broker(url)
         assert second.returncode == 1
         assert_one_line_error(second, f"is serving {url} with its embedded broker")
     finally:
@@ -172,18 +168,7 @@ def test_a_controller_with_its_own_broker_is_refused_beside_replicas(
     (tmp_path / "replica").mkdir()
     replica = Controller(tmp_path / "replica", mosquitto_url, database=url)
     try:
-        embedded = run_cli(
-            "tether",
-            "serve",
-            "--db",
-            url,
-            "--http-listen",
-            f"127.0.0.1:{free_port()}",
-            "--mqtt-listen",
-            f"127.0.0.1:{free_port()}",
-            "--embedded-broker",
-            "amqtt",
-        )
+        embedded = serve_with_embedded_broker(url)
         assert embedded.returncode == 1
         assert_one_line_error(embedded, f"is serving {url} as a replica", "give this one --broker")
     finally:
