@@ -219,8 +219,8 @@ def measure(kind: str, devices: int, latency: bool, store: str = "sqlite", repli
                 run.floor_cpu_s = meter.stop()
             run.floor_acked_s, run.floor_done_s = floor.commands_acked_s, floor.done_s
             tether(controllers, run, latency, CpuMeter(neighbours(fleet) | postgres_processes(db_url)))
-            fleet.stop()
         finally:
+            fleet.process.stop()  # a failed run too: a million simulated devices must not outlive it
             for each in controllers:
                 each.stop()
     return run
