@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import psycopg
 import pytest
 
-from controller.leadership import LEAD_LOCK, PostgresLeadership
+from controller.leadership import LEAD_LOCK, WAKE_CHANNEL, PostgresLeadership
 from tests.fixtures_postgres import PostgresDatabase, PostgresServer
 
 CHECK_S = 0.1
@@ -95,6 +95,29 @@ def test_the_leader_is_woken_by_any_replica_through_the_database(postgres_databa
 
         await asyncio.wait_for(woken.all_seen.wait(), 5)
         assert sorted(woken.seen) == ["dispatch", "dispatch", "supervise"]
+        listening.cancel()
+
+    run(postgres_database.url, test)
+
+
+def test_a_hostile_notification_on_the_wake_channel_only_wakes_the_dispatcher(
+    postgres_database: PostgresDatabase,
+) -> None:
+    """Anyone who may log in to the database may NOTIFY: junk, or the largest payload PostgreSQL allows, is a wake-up
+    of the dispatcher (which then finds nothing to do) and nothing more; the leader keeps leading."""
+
+    async def test(replicas: list[PostgresLeadership]) -> None:
+        leader, _, _ = replicas
+        await asyncio.wait_for(leader.acquire(), 5)
+        woken = Woken(expected=3)
+        listening = asyncio.create_task(leader.lost(woken))
+        async with await psycopg.AsyncConnection.connect(postgres_database.url, autocommit=True) as stranger:
+            for payload in ("", "DROP TABLE operations", "x" * 7999):
+                await stranger.execute("SELECT pg_notify(%s, %s)", (WAKE_CHANNEL, payload))
+        await asyncio.wait_for(woken.all_seen.wait(), 5)
+        assert woken.seen == ["dispatch"] * 3
+        await asyncio.sleep(3 * CHECK_S)
+        assert not listening.done()  # still leading
         listening.cancel()
 
     run(postgres_database.url, test)
