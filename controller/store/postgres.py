@@ -171,7 +171,6 @@ class PostgresConnection:
     def __init__(self, pool: PostgresPool) -> None:
         self._pool = pool
         self._conn: psycopg.Connection[Row] | None = None
-        self._lock = threading.Lock()
 
     def __enter__(self) -> "PostgresConnection":
         return self
