@@ -1,22 +1,21 @@
 """The leader's work in this process: while it leads (controller/leadership.py), one term of it runs (the broker
-link, ingest, dispatch, supervision); the REST API's wakes and events reach the leader wherever it runs."""
+link, ingest, dispatch, supervision, the resolving of large queries); the REST API's wakes and events reach the
+leader wherever it runs."""
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controller.dispatcher import Dispatcher
-from controller.errors import StorageUnavailable
 from controller.ingest import Ingest
 from controller.leadership import Leadership
 from controller.mqtt_link import MqttLink
+from controller.scheduler import Resolver
 from controller.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-
-RETRY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +27,18 @@ class Term:
     dispatcher: Dispatcher
     ingest: Ingest
     supervisor: Supervisor
+    resolver: Resolver
 
     def dispatch(self) -> None:
+        """New operations: those stored unresolved to resolve, the others' commands to publish."""
+        self.resolver.wake()
         self.dispatcher.wake()
 
     def supervise(self) -> None:
         self.supervisor.wake()
 
     def jobs(self) -> tuple[Coroutine[Any, Any, None], ...]:
-        return (self.link.run(), self.dispatcher.run(), self.ingest.run(), self.supervisor.run())
+        return (self.link.run(), self.dispatcher.run(), self.ingest.run(), self.supervisor.run(), self.resolver.run())
 
 
 class _LostLead(Exception):
@@ -46,14 +48,9 @@ class _LostLead(Exception):
 class Lead:
     """Runs a Term while this process leads; between terms, it stands by (the REST API still serves)."""
 
-    def __init__(
-        self, leadership: Leadership, new_term: Callable[[], Term], on_term: Callable[[], Awaitable[None]]
-    ) -> None:
-        """`on_term` runs beside each term's jobs as it starts (the scheduler's recovery of what a replica that died
-        left unresolved); its failure ends the term as a job's would."""
+    def __init__(self, leadership: Leadership, new_term: Callable[[], Term]) -> None:
         self._leadership = leadership
         self._new_term = new_term
-        self._on_term = on_term
         self.term: Term | None = None
         self._wakes: set[asyncio.Task[None]] = set()
 
@@ -65,7 +62,6 @@ class Lead:
                 async with asyncio.TaskGroup() as group:
                     for job in term.jobs():
                         group.create_task(job)
-                    group.create_task(_until_done(self._on_term))
                     await self._leadership.lost(term)
                     raise _LostLead
             except* _LostLead:
@@ -99,14 +95,3 @@ class Lead:
         task = asyncio.get_running_loop().create_task(self._leadership.wake(what))
         self._wakes.add(task)
         task.add_done_callback(self._wakes.discard)
-
-
-async def _until_done(work: Callable[[], Awaitable[None]]) -> None:
-    """`work` again every RETRY_S while the database cannot be used (its failure is logged where it happened)."""
-    while True:
-        try:
-            await work()
-        except StorageUnavailable:
-            await asyncio.sleep(RETRY_S)
-        else:
-            return

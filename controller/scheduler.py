@@ -3,9 +3,12 @@
 Resolving reads every device the query may select and writes a command for each match: seconds for a large fleet
 (docs/performance.md). The REST API used to resolve on the loop that serves its requests, which then answered
 nothing, not even `/healthz`, until it was done; now the API awaits a store thread with its own connection, and
-keeps answering. A request given up meanwhile leaves its operation to the dispatcher's next sweep.
+keeps answering. A query that may select more than LARGE_QUERY devices is answered as soon as it is stored, in state
+CREATED, and the leader's `Resolver` resolves it: a million devices take longer than a client or a load balancer
+waits for an answer.
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -13,9 +16,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from controller.clock import to_iso
+from controller.errors import StorageUnavailable
 from controller.query import DeviceQuery, compile_query
 from controller.store import Store
 from controller.store.commands import DeviceWindow
+from controller.store.records import OperationRecord
 from controller.store_thread import StoreWorker
 from shared.logs import about
 from shared.operations import ActivityState, OperationState, ScheduleType, TimeType
@@ -25,6 +30,11 @@ log = logging.getLogger(__name__)
 
 NO_MATCH_REASON = "no device matched operation_device_query"
 NEVER_OPENS = f"{WINDOW_ENDED}: no window of this device opens before end_datetime"
+LARGE_QUERY = 20_000
+"""Devices a query may select above which its operation is answered before it is resolved (SQLite resolves 20,000
+devices in about 0.2 s, PostgreSQL in about 0.5 s; a million in a minute or more)."""
+RETRY_S = 1.0
+"""How soon the resolver tries again while the database cannot be used."""
 
 T = TypeVar("T")
 
@@ -32,25 +42,37 @@ T = TypeVar("T")
 class Scheduler:
     """Creates and resolves operations on a store worker; the dispatcher publishes their commands once woken."""
 
-    def __init__(self, worker: StoreWorker, wake_dispatcher: Callable[[], None]) -> None:
+    def __init__(
+        self, worker: StoreWorker, wake_dispatcher: Callable[[], None], large_query: int = LARGE_QUERY
+    ) -> None:
+        """`wake_dispatcher` wakes the leader's dispatcher and `Resolver` (controller/leading.py)."""
         self._worker = worker
         self._wake_dispatcher = wake_dispatcher
+        self._large_query = large_query
 
     async def create(
         self, device_query: dict[str, Any], store_operation: Callable[[Store], str], answer: Callable[[Store, str], T]
     ) -> T:
-        """Check `device_query`, store the operation with `store_operation`, resolve it, and return what `answer`
-        reads of it in the same transaction: the operation as created, before the dispatcher can move it on.
+        """Check `device_query`, store the operation with `store_operation`, resolve it unless the query is large,
+        and return what `answer` reads of it in the same transaction: the operation as created, before the
+        dispatcher (or the resolver) can move it on.
 
-        An invalid query raises QueryError before anything is stored. The commands wait for `wake_dispatcher`.
+        An invalid query raises QueryError before anything is stored. The commands, and a large query's
+        resolution, wait for `wake_dispatcher`.
         """
 
         def create(store: Store) -> T:
-            # Matched before the operation is stored: what writes it need not wait for a large fleet to be read.
-            zones = _matches(store, compile_query(device_query))
+            query = compile_query(device_query)
+            if store.devices.more_than(self._large_query, query.device_ids()):
+                with store.transaction():
+                    operation_id = store_operation(store)
+                    return answer(store, operation_id)
+            # Matched before the operation is stored: what writes it need not wait for the fleet to be read.
+            zones = _matches(store, query)
             with store.transaction():  # stored and resolved together, or (a full disk: 507) not at all
                 operation_id = store_operation(store)
-                _resolve(store, operation_id, zones)
+                _start_resolving(store, operation_id)
+                _write_resolution(store, store.operations.get(operation_id), zones)
                 return answer(store, operation_id)
 
         return await self._worker.call(create)
@@ -58,15 +80,44 @@ class Scheduler:
     def wake_dispatcher(self) -> None:
         self._wake_dispatcher()
 
-    async def recover(self) -> None:
-        """After a restart, resolve whatever was created but not resolved, and resume dispatching."""
-        await self._worker.call(_recover)
-        self._wake_dispatcher()
+
+class Resolver:
+    """The leader's resolution of operations stored unresolved: large queries, answered at once, and what a process
+    that stopped (or a replica that died) left CREATED or RESOLVING. It runs once as each term of leading starts,
+    and again whenever woken with new work."""
+
+    def __init__(self, worker: StoreWorker, resolved: Callable[[], None]) -> None:
+        """`worker` is a store thread of its own: a large resolution holds it for a minute, which must not hold up
+        the REST API's creations. `resolved` wakes the dispatcher."""
+        self._worker = worker
+        self._resolved = resolved
+        self._woken = asyncio.Event()
+        self._woken.set()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._woken.wait()
+            self._woken.clear()
+            try:
+                resolved = await self._worker.call(resolve_waiting)
+            except StorageUnavailable:  # logged where it happened; nothing was resolved by halves
+                self._woken.set()
+                await asyncio.sleep(RETRY_S)
+                continue
+            if resolved:
+                self._resolved()
 
 
-def _recover(store: Store) -> None:
-    for operation_id in store.operations.in_states([OperationState.CREATED, OperationState.RESOLVING]):
-        _resolve(store, operation_id)
+def resolve_waiting(store: Store) -> int:
+    """Resolve every operation stored but not yet resolved, oldest first; returns how many there were."""
+    waiting = store.operations.in_states([OperationState.CREATED, OperationState.RESOLVING])
+    for operation_id in waiting:
+        with about(operation_id=operation_id):
+            _resolve(store, operation_id)
+    return len(waiting)
 
 
 def _matches(store: Store, query: DeviceQuery) -> dict[str, str | None]:
@@ -75,23 +126,33 @@ def _matches(store: Store, query: DeviceQuery) -> dict[str, str | None]:
     return {device_id: zone for device_id, zone, document in candidates if query.matches(document)}
 
 
-def _resolve(store: Store, operation_id: str, zones: dict[str, str | None] | None = None) -> None:
-    """`zones` are the operation's matches, when the caller has them already."""
-    with about(operation_id=operation_id):
-        _resolve_now(store, operation_id, zones)
-
-
-def _resolve_now(store: Store, operation_id: str, zones: dict[str, str | None] | None) -> None:
-    operation = store.operations.get(operation_id)
-    if operation.state is OperationState.CREATED:
-        store.operations.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
+def _resolve(store: Store, operation_id: str) -> None:
+    """Resolve an operation stored unresolved, unless another process (a replica that led before this one, still
+    finishing) has meanwhile: the state is read again, under the write lock, before anything is written."""
+    with store.transaction():
+        operation = store.operations.get(operation_id)
+        if operation.state is OperationState.CREATED:  # shown RESOLVING while its devices are read
+            _start_resolving(store, operation_id)
+        elif operation.state is not OperationState.RESOLVING:
+            return
     # A RESOLVING operation found after a crash has no targets yet: they are written atomically with RESOLVED.
-    if zones is None:
-        zones = _matches(store, compile_query(operation.device_query))
+    zones = _matches(store, compile_query(operation.device_query))
+    with store.transaction():
+        operation = store.operations.get(operation_id)
+        if operation.state is OperationState.RESOLVING:
+            _write_resolution(store, operation, zones)
+
+
+def _start_resolving(store: Store, operation_id: str) -> None:
+    store.operations.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
+
+
+def _write_resolution(store: Store, operation: OperationRecord, zones: dict[str, str | None]) -> None:
+    """A RESOLVING operation's commands, one per device of `zones`, and its move to RESOLVED (FAILED if none)."""
     matched = list(zones)
     if not matched:
         store.operations.transition(
-            operation_id,
+            operation.id,
             OperationState.FAILED,
             activity=ActivityState.FAILURE,
             message=NO_MATCH_REASON,
@@ -99,11 +160,11 @@ def _resolve_now(store: Store, operation_id: str, zones: dict[str, str | None] |
         )
         return
     if operation.schedule_type is ScheduleType.WINDOW:
-        _resolve_windows(store, operation_id, operation.schedule_args or {}, matched, zones)
+        _resolve_windows(store, operation.id, operation.schedule_args or {}, matched, zones)
     else:
-        store.commands.resolve(operation_id, matched)
+        store.commands.resolve(operation.id, matched)
     # Once stored: a POST resolves inside the transaction that creates the operation, which may yet fail.
-    store.on_commit(lambda: log.info("operation %s resolved to %d device(s)", operation_id, len(matched)))
+    store.on_commit(lambda: log.info("operation %s resolved to %d device(s)", operation.id, len(matched)))
 
 
 def _resolve_windows(

@@ -32,7 +32,7 @@ from controller.leadership import Alone, Leadership, PostgresLeadership
 from controller.leading import Lead, Term
 from controller.metrics import Metrics
 from controller.mqtt_link import MqttLink
-from controller.scheduler import Scheduler
+from controller.scheduler import Resolver, Scheduler
 from controller.serve_lock import PostgresServeLock, ServeLock, Serving
 from controller.signing_keys import SigningKeys
 from controller.signing_worker import SigningFailed, SigningWorker
@@ -139,28 +139,42 @@ def bind_http(address: ListenAddress) -> socket.socket:
     return sock
 
 
-def _open_database(location: Path | str) -> tuple[Database, Store, list[StoreThread], StoreThread, StoreThread]:
-    """The controller's connections to its database: its own, the REST API's (READERS to read and the last to write,
-    controller/api/database.py), one for ingest's and dispatch's writes and one for resolving device queries, each but
-    the first on a thread of its own.
+@dataclass(frozen=True, slots=True)
+class _Connections:
+    """The controller's connections to its database: its own (the main loop's), the REST API's (READERS to read and
+    the last to write, controller/api/database.py), one for ingest's and dispatch's writes, one for the operations
+    the API creates and one for the leader's resolving of large queries; each but the first on a thread of its own."""
 
-    StartupError, in one line, if the database cannot be opened: a full disk (SQLite then fails to open its WAL, as
-    "disk I/O error"), a file that is not a database, a directory it may not write, a PostgreSQL server that cannot
-    be reached or refuses the login.
-    """
+    database: Database
+    store: Store
+    api: list[StoreThread]
+    writes: StoreThread
+    creating: StoreThread
+    resolving: StoreThread
+
+    def close(self) -> None:
+        for thread in (self.resolving, self.creating, self.writes, *self.api):
+            thread.close()
+        self.store.close()
+        self.database.close()
+
+
+def _open_database(location: Path | str) -> _Connections:
+    """StartupError, in one line, if the database cannot be opened: a full disk (SQLite then fails to open its WAL,
+    as "disk I/O error"), a file that is not a database, a directory it may not write, a PostgreSQL server that
+    cannot be reached or refuses the login."""
     with contextlib.ExitStack() as opened:  # closes those opened before one that fails
         try:
             database = opened.enter_context(contextlib.closing(Database(location)))
             store = opened.enter_context(contextlib.closing(Store(database)))
-            api = [opened.enter_context(contextlib.closing(StoreThread(database))) for _ in range(READERS + 1)]
-            writes = opened.enter_context(contextlib.closing(StoreThread(database)))
-            resolving = opened.enter_context(contextlib.closing(StoreThread(database)))
+            threads = [opened.enter_context(contextlib.closing(StoreThread(database))) for _ in range(READERS + 4)]
         except (sqlite3.Error, OSError) as err:
             raise StartupError(unopenable(Path(location), err)) from err
         except (StorageUnavailable, ValueError) as err:
             raise StartupError(str(err)) from err
         opened.pop_all()
-    return database, store, api, writes, resolving
+    *api, writes, creating, resolving = threads
+    return _Connections(database, store, api, writes, creating, resolving)
 
 
 def _replicas(settings: ServeSettings) -> bool:
@@ -190,7 +204,7 @@ async def serve(settings: ServeSettings) -> None:
         http_socket.close()
         raise
     try:
-        database, store, api, writes, resolving = _open_database(settings.db.target)
+        connections = _open_database(settings.db.target)
     except StartupError:
         serving.release()
         http_socket.close()
@@ -216,17 +230,12 @@ async def serve(settings: ServeSettings) -> None:
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"
                 log.info("embedded %s broker listening on %s%s%s", kind, broker_url, secured, why)
-            await _run(settings, (store, api, writes, resolving), topics, broker_url, http_socket, stop, managed)
+            await _run(settings, connections, topics, broker_url, http_socket, stop, managed)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         http_socket.close()
-        resolving.close()
-        writes.close()
-        for thread in api:
-            thread.close()
-        store.close()
-        database.close()
+        connections.close()
         serving.release()
 
 
@@ -241,7 +250,7 @@ def _subscribed(supervisor: Supervisor, dispatcher: Dispatcher, managed: Mosquit
 
 async def _run(
     settings: ServeSettings,
-    stores: tuple[Store, list[StoreThread], StoreThread, StoreThread],
+    connections: _Connections,
     topics: Topics,
     broker_url: BrokerUrl,
     http_socket: socket.socket,
@@ -249,10 +258,11 @@ async def _run(
     managed: MosquittoBroker | None,
 ) -> None:
     """Everything but the REST API runs on this loop with the first store, handing its batched writes to the store
-    thread; the API runs on its own thread and loop, its SQL on the store threads `api`, and has operations resolved
-    on the last thread. The broker link, ingest, dispatch and supervision run while this process leads (always, but
-    for replicas: controller/leadership.py). `managed` is the embedded Mosquitto, if that is the broker."""
-    store, api, writes, resolving = stores
+    thread; the API runs on its own thread and loop, its SQL on the store threads `api`, and creates operations on
+    `creating`. The broker link, ingest, dispatch, supervision and the resolving of large queries run while this
+    process leads (always, but for replicas: controller/leadership.py). `managed` is the embedded Mosquitto, if that
+    is the broker."""
+    store, api, writes = connections.store, connections.api, connections.writes
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
     signer = SigningKeys.in_state_dir(settings.db.state_dir).signer()
     log.info("signing commands with key %s (tether keys public prints it)", signer.key_id)
@@ -277,11 +287,11 @@ async def _run(
         dispatcher = Dispatcher(store, writes, link, topics, artifacts, signing, metrics)
         ingest = Ingest(writes, topics, dispatcher, link, metrics)
         supervisor = Supervisor(store, link, topics, dispatcher, signer)
-        return Term(link, dispatcher, ingest, supervisor)
+        return Term(link, dispatcher, ingest, supervisor, Resolver(connections.resolving, dispatcher.wake))
 
     leadership = _leadership(settings)
-    scheduler = Scheduler(resolving, on_main_loop(loop, lambda: lead.wake_dispatcher()))
-    lead = Lead(leadership, new_term, scheduler.recover)
+    scheduler = Scheduler(connections.creating, on_main_loop(loop, lambda: lead.wake_dispatcher()))
+    lead = Lead(leadership, new_term)
     metrics.watch(lead.broker_connected)
     events = OperationEvents(store, topics, lead.publish)
     app = create_app(

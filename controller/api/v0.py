@@ -72,6 +72,8 @@ def _links(request: Request, limit: int, offset: int, total: int) -> tuple[str |
     openapi_extra={"requestBody": {"content": {"application/json": {"examples": CREATE_EXAMPLES}}}},
 )
 async def create_operation(body: OperationCreate, request: Request, key: Admin) -> Envelope[OperationOut]:
+    """Answered once the device query is resolved (`RESOLVED`), or at once in state `CREATED` when the query may select
+    more than 20,000 devices: the controller then resolves it right after (docs/operations-lifecycle.md)."""
     schedule_args = _schedule_args(body, key.time_zone)
     try:
         validate_arguments(body.operation_type, body.arguments)

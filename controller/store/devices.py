@@ -1,6 +1,6 @@
 """Devices: what their announcements and presences say, and the documents a device query is matched against."""
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from controller.clock import now_iso
@@ -99,6 +99,14 @@ class DeviceLedger:
             f"SELECT * FROM devices {where} ORDER BY device_id LIMIT ? OFFSET ?", [*params, limit, offset]
         )
         return Page([_device(row) for row in rows], total)
+
+    def more_than(self, count: int, device_ids: Collection[str] | None) -> bool:
+        """Whether a query bounded to `device_ids` (None: to no ids) may select more than `count` devices; counts
+        no further than `count` + 1 rows."""
+        if device_ids is not None:
+            return len(device_ids) > count
+        bounded = "SELECT count(*) FROM (SELECT 1 FROM devices LIMIT ?) AS bounded"
+        return int(self._store.conn.execute(bounded, (count + 1,)).fetchone()[0]) > count
 
     def query_documents(
         self, device_ids: Iterable[str] | None, fields: Iterable[str]

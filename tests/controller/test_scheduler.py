@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from controller.query import QueryError
-from controller.scheduler import NO_MATCH_REASON, Scheduler
+from controller.scheduler import NO_MATCH_REASON, Resolver, Scheduler, resolve_waiting
 from controller.store import Store
 from controller.store.database import Database
 from controller.store.records import OperationRecord
@@ -94,15 +94,12 @@ def test_an_invalid_query_stores_nothing(store: Store, thread: StoreThread) -> N
     assert store.operations.page(limit=10, offset=0).total == 0
 
 
-def test_recovery_resolves_what_a_crash_left_created_or_resolving_and_wakes_the_dispatcher(
-    store: Store, thread: StoreThread
-) -> None:
+def test_recovery_resolves_what_a_crash_left_created_or_resolving(store: Store) -> None:
     created = new_operation({"device_id": "a"}, store)
     resolving = new_operation({"all": True}, store)
     store.operations.transition(resolving, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
     unmatched = new_operation({"device_id": "nobody"}, store)
-    wakes = Wakes()
-    asyncio.run(Scheduler(thread, wakes).recover())
+    assert resolve_waiting(store) == 3
     assert store.operations.get(created).stats.resolved_device_count == 1
     assert store.operations.get(resolving).stats.resolved_device_count == 3
     assert store.operations.get(unmatched).reason == NO_MATCH_REASON
@@ -111,4 +108,77 @@ def test_recovery_resolves_what_a_crash_left_created_or_resolving_and_wakes_the_
         OperationState.RESOLVED,
         OperationState.FAILED,
     ]
-    assert wakes.count == 1
+    assert resolve_waiting(store) == 0
+
+
+def test_a_large_query_is_answered_created_and_resolved_by_the_leaders_resolver(
+    store: Store, thread: StoreThread, database: Database
+) -> None:
+    """Above `large_query` devices, the POST is answered as soon as the operation is stored; the resolver, woken
+    through the dispatcher's wake, resolves it on its own thread and then wakes the dispatcher."""
+    wakes = Wakes()
+    query = {"all": True}
+    created = asyncio.run(
+        Scheduler(thread, wakes, large_query=2).create(query, partial(new_operation, query), operation_of)
+    )
+    assert created.state is OperationState.CREATED
+    assert created.stats.resolved_device_count == 0
+    assert [entry.operation_state for entry in created.activity] == ["CREATED"]
+    resolving = StoreThread(database)
+
+    async def resolve() -> None:
+        dispatcher_woken = asyncio.Event()
+        running = asyncio.create_task(Resolver(resolving, dispatcher_woken.set).run())
+        await dispatcher_woken.wait()
+        running.cancel()
+
+    try:
+        asyncio.run(asyncio.wait_for(resolve(), 10))
+    finally:
+        resolving.close()
+    operation = store.operations.get(created.id)
+    assert operation.state is OperationState.RESOLVED
+    assert operation.stats.resolved_device_count == 3
+    assert [entry.operation_state for entry in operation.activity] == ["CREATED", "QUERY INITIATED", "QUERY RESOLVED"]
+    # At the limit, the query is small: resolved before the answer, as every smaller one.
+    query = {"device_id": {"$in": ["a", "b"]}}
+    small = asyncio.run(
+        Scheduler(thread, wakes, large_query=2).create(query, partial(new_operation, query), operation_of)
+    )
+    assert small.state is OperationState.RESOLVED
+
+
+def test_an_operation_another_process_resolved_meanwhile_is_not_resolved_again(
+    store: Store, database: Database
+) -> None:
+    """Two replicas' resolvers on one operation (a leader that lost the lead still finishing, its successor's
+    recovery): whichever writes second finds it RESOLVED and writes nothing."""
+    operation_id = new_operation({"all": True}, store)
+    other = Store(database)
+    try:
+        first_read = threading.Event()
+        second_done = threading.Event()
+        reads = other.devices.query_documents
+
+        def slow_read(*args: Any) -> Any:
+            """The other process reads the fleet, and this one resolves the operation before it writes."""
+            first_read.set()
+            assert second_done.wait(10)
+            return reads(*args)
+
+        other.devices.query_documents = slow_read  # type: ignore[method-assign]
+        outcome: list[int] = []
+        racing = threading.Thread(target=lambda: outcome.append(resolve_waiting(other)))
+        racing.start()
+        assert first_read.wait(10)
+        assert resolve_waiting(store) == 1
+        second_done.set()
+        racing.join(10)
+    finally:
+        other.close()
+    assert outcome == [1]  # it found the operation waiting, and returned without an error
+    operation = store.operations.get(operation_id)
+    assert operation.state is OperationState.RESOLVED
+    assert operation.stats.resolved_device_count == 3
+    assert [entry.operation_state for entry in operation.activity].count("QUERY RESOLVED") == 1
+    assert store.conn.execute("SELECT count(*) FROM device_operations").fetchone()[0] == 3
