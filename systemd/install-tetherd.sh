@@ -10,17 +10,18 @@
 # or $TETHER_BROKER_PASSWORD: never in argv, where ps shows it) at mode 0600, and the unit, checks the config with
 # `tetherd config check`, then enables and starts the service. --env uses an environment that already has tether
 # installed instead of making one (images built with it). --root installs under another root (images, tests).
+# --broker again names another node of the broker's cluster, tried in turn when one is down (docs/brokers.md).
 set -euo pipefail
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 fail() { echo "install-tetherd: error: $*" >&2; exit 1; }
 
 script_dir="$(cd "$(dirname "$0")" && pwd)"
 root="" prefix="/opt/tether" env_dir="" source_dir="$(dirname "$script_dir")"
-broker="" password_file="" device_id="" trusted_keys=() ca="" cert="" key="" uninstall=0 purge=0 extra=()
+brokers=() password_file="" device_id="" trusted_keys=() ca="" cert="" key="" uninstall=0 purge=0 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --broker) broker="$2"; shift 2 ;;
+        --broker) brokers+=("$2"); shift 2 ;;
         --broker-password-file) password_file="$2"; shift 2 ;;
         --device-id) device_id="$2"; shift 2 ;;
         --trusted-key) trusted_keys+=("$2"); shift 2 ;;
@@ -55,7 +56,7 @@ if [ "$uninstall" = 1 ]; then
     exit 0
 fi
 
-[ -n "$broker" ] || fail "--broker is required"
+[ "${#brokers[@]}" -gt 0 ] || fail "--broker is required"
 [ -n "$device_id" ] || fail "--device-id is required"
 [ "${#trusted_keys[@]}" -gt 0 ] || fail "--trusted-key is required: devices run only commands the controller signed"
 password=""
@@ -66,10 +67,12 @@ if [ -n "$password_file" ]; then
 elif [ -n "${TETHER_BROKER_PASSWORD:-}" ]; then
     password="$TETHER_BROKER_PASSWORD"
 fi
-case "$broker" in
-    *://*:*@*) echo "install-tetherd: warning: the password in --broker is visible to every local user in ps;" \
-        "give the user name only, and the password with --broker-password-file or TETHER_BROKER_PASSWORD" >&2 ;;
-esac
+for broker in "${brokers[@]}"; do
+    case "$broker" in
+        *://*:*@*) echo "install-tetherd: warning: the password in --broker is visible to every local user in ps;" \
+            "give the user name only, and the password with --broker-password-file or TETHER_BROKER_PASSWORD" >&2 ;;
+    esac
+done
 
 # run_bin: where the programs are now; unit_bin: where the unit finds them on the device.
 if [ -n "$env_dir" ]; then
@@ -90,7 +93,14 @@ config="$config_dir/agent.toml"
     [ -z "$password" ] || printf '%s\n' "$password" > "$config_dir/broker-password.new"
     {
         echo "# Written by install-tetherd.sh; check it with: tetherd config check --config /etc/tether/agent.toml"
-        echo "broker = $(toml_string "$broker")"
+        if [ "${#brokers[@]}" -eq 1 ]; then
+            echo "broker = $(toml_string "${brokers[0]}")"
+        else
+            printf 'broker = ['
+            separator=""
+            for broker in "${brokers[@]}"; do printf '%s%s' "$separator" "$(toml_string "$broker")"; separator=", "; done
+            echo "]"
+        fi
         [ -z "$password" ] || echo "broker_password_file = $(toml_string "/etc/tether/broker-password")"
         echo "device_id = $(toml_string "$device_id")"
         echo "state_dir = $(toml_string "$state_dir")"

@@ -20,6 +20,7 @@ import pytest
 from controller.signing_keys import SigningKeys
 from tests.e2e.harness import BIN, Agent, Controller, PersistentMosquitto, assert_lock_runs, tether, wait_for
 from tests.fakes import FakeTools
+from tests.fixtures_brokers import free_port
 
 INSTALLER = Path(__file__).resolve().parents[2] / "systemd" / "install-tetherd.sh"
 ENVIRONMENT = BIN.parent
@@ -170,6 +171,29 @@ def test_a_device_installed_by_the_script_runs_signed_operations_and_refuses_eve
 
 def command_line(pid: int) -> str:
     return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_the_installer_takes_each_node_of_a_broker_cluster_and_the_agent_fails_over_to_a_live_one(
+    site: Site,
+) -> None:
+    down = f"mqtt://dev-x@127.0.0.1:{free_port()}"  # the first node, down
+    done = install(
+        site,
+        *("--broker", down, "--broker", login_url(site, "dev-x")),
+        *("--broker-password-file", str(password_file(site, "dev-x"))),
+        *("--device-id", "dev-x", "--trusted-key", site.public_key),
+    )
+    assert done.returncode == 0, done.stderr
+    config = site.root / "etc" / "tether" / "agent.toml"
+    assert f'broker = ["{down}", "{login_url(site, "dev-x")}"]' in config.read_text()
+    secret = site.root / "etc" / "tether" / "broker-password"
+    # As systemd starts it: the nodes from the config alone.
+    agent = Agent(site.root.parent, [], "dev-x", "--config", str(config), "--broker-password-file", str(secret))
+    try:
+        site.controller.wait_online("dev-x")
+        assert_lock_runs(site.controller, agent)
+    finally:
+        agent.stop()
 
 
 def test_the_installer_takes_the_broker_password_from_the_environment_too(site: Site) -> None:
