@@ -116,8 +116,22 @@ def resolve_waiting(store: Store) -> int:
     waiting = store.operations.in_states([OperationState.CREATED, OperationState.RESOLVING])
     for operation_id in waiting:
         with about(operation_id=operation_id):
-            _resolve(store, operation_id)
+            try:
+                _resolve(store, operation_id)
+            except (ValueError, TypeError, KeyError) as err:  # what an older version stored, and cannot be read now
+                _fail_unresolvable(store, operation_id, err)
     return len(waiting)
+
+
+def _fail_unresolvable(store: Store, operation_id: str, error: Exception) -> None:
+    """End an operation whose stored query or schedule cannot be resolved, rather than fail every start after."""
+    reason = f"could not be resolved: {error}"
+    log.error("operation %s %s", operation_id, reason)
+    with store.transaction():
+        if store.operations.get(operation_id).state in (OperationState.CREATED, OperationState.RESOLVING):
+            store.operations.transition(
+                operation_id, OperationState.FAILED, activity=ActivityState.FAILURE, message=reason, reason=reason
+            )
 
 
 def _matches(store: Store, query: DeviceQuery) -> dict[str, str | None]:

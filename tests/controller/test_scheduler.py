@@ -182,3 +182,19 @@ def test_an_operation_another_process_resolved_meanwhile_is_not_resolved_again(
     assert operation.stats.resolved_device_count == 3
     assert [entry.operation_state for entry in operation.activity].count("QUERY RESOLVED") == 1
     assert store.conn.execute("SELECT count(*) FROM device_operations").fetchone()[0] == 3
+
+
+def test_an_operation_whose_stored_query_cannot_be_resolved_fails_with_the_reason_and_the_rest_resolve(
+    store: Store,
+) -> None:
+    """A query stored by an older version that this one refuses: one FAILED operation, not a controller that fails
+    on every start."""
+    unreadable = new_operation({"device_id": {"$in": "a"}}, store)
+    fine = new_operation({"device_id": "b"}, store)
+    assert resolve_waiting(store) == 2
+    failed = store.operations.get(unreadable)
+    assert failed.state is OperationState.FAILED
+    assert failed.reason is not None
+    assert failed.reason.startswith("could not be resolved: operation_device_query.device_id.$in")
+    assert store.operations.get(fine).state is OperationState.RESOLVED
+    assert resolve_waiting(store) == 0
