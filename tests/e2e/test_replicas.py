@@ -240,7 +240,8 @@ def test_a_replica_whose_state_directory_is_not_the_fleet_s_is_refused_in_one_li
     tmp_path: Path, postgres_database: PostgresDatabase, mosquitto_url: str
 ) -> None:
     """A replica started on another machine without a copy of the signing keys would sign every command with a key
-    of its own that no agent trusts (docs/scale-out.md, "Signing keys")."""
+    of its own that no agent trusts (docs/scale-out.md, "Signing keys"); once it has a key of its own that rotate
+    recorded and it activated, it starts."""
     url = postgres_database.url
     (tmp_path / "first").mkdir()
     first = Controller(tmp_path / "first", mosquitto_url, database=url, state_dir=tmp_path / "first-state")
@@ -259,13 +260,32 @@ def test_a_replica_whose_state_directory_is_not_the_fleet_s_is_refused_in_one_li
             "running controller, or introduce a new key with `tether keys rotate` (docs/scale-out.md)",
         )
         assert not fresh.exists()
-        with psycopg.connect(url) as conn:
-            assert conn.execute("SELECT key_id FROM signing_keys").fetchall() == [(fleet,)]
+        assert fleet_keys(url) == [fleet]
         agent = Agent(tmp_path, mosquitto_url, "still-served")
         try:
             first.wait_online("still-served")
             assert_lock_runs(first, agent)  # the first replica leads and serves on
         finally:
             agent.stop()
+
+        # The other remedy: a new key made there, given to the agents (these trust any), activated.
+        def tether_there(*args: str) -> str:
+            done = subprocess.run(
+                [str(BIN / "tether"), *args, "--db", url], env=env, capture_output=True, text=True, check=False
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stderr
+
+        introduced = tether_there("keys", "rotate").split()[3].rstrip(";")  # "created signing key <id>; ..."
+        assert fleet_keys(url) == [fleet, introduced]
+        assert tether_there("keys", "activate", introduced) == ""  # recorded by rotate already
+        (tmp_path / "second").mkdir()
+        second = Controller(tmp_path / "second", mosquitto_url, database=url, state_dir=fresh.parent, key=first.key)
+        second.stop()
     finally:
         first.stop()
+
+
+def fleet_keys(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [key_id for (key_id,) in conn.execute("SELECT key_id FROM signing_keys ORDER BY recorded_at, key_id")]
