@@ -266,15 +266,20 @@ def public_key(show_all: bool, db: DatabaseChoice) -> None:
 @keys.command(name="rotate")
 @db_option
 def rotate_key(db: DatabaseChoice) -> None:
-    """Make the next signing key, not yet active, and print its public key: add it to every agent's
-    `trusted_keys`, then run `tether keys activate` (docs/security.md)."""
+    """Make the next signing key, not yet active, record it in the database as the fleet's, and print its public
+    key: add it to every agent's `trusted_keys`, then run `tether keys activate` (docs/security.md)."""
+    from controller.fleet_keys import introduce
     from controller.signing_keys import SigningKeys
 
     signing = SigningKeys.in_state_dir(db.state_dir)
-    signing.signer()  # the first key, if there is none yet, stays the active one
-    created = signing.create()
-    public = next(key.public_key for key in signing.listing() if key.key_id == created)
-    click.echo(public)
+    store = open_store(db)  # first: a database that cannot be opened leaves no key made
+    try:
+        signing.signer()  # the first key, if there is none yet, stays the active one
+        created = signing.create()
+        introduce(signing, store, created)
+    finally:
+        store.close()
+    click.echo(signing.public_key(created))
     click.echo(f"created signing key {created}; activate it with: tether keys activate {created}", err=True)
 
 
@@ -282,10 +287,26 @@ def rotate_key(db: DatabaseChoice) -> None:
 @click.argument("key_id")
 @db_option
 def activate_key(key_id: str, db: DatabaseChoice) -> None:
-    """Sign new commands with KEY_ID from the next start of `tether serve`."""
+    """Sign new commands with KEY_ID from the next start of `tether serve`; KEY_ID is recorded in the database as
+    the fleet's if it was not (a key made before keys were recorded)."""
+    from controller.fleet_keys import introduce
     from controller.signing_keys import SigningKeys
 
-    SigningKeys.in_state_dir(db.state_dir).activate(key_id)
+    signing = SigningKeys.in_state_dir(db.state_dir)
+    signing.public_key(key_id)  # SigningKeyError for a key not held here, before the database is opened
+    store = open_store(db)
+    try:
+        recorded = introduce(signing, store, key_id)
+        where = store.database.shown
+    finally:
+        store.close()
+    signing.activate(key_id)
+    if recorded:
+        click.echo(
+            f"recorded signing key {key_id} as the fleet's in {where}: every agent's trusted_keys must hold its "
+            "public key (tether keys public --all)",
+            err=True,
+        )
 
 
 @main.group()

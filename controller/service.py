@@ -27,6 +27,7 @@ from controller.database_cli import DatabaseChoice
 from controller.dispatcher import ArtifactSettings, Dispatcher
 from controller.errors import StartupError, StorageUnavailable
 from controller.events import OperationEvents
+from controller.fleet_keys import trusted_signer
 from controller.ingest import Ingest
 from controller.leadership import Alone, Leadership, PostgresLeadership
 from controller.leading import Lead, Term
@@ -42,6 +43,7 @@ from controller.store.space import unopenable
 from controller.store_thread import StoreThread
 from controller.supervisor import Supervisor
 from shared.sd_notify import notify, ping_watchdog
+from shared.signing import Signer
 from shared.topics import TopicKind, Topics
 from shared.transport import BrokerUrl, TlsFiles
 
@@ -214,6 +216,8 @@ async def serve(settings: ServeSettings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        # Before the broker starts and before this process may lead: a key the fleet was never given is refused.
+        signer = trusted_signer(SigningKeys.in_state_dir(settings.db.state_dir), connections.store)
         async with AsyncExitStack() as stack:
             broker_url = settings.external_broker
             managed: MosquittoBroker | None = None
@@ -230,7 +234,7 @@ async def serve(settings: ServeSettings) -> None:
                 broker_url = BrokerUrl.parse(broker.url)
                 secured = "" if auth is None else f", logins and ACL from {auth.directory}"
                 log.info("embedded %s broker listening on %s%s%s", kind, broker_url, secured, why)
-            await _run(settings, connections, topics, broker_url, http_socket, stop, managed)
+            await _run(settings, connections, signer, topics, broker_url, http_socket, stop, managed)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -251,6 +255,7 @@ def _subscribed(supervisor: Supervisor, dispatcher: Dispatcher, managed: Mosquit
 async def _run(
     settings: ServeSettings,
     connections: _Connections,
+    signer: Signer,
     topics: Topics,
     broker_url: BrokerUrl,
     http_socket: socket.socket,
@@ -260,11 +265,10 @@ async def _run(
     """Everything but the REST API runs on this loop with the first store, handing its batched writes to the store
     thread; the API runs on its own thread and loop, its SQL on the store threads `api`, and creates operations on
     `creating`. The broker link, ingest, dispatch, supervision and the resolving of large queries run while this
-    process leads (always, but for replicas: controller/leadership.py). `managed` is the embedded Mosquitto, if that
-    is the broker."""
+    process leads (always, but for replicas: controller/leadership.py). `signer` holds a key the fleet was given
+    (controller/fleet_keys.py); `managed` is the embedded Mosquitto, if that is the broker."""
     store, api, writes = connections.store, connections.api, connections.writes
     artifacts = ArtifactSettings(public_url=settings.device_facing_url, max_bytes=settings.max_artifact_bytes)
-    signer = SigningKeys.in_state_dir(settings.db.state_dir).signer()
     log.info("signing commands with key %s (tether keys public prints it)", signer.key_id)
     metrics = Metrics()
     signing = SigningWorker(signer)

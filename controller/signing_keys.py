@@ -2,7 +2,8 @@
 
 `signing/<key id>.pem` holds each private key (PKCS #8, mode 0600, in a 0700 directory) and `signing/active` names
 the one new commands are signed with. The first key is created on first start. A rollover creates the next key
-first, so that agents can trust it before the controller signs with it (docs/security.md).
+first, so that agents can trust it before the controller signs with it (docs/security.md). Which keys the fleet has
+been given is in the database (controller/fleet_keys.py).
 """
 
 import os
@@ -38,17 +39,31 @@ class SigningKeys:
     def __init__(self, directory: Path) -> None:
         self._directory = directory
 
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> "SigningKeys":
         return cls(state_dir / "signing")
 
     def signer(self) -> Signer:
         """The active key's signer; on first use, a new key made active."""
+        found = self.active()
+        if found is None:
+            created = self.create()
+            self.activate(created)
+            found = Signer(self._load(created))
+        return found
+
+    def active(self) -> Signer | None:
+        """The active key's signer; None where there is none yet (nothing is made)."""
         active = self._active_id()
-        if active is None:
-            active = self.create()
-            self.activate(active)
-        return Signer(self._load(active))
+        return None if active is None else Signer(self._load(active))
+
+    def public_key(self, wanted: str) -> str:
+        """`ed25519:<base64>` of a key held here; SigningKeyError for one that is not."""
+        return format_public_key(self._public(wanted))
 
     def create(self) -> str:
         """A new key, not yet active; returns its id."""
@@ -71,7 +86,7 @@ class SigningKeys:
     def listing(self) -> list[SigningKey]:
         active = self._active_id()
         found = sorted(path.stem for path in self._directory.glob("*.pem") if _KEY_ID.match(path.stem))
-        return [SigningKey(k, format_public_key(self._public(k)), k == active) for k in found]
+        return [SigningKey(k, self.public_key(k), k == active) for k in found]
 
     def _active_id(self) -> str | None:
         try:

@@ -1,5 +1,5 @@
 """A connection and its transactions, with one ledger of SQL per noun beside it (keys, devices, operations, commands,
-artifacts, ...), on a SQLite file or a PostgreSQL database (controller/store/database.py)."""
+artifacts, signing keys, ...), on a SQLite file or a PostgreSQL database (controller/store/database.py)."""
 
 import contextvars
 import sqlite3
@@ -18,6 +18,7 @@ from controller.store.devicecontrol import DeviceControlView
 from controller.store.devices import DeviceLedger
 from controller.store.keys import KeyLedger
 from controller.store.operations import OperationLedger
+from controller.store.signing_keys import SigningKeyLedger
 from controller.store.space import Space, is_full
 
 
@@ -44,6 +45,7 @@ class Store:
         self.control = OperationControl(self)
         self.cancellations = CancellationLedger(self)
         self.devicecontrol = DeviceControlView(self)
+        self.signing_keys = SigningKeyLedger(self)
 
     def close(self) -> None:
         self.conn.close()

@@ -14,12 +14,14 @@ from controller.clock import now_iso
 from controller.errors import StartupError
 from controller.store.dialect import SQLITE, Dialect, Engine
 from controller.store.postgres_schema import baseline as postgresql_baseline
+from controller.store.postgres_schema import postgresql_statements
 from controller.store.schema import (
     COUNT_TRIGGERS,
     DROPPED_TRIGGERS,
     RECOUNT,
     REDEFINED_TRIGGERS,
     SCHEMA,
+    SIGNING_KEYS,
     add_missing_columns,
     has_table,
 )
@@ -74,6 +76,17 @@ def _postgresql_baseline(conn: "Connection") -> None:
         conn.execute(statement)
 
 
+def _signing_keys(conn: sqlite3.Connection) -> None:
+    """The fleet's signing keys, none yet: the next `tether serve` records its own (controller/fleet_keys.py)."""
+    for statement in statements(SIGNING_KEYS):
+        conn.execute(statement)
+
+
+def _postgresql_signing_keys(conn: "Connection") -> None:
+    for statement in postgresql_statements(SIGNING_KEYS):
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: keys, devices, operations, commands, artifacts", _baseline, _postgresql_baseline),
     Migration(
@@ -81,6 +94,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "a stopped command a client had ended SUCCESSFUL is no dispatch failure",
         _successes_are_not_dispatch_failures,
     ),
+    Migration(3, "the signing keys the fleet has been given", _signing_keys, _postgresql_signing_keys),
 )
 LATEST = MIGRATIONS[-1].number
 

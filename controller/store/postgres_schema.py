@@ -79,8 +79,12 @@ update's function asks for a hash join."""
 
 def baseline() -> list[str]:
     """The statements that make a new PostgreSQL database what migration 1 and 2 make a SQLite one."""
-    tables = [statement.strip() for statement in postgresql_schema().split(";") if statement.strip()]
-    return [*tables, *_trigger_statements()]
+    return [*postgresql_statements(SCHEMA), *_trigger_statements()]
+
+
+def postgresql_statements(sqlite_schema: str) -> list[str]:
+    """SQLite's CREATE statements (no triggers) as PostgreSQL takes them, one at a time."""
+    return [statement.strip() for statement in postgresql_schema(sqlite_schema).split(";") if statement.strip()]
 
 
 def _trigger_statements() -> list[str]:

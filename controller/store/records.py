@@ -126,6 +126,16 @@ class ApiKeyRecord:
     """The IANA zone of the key's holder: what console-time schedules it creates are read in."""
 
 
+@dataclass(frozen=True, slots=True)
+class FleetSigningKey:
+    """A signing key the fleet has been given: its agents may trust it (`trusted_keys`)."""
+
+    key_id: str
+    public_key: str
+    """`ed25519:<base64>`."""
+    recorded_at: str
+
+
 T = TypeVar("T")
 
 

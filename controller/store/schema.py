@@ -1,5 +1,5 @@
-"""The SQLite schema as of the baseline migration (controller/store/migrations.py), and what it takes to bring a
-database from before numbered migrations up to it."""
+"""The SQLite schema as of the baseline migration (controller/store/migrations.py), what it takes to bring a
+database from before numbered migrations up to it, and the tables of later migrations."""
 
 import sqlite3
 
@@ -144,6 +144,17 @@ CREATE INDEX IF NOT EXISTS device_operations_to_cancel ON device_operations (can
 CREATE INDEX IF NOT EXISTS device_operations_to_clear ON device_operations (cleared, status)
     WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED');
 """
+
+
+SIGNING_KEYS = """
+-- The signing keys the fleet has been given: a controller signs only with one of them (controller/fleet_keys.py).
+CREATE TABLE IF NOT EXISTS signing_keys (
+    key_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+"""
+"""Migration 3's table, on both engines."""
 
 
 # Each device row's contribution to its operation's counts, for the row `R` (NEW or OLD) of a trigger.

@@ -4,6 +4,7 @@ dispatch, supervision), and the lead moves when its holder dies, losing nothing 
 import json
 import os
 import shlex
+import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tests.e2e.harness import (
     tether,
     wait_for,
 )
+from tests.e2e.test_cli import assert_one_line_error
 from tests.e2e.test_events import sse
 from tests.fixtures_brokers import free_port
 from tests.fixtures_postgres import PASSWORD, PASSWORD_ROLE, PostgresDatabase
@@ -232,3 +234,58 @@ def test_the_shipped_replica_unit_runs_replicas_that_share_the_work(
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_a_replica_whose_state_directory_is_not_the_fleet_s_is_refused_in_one_line_while_the_first_serves(
+    tmp_path: Path, postgres_database: PostgresDatabase, mosquitto_url: str
+) -> None:
+    """A replica started on another machine without a copy of the signing keys would sign every command with a key
+    of its own that no agent trusts (docs/scale-out.md, "Signing keys"); once it has a key of its own that rotate
+    recorded and it activated, it starts."""
+    url = postgres_database.url
+    (tmp_path / "first").mkdir()
+    first = Controller(tmp_path / "first", mosquitto_url, database=url, state_dir=tmp_path / "first-state")
+    try:
+        (fleet,) = [key.key_id for key in SigningKeys.in_state_dir(tmp_path / "first-state").listing()]
+        fresh = tmp_path / "elsewhere" / "signing"
+        argv = [str(BIN / "tether"), "serve", "--db", url, "--http-listen", f"127.0.0.1:{free_port()}"]
+        env = {**os.environ, "TETHER_STATE_DIR": str(fresh.parent)}
+        refused = subprocess.run(
+            [*argv, "--broker", mosquitto_url], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert refused.returncode == 1
+        assert_one_line_error(
+            refused,
+            f"tether: error: {fresh} holds no active signing key, and the fleet's are {fleet}: copy {fresh} from a "
+            "running controller, or introduce a new key with `tether keys rotate` (docs/scale-out.md)",
+        )
+        assert not fresh.exists()
+        assert fleet_keys(url) == [fleet]
+        agent = Agent(tmp_path, mosquitto_url, "still-served")
+        try:
+            first.wait_online("still-served")
+            assert_lock_runs(first, agent)  # the first replica leads and serves on
+        finally:
+            agent.stop()
+
+        # The other remedy: a new key made there, given to the agents (these trust any), activated.
+        def tether_there(*args: str) -> str:
+            done = subprocess.run(
+                [str(BIN / "tether"), *args, "--db", url], env=env, capture_output=True, text=True, check=False
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stderr
+
+        introduced = tether_there("keys", "rotate").split()[3].rstrip(";")  # "created signing key <id>; ..."
+        assert fleet_keys(url) == [fleet, introduced]
+        assert tether_there("keys", "activate", introduced) == ""  # recorded by rotate already
+        (tmp_path / "second").mkdir()
+        second = Controller(tmp_path / "second", mosquitto_url, database=url, state_dir=fresh.parent, key=first.key)
+        second.stop()
+    finally:
+        first.stop()
+
+
+def fleet_keys(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [key_id for (key_id,) in conn.execute("SELECT key_id FROM signing_keys ORDER BY recorded_at, key_id")]

@@ -5,9 +5,13 @@ broker end FAILED with the reason (or are dropped) and run nothing: each would c
 """
 
 import json
+import shutil
+import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,8 @@ from nacl.signing import SigningKey
 from controller.signing_keys import SigningKeys
 from shared.signing import Signer
 from tests.e2e.harness import Agent, Controller, assert_lock_runs, restart_controller, run_cli, tether, wait_for
+from tests.e2e.test_cli import assert_one_line_error
+from tests.fixtures_brokers import free_port
 
 
 class Broker:
@@ -172,6 +178,7 @@ def test_a_key_rollover_never_leaves_a_device_refusing_genuine_commands(tmp_path
     listing = tether("keys", "public", "--all", "--db", db).splitlines()
     assert tether("keys", "public", "--db", db).strip() == old  # made, not active yet
     new_id = next(line.split()[0] for line in listing if new in line)
+    old_id = next(line.split()[0] for line in listing if old in line)
     assert [line.endswith("(active)") for line in listing if new in line] == [False]
 
     # The agents learn the new key first, beside the old one; one agent still has only the old key.
@@ -186,10 +193,12 @@ def test_a_key_rollover_never_leaves_a_device_refusing_genuine_commands(tmp_path
         assert_lock_runs(controller, ready)  # still signed with the old key: both kinds of agent run it
         assert_lock_runs(controller, late)
 
-        tether("keys", "activate", new_id, "--db", db)
+        activated = run_cli("tether", "keys", "activate", new_id, "--db", db)
+        assert (activated.returncode, activated.stderr) == (0, "")  # rotate recorded it: nothing to say
         controller.process.stop()  # it takes the new key at its next start
         restart_controller(controller)
         assert_lock_runs(controller, ready)  # signed with the new key
+        assert {key_id for key_id, _ in fleet_keys(Path(db))} == {old_id, new_id}
         created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "late"}})
         controller.wait_finished(created["id"])
         result = controller.device_results(created["id"])["late"]
@@ -206,3 +215,64 @@ def test_activating_an_unknown_key_is_one_line(tmp_path: Path) -> None:
     done = run_cli("tether", "keys", "activate", "0123456789abcdef", "--db", str(tmp_path / "tether.db"))
     assert done.returncode == 1
     assert done.stderr.strip() == f"tether: error: no signing key 0123456789abcdef in {tmp_path / 'signing'}"
+
+
+def fleet_keys(db: Path) -> list[tuple[str, str]]:
+    """The signing keys the database records as the fleet's: (key id, public key)."""
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute("SELECT key_id, public_key FROM signing_keys ORDER BY key_id").fetchall()
+
+
+def dump(db: Path) -> list[str]:
+    with closing(sqlite3.connect(db)) as conn:
+        return list(conn.iterdump())
+
+
+def serve_until_it_exits(db: Path) -> subprocess.CompletedProcess[str]:
+    listen = ("--http-listen", f"127.0.0.1:{free_port()}", "--mqtt-listen", f"127.0.0.1:{free_port()}")
+    return run_cli("tether", "serve", "--db", str(db), *listen, "--embedded-broker", "amqtt")
+
+
+def test_the_first_start_records_the_controller_s_key_as_the_fleet_s_and_so_does_an_upgraded_database(
+    tmp_path: Path,
+) -> None:
+    controller = Controller(tmp_path)
+    try:
+        (active,) = [key for key in SigningKeys.in_state_dir(tmp_path).listing() if key.active]
+        assert fleet_keys(controller.db) == [(active.key_id, active.public_key)]
+        controller.process.stop()
+        restart_controller(controller)  # the same keys: it starts as before
+        controller.process.stop()
+        with closing(sqlite3.connect(controller.db)) as conn, conn:  # as a Tether from before migration 3 left it
+            conn.execute("DROP TABLE signing_keys")
+            conn.execute("DELETE FROM schema_migrations WHERE number >= 3")
+        restart_controller(controller)
+        assert fleet_keys(controller.db) == [(active.key_id, active.public_key)]
+        assert "recorded signing keys" in controller.process.output()
+    finally:
+        controller.stop()
+
+
+def test_a_controller_whose_state_directory_lost_its_signing_keys_is_refused_in_one_line_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    controller = Controller(tmp_path)
+    try:
+        controller.process.stop()
+        signing = tmp_path / "signing"
+        (fleet,) = [key.key_id for key in SigningKeys(signing).listing()]
+        shutil.move(signing, tmp_path / "saved-signing")
+        before = dump(controller.db)
+        refused = serve_until_it_exits(controller.db)
+        assert refused.returncode == 1
+        assert_one_line_error(
+            refused,
+            f"tether: error: {signing} holds no active signing key, and the fleet's are {fleet}: copy {signing} from "
+            "a running controller, or introduce a new key with `tether keys rotate` (docs/scale-out.md)",
+        )
+        assert dump(controller.db) == before
+        assert not signing.exists()  # no key of its own made either
+        shutil.move(tmp_path / "saved-signing", signing)  # copied back: it starts
+        restart_controller(controller)
+    finally:
+        controller.stop()

@@ -301,3 +301,14 @@ def test_migration_2_counts_a_failed_dispatch_only_for_a_failed_command(tmp_path
         trigger = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'count_updated_device'").fetchone()[0]
     assert rule in trigger
     assert [number for number, _ in recorded(str(path))] == SHIPPED
+
+
+def test_migration_3_gives_a_database_from_before_it_an_empty_record_of_signing_keys(location: str) -> None:
+    """The first `tether serve` after the upgrade records its keys (tests/controller/test_fleet_keys.py)."""
+    Database(location).close()
+    rows(location, "DROP TABLE signing_keys")
+    rows(location, "DELETE FROM schema_migrations WHERE number >= 3")
+    Database(location).close()
+    assert "signing_keys" in tables(location)
+    assert rows(location, "SELECT key_id FROM signing_keys") == []
+    assert [number for number, _ in recorded(location)] == SHIPPED
