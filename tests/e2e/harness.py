@@ -42,6 +42,7 @@ class Process:
     def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.argv = argv
         self.log_path = log_path
+        self.env = env
         self._log = log_path.open("ab")
         self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
@@ -266,7 +267,7 @@ def retained(broker_url: str, topic_filter: str, settle: float = 1.0) -> dict[st
 
 def restart_controller(controller: Controller) -> None:
     """Start `tether serve` again with the same database, ports and broker, after it stopped or was killed."""
-    controller.process = Process(controller.process.argv, controller.process.log_path)
+    controller.process = Process(controller.process.argv, controller.process.log_path, controller.process.env)
     wait_for("the restarted controller's REST API", controller._ready, timeout=20)
 
 
