@@ -28,7 +28,8 @@ def dispatching_lock(store: Store, device_ids: list[str]) -> tuple[str, list[tup
         delivery_timeout_s=600,
     )
     store.operations.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
-    store.commands.resolve(operation_id, device_ids)
+    store.commands.add_targets(operation_id, device_ids)
+    store.commands.resolved(operation_id, len(device_ids))
     store.operations.start_dispatching(operation_id)
     commands = store.conn.execute(
         "SELECT device_id, command_id FROM device_operations WHERE operation_id = ? ORDER BY seq", (operation_id,)

@@ -33,6 +33,8 @@ NEVER_OPENS = f"{WINDOW_ENDED}: no window of this device opens before end_dateti
 LARGE_QUERY = 20_000
 """Devices a query may select above which its operation is answered before it is resolved (SQLite resolves 20,000
 devices in about 0.2 s, PostgreSQL in about 0.5 s; a million in a minute or more)."""
+RESOLVE_CHUNK = 20_000
+"""Commands written per transaction by a resolution that is not the POST's own (controller/store/commands.py)."""
 RETRY_S = 1.0
 """How soon the resolver tries again while the database cannot be used."""
 
@@ -142,19 +144,15 @@ def _matches(store: Store, query: DeviceQuery) -> dict[str, str | None]:
 
 def _resolve(store: Store, operation_id: str) -> None:
     """Resolve an operation stored unresolved, unless another process (a replica that led before this one, still
-    finishing) has meanwhile: the state is read again, under the write lock, before anything is written."""
+    finishing) has meanwhile: each write first reads the state again, under the write lock."""
     with store.transaction():
         operation = store.operations.get(operation_id)
         if operation.state is OperationState.CREATED:  # shown RESOLVING while its devices are read
             _start_resolving(store, operation_id)
         elif operation.state is not OperationState.RESOLVING:
             return
-    # A RESOLVING operation found after a crash has no targets yet: they are written atomically with RESOLVED.
-    zones = _matches(store, compile_query(operation.device_query))
-    with store.transaction():
-        operation = store.operations.get(operation_id)
-        if operation.state is OperationState.RESOLVING:
-            _write_resolution(store, operation, zones)
+    # A RESOLVING operation found after a crash may have some of its targets: those of the chunks written before.
+    _write_resolution(store, operation, _matches(store, compile_query(operation.device_query)))
 
 
 def _start_resolving(store: Store, operation_id: str) -> None:
@@ -162,33 +160,49 @@ def _start_resolving(store: Store, operation_id: str) -> None:
 
 
 def _write_resolution(store: Store, operation: OperationRecord, zones: dict[str, str | None]) -> None:
-    """A RESOLVING operation's commands, one per device of `zones`, and its move to RESOLVED (FAILED if none)."""
+    """A RESOLVING operation's commands, one per device of `zones`, and its move to RESOLVED (FAILED if none).
+
+    The commands go in chunks of RESOLVE_CHUNK, each its own transaction unless the caller's holds them all (a POST
+    of a small query): on PostgreSQL as on SQLite a transaction that writes holds every other writer up, and a
+    million commands in one held the REST API's writes, ingest and dispatch for tens of seconds. Each chunk stops
+    if the operation no longer resolves (cancelled, or resolved by another process); none adds a device twice.
+    """
     matched = list(zones)
-    if not matched:
-        store.operations.transition(
-            operation.id,
-            OperationState.FAILED,
-            activity=ActivityState.FAILURE,
-            message=NO_MATCH_REASON,
-            reason=NO_MATCH_REASON,
-        )
-        return
-    if operation.schedule_type is ScheduleType.WINDOW:
-        _resolve_windows(store, operation.id, operation.schedule_args or {}, matched, zones)
-    else:
-        store.commands.resolve(operation.id, matched)
+    windows, refused, note = _planned(operation, matched, zones)
+    for start in range(0, len(matched), RESOLVE_CHUNK):
+        with store.transaction():
+            if store.operations.state(operation.id) is not OperationState.RESOLVING:
+                return
+            chunk = matched[start : start + RESOLVE_CHUNK]
+            store.commands.add_targets(operation.id, chunk, windows=windows, refused=refused)
+    with store.transaction():
+        if store.operations.state(operation.id) is not OperationState.RESOLVING:
+            return
+        if not matched:
+            store.operations.transition(
+                operation.id,
+                OperationState.FAILED,
+                activity=ActivityState.FAILURE,
+                message=NO_MATCH_REASON,
+                reason=NO_MATCH_REASON,
+            )
+            return
+        store.commands.resolved(operation.id, len(matched), note)
     # Once stored: a POST resolves inside the transaction that creates the operation, which may yet fail.
     store.on_commit(lambda: log.info("operation %s resolved to %d device(s)", operation.id, len(matched)))
 
 
-def _resolve_windows(
-    store: Store, operation_id: str, schedule_args: dict[str, Any], matched: list[str], zones: dict[str, str | None]
-) -> None:
-    """Give each device its own first opening, read in its time zone when the window is in device time."""
-    window = Window.from_description(schedule_args)
-    now = datetime.now(UTC)
+def _planned(
+    operation: OperationRecord, matched: list[str], zones: dict[str, str | None]
+) -> tuple[dict[str, DeviceWindow], dict[str, str], str | None]:
+    """For a WINDOW operation, each device's own first opening, read in its time zone when the window is in device
+    time; the devices whose window never opens, with the reason; and a note of those with an unknown zone."""
     windows: dict[str, DeviceWindow] = {}
     refused: dict[str, str] = {}
+    if operation.schedule_type is not ScheduleType.WINDOW:
+        return windows, refused, None
+    window = Window.from_description(operation.schedule_args or {})
+    now = datetime.now(UTC)
     unknown_zone = 0
     for device_id in matched:
         planned, note = _plan(window, zones[device_id], now)
@@ -197,8 +211,7 @@ def _resolve_windows(
             refused[device_id] = NEVER_OPENS
         else:
             windows[device_id] = planned
-    note = f"{unknown_zone} device(s) with {UNKNOWN_ZONE_NOTE}" if unknown_zone else None
-    store.commands.resolve(operation_id, matched, windows=windows, refused=refused, note=note)
+    return windows, refused, f"{unknown_zone} device(s) with {UNKNOWN_ZONE_NOTE}" if unknown_zone else None
 
 
 def follow_moved_devices(store: Store, device_ids: list[str]) -> None:

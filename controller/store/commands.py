@@ -174,60 +174,70 @@ class CommandLedger:
     def _dialect(self) -> Dialect:
         return self._store.dialect
 
-    def resolve(
+    def add_targets(
         self,
         operation_id: str,
         device_ids: Sequence[str],
         *,
         windows: Mapping[str, DeviceWindow] | None = None,
         refused: Mapping[str, str] | None = None,
-        note: str | None = None,
-    ) -> None:
-        """Record the matched devices as PENDING commands and move the operation to RESOLVED, atomically.
+    ) -> int:
+        """Record each device that is not a target of the operation yet as a PENDING command; returns how many.
 
         `windows` gives each device of a WINDOW operation its opening; `refused` devices end FAILED with the reason
-        given at once (their window never opens); `note` is added to the resolution's activity message.
+        given at once (their window never opens). A device recorded already keeps its command: a resolution taken up
+        again after a crash adds only what the one before it had not.
         """
         now = now_iso()
         windows = windows or {}
         refused = refused or {}
-        rows: list[list[str | None]] = []
-        failed = 0
+        waiting: list[list[str | None]] = []
+        failing: list[list[str | None]] = []
         for device_id, command_id in zip(device_ids, time_ordered_ids(len(device_ids)), strict=True):
             row: list[str | None] = [command_id, device_id]
             reason = refused.get(device_id)
             window = windows.get(device_id)
             if reason is not None or window is not None:
                 row.append(reason)
-                failed += reason is not None
             if window is not None:
                 row += (window.not_before, window.window_end, window.zone)
-            rows.append(row)  # a member past a row's end reads NULL: most rows are two ids
+            (waiting if reason is None else failing).append(row)  # a member past a row's end reads NULL
         dialect = self._dialect
+        added = {"waiting": 0, "failed": 0}
         with self._store.transaction() as conn:
-            conn.execute(
-                f"""INSERT INTO device_operations ({", ".join(_RESOLVED_COLUMNS)})
-                    SELECT command_id, ?1, device_id, CASE WHEN reason IS NULL THEN 'PENDING' ELSE 'FAILED' END,
-                        CASE WHEN reason IS NULL THEN 'waiting' ELSE 'failed' END, reason,
-                        CASE WHEN reason IS NULL THEN NULL ELSE ?2 END, CAST(reason IS NOT NULL AS INTEGER),
-                        not_before, window_end, window_zone, ?2, ?2
-                    FROM (SELECT {dialect.members(enumerate(_RESOLVED_PER_DEVICE))} FROM {dialect.rows("?3")})
-                        AS resolved""",
-                (operation_id, now, packed(rows)),
-            )
+            for dispatch_state, rows in (("waiting", waiting), ("failed", failing)):
+                if rows:
+                    added[dispatch_state] = conn.execute(
+                        f"""INSERT INTO device_operations ({", ".join(_RESOLVED_COLUMNS)})
+                            SELECT command_id, ?1, device_id, CASE WHEN reason IS NULL THEN 'PENDING' ELSE 'FAILED' END,
+                                CASE WHEN reason IS NULL THEN 'waiting' ELSE 'failed' END, reason,
+                                CASE WHEN reason IS NULL THEN NULL ELSE ?2 END, CAST(reason IS NOT NULL AS INTEGER),
+                                not_before, window_end, window_zone, ?2, ?2
+                            FROM (SELECT {dialect.members(enumerate(_RESOLVED_PER_DEVICE))} FROM {dialect.rows("?3")})
+                                AS resolved
+                            WHERE true
+                            ON CONFLICT (operation_id, device_id) DO NOTHING""",
+                        (operation_id, now, packed(rows)),
+                    ).rowcount
             conn.execute(
                 """INSERT INTO operation_counts AS c (operation_id, resolved, waiting, dispatch_failed)
                    VALUES (?, ?, ?, ?)
                    ON CONFLICT (operation_id) DO UPDATE SET resolved = c.resolved + excluded.resolved,
                        waiting = c.waiting + excluded.waiting,
                        dispatch_failed = c.dispatch_failed + excluded.dispatch_failed""",
-                (operation_id, len(rows), len(rows) - failed, failed),
+                (operation_id, added["waiting"] + added["failed"], added["waiting"], added["failed"]),
             )
-            message = f"{len(device_ids)} device(s) matched" + (f"; {note}" if note else "")
+        return added["waiting"] + added["failed"]
+
+    def resolved(self, operation_id: str, matched: int, note: str | None = None) -> None:
+        """Move the operation, whose `matched` targets are recorded, to RESOLVED; `note` is added to the
+        resolution's activity message."""
+        with self._store.transaction() as conn:
+            message = f"{matched} device(s) matched" + (f"; {note}" if note else "")
             self._store.operations.transition_in(
                 conn, operation_id, OperationState.RESOLVED, ActivityState.QUERY_RESOLVED, message, None, "tether"
             )
-            self._statistics_changed(len(rows))
+            self._statistics_changed(matched)
 
     def published(self, count: int) -> None:
         """A pass of dispatch handed `count` commands to the broker (DISPATCHED is logged). PostgreSQL's statistics

@@ -104,10 +104,7 @@ class OperationLedger:
         reason: str | None,
         actor: str,
     ) -> None:
-        row = conn.execute("SELECT state FROM operations WHERE id = ?", (operation_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no operation with id {operation_id!r}")
-        advance_operation(OperationState(row["state"]), new_state)
+        advance_operation(self.state(operation_id), new_state)
         now = now_iso()
         conn.execute(
             """UPDATE operations SET state = ?, reason = coalesce(?, reason), updated_at = ?, updated_by = ?
@@ -116,6 +113,12 @@ class OperationLedger:
         )
         if activity is not None:
             self._add_activity(conn, operation_id, activity, now, message)
+
+    def state(self, operation_id: str) -> OperationState:
+        row = self._store.conn.execute("SELECT state FROM operations WHERE id = ?", (operation_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no operation with id {operation_id!r}")
+        return OperationState(row["state"])
 
     def start_dispatching(self, operation_id: str) -> None:
         """RESOLVED -> DISPATCHING, remembering when, which a rate-limited rollout counts from."""

@@ -41,7 +41,8 @@ def operation(store: Store, devices: list[str], timeout_s: int = 600) -> str:
         delivery_timeout_s=5,
     )
     store.operations.transition(operation_id, OperationState.RESOLVING)
-    store.commands.resolve(operation_id, devices)
+    store.commands.add_targets(operation_id, devices)
+    store.commands.resolved(operation_id, len(devices))
     store.operations.start_dispatching(operation_id)
     return operation_id
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from controller import scheduler
 from controller.query import QueryError
 from controller.scheduler import NO_MATCH_REASON, Resolver, Scheduler, resolve_waiting
 from controller.store import Store
@@ -198,3 +199,48 @@ def test_an_operation_whose_stored_query_cannot_be_resolved_fails_with_the_reaso
     assert failed.reason.startswith("could not be resolved: operation_device_query.device_id.$in")
     assert store.operations.get(fine).state is OperationState.RESOLVED
     assert resolve_waiting(store) == 0
+
+
+def test_a_resolution_a_crash_cut_short_adds_only_the_targets_the_first_had_not_written(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large resolution commits its commands in chunks: after a crash between two, the next one adds the rest,
+    and every count matches the rows."""
+    monkeypatch.setattr(scheduler, "RESOLVE_CHUNK", 2)
+    operation_id = new_operation({"all": True}, store)
+    store.operations.transition(operation_id, OperationState.RESOLVING, activity=ActivityState.QUERY_INITIATED)
+    assert store.commands.add_targets(operation_id, ["a"]) == 1  # the chunk written before the crash
+    first = store.conn.execute("SELECT command_id FROM device_operations WHERE device_id = 'a'").fetchone()[0]
+    assert resolve_waiting(store) == 1
+    operation = store.operations.get(operation_id)
+    assert operation.state is OperationState.RESOLVED
+    assert operation.stats.resolved_device_count == 3
+    rows = store.conn.execute(
+        "SELECT device_id, command_id FROM device_operations WHERE operation_id = ? ORDER BY device_id",
+        (operation_id,),
+    ).fetchall()
+    assert [row[0] for row in rows] == ["a", "b", "c"]
+    assert rows[0][1] == first  # kept: the one it had, not a second
+    assert [entry.operation_state for entry in operation.activity].count("QUERY RESOLVED") == 1
+
+
+def test_a_resolution_stops_between_chunks_once_its_operation_no_longer_resolves(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled (or resolved elsewhere) while its chunks are written: no chunk after that one, no RESOLVED."""
+    monkeypatch.setattr(scheduler, "RESOLVE_CHUNK", 1)
+    operation_id = new_operation({"all": True}, store)
+    add_targets = store.commands.add_targets
+
+    def cancelled_after_first(operation: str, device_ids: Any, **plans: Any) -> int:
+        added = add_targets(operation, device_ids, **plans)
+        if store.operations.state(operation) is OperationState.RESOLVING:
+            store.operations.transition(operation, OperationState.FAILED, reason="cancelled by ops")
+        return added
+
+    monkeypatch.setattr(store.commands, "add_targets", cancelled_after_first)
+    assert resolve_waiting(store) == 1
+    operation = store.operations.get(operation_id)
+    assert operation.state is OperationState.FAILED
+    assert operation.reason == "cancelled by ops"
+    assert store.conn.execute("SELECT count(*) FROM device_operations").fetchone()[0] == 1
