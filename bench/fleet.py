@@ -23,7 +23,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,7 @@ from tests.e2e.harness import Controller, Simulator, wait_for
 from tests.fixtures_brokers import broker_in_thread, free_port
 from tests.fixtures_postgres import PostgresServer, postgres_bindir, server_account
 
+REQUEST_TIMEOUT_S = 5.0
 SAMPLE_INTERVAL_S = 0.1
 """Often enough for percentiles over a run of seconds, rarely enough not to be the load itself."""
 AMQTT_MAX_DEVICES = 2000
@@ -61,6 +62,8 @@ class Run:
     completed_s: float = 0.0
     cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
+    broker_peak_rss_mb: float = 0.0
+    """Mosquitto's, when the bench started it; the embedded amqtt is the controller's own."""
     baseline_rss_mb: float = 0.0
     after_rss_mb: float = 0.0
     floor_cpu_s: dict[str, float] = field(default_factory=dict)
@@ -69,6 +72,8 @@ class Run:
     """CPU seconds of the simulator, the broker and the controller's signing worker while the operation ran."""
     post_ms: list[float] = field(default_factory=list)
     get_ms: list[float] = field(default_factory=list)
+    timed_out: int = 0
+    """The sampler's requests that had no answer within REQUEST_TIMEOUT_S."""
 
     @property
     def ratio(self) -> float:
@@ -116,11 +121,15 @@ def broker(kind: str, work: Path) -> Iterator[str | None]:
 
 
 class Sampler(threading.Thread):
-    """Polls the controller's RSS, and with `latency` on times a POST and a GET, every SAMPLE_INTERVAL_S."""
+    """Polls the controller's and the broker's RSS, and with `latency` on times a POST and a GET, every
+    SAMPLE_INTERVAL_S; a request unanswered within REQUEST_TIMEOUT_S is counted, and sampling goes on."""
 
-    def __init__(self, controller: Controller, operation_id: str | None, run: Run, latency: bool) -> None:
+    def __init__(
+        self, controller: Controller, operation_id: str | None, run: Run, latency: bool, broker: psutil.Process | None
+    ) -> None:
         super().__init__(daemon=True)
         self._process = psutil.Process(controller.process.popen.pid)
+        self._broker = broker
         self._controller = controller
         self._operation_id = operation_id
         self._run = run
@@ -131,21 +140,29 @@ class Sampler(threading.Thread):
         client = httpx.Client(
             base_url=f"http://127.0.0.1:{self._controller.http_port}",
             headers=self._headers(),
+            timeout=REQUEST_TIMEOUT_S,
             transport=no_delay_transport(),  # as curl and `tether` itself: the server's latency, not Nagle's
         )
         body = {"operation_type": "LOCK", "operation_device_query": {"device_id": "no-such-device"}}
         while not self.stop.is_set():
-            rss = self._process.memory_info().rss / 2**20
-            self._run.peak_rss_mb = max(self._run.peak_rss_mb, rss)
+            self._run.peak_rss_mb = max(self._run.peak_rss_mb, self._process.memory_info().rss / 2**20)
+            if self._broker is not None:
+                broker_rss = self._broker.memory_info().rss / 2**20
+                self._run.broker_peak_rss_mb = max(self._run.broker_peak_rss_mb, broker_rss)
             if self._latency and self._operation_id is not None:
-                started = time.perf_counter()
-                client.get(f"/v0/operations/{self._operation_id}/")
-                self._run.get_ms.append((time.perf_counter() - started) * 1000)
-                started = time.perf_counter()
-                client.post("/v0/operations/", json=body)
-                self._run.post_ms.append((time.perf_counter() - started) * 1000)
+                self._time(self._run.get_ms, lambda: client.get(f"/v0/operations/{self._operation_id}/"))
+                self._time(self._run.post_ms, lambda: client.post("/v0/operations/", json=body))
             self.stop.wait(SAMPLE_INTERVAL_S)
         client.close()
+
+    def _time(self, latencies: list[float], request: Callable[[], httpx.Response]) -> None:
+        started = time.perf_counter()
+        try:
+            request()
+        except httpx.TimeoutException:
+            self._run.timed_out += 1
+            return
+        latencies.append((time.perf_counter() - started) * 1000)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._controller.key}"}
@@ -218,7 +235,8 @@ def measure(kind: str, devices: int, latency: bool, store: str = "sqlite", repli
                 floor = asyncio.run(run_floor(BrokerUrl.parse(controller.broker_url), device_ids, Topics()))
                 run.floor_cpu_s = meter.stop()
             run.floor_acked_s, run.floor_done_s = floor.commands_acked_s, floor.done_s
-            tether(controllers, run, latency, CpuMeter(neighbours(fleet) | postgres_processes(db_url)))
+            others = neighbours(fleet)
+            tether(controllers, run, latency, CpuMeter(others | postgres_processes(db_url)), others.get("broker"))
         finally:
             fleet.process.stop()  # a failed run too: a million simulated devices must not outlive it
             for each in controllers:
@@ -237,7 +255,9 @@ def postgres_processes(url: str | None) -> dict[str, psutil.Process]:
     }
 
 
-def tether(controllers: list[Controller], run: Run, latency: bool, others: CpuMeter) -> None:
+def tether(
+    controllers: list[Controller], run: Run, latency: bool, others: CpuMeter, broker: psutil.Process | None
+) -> None:
     """`controllers[0]` leads; with several, the operation is created on another replica, as a load balancer may."""
     controller = controllers[0]
     process = psutil.Process(controller.process.popen.pid)
@@ -248,7 +268,7 @@ def tether(controllers: list[Controller], run: Run, latency: bool, others: CpuMe
     others.start()
     started = time.perf_counter()
     operation = controllers[-1].create({"operation_type": "LOCK", "operation_device_query": {"tags": "bench"}})
-    sampler = Sampler(controller, operation["id"], run, latency)
+    sampler = Sampler(controller, operation["id"], run, latency, broker)
     sampler.start()
     dispatched = None
     while True:
@@ -292,6 +312,8 @@ def report(run: Run) -> str:
         f"controller CPU {run.cpu_s:5.1f} s, RSS {run.baseline_rss_mb:.0f} -> peak {run.peak_rss_mb:.0f}"
         f" -> {run.after_rss_mb:.0f} MB",
     ]
+    if run.broker_peak_rss_mb:
+        parts.append(f"broker RSS peak {run.broker_peak_rss_mb:.0f} MB")
     lines = [" | ".join(parts)]
     if run.replicas > 1:
         lines.append(
@@ -306,6 +328,7 @@ def report(run: Run) -> str:
         lines.append(
             f"{'':9} in flight: POST p50 {statistics.median(post):.1f} ms p99 {percentile(post, 0.99):.1f} ms,"
             f" GET p50 {statistics.median(get):.1f} ms p99 {percentile(get, 0.99):.1f} ms ({len(get)} samples)"
+            + (f"; {run.timed_out} request(s) unanswered within {REQUEST_TIMEOUT_S:.0f} s" if run.timed_out else "")
         )
     return "\n".join(lines)
 
