@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from controller.clock import now_iso
 from controller.errors import StartupError
 from controller.store.dialect import SQLITE, Dialect, Engine
+from controller.store.postgres_schema import NOT_ON_POSTGRESQL
 from controller.store.postgres_schema import baseline as postgresql_baseline
 from controller.store.schema import (
     COUNT_TRIGGERS,
@@ -74,12 +75,27 @@ def _postgresql_baseline(conn: "Connection") -> None:
         conn.execute(statement)
 
 
+def _nothing_on_sqlite(conn: sqlite3.Connection) -> None:
+    """SQLite keeps what the migration changes on PostgreSQL."""
+
+
+def _drop_indexes_postgresql_does_without(conn: "Connection") -> None:
+    for index in NOT_ON_POSTGRESQL:
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: keys, devices, operations, commands, artifacts", _baseline, _postgresql_baseline),
     Migration(
         2,
         "a stopped command a client had ended SUCCESSFUL is no dispatch failure",
         _successes_are_not_dispatch_failures,
+    ),
+    Migration(
+        3,
+        "PostgreSQL drops indexes it has no use for",
+        _nothing_on_sqlite,
+        _drop_indexes_postgresql_does_without,
     ),
 )
 LATEST = MIGRATIONS[-1].number
