@@ -491,8 +491,7 @@ class CommandLedger:
         rows = fetch_rows(
             self._conn,
             f"""SELECT {self._dialect.array_of_arrays("device_id, command_id")} FROM (
-                   SELECT device_id, command_id FROM device_operations
-                   WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED') LIMIT ?) AS uncleared""",
+                   SELECT device_id, command_id FROM clears_owed LIMIT ?) AS uncleared""",
             (limit,),
         )
         return [(device_id, command_id) for device_id, command_id in rows]
@@ -533,14 +532,9 @@ class CommandLedger:
         return sorted(found, key=lambda command: command.target.seq)
 
     def mark_cleared(self, command_ids: Sequence[str]) -> None:
-        """Only rows not yet marked: a sweep may clear a command again while ingest's clear of it awaits its
-        acknowledgement (a third of a 100,000-device run's clears), and each row written is a new row version on
-        PostgreSQL, with an entry in each of its indexes."""
         with self._store.transaction() as conn:
             conn.execute(
-                f"""UPDATE device_operations SET cleared = 1
-                    WHERE command_id IN ({self._dialect.values("?")}) AND cleared = 0""",
-                (packed(command_ids),),
+                f"DELETE FROM clears_owed WHERE command_id IN ({self._dialect.values('?')})", (packed(command_ids),)
             )
 
     def list_for_operation(

@@ -15,9 +15,12 @@ from controller.errors import StartupError
 from controller.store.dialect import SQLITE, Dialect, Engine
 from controller.store.postgres_schema import NOT_ON_POSTGRESQL
 from controller.store.postgres_schema import baseline as postgresql_baseline
+from controller.store.postgres_schema import clears_owed as postgresql_clears_owed
 from controller.store.schema import (
+    CLEARS_OWED,
     COUNT_TRIGGERS,
     DROPPED_TRIGGERS,
+    OWE_CLEARS_TRIGGER,
     RECOUNT,
     REDEFINED_TRIGGERS,
     SCHEMA,
@@ -84,6 +87,16 @@ def _drop_indexes_postgresql_does_without(conn: "Connection") -> None:
         conn.execute(f"DROP INDEX IF EXISTS {index}")
 
 
+def _clears_owed(conn: sqlite3.Connection) -> None:
+    for statement in statements(CLEARS_OWED + OWE_CLEARS_TRIGGER):
+        conn.execute(statement)
+
+
+def _postgresql_clears_owed(conn: "Connection") -> None:
+    for statement in postgresql_clears_owed():
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: keys, devices, operations, commands, artifacts", _baseline, _postgresql_baseline),
     Migration(
@@ -97,6 +110,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _nothing_on_sqlite,
         _drop_indexes_postgresql_does_without,
     ),
+    Migration(4, "the clears owed in a table of their own", _clears_owed, _postgresql_clears_owed),
 )
 LATEST = MIGRATIONS[-1].number
 

@@ -305,3 +305,27 @@ def test_migration_2_counts_a_failed_dispatch_only_for_a_failed_command(tmp_path
         trigger = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'count_updated_device'").fetchone()[0]
     assert rule in trigger
     assert [number for number, _ in recorded(str(path))] == SHIPPED
+
+
+def test_the_clears_a_database_owed_before_migration_4_are_owed_after_it(
+    location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as before:
+        before.setattr(migrations, "MIGRATIONS", MIGRATIONS[:3])
+        before.setattr(migrations, "LATEST", 3)
+        Database(location).close()
+    columns = "command_id, operation_id, device_id, status, cleared, created_at, updated_at"
+    for command_id, finished, cleared in (
+        ("owed", "FAILED", 0),
+        ("done", "SUCCESSFUL", 1),
+        ("running", "EXECUTING", 0),
+    ):
+        rows(
+            location,
+            f"INSERT INTO device_operations ({columns}) "
+            f"VALUES ('{command_id}', 'op', 'dev-{command_id}', '{finished}', {cleared}, '2026-12-06', '2026-12-06')",
+        )
+
+    Database(location).close()
+
+    assert rows(location, "SELECT device_id, command_id FROM clears_owed") == [("dev-owed", "owed")]
