@@ -198,7 +198,8 @@ CREATE TABLE IF NOT EXISTS clears_owed (
     device_id TEXT NOT NULL
 ) WITHOUT ROWID;
 INSERT INTO clears_owed (command_id, device_id)
-    SELECT command_id, device_id FROM device_operations WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED');
+    SELECT command_id, device_id FROM device_operations WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED')
+    ON CONFLICT DO NOTHING;
 DROP INDEX IF EXISTS device_operations_to_clear;
 """
 """Finished commands whose retained message may still be on the broker: the clears the controller owes (migration
