@@ -81,15 +81,17 @@ OWE_CLEARS_TRIGGER = """
 CREATE OR REPLACE FUNCTION owe_clears() RETURNS trigger LANGUAGE plpgsql SET enable_nestloop = off AS $$
 BEGIN
     INSERT INTO clears_owed (command_id, device_id)
-        SELECT n.command_id, n.device_id FROM new_rows AS n JOIN old_rows AS o ON o.seq = n.seq
-        WHERE n.cleared = 0 AND n.status IN ('SUCCESSFUL', 'FAILED') AND o.status NOT IN ('SUCCESSFUL', 'FAILED')
+        SELECT n.command_id, n.device_id FROM new_rows AS n
+        WHERE n.cleared = 0 AND n.status IN ('SUCCESSFUL', 'FAILED')
+            AND NOT EXISTS (SELECT FROM old_rows AS o WHERE o.seq = n.seq AND o.status IN ('SUCCESSFUL', 'FAILED'))
         ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
 CREATE TRIGGER owe_clears AFTER UPDATE ON device_operations
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION owe_clears();
 """
-"""SQLite's owe_clear trigger (controller/store/schema.py), once per statement as the count triggers."""
+"""SQLite's owe_clear trigger (controller/store/schema.py), once per statement as the count triggers: the rows that
+finished in it, and of those, the ones that had not finished before."""
 
 
 def clears_owed() -> list[str]:
