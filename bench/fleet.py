@@ -169,15 +169,15 @@ class Sampler(threading.Thread):
 
 
 @contextmanager
-def database(store: str, work: Path) -> Iterator[str | None]:
-    """None: a SQLite file beside the controller; otherwise the URL of a database on a private, durable PostgreSQL."""
+def database(store: str, work: Path) -> Iterator[PostgresServer | None]:
+    """None: a SQLite file beside the controller; otherwise a private, durable PostgreSQL server."""
     if store == "sqlite":
         yield None
         return
     server = PostgresServer(postgres_bindir(), Path(tempfile.mkdtemp(prefix="tether-pg-bench-")), server_account())
     server.initialise(durable=True)
     try:
-        yield server.create_database().url
+        yield server
     finally:
         server.stop("fast")
         shutil.rmtree(server.root, ignore_errors=True)
@@ -205,8 +205,9 @@ def measure(kind: str, devices: int, latency: bool, store: str = "sqlite", repli
     run = Run(kind, devices, store, replicas)
     device_ids = [f"sim-{n:06d}" for n in range(devices)]
     simulate = ("--latency-ms", "0", "--tag", "bench")
-    with tempfile.TemporaryDirectory() as tmp, broker(kind, Path(tmp)) as url, database(store, Path(tmp)) as db_url:
+    with tempfile.TemporaryDirectory() as tmp, broker(kind, Path(tmp)) as url, database(store, Path(tmp)) as server:
         work = Path(tmp)
+        db_url = None if server is None else server.create_database().url
         if url is not None:
             fleet = Simulator(work, url, devices, *simulate)
             meter = CpuMeter({**neighbours(fleet), "floor": psutil.Process()})
@@ -236,7 +237,7 @@ def measure(kind: str, devices: int, latency: bool, store: str = "sqlite", repli
                 run.floor_cpu_s = meter.stop()
             run.floor_acked_s, run.floor_done_s = floor.commands_acked_s, floor.done_s
             others = neighbours(fleet)
-            tether(controllers, run, latency, CpuMeter(others | postgres_processes(db_url)), others.get("broker"))
+            tether(controllers, run, latency, CpuMeter(others | postgres_processes(server)), others.get("broker"))
         finally:
             fleet.process.stop()  # a failed run too: a million simulated devices must not outlive it
             for each in controllers:
@@ -244,15 +245,13 @@ def measure(kind: str, devices: int, latency: bool, store: str = "sqlite", repli
     return run
 
 
-def postgres_processes(url: str | None) -> dict[str, psutil.Process]:
-    """The PostgreSQL server's processes, as one entry per backend, when the store is PostgreSQL."""
-    if url is None:
+def postgres_processes(server: PostgresServer | None) -> dict[str, psutil.Process]:
+    """The benchmark's PostgreSQL server's processes, one entry each, when the store is PostgreSQL: its postmaster
+    and what it started, not another server on the machine (the system's, another benchmark's)."""
+    if server is None:
         return {}
-    return {
-        f"postgres {process.pid}": process
-        for process in psutil.process_iter(["name"])
-        if process.info["name"] == "postgres"
-    }
+    postmaster = psutil.Process(int((server.data / "postmaster.pid").read_text().split()[0]))
+    return {f"postgres {process.pid}": process for process in [postmaster, *postmaster.children()]}
 
 
 def tether(

@@ -501,8 +501,7 @@ class CommandLedger:
         rows = fetch_rows(
             self._conn,
             f"""SELECT {self._dialect.array_of_arrays("device_id, command_id")} FROM (
-                   SELECT device_id, command_id FROM device_operations
-                   WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED') LIMIT ?) AS uncleared""",
+                   SELECT device_id, command_id FROM clears_owed LIMIT ?) AS uncleared""",
             (limit,),
         )
         return [(device_id, command_id) for device_id, command_id in rows]
@@ -545,8 +544,7 @@ class CommandLedger:
     def mark_cleared(self, command_ids: Sequence[str]) -> None:
         with self._store.transaction() as conn:
             conn.execute(
-                f"UPDATE device_operations SET cleared = 1 WHERE command_id IN ({self._dialect.values('?')})",
-                (packed(command_ids),),
+                f"DELETE FROM clears_owed WHERE command_id IN ({self._dialect.values('?')})", (packed(command_ids),)
             )
 
     def list_for_operation(

@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING
 from controller.clock import now_iso
 from controller.errors import StartupError
 from controller.store.dialect import SQLITE, Dialect, Engine
+from controller.store.postgres_schema import NOT_ON_POSTGRESQL, postgresql_statements
 from controller.store.postgres_schema import baseline as postgresql_baseline
-from controller.store.postgres_schema import postgresql_statements
+from controller.store.postgres_schema import clears_owed as postgresql_clears_owed
 from controller.store.schema import (
+    CLEARS_OWED,
     COUNT_TRIGGERS,
     DROPPED_TRIGGERS,
+    OWE_CLEARS_TRIGGER,
     RECOUNT,
     REDEFINED_TRIGGERS,
     SCHEMA,
@@ -87,6 +90,25 @@ def _postgresql_signing_keys(conn: "Connection") -> None:
         conn.execute(statement)
 
 
+def _nothing_on_sqlite(conn: sqlite3.Connection) -> None:
+    """SQLite keeps what the migration changes on PostgreSQL."""
+
+
+def _drop_indexes_postgresql_does_without(conn: "Connection") -> None:
+    for index in NOT_ON_POSTGRESQL:
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
+
+
+def _clears_owed(conn: sqlite3.Connection) -> None:
+    for statement in statements(CLEARS_OWED + OWE_CLEARS_TRIGGER):
+        conn.execute(statement)
+
+
+def _postgresql_clears_owed(conn: "Connection") -> None:
+    for statement in postgresql_clears_owed():
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: keys, devices, operations, commands, artifacts", _baseline, _postgresql_baseline),
     Migration(
@@ -95,6 +117,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         _successes_are_not_dispatch_failures,
     ),
     Migration(3, "the signing keys the fleet has been given", _signing_keys, _postgresql_signing_keys),
+    Migration(
+        4,
+        "PostgreSQL drops indexes it has no use for",
+        _nothing_on_sqlite,
+        _drop_indexes_postgresql_does_without,
+    ),
+    Migration(5, "the clears owed in a table of their own", _clears_owed, _postgresql_clears_owed),
 )
 LATEST = MIGRATIONS[-1].number
 

@@ -203,6 +203,29 @@ DROPPED_TRIGGERS = "DROP TRIGGER IF EXISTS count_inserted_device;"
 REDEFINED_TRIGGERS = "DROP TRIGGER IF EXISTS count_updated_device;\nDROP TRIGGER IF EXISTS count_deleted_device;\n"
 """The count triggers as an earlier version defined them, to be created again from COUNT_TRIGGERS."""
 
+CLEARS_OWED = """
+CREATE TABLE IF NOT EXISTS clears_owed (
+    command_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL
+) WITHOUT ROWID;
+INSERT INTO clears_owed (command_id, device_id)
+    SELECT command_id, device_id FROM device_operations WHERE cleared = 0 AND status IN ('SUCCESSFUL', 'FAILED')
+    ON CONFLICT DO NOTHING;
+DROP INDEX IF EXISTS device_operations_to_clear;
+"""
+"""Finished commands whose retained message may still be on the broker: the clears the controller owes (migration
+5). Each used to be a finished row of device_operations with `cleared = 0`, found by an index, and the clear wrote
+the row once more: on PostgreSQL a new row version and an entry in each of the table's indexes, a quarter of a
+command's writes. Now a clear deletes a narrow row; `cleared = 1` says only that a command was never published."""
+
+OWE_CLEARS_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS owe_clear AFTER UPDATE OF status ON device_operations
+WHEN NEW.cleared = 0 AND NEW.status IN ('SUCCESSFUL', 'FAILED') AND OLD.status NOT IN ('SUCCESSFUL', 'FAILED') BEGIN
+    INSERT OR IGNORE INTO clears_owed (command_id, device_id) VALUES (NEW.command_id, NEW.device_id);
+END;
+"""
+"""A command that finishes owes its clear, whoever finished it (a device, a deadline, a stop, a client)."""
+
 _SUMS = ", ".join(f"coalesce(sum({rule.replace('R.', '')}), 0)" for rule in CONTRIBUTION.values())
 RECOUNT = f"""
 INSERT INTO operation_counts (operation_id, resolved, {_NAMES})

@@ -311,6 +311,32 @@ def test_a_row_another_writer_ends_between_the_read_and_the_update_is_worked_out
     store.close()
 
 
+def test_a_finished_command_owes_its_clear_until_it_is_cleared_and_one_never_published_owes_none(
+    store: Store,
+) -> None:
+    operation_id = operation(store, ["a", "b", "c"])
+    ids = commands(store, operation_id)
+    store.commands.mark_dispatched([(ids["a"], FUTURE), (ids["b"], FUTURE)])
+    store.commands.mark_dispatch_failed([(ids["c"], "no C")])
+
+    outcome = store.commands.apply_statuses(
+        [
+            ("a", report(ids["a"], "a", DeviceStatus.EXECUTING)),
+            ("a", report(ids["a"], "a", DeviceStatus.SUCCESSFUL)),
+            ("b", report(ids["b"], "b", DeviceStatus.EXECUTING)),
+        ]
+    )
+    assert outcome.to_clear == [("a", ids["a"])]
+    assert store.commands.uncleared_terminal(10) == [("a", ids["a"])]
+    store.commands.mark_cleared([ids["a"]])
+    store.commands.mark_cleared([ids["a"]])  # again, as a sweep may while ingest's clear awaits its acknowledgement
+    assert store.commands.uncleared_terminal(10) == []
+
+    for reason in ("broke", "a late duplicate, refused"):
+        store.commands.apply_statuses([("b", report(ids["b"], "b", DeviceStatus.FAILED, reason))])
+    assert store.commands.uncleared_terminal(10) == [("b", ids["b"])]
+
+
 def test_each_command_refused_at_dispatch_keeps_its_own_reason(store: Store) -> None:
     operation_id = operation(store, ["a", "b", "c"])
     ids = commands(store, operation_id)
