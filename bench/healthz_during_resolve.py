@@ -71,9 +71,10 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         broker(args.broker, Path(tmp)) as url,
-        database(args.store, Path(tmp)) as db_url,
+        database(args.store, Path(tmp)) as server,
     ):
         work = Path(tmp)
+        db_url = None if server is None else server.create_database().url
         started = time.perf_counter()
         register(db_url or work / "tether.db", args.devices)
         print(f"registered {args.devices:,} devices in {time.perf_counter() - started:.1f} s")
