@@ -307,14 +307,19 @@ def test_migration_2_counts_a_failed_dispatch_only_for_a_failed_command(tmp_path
     assert [number for number, _ in recorded(str(path))] == SHIPPED
 
 
+def made_before(location: str, monkeypatch: pytest.MonkeyPatch, migration: int) -> None:
+    """A database as the Tether before `migration` made it."""
+    with monkeypatch.context() as before:
+        before.setattr(migrations, "MIGRATIONS", MIGRATIONS[: migration - 1])
+        before.setattr(migrations, "LATEST", migration - 1)
+        Database(location).close()
+
+
 def test_migration_3_gives_a_database_from_before_it_an_empty_record_of_signing_keys(
     location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first `tether serve` after the upgrade records its keys (tests/controller/test_fleet_keys.py)."""
-    with monkeypatch.context() as before:
-        before.setattr(migrations, "MIGRATIONS", MIGRATIONS[:2])
-        before.setattr(migrations, "LATEST", 2)
-        Database(location).close()
+    made_before(location, monkeypatch, 3)
     assert "signing_keys" not in tables(location)
     Database(location).close()
     assert "signing_keys" in tables(location)
@@ -325,10 +330,7 @@ def test_migration_3_gives_a_database_from_before_it_an_empty_record_of_signing_
 def test_the_clears_a_database_owed_before_migration_5_are_owed_after_it(
     location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with monkeypatch.context() as before:
-        before.setattr(migrations, "MIGRATIONS", MIGRATIONS[:4])
-        before.setattr(migrations, "LATEST", 4)
-        Database(location).close()
+    made_before(location, monkeypatch, 5)
     columns = "command_id, operation_id, device_id, status, cleared, created_at, updated_at"
     for command_id, finished, cleared in (
         ("owed", "FAILED", 0),
