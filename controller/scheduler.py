@@ -32,9 +32,11 @@ NO_MATCH_REASON = "no device matched operation_device_query"
 NEVER_OPENS = f"{WINDOW_ENDED}: no window of this device opens before end_datetime"
 LARGE_QUERY = 20_000
 """Devices a query may select above which its operation is answered before it is resolved (SQLite resolves 20,000
-devices in about 0.2 s, PostgreSQL in about 0.5 s; a million in a minute or more)."""
-RESOLVE_CHUNK = 20_000
-"""Commands written per transaction by a resolution that is not the POST's own (controller/store/commands.py)."""
+devices in about 0.2 s, PostgreSQL in about 0.4 s; PostgreSQL a million in 23 s, bench/healthz_during_resolve.py)."""
+RESOLVE_CHUNK = 5_000
+"""Commands written per transaction by a resolution that is not the POST's own. Each chunk holds the other writers
+up while it is written: at 20,000 a chunk, a POST beside a 100,000-device resolution on PostgreSQL waited up to
+0.5 s (p99 462-493 ms), at 5,000 up to 0.26 s (p99 118-260 ms), the resolution no slower (docs/performance.md)."""
 RETRY_S = 1.0
 """How soon the resolver tries again while the database cannot be used."""
 
@@ -89,8 +91,8 @@ class Resolver:
     and again whenever woken with new work."""
 
     def __init__(self, worker: StoreWorker, resolved: Callable[[], None]) -> None:
-        """`worker` is a store thread of its own: a large resolution holds it for a minute, which must not hold up
-        the REST API's creations. `resolved` wakes the dispatcher."""
+        """`worker` is a store thread of its own: a large resolution holds it for tens of seconds, which must not
+        hold up the REST API's creations. `resolved` wakes the dispatcher."""
         self._worker = worker
         self._resolved = resolved
         self._woken = asyncio.Event()
