@@ -107,7 +107,7 @@ class Resolver:
             self._woken.clear()
             try:
                 resolved = await self._worker.call(resolve_waiting)
-            except StorageUnavailable:  # logged where it happened; nothing was resolved by halves
+            except StorageUnavailable:  # logged where it happened; the next pass adds what the chunks lacked
                 self._woken.set()
                 await asyncio.sleep(RETRY_S)
                 continue
