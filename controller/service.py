@@ -216,6 +216,8 @@ async def serve(settings: ServeSettings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        # The embedded broker's logins are read first: a start that fails on them records no signing key.
+        auth = None if settings.external_broker is not None else _broker_auth(settings.embedded_broker_auth, topics)
         # Before the broker starts and before this process may lead: a key the fleet was never given is refused.
         signer = trusted_signer(SigningKeys.in_state_dir(settings.db.state_dir), connections.store)
         async with AsyncExitStack() as stack:
@@ -223,7 +225,6 @@ async def serve(settings: ServeSettings) -> None:
             managed: MosquittoBroker | None = None
             if broker_url is None:
                 data_dir = settings.db.state_dir / "broker"
-                auth = _broker_auth(settings.embedded_broker_auth, topics)
                 kind, why = (
                     default_embedded_broker() if settings.embedded_broker is None else (settings.embedded_broker, "")
                 )

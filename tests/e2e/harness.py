@@ -162,6 +162,16 @@ class Controller:
 
         wait_for(f"devices {device_ids} online", online)
 
+    def wait_resolved(self, operation_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """The operation once its query is resolved: one that may select more than 20,000 devices is answered
+        CREATED and resolved after (controller/scheduler.py)."""
+
+        def resolved() -> dict[str, Any] | None:
+            operation: dict[str, Any] = self.get(f"/v0/operations/{operation_id}/")
+            return None if operation["state"] in ("CREATED", "RESOLVING") else operation
+
+        return wait_for(f"operation {operation_id} resolved", resolved, timeout=timeout)
+
     def wait_finished(self, operation_id: str, timeout: float = 30.0) -> dict[str, Any]:
         def finished() -> dict[str, Any] | None:
             operation: dict[str, Any] = self.get(f"/v0/operations/{operation_id}/")

@@ -10,7 +10,7 @@ import pytest
 from bench.fleet_store import announce
 from controller.scheduler import LARGE_QUERY
 from controller.store import Store
-from tests.e2e.harness import Controller, restart_controller, wait_for
+from tests.e2e.harness import Controller, restart_controller
 
 pytestmark = pytest.mark.e2e
 
@@ -23,14 +23,6 @@ def register(db: Path) -> None:
         announce(store, [f"dev-{n:06d}" for n in range(DEVICES)])
     finally:
         store.close()
-
-
-def resolved(controller: Controller, operation_id: str) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        operation: dict[str, Any] = controller.get(f"/v0/operations/{operation_id}/")
-        return None if operation["state"] in ("CREATED", "RESOLVING") else operation
-
-    return wait_for(f"operation {operation_id} resolved", done, timeout=60)
 
 
 def counted(operation: dict[str, Any]) -> int:
@@ -48,7 +40,7 @@ def test_a_large_operation_is_answered_created_then_resolved_once(tmp_path: Path
         assert created["state"] == "CREATED"
         assert counted(created) == 0
         assert [entry["operation_state"] for entry in created["operation_activity"]] == ["CREATED"]
-        operation = resolved(controller, created["id"])
+        operation = controller.wait_resolved(created["id"])
         assert operation["state"] in ("RESOLVED", "DISPATCHING")
         assert counted(operation) == DEVICES
         states = [entry["operation_state"] for entry in operation["operation_activity"]]
@@ -73,7 +65,7 @@ def test_a_controller_killed_while_it_resolves_a_large_operation_resolves_it_onc
         created = controller.create({"operation_type": "LOCK", "operation_device_query": {"all": True}})
         controller.process.kill()  # within the resolution, or just before or after it: each must end the same
         restart_controller(controller)
-        operation = resolved(controller, created["id"])
+        operation = controller.wait_resolved(created["id"])
         assert counted(operation) == DEVICES
         states = [entry["operation_state"] for entry in operation["operation_activity"]]
         assert states.count("QUERY RESOLVED") == 1

@@ -4,6 +4,7 @@ an older version. The controller refuses at the edge, fails only the operation c
 
 import contextlib
 import json
+import shutil
 import socket
 import sqlite3
 import threading
@@ -139,6 +140,7 @@ def test_an_operation_stored_with_unencodable_text_fails_alone_and_the_controlle
         with sqlite3.connect(first.db) as old, sqlite3.connect(database) as new:
             old.backup(new)
             new.execute("DELETE FROM api_keys")  # the harness makes its own key
+        shutil.copytree(tmp_path / "before" / "signing", tmp_path / "after" / "signing")  # the fleet's key, kept
         store = Store(database)
         try:
             poisoned = store.operations.create(

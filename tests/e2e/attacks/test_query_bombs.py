@@ -80,11 +80,11 @@ def test_an_operation_on_a_large_fleet_resolves_while_healthz_answers(tmp_path: 
         time.sleep(0.3)
         started = time.monotonic()
         answer = post(controller, {"all": True}, timeout=60)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["content"]["state"] == "CREATED"  # a large query: resolved after the answer
+        content = controller.wait_resolved(answer.json()["content"]["id"])
         ended = time.monotonic()
         probe.stop()
-        assert answer.status_code == 201, answer.text
-        content = answer.json()["content"]
-        assert content["state"] == "RESOLVED"
         assert content["operation_stats"]["device_operation_statuses_count"]["resolved_device_count"] == devices
         # The old code answered none while it resolved: the one check under way waited for the whole resolution.
         latencies = probe.latencies_between(started, ended)
@@ -107,6 +107,7 @@ def test_a_delete_of_a_large_fleets_operations_runs_while_healthz_and_a_get_answ
     try:
         created = controller.http.post("/v0/operations/", json=body | {"schedule_args": window}, timeout=60)
         assert created.status_code == 201, created.text
+        controller.wait_resolved(created.json()["content"]["id"])
         probe.start()
         time.sleep(0.3)
         admin = httpx.Client(base_url=str(controller.http.base_url), headers=controller.http.headers, timeout=60)
