@@ -389,7 +389,8 @@ class FastClient:
                     batch.remaining -= 1
                     if not batch.remaining:
                         self._batches.discard(batch)
-                        batch.done.set_result(None)
+                        if not batch.done.done():  # its publisher may have stopped waiting (a term that ended)
+                            batch.done.set_result(None)
                 backlog = self._backlog
                 while backlog and len(self._unacked) < self._max_inflight:
                     self._send_qos1(*backlog.popleft())

@@ -197,6 +197,32 @@ def test_a_batch_larger_than_the_window_resolves_once_every_message_is_acknowled
     run(test)
 
 
+def test_a_batch_its_publisher_stopped_waiting_for_is_acknowledged_without_harm(broker_url: str) -> None:
+    """A leader's term that ends cancels its publisher's wait: the broker's acknowledgements arriving after it set the
+    cancelled batch's result, which raised in the reader and closed the connection (seen under a PostgreSQL
+    restart that cost the lead)."""
+
+    async def test() -> None:
+        host, port = address(broker_url)
+        inbox = Inbox()
+        async with (
+            await FastClient.connect(host, port, "reader-gone", on_message=inbox) as reader,
+            await FastClient.connect(host, port, "writer-gone", max_inflight=100) as writer,
+        ):
+            await reader.subscribe(["gone/#"])
+            abandoned = await writer.publish_batch([(f"gone/{n}", b"x") for n in range(200)])
+            waiting = asyncio.ensure_future(abandoned)
+            await asyncio.sleep(0)
+            waiting.cancel()
+            assert len(await inbox.until(200)) == 200
+            await writer.flush()
+            await writer.publish_many([("gone/after", b"y")])  # the connection lives on
+            assert not writer.closed.done()
+            assert len(await inbox.until(201)) == 201
+
+    run(test)
+
+
 def test_a_paused_reader_takes_nothing_until_it_resumes_and_then_everything_in_order(mosquitto_url: str) -> None:
     async def test() -> None:
         inbox = Inbox()
