@@ -1,7 +1,8 @@
 """The fast MQTT client against real brokers: pipelined QoS 1, retained messages, wills, many subscriptions, acks."""
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -148,15 +149,25 @@ def test_a_closed_port_and_a_lost_connection_raise_connection_lost(broker_url: s
     run(test)
 
 
+@contextlib.asynccontextmanager
+async def subscribed_pair(
+    url: str, name: str, topics: str, max_inflight: int
+) -> AsyncIterator[tuple[Inbox, FastClient]]:
+    """A reader subscribed to `topics`, its inbox, and a writer with `max_inflight` messages in flight at most."""
+    host, port = address(url)
+    inbox = Inbox()
+    async with (
+        await FastClient.connect(host, port, f"reader-{name}", on_message=inbox) as reader,
+        await FastClient.connect(host, port, f"writer-{name}", max_inflight=max_inflight) as writer,
+    ):
+        await reader.subscribe([topics])
+        yield inbox, writer
+
+
 def test_batches_in_flight_resolve_as_the_broker_acknowledges_them_or_fail_with_the_connection(broker_url: str) -> None:
     async def test() -> None:
         host, port = address(broker_url)
-        inbox = Inbox()
-        async with (
-            await FastClient.connect(host, port, "reader", on_message=inbox) as reader,
-            await FastClient.connect(host, port, "writer", max_inflight=100) as writer,
-        ):
-            await reader.subscribe(["batch/#"])
+        async with subscribed_pair(broker_url, "batch", "batch/#", 100) as (inbox, writer):
             batches = [
                 await writer.publish_batch([(f"batch/{b}", f"{n}".encode()) for n in range(300)]) for b in range(4)
             ]
@@ -178,13 +189,7 @@ def test_a_batch_larger_than_the_window_resolves_once_every_message_is_acknowled
     meanwhile must not resolve it early (nor, later, a second time, which killed the connection)."""
 
     async def test() -> None:
-        host, port = address(broker_url)
-        inbox = Inbox()
-        async with (
-            await FastClient.connect(host, port, "reader-big", on_message=inbox) as reader,
-            await FastClient.connect(host, port, "writer-big", max_inflight=5) as writer,
-        ):
-            await reader.subscribe(["big/#"])
+        async with subscribed_pair(broker_url, "big", "big/#", 5) as (inbox, writer):
             for round_ in range(3):
                 done = await writer.publish_batch([(f"big/{round_}", f"{n}".encode()) for n in range(400)])
                 await done
@@ -203,13 +208,7 @@ def test_a_batch_its_publisher_stopped_waiting_for_is_acknowledged_without_harm(
     restart that cost the lead)."""
 
     async def test() -> None:
-        host, port = address(broker_url)
-        inbox = Inbox()
-        async with (
-            await FastClient.connect(host, port, "reader-gone", on_message=inbox) as reader,
-            await FastClient.connect(host, port, "writer-gone", max_inflight=100) as writer,
-        ):
-            await reader.subscribe(["gone/#"])
+        async with subscribed_pair(broker_url, "gone", "gone/#", 100) as (inbox, writer):
             abandoned = await writer.publish_batch([(f"gone/{n}", b"x") for n in range(200)])
             waiting = asyncio.ensure_future(abandoned)
             await asyncio.sleep(0)
