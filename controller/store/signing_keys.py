@@ -16,7 +16,7 @@ class SigningKeyLedger:
         self._store = store
 
     def recorded(self) -> dict[str, FleetSigningKey]:
-        """Every key recorded, by id, oldest first."""
+        """Every key recorded, by id, oldest first (to the millisecond; those of one millisecond by id)."""
         rows = self._store.conn.execute(
             "SELECT key_id, public_key, recorded_at FROM signing_keys ORDER BY recorded_at, key_id"
         ).fetchall()
