@@ -17,7 +17,7 @@ from agent.config import AgentSettings, load_settings
 from agent.device import run_device
 from agent.errors import AgentError, ConfigError, JournalError
 from agent.handlers import build_registry, capabilities
-from agent.handlers.base import Handler
+from agent.handlers.base import AnyHandler
 from agent.inventory import linux_inventory, local_time_zone
 from agent.platforms.linux import LinuxPlatform
 from shared.command_line import EXIT_ERROR, OneLineGroup, first_leaf
@@ -75,7 +75,7 @@ async def run_agent(settings: AgentSettings) -> None:
             group.create_task(AndroidBridge(settings, registry).run())
 
 
-async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Handler]) -> None:
+async def run_host(settings: AgentSettings, registry: Mapping[OperationType, AnyHandler]) -> None:
     platform = LinuxPlatform(
         boot_id_path=settings.boot_id_path,
         tool_timeout=settings.tool_timeout_s,

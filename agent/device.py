@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentSettings
-from agent.handlers.base import Handler, PlatformTools
+from agent.handlers.base import AnyHandler, PlatformTools
 from agent.journal import Journal
 from agent.profile import Profile, ProfileStore
 from agent.runner import Runner
@@ -56,7 +56,7 @@ async def run_device(
     platform: PlatformTools,
     announcement: Announcement,
     root: Path,
-    registry: Mapping[OperationType, Handler],
+    registry: Mapping[OperationType, AnyHandler],
 ) -> None:
     """Run the device `announcement` names until cancelled, connected with the login in `broker_urls`.
 

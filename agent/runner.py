@@ -15,7 +15,7 @@ from agent import process_groups
 from agent.errors import HandlerError, InvalidArguments
 from agent.handlers import handler_for
 from agent.handlers.base import (
-    Handler,
+    AnyHandler,
     HandlerContext,
     InventoryUpdate,
     PlatformTools,
@@ -63,7 +63,7 @@ def seconds_until_window(schedule: dict[str, Any], current_zone: str | None = No
 @dataclass(slots=True)
 class _Running:
     command_id: str
-    handler: Handler
+    handler: AnyHandler
     task: "asyncio.Task[dict[str, Any]]"
     cancel_reason: str | None = None
 
@@ -78,7 +78,7 @@ class Runner:
         *,
         device_id: str,
         platform: PlatformTools,
-        registry: Mapping[OperationType, Handler],
+        registry: Mapping[OperationType, AnyHandler],
         journal: Journal,
         publish: Publish,
         work_root: Path,
@@ -231,7 +231,7 @@ class Runner:
             command = await self._queue.get()
             await self._execute(command)
 
-    def _handler_or_none(self, command: Command) -> Handler | None:
+    def _handler_or_none(self, command: Command) -> AnyHandler | None:
         try:
             return handler_for(command.operation_type, self._platform, self._registry)
         except HandlerError:
@@ -308,7 +308,7 @@ class Runner:
                 self._queue.put_nowait(entry.command)
 
     async def _run_handler(
-        self, command: Command, handler: Handler, arguments: Any, context: HandlerContext
+        self, command: Command, handler: AnyHandler, arguments: Any, context: HandlerContext[Any]
     ) -> dict[str, Any]:
         """Run the handler as its own task, so that a cancellation request can stop it without stopping the runner."""
         cancelled = self._cancelled_before_start.pop(command.command_id, None)

@@ -23,7 +23,7 @@ from agent.config import AgentSettings
 from agent.device import run_device
 from agent.errors import HandlerError
 from agent.handlers import capabilities
-from agent.handlers.base import Handler
+from agent.handlers.base import AnyHandler
 from agent.platforms.android import AndroidPlatform
 from shared.errors import TopicError
 from shared.logs import about
@@ -79,7 +79,7 @@ def device_id_for(serial: str, prefix: str) -> str:
 
 
 class AndroidBridge:
-    def __init__(self, settings: AgentSettings, registry: Mapping[OperationType, Handler]) -> None:
+    def __init__(self, settings: AgentSettings, registry: Mapping[OperationType, AnyHandler]) -> None:
         self._settings = settings
         self._registry = registry
         self._running: dict[str, asyncio.Task[None]] = {}

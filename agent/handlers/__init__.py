@@ -8,7 +8,7 @@ from agent.errors import UnsupportedOperation
 from agent.handlers.apps import AppPermissionHandler, AppStateHandler, ClearAppDataHandler
 from agent.handlers.artifacts import BugreportHandler, LogsHandler, ScreenshotHandler
 from agent.handlers.attention import BeepHandler, NotifyHandler
-from agent.handlers.base import Handler, PlatformTools
+from agent.handlers.base import AnyHandler, PlatformTools
 from agent.handlers.certificates import InstallCertificateHandler, UninstallCertificateHandler
 from agent.handlers.content import InstallOtaHandler, SyncContentHandler
 from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHandler
@@ -40,9 +40,9 @@ def build_registry(
     converge_actions: Sequence[str] = (),
     provision_action: str | None = None,
     wipe_action: str | None = None,
-) -> Mapping[OperationType, Handler]:
+) -> Mapping[OperationType, AnyHandler]:
     """One handler instance per operation family, keyed by every operation type it runs."""
-    handlers: tuple[Handler, ...] = (
+    handlers: tuple[AnyHandler, ...] = (
         CustomActionHandler(custom_actions),
         ConvergeHandler(custom_actions, list(converge_actions), provision_action),
         WipeHandler(custom_actions, wipe_action),
@@ -83,7 +83,7 @@ def build_registry(
         SyncContentHandler(),
         InstallOtaHandler(),
     )
-    table: dict[OperationType, Handler] = {}
+    table: dict[OperationType, AnyHandler] = {}
     for handler in handlers:
         for operation_type in handler.operation_types:
             if operation_type in table:
@@ -95,14 +95,16 @@ def build_registry(
 REGISTRY = build_registry()
 
 
-def capabilities(platform: PlatformTools, registry: Mapping[OperationType, Handler] = REGISTRY) -> list[OperationType]:
+def capabilities(
+    platform: PlatformTools, registry: Mapping[OperationType, AnyHandler] = REGISTRY
+) -> list[OperationType]:
     """The operation types the agent advertises for a device: those whose handler `platform` can serve, sorted."""
     return sorted(operation_type for operation_type, handler in registry.items() if handler.supports(platform))
 
 
 def handler_for(
-    operation_type: OperationType, platform: PlatformTools, registry: Mapping[OperationType, Handler] = REGISTRY
-) -> Handler:
+    operation_type: OperationType, platform: PlatformTools, registry: Mapping[OperationType, AnyHandler] = REGISTRY
+) -> AnyHandler:
     """The handler for `operation_type` on `platform`; UnsupportedOperation (a FAILED status at once) otherwise."""
     handler = registry.get(operation_type)
     if handler is None or not handler.supports(platform):

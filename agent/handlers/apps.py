@@ -1,6 +1,6 @@
 """CLEAR_APP_DATA, SET_APP_PERMISSION and SET_APP_STATE: per-app controls, which only Android has."""
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext
 from agent.platforms.contract import AppControl
@@ -8,30 +8,25 @@ from shared.arguments.apps import AppPackageArguments, AppPermissionArguments, A
 from shared.operations import OperationType
 
 
-class ClearAppDataHandler(Handler):
+class ClearAppDataHandler(Handler[AppPackageArguments, AppControl]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.CLEAR_APP_DATA})
-    needs: ClassVar[type[Any]] = AppControl
 
-    async def run(self, arguments: AppPackageArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(AppControl, context.platform).clear_app_data(arguments.package)
+    async def run(self, arguments: AppPackageArguments, context: HandlerContext[AppControl]) -> dict[str, Any]:
+        await context.platform.clear_app_data(arguments.package)
         return {"package": arguments.package, "cleared": True}
 
 
-class AppPermissionHandler(Handler):
+class AppPermissionHandler(Handler[AppPermissionArguments, AppControl]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_APP_PERMISSION})
-    needs: ClassVar[type[Any]] = AppControl
 
-    async def run(self, arguments: AppPermissionArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(AppControl, context.platform).set_app_permission(
-            arguments.package, arguments.permission, arguments.granted
-        )
+    async def run(self, arguments: AppPermissionArguments, context: HandlerContext[AppControl]) -> dict[str, Any]:
+        await context.platform.set_app_permission(arguments.package, arguments.permission, arguments.granted)
         return {"package": arguments.package, "permission": arguments.permission, "granted": arguments.granted}
 
 
-class AppStateHandler(Handler):
+class AppStateHandler(Handler[AppStateArguments, AppControl]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_APP_STATE})
-    needs: ClassVar[type[Any]] = AppControl
 
-    async def run(self, arguments: AppStateArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(AppControl, context.platform).set_app_state(arguments.package, arguments.state)
+    async def run(self, arguments: AppStateArguments, context: HandlerContext[AppControl]) -> dict[str, Any]:
+        await context.platform.set_app_state(arguments.package, arguments.state)
         return {"package": arguments.package, "state": str(arguments.state)}

@@ -4,12 +4,13 @@ import asyncio
 import gzip
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.errors import HandlerError
 from agent.handlers.base import Handler, HandlerContext
 from agent.platforms.contract import Logs, Screenshots
 from agent.upload import upload_artifact
+from shared.arguments import NoArguments
 from shared.arguments.diagnostics import LogsArguments
 from shared.messages import ArtifactUpload
 from shared.operations import OperationType
@@ -37,7 +38,7 @@ def gzip_file(source: Path, target: Path) -> None:
         shutil.copyfileobj(plain, packed)
 
 
-def _upload_spec(context: HandlerContext) -> ArtifactUpload:
+def _upload_spec(context: HandlerContext[Any]) -> ArtifactUpload:
     """Checked before any work is done: without somewhere to send the file, making it would be pointless."""
     spec = context.command.artifact_upload
     if spec is None:
@@ -48,48 +49,43 @@ def _upload_spec(context: HandlerContext) -> ArtifactUpload:
     return spec
 
 
-async def _send(context: HandlerContext, spec: ArtifactUpload, path: Path) -> dict[str, Any]:
+async def _send(context: HandlerContext[Any], spec: ArtifactUpload, path: Path) -> dict[str, Any]:
     kind = await asyncio.to_thread(content_type, path)
     if kind is None:
         raise HandlerError(f"{context.command.operation_type} produced no file")
     return {"artifact": await upload_artifact(spec, path, kind)}
 
 
-class ScreenshotHandler(Handler):
+class ScreenshotHandler(Handler[NoArguments, Screenshots]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.CAPTURE_SCREENSHOT})
     cancellable: ClassVar[bool] = True
-    needs: ClassVar[type[Any]] = Screenshots
 
-    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: NoArguments, context: HandlerContext[Screenshots]) -> dict[str, Any]:
         spec = _upload_spec(context)
         path = context.work_dir / "screenshot.png"
-        await cast(Screenshots, context.platform).capture_screenshot(path)
+        await context.platform.capture_screenshot(path)
         return await _send(context, spec, path)
 
 
-class LogsHandler(Handler):
+class LogsHandler(Handler[LogsArguments, Logs]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.COLLECT_LOGS})
     cancellable: ClassVar[bool] = True
-    needs: ClassVar[type[Any]] = Logs
 
-    async def run(self, arguments: LogsArguments, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: LogsArguments, context: HandlerContext[Logs]) -> dict[str, Any]:
         spec = _upload_spec(context)
         text = context.work_dir / "logs.txt"
-        await cast(Logs, context.platform).collect_logs(
-            text, since_minutes=arguments.since_minutes, max_lines=arguments.max_lines
-        )
+        await context.platform.collect_logs(text, since_minutes=arguments.since_minutes, max_lines=arguments.max_lines)
         packed = context.work_dir / "logs.txt.gz"
         await asyncio.to_thread(gzip_file, text, packed)
         return await _send(context, spec, packed)
 
 
-class BugreportHandler(Handler):
+class BugreportHandler(Handler[NoArguments, Logs]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REQUEST_BUGREPORT})
     cancellable: ClassVar[bool] = True
-    needs: ClassVar[type[Any]] = Logs
 
-    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: NoArguments, context: HandlerContext[Logs]) -> dict[str, Any]:
         spec = _upload_spec(context)
         destination = context.work_dir / "bugreport"
-        await cast(Logs, context.platform).bugreport(destination)
+        await context.platform.bugreport(destination)
         return await _send(context, spec, destination)

@@ -3,7 +3,9 @@
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
+
+from pydantic import BaseModel
 
 from agent.errors import HandlerError
 from shared.arguments.management import DeviceConfigArguments
@@ -35,10 +37,14 @@ async def no_profile(_: DeviceConfigArguments) -> dict[str, Any]:
     raise HandlerError("this agent keeps no device profile")
 
 
+ArgumentsT = TypeVar("ArgumentsT", bound=BaseModel)
+PlatformT = TypeVar("PlatformT")
+
+
 @dataclass(frozen=True, slots=True)
-class HandlerContext:
+class HandlerContext(Generic[PlatformT]):
     command: Command
-    platform: PlatformTools
+    platform: PlatformT
     work_dir: Path
     """A private directory for this command's files, created by the runner."""
     update_inventory: InventoryUpdate = keep_inventory
@@ -53,29 +59,43 @@ class RestartOutcome:
     reason: str | None = None
 
 
-class Handler:
-    """One operation family. Subclasses set the class attributes and implement `run`.
+class Handler(Generic[ArgumentsT, PlatformT]):
+    """One operation family: `class X(Handler[ArgumentsModel, PlatformProtocol])`, with `operation_types` and `run`.
 
-    `needs` is the runtime-checkable protocol a platform must implement for the handler to run there, so a platform's
-    capabilities follow from the methods it has. `run` is only called with such a platform and with arguments
-    already validated by `shared.arguments`; it returns the `result` of a SUCCESSFUL status, or raises a HandlerError
-    whose message is the failure reason.
+    The protocol is runtime-checkable: a platform must implement it for the handler to run there, so a platform's
+    capabilities follow from the methods it has, and `needs` is read from the class's parameters so that mypy checks
+    what `run` asks of `context.platform` against the very protocol the registry checks. `run` is only called with
+    such a platform and with arguments already validated by `shared.arguments` into the model; it returns the
+    `result` of a SUCCESSFUL status, or raises a HandlerError whose message is the failure reason.
     """
 
     operation_types: ClassVar[frozenset[OperationType]]
     needs: ClassVar[type[Any]]
+    arguments_model: ClassVar[Any]
     destructive: ClassVar[bool] = False
     """Destructive handlers run only for the types the agent's config lists in `allow_destructive`."""
     cancellable: ClassVar[bool] = False
     """Whether a cancellation may stop `run` midway: true only where stopping leaves the device as it was or in a
     harmless state (a script, a download, an artifact); never for a package manager, a reboot or a network change."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = get_origin(base)
+            parameters = get_args(base)
+            if isinstance(origin, type) and issubclass(origin, Handler) and not isinstance(parameters[1], TypeVar):
+                cls.arguments_model, cls.needs = parameters
+
     def supports(self, platform: PlatformTools) -> bool:
         return isinstance(platform, self.needs)
 
-    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: ArgumentsT, context: HandlerContext[PlatformT]) -> dict[str, Any]:
         raise NotImplementedError
 
     def outcome_after_restart(self, started_boot_id: str, current_boot_id: str) -> RestartOutcome:
         """Decide a command that was executing when the agent stopped; by default it failed."""
         return RestartOutcome(reason="agent restarted during execution")
+
+
+AnyHandler = Handler[Any, Any]
+"""A handler of any arguments and platform: what the registry holds and the runner calls."""

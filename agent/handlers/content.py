@@ -1,7 +1,7 @@
 """SYNC_CONTENT and INSTALL_OTA: files fetched over HTTP(S), kept in the content directory or installed."""
 
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, fetch, file_name
 from agent.errors import HandlerError
@@ -11,12 +11,11 @@ from shared.arguments.apps import OtaArguments, SyncContentArguments
 from shared.operations import OperationType, Platform
 
 
-class SyncContentHandler(Handler):
+class SyncContentHandler(Handler[SyncContentArguments, object]):
     """Keeps files under `content_dir`, by default `<state_dir>/content` (work dirs are `<state_dir>/work/<id>`)."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SYNC_CONTENT})
     cancellable: ClassVar[bool] = True
-    needs: ClassVar[type[Any]] = object
 
     def __init__(
         self,
@@ -33,7 +32,7 @@ class SyncContentHandler(Handler):
         # The content directory is the agent's own; it is on the device only when the agent runs there.
         return platform.kind is Platform.LINUX
 
-    async def run(self, arguments: SyncContentArguments, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: SyncContentArguments, context: HandlerContext[object]) -> dict[str, Any]:
         content_dir = (self.content_dir or context.work_dir.parent.parent / "content").resolve()
         destination = content_dir / arguments.path
         # The arguments refuse `..`; this also catches a symbolic link inside the directory that leads out of it,
@@ -50,9 +49,8 @@ class SyncContentHandler(Handler):
         return {"path": str(fetched.path), "size_bytes": fetched.size_bytes, "sha256": fetched.sha256}
 
 
-class InstallOtaHandler(Handler):
+class InstallOtaHandler(Handler[OtaArguments, SystemUpdate]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.INSTALL_OTA})
-    needs: ClassVar[type[Any]] = SystemUpdate
 
     def __init__(
         self, *, max_download_bytes: int = MAX_DOWNLOAD_BYTES, download_timeout_s: float = DOWNLOAD_TIMEOUT_S
@@ -60,7 +58,7 @@ class InstallOtaHandler(Handler):
         self.max_download_bytes = max_download_bytes
         self.download_timeout_s = download_timeout_s
 
-    async def run(self, arguments: OtaArguments, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: OtaArguments, context: HandlerContext[SystemUpdate]) -> dict[str, Any]:
         fetched = await fetch(
             arguments.file,
             context.work_dir / file_name(arguments.file),
@@ -68,7 +66,7 @@ class InstallOtaHandler(Handler):
             timeout_s=self.download_timeout_s,
         )
         try:
-            await cast(SystemUpdate, context.platform).install_update(fetched.path)
+            await context.platform.install_update(fetched.path)
         finally:
             fetched.path.unlink(missing_ok=True)  # bundles are large; the work directory is kept
         return {"file": fetched.path.name, "size_bytes": fetched.size_bytes, "sha256": fetched.sha256}

@@ -2,12 +2,13 @@
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.config import CustomAction
 from agent.errors import HandlerError, InvalidArguments, ToolFailed
 from agent.handlers.base import Handler, HandlerContext
 from agent.platforms.contract import CommandRunner
+from shared.arguments import NoArguments
 from shared.arguments.management import ConvergeArguments, CustomActionArguments
 from shared.operations import OperationType
 
@@ -35,14 +36,17 @@ def fill(action_name: str, action: CustomAction, parameters: Mapping[str, object
 
 
 async def run_action(
-    name: str, actions: Mapping[str, CustomAction], parameters: Mapping[str, object], context: HandlerContext
+    name: str,
+    actions: Mapping[str, CustomAction],
+    parameters: Mapping[str, object],
+    context: HandlerContext[CommandRunner],
 ) -> dict[str, Any]:
     action = actions.get(name)
     if action is None:
         known = ", ".join(sorted(actions)) or "none are configured"
         raise HandlerError(f"unknown custom action {name!r}; known actions: {known}")
     argv = fill(name, action, parameters)
-    outcome = await cast(CommandRunner, context.platform).run_command(
+    outcome = await context.platform.run_command(
         argv, timeout=action.timeout_s, work_dir=context.work_dir, output_limit=OUTPUT_LIMIT
     )
     result = {"action": name, **outcome.summary()}
@@ -51,24 +55,22 @@ async def run_action(
     return result
 
 
-class CustomActionHandler(Handler):
+class CustomActionHandler(Handler[CustomActionArguments, CommandRunner]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.RUN_CUSTOM_ACTION})
     cancellable: ClassVar[bool] = True
-    needs: ClassVar[type[Any]] = CommandRunner
 
     def __init__(self, actions: Mapping[str, CustomAction]) -> None:
         self.actions = actions
 
-    async def run(self, arguments: CustomActionArguments, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: CustomActionArguments, context: HandlerContext[CommandRunner]) -> dict[str, Any]:
         return await run_action(arguments.action, self.actions, arguments.parameters, context)
 
 
-class ConvergeHandler(Handler):
+class ConvergeHandler(Handler[ConvergeArguments, CommandRunner]):
     """Re-applies the device's desired configuration: runs the configured converge actions in order, then announces
     the device again. `converge_with_provision` runs the provision action first."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.CONVERGE})
-    needs: ClassVar[type[Any]] = CommandRunner
 
     def __init__(
         self, actions: Mapping[str, CustomAction], converge_actions: list[str], provision_action: str | None
@@ -77,7 +79,7 @@ class ConvergeHandler(Handler):
         self.converge_actions = converge_actions
         self.provision_action = provision_action
 
-    async def run(self, arguments: ConvergeArguments, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: ConvergeArguments, context: HandlerContext[CommandRunner]) -> dict[str, Any]:
         steps = list(self.converge_actions)
         if arguments.converge_with_provision:
             if self.provision_action is None:
@@ -91,19 +93,18 @@ class ConvergeHandler(Handler):
         return {"actions": ran, "announced": True}
 
 
-class WipeHandler(Handler):
+class WipeHandler(Handler[NoArguments, CommandRunner]):
     """Linux has no standard factory reset, so WIPE runs the custom action the config names as `wipe_action`
     (a reflash, an image restore); it is destructive and runs only where `allow_destructive` lists WIPE."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.WIPE})
-    needs: ClassVar[type[Any]] = CommandRunner
     destructive: ClassVar[bool] = True
 
     def __init__(self, actions: Mapping[str, CustomAction], wipe_action: str | None) -> None:
         self.actions = actions
         self.wipe_action = wipe_action
 
-    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: NoArguments, context: HandlerContext[CommandRunner]) -> dict[str, Any]:
         if self.wipe_action is None:
             raise HandlerError("WIPE needs wipe_action in the agent config: the custom action that resets this device")
         return await run_action(self.wipe_action, self.actions, {}, context)

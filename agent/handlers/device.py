@@ -1,6 +1,6 @@
 """SET_ROTATION_STATE, SET_GPS_STATE and SET_LOCATION_SERVICE: the device's orientation and location switches."""
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext
 from agent.platforms.contract import Location, RotationControl
@@ -8,27 +8,27 @@ from shared.arguments.system import GpsArguments, LocationMode, LocationServiceA
 from shared.operations import OperationType
 
 
-class RotationHandler(Handler):
+class RotationHandler(Handler[RotationArguments, RotationControl]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_ROTATION_STATE})
-    needs: ClassVar[type[Any]] = RotationControl
 
-    async def run(self, arguments: RotationArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(RotationControl, context.platform).set_rotation(arguments.rotation)
+    async def run(self, arguments: RotationArguments, context: HandlerContext[RotationControl]) -> dict[str, Any]:
+        await context.platform.set_rotation(arguments.rotation)
         return {"rotation": str(arguments.rotation)}
 
 
-class LocationHandler(Handler):
+class LocationHandler(Handler[GpsArguments | LocationServiceArguments, Location]):
     """Both types drive one switch: platforms expose location as on or off (on Android, GPS and network together)."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset(
         {OperationType.SET_GPS_STATE, OperationType.SET_LOCATION_SERVICE}
     )
-    needs: ClassVar[type[Any]] = Location
 
-    async def run(self, arguments: GpsArguments | LocationServiceArguments, context: HandlerContext) -> dict[str, Any]:
+    async def run(
+        self, arguments: GpsArguments | LocationServiceArguments, context: HandlerContext[Location]
+    ) -> dict[str, Any]:
         if isinstance(arguments, LocationServiceArguments):
             mode = arguments.mode
         else:
             mode = LocationMode.ON if arguments.gps_state else LocationMode.OFF
-        await cast(Location, context.platform).set_location_mode(mode)
+        await context.platform.set_location_mode(mode)
         return {"location": str(mode)}

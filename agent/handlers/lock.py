@@ -1,17 +1,17 @@
 """LOCK: lock every graphical and console session on the device."""
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext
 from agent.platforms.contract import SessionLocker
+from shared.arguments import NoArguments
 from shared.operations import OperationType
 
 
-class LockHandler(Handler):
+class LockHandler(Handler[NoArguments, SessionLocker]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.LOCK})
-    needs: ClassVar[type[Any]] = SessionLocker
 
-    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
-        platform = cast(SessionLocker, context.platform)
+    async def run(self, arguments: NoArguments, context: HandlerContext[SessionLocker]) -> dict[str, Any]:
+        platform = context.platform
         await platform.lock_sessions()
         return {"locked": True}

@@ -1,9 +1,10 @@
 """UPDATE_DEVICE_CONFIG and REMOVE_AGENT: operations on the agent itself rather than on the device's system."""
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext, PlatformTools
 from agent.platforms.contract import AgentRemover
+from shared.arguments import NoArguments
 from shared.arguments.management import DeviceConfigArguments
 from shared.operations import OperationType
 
@@ -11,26 +12,24 @@ REMOVE_DELAY_S = 5.0
 """Time for the SUCCESSFUL status to reach the broker before the agent's service is stopped."""
 
 
-class DeviceConfigHandler(Handler):
+class DeviceConfigHandler(Handler[DeviceConfigArguments, object]):
     """Changes the tags, groups and time zone the device announces; kept across restarts, in force at once."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.UPDATE_DEVICE_CONFIG})
-    needs: ClassVar[type[Any]] = object
 
     def supports(self, platform: PlatformTools) -> bool:
         return True  # it changes only the agent's own state, which every platform has
 
-    async def run(self, arguments: DeviceConfigArguments, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: DeviceConfigArguments, context: HandlerContext[object]) -> dict[str, Any]:
         return await context.update_profile(arguments)
 
 
-class RemoveAgentHandler(Handler):
+class RemoveAgentHandler(Handler[NoArguments, AgentRemover]):
     """Uninstalls the agent's service a few seconds after reporting success; its files and package stay."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REMOVE_AGENT})
-    needs: ClassVar[type[Any]] = AgentRemover
     destructive: ClassVar[bool] = True
 
-    async def run(self, arguments: Any, context: HandlerContext) -> dict[str, Any]:
-        unit = await cast(AgentRemover, context.platform).remove_agent(REMOVE_DELAY_S)
+    async def run(self, arguments: NoArguments, context: HandlerContext[AgentRemover]) -> dict[str, Any]:
+        unit = await context.platform.remove_agent(REMOVE_DELAY_S)
         return {"unit": unit, "stops_in_s": REMOVE_DELAY_S}

@@ -1,6 +1,6 @@
 """Saved Wi-Fi networks, the saved-networks-only policy, Bluetooth and wired addressing."""
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext
 from agent.platforms.contract import BluetoothRadio, WifiJoinPolicy, WifiNetworks, WiredNetwork
@@ -15,67 +15,61 @@ from shared.arguments.network import (
 from shared.operations import OperationType
 
 
-class AddWifiHandler(Handler):
+class AddWifiHandler(Handler[WifiNetwork, WifiNetworks]):
     """ADD_WIFI_AP: save a network the device may join; the result never carries the password."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.ADD_WIFI_AP})
-    needs: ClassVar[type[Any]] = WifiNetworks
 
-    async def run(self, arguments: WifiNetwork, context: HandlerContext) -> dict[str, Any]:
-        await cast(WifiNetworks, context.platform).add_wifi_network(arguments)
+    async def run(self, arguments: WifiNetwork, context: HandlerContext[WifiNetworks]) -> dict[str, Any]:
+        await context.platform.add_wifi_network(arguments)
         return arguments.model_dump(mode="json", exclude={"password"})
 
 
-class RemoveWifiHandler(Handler):
+class RemoveWifiHandler(Handler[WifiSsid, WifiNetworks]):
     """REMOVE_WIFI_AP: forget a saved network; one that is not saved is a failure."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REMOVE_WIFI_AP})
-    needs: ClassVar[type[Any]] = WifiNetworks
 
-    async def run(self, arguments: WifiSsid, context: HandlerContext) -> dict[str, Any]:
-        await cast(WifiNetworks, context.platform).remove_wifi_network(arguments.ssid)
+    async def run(self, arguments: WifiSsid, context: HandlerContext[WifiNetworks]) -> dict[str, Any]:
+        await context.platform.remove_wifi_network(arguments.ssid)
         return {"ssid": arguments.ssid, "removed": True}
 
 
-class SavedWifiOnlyHandler(Handler):
+class SavedWifiOnlyHandler(Handler[SavedWifiOnly, WifiJoinPolicy]):
     """USE_ONLY_SAVED_WIFI_AP: allow or forbid joining networks that are not saved on the device."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.USE_ONLY_SAVED_WIFI_AP})
-    needs: ClassVar[type[Any]] = WifiJoinPolicy
 
-    async def run(self, arguments: SavedWifiOnly, context: HandlerContext) -> dict[str, Any]:
-        await cast(WifiJoinPolicy, context.platform).use_only_saved_wifi(arguments.enabled)
+    async def run(self, arguments: SavedWifiOnly, context: HandlerContext[WifiJoinPolicy]) -> dict[str, Any]:
+        await context.platform.use_only_saved_wifi(arguments.enabled)
         return {"enabled": arguments.enabled}
 
 
-class BluetoothHandler(Handler):
+class BluetoothHandler(Handler[BluetoothArguments, BluetoothRadio]):
     """SET_BLUETOOTH_STATE: switch every Bluetooth adapter on or off."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_BLUETOOTH_STATE})
-    needs: ClassVar[type[Any]] = BluetoothRadio
 
-    async def run(self, arguments: BluetoothArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(BluetoothRadio, context.platform).set_bluetooth(arguments.bluetooth_state)
+    async def run(self, arguments: BluetoothArguments, context: HandlerContext[BluetoothRadio]) -> dict[str, Any]:
+        await context.platform.set_bluetooth(arguments.bluetooth_state)
         return {"bluetooth_state": "on" if arguments.bluetooth_state else "off"}
 
 
-class EthernetHandler(Handler):
+class EthernetHandler(Handler[EthernetSettings, WiredNetwork]):
     """SET_ETHERNET_SETTINGS: connect or disconnect a wired interface, by DHCP or with a static address."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_ETHERNET_SETTINGS})
-    needs: ClassVar[type[Any]] = WiredNetwork
 
-    async def run(self, arguments: EthernetSettings, context: HandlerContext) -> dict[str, Any]:
-        await cast(WiredNetwork, context.platform).configure_ethernet(arguments)
+    async def run(self, arguments: EthernetSettings, context: HandlerContext[WiredNetwork]) -> dict[str, Any]:
+        await context.platform.configure_ethernet(arguments)
         return arguments.model_dump(mode="json")
 
 
-class StaticIpHandler(Handler):
+class StaticIpHandler(Handler[StaticIpSettings, WiredNetwork]):
     """SET_STATIC_IP: give a wired interface a fixed address."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_STATIC_IP})
-    needs: ClassVar[type[Any]] = WiredNetwork
 
-    async def run(self, arguments: StaticIpSettings, context: HandlerContext) -> dict[str, Any]:
-        await cast(WiredNetwork, context.platform).set_static_ip(arguments)
+    async def run(self, arguments: StaticIpSettings, context: HandlerContext[WiredNetwork]) -> dict[str, Any]:
+        await context.platform.set_static_ip(arguments)
         return arguments.model_dump(mode="json")

@@ -1,12 +1,13 @@
 """INSTALL, INSTALL_APP, UNINSTALL, UNINSTALL_APP and REFRESH_APPLIST: packages and apps on the device."""
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.download import DOWNLOAD_TIMEOUT_S, MAX_DOWNLOAD_BYTES, fetch, file_name, without_query
 from agent.errors import HandlerError, UnsupportedOperation
-from agent.handlers.base import Handler, HandlerContext, PlatformTools
+from agent.handlers.base import ArgumentsT, Handler, HandlerContext, PlatformT, PlatformTools
 from agent.platforms.contract import AppFiles, PackageInstall, PackageListing, PackageRemoval
+from shared.arguments import NoArguments
 from shared.arguments.apps import InstallAppArguments, InstallArguments, PackageSpec, UninstallArguments
 from shared.operations import OperationType
 
@@ -47,7 +48,7 @@ class _Outcome:
         return shown
 
 
-class _PackageInstaller(Handler):
+class _PackageInstaller(Handler[ArgumentsT, PlatformT]):
     """Installs packages from the repositories or, those with a `url`, from a downloaded file."""
 
     def __init__(
@@ -57,7 +58,7 @@ class _PackageInstaller(Handler):
         self.download_timeout_s = download_timeout_s
 
     async def install(
-        self, platform: PackageInstall, packages: list[PackageSpec], context: HandlerContext
+        self, platform: PackageInstall, packages: list[PackageSpec], context: HandlerContext[Any]
     ) -> dict[str, Any]:
         """Install each package and say what happened to each, as the result.
 
@@ -95,7 +96,7 @@ class _PackageInstaller(Handler):
             raise HandlerError(count + reasons, result=result)
         return result
 
-    async def _install_file(self, platform: PackageInstall, outcome: _Outcome, context: HandlerContext) -> None:
+    async def _install_file(self, platform: PackageInstall, outcome: _Outcome, context: HandlerContext[Any]) -> None:
         file = outcome.spec.file()
         assert file is not None  # only a package with a url comes here
         fetched = await fetch(
@@ -136,24 +137,22 @@ class _PackageInstaller(Handler):
                     outcome.reason = f"installed version is {outcome.installed_version}, not {spec.version}"
 
 
-class InstallHandler(_PackageInstaller):
+class InstallHandler(_PackageInstaller[InstallArguments, PackageInstall]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.INSTALL})
-    needs: ClassVar[type[Any]] = PackageInstall
 
-    async def run(self, arguments: InstallArguments, context: HandlerContext) -> dict[str, Any]:
-        return await self.install(cast(PackageInstall, context.platform), arguments.packages, context)
+    async def run(self, arguments: InstallArguments, context: HandlerContext[PackageInstall]) -> dict[str, Any]:
+        return await self.install(context.platform, arguments.packages, context)
 
 
-class InstallAppHandler(_PackageInstaller):
+class InstallAppHandler(_PackageInstaller[InstallAppArguments, PlatformTools]):
     """INSTALL_APP by name from the package manager, or from a downloaded file checked against its SHA-256."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.INSTALL_APP})
-    needs: ClassVar[type[Any]] = AppFiles
 
     def supports(self, platform: PlatformTools) -> bool:
         return isinstance(platform, AppFiles | PackageInstall)
 
-    async def run(self, arguments: InstallAppArguments, context: HandlerContext) -> dict[str, Any]:
+    async def run(self, arguments: InstallAppArguments, context: HandlerContext[PlatformTools]) -> dict[str, Any]:
         platform = context.platform
         if arguments.packages is not None:
             if not isinstance(platform, PackageInstall):
@@ -175,25 +174,23 @@ class InstallAppHandler(_PackageInstaller):
         return {"file": fetched.path.name, "size_bytes": fetched.size_bytes, "sha256": fetched.sha256}
 
 
-class UninstallHandler(Handler):
+class UninstallHandler(Handler[UninstallArguments, PackageRemoval]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset(
         {OperationType.UNINSTALL, OperationType.UNINSTALL_APP}
     )
-    needs: ClassVar[type[Any]] = PackageRemoval
 
-    async def run(self, arguments: UninstallArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(PackageRemoval, context.platform).remove_packages(arguments.packages, arguments.software_type)
+    async def run(self, arguments: UninstallArguments, context: HandlerContext[PackageRemoval]) -> dict[str, Any]:
+        await context.platform.remove_packages(arguments.packages, arguments.software_type)
         return {"removed": list(arguments.packages)}
 
 
-class RefreshAppListHandler(Handler):
+class RefreshAppListHandler(Handler[NoArguments, PackageListing]):
     """REFRESH_APPLIST: report what is installed, and put it into the device's inventory."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REFRESH_APPLIST})
-    needs: ClassVar[type[Any]] = PackageListing
 
-    async def run(self, arguments: object, context: HandlerContext) -> dict[str, Any]:
-        packages = await cast(PackageListing, context.platform).list_packages()
+    async def run(self, arguments: NoArguments, context: HandlerContext[PackageListing]) -> dict[str, Any]:
+        packages = await context.platform.list_packages()
         listed = packages[:LISTED_PACKAGES]
         await context.update_inventory({"packages": listed, "package_count": len(packages)})
         return {"packages": listed, "count": len(packages), "truncated": len(listed) < len(packages)}

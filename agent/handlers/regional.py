@@ -1,6 +1,6 @@
 """SET_TIMEZONE and SET_DEVICE_LANGUAGE: the device's time zone and system language."""
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext
 from agent.platforms.contract import Clock, Locale
@@ -9,21 +9,19 @@ from shared.arguments.system import LanguageArguments, TimeZoneArguments
 from shared.operations import OperationType
 
 
-class TimeZoneHandler(Handler):
+class TimeZoneHandler(Handler[TimeZoneArguments, Clock]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_TIMEZONE})
-    needs: ClassVar[type[Any]] = Clock
 
-    async def run(self, arguments: TimeZoneArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(Clock, context.platform).set_time_zone(arguments.timezone)
+    async def run(self, arguments: TimeZoneArguments, context: HandlerContext[Clock]) -> dict[str, Any]:
+        await context.platform.set_time_zone(arguments.timezone)
         # Announced as UPDATE_DEVICE_CONFIG would: device-time schedules follow the device to its new zone.
         await context.update_profile(DeviceConfigArguments(time_zone=arguments.timezone))
         return {"timezone": arguments.timezone}
 
 
-class LanguageHandler(Handler):
+class LanguageHandler(Handler[LanguageArguments, Locale]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_DEVICE_LANGUAGE})
-    needs: ClassVar[type[Any]] = Locale
 
-    async def run(self, arguments: LanguageArguments, context: HandlerContext) -> dict[str, Any]:
-        await cast(Locale, context.platform).set_language(arguments.language)
+    async def run(self, arguments: LanguageArguments, context: HandlerContext[Locale]) -> dict[str, Any]:
+        await context.platform.set_language(arguments.language)
         return {"language": arguments.language}

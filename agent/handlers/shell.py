@@ -1,6 +1,6 @@
 """RUN_SHELL_SCRIPT: run a script with an interpreter, a timeout and bounded output, and report its exit and output."""
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.errors import ToolFailed, ToolTimeout
 from agent.handlers.base import Handler, HandlerContext
@@ -10,15 +10,14 @@ from shared.arguments.scripts import ShellArguments
 from shared.operations import OperationType
 
 
-class ShellHandler(Handler):
+class ShellHandler(Handler[ShellArguments, ScriptRunner]):
     """Runs the script for real; a non-zero exit fails the command but keeps exit code and output in the result."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.RUN_SHELL_SCRIPT})
     cancellable: ClassVar[bool] = True
-    needs: ClassVar[type[Any]] = ScriptRunner
 
-    async def run(self, arguments: ShellArguments, context: HandlerContext) -> dict[str, Any]:
-        platform = cast(ScriptRunner, context.platform)
+    async def run(self, arguments: ShellArguments, context: HandlerContext[ScriptRunner]) -> dict[str, Any]:
+        platform = context.platform
         try:
             outcome = await platform.run_script(
                 arguments.script,

@@ -1,6 +1,6 @@
 """SET_WIFI_STATE: switch the Wi-Fi radio on or off."""
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext
 from agent.platforms.contract import WifiRadio
@@ -8,11 +8,10 @@ from shared.arguments.network import WifiArguments
 from shared.operations import OperationType
 
 
-class WifiHandler(Handler):
+class WifiHandler(Handler[WifiArguments, WifiRadio]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_WIFI_STATE})
-    needs: ClassVar[type[Any]] = WifiRadio
 
-    async def run(self, arguments: WifiArguments, context: HandlerContext) -> dict[str, Any]:
-        platform = cast(WifiRadio, context.platform)
+    async def run(self, arguments: WifiArguments, context: HandlerContext[WifiRadio]) -> dict[str, Any]:
+        platform = context.platform
         await platform.set_wifi(arguments.wifi_state)
         return {"wifi_state": "on" if arguments.wifi_state else "off"}

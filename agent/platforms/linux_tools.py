@@ -22,11 +22,15 @@ class LinuxTools:
         tool_timeout: float = 60.0,
         agent_unit: str = "tetherd.service",
         script_policy: ScriptPolicy | None = None,
+        etc_dir: Path = Path("/etc"),
     ) -> None:
         self.boot_id_path = boot_id_path
         self.tool_timeout = tool_timeout
         self.agent_unit = agent_unit
         self.script_policy = script_policy or ScriptPolicy()
+        self.etc_dir = etc_dir
+        """Where the configuration files a handler writes live (polkit rules, modprobe and apt settings); tests
+        point it into a temporary directory."""
 
     async def tool(self, *argv: str, limit_s: float | None = None, stdin: bytes | None = None) -> ProcessResult:
         """Run a system tool found on PATH; a non-zero exit raises ToolFailed naming the tool and its last line."""

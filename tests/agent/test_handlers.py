@@ -4,7 +4,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -371,6 +371,14 @@ def test_every_registered_handler_runs_its_type() -> None:
         model = arguments_model(operation_type)
         assert model.model_config.get("extra") == "forbid"
         assert model.model_config.get("frozen") is True
+
+
+def test_every_handler_is_typed_with_the_model_its_types_are_validated_into() -> None:
+    """`run`'s arguments parameter is the handler's first type parameter; the runner validates with shared.arguments."""
+    for operation_type, handler in REGISTRY.items():
+        declared = handler.arguments_model
+        models = get_args(declared) or (declared,)  # a family of several types takes a union of their models
+        assert arguments_model(operation_type) in models, operation_type
 
 
 def test_handler_for_a_supported_type(platform: LinuxPlatform) -> None:
