@@ -13,6 +13,7 @@ import click
 
 from agent import __version__
 from agent.android.bridge import AndroidBridge
+from agent.command_line import EXIT_ERROR, OneLineGroup, first_leaf, log_format_option
 from agent.config import AgentSettings, load_settings
 from agent.device import run_device
 from agent.errors import AgentError, ConfigError, JournalError
@@ -20,8 +21,7 @@ from agent.handlers import build_registry, capabilities
 from agent.handlers.base import AnyHandler
 from agent.inventory import linux_inventory, local_time_zone
 from agent.platforms.linux import LinuxPlatform
-from shared.command_line import EXIT_ERROR, OneLineGroup, first_leaf
-from shared.logs import LogFormat, about, configure, log_format_option
+from shared.logs import LogFormat, about, configure
 from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
 from shared.sd_notify import notify, ping_watchdog

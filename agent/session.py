@@ -13,6 +13,7 @@ from typing import Any
 
 import aiomqtt
 
+from agent.mqtt_client import make_client
 from agent.runner import Runner
 from shared.errors import TetherProtocolError
 from shared.failover import Failover
@@ -21,7 +22,7 @@ from shared.operations import PresenceState
 from shared.sd_notify import notify
 from shared.signing import SignatureError, Verifier
 from shared.topics import TopicKind, Topics, agent_client_id
-from shared.transport import BrokerUrl, TlsFiles, make_client
+from shared.transport import BrokerUrl, TlsFiles
 
 log = logging.getLogger(__name__)
 

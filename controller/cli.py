@@ -13,19 +13,20 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from controller.database_cli import DatabaseChoice, db_group, db_option, open_store
-from controller.errors import ControllerError, StartupError
-from controller.keys import Role
-from controller.remote.commands import devices, op
-from shared.command_line import (
+from agent.command_line import (
     EXIT_ERROR,
     EXIT_USAGE,
     OneLineGroup,
     describe,
     in_an_existing_directory,
+    log_format_option,
     not_blank,
 )
-from shared.logs import LogFormat, configure, log_format_option
+from controller.database_cli import DatabaseChoice, db_group, db_option, open_store
+from controller.errors import ControllerError, StartupError
+from controller.keys import Role
+from controller.remote.commands import devices, op
+from shared.logs import LogFormat, configure
 from shared.schedule import valid_zone
 from shared.transport import ARGV_PASSWORD_WARNING, BrokerUrl, TlsFiles, with_password
 

@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 import click
 from click.core import ParameterSource
 
+from agent.command_line import directories_or_missing
 from controller.errors import StartupError, StorageUnavailable
 from controller.store import Store
 from controller.store.connection import open_database
 from controller.store.database import Database, is_url
 from controller.store.migrations import LATEST, SchemaStatus, status, upgrade
 from controller.store.space import unopenable
-from shared.command_line import directories_or_missing
 
 log = logging.getLogger(__name__)
 

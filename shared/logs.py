@@ -12,22 +12,12 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
 
-import click
-
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CONTEXT_FIELDS = ("operation_id", "command_id", "device_id")
 
 _context: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("tether_log_context", default=())
 """(field, value) pairs of what the current task is about."""
-
-log_format_option = click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one object per line, with the operation and command ids of the lines about them.",
-)
 
 
 @contextlib.contextmanager

@@ -1,14 +1,11 @@
-"""MQTT connection settings both programs use: the broker URL and a client tuned for Tether's traffic."""
+"""MQTT connection settings both programs use: the broker URL, its password and TLS files (no MQTT library here)."""
 
 import dataclasses
-import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
-
-import aiomqtt
 
 DEFAULT_MQTT_PORT = 1883
 DEFAULT_MQTTS_PORT = 8883
@@ -18,8 +15,6 @@ ARGV_PASSWORD_WARNING = (
     "the broker password in --broker is visible to every local user in ps: put it in a file "
     f"(--broker-password-file) or in {BROKER_PASSWORD_ENV}, and only the user name in the URL"
 )
-MAX_INFLIGHT = 1000
-"""Unacknowledged QoS 1 publishes per client: enough to pipeline, far below the 65,535 packet ids MQTT has."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,29 +127,3 @@ class TlsFiles:
                     f"cannot use the certificate {self.cert_file} with the key {self.key_file}: {err}"
                 ) from err
         return context
-
-
-def make_client(
-    url: BrokerUrl,
-    *,
-    identifier: str,
-    will: aiomqtt.Will | None = None,
-    clean_session: bool = False,
-    keepalive: int = 30,
-    tls: TlsFiles | None = None,
-) -> aiomqtt.Client:
-    """A client with TCP_NODELAY (Nagle added ~44 ms per hop) and a bounded in-flight window; TLS for mqtts://."""
-    return aiomqtt.Client(
-        url.host,
-        url.port,
-        username=url.username,
-        password=url.password,
-        identifier=identifier,
-        will=will,
-        clean_session=clean_session,
-        keepalive=keepalive,
-        timeout=10,
-        max_inflight_messages=MAX_INFLIGHT,
-        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        tls_context=(tls or TlsFiles()).context() if url.tls else None,
-    )

@@ -9,7 +9,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from shared.command_line import one_line
+from agent.command_line import one_line
 from shared.events import DeviceCounts
 
 STATUS_STYLES = {"SUCCESSFUL": "green", "FAILED": "red", "EXECUTING": "yellow", "PENDING": "cyan"}

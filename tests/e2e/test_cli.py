@@ -206,7 +206,7 @@ def test_a_bug_is_one_line_exit_70_and_its_traceback_with_tether_debug(tmp_path:
     # No command of Tether's has a known bug to show: a command that raises what nobody expects stands in for one.
     script = (
         "import click\n"
-        "from shared.command_line import OneLineGroup\n"
+        "from agent.command_line import OneLineGroup\n"
         "@click.group(name='tether', cls=OneLineGroup)\n"
         "def main() -> None: pass\n"
         "@main.command()\n"

@@ -1,5 +1,7 @@
 """The edge of `tether` and `tetherd`: every error ends as one line on stderr and a documented exit code.
 
+It lives in the agent, whose install every install includes, so that `shared/` (the wire contract) needs no click.
+
 Exit codes shared by both commands (docs/cli.md): 1 an error of the environment or the request (a path that cannot be
 used, a controller that refused), 2 bad usage, 70 a bug (an exception nobody expected; set TETHER_DEBUG=1 to see its
 traceback), 130 interrupted. Commands add their own (3 for an operation that did not succeed, 78 for a bad agent
@@ -140,3 +142,12 @@ def in_an_existing_directory(_: click.Context, param: click.Parameter, value: Pa
     if not os.access(parent, os.W_OK | os.X_OK):
         raise click.BadParameter(f"cannot write in {parent}", param=param)
     return value
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object per line, with the operation and command ids of the lines about them.",
+)

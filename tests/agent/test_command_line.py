@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import pytest
 
-from shared.command_line import (
+from agent.command_line import (
     describe,
     directories_or_missing,
     first_leaf,
