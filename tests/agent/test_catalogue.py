@@ -1,5 +1,6 @@
 """docs/operations.md predicts, for every type and platform, whether it runs; each row is run here to prove it."""
 
+import ast
 import asyncio
 import contextlib
 import hashlib
@@ -29,6 +30,7 @@ from shared.arguments import validate_arguments
 from shared.arguments.management import DeviceConfigArguments
 from shared.messages import ARTIFACT_TYPES, Announcement, ArtifactUpload, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType, Platform
+from tests.agent.catalogue_commands import check_or_record, normalise, unnamed
 from tests.agent.file_server import Server
 from tests.agent.test_runner import until
 from tests.fake_adb import FakeAdb
@@ -99,6 +101,13 @@ def config_example(text: str) -> dict[str, Any]:
 
 TEXT = DOC.read_text()
 ROWS = read_table(TEXT)
+OPERATOR_PROGRAMS = {action["command"][0] for action in config_example(TEXT)["custom_actions"].values()} | {
+    word for row in ROWS if row.type_name == "RUN_SHELL_SCRIPT" for word in row.arguments["script"].split()
+}
+"""Programs the operator supplies (custom actions, a script's commands): the cells describe them, not name them."""
+OPERATOR_COMMANDS = frozenset(
+    {OperationType.CONVERGE, OperationType.WIPE, OperationType.RUN_CUSTOM_ACTION, OperationType.RUN_SHELL_SCRIPT}
+)
 CASES = [pytest.param(row, platform, id=f"{row.type_name}-{platform}") for row in ROWS for platform in Platform]
 
 
@@ -139,6 +148,58 @@ def test_the_config_example_allows_exactly_the_destructive_types(tmp_path: Path)
 @pytest.mark.parametrize("row", ROWS, ids=[row.type_name for row in ROWS])
 def test_the_example_arguments_are_valid(row: Row) -> None:
     validate_arguments(row.operation_type, row.arguments)
+
+
+@pytest.mark.parametrize(
+    ("cell", "argv", "named"),
+    [
+        ("`adb -s S shell svc wifi enable|disable`", ["adb", "-s", "S", "shell", "svc", "wifi", "disable"], True),
+        ("`adb -s S shell svc wifi enable|disable`", ["adb", "-s", "S", "shell", "svc", "wfii", "disable"], False),
+        ("`pm enable PACKAGE` (enabled)", ["adb", "-s", "S", "shell", "pm", "enable", "com.example"], True),
+        ("`nmcli radio wifi on|off`", ["nmcli", "radio", "wifi", "of"], False),
+        ("`rm -rf /`", ["nmcli", "radio", "wifi", "off"], False),
+        ("`beep -l MILLISECONDS`", ["beep", "-l", "1500"], True),
+        (
+            "`nmcli connection add type wifi con-name SSID [802-11-wireless.psk PASSWORD]`",
+            ["nmcli", "connection", "add", "type", "wifi", "con-name", "Office", "802-11-wireless.psk", "x"],
+            True,
+        ),
+        (
+            "`dpkg-query -W -f '${Package}\\t${Version}\\n'`",
+            ["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"],
+            True,
+        ),
+    ],
+)
+def test_a_cell_names_a_command_only_word_for_word(cell: str, argv: list[str], named: bool) -> None:
+    assert (unnamed(cell, [argv], set()) == []) is named
+
+
+def agent_strings() -> set[str]:
+    """Every string constant in the agent's code: the programs it can run are among them."""
+    strings: set[str] = set()
+    for path in (DOC.parents[1] / "agent").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                strings.update(node.value.split())
+    return strings
+
+
+def test_every_command_a_cell_names_is_a_program_the_agent_runs() -> None:
+    """A cell cannot name a tool the code never mentions (the program of each code span that reads as a command)."""
+    known = agent_strings() | OPERATOR_PROGRAMS
+    for row in ROWS:
+        for platform, cell in row.cells.items():
+            for span in re.findall(r"`([^`]+)`", cell):
+                words = span.split()
+                if words[:4] == ["adb", "-s", "S", "shell"]:
+                    words = words[4:]
+                elif words[:3] == ["adb", "-s", "S"]:
+                    words = ["adb", *words[3:]]
+                if len(words) > 1 and re.fullmatch(r"[a-z][a-z0-9_.+-]*", words[0]):
+                    assert words[0] in known, (
+                        f"{row.type_name} on {platform} names {span!r}, which the agent never runs"
+                    )
 
 
 def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
@@ -434,6 +495,10 @@ def test_the_row_runs_as_the_table_says(
 
     bench.run(command)
 
+    ran = normalise(bench.calls(), bench.tmp_path, SERIAL)
+    check_or_record(row.type_name, platform, ran if row.supported(platform) else None)
+    operator_programs = OPERATOR_PROGRAMS if row.operation_type in OPERATOR_COMMANDS else set()
+    assert not unnamed(row.cells[platform], ran, operator_programs), "the cell does not name these commands"
     final = bench.final()
     if not row.supported(platform):
         assert [report.status for report in bench.published] == [DeviceStatus.PENDING, DeviceStatus.FAILED]
