@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from pydantic import BaseModel
 
 from agent import process_groups
 from agent.errors import HandlerError, InvalidArguments
@@ -21,6 +22,7 @@ from agent.handlers.base import (
     PlatformTools,
     ProfileUpdate,
     RestartOutcome,
+    StepRunner,
     keep_inventory,
     no_profile,
 )
@@ -250,15 +252,7 @@ class Runner:
                     if wait_s > 0:
                         self._park(command, wait_s)
                         return
-                refusal = self._type_policy.refusal(command.operation_type)
-                if refusal is not None:
-                    raise HandlerError(refusal)
-                handler = handler_for(command.operation_type, self._platform, self._registry)
-                if handler.destructive and command.operation_type not in self._allow_destructive:
-                    raise HandlerError(
-                        f"{command.operation_type} is destructive and disabled on this device; enable it with "
-                        f'allow_destructive = ["{command.operation_type}"] in the agent config file'
-                    )
+                handler = self._permitted_handler(command.operation_type)
                 try:
                     arguments = validate_arguments(command.operation_type, command.arguments)
                 except ArgumentsError as err:
@@ -270,7 +264,12 @@ class Runner:
                 await self._report(command, DeviceStatus.EXECUTING)
                 log.info("command %s (%s) executing", command.command_id, command.operation_type)
                 context = HandlerContext(
-                    command, self._platform, work_dir, self._update_inventory, self._update_profile
+                    command,
+                    self._platform,
+                    work_dir,
+                    self._update_inventory,
+                    self._update_profile,
+                    self._step_runner(command),
                 )
                 result = await self._run_handler(command, handler, arguments, context)
             except HandlerError as err:
@@ -282,6 +281,33 @@ class Runner:
                 )
             else:
                 await self._finish(command, DeviceStatus.SUCCESSFUL, result=result)
+
+    def _permitted_handler(self, operation_type: OperationType) -> AnyHandler:
+        """The handler for `operation_type` if this device may run it: allowed by its config, supported by its
+        platform, and, if destructive, switched on."""
+        refusal = self._type_policy.refusal(operation_type)
+        if refusal is not None:
+            raise HandlerError(refusal)
+        handler = handler_for(operation_type, self._platform, self._registry)
+        if handler.destructive and operation_type not in self._allow_destructive:
+            raise HandlerError(
+                f"{operation_type} is destructive and disabled on this device; enable it with "
+                f'allow_destructive = ["{operation_type}"] in the agent config file'
+            )
+        return handler
+
+    def _step_runner(self, command: Command) -> StepRunner:
+        """How `command`'s handler runs another operation as a step: with that operation's own checks."""
+
+        async def run_step(operation_type: OperationType, arguments: BaseModel, work_dir: Path) -> dict[str, Any]:
+            handler = self._permitted_handler(operation_type)
+            await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
+            context = HandlerContext(
+                command, self._platform, work_dir, self._update_inventory, self._update_profile, run_step
+            )
+            return await handler.run(arguments, context)
+
+        return run_step
 
     def _park(self, command: Command, wait_s: float) -> None:
         """Queue the command again when its window opens; it stays journalled as queued until then.

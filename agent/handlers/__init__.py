@@ -9,6 +9,7 @@ from agent.handlers.apps import AppPermissionHandler, AppStateHandler, ClearAppD
 from agent.handlers.artifacts import BugreportHandler, LogsHandler, ScreenshotHandler
 from agent.handlers.attention import BeepHandler, NotifyHandler
 from agent.handlers.base import AnyHandler, PlatformTools
+from agent.handlers.blueprint import BlueprintHandler
 from agent.handlers.certificates import InstallCertificateHandler, UninstallCertificateHandler
 from agent.handlers.content import InstallOtaHandler, SyncContentHandler
 from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHandler
@@ -82,6 +83,7 @@ def build_registry(
         UninstallCertificateHandler(),
         SyncContentHandler(),
         InstallOtaHandler(),
+        BlueprintHandler(),
     )
     table: dict[OperationType, AnyHandler] = {}
     for handler in handlers:

@@ -37,6 +37,15 @@ async def no_profile(_: DeviceConfigArguments) -> dict[str, Any]:
     raise HandlerError("this agent keeps no device profile")
 
 
+StepRunner = Callable[[OperationType, BaseModel, Path], Awaitable[dict[str, Any]]]
+"""Runs one operation inside another (UPDATE_BLUEPRINT's steps) with the checks of a command of its own: the agent's
+allowed types, its destructive switch and the platform's support; the Path is the step's work directory."""
+
+
+async def no_steps(operation_type: OperationType, _: BaseModel, __: Path) -> dict[str, Any]:
+    raise HandlerError(f"{operation_type} cannot run as a step here")
+
+
 ArgumentsT = TypeVar("ArgumentsT", bound=BaseModel)
 PlatformT = TypeVar("PlatformT")
 
@@ -49,6 +58,7 @@ class HandlerContext(Generic[PlatformT]):
     """A private directory for this command's files, created by the runner."""
     update_inventory: InventoryUpdate = keep_inventory
     update_profile: ProfileUpdate = no_profile
+    run_step: StepRunner = no_steps
 
 
 @dataclass(frozen=True, slots=True)

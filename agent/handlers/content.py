@@ -50,7 +50,11 @@ class SyncContentHandler(Handler[SyncContentArguments, object]):
 
 
 class InstallOtaHandler(Handler[OtaArguments, SystemUpdate]):
-    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.INSTALL_OTA})
+    """INSTALL_OTA, and DEPLOY_SYSTEM_OTA, which on a device Tether manages is the same: a system update bundle."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset(
+        {OperationType.INSTALL_OTA, OperationType.DEPLOY_SYSTEM_OTA}
+    )
 
     def __init__(
         self, *, max_download_bytes: int = MAX_DOWNLOAD_BYTES, download_timeout_s: float = DOWNLOAD_TIMEOUT_S

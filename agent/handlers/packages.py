@@ -8,7 +8,13 @@ from agent.errors import HandlerError, UnsupportedOperation
 from agent.handlers.base import ArgumentsT, Handler, HandlerContext, PlatformT, PlatformTools
 from agent.platforms.contract import AppFiles, PackageInstall, PackageListing, PackageRemoval
 from shared.arguments import NoArguments
-from shared.arguments.apps import InstallAppArguments, InstallArguments, PackageSpec, UninstallArguments
+from shared.arguments.apps import (
+    InstallAppArguments,
+    InstallArguments,
+    PackageSpec,
+    SimpleInstallArguments,
+    UninstallArguments,
+)
 from shared.operations import OperationType
 
 LISTED_PACKAGES = 5000
@@ -144,23 +150,28 @@ class InstallHandler(_PackageInstaller[InstallArguments, PackageInstall]):
         return await self.install(context.platform, arguments.packages, context)
 
 
-class InstallAppHandler(_PackageInstaller[InstallAppArguments, PlatformTools]):
-    """INSTALL_APP by name from the package manager, or from a downloaded file checked against its SHA-256."""
+class InstallAppHandler(_PackageInstaller[InstallAppArguments | SimpleInstallArguments, PlatformTools]):
+    """INSTALL_APP by name from the package manager, or from a downloaded file checked against its SHA-256;
+    SIMPLE_INSTALL, from a file only."""
 
-    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.INSTALL_APP})
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset(
+        {OperationType.INSTALL_APP, OperationType.SIMPLE_INSTALL}
+    )
 
     def supports(self, platform: PlatformTools) -> bool:
         return isinstance(platform, AppFiles | PackageInstall)
 
-    async def run(self, arguments: InstallAppArguments, context: HandlerContext[PlatformTools]) -> dict[str, Any]:
+    async def run(
+        self, arguments: InstallAppArguments | SimpleInstallArguments, context: HandlerContext[PlatformTools]
+    ) -> dict[str, Any]:
         platform = context.platform
-        if arguments.packages is not None:
+        if isinstance(arguments, InstallAppArguments) and arguments.packages is not None:
             if not isinstance(platform, PackageInstall):
                 raise UnsupportedOperation(f"installing apps by name is not supported on {platform.kind}; send a file")
             return await self.install(platform, arguments.packages, context)
         if not isinstance(platform, AppFiles):
             raise UnsupportedOperation(f"installing an app from a file is not supported on {platform.kind}")
-        assert arguments.file is not None  # InstallAppArguments holds exactly one of the two
+        assert arguments.file is not None  # InstallAppArguments holds exactly one of `packages` and `file`
         fetched = await fetch(
             arguments.file,
             context.work_dir / file_name(arguments.file),

@@ -18,9 +18,11 @@ from shared.arguments.apps import (
     InstallAppArguments,
     InstallArguments,
     OtaArguments,
+    SimpleInstallArguments,
     SyncContentArguments,
     UninstallArguments,
 )
+from shared.arguments.blueprint import BlueprintArguments
 from shared.arguments.diagnostics import LogsArguments
 from shared.arguments.management import ConvergeArguments, CustomActionArguments, DeviceConfigArguments
 from shared.arguments.network import (
@@ -97,6 +99,9 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.UNINSTALL_CERTIFICATE: CertificateNameArguments,
         OperationType.SYNC_CONTENT: SyncContentArguments,
         OperationType.INSTALL_OTA: OtaArguments,
+        OperationType.DEPLOY_SYSTEM_OTA: OtaArguments,
+        OperationType.SIMPLE_INSTALL: SimpleInstallArguments,
+        OperationType.UPDATE_BLUEPRINT: BlueprintArguments,
     }
 )
 

@@ -101,6 +101,12 @@ class InstallAppArguments(_Arguments):
         return self
 
 
+class SimpleInstallArguments(_Arguments):
+    """SIMPLE_INSTALL: one downloadable app or package file, installed as INSTALL_APP installs a `file`."""
+
+    file: Download
+
+
 class AppState(StrEnum):
     ENABLED = "enabled"
     DISABLED = "disabled"

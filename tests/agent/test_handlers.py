@@ -329,6 +329,7 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.CAPTURE_SCREENSHOT,
         OperationType.COLLECT_LOGS,
         OperationType.CONVERGE,
+        OperationType.DEPLOY_SYSTEM_OTA,
         OperationType.INSTALL,
         OperationType.INSTALL_APP,
         OperationType.INSTALL_CERTIFICATE,
@@ -352,17 +353,19 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.SET_TIMEZONE,
         OperationType.SET_WIFI_STATE,
         OperationType.SHUT_DOWN,
+        OperationType.SIMPLE_INSTALL,
         OperationType.SYNC_CONTENT,
         OperationType.UNINSTALL,
         OperationType.UNINSTALL_APP,
         OperationType.UNINSTALL_CERTIFICATE,
+        OperationType.UPDATE_BLUEPRINT,
         OperationType.UPDATE_DEVICE_CONFIG,
         OperationType.WIPE,
     ]
 
 
-def test_a_platform_without_tools_can_only_change_its_profile() -> None:
-    assert capabilities(BarePlatform()) == [OperationType.UPDATE_DEVICE_CONFIG]
+def test_a_platform_without_tools_can_only_change_its_profile_or_take_a_blueprint_of_such_changes() -> None:
+    assert capabilities(BarePlatform()) == [OperationType.UPDATE_BLUEPRINT, OperationType.UPDATE_DEVICE_CONFIG]
 
 
 def test_every_registered_handler_runs_its_type() -> None:
