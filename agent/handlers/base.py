@@ -50,6 +50,11 @@ class HandlerContext(Generic[PlatformT]):
     update_inventory: InventoryUpdate = keep_inventory
     update_profile: ProfileUpdate = no_profile
 
+    @property
+    def state_dir(self) -> Path:
+        """The device's own state directory (`profile.json`, `journal.db`), of which `work/<command id>` is part."""
+        return self.work_dir.parent.parent
+
 
 @dataclass(frozen=True, slots=True)
 class RestartOutcome:
