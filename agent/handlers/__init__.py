@@ -14,6 +14,7 @@ from agent.handlers.content import InstallOtaHandler, SyncContentHandler
 from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHandler
 from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
+from agent.handlers.kiosk import AllowlistHandler, KioskAppHandler, MultiAppModeHandler
 from agent.handlers.lock import LockHandler
 from agent.handlers.management import DeviceConfigHandler, RemoveAgentHandler
 from agent.handlers.network import (
@@ -82,6 +83,9 @@ def build_registry(
         UninstallCertificateHandler(),
         SyncContentHandler(),
         InstallOtaHandler(),
+        KioskAppHandler(),
+        MultiAppModeHandler(),
+        AllowlistHandler(),
     )
     table: dict[OperationType, AnyHandler] = {}
     for handler in handlers:

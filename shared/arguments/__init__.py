@@ -22,6 +22,7 @@ from shared.arguments.apps import (
     UninstallArguments,
 )
 from shared.arguments.diagnostics import LogsArguments
+from shared.arguments.kiosk import AllowlistArguments, KioskAppArguments, MultiAppModeArguments
 from shared.arguments.management import ConvergeArguments, CustomActionArguments, DeviceConfigArguments
 from shared.arguments.network import (
     BluetoothArguments,
@@ -97,6 +98,10 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.UNINSTALL_CERTIFICATE: CertificateNameArguments,
         OperationType.SYNC_CONTENT: SyncContentArguments,
         OperationType.INSTALL_OTA: OtaArguments,
+        OperationType.SET_KIOSK_APP: KioskAppArguments,
+        OperationType.SET_MULTI_APP_MODE: MultiAppModeArguments,
+        OperationType.ADD_TO_WHITELIST: AllowlistArguments,
+        OperationType.REMOVE_FROM_WHITELIST: AllowlistArguments,
     }
 )
 
