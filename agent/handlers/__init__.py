@@ -15,6 +15,7 @@ from agent.handlers.content import InstallOtaHandler, SyncContentHandler
 from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHandler
 from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
+from agent.handlers.kiosk import AllowlistHandler, KioskAppHandler, MultiAppModeHandler
 from agent.handlers.lock import LockHandler
 from agent.handlers.management import DeviceConfigHandler, RemoveAgentHandler
 from agent.handlers.network import (
@@ -84,6 +85,9 @@ def build_registry(
         SyncContentHandler(),
         InstallOtaHandler(),
         BlueprintHandler(),
+        KioskAppHandler(),
+        MultiAppModeHandler(),
+        AllowlistHandler(),
     )
     table: dict[OperationType, AnyHandler] = {}
     for handler in handlers:

@@ -60,6 +60,11 @@ class HandlerContext(Generic[PlatformT]):
     update_profile: ProfileUpdate = no_profile
     run_step: StepRunner = no_steps
 
+    @property
+    def state_dir(self) -> Path:
+        """The device's own state directory (`profile.json`, `journal.db`), of which `work/<command id>` is part."""
+        return self.work_dir.parent.parent
+
 
 @dataclass(frozen=True, slots=True)
 class RestartOutcome:

@@ -33,7 +33,7 @@ class SyncContentHandler(Handler[SyncContentArguments, object]):
         return platform.kind is Platform.LINUX
 
     async def run(self, arguments: SyncContentArguments, context: HandlerContext[object]) -> dict[str, Any]:
-        content_dir = (self.content_dir or context.work_dir.parent.parent / "content").resolve()
+        content_dir = (self.content_dir or context.state_dir / "content").resolve()
         destination = content_dir / arguments.path
         # The arguments refuse `..`; this also catches a symbolic link inside the directory that leads out of it,
         # before mkdir could follow one.

@@ -5,6 +5,7 @@ import re
 from agent.errors import ToolFailed
 from agent.platforms.android_apps import AndroidApps
 from agent.platforms.android_diagnostics import AndroidDiagnostics
+from agent.platforms.android_kiosk import AndroidKiosk
 from shared.arguments.system import AudioStream, LocationMode, Rotation
 
 STREAM_TYPES = {
@@ -33,7 +34,7 @@ NOTIFICATION_TAG = "tether"
 _VOLUME_RANGE = re.compile(r"in range \[(?P<low>\d+)\.\.(?P<high>\d+)\]")
 
 
-class AndroidPlatform(AndroidApps, AndroidDiagnostics):
+class AndroidPlatform(AndroidApps, AndroidDiagnostics, AndroidKiosk):
     """One Android device, `adb -s SERIAL`; every process goes through `agent.process`.
 
     Commands assume Android 12 (API 31) or later where noted; on older builds the tool fails and so does the command,

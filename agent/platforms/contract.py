@@ -7,7 +7,7 @@ Methods raise agent.errors.HandlerError subclasses (ToolNotFound, ToolFailed, To
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agent.process import ProcessResult
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
@@ -230,3 +230,45 @@ class CommandRunner(Protocol):
         work_dir: Path,
         output_limit: int,
     ) -> ProcessResult: ...
+
+
+@runtime_checkable
+class KioskSession(Protocol):
+    """A kiosk session (Linux): one app full screen in a kiosk compositor, started at boot instead of a login."""
+
+    async def start_kiosk(self, app: Sequence[str], user: str) -> dict[str, Any]:
+        """Run `app` as `user` in the kiosk session from now on and at every boot; return what was done."""
+        ...
+
+    async def stop_kiosk(self) -> dict[str, Any]:
+        """Stop the kiosk session and keep it from starting at boot; return what was done."""
+        ...
+
+
+@runtime_checkable
+class HomeScreen(Protocol):
+    """The activity the HOME intent opens (Android): the launcher, or an app made the home screen."""
+
+    async def home_activity(self) -> str | None:
+        """The component HOME resolves to now, or None when the user would be asked to choose."""
+        ...
+
+    async def set_home_activity(self, component: str) -> None:
+        """Make `component` the home activity and bring it to the front."""
+        ...
+
+
+@runtime_checkable
+class AppSuspension(Protocol):
+    """Suspending apps (Android): a suspended app stays installed but cannot be opened until unsuspended."""
+
+    async def launchable_packages(self) -> list[str]:
+        """The packages with a launcher icon, sorted."""
+        ...
+
+    async def set_suspended(self, package: str, suspended: bool) -> None: ...
+
+
+@runtime_checkable
+class AndroidKiosk(HomeScreen, AppSuspension, Protocol):
+    """A home-screen kiosk whose allowlist is enforced by suspending the other apps."""

@@ -24,6 +24,7 @@ from shared.arguments.apps import (
 )
 from shared.arguments.blueprint import BlueprintArguments
 from shared.arguments.diagnostics import LogsArguments
+from shared.arguments.kiosk import AllowlistArguments, KioskAppArguments, MultiAppModeArguments
 from shared.arguments.management import ConvergeArguments, CustomActionArguments, DeviceConfigArguments
 from shared.arguments.network import (
     BluetoothArguments,
@@ -102,6 +103,10 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.DEPLOY_SYSTEM_OTA: OtaArguments,
         OperationType.SIMPLE_INSTALL: SimpleInstallArguments,
         OperationType.UPDATE_BLUEPRINT: BlueprintArguments,
+        OperationType.SET_KIOSK_APP: KioskAppArguments,
+        OperationType.SET_MULTI_APP_MODE: MultiAppModeArguments,
+        OperationType.ADD_TO_WHITELIST: AllowlistArguments,
+        OperationType.REMOVE_FROM_WHITELIST: AllowlistArguments,
     }
 )
 

@@ -308,7 +308,11 @@ def test_capabilities_follow_the_protocols_android_implements(android: AndroidPl
         OperationType.SET_ROTATION_STATE,
         OperationType.SET_GPS_STATE,
         OperationType.SET_LOCATION_SERVICE,
+        OperationType.SET_MULTI_APP_MODE,
+        OperationType.ADD_TO_WHITELIST,
+        OperationType.REMOVE_FROM_WHITELIST,
     }
+    assert OperationType.SET_KIOSK_APP in advertised
     assert android_only | {OperationType.REBOOT, OperationType.LOCK, OperationType.RUN_SHELL_SCRIPT} <= advertised
     assert OperationType.BEEP_DEVICE not in advertised
     assert not android_only & set(capabilities(LinuxPlatform(), build_registry()))

@@ -209,6 +209,7 @@ def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
             tool_timeout=5,
             debian_ca_dir=tmp_path / "ca" / "debian",
             rhel_ca_dir=tmp_path / "ca" / "rhel",
+            etc_dir=tmp_path / "etc",
         )
     return AndroidPlatform(serial=SERIAL, tool_timeout=5)
 
@@ -288,6 +289,9 @@ NMCLI = """case "$*" in
   "--escape no -g connection.type connection show id "*) echo "Error: no such connection profile." >&2; exit 10 ;;
   "--escape no -g GENERAL.CON-UUID device show "*) echo 6c1e8f43-0f5a-4a52-9d3e-2b7a1c9e0d11 ;;
 esac"""
+SYSTEMCTL = """case "$1" in
+  is-active) echo active ;;
+esac"""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
@@ -315,13 +319,23 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "rauc": {"stdout": "installing: succeeded\n"},
     "uptime": {"stdout": " 10:15:00 up 3 days,  2:01,  0 users\n"},
     "systemd-run": {"stdout": "Running timer as unit: tetherd-remove.timer\n"},
+    "systemctl": {"script": SYSTEMCTL},
+    "getent": {"stdout": "kiosk:x:1001:1001:Kiosk:/home/kiosk:/bin/sh\n"},  # SET_KIOSK_APP's user
+    "cage": {},
+    "chromium": {},  # SET_KIOSK_APP's app
     # The custom actions of the page's config example.
     "ansible-pull": {"stdout": "PLAY RECAP ok=3 changed=0\n"},
     "provision-kiosk": {},
     "restore-image": {},
 }
 
-ANDROID_RESPONSES: list[tuple[list[str], str]] = [(["shell", "pm", "clear"], "Success\n")]
+ANDROID_RESPONSES: list[tuple[list[str], str]] = [
+    (["shell", "pm", "clear"], "Success\n"),
+    (["shell", "cmd", "package", "resolve-activity"], "com.example.kiosk/.MainActivity\n"),
+    (["shell", "cmd", "package", "query-activities"], "com.android.chrome/.Main\ncom.example.games/.Play\n"),
+    (["shell", "pm", "suspend"], "Package new suspended state: true\n"),
+    (["shell", "pm", "unsuspend"], "Package new suspended state: false\n"),
+]
 ANDROID_PACKAGES = {"com.android.chrome": "631208033", "com.example.kiosk": "42", "htop": "1"}
 
 Preparation = Callable[["Bench"], None]
@@ -334,12 +348,23 @@ def installed_certificate(bench: "Bench") -> None:
     (anchors / "tether-example-root.crt").write_text("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
 
 
+def multi_app_mode(bench: "Bench") -> None:
+    """ADD_TO_WHITELIST and REMOVE_FROM_WHITELIST change the device only while multi-app mode is on."""
+    state = bench.tmp_path / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "kiosk.json").write_text('{"multi_app": true, "suspended": ["com.android.chrome"]}')
+
+
 ANNOUNCED = Announcement(
     device_id="d1", platform=Platform.LINUX, agent_version="0.1.0", tags=["kiosk"], announced_at=utc_now()
 )
 """What the device announced before the catalogue's UPDATE_DEVICE_CONFIG row changes it."""
 
-PREPARATIONS: dict[OperationType, Preparation] = {OperationType.UNINSTALL_CERTIFICATE: installed_certificate}
+PREPARATIONS: dict[OperationType, Preparation] = {
+    OperationType.UNINSTALL_CERTIFICATE: installed_certificate,
+    OperationType.ADD_TO_WHITELIST: multi_app_mode,
+    OperationType.REMOVE_FROM_WHITELIST: multi_app_mode,
+}
 
 
 class Bench:

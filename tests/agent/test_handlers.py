@@ -347,6 +347,7 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.SET_BRIGHTNESS_SCALE,
         OperationType.SET_DEVICE_LANGUAGE,
         OperationType.SET_ETHERNET_SETTINGS,
+        OperationType.SET_KIOSK_APP,
         OperationType.SET_SCREEN_OFF_TIMEOUT,
         OperationType.SET_STATIC_IP,
         OperationType.SET_STREAM_VOLUME,
