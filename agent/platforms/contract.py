@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from agent.platforms.location import LocationFix
 from agent.process import ProcessResult
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
 from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork
@@ -171,6 +172,13 @@ class AppControl(Protocol):
 @runtime_checkable
 class Location(Protocol):
     async def set_location_mode(self, mode: LocationMode) -> None: ...
+
+
+@runtime_checkable
+class Locator(Protocol):
+    async def last_location(self) -> LocationFix:
+        """The device's most recent location fix; HandlerError `no location fix` when it has none."""
+        ...
 
 
 @runtime_checkable
