@@ -18,10 +18,12 @@ from agent.handlers.base import (
     AnyHandler,
     HandlerContext,
     InventoryUpdate,
+    LostModeUpdate,
     PlatformTools,
     ProfileUpdate,
     RestartOutcome,
     keep_inventory,
+    no_lost_mode,
     no_profile,
 )
 from agent.journal import JOURNAL_LOST, Journal, Stage
@@ -86,6 +88,7 @@ class Runner:
         type_policy: TypePolicy | None = None,
         update_inventory: InventoryUpdate = keep_inventory,
         update_profile: ProfileUpdate = no_profile,
+        update_lost_mode: LostModeUpdate = no_lost_mode,
         time_zone: Callable[[], str | None] = lambda: None,
     ) -> None:
         """`time_zone` says the zone the device announces now, which device-time windows are read in."""
@@ -99,6 +102,7 @@ class Runner:
         self._type_policy = type_policy or TypePolicy()
         self._update_inventory = update_inventory
         self._update_profile = update_profile
+        self._update_lost_mode = update_lost_mode
         self._time_zone = time_zone
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
         self._started = time.monotonic()
@@ -270,7 +274,12 @@ class Runner:
                 await self._report(command, DeviceStatus.EXECUTING)
                 log.info("command %s (%s) executing", command.command_id, command.operation_type)
                 context = HandlerContext(
-                    command, self._platform, work_dir, self._update_inventory, self._update_profile
+                    command,
+                    self._platform,
+                    work_dir,
+                    self._update_inventory,
+                    self._update_profile,
+                    self._update_lost_mode,
                 )
                 result = await self._run_handler(command, handler, arguments, context)
             except HandlerError as err:

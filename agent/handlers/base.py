@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_orig
 from pydantic import BaseModel
 
 from agent.errors import HandlerError
+from agent.profile import LostMode
 from shared.arguments.management import DeviceConfigArguments
 from shared.messages import Command
 from shared.operations import OperationType, Platform
@@ -37,6 +38,14 @@ async def no_profile(_: DeviceConfigArguments) -> dict[str, Any]:
     raise HandlerError("this agent keeps no device profile")
 
 
+LostModeUpdate = Callable[[str | None], Awaitable[LostMode]]
+"""Keeps lost mode enabled with a message (or disabled for None), announces it and returns the lost mode now kept."""
+
+
+async def no_lost_mode(_: str | None) -> LostMode:
+    raise HandlerError("this agent keeps no lost mode")
+
+
 ArgumentsT = TypeVar("ArgumentsT", bound=BaseModel)
 PlatformT = TypeVar("PlatformT")
 
@@ -49,6 +58,7 @@ class HandlerContext(Generic[PlatformT]):
     """A private directory for this command's files, created by the runner."""
     update_inventory: InventoryUpdate = keep_inventory
     update_profile: ProfileUpdate = no_profile
+    update_lost_mode: LostModeUpdate = no_lost_mode
 
 
 @dataclass(frozen=True, slots=True)
