@@ -15,6 +15,12 @@ from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHand
 from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.lock import LockHandler
+from agent.handlers.lost_mode import (
+    DisableLostModeHandler,
+    EnableLostModeHandler,
+    LostModeLocationHandler,
+    LostModeSoundHandler,
+)
 from agent.handlers.management import DeviceConfigHandler, RemoveAgentHandler
 from agent.handlers.network import (
     AddWifiHandler,
@@ -51,6 +57,10 @@ def build_registry(
         RebootHandler(reboot_grace_s=reboot_grace_s),
         ShutDownHandler(shutdown_grace_s=reboot_grace_s),
         LockHandler(),
+        EnableLostModeHandler(),
+        DisableLostModeHandler(),
+        LostModeLocationHandler(),
+        LostModeSoundHandler(),
         WifiHandler(),
         AddWifiHandler(),
         RemoveWifiHandler(),

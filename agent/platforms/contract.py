@@ -113,6 +113,11 @@ class Attention(Notifier, Beeper, Protocol):
 
 
 @runtime_checkable
+class LostModeDevice(SessionLocker, Notifier, Protocol):
+    """What ENABLE_LOST_MODE needs: lock the device and show whoever finds it a message."""
+
+
+@runtime_checkable
 class PackageInstall(Protocol):
     """Installing system packages (Linux) from the configured repositories or a package file; adb has no store.
 
