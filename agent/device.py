@@ -1,7 +1,7 @@
 """One Tether device run until cancelled: journal, runner and MQTT session. The host and each Android device are one.
 
-Each device keeps its files under its own root: `journal.db`, `profile.json` (UPDATE_DEVICE_CONFIG's changes) and
-`work/` (one directory per command).
+Each device keeps its files under its own root: `journal.db`, `profile.json` (UPDATE_DEVICE_CONFIG's changes and
+the lost mode) and `work/` (one directory per command).
 """
 
 import asyncio
@@ -12,7 +12,7 @@ from typing import Any
 from agent.config import AgentSettings
 from agent.handlers.base import AnyHandler, PlatformTools
 from agent.journal import Journal
-from agent.profile import Profile, ProfileStore
+from agent.profile import LostMode, Profile, ProfileStore
 from agent.runner import Runner
 from agent.session import Session
 from shared.arguments.management import DeviceConfigArguments
@@ -79,6 +79,11 @@ async def run_device(
             runner.zone_changed()  # device-time windows move with the device's clock
         return result
 
+    async def update_lost_mode(message: str | None) -> LostMode:
+        now, lost_mode = profile.set_lost_mode(message, session.announcement)
+        await session.reannounce(now)
+        return lost_mode
+
     try:
         runner = Runner(
             device_id=device_id,
@@ -91,6 +96,7 @@ async def run_device(
             type_policy=settings.type_policy,
             update_inventory=lambda patch: session.update_inventory(patch),
             update_profile=update_profile,
+            update_lost_mode=update_lost_mode,
             time_zone=lambda: session.announcement.time_zone,
         )
         session = Session(

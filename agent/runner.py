@@ -19,11 +19,12 @@ from agent.handlers.base import (
     AnyHandler,
     HandlerContext,
     InventoryUpdate,
+    LostModeUpdate,
     PlatformTools,
     ProfileUpdate,
     RestartOutcome,
-    StepRunner,
     keep_inventory,
+    no_lost_mode,
     no_profile,
 )
 from agent.journal import JOURNAL_LOST, Journal, Stage
@@ -88,6 +89,7 @@ class Runner:
         type_policy: TypePolicy | None = None,
         update_inventory: InventoryUpdate = keep_inventory,
         update_profile: ProfileUpdate = no_profile,
+        update_lost_mode: LostModeUpdate = no_lost_mode,
         time_zone: Callable[[], str | None] = lambda: None,
     ) -> None:
         """`time_zone` says the zone the device announces now, which device-time windows are read in."""
@@ -101,6 +103,7 @@ class Runner:
         self._type_policy = type_policy or TypePolicy()
         self._update_inventory = update_inventory
         self._update_profile = update_profile
+        self._update_lost_mode = update_lost_mode
         self._time_zone = time_zone
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
         self._started = time.monotonic()
@@ -263,14 +266,7 @@ class Runner:
                 self._journal.record_started(command.command_id, await self._platform.boot_id())
                 await self._report(command, DeviceStatus.EXECUTING)
                 log.info("command %s (%s) executing", command.command_id, command.operation_type)
-                context = HandlerContext(
-                    command,
-                    self._platform,
-                    work_dir,
-                    self._update_inventory,
-                    self._update_profile,
-                    self._step_runner(command),
-                )
+                context = self._context(command, work_dir)
                 result = await self._run_handler(command, handler, arguments, context)
             except HandlerError as err:
                 await self._finish(command, DeviceStatus.FAILED, reason=str(err), result=err.result)
@@ -296,18 +292,23 @@ class Runner:
             )
         return handler
 
-    def _step_runner(self, command: Command) -> StepRunner:
-        """How `command`'s handler runs another operation as a step: with that operation's own checks."""
+    def _context(self, command: Command, work_dir: Path) -> HandlerContext[Any]:
+        """What `command`'s handler (or one of its steps, with a work directory of its own) may use."""
 
-        async def run_step(operation_type: OperationType, arguments: BaseModel, work_dir: Path) -> dict[str, Any]:
+        async def run_step(operation_type: OperationType, arguments: BaseModel, step_dir: Path) -> dict[str, Any]:
             handler = self._permitted_handler(operation_type)
-            await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
-            context = HandlerContext(
-                command, self._platform, work_dir, self._update_inventory, self._update_profile, run_step
-            )
-            return await handler.run(arguments, context)
+            await asyncio.to_thread(step_dir.mkdir, parents=True, exist_ok=True)
+            return await handler.run(arguments, self._context(command, step_dir))
 
-        return run_step
+        return HandlerContext(
+            command,
+            self._platform,
+            work_dir,
+            update_inventory=self._update_inventory,
+            update_profile=self._update_profile,
+            run_step=run_step,
+            update_lost_mode=self._update_lost_mode,
+        )
 
     def _park(self, command: Command, wait_s: float) -> None:
         """Queue the command again when its window opens; it stays journalled as queued until then.

@@ -17,6 +17,12 @@ from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.kiosk import AllowlistHandler, KioskAppHandler, MultiAppModeHandler
 from agent.handlers.lock import LockHandler
+from agent.handlers.lost_mode import (
+    DisableLostModeHandler,
+    EnableLostModeHandler,
+    LostModeLocationHandler,
+    LostModeSoundHandler,
+)
 from agent.handlers.management import DeviceConfigHandler, RemoveAgentHandler
 from agent.handlers.network import (
     AddWifiHandler,
@@ -53,6 +59,10 @@ def build_registry(
         RebootHandler(reboot_grace_s=reboot_grace_s),
         ShutDownHandler(shutdown_grace_s=reboot_grace_s),
         LockHandler(),
+        EnableLostModeHandler(),
+        DisableLostModeHandler(),
+        LostModeLocationHandler(),
+        LostModeSoundHandler(),
         WifiHandler(),
         AddWifiHandler(),
         RemoveWifiHandler(),

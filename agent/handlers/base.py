@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_orig
 from pydantic import BaseModel
 
 from agent.errors import HandlerError
+from agent.profile import LostMode
 from shared.arguments.management import DeviceConfigArguments
 from shared.messages import Command
 from shared.operations import OperationType, Platform
@@ -46,6 +47,14 @@ async def no_steps(operation_type: OperationType, _: BaseModel, __: Path) -> dic
     raise HandlerError(f"{operation_type} cannot run as a step here")
 
 
+LostModeUpdate = Callable[[str | None], Awaitable[LostMode]]
+"""Keeps lost mode enabled with a message (or disabled for None), announces it and returns the lost mode now kept."""
+
+
+async def no_lost_mode(_: str | None) -> LostMode:
+    raise HandlerError("this agent keeps no lost mode")
+
+
 ArgumentsT = TypeVar("ArgumentsT", bound=BaseModel)
 PlatformT = TypeVar("PlatformT")
 
@@ -59,6 +68,7 @@ class HandlerContext(Generic[PlatformT]):
     update_inventory: InventoryUpdate = keep_inventory
     update_profile: ProfileUpdate = no_profile
     run_step: StepRunner = no_steps
+    update_lost_mode: LostModeUpdate = no_lost_mode
 
     @property
     def state_dir(self) -> Path:

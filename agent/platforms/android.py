@@ -6,6 +6,7 @@ from agent.errors import ToolFailed
 from agent.platforms.android_apps import AndroidApps
 from agent.platforms.android_diagnostics import AndroidDiagnostics
 from agent.platforms.android_kiosk import AndroidKiosk
+from agent.platforms.location import LocationFix, parse_dumpsys_location, parse_uptime
 from shared.arguments.system import AudioStream, LocationMode, Rotation
 
 STREAM_TYPES = {
@@ -109,6 +110,16 @@ class AndroidPlatform(AndroidApps, AndroidDiagnostics, AndroidKiosk):
     async def set_location_mode(self, mode: LocationMode) -> None:
         """`adb -s S shell cmd location set-location-enabled true|false` (Android 11+): GPS and network location."""
         await self.shell_ok("cmd", "location", "set-location-enabled", "true" if mode is LocationMode.ON else "false")
+
+    async def last_location(self) -> LocationFix:
+        """`adb -s S shell dumpsys location`, then `cat /proc/uptime` to age the freshest fix it lists.
+
+        The fix's `et=` is the device's elapsedRealtime when it was taken, the clock /proc/uptime reads (suspend
+        included), so the age does not depend on the device's wall clock being right.
+        """
+        dump = await self.read_text("dumpsys", "location")
+        uptime = parse_uptime(await self.read_text("cat", "/proc/uptime"))
+        return parse_dumpsys_location(dump, uptime)
 
     async def notify(self, title: str, message: str) -> None:
         """`adb -s S shell cmd notification post -S bigtext -t TITLE tether MESSAGE`, quoted for the device's shell.

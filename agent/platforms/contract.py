@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from agent.platforms.location import LocationFix
 from agent.process import ProcessResult
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
 from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork
@@ -112,6 +113,11 @@ class Attention(Notifier, Beeper, Protocol):
 
 
 @runtime_checkable
+class LostModeDevice(SessionLocker, Notifier, Protocol):
+    """What ENABLE_LOST_MODE needs: lock the device and show whoever finds it a message."""
+
+
+@runtime_checkable
 class PackageInstall(Protocol):
     """Installing system packages (Linux) from the configured repositories or a package file; adb has no store.
 
@@ -171,6 +177,13 @@ class AppControl(Protocol):
 @runtime_checkable
 class Location(Protocol):
     async def set_location_mode(self, mode: LocationMode) -> None: ...
+
+
+@runtime_checkable
+class Locator(Protocol):
+    async def last_location(self) -> LocationFix:
+        """The device's most recent location fix; HandlerError `no location fix` when it has none."""
+        ...
 
 
 @runtime_checkable

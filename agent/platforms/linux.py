@@ -8,13 +8,16 @@ from agent.errors import HandlerError
 from agent.platforms.linux_certificates import LinuxCertificates
 from agent.platforms.linux_diagnostics import LinuxDiagnostics
 from agent.platforms.linux_kiosk import LinuxKiosk
+from agent.platforms.linux_location import LinuxLocation
 from agent.platforms.linux_network import LinuxNetwork
 from agent.platforms.linux_packages import LinuxPackages
 from agent.platforms.linux_system import LinuxSystem
 from agent.process import ProcessResult
 
 
-class LinuxPlatform(LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, LinuxCertificates, LinuxKiosk):
+class LinuxPlatform(
+    LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, LinuxCertificates, LinuxKiosk, LinuxLocation
+):
     """The tools a handler may use on Linux; every process goes through `agent.process`.
 
     Capabilities beyond power, sessions, Wi-Fi radio and scripts come from the linux_* mix-ins listed as bases.

@@ -32,9 +32,11 @@ class LinuxTools:
         """Where the configuration files a handler writes live (polkit rules, modprobe and apt settings); tests
         point it into a temporary directory."""
 
-    async def tool(self, *argv: str, limit_s: float | None = None, stdin: bytes | None = None) -> ProcessResult:
+    async def tool(
+        self, *argv: str, limit_s: float | None = None, stdin: bytes | None = None, output_limit: int = 4096
+    ) -> ProcessResult:
         """Run a system tool found on PATH; a non-zero exit raises ToolFailed naming the tool and its last line."""
-        return await process.check(argv, timeout=limit_s or self.tool_timeout, stdin=stdin)
+        return await process.check(argv, timeout=limit_s or self.tool_timeout, stdin=stdin, output_limit=output_limit)
 
     async def run_command(
         self,

@@ -1,5 +1,6 @@
-"""Arguments of the regional, display, sound, attention and location operation types."""
+"""Arguments of the regional, display, sound, attention, location and lost-mode operation types."""
 
+import unicodedata
 from enum import StrEnum
 from typing import Annotated
 
@@ -96,3 +97,39 @@ class LocationServiceArguments(_Arguments):
     """SET_LOCATION_SERVICE."""
 
     mode: LocationMode
+
+
+def shown_text(value: str) -> str:
+    """Text shown on the device's screen or terminals: line breaks allowed, no other control characters.
+
+    A terminal escape sequence in a lost-mode message would otherwise reach every terminal `wall` writes to.
+    """
+    if any(unicodedata.category(character) == "Cc" and character != "\n" for character in value):
+        raise ValueError("control characters other than a line break are not allowed")
+    return value
+
+
+class LostModeArguments(_Arguments):
+    """ENABLE_LOST_MODE: what the device shows whoever finds it."""
+
+    message: str = Field(min_length=1, max_length=1000)
+    phone_number: str | None = Field(default=None, pattern=r"^\+?[0-9(][0-9 ()./-]{2,31}$")
+    """A number to call, shown under the message: digits, spaces and ( ) . / -, starting with +, ( or a digit."""
+    footnote: str | None = Field(default=None, min_length=1, max_length=200)
+
+    _shown = field_validator("message", "footnote")(shown_text)
+
+    def shown_message(self) -> str:
+        """The message as the device shows it, the phone number and footnote on lines of their own."""
+        lines = [self.message]
+        if self.phone_number is not None:
+            lines.append(f"Call {self.phone_number}")
+        if self.footnote is not None:
+            lines.append(self.footnote)
+        return "\n".join(lines)
+
+
+class LostModeSoundArguments(_Arguments):
+    """PLAY_LOST_MODE_SOUND: longer by default than BEEP_DEVICE, to be heard by someone looking for the device."""
+
+    duration_s: float = Field(default=10.0, gt=0, le=60)

@@ -24,7 +24,7 @@ from agent.handlers.base import Handler, PlatformTools
 from agent.journal import Journal
 from agent.platforms.android import AndroidPlatform
 from agent.platforms.linux import LinuxPlatform
-from agent.profile import Profile, ProfileStore
+from agent.profile import LostMode, Profile, ProfileStore
 from agent.runner import Runner
 from shared.arguments import validate_arguments
 from shared.arguments.management import DeviceConfigArguments
@@ -296,6 +296,16 @@ RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
 
+GPSD_FIX = (
+    '{"class":"VERSION","release":"3.22","rev":"3.22","proto_major":3,"proto_minor":14}\n'
+    '{"class":"TPV","device":"/dev/ttyACM0","mode":3,"time":"2026-11-22T10:00:00.000Z",'
+    '"lat":52.520008,"lon":13.404954,"altHAE":74.2,"eph":4.9}\n'
+)
+DUMPSYS_LOCATION = """Location Manager State:
+  gps provider:
+    last location=Location[gps 52.520008,13.404954 hAcc=4.9 et=+2h3m4s567ms alt=74.2 vAcc=3.1]
+"""
+
 HOST_TOOLS: dict[str, dict[str, Any]] = {
     # On the host for Linux rows; for Android rows the fake adb's device shell is this host's, so scripts find them.
     "apt-get": {"stdout": "Reading package lists... Done\n"},
@@ -310,6 +320,7 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "wpctl": {},
     "wall": {},
     "beep": {},
+    "gpspipe": {"stdout": GPSD_FIX},
     "grim": {"script": PNG_PRINTF + ' "$1"'},
     "journalctl": {"stdout": "2026-11-22T10:00:00+0000 kiosk systemd[1]: Started tetherd.service.\n"},
     "df": {"stdout": "Filesystem Size Used Avail Use% Mounted on\n/dev/sda1 58G 9G 46G 17% /\n"},
@@ -335,6 +346,8 @@ ANDROID_RESPONSES: list[tuple[list[str], str]] = [
     (["shell", "cmd", "package", "query-activities"], "com.android.chrome/.Main\ncom.example.games/.Play\n"),
     (["shell", "pm", "suspend"], "Package new suspended state: true\n"),
     (["shell", "pm", "unsuspend"], "Package new suspended state: false\n"),
+    (["shell", "dumpsys", "location"], DUMPSYS_LOCATION),
+    (["shell", "cat", "/proc/uptime"], "7400.25 14000.50\n"),
 ]
 ANDROID_PACKAGES = {"com.android.chrome": "631208033", "com.example.kiosk": "42", "htop": "1"}
 
@@ -397,6 +410,9 @@ class Bench:
     async def _update_profile(self, change: DeviceConfigArguments) -> dict[str, Any]:
         return self.profile.change(change, ANNOUNCED)[1]
 
+    async def _update_lost_mode(self, message: str | None) -> LostMode:
+        return self.profile.set_lost_mode(message, ANNOUNCED)[1]
+
     def runner(self) -> Runner:
         return Runner(
             device_id="d1",
@@ -407,6 +423,7 @@ class Bench:
             work_root=self.tmp_path / "state" / "work",
             allow_destructive=self.destructive,
             update_profile=self._update_profile,
+            update_lost_mode=self._update_lost_mode,
         )
 
     async def _publish(self, report: StatusReport) -> bool:

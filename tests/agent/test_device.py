@@ -1,4 +1,5 @@
-"""A device's lifetime pieces: stopping its tasks for sure, and the profile UPDATE_DEVICE_CONFIG changes."""
+"""A device's lifetime pieces: stopping its tasks for sure, the profile UPDATE_DEVICE_CONFIG changes and the lost mode
+it keeps."""
 
 import asyncio
 from pathlib import Path
@@ -119,6 +120,48 @@ def test_reset_goes_back_to_the_config_then_applies_what_is_given(tmp_path: Path
     assert result["changed"] == ["groups"]
     now, result = profile.change(change(reset=True), CONFIGURED)
     assert (now.tags, now.groups, result["changed"]) == (["kiosk"], ["berlin"], [])
+
+
+def test_lost_mode_is_announced_in_the_inventory_and_outlives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "profile.json"
+    current = CONFIGURED.model_copy(update={"inventory": {"os": "Debian 12", "packages": 312}})
+
+    now, lost_mode = Profile(ProfileStore(path), CONFIGURED).set_lost_mode("Return me", current)
+
+    assert (lost_mode.enabled, lost_mode.message) == (True, "Return me")
+    announced = {"enabled": True, "since": lost_mode.since.isoformat().replace("+00:00", "Z"), "message": "Return me"}
+    assert now.inventory == {"os": "Debian 12", "packages": 312, "lost_mode": announced}
+    assert lost_mode.announced() == announced
+    restarted = Profile(ProfileStore(path), CONFIGURED).announced(CONFIGURED)
+    assert restarted.inventory == {"os": "Debian 12", "lost_mode": announced}
+    assert (restarted.tags, restarted.groups, restarted.time_zone) == (["kiosk"], ["berlin"], "Europe/Berlin")
+
+
+def test_enabling_again_keeps_since_and_disabling_records_when(tmp_path: Path) -> None:
+    profile = Profile(ProfileStore(tmp_path / "profile.json"), CONFIGURED)
+    _, first = profile.set_lost_mode("first", CONFIGURED)
+
+    _, again = profile.set_lost_mode("second", CONFIGURED)
+    now, disabled = profile.set_lost_mode(None, CONFIGURED)
+    _, enabled = profile.set_lost_mode("third", CONFIGURED)
+
+    assert (again.since, again.message) == (first.since, "second")
+    assert (disabled.enabled, disabled.message) == (False, None)
+    assert disabled.since >= first.since
+    assert now.inventory["lost_mode"] == {"enabled": False, "since": disabled.announced()["since"]}
+    assert enabled.since >= disabled.since
+
+
+def test_a_reset_of_the_profile_keeps_lost_mode(tmp_path: Path) -> None:
+    profile = Profile(ProfileStore(tmp_path / "profile.json"), CONFIGURED)
+    profile.change(change(tags=["lab"]), CONFIGURED)
+    _, lost_mode = profile.set_lost_mode("Return me", CONFIGURED)
+
+    now, result = profile.change(change(reset=True), CONFIGURED)
+
+    assert now.tags == ["kiosk"]
+    assert now.inventory["lost_mode"] == lost_mode.announced()
+    assert result["changed"] == []
 
 
 def test_an_unreadable_profile_file_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -330,12 +330,16 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.COLLECT_LOGS,
         OperationType.CONVERGE,
         OperationType.DEPLOY_SYSTEM_OTA,
+        OperationType.DISABLE_LOST_MODE,
+        OperationType.ENABLE_LOST_MODE,
         OperationType.INSTALL,
         OperationType.INSTALL_APP,
         OperationType.INSTALL_CERTIFICATE,
         OperationType.INSTALL_OTA,
         OperationType.LOCK,
+        OperationType.LOST_MODE_DEVICE_LOCATION,
         OperationType.NOTIFY_DEVICE,
+        OperationType.PLAY_LOST_MODE_SOUND,
         OperationType.REBOOT,
         OperationType.REFRESH_APPLIST,
         OperationType.REMOVE_AGENT,
@@ -390,8 +394,8 @@ def test_handler_for_a_supported_type(platform: LinuxPlatform) -> None:
 
 
 def test_handler_for_an_unsupported_type(platform: LinuxPlatform) -> None:
-    with pytest.raises(UnsupportedOperation, match=r"^ENABLE_LOST_MODE is not supported on linux$"):
-        handler_for(OperationType.ENABLE_LOST_MODE, platform)
+    with pytest.raises(UnsupportedOperation, match=r"^APPLE_APP_UNINSTALL is not supported on linux$"):
+        handler_for(OperationType.APPLE_APP_UNINSTALL, platform)
 
 
 @pytest.mark.parametrize("operation_type", [OperationType.REBOOT, OperationType.LOCK, OperationType.RUN_SHELL_SCRIPT])

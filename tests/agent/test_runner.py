@@ -125,12 +125,12 @@ def test_a_command_id_runs_once_and_a_finished_one_resends_its_status(bench: Ben
 
 def test_unsupported_and_invalid_fail_at_once_without_executing(bench: Bench) -> None:
     bench.drive(
-        command("c1", OperationType.ENABLE_LOST_MODE),
+        command("c1", OperationType.APPLE_APP_UNINSTALL),
         command("c2", OperationType.SET_WIFI_STATE, wifi_state="sideways"),
         command("c3", OperationType.RUN_SHELL_SCRIPT),
     )
     assert bench.statuses("c1") == ["PENDING", "FAILED"]
-    assert bench.final("c1").failure_reason == "ENABLE_LOST_MODE is not supported on linux"
+    assert bench.final("c1").failure_reason == "APPLE_APP_UNINSTALL is not supported on linux"
     assert bench.statuses("c2") == ["PENDING", "FAILED"]
     assert "wifi_state" in (bench.final("c2").failure_reason or "")
     assert "script" in (bench.final("c3").failure_reason or "")

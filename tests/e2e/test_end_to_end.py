@@ -86,7 +86,7 @@ def test_failures_carry_reasons_and_the_operation_still_completes(fleet: tuple[C
 
 def test_a_type_a_device_cannot_run_fails_at_dispatch(fleet: tuple[Controller, Agent, Agent]) -> None:
     controller, alpha, beta = fleet
-    created = controller.create({"operation_type": "ENABLE_LOST_MODE", "operation_device_query": {"all": True}})
+    created = controller.create({"operation_type": "APPLE_APP_UNINSTALL", "operation_device_query": {"all": True}})
     operation = controller.wait_finished(created["id"])
     assert operation["state"] == "COMPLETED"
     counts = operation["operation_stats"]["device_operation_statuses_count"]
@@ -96,7 +96,7 @@ def test_a_type_a_device_cannot_run_fails_at_dispatch(fleet: tuple[Controller, A
         assert result["status"] == "FAILED"
         assert result["dispatch_state"] == "failed"
         assert result["failure_reason"] == (
-            "ENABLE_LOST_MODE is not supported on linux or is denied by the device's agent config"
+            "APPLE_APP_UNINSTALL is not supported on linux or is denied by the device's agent config"
         )
     assert "queued" not in alpha.process.output() + beta.process.output()
 
