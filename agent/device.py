@@ -13,6 +13,7 @@ from agent.config import AgentSettings
 from agent.handlers.base import AnyHandler, PlatformTools
 from agent.journal import Journal
 from agent.profile import Profile, ProfileStore
+from agent.reachability import BrokerReachability
 from agent.runner import Runner
 from agent.session import Session
 from shared.arguments.management import DeviceConfigArguments
@@ -92,6 +93,7 @@ async def run_device(
             update_inventory=lambda patch: session.update_inventory(patch),
             update_profile=update_profile,
             time_zone=lambda: session.announcement.time_zone,
+            reach_broker=BrokerReachability.of(broker_urls),
         )
         session = Session(
             urls=broker_urls,

@@ -27,6 +27,7 @@ from agent.handlers.base import (
 from agent.journal import JOURNAL_LOST, Journal, Stage
 from agent.policy import TypePolicy
 from agent.process import KILL_GRACE_S
+from agent.reachability import ReachabilityCheck, no_broker
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.logs import about
 from shared.messages import AgentHealth, CancelRequest, Command, StatusReport, utc_now
@@ -87,6 +88,7 @@ class Runner:
         update_inventory: InventoryUpdate = keep_inventory,
         update_profile: ProfileUpdate = no_profile,
         time_zone: Callable[[], str | None] = lambda: None,
+        reach_broker: ReachabilityCheck = no_broker,
     ) -> None:
         """`time_zone` says the zone the device announces now, which device-time windows are read in."""
         self._device_id = device_id
@@ -100,6 +102,7 @@ class Runner:
         self._update_inventory = update_inventory
         self._update_profile = update_profile
         self._time_zone = time_zone
+        self._reach_broker = reach_broker
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
         self._started = time.monotonic()
         self._running: _Running | None = None
@@ -270,7 +273,12 @@ class Runner:
                 await self._report(command, DeviceStatus.EXECUTING)
                 log.info("command %s (%s) executing", command.command_id, command.operation_type)
                 context = HandlerContext(
-                    command, self._platform, work_dir, self._update_inventory, self._update_profile
+                    command,
+                    self._platform,
+                    work_dir,
+                    self._update_inventory,
+                    self._update_profile,
+                    self._reach_broker,
                 )
                 result = await self._run_handler(command, handler, arguments, context)
             except HandlerError as err:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_orig
 from pydantic import BaseModel
 
 from agent.errors import HandlerError
+from agent.reachability import ReachabilityCheck, no_broker
 from shared.arguments.management import DeviceConfigArguments
 from shared.messages import Command
 from shared.operations import OperationType, Platform
@@ -49,6 +50,8 @@ class HandlerContext(Generic[PlatformT]):
     """A private directory for this command's files, created by the runner."""
     update_inventory: InventoryUpdate = keep_inventory
     update_profile: ProfileUpdate = no_profile
+    reach_broker: ReachabilityCheck = no_broker
+    """Whether the broker can still be reached: a network change is kept only if it can."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from typing import Any, ClassVar
 
-from agent.handlers.base import Handler, HandlerContext
+from agent.handlers.base import Handler, HandlerContext, RestartOutcome
 from agent.platforms.contract import BluetoothRadio, WifiJoinPolicy, WifiNetworks, WiredNetwork
 from shared.arguments.network import (
     BluetoothArguments,
@@ -55,21 +55,34 @@ class BluetoothHandler(Handler[BluetoothArguments, BluetoothRadio]):
         return {"bluetooth_state": "on" if arguments.bluetooth_state else "off"}
 
 
+WIRED_CHANGE_CUT_SHORT = (
+    "the agent restarted during the network change: unless it had already found the broker reachable and kept the"
+    " change, NetworkManager rolled it back by itself"
+)
+
+
 class EthernetHandler(Handler[EthernetSettings, WiredNetwork]):
-    """SET_ETHERNET_SETTINGS: connect or disconnect a wired interface, by DHCP or with a static address."""
+    """SET_ETHERNET_SETTINGS: connect or disconnect a wired interface, by DHCP or with a static address; kept only
+    if the broker can still be reached."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_ETHERNET_SETTINGS})
 
     async def run(self, arguments: EthernetSettings, context: HandlerContext[WiredNetwork]) -> dict[str, Any]:
-        await context.platform.configure_ethernet(arguments)
-        return arguments.model_dump(mode="json")
+        await context.platform.configure_ethernet(arguments, context.reach_broker)
+        return {**arguments.model_dump(mode="json"), "broker_reachable": True}
+
+    def outcome_after_restart(self, started_boot_id: str, current_boot_id: str) -> RestartOutcome:
+        return RestartOutcome(reason=WIRED_CHANGE_CUT_SHORT)
 
 
 class StaticIpHandler(Handler[StaticIpSettings, WiredNetwork]):
-    """SET_STATIC_IP: give a wired interface a fixed address."""
+    """SET_STATIC_IP: give a wired interface a fixed address; kept only if the broker can still be reached."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_STATIC_IP})
 
     async def run(self, arguments: StaticIpSettings, context: HandlerContext[WiredNetwork]) -> dict[str, Any]:
-        await context.platform.set_static_ip(arguments)
-        return arguments.model_dump(mode="json")
+        await context.platform.set_static_ip(arguments, context.reach_broker)
+        return {**arguments.model_dump(mode="json"), "broker_reachable": True}
+
+    def outcome_after_restart(self, started_boot_id: str, current_boot_id: str) -> RestartOutcome:
+        return RestartOutcome(reason=WIRED_CHANGE_CUT_SHORT)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from agent.process import ProcessResult
+from agent.reachability import ReachabilityCheck
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
 from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork
 from shared.arguments.system import AudioStream, LocationMode, Rotation
@@ -66,8 +67,11 @@ class BluetoothRadio(Protocol):
 
 @runtime_checkable
 class WiredNetwork(Protocol):
-    async def configure_ethernet(self, settings: EthernetSettings) -> None: ...
-    async def set_static_ip(self, settings: StaticIpSettings) -> None: ...
+    """Wired addressing, kept only if `still_reachable` says the broker can be reached after the change; otherwise
+    the change is rolled back and a HandlerError raised."""
+
+    async def configure_ethernet(self, settings: EthernetSettings, still_reachable: ReachabilityCheck) -> None: ...
+    async def set_static_ip(self, settings: StaticIpSettings, still_reachable: ReachabilityCheck) -> None: ...
 
 
 @runtime_checkable

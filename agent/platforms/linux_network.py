@@ -1,19 +1,40 @@
-"""Saved Wi-Fi networks, Bluetooth and wired addressing on Linux, through NetworkManager's nmcli and rfkill."""
+"""Saved Wi-Fi networks, Bluetooth and wired addressing on Linux, through NetworkManager (nmcli,
+and busctl for its checkpoints) and rfkill."""
 
-from collections.abc import Iterator, Sequence
+import math
+import re
+import shlex
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any
 
 from agent.errors import HandlerError, ToolFailed
 from agent.platforms.linux_tools import LinuxTools
-from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork, WifiSecurity
+from agent.reachability import REACH_WITHIN_S, ReachabilityCheck
+from shared.arguments.network import (
+    EthernetSettings,
+    StaticIpSettings,
+    WifiNetwork,
+    WifiSecurity,
+)
 
 NMCLI_NO_SUCH_OBJECT = 10
 """nmcli's exit status when a connection, device or access point does not exist (nmcli(1), EXIT STATUS)."""
 
 WIFI_TYPE = "802-11-wireless"
 REDACTED = "[password]"
+
+NM = ("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager", "org.freedesktop.NetworkManager")
+"""The bus name, object and interface of NetworkManager's D-Bus API, which alone has checkpoints (nmcli has none)."""
+CHECKPOINT_FLAGS = 2 | 4
+"""NM_CHECKPOINT_CREATE_FLAG_DELETE_NEW_CONNECTIONS | DISCONNECT_NEW_DEVICES: a rollback also removes a profile
+`nmcli device connect` made. Without ALLOW_OVERLAPPING, a change still pending on the device makes creation fail."""
+STEPS_IN_CHECKPOINT = 5
+"""The most nmcli calls a wired change makes under its checkpoint: device show, device connect, device show,
+connection modify, connection up."""
+OBJECT_PATH = re.compile(r'^o "(/[A-Za-z0-9_/]*)"$')
 
 
 class LinuxNetwork(LinuxTools):
@@ -34,12 +55,7 @@ class LinuxNetwork(LinuxTools):
         its escaping rules. NetworkManager then keeps the secret in a root-only keyfile, and it is scrubbed from every
         error and result here.
         """
-        types = await self._connection_types(network.ssid)
-        if types and set(types) != {WIFI_TYPE}:
-            raise HandlerError(f"a saved connection named {network.ssid!r} is not a Wi-Fi network")
-        if types:
-            # Replace rather than modify: going from a secured to an open network means removing a whole setting.
-            await self.tool("nmcli", "connection", "delete", "id", network.ssid)
+        await self._make_room(network.ssid, WIFI_TYPE, "a Wi-Fi network")
         with password_hidden(network.password):
             await self.tool(
                 "nmcli", "connection", "add", "type", "wifi", "con-name", network.ssid, *wifi_properties(network)
@@ -58,17 +74,85 @@ class LinuxNetwork(LinuxTools):
             raise HandlerError("no Bluetooth adapter: rfkill lists no bluetooth device")
         await self.tool("rfkill", "unblock" if enabled else "block", "bluetooth")
 
-    async def configure_ethernet(self, settings: EthernetSettings) -> None:
-        if not settings.enabled:
-            await self.tool("nmcli", "device", "disconnect", settings.interface)
-            return
-        properties = ip_properties(settings.address, settings.gateway, settings.dns, dhcp=settings.dhcp)
-        await self._readdress(settings.interface, properties)
+    async def configure_ethernet(self, settings: EthernetSettings, still_reachable: ReachabilityCheck) -> None:
+        change: Callable[[], Awaitable[object]]
+        if settings.enabled:
+            properties = ip_properties(settings.address, settings.gateway, settings.dns, dhcp=settings.dhcp)
+            change = partial(self._readdress, settings.interface, properties)
+        else:
+            change = partial(self.tool, "nmcli", "device", "disconnect", settings.interface)
+        await self._kept_if_reachable(settings.interface, change, still_reachable)
 
-    async def set_static_ip(self, settings: StaticIpSettings) -> None:
-        await self._readdress(
-            settings.interface, ip_properties(settings.address, settings.gateway, settings.dns, dhcp=False)
+    async def set_static_ip(self, settings: StaticIpSettings, still_reachable: ReachabilityCheck) -> None:
+        properties = ip_properties(settings.address, settings.gateway, settings.dns, dhcp=False)
+        await self._kept_if_reachable(
+            settings.interface, partial(self._readdress, settings.interface, properties), still_reachable
         )
+
+    def rollback_after_s(self) -> int:
+        """When NetworkManager rolls a change back by itself: after every step and the broker check had their time,
+        so that it only does when the agent is gone (or hung) before it could decide."""
+        return math.ceil(STEPS_IN_CHECKPOINT * self.tool_timeout + REACH_WITHIN_S)
+
+    async def _kept_if_reachable(
+        self, interface: str, change: Callable[[], Awaitable[object]], still_reachable: ReachabilityCheck
+    ) -> None:
+        """Make `change` under a NetworkManager checkpoint of `interface`, and keep it only if the broker can still
+        be reached; otherwise, or if the change fails, roll back to the checkpoint.
+
+        Should the agent die or hang midway, NetworkManager rolls back by itself after `rollback_after_s`, and the
+        device is back on the addressing it had, the one the agent last reached its broker with.
+        """
+        device = await self._nm_object("GetDeviceByIpIface", "s", interface)
+        checkpoint = await self._nm_object(
+            "CheckpointCreate", "aouu", "1", device, str(self.rollback_after_s()), str(CHECKPOINT_FLAGS)
+        )
+        try:
+            await change()
+            reachable = await still_reachable()
+        except HandlerError as err:
+            problem = await self._roll_back(checkpoint)
+            if problem is None:
+                raise
+            raise HandlerError(f"{err}; then {problem}", result=err.result) from err
+        if not reachable:
+            problem = await self._roll_back(checkpoint)
+            if problem is None:
+                raise HandlerError("rolled back: the change cut the device off its broker")
+            raise HandlerError(f"the change cut the device off its broker, and {problem}")
+        try:
+            await self._nm_call("CheckpointDestroy", "o", checkpoint)
+        except HandlerError as err:
+            # Most likely the checkpoint's time ran out and NetworkManager has rolled back already.
+            raise HandlerError(f"the broker was reachable, but the change could not be kept: {err}") from err
+
+    async def _roll_back(self, checkpoint: str) -> str | None:
+        """Restore `checkpoint`; None when it was, else what went wrong."""
+        try:
+            answer = await self._nm_call("CheckpointRollback", "o", checkpoint)
+        except HandlerError as err:
+            return (
+                f"rolling back failed ({err}); NetworkManager rolls back by itself {self.rollback_after_s()} s after"
+                " the change began"
+            )
+        # `a{su} N "DEVICE" RESULT ...`: 0 is NM_ROLLBACK_RESULT_OK.
+        words = shlex.split(answer)
+        failed = [device for device, result in zip(words[2::2], words[3::2], strict=False) if result != "0"]
+        if failed:
+            return f"NetworkManager could not roll back {', '.join(failed)}"
+        return None
+
+    async def _nm_object(self, method: str, signature: str, *arguments: str) -> str:
+        """Call a NetworkManager method that returns one object path, and return that path."""
+        answer = await self._nm_call(method, signature, *arguments)
+        match = OBJECT_PATH.fullmatch(answer)
+        if match is None:
+            raise HandlerError(f"busctl answered {method} with {answer!r}, not an object path")
+        return match[1]
+
+    async def _nm_call(self, method: str, signature: str, *arguments: str) -> str:
+        shown = await self.tool("busctl", "call", *NM, method, signature, *arguments)
+        return shown.stdout_tail.strip()
 
     async def _readdress(self, interface: str, properties: Sequence[str]) -> None:
         """Change the profile `interface` uses and activate it again, so the new addressing applies now."""
@@ -86,6 +170,15 @@ class LinuxNetwork(LinuxTools):
         """The UUID of the profile active on `interface` (names may repeat, UUIDs do not), or "" if none is."""
         shown = await self.tool("nmcli", "--escape", "no", "-g", "GENERAL.CON-UUID", "device", "show", interface)
         return shown.stdout_tail.strip()
+
+    async def _make_room(self, name: str, connection_type: str, what: str) -> None:
+        """Delete the profile `name` if it is of `connection_type`; refuse if a profile of that name is not."""
+        types = await self._connection_types(name)
+        if types and set(types) != {connection_type}:
+            raise HandlerError(f"a saved connection named {name!r} is not {what}")
+        if types:
+            # Replace rather than modify: dropping a password or a security setting means removing a whole setting.
+            await self.tool("nmcli", "connection", "delete", "id", name)
 
     async def _connection_types(self, name: str) -> list[str]:
         """The type of every saved profile named `name`: ["802-11-wireless"] for one Wi-Fi network, [] for none."""

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import re
+import socket
 import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +25,7 @@ from agent.journal import Journal
 from agent.platforms.android import AndroidPlatform
 from agent.platforms.linux import LinuxPlatform
 from agent.profile import Profile, ProfileStore
+from agent.reachability import BrokerReachability
 from agent.runner import Runner
 from shared.arguments import validate_arguments
 from shared.arguments.management import DeviceConfigArguments
@@ -227,6 +229,10 @@ NMCLI = """case "$*" in
   "--escape no -g connection.type connection show id "*) echo "Error: no such connection profile." >&2; exit 10 ;;
   "--escape no -g GENERAL.CON-UUID device show "*) echo 6c1e8f43-0f5a-4a52-9d3e-2b7a1c9e0d11 ;;
 esac"""
+BUSCTL = """case "$*" in
+  *" GetDeviceByIpIface s "*) echo 'o "/org/freedesktop/NetworkManager/Devices/2"' ;;
+  *" CheckpointCreate "*) echo 'o "/org/freedesktop/NetworkManager/Checkpoint/1"' ;;
+esac"""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
@@ -237,6 +243,7 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "dpkg-query": {"stdout": "curl\t7.88.1-10+deb12u5\tinstalled\nhtop\t3.2.2-2\tinstalled\nkiosk\t2.1\tinstalled\n"},
     "dpkg-deb": {"stdout": "kiosk\t2.1\n"},  # INSTALL's example package file
     "nmcli": {"script": NMCLI},
+    "busctl": {"script": BUSCTL},
     "rfkill": {"script": RFKILL},
     "timedatectl": {},
     "localectl": {},
@@ -307,6 +314,8 @@ class Bench:
         self.journal = Journal(tmp_path / "state" / "journal.db")
         self.published: list[StatusReport] = []
         self.profile = Profile(ProfileStore(tmp_path / "state" / "profile.json"), ANNOUNCED)
+        self.broker = socket.create_server(("127.0.0.1", 0))
+        """Stands in for the broker a network change must leave reachable."""
 
     async def _update_profile(self, change: DeviceConfigArguments) -> dict[str, Any]:
         return self.profile.change(change, ANNOUNCED)[1]
@@ -321,6 +330,7 @@ class Bench:
             work_root=self.tmp_path / "state" / "work",
             allow_destructive=self.destructive,
             update_profile=self._update_profile,
+            reach_broker=BrokerReachability((("127.0.0.1", self.broker.getsockname()[1]),), within_s=2),
         )
 
     async def _publish(self, report: StatusReport) -> bool:
@@ -405,6 +415,7 @@ def benches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
     yield make
     for bench in made:
         bench.journal.close()
+        bench.broker.close()
 
 
 @pytest.mark.usefixtures("quiet_network")

@@ -1,7 +1,10 @@
-"""The network handlers on the Linux platform, against recording fakes of nmcli and rfkill."""
+"""The network handlers on the Linux platform, against recording fakes of nmcli, busctl and rfkill."""
 
 import asyncio
+import contextlib
 import shlex
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +14,7 @@ import pytest
 
 from agent import process
 from agent.errors import HandlerError, ToolFailed, ToolNotFound, ToolTimeout, UnsupportedOperation
-from agent.handlers import handler_for
+from agent.handlers import REGISTRY, handler_for
 from agent.handlers.base import Handler, HandlerContext
 from agent.handlers.network import (
     AddWifiHandler,
@@ -21,11 +24,15 @@ from agent.handlers.network import (
     SavedWifiOnlyHandler,
     StaticIpHandler,
 )
+from agent.journal import Journal
 from agent.platforms import LinuxPlatform
 from agent.platforms.contract import BluetoothRadio, WifiJoinPolicy, WifiNetworks, WiredNetwork
+from agent.reachability import BrokerReachability, ReachabilityCheck, no_broker
+from agent.runner import Runner
 from shared.arguments import ArgumentsError, validate_arguments
-from shared.messages import Command
-from shared.operations import OperationType, Platform
+from shared.messages import Command, StatusReport
+from shared.operations import DeviceStatus, OperationType, Platform
+from tests.agent.test_runner import until
 from tests.fakes import FakeTools
 
 PASSWORD = "hunter2-correct-horse"
@@ -38,6 +45,27 @@ SHOW_WIFI = sh("nmcli --escape no -g connection.type connection show id home")
 SHOW_ETH0 = sh("nmcli --escape no -g GENERAL.CON-UUID device show eth0")
 UP_ETH0 = sh(f"nmcli connection up uuid {UUID} ifname eth0")
 RFKILL_LIST = sh("rfkill --noheadings --output ID list bluetooth")
+
+NM = "org.freedesktop.NetworkManager /org/freedesktop/NetworkManager org.freedesktop.NetworkManager"
+DEVICE = "/org/freedesktop/NetworkManager/Devices/2"
+CHECKPOINT = "/org/freedesktop/NetworkManager/Checkpoint/7"
+ROLLBACK_AFTER_S = 55
+"""Five nmcli calls of the tests' 5 s tool timeout, and the broker check's 30 s."""
+CREATE = sh(f"busctl call {NM} CheckpointCreate aouu 1 {DEVICE} {ROLLBACK_AFTER_S} 6")
+DESTROY = sh(f"busctl call {NM} CheckpointDestroy o {CHECKPOINT}")
+ROLLBACK = sh(f"busctl call {NM} CheckpointRollback o {CHECKPOINT}")
+BUSCTL = f"""case "$*" in
+  *" GetDeviceByIpIface s "*) echo 'o "{DEVICE}"' ;;
+  *" CheckpointCreate "*) echo 'o "{CHECKPOINT}"' ;;
+  *" CheckpointRollback "*) echo 'a{{su}} 1 "{DEVICE}" 0' ;;
+esac"""
+"""A fake busctl answering as NetworkManager does over D-Bus."""
+
+
+def checkpointed(interface: str, *calls: list[str]) -> list[list[str]]:
+    """`calls` made under a checkpoint of `interface` that is then kept."""
+    return [sh(f"busctl call {NM} GetDeviceByIpIface s {interface}"), CREATE, *calls, DESTROY]
+
 
 # Shell snippets for the fake nmcli, answering the queries the platform makes (builtins only).
 UNSAVED = (
@@ -59,7 +87,24 @@ def short_graces(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(process, "DRAIN_S", 0.3)
 
 
-def context_for(platform: Any, tmp_path: Path, operation_type: OperationType) -> HandlerContext:
+@pytest.fixture(scope="module")
+def broker() -> Iterator[BrokerReachability]:
+    """A real listener on 127.0.0.1 standing in for the broker, and the agent's real check of it."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield BrokerReachability((("127.0.0.1", listener.getsockname()[1]),), within_s=2, retry_s=0.1)
+
+
+@pytest.fixture
+def lost_broker() -> BrokerReachability:
+    """The check of a broker that no longer answers: nothing listens on its port any more."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+    return BrokerReachability((("127.0.0.1", port),), within_s=0.3, retry_s=0.1)
+
+
+def context_for(
+    platform: Any, tmp_path: Path, operation_type: OperationType, reach_broker: ReachabilityCheck = no_broker
+) -> HandlerContext:
     command = Command(
         command_id="cmd-1",
         operation_id="op-1",
@@ -67,15 +112,21 @@ def context_for(platform: Any, tmp_path: Path, operation_type: OperationType) ->
         operation_type=operation_type,
         issued_at=datetime.now(UTC),
     )
-    return HandlerContext(command=command, platform=platform, work_dir=tmp_path)
+    return HandlerContext(command=command, platform=platform, work_dir=tmp_path, reach_broker=reach_broker)
 
 
-def execute(handler: Handler, arguments: dict[str, Any], tmp_path: Path, tool_timeout: float = 5) -> dict[str, Any]:
-    """Validate as the runner does, then run on a Linux platform."""
+def execute(
+    handler: Handler,
+    arguments: dict[str, Any],
+    tmp_path: Path,
+    tool_timeout: float = 5,
+    reach_broker: ReachabilityCheck = no_broker,
+) -> dict[str, Any]:
+    """Validate as the runner does, then run on a Linux platform whose configuration lives under tmp_path/etc."""
     (operation_type,) = handler.operation_types
-    platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id", tool_timeout=tool_timeout)
+    platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id", tool_timeout=tool_timeout, etc_dir=tmp_path / "etc")
     parsed = validate_arguments(operation_type, arguments)
-    return asyncio.run(handler.run(parsed, context_for(platform, tmp_path, operation_type)))
+    return asyncio.run(handler.run(parsed, context_for(platform, tmp_path, operation_type, reach_broker)))
 
 
 @dataclass(frozen=True)
@@ -90,6 +141,7 @@ class Case:
     def install(self, tools: FakeTools) -> None:
         tools.add("nmcli", script=self.nmcli)
         tools.add("rfkill", stdout=self.rfkill)
+        tools.add("busctl", script=BUSCTL)
 
 
 WPA = {"ssid": "home", "password": PASSWORD}
@@ -102,6 +154,7 @@ ADD_WPA = sh(
 DELETE_HOME = sh("nmcli connection delete id home")
 MODIFY = f"nmcli connection modify uuid {UUID}"
 DHCP = "ipv4.addresses '' ipv4.gateway '' ipv4.method auto ipv4.dns '' ipv4.ignore-auto-dns no"
+KEPT = {"broker_reachable": True}
 ETH0_DEFAULTS = {"interface": "eth0", "enabled": True, "dhcp": True, "address": None, "gateway": None, "dns": []}
 OWN_DNS = ["192.0.2.53", "2001:db8::53", "198.51.100.53"]
 STATIC_V4 = {"interface": "enp1s0", "dhcp": False, "address": "192.0.2.10/24", "gateway": "192.0.2.1", "dns": []}
@@ -152,12 +205,17 @@ CASES = {
         rfkill="0\n3\n",
     ),
     "ethernet-dhcp": Case(
-        EthernetHandler(), {}, [SHOW_ETH0, sh(f"{MODIFY} {DHCP}"), UP_ETH0], ETH0_DEFAULTS, nmcli=ACTIVE
+        EthernetHandler(),
+        {},
+        checkpointed("eth0", SHOW_ETH0, sh(f"{MODIFY} {DHCP}"), UP_ETH0),
+        {**ETH0_DEFAULTS, **KEPT},
+        nmcli=ACTIVE,
     ),
     "ethernet-dhcp-own-dns": Case(
         EthernetHandler(),
         {"dns": OWN_DNS},
-        [
+        checkpointed(
+            "eth0",
             SHOW_ETH0,
             sh(
                 f"{MODIFY} ipv4.addresses '' ipv4.gateway '' ipv4.method auto"
@@ -165,39 +223,44 @@ CASES = {
                 " ipv6.dns 2001:db8::53 ipv6.ignore-auto-dns yes"
             ),
             UP_ETH0,
-        ],
-        {**ETH0_DEFAULTS, "dns": OWN_DNS},
+        ),
+        {**ETH0_DEFAULTS, "dns": OWN_DNS, **KEPT},
         nmcli=ACTIVE,
     ),
     "ethernet-static": Case(
         EthernetHandler(),
         {**STATIC_V4, "dhcp": "false"},
-        [
+        checkpointed(
+            "enp1s0",
             sh("nmcli --escape no -g GENERAL.CON-UUID device show enp1s0"),
             sh(
                 f"{MODIFY} ipv4.addresses 192.0.2.10/24 ipv4.gateway 192.0.2.1 ipv4.method manual"
                 " ipv4.dns '' ipv4.ignore-auto-dns no"
             ),
             sh(f"nmcli connection up uuid {UUID} ifname enp1s0"),
-        ],
-        {**STATIC_V4, "enabled": True},
+        ),
+        {**STATIC_V4, "enabled": True, **KEPT},
         nmcli=ACTIVE,
     ),
     "ethernet-disabled": Case(
-        EthernetHandler(), {"enabled": False}, [sh("nmcli device disconnect eth0")], {**ETH0_DEFAULTS, "enabled": False}
+        EthernetHandler(),
+        {"enabled": False},
+        checkpointed("eth0", sh("nmcli device disconnect eth0")),
+        {**ETH0_DEFAULTS, "enabled": False, **KEPT},
     ),
     "static-ipv6": Case(
         StaticIpHandler(),
         STATIC_V6,
-        [
+        checkpointed(
+            "eth0",
             SHOW_ETH0,
             sh(
                 f"{MODIFY} ipv6.addresses 2001:db8::10/64 ipv6.gateway 2001:db8::1 ipv6.method manual"
                 " ipv6.dns 2001:db8::53 ipv6.ignore-auto-dns yes"
             ),
             UP_ETH0,
-        ],
-        {"interface": "eth0", **STATIC_V6},
+        ),
+        {"interface": "eth0", **STATIC_V6, **KEPT},
         nmcli=ACTIVE,
     ),
 }
@@ -205,10 +268,12 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_handler_runs_the_tools_and_returns_what_it_applied(case: Case, fake_tools: FakeTools, tmp_path: Path) -> None:
+def test_handler_runs_the_tools_and_returns_what_it_applied(
+    case: Case, fake_tools: FakeTools, tmp_path: Path, broker: BrokerReachability
+) -> None:
     case.install(fake_tools)
 
-    result = execute(case.handler, case.arguments, tmp_path)
+    result = execute(case.handler, case.arguments, tmp_path, reach_broker=broker)
 
     assert result == case.result
     assert fake_tools.calls() == case.calls
@@ -400,7 +465,9 @@ def test_bluetooth_without_an_adapter_fails(fake_tools: FakeTools, tmp_path: Pat
     assert fake_tools.calls() == [RFKILL_LIST]
 
 
-def test_ethernet_on_a_disconnected_device_connects_it_first(fake_tools: FakeTools, tmp_path: Path) -> None:
+def test_ethernet_on_a_disconnected_device_connects_it_first(
+    fake_tools: FakeTools, tmp_path: Path, broker: BrokerReachability
+) -> None:
     marker = tmp_path / "connected"
     fake_tools.add(
         "nmcli",
@@ -410,24 +477,204 @@ def test_ethernet_on_a_disconnected_device_connects_it_first(fake_tools: FakeToo
         esac""",
     )
 
-    assert execute(EthernetHandler(), {}, tmp_path) == ETH0_DEFAULTS
+    fake_tools.add("busctl", script=BUSCTL)
+
+    assert execute(EthernetHandler(), {}, tmp_path, reach_broker=broker) == {**ETH0_DEFAULTS, **KEPT}
+    assert fake_tools.calls() == checkpointed(
+        "eth0", SHOW_ETH0, sh("nmcli device connect eth0"), SHOW_ETH0, sh(f"{MODIFY} {DHCP}"), UP_ETH0
+    )
+
+
+def test_ethernet_without_any_profile_fails_and_rolls_back(
+    fake_tools: FakeTools, tmp_path: Path, broker: BrokerReachability
+) -> None:
+    fake_tools.add("busctl", script=BUSCTL)
+
+    with pytest.raises(HandlerError, match=r"^eth0 has no NetworkManager connection to configure$"):
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=broker)
     assert fake_tools.calls() == [
-        SHOW_ETH0,
-        sh("nmcli device connect eth0"),
-        SHOW_ETH0,
-        sh(f"{MODIFY} {DHCP}"),
-        UP_ETH0,
+        *checkpointed("eth0", SHOW_ETH0, sh("nmcli device connect eth0"), SHOW_ETH0)[:-1],
+        ROLLBACK,
     ]
 
 
-def test_ethernet_without_any_profile_fails(fake_tools: FakeTools, tmp_path: Path) -> None:
-    with pytest.raises(HandlerError, match=r"^eth0 has no NetworkManager connection to configure$"):
-        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path)
-    assert fake_tools.calls() == [SHOW_ETH0, sh("nmcli device connect eth0"), SHOW_ETH0]
-
-
 def test_ethernet_on_an_unknown_device_names_it(fake_tools: FakeTools, tmp_path: Path) -> None:
-    fake_tools.add("nmcli", exit_code=10, stderr="Error: Device 'eth9' not found.\n")
+    fake_tools.add("busctl", exit_code=1, stderr="Call failed: No device found for the requested iface.\n")
 
-    with pytest.raises(ToolFailed, match=r"^nmcli exited 10: Error: Device 'eth9' not found\.$"):
+    with pytest.raises(ToolFailed, match=r"^busctl exited 1: Call failed: No device found for the requested iface\.$"):
         execute(EthernetHandler(), {"interface": "eth9"}, tmp_path)
+    assert fake_tools.calls() == [sh(f"busctl call {NM} GetDeviceByIpIface s eth9")]
+
+
+# --- rolling back a wired change that cuts the device off its broker ------------------------------------------------
+
+STATIC_V4_ARGV = [
+    SHOW_ETH0,
+    sh(f"{MODIFY} ipv4.addresses 192.0.2.10/24 ipv4.gateway '' ipv4.method manual ipv4.dns '' ipv4.ignore-auto-dns no"),
+    UP_ETH0,
+]
+
+
+def test_a_change_that_cuts_the_broker_off_is_rolled_back(
+    fake_tools: FakeTools, tmp_path: Path, lost_broker: BrokerReachability
+) -> None:
+    fake_tools.add("nmcli", script=ACTIVE)
+    fake_tools.add("busctl", script=BUSCTL)
+
+    with pytest.raises(HandlerError, match=r"^rolled back: the change cut the device off its broker$"):
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=lost_broker)
+    assert fake_tools.calls() == [*checkpointed("eth0", *STATIC_V4_ARGV)[:-1], ROLLBACK]
+
+
+def test_disconnecting_the_broker_s_own_link_is_rolled_back_through_the_runner(
+    fake_tools: FakeTools, tmp_path: Path, lost_broker: BrokerReachability
+) -> None:
+    """The runner turns the rollback into a FAILED status with its reason."""
+    fake_tools.add("busctl", script=BUSCTL)
+    (tmp_path / "boot_id").write_text("boot-1\n")
+    published: list[StatusReport] = []
+
+    async def publish(report: StatusReport) -> bool:
+        published.append(report)
+        return True
+
+    async def go() -> None:
+        runner = Runner(
+            device_id="dev-1",
+            platform=LinuxPlatform(boot_id_path=tmp_path / "boot_id", tool_timeout=5),
+            registry=REGISTRY,
+            journal=journal,
+            publish=publish,
+            work_root=tmp_path / "work",
+            reach_broker=lost_broker,
+        )
+        worker = asyncio.create_task(runner.run())
+        command = context_for(None, tmp_path, OperationType.SET_ETHERNET_SETTINGS).command
+        await runner.accept(command.model_copy(update={"arguments": {"enabled": False}}))
+        await until(lambda: bool(published) and published[-1].status.is_terminal)
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+    journal = Journal(tmp_path / "journal.db")
+    try:
+        asyncio.run(go())
+    finally:
+        journal.close()
+    assert (published[-1].status, published[-1].failure_reason) == (
+        DeviceStatus.FAILED,
+        "rolled back: the change cut the device off its broker",
+    )
+    assert fake_tools.calls() == [*checkpointed("eth0", sh("nmcli device disconnect eth0"))[:-1], ROLLBACK]
+
+
+def test_an_agent_without_a_broker_check_keeps_no_change(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add("nmcli", script=ACTIVE)
+    fake_tools.add("busctl", script=BUSCTL)
+
+    with pytest.raises(HandlerError, match=r"^this agent knows no broker to check a network change against$"):
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path)
+    assert fake_tools.calls()[-1] == ROLLBACK
+
+
+def test_a_failed_change_is_rolled_back_and_reported(
+    fake_tools: FakeTools, tmp_path: Path, broker: BrokerReachability
+) -> None:
+    fake_tools.add(
+        "nmcli",
+        script=ACTIVE
+        + """\ncase "$*" in *"connection up"*) echo "Error: Connection activation failed." >&2; exit 4;; esac""",
+    )
+    fake_tools.add("busctl", script=BUSCTL)
+
+    with pytest.raises(ToolFailed, match=r"^nmcli exited 4: Error: Connection activation failed\.$"):
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=broker)
+    assert fake_tools.calls() == [*checkpointed("eth0", *STATIC_V4_ARGV)[:-1], ROLLBACK]
+
+
+def test_a_failed_change_whose_rollback_fails_reports_both(
+    fake_tools: FakeTools, tmp_path: Path, broker: BrokerReachability
+) -> None:
+    fake_tools.add(
+        "nmcli",
+        script="""case "$*" in *"device show"*) echo "Error: NetworkManager is not running." >&2; exit 8;; esac""",
+    )
+    refused = """case "$*" in *" CheckpointRollback "*) echo "Call failed: Timeout was reached" >&2; exit 1;; esac"""
+    fake_tools.add("busctl", script=BUSCTL + "\n" + refused)
+
+    with pytest.raises(HandlerError) as caught:
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=broker)
+    assert str(caught.value) == (
+        "nmcli exited 8: Error: NetworkManager is not running.; then rolling back failed (busctl exited 1: Call"
+        f" failed: Timeout was reached); NetworkManager rolls back by itself {ROLLBACK_AFTER_S} s after the change"
+        " began"
+    )
+    assert caught.value.result is not None
+    assert caught.value.result["exit_code"] == 8
+
+
+def test_a_rollback_that_fails_says_networkmanager_will_roll_back_itself(
+    fake_tools: FakeTools, tmp_path: Path, lost_broker: BrokerReachability
+) -> None:
+    fake_tools.add("nmcli", script=ACTIVE)
+    refused = """case "$*" in *" CheckpointRollback "*) echo "Call failed: Access denied" >&2; exit 1;; esac"""
+    fake_tools.add("busctl", script=BUSCTL + "\n" + refused)
+
+    with pytest.raises(HandlerError) as caught:
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=lost_broker)
+    assert str(caught.value) == (
+        "the change cut the device off its broker, and rolling back failed (busctl exited 1: Call failed: Access"
+        f" denied); NetworkManager rolls back by itself {ROLLBACK_AFTER_S} s after the change began"
+    )
+
+
+def test_a_device_networkmanager_could_not_restore_is_named(
+    fake_tools: FakeTools, tmp_path: Path, lost_broker: BrokerReachability
+) -> None:
+    fake_tools.add("nmcli", script=ACTIVE)
+    partial = f"""case "$*" in *" CheckpointRollback "*) echo 'a{{su}} 1 "{DEVICE}" 3'; exit 0;; esac"""
+    fake_tools.add("busctl", script=partial + "\n" + BUSCTL)
+
+    with pytest.raises(HandlerError) as caught:
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=lost_broker)
+    assert str(caught.value) == (
+        f"the change cut the device off its broker, and NetworkManager could not roll back {DEVICE}"
+    )
+
+
+def test_a_checkpoint_networkmanager_already_rolled_back_is_not_reported_kept(
+    fake_tools: FakeTools, tmp_path: Path, broker: BrokerReachability
+) -> None:
+    fake_tools.add("nmcli", script=ACTIVE)
+    gone = """case "$*" in *" CheckpointDestroy "*) echo "Call failed: checkpoint does not exist" >&2; exit 1;; esac"""
+    fake_tools.add("busctl", script=BUSCTL + "\n" + gone)
+
+    with pytest.raises(HandlerError) as caught:
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=broker)
+    assert str(caught.value) == (
+        "the broker was reachable, but the change could not be kept: busctl exited 1: Call failed: checkpoint does not"
+        " exist"
+    )
+    assert fake_tools.calls() == checkpointed("eth0", *STATIC_V4_ARGV)
+
+
+@pytest.mark.parametrize("handler", [EthernetHandler(), StaticIpHandler()], ids=["ethernet", "static-ip"])
+def test_a_change_the_agent_died_in_is_left_to_networkmanager(handler: Handler) -> None:
+    outcome = handler.outcome_after_restart("boot-1", "boot-1")
+
+    assert outcome.result is None
+    assert outcome.reason == (
+        "the agent restarted during the network change: unless it had already found the broker reachable and kept"
+        " the change, NetworkManager rolled it back by itself"
+    )
+
+
+def test_the_rollback_timeout_outlasts_every_step_and_the_check(tmp_path: Path) -> None:
+    assert LinuxPlatform(boot_id_path=tmp_path / "boot_id").rollback_after_s() == 5 * 60 + 30
+
+
+def test_the_broker_check_tries_every_node(broker: BrokerReachability, lost_broker: BrokerReachability) -> None:
+    both = BrokerReachability((*lost_broker.nodes, *broker.nodes), within_s=1, retry_s=0.1)
+
+    assert asyncio.run(both())
+    assert not asyncio.run(lost_broker())
