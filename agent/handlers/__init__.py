@@ -18,6 +18,7 @@ from agent.handlers.lock import LockHandler
 from agent.handlers.management import DeviceConfigHandler, RemoveAgentHandler
 from agent.handlers.network import (
     AddWifiHandler,
+    ApnOverrideHandler,
     BluetoothHandler,
     EthernetHandler,
     RemoveWifiHandler,
@@ -55,6 +56,7 @@ def build_registry(
         AddWifiHandler(),
         RemoveWifiHandler(),
         SavedWifiOnlyHandler(),
+        ApnOverrideHandler(),
         BluetoothHandler(),
         EthernetHandler(),
         StaticIpHandler(),

@@ -1,10 +1,11 @@
-"""Saved Wi-Fi networks, the saved-networks-only policy, Bluetooth and wired addressing."""
+"""Saved Wi-Fi networks, the saved-networks-only policy, mobile-data APNs, Bluetooth and wired addressing."""
 
 from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext, RestartOutcome
-from agent.platforms.contract import BluetoothRadio, WifiJoinPolicy, WifiNetworks, WiredNetwork
+from agent.platforms.contract import BluetoothRadio, MobileApns, WifiJoinPolicy, WifiNetworks, WiredNetwork
 from shared.arguments.network import (
+    ApnOverride,
     BluetoothArguments,
     EthernetSettings,
     SavedWifiOnly,
@@ -43,6 +44,16 @@ class SavedWifiOnlyHandler(Handler[SavedWifiOnly, WifiJoinPolicy]):
     async def run(self, arguments: SavedWifiOnly, context: HandlerContext[WifiJoinPolicy]) -> dict[str, Any]:
         await context.platform.use_only_saved_wifi(arguments.enabled)
         return {"enabled": arguments.enabled}
+
+
+class ApnOverrideHandler(Handler[ApnOverride, MobileApns]):
+    """ADD_OVERRIDE_APN: save a mobile-data profile for an APN; the result never carries the password."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.ADD_OVERRIDE_APN})
+
+    async def run(self, arguments: ApnOverride, context: HandlerContext[MobileApns]) -> dict[str, Any]:
+        await context.platform.add_apn_override(arguments)
+        return arguments.model_dump(mode="json", exclude={"password"})
 
 
 class BluetoothHandler(Handler[BluetoothArguments, BluetoothRadio]):

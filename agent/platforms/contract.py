@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 from agent.process import ProcessResult
 from agent.reachability import ReachabilityCheck
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
-from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork
+from shared.arguments.network import ApnOverride, EthernetSettings, StaticIpSettings, WifiNetwork
 from shared.arguments.system import AudioStream, LocationMode, Rotation
 
 
@@ -58,6 +58,13 @@ class WifiJoinPolicy(Protocol):
     """Whether the device may join networks that are not saved on it (Linux has no such switch)."""
 
     async def use_only_saved_wifi(self, enabled: bool) -> None: ...
+
+
+@runtime_checkable
+class MobileApns(Protocol):
+    """Mobile-data profiles. Implementations keep the APN password out of errors, results and logs."""
+
+    async def add_apn_override(self, override: ApnOverride) -> None: ...
 
 
 @runtime_checkable

@@ -1,4 +1,4 @@
-"""Saved Wi-Fi networks, Bluetooth and wired addressing on Linux, through NetworkManager (nmcli,
+"""Saved Wi-Fi networks, mobile-data APNs, Bluetooth and wired addressing on Linux, through NetworkManager (nmcli,
 and busctl for its checkpoints) and rfkill."""
 
 import math
@@ -14,6 +14,7 @@ from agent.errors import HandlerError, ToolFailed
 from agent.platforms.linux_tools import LinuxTools
 from agent.reachability import REACH_WITHIN_S, ReachabilityCheck
 from shared.arguments.network import (
+    ApnOverride,
     EthernetSettings,
     StaticIpSettings,
     WifiNetwork,
@@ -24,6 +25,7 @@ NMCLI_NO_SUCH_OBJECT = 10
 """nmcli's exit status when a connection, device or access point does not exist (nmcli(1), EXIT STATUS)."""
 
 WIFI_TYPE = "802-11-wireless"
+GSM_TYPE = "gsm"
 REDACTED = "[password]"
 
 NM = ("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager", "org.freedesktop.NetworkManager")
@@ -38,7 +40,7 @@ OBJECT_PATH = re.compile(r'^o "(/[A-Za-z0-9_/]*)"$')
 
 
 class LinuxNetwork(LinuxTools):
-    """NetworkManager profiles for Wi-Fi and Ethernet, and the rfkill switch for Bluetooth.
+    """NetworkManager profiles for Wi-Fi, mobile data and Ethernet, and the rfkill switch for Bluetooth.
 
     There is no `use_only_saved_wifi`: NetworkManager never joins a network that has no saved profile on its own,
     and Linux has no switch that stops a user from saving one, so USE_ONLY_SAVED_WIFI_AP is unsupported here rather
@@ -60,6 +62,18 @@ class LinuxNetwork(LinuxTools):
             await self.tool(
                 "nmcli", "connection", "add", "type", "wifi", "con-name", network.ssid, *wifi_properties(network)
             )
+
+    async def add_apn_override(self, override: ApnOverride) -> None:
+        """Save a mobile-data profile for any modem ModemManager drives; a mobile profile of that name is replaced.
+
+        The password, if any, reaches nmcli as ADD_WIFI_AP's does, and is scrubbed from every error likewise.
+        """
+        await self._make_room(override.name, GSM_TYPE, "a mobile-data profile")
+        with password_hidden(override.password):
+            await self.tool(
+                "nmcli", "connection", "add", "type", "gsm", "ifname", "*", "con-name", override.name,
+                *apn_properties(override),
+            )  # fmt: skip
 
     async def remove_wifi_network(self, ssid: str) -> None:
         if set(await self._connection_types(ssid)) != {WIFI_TYPE}:
@@ -206,6 +220,23 @@ def wifi_properties(network: WifiNetwork) -> list[str]:
     if network.security is not WifiSecurity.OPEN and network.password is not None:
         properties += ["802-11-wireless-security.key-mgmt", network.security.value]
         properties += ["802-11-wireless-security.psk", network.password]
+    return properties
+
+
+def apn_properties(override: ApnOverride) -> list[str]:
+    """nmcli property/value pairs for a mobile-data profile; the password, if any, comes last."""
+    properties = ["gsm.apn", override.apn]
+    if override.auth is not None:
+        # NetworkManager hands ModemManager the methods its ppp setting does not refuse.
+        refused = ["pap", "chap", "mschap", "mschapv2", "eap"]
+        refused.remove(override.auth.value)
+        for method in refused:
+            properties += [f"ppp.refuse-{method}", "yes"]
+    if override.username is not None:
+        properties += ["gsm.username", override.username]
+    properties += ["ipv4.method", "auto"]
+    if override.password is not None:
+        properties += ["gsm.password", override.password]
     return properties
 
 

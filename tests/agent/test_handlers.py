@@ -324,6 +324,7 @@ def test_script_defaults() -> None:
 
 def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
     assert capabilities(platform) == [
+        OperationType.ADD_OVERRIDE_APN,
         OperationType.ADD_WIFI_AP,
         OperationType.BEEP_DEVICE,
         OperationType.CAPTURE_SCREENSHOT,

@@ -18,6 +18,7 @@ from agent.handlers import REGISTRY, handler_for
 from agent.handlers.base import Handler, HandlerContext
 from agent.handlers.network import (
     AddWifiHandler,
+    ApnOverrideHandler,
     BluetoothHandler,
     EthernetHandler,
     RemoveWifiHandler,
@@ -26,7 +27,7 @@ from agent.handlers.network import (
 )
 from agent.journal import Journal
 from agent.platforms import LinuxPlatform
-from agent.platforms.contract import BluetoothRadio, WifiJoinPolicy, WifiNetworks, WiredNetwork
+from agent.platforms.contract import BluetoothRadio, MobileApns, WifiJoinPolicy, WifiNetworks, WiredNetwork
 from agent.reachability import BrokerReachability, ReachabilityCheck, no_broker
 from agent.runner import Runner
 from shared.arguments import ArgumentsError, validate_arguments
@@ -152,6 +153,8 @@ ADD_WPA = sh(
     f" 802-11-wireless-security.key-mgmt wpa-psk 802-11-wireless-security.psk {PASSWORD}"
 )
 DELETE_HOME = sh("nmcli connection delete id home")
+SHOW_FLEET = sh("nmcli --escape no -g connection.type connection show id 'Fleet LTE'")
+ADD_FLEET = "nmcli connection add type gsm ifname '*' con-name 'Fleet LTE'"
 MODIFY = f"nmcli connection modify uuid {UUID}"
 DHCP = "ipv4.addresses '' ipv4.gateway '' ipv4.method auto ipv4.dns '' ipv4.ignore-auto-dns no"
 KEPT = {"broker_reachable": True}
@@ -189,6 +192,27 @@ CASES = {
         [SHOW_WIFI, DELETE_HOME],
         {"ssid": "home", "removed": True},
         nmcli=SAVED_WIFI,
+    ),
+    "apn-new": Case(
+        ApnOverrideHandler(),
+        {"name": "Fleet LTE", "apn": "iot.example-carrier.net"},
+        [SHOW_FLEET, sh(f"{ADD_FLEET} gsm.apn iot.example-carrier.net ipv4.method auto")],
+        {"name": "Fleet LTE", "apn": "iot.example-carrier.net", "username": None, "auth": None},
+        nmcli=UNSAVED,
+    ),
+    "apn-replaces-saved-with-login": Case(
+        ApnOverrideHandler(),
+        {"name": "Fleet LTE", "apn": "iot.example", "username": "fleet", "password": PASSWORD, "auth": "chap"},
+        [
+            SHOW_FLEET,
+            sh("nmcli connection delete id 'Fleet LTE'"),
+            sh(
+                f"{ADD_FLEET} gsm.apn iot.example ppp.refuse-pap yes ppp.refuse-mschap yes ppp.refuse-mschapv2 yes"
+                f" ppp.refuse-eap yes gsm.username fleet ipv4.method auto gsm.password {PASSWORD}"
+            ),
+        ],
+        {"name": "Fleet LTE", "apn": "iot.example", "username": "fleet", "auth": "chap"},
+        nmcli="""case "$*" in *"connection show id"*) printf 'gsm\\n';; esac""",
     ),
     "bluetooth-on": Case(
         BluetoothHandler(),
@@ -280,7 +304,9 @@ def test_handler_runs_the_tools_and_returns_what_it_applied(
     assert PASSWORD not in repr(result)
 
 
-FAILING = {name: CASES[name] for name in ("add-new-wpa", "remove", "bluetooth-on", "ethernet-dhcp", "static-ipv6")}
+FAILING = {
+    name: CASES[name] for name in ("add-new-wpa", "apn-new", "remove", "bluetooth-on", "ethernet-dhcp", "static-ipv6")
+}
 
 
 @pytest.mark.parametrize("case", FAILING.values(), ids=FAILING.keys())
@@ -326,6 +352,30 @@ def test_hanging_tool(case: Case, fake_tools: FakeTools, tmp_path: Path) -> None
         (OperationType.REMOVE_WIFI_AP, {}, "arguments.ssid"),
         (OperationType.REMOVE_WIFI_AP, {"ssid": "x" * 33}, "arguments.ssid"),
         (OperationType.USE_ONLY_SAVED_WIFI_AP, {"enabled": "maybe"}, "arguments.enabled"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet"}, "arguments.apn"),
+        (OperationType.ADD_OVERRIDE_APN, {"apn": "iot.example"}, "arguments.name"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet\nid", "apn": "iot.example"}, "arguments.name"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "--help", "apn": "iot.example"}, "arguments.name"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": " Fleet", "apn": "iot.example"}, "arguments.name"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "x" * 65, "apn": "iot.example"}, "arguments.name"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet", "apn": "-iot.example"}, "arguments.apn"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet", "apn": "iot example"}, "arguments.apn"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet", "apn": "iot.example\n"}, "arguments.apn"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet", "apn": "a" * 101}, "arguments.apn"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet", "apn": "iot", "username": "-o"}, "arguments.username"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet", "apn": "iot", "username": ""}, "arguments.username"),
+        (
+            OperationType.ADD_OVERRIDE_APN,
+            {"name": "Fleet", "apn": "iot", "password": PASSWORD + "\n"},
+            "arguments.password",
+        ),
+        (
+            OperationType.ADD_OVERRIDE_APN,
+            {"name": "Fleet", "apn": "iot", "password": "-" + PASSWORD},
+            "arguments.password",
+        ),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet", "apn": "iot", "auth": "mschap"}, "arguments.auth"),
+        (OperationType.ADD_OVERRIDE_APN, {"name": "Fleet", "apn": "iot", "mcc": "262"}, "arguments.mcc"),
         (OperationType.SET_BLUETOOTH_STATE, {}, "arguments.bluetooth_state"),
         (OperationType.SET_BLUETOOTH_STATE, {"bluetooth_state": 1}, "arguments.bluetooth_state"),
         (OperationType.SET_ETHERNET_SETTINGS, {"interface": "-eth0"}, "arguments.interface"),
@@ -450,8 +500,37 @@ def test_use_only_saved_wifi_on_a_platform_that_has_it(tmp_path: Path) -> None:
 def test_linux_has_the_other_network_capabilities(tmp_path: Path) -> None:
     platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id")
 
-    for needs in (WifiNetworks, BluetoothRadio, WiredNetwork):
+    for needs in (WifiNetworks, MobileApns, BluetoothRadio, WiredNetwork):
         assert isinstance(platform, needs)
+
+
+# --- mobile data -------------------------------------------------------------------------------------------------
+
+
+def test_an_apn_password_echoed_by_nmcli_is_scrubbed(fake_tools: FakeTools, tmp_path: Path) -> None:
+    echo = f"""case "$*" in *"connection add"*) echo "Error: gsm.password: '{PASSWORD}' rejected" >&2; exit 2;; esac"""
+    fake_tools.add("nmcli", script=UNSAVED + "\n" + echo)
+
+    with pytest.raises(ToolFailed) as caught:
+        execute(ApnOverrideHandler(), {"name": "Fleet", "apn": "iot", "password": PASSWORD}, tmp_path)
+
+    assert str(caught.value) == "nmcli exited 2: Error: gsm.password: '[password]' rejected"
+    assert PASSWORD not in repr(caught.value.result)
+    assert caught.value.__cause__ is None
+
+
+def test_an_apn_does_not_replace_a_wifi_profile_of_the_same_name(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add("nmcli", script=SAVED_WIFI)
+
+    with pytest.raises(HandlerError, match=r"^a saved connection named 'home' is not a mobile-data profile$"):
+        execute(ApnOverrideHandler(), {"name": "home", "apn": "iot"}, tmp_path)
+    assert fake_tools.calls() == [SHOW_WIFI]
+
+
+def test_apn_password_stays_out_of_the_model_repr() -> None:
+    override = validate_arguments(OperationType.ADD_OVERRIDE_APN, {"name": "F", "apn": "iot", "password": PASSWORD})
+
+    assert PASSWORD not in repr(override)
 
 
 # --- Bluetooth and Ethernet specifics -------------------------------------------------------------------------------
