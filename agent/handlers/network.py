@@ -42,8 +42,7 @@ class SavedWifiOnlyHandler(Handler[SavedWifiOnly, WifiJoinPolicy]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.USE_ONLY_SAVED_WIFI_AP})
 
     async def run(self, arguments: SavedWifiOnly, context: HandlerContext[WifiJoinPolicy]) -> dict[str, Any]:
-        await context.platform.use_only_saved_wifi(arguments.enabled)
-        return {"enabled": arguments.enabled}
+        return {"enabled": arguments.enabled, **await context.platform.use_only_saved_wifi(arguments.enabled)}
 
 
 class ApnOverrideHandler(Handler[ApnOverride, MobileApns]):

@@ -7,7 +7,7 @@ Methods raise agent.errors.HandlerError subclasses (ToolNotFound, ToolFailed, To
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agent.process import ProcessResult
 from agent.reachability import ReachabilityCheck
@@ -55,9 +55,11 @@ class WifiNetworks(Protocol):
 
 @runtime_checkable
 class WifiJoinPolicy(Protocol):
-    """Whether the device may join networks that are not saved on it (Linux has no such switch)."""
+    """Whether the device may join networks that are not saved on it."""
 
-    async def use_only_saved_wifi(self, enabled: bool) -> None: ...
+    async def use_only_saved_wifi(self, enabled: bool) -> dict[str, Any]:
+        """Return, for the result, what enforces the policy now and whether it is in force."""
+        ...
 
 
 @runtime_checkable

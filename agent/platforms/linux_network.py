@@ -1,6 +1,8 @@
 """Saved Wi-Fi networks, mobile-data APNs, Bluetooth and wired addressing on Linux, through NetworkManager (nmcli,
-and busctl for its checkpoints) and rfkill."""
+and busctl for its checkpoints), polkit and rfkill."""
 
+import asyncio
+import json
 import math
 import re
 import shlex
@@ -8,10 +10,11 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from pathlib import Path
 from typing import Any
 
 from agent.errors import HandlerError, ToolFailed
-from agent.platforms.linux_tools import LinuxTools
+from agent.platforms.linux_tools import LinuxTools, replace_file
 from agent.reachability import REACH_WITHIN_S, ReachabilityCheck
 from shared.arguments.network import (
     ApnOverride,
@@ -38,13 +41,34 @@ STEPS_IN_CHECKPOINT = 5
 connection modify, connection up."""
 OBJECT_PATH = re.compile(r'^o "(/[A-Za-z0-9_/]*)"$')
 
+SAVED_WIFI_ONLY_RULE = "polkit-1/rules.d/49-tether-saved-wifi-only.rules"
+"""Under etc_dir. polkitd watches its rules directories and reloads every rule when a file in them changes."""
+SAVED_WIFI_ONLY_ACTIONS = (
+    # Adding or changing a connection profile, whether for every user or for oneself: `nmcli device wifi connect`
+    # to a new network (AddAndActivateConnection) needs one of these, even for an in-memory profile.
+    "org.freedesktop.NetworkManager.settings.modify.system",
+    "org.freedesktop.NetworkManager.settings.modify.own",
+    # Sharing a connection over a new Wi-Fi network (a hotspot) adds a profile too.
+    "org.freedesktop.NetworkManager.wifi.share.protected",
+    "org.freedesktop.NetworkManager.wifi.share.open",
+)
+_DENIED = ",".join(f"\n        {json.dumps(action)}" for action in SAVED_WIFI_ONLY_ACTIONS)  # no trailing comma: ES5
+SAVED_WIFI_ONLY_POLICY = f"""\
+// Written by tetherd for USE_ONLY_SAVED_WIFI_AP; USE_ONLY_SAVED_WIFI_AP with enabled false removes it.
+// Only root may add or change NetworkManager profiles, so users join saved networks and no other.
+polkit.addRule(function(action, subject) {{
+    var denied = [{_DENIED}
+    ];
+    if (denied.indexOf(action.id) >= 0 && subject.user != "root") {{
+        return polkit.Result.NO;
+    }}
+}});
+"""
+
 
 class LinuxNetwork(LinuxTools):
-    """NetworkManager profiles for Wi-Fi, mobile data and Ethernet, and the rfkill switch for Bluetooth.
-
-    There is no `use_only_saved_wifi`: NetworkManager never joins a network that has no saved profile on its own,
-    and Linux has no switch that stops a user from saving one, so USE_ONLY_SAVED_WIFI_AP is unsupported here rather
-    than a success that changes nothing.
+    """NetworkManager profiles for Wi-Fi, mobile data and Ethernet, the rfkill switch for Bluetooth, and a polkit
+    rule for the saved-networks-only policy.
     """
 
     async def add_wifi_network(self, network: WifiNetwork) -> None:
@@ -74,6 +98,19 @@ class LinuxNetwork(LinuxTools):
                 "nmcli", "connection", "add", "type", "gsm", "ifname", "*", "con-name", override.name,
                 *apn_properties(override),
             )  # fmt: skip
+
+    async def use_only_saved_wifi(self, enabled: bool) -> dict[str, Any]:
+        """Write (or remove) a polkit rule that lets no one but root add or change a NetworkManager profile.
+
+        NetworkManager never joins a network without a saved profile on its own, so what is left to forbid is a
+        user saving one; polkitd reloads its rules when the file changes. The file is read back for the result.
+        """
+        path = self.etc_dir / SAVED_WIFI_ONLY_RULE
+        await asyncio.to_thread(_write_or_remove, path, SAVED_WIFI_ONLY_POLICY.encode() if enabled else None)
+        in_force = await asyncio.to_thread(_holds, path, SAVED_WIFI_ONLY_POLICY.encode())
+        if in_force != enabled:
+            raise HandlerError(f"{path} {'does not hold' if enabled else 'still holds'} the rule after writing it")
+        return {"rule": str(path), "in_force": in_force}
 
     async def remove_wifi_network(self, ssid: str) -> None:
         if set(await self._connection_types(ssid)) != {WIFI_TYPE}:
@@ -284,3 +321,22 @@ def password_hidden(password: str | None) -> Iterator[None]:
             }
         # `from None`: the original error, password and all, must not show up in a logged traceback.
         raise type(err)(str(err).replace(password, REDACTED), result=result) from None
+
+
+def _write_or_remove(path: Path, content: bytes | None) -> None:
+    if content is not None:
+        replace_file(path, content)
+        return
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as err:
+        raise HandlerError(f"cannot remove {path}: {err.strerror or err}") from err
+
+
+def _holds(path: Path, content: bytes) -> bool:
+    try:
+        return path.read_bytes() == content
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise HandlerError(f"cannot read {path} back: {err.strerror or err}") from err

@@ -83,7 +83,7 @@ class WifiSsid(BaseModel):
 
 
 class SavedWifiOnly(BaseModel):
-    """USE_ONLY_SAVED_WIFI_AP: when on, the device joins no network that is not saved on it."""
+    """USE_ONLY_SAVED_WIFI_AP: when on, only root may save networks, so the device joins only those already saved."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -150,6 +150,7 @@ def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
             tool_timeout=5,
             debian_ca_dir=tmp_path / "ca" / "debian",
             rhel_ca_dir=tmp_path / "ca" / "rhel",
+            etc_dir=tmp_path / "etc",
         )
     return AndroidPlatform(serial=SERIAL, tool_timeout=5)
 

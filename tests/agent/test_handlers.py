@@ -358,6 +358,7 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.UNINSTALL_APP,
         OperationType.UNINSTALL_CERTIFICATE,
         OperationType.UPDATE_DEVICE_CONFIG,
+        OperationType.USE_ONLY_SAVED_WIFI_AP,
         OperationType.WIPE,
     ]
 

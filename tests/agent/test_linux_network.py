@@ -2,8 +2,11 @@
 
 import asyncio
 import contextlib
+import json
 import shlex
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,8 +16,8 @@ from typing import Any
 import pytest
 
 from agent import process
-from agent.errors import HandlerError, ToolFailed, ToolNotFound, ToolTimeout, UnsupportedOperation
-from agent.handlers import REGISTRY, handler_for
+from agent.errors import HandlerError, ToolFailed, ToolNotFound, ToolTimeout
+from agent.handlers import REGISTRY
 from agent.handlers.base import Handler, HandlerContext
 from agent.handlers.network import (
     AddWifiHandler,
@@ -32,7 +35,7 @@ from agent.reachability import BrokerReachability, ReachabilityCheck, no_broker
 from agent.runner import Runner
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import Command, StatusReport
-from shared.operations import DeviceStatus, OperationType, Platform
+from shared.operations import DeviceStatus, OperationType
 from tests.agent.test_runner import until
 from tests.fakes import FakeTools
 
@@ -465,42 +468,99 @@ def test_removing_a_network_that_is_not_saved_fails(nmcli: str, fake_tools: Fake
     assert fake_tools.calls() == [SHOW_WIFI]
 
 
-def test_use_only_saved_wifi_is_not_supported_on_linux(tmp_path: Path) -> None:
+SAVED_ONLY_RULE = """\
+// Written by tetherd for USE_ONLY_SAVED_WIFI_AP; USE_ONLY_SAVED_WIFI_AP with enabled false removes it.
+// Only root may add or change NetworkManager profiles, so users join saved networks and no other.
+polkit.addRule(function(action, subject) {
+    var denied = [
+        "org.freedesktop.NetworkManager.settings.modify.system",
+        "org.freedesktop.NetworkManager.settings.modify.own",
+        "org.freedesktop.NetworkManager.wifi.share.protected",
+        "org.freedesktop.NetworkManager.wifi.share.open"
+    ];
+    if (denied.indexOf(action.id) >= 0 && subject.user != "root") {
+        return polkit.Result.NO;
+    }
+});
+"""
+
+
+def test_use_only_saved_wifi_writes_a_polkit_rule(fake_tools: FakeTools, tmp_path: Path) -> None:
+    rule = tmp_path / "etc" / "polkit-1" / "rules.d" / "49-tether-saved-wifi-only.rules"
+
+    result = execute(SavedWifiOnlyHandler(), {}, tmp_path)
+
+    assert result == {"enabled": True, "rule": str(rule), "in_force": True}
+    assert rule.read_text() == SAVED_ONLY_RULE
+    assert rule.stat().st_mode & 0o777 == 0o644  # polkitd reads it as its own user
+    assert [path.name for path in rule.parent.iterdir()] == [rule.name]  # no temporary file left beside it
+    assert fake_tools.calls() == []
+
+
+POLKIT_RUN = """
+const rules = [];
+const polkit = {Result: {NO: "no", YES: "yes"}, addRule: (rule) => rules.push(rule)};
+new Function("polkit", require("fs").readFileSync(process.argv[1], "utf8"))(polkit);
+const asked = JSON.parse(process.argv[2]);
+console.log(JSON.stringify(asked.map(([id, user]) => rules[0]({id}, {user}) ?? null)));
+"""
+"""Runs a rules file against a stand-in `polkit` object: what polkitd's JavaScript engine would answer."""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the rule's JavaScript")
+def test_the_polkit_rule_denies_saving_networks_to_everyone_but_root(tmp_path: Path) -> None:
+    execute(SavedWifiOnlyHandler(), {}, tmp_path)
+    rule = tmp_path / "etc" / "polkit-1" / "rules.d" / "49-tether-saved-wifi-only.rules"
+    nm = "org.freedesktop.NetworkManager"
+    asked = [
+        [f"{nm}.settings.modify.system", "kiosk"],
+        [f"{nm}.settings.modify.own", "kiosk"],
+        [f"{nm}.wifi.share.open", "kiosk"],
+        [f"{nm}.settings.modify.system", "root"],
+        [f"{nm}.network-control", "kiosk"],  # joining a saved network stays allowed
+        ["org.freedesktop.login1.reboot", "kiosk"],
+    ]
+
+    answered = subprocess.run(
+        ["node", "-e", POLKIT_RUN, str(rule), json.dumps(asked)], capture_output=True, text=True, check=True
+    )
+
+    assert json.loads(answered.stdout) == ["no", "no", "no", None, None, None]
+
+
+def test_use_only_saved_wifi_off_removes_the_rule(fake_tools: FakeTools, tmp_path: Path) -> None:
+    execute(SavedWifiOnlyHandler(), {"enabled": "on"}, tmp_path)
+    rule = tmp_path / "etc" / "polkit-1" / "rules.d" / "49-tether-saved-wifi-only.rules"
+
+    assert execute(SavedWifiOnlyHandler(), {"enabled": "off"}, tmp_path) == {
+        "enabled": False,
+        "rule": str(rule),
+        "in_force": False,
+    }
+    assert not rule.exists()
+    assert execute(SavedWifiOnlyHandler(), {"enabled": False}, tmp_path)["in_force"] is False  # already off
+
+
+def test_use_only_saved_wifi_replaces_an_edited_rule(tmp_path: Path) -> None:
+    rule = tmp_path / "etc" / "polkit-1" / "rules.d" / "49-tether-saved-wifi-only.rules"
+    rule.parent.mkdir(parents=True)
+    rule.write_text("// edited by hand\n")
+
+    assert execute(SavedWifiOnlyHandler(), {"enabled": True}, tmp_path)["in_force"] is True
+    assert rule.read_text() == SAVED_ONLY_RULE
+
+
+def test_use_only_saved_wifi_that_cannot_write_fails(tmp_path: Path) -> None:
+    (tmp_path / "etc").write_text("not a directory\n")
+
+    with pytest.raises(HandlerError, match=r"^cannot write .*49-tether-saved-wifi-only\.rules: Not a directory$"):
+        execute(SavedWifiOnlyHandler(), {}, tmp_path)
+
+
+def test_linux_has_every_network_capability(tmp_path: Path) -> None:
     platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id")
 
-    assert not isinstance(platform, WifiJoinPolicy)
-    with pytest.raises(UnsupportedOperation, match=r"^USE_ONLY_SAVED_WIFI_AP is not supported on linux$"):
-        handler_for(OperationType.USE_ONLY_SAVED_WIFI_AP, platform)
-
-
-def test_use_only_saved_wifi_on_a_platform_that_has_it(tmp_path: Path) -> None:
-    class Kiosk:
-        kind = Platform.ANDROID
-
-        def __init__(self) -> None:
-            self.calls: list[bool] = []
-
-        async def boot_id(self) -> str:
-            return "boot"
-
-        async def use_only_saved_wifi(self, enabled: bool) -> None:
-            self.calls.append(enabled)
-
-    platform = Kiosk()
-    handler = SavedWifiOnlyHandler()
-    context = context_for(platform, tmp_path, OperationType.USE_ONLY_SAVED_WIFI_AP)
-
-    assert handler.supports(platform)
-    arguments = validate_arguments(OperationType.USE_ONLY_SAVED_WIFI_AP, {"enabled": "off"})
-    assert asyncio.run(handler.run(arguments, context)) == {"enabled": False}
-    assert validate_arguments(OperationType.USE_ONLY_SAVED_WIFI_AP, {}).model_dump() == {"enabled": True}
-    assert platform.calls == [False]
-
-
-def test_linux_has_the_other_network_capabilities(tmp_path: Path) -> None:
-    platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id")
-
-    for needs in (WifiNetworks, MobileApns, BluetoothRadio, WiredNetwork):
+    for needs in (WifiNetworks, WifiJoinPolicy, MobileApns, BluetoothRadio, WiredNetwork):
         assert isinstance(platform, needs)
 
 
