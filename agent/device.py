@@ -13,6 +13,7 @@ from agent.config import AgentSettings
 from agent.handlers.base import AnyHandler, PlatformTools
 from agent.journal import Journal
 from agent.profile import LostMode, Profile, ProfileStore
+from agent.reachability import BrokerReachability
 from agent.runner import Runner
 from agent.session import Session
 from shared.arguments.management import DeviceConfigArguments
@@ -98,6 +99,7 @@ async def run_device(
             update_profile=update_profile,
             update_lost_mode=update_lost_mode,
             time_zone=lambda: session.announcement.time_zone,
+            reach_broker=BrokerReachability.of(broker_urls),
         )
         session = Session(
             urls=broker_urls,

@@ -30,6 +30,7 @@ from agent.handlers.base import (
 from agent.journal import JOURNAL_LOST, Journal, Stage
 from agent.policy import TypePolicy
 from agent.process import KILL_GRACE_S
+from agent.reachability import ReachabilityCheck, no_broker
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.logs import about
 from shared.messages import AgentHealth, CancelRequest, Command, StatusReport, utc_now
@@ -91,6 +92,7 @@ class Runner:
         update_profile: ProfileUpdate = no_profile,
         update_lost_mode: LostModeUpdate = no_lost_mode,
         time_zone: Callable[[], str | None] = lambda: None,
+        reach_broker: ReachabilityCheck = no_broker,
     ) -> None:
         """`time_zone` says the zone the device announces now, which device-time windows are read in."""
         self._device_id = device_id
@@ -105,6 +107,7 @@ class Runner:
         self._update_profile = update_profile
         self._update_lost_mode = update_lost_mode
         self._time_zone = time_zone
+        self._reach_broker = reach_broker
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
         self._started = time.monotonic()
         self._running: _Running | None = None
@@ -308,6 +311,7 @@ class Runner:
             update_profile=self._update_profile,
             run_step=run_step,
             update_lost_mode=self._update_lost_mode,
+            reach_broker=self._reach_broker,
         )
 
     def _park(self, command: Command, wait_s: float) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-DANGEROUS = ("systemctl", "loginctl", "nmcli", "shutdown", "reboot", "poweroff", "halt")
+DANGEROUS = ("systemctl", "loginctl", "nmcli", "busctl", "shutdown", "reboot", "poweroff", "halt")
 """Always faked, so that a test that forgets to fake one of them still cannot reboot or cut off this machine."""
 
 

@@ -26,6 +26,7 @@ from agent.handlers.lost_mode import (
 from agent.handlers.management import DeviceConfigHandler, RemoveAgentHandler
 from agent.handlers.network import (
     AddWifiHandler,
+    ApnOverrideHandler,
     BluetoothHandler,
     EthernetHandler,
     RemoveWifiHandler,
@@ -67,6 +68,7 @@ def build_registry(
         AddWifiHandler(),
         RemoveWifiHandler(),
         SavedWifiOnlyHandler(),
+        ApnOverrideHandler(),
         BluetoothHandler(),
         EthernetHandler(),
         StaticIpHandler(),

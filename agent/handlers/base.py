@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from agent.errors import HandlerError
 from agent.profile import LostMode
+from agent.reachability import ReachabilityCheck, no_broker
 from shared.arguments.management import DeviceConfigArguments
 from shared.messages import Command
 from shared.operations import OperationType, Platform
@@ -69,6 +70,8 @@ class HandlerContext(Generic[PlatformT]):
     update_profile: ProfileUpdate = no_profile
     run_step: StepRunner = no_steps
     update_lost_mode: LostModeUpdate = no_lost_mode
+    reach_broker: ReachabilityCheck = no_broker
+    """Whether the broker can still be reached: a network change is kept only if it can."""
 
     @property
     def state_dir(self) -> Path:

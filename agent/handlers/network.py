@@ -1,10 +1,11 @@
-"""Saved Wi-Fi networks, the saved-networks-only policy, Bluetooth and wired addressing."""
+"""Saved Wi-Fi networks, the saved-networks-only policy, mobile-data APNs, Bluetooth and wired addressing."""
 
 from typing import Any, ClassVar
 
-from agent.handlers.base import Handler, HandlerContext
-from agent.platforms.contract import BluetoothRadio, WifiJoinPolicy, WifiNetworks, WiredNetwork
+from agent.handlers.base import Handler, HandlerContext, RestartOutcome
+from agent.platforms.contract import BluetoothRadio, MobileApns, WifiJoinPolicy, WifiNetworks, WiredNetwork
 from shared.arguments.network import (
+    ApnOverride,
     BluetoothArguments,
     EthernetSettings,
     SavedWifiOnly,
@@ -41,8 +42,17 @@ class SavedWifiOnlyHandler(Handler[SavedWifiOnly, WifiJoinPolicy]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.USE_ONLY_SAVED_WIFI_AP})
 
     async def run(self, arguments: SavedWifiOnly, context: HandlerContext[WifiJoinPolicy]) -> dict[str, Any]:
-        await context.platform.use_only_saved_wifi(arguments.enabled)
-        return {"enabled": arguments.enabled}
+        return {"enabled": arguments.enabled, **await context.platform.use_only_saved_wifi(arguments.enabled)}
+
+
+class ApnOverrideHandler(Handler[ApnOverride, MobileApns]):
+    """ADD_OVERRIDE_APN: save a mobile-data profile for an APN; the result never carries the password."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.ADD_OVERRIDE_APN})
+
+    async def run(self, arguments: ApnOverride, context: HandlerContext[MobileApns]) -> dict[str, Any]:
+        await context.platform.add_apn_override(arguments)
+        return arguments.model_dump(mode="json", exclude={"password"})
 
 
 class BluetoothHandler(Handler[BluetoothArguments, BluetoothRadio]):
@@ -55,21 +65,34 @@ class BluetoothHandler(Handler[BluetoothArguments, BluetoothRadio]):
         return {"bluetooth_state": "on" if arguments.bluetooth_state else "off"}
 
 
+WIRED_CHANGE_CUT_SHORT = (
+    "the agent restarted during the network change: unless it had already found the broker reachable and kept the"
+    " change, NetworkManager rolled it back by itself"
+)
+
+
 class EthernetHandler(Handler[EthernetSettings, WiredNetwork]):
-    """SET_ETHERNET_SETTINGS: connect or disconnect a wired interface, by DHCP or with a static address."""
+    """SET_ETHERNET_SETTINGS: connect or disconnect a wired interface, by DHCP or with a static address; kept only
+    if the broker can still be reached."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_ETHERNET_SETTINGS})
 
     async def run(self, arguments: EthernetSettings, context: HandlerContext[WiredNetwork]) -> dict[str, Any]:
-        await context.platform.configure_ethernet(arguments)
-        return arguments.model_dump(mode="json")
+        await context.platform.configure_ethernet(arguments, context.reach_broker)
+        return {**arguments.model_dump(mode="json"), "broker_reachable": True}
+
+    def outcome_after_restart(self, started_boot_id: str, current_boot_id: str) -> RestartOutcome:
+        return RestartOutcome(reason=WIRED_CHANGE_CUT_SHORT)
 
 
 class StaticIpHandler(Handler[StaticIpSettings, WiredNetwork]):
-    """SET_STATIC_IP: give a wired interface a fixed address."""
+    """SET_STATIC_IP: give a wired interface a fixed address; kept only if the broker can still be reached."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_STATIC_IP})
 
     async def run(self, arguments: StaticIpSettings, context: HandlerContext[WiredNetwork]) -> dict[str, Any]:
-        await context.platform.set_static_ip(arguments)
-        return arguments.model_dump(mode="json")
+        await context.platform.set_static_ip(arguments, context.reach_broker)
+        return {**arguments.model_dump(mode="json"), "broker_reachable": True}
+
+    def outcome_after_restart(self, started_boot_id: str, current_boot_id: str) -> RestartOutcome:
+        return RestartOutcome(reason=WIRED_CHANGE_CUT_SHORT)

@@ -11,8 +11,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from agent.platforms.location import LocationFix
 from agent.process import ProcessResult
+from agent.reachability import ReachabilityCheck
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
-from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork
+from shared.arguments.network import ApnOverride, EthernetSettings, StaticIpSettings, WifiNetwork
 from shared.arguments.system import AudioStream, LocationMode, Rotation
 
 
@@ -55,9 +56,18 @@ class WifiNetworks(Protocol):
 
 @runtime_checkable
 class WifiJoinPolicy(Protocol):
-    """Whether the device may join networks that are not saved on it (Linux has no such switch)."""
+    """Whether the device may join networks that are not saved on it."""
 
-    async def use_only_saved_wifi(self, enabled: bool) -> None: ...
+    async def use_only_saved_wifi(self, enabled: bool) -> dict[str, Any]:
+        """Return, for the result, what enforces the policy now and whether it is in force."""
+        ...
+
+
+@runtime_checkable
+class MobileApns(Protocol):
+    """Mobile-data profiles. Implementations keep the APN password out of errors, results and logs."""
+
+    async def add_apn_override(self, override: ApnOverride) -> None: ...
 
 
 @runtime_checkable
@@ -67,8 +77,11 @@ class BluetoothRadio(Protocol):
 
 @runtime_checkable
 class WiredNetwork(Protocol):
-    async def configure_ethernet(self, settings: EthernetSettings) -> None: ...
-    async def set_static_ip(self, settings: StaticIpSettings) -> None: ...
+    """Wired addressing, kept only if `still_reachable` says the broker can be reached after the change; otherwise
+    the change is rolled back and a HandlerError raised."""
+
+    async def configure_ethernet(self, settings: EthernetSettings, still_reachable: ReachabilityCheck) -> None: ...
+    async def set_static_ip(self, settings: StaticIpSettings, still_reachable: ReachabilityCheck) -> None: ...
 
 
 @runtime_checkable

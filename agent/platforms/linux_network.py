@@ -1,27 +1,75 @@
-"""Saved Wi-Fi networks, Bluetooth and wired addressing on Linux, through NetworkManager's nmcli and rfkill."""
+"""Saved Wi-Fi networks, mobile-data APNs, Bluetooth and wired addressing on Linux, through NetworkManager (nmcli,
+and busctl for its checkpoints), polkit and rfkill."""
 
-from collections.abc import Iterator, Sequence
+import asyncio
+import json
+import math
+import re
+import shlex
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from pathlib import Path
 from typing import Any
 
 from agent.errors import HandlerError, ToolFailed
+from agent.files import write_atomically
 from agent.platforms.linux_tools import LinuxTools
-from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork, WifiSecurity
+from agent.reachability import REACH_WITHIN_S, ReachabilityCheck
+from shared.arguments.network import (
+    ApnOverride,
+    EthernetSettings,
+    StaticIpSettings,
+    WifiNetwork,
+    WifiSecurity,
+)
 
 NMCLI_NO_SUCH_OBJECT = 10
 """nmcli's exit status when a connection, device or access point does not exist (nmcli(1), EXIT STATUS)."""
 
 WIFI_TYPE = "802-11-wireless"
+GSM_TYPE = "gsm"
 REDACTED = "[password]"
+
+NM = ("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager", "org.freedesktop.NetworkManager")
+"""The bus name, object and interface of NetworkManager's D-Bus API, which alone has checkpoints (nmcli has none)."""
+CHECKPOINT_FLAGS = 2 | 4
+"""NM_CHECKPOINT_CREATE_FLAG_DELETE_NEW_CONNECTIONS | DISCONNECT_NEW_DEVICES: a rollback also removes a profile
+`nmcli device connect` made. Without ALLOW_OVERLAPPING, a change still pending on the device makes creation fail."""
+STEPS_IN_CHECKPOINT = 5
+"""The most nmcli calls a wired change makes under its checkpoint: device show, device connect, device show,
+connection modify, connection up."""
+OBJECT_PATH = re.compile(r'^o "(/[A-Za-z0-9_/]*)"$')
+
+SAVED_WIFI_ONLY_RULE = "polkit-1/rules.d/49-tether-saved-wifi-only.rules"
+"""Under etc_dir. polkitd watches its rules directories and reloads every rule when a file in them changes."""
+SAVED_WIFI_ONLY_ACTIONS = (
+    # Adding or changing a connection profile, whether for every user or for oneself: `nmcli device wifi connect`
+    # to a new network (AddAndActivateConnection) needs one of these, even for an in-memory profile.
+    "org.freedesktop.NetworkManager.settings.modify.system",
+    "org.freedesktop.NetworkManager.settings.modify.own",
+    # Sharing a connection over a new Wi-Fi network (a hotspot) adds a profile too.
+    "org.freedesktop.NetworkManager.wifi.share.protected",
+    "org.freedesktop.NetworkManager.wifi.share.open",
+)
+_DENIED = ",".join(f"\n        {json.dumps(action)}" for action in SAVED_WIFI_ONLY_ACTIONS)  # no trailing comma: ES5
+SAVED_WIFI_ONLY_POLICY = f"""\
+// Written by tetherd for USE_ONLY_SAVED_WIFI_AP; USE_ONLY_SAVED_WIFI_AP with enabled false removes it.
+// Only root may add or change NetworkManager profiles, so users join saved networks and no other.
+polkit.addRule(function(action, subject) {{
+    var denied = [{_DENIED}
+    ];
+    if (denied.indexOf(action.id) >= 0 && subject.user != "root") {{
+        return polkit.Result.NO;
+    }}
+}});
+"""
 
 
 class LinuxNetwork(LinuxTools):
-    """NetworkManager profiles for Wi-Fi and Ethernet, and the rfkill switch for Bluetooth.
-
-    There is no `use_only_saved_wifi`: NetworkManager never joins a network that has no saved profile on its own,
-    and Linux has no switch that stops a user from saving one, so USE_ONLY_SAVED_WIFI_AP is unsupported here rather
-    than a success that changes nothing.
+    """NetworkManager profiles for Wi-Fi, mobile data and Ethernet, the rfkill switch for Bluetooth, and a polkit
+    rule for the saved-networks-only policy.
     """
 
     async def add_wifi_network(self, network: WifiNetwork) -> None:
@@ -34,16 +82,36 @@ class LinuxNetwork(LinuxTools):
         its escaping rules. NetworkManager then keeps the secret in a root-only keyfile, and it is scrubbed from every
         error and result here.
         """
-        types = await self._connection_types(network.ssid)
-        if types and set(types) != {WIFI_TYPE}:
-            raise HandlerError(f"a saved connection named {network.ssid!r} is not a Wi-Fi network")
-        if types:
-            # Replace rather than modify: going from a secured to an open network means removing a whole setting.
-            await self.tool("nmcli", "connection", "delete", "id", network.ssid)
+        await self._make_room(network.ssid, WIFI_TYPE, "a Wi-Fi network")
         with password_hidden(network.password):
             await self.tool(
                 "nmcli", "connection", "add", "type", "wifi", "con-name", network.ssid, *wifi_properties(network)
             )
+
+    async def add_apn_override(self, override: ApnOverride) -> None:
+        """Save a mobile-data profile for any modem ModemManager drives; a mobile profile of that name is replaced.
+
+        The password, if any, reaches nmcli as ADD_WIFI_AP's does, and is scrubbed from every error likewise.
+        """
+        await self._make_room(override.name, GSM_TYPE, "a mobile-data profile")
+        with password_hidden(override.password):
+            await self.tool(
+                "nmcli", "connection", "add", "type", "gsm", "ifname", "*", "con-name", override.name,
+                *apn_properties(override),
+            )  # fmt: skip
+
+    async def use_only_saved_wifi(self, enabled: bool) -> dict[str, Any]:
+        """Write (or remove) a polkit rule that lets no one but root add or change a NetworkManager profile.
+
+        NetworkManager never joins a network without a saved profile on its own, so what is left to forbid is a
+        user saving one; polkitd reloads its rules when the file changes. The file is read back for the result.
+        """
+        path = self.etc_dir / SAVED_WIFI_ONLY_RULE
+        await asyncio.to_thread(_write_or_remove, path, SAVED_WIFI_ONLY_POLICY.encode() if enabled else None)
+        in_force = await asyncio.to_thread(_holds, path, SAVED_WIFI_ONLY_POLICY.encode())
+        if in_force != enabled:
+            raise HandlerError(f"{path} {'does not hold' if enabled else 'still holds'} the rule after writing it")
+        return {"rule": str(path), "in_force": in_force}
 
     async def remove_wifi_network(self, ssid: str) -> None:
         if set(await self._connection_types(ssid)) != {WIFI_TYPE}:
@@ -58,17 +126,85 @@ class LinuxNetwork(LinuxTools):
             raise HandlerError("no Bluetooth adapter: rfkill lists no bluetooth device")
         await self.tool("rfkill", "unblock" if enabled else "block", "bluetooth")
 
-    async def configure_ethernet(self, settings: EthernetSettings) -> None:
-        if not settings.enabled:
-            await self.tool("nmcli", "device", "disconnect", settings.interface)
-            return
-        properties = ip_properties(settings.address, settings.gateway, settings.dns, dhcp=settings.dhcp)
-        await self._readdress(settings.interface, properties)
+    async def configure_ethernet(self, settings: EthernetSettings, still_reachable: ReachabilityCheck) -> None:
+        change: Callable[[], Awaitable[object]]
+        if settings.enabled:
+            properties = ip_properties(settings.address, settings.gateway, settings.dns, dhcp=settings.dhcp)
+            change = partial(self._readdress, settings.interface, properties)
+        else:
+            change = partial(self.tool, "nmcli", "device", "disconnect", settings.interface)
+        await self._kept_if_reachable(settings.interface, change, still_reachable)
 
-    async def set_static_ip(self, settings: StaticIpSettings) -> None:
-        await self._readdress(
-            settings.interface, ip_properties(settings.address, settings.gateway, settings.dns, dhcp=False)
+    async def set_static_ip(self, settings: StaticIpSettings, still_reachable: ReachabilityCheck) -> None:
+        properties = ip_properties(settings.address, settings.gateway, settings.dns, dhcp=False)
+        await self._kept_if_reachable(
+            settings.interface, partial(self._readdress, settings.interface, properties), still_reachable
         )
+
+    def rollback_after_s(self) -> int:
+        """When NetworkManager rolls a change back by itself: after every step and the broker check had their time,
+        so that it only does when the agent is gone (or hung) before it could decide."""
+        return math.ceil(STEPS_IN_CHECKPOINT * self.tool_timeout + REACH_WITHIN_S)
+
+    async def _kept_if_reachable(
+        self, interface: str, change: Callable[[], Awaitable[object]], still_reachable: ReachabilityCheck
+    ) -> None:
+        """Make `change` under a NetworkManager checkpoint of `interface`, and keep it only if the broker can still
+        be reached; otherwise, or if the change fails, roll back to the checkpoint.
+
+        Should the agent die or hang midway, NetworkManager rolls back by itself after `rollback_after_s`, and the
+        device is back on the addressing it had, the one the agent last reached its broker with.
+        """
+        device = await self._nm_object("GetDeviceByIpIface", "s", interface)
+        checkpoint = await self._nm_object(
+            "CheckpointCreate", "aouu", "1", device, str(self.rollback_after_s()), str(CHECKPOINT_FLAGS)
+        )
+        try:
+            await change()
+            reachable = await still_reachable()
+        except HandlerError as err:
+            problem = await self._roll_back(checkpoint)
+            if problem is None:
+                raise
+            raise HandlerError(f"{err}; then {problem}", result=err.result) from err
+        if not reachable:
+            problem = await self._roll_back(checkpoint)
+            if problem is None:
+                raise HandlerError("rolled back: the change cut the device off its broker")
+            raise HandlerError(f"the change cut the device off its broker, and {problem}")
+        try:
+            await self._nm_call("CheckpointDestroy", "o", checkpoint)
+        except HandlerError as err:
+            # Most likely the checkpoint's time ran out and NetworkManager has rolled back already.
+            raise HandlerError(f"the broker was reachable, but the change could not be kept: {err}") from err
+
+    async def _roll_back(self, checkpoint: str) -> str | None:
+        """Restore `checkpoint`; None when it was, else what went wrong."""
+        try:
+            answer = await self._nm_call("CheckpointRollback", "o", checkpoint)
+        except HandlerError as err:
+            return (
+                f"rolling back failed ({err}); NetworkManager rolls back by itself {self.rollback_after_s()} s after"
+                " the change began"
+            )
+        # `a{su} N "DEVICE" RESULT ...`: 0 is NM_ROLLBACK_RESULT_OK.
+        words = shlex.split(answer)
+        failed = [device for device, result in zip(words[2::2], words[3::2], strict=False) if result != "0"]
+        if failed:
+            return f"NetworkManager could not roll back {', '.join(failed)}"
+        return None
+
+    async def _nm_object(self, method: str, signature: str, *arguments: str) -> str:
+        """Call a NetworkManager method that returns one object path, and return that path."""
+        answer = await self._nm_call(method, signature, *arguments)
+        match = OBJECT_PATH.fullmatch(answer)
+        if match is None:
+            raise HandlerError(f"busctl answered {method} with {answer!r}, not an object path")
+        return match[1]
+
+    async def _nm_call(self, method: str, signature: str, *arguments: str) -> str:
+        shown = await self.tool("busctl", "call", *NM, method, signature, *arguments)
+        return shown.stdout_tail.strip()
 
     async def _readdress(self, interface: str, properties: Sequence[str]) -> None:
         """Change the profile `interface` uses and activate it again, so the new addressing applies now."""
@@ -86,6 +222,15 @@ class LinuxNetwork(LinuxTools):
         """The UUID of the profile active on `interface` (names may repeat, UUIDs do not), or "" if none is."""
         shown = await self.tool("nmcli", "--escape", "no", "-g", "GENERAL.CON-UUID", "device", "show", interface)
         return shown.stdout_tail.strip()
+
+    async def _make_room(self, name: str, connection_type: str, what: str) -> None:
+        """Delete the profile `name` if it is of `connection_type`; refuse if a profile of that name is not."""
+        types = await self._connection_types(name)
+        if types and set(types) != {connection_type}:
+            raise HandlerError(f"a saved connection named {name!r} is not {what}")
+        if types:
+            # Replace rather than modify: dropping a password or a security setting means removing a whole setting.
+            await self.tool("nmcli", "connection", "delete", "id", name)
 
     async def _connection_types(self, name: str) -> list[str]:
         """The type of every saved profile named `name`: ["802-11-wireless"] for one Wi-Fi network, [] for none."""
@@ -113,6 +258,23 @@ def wifi_properties(network: WifiNetwork) -> list[str]:
     if network.security is not WifiSecurity.OPEN and network.password is not None:
         properties += ["802-11-wireless-security.key-mgmt", network.security.value]
         properties += ["802-11-wireless-security.psk", network.password]
+    return properties
+
+
+def apn_properties(override: ApnOverride) -> list[str]:
+    """nmcli property/value pairs for a mobile-data profile; the password, if any, comes last."""
+    properties = ["gsm.apn", override.apn]
+    if override.auth is not None:
+        # NetworkManager hands ModemManager the methods its ppp setting does not refuse.
+        refused = ["pap", "chap", "mschap", "mschapv2", "eap"]
+        refused.remove(override.auth.value)
+        for method in refused:
+            properties += [f"ppp.refuse-{method}", "yes"]
+    if override.username is not None:
+        properties += ["gsm.username", override.username]
+    properties += ["ipv4.method", "auto"]
+    if override.password is not None:
+        properties += ["gsm.password", override.password]
     return properties
 
 
@@ -160,3 +322,22 @@ def password_hidden(password: str | None) -> Iterator[None]:
             }
         # `from None`: the original error, password and all, must not show up in a logged traceback.
         raise type(err)(str(err).replace(password, REDACTED), result=result) from None
+
+
+def _write_or_remove(path: Path, content: bytes | None) -> None:
+    if content is not None:
+        write_atomically(path, content)
+        return
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as err:
+        raise HandlerError(f"cannot remove {path}: {err.strerror or err}") from err
+
+
+def _holds(path: Path, content: bytes) -> bool:
+    try:
+        return path.read_bytes() == content
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise HandlerError(f"cannot read {path} back: {err.strerror or err}") from err

@@ -27,6 +27,7 @@ from shared.arguments.diagnostics import LogsArguments
 from shared.arguments.kiosk import AllowlistArguments, KioskAppArguments, MultiAppModeArguments
 from shared.arguments.management import ConvergeArguments, CustomActionArguments, DeviceConfigArguments
 from shared.arguments.network import (
+    ApnOverride,
     BluetoothArguments,
     EthernetSettings,
     SavedWifiOnly,
@@ -74,6 +75,7 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.UPDATE_DEVICE_CONFIG: DeviceConfigArguments,
         OperationType.COLLECT_LOGS: LogsArguments,
         OperationType.SET_WIFI_STATE: WifiArguments,
+        OperationType.ADD_OVERRIDE_APN: ApnOverride,
         OperationType.ADD_WIFI_AP: WifiNetwork,
         OperationType.REMOVE_WIFI_AP: WifiSsid,
         OperationType.USE_ONLY_SAVED_WIFI_AP: SavedWifiOnly,

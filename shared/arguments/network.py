@@ -83,7 +83,7 @@ class WifiSsid(BaseModel):
 
 
 class SavedWifiOnly(BaseModel):
-    """USE_ONLY_SAVED_WIFI_AP: when on, the device joins no network that is not saved on it."""
+    """USE_ONLY_SAVED_WIFI_AP: when on, only root may save networks, so the device joins only those already saved."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -175,3 +175,37 @@ class StaticIpSettings(BaseModel):
     def _gateway_matches(self) -> "StaticIpSettings":
         gateway_matches(self.address, self.gateway)
         return self
+
+
+class ApnAuth(StrEnum):
+    """How the modem authenticates to the carrier's network; left out, the modem picks."""
+
+    PAP = "pap"
+    CHAP = "chap"
+
+
+def argument_word(value: str | None) -> str | None:
+    """A value that lands in a tool's argument list: printable ASCII, never read as an option; never quoted back."""
+    if value is None:
+        return None
+    if not all(" " <= char <= "~" for char in value):
+        raise ValueError("must be printable ASCII (no newline or other control character)")
+    if value.startswith("-") or value != value.strip():
+        raise ValueError("must not start with '-' or start or end with a space")
+    return value
+
+
+class ApnOverride(BaseModel):
+    """ADD_OVERRIDE_APN: a mobile-data profile that makes the modem use `apn`, under the profile name `name`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    # 3GPP TS 23.003 section 9.1: labels of letters, digits and hyphens, separated by dots, 100 octets at most.
+    apn: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+    # repr=False keeps the password out of logged models; validation messages never quote it.
+    password: str | None = Field(default=None, min_length=1, max_length=64, repr=False)
+    auth: ApnAuth | None = None
+
+    _words = field_validator("name", "username", "password")(argument_word)

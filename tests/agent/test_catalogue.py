@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import re
+import socket
 import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +26,7 @@ from agent.journal import Journal
 from agent.platforms.android import AndroidPlatform
 from agent.platforms.linux import LinuxPlatform
 from agent.profile import LostMode, Profile, ProfileStore
+from agent.reachability import BrokerReachability
 from agent.runner import Runner
 from shared.arguments import validate_arguments
 from shared.arguments.management import DeviceConfigArguments
@@ -292,6 +294,10 @@ esac"""
 SYSTEMCTL = """case "$1" in
   is-active) echo active ;;
 esac"""
+BUSCTL = """case "$*" in
+  *" GetDeviceByIpIface s "*) echo 'o "/org/freedesktop/NetworkManager/Devices/2"' ;;
+  *" CheckpointCreate "*) echo 'o "/org/freedesktop/NetworkManager/Checkpoint/1"' ;;
+esac"""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
@@ -312,6 +318,7 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "dpkg-query": {"stdout": "curl\t7.88.1-10+deb12u5\tinstalled\nhtop\t3.2.2-2\tinstalled\nkiosk\t2.1\tinstalled\n"},
     "dpkg-deb": {"stdout": "kiosk\t2.1\n"},  # INSTALL's example package file
     "nmcli": {"script": NMCLI},
+    "busctl": {"script": BUSCTL},
     "rfkill": {"script": RFKILL},
     "timedatectl": {},
     "localectl": {},
@@ -406,6 +413,8 @@ class Bench:
         self.journal = Journal(tmp_path / "state" / "journal.db")
         self.published: list[StatusReport] = []
         self.profile = Profile(ProfileStore(tmp_path / "state" / "profile.json"), ANNOUNCED)
+        self.broker = socket.create_server(("127.0.0.1", 0))
+        """Stands in for the broker a network change must leave reachable."""
 
     async def _update_profile(self, change: DeviceConfigArguments) -> dict[str, Any]:
         return self.profile.change(change, ANNOUNCED)[1]
@@ -424,6 +433,7 @@ class Bench:
             allow_destructive=self.destructive,
             update_profile=self._update_profile,
             update_lost_mode=self._update_lost_mode,
+            reach_broker=BrokerReachability((("127.0.0.1", self.broker.getsockname()[1]),), within_s=2),
         )
 
     async def _publish(self, report: StatusReport) -> bool:
@@ -508,6 +518,7 @@ def benches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
     yield make
     for bench in made:
         bench.journal.close()
+        bench.broker.close()
 
 
 @pytest.mark.usefixtures("quiet_network")

@@ -324,6 +324,7 @@ def test_script_defaults() -> None:
 
 def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
     assert capabilities(platform) == [
+        OperationType.ADD_OVERRIDE_APN,
         OperationType.ADD_WIFI_AP,
         OperationType.BEEP_DEVICE,
         OperationType.CAPTURE_SCREENSHOT,
@@ -365,6 +366,7 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.UNINSTALL_CERTIFICATE,
         OperationType.UPDATE_BLUEPRINT,
         OperationType.UPDATE_DEVICE_CONFIG,
+        OperationType.USE_ONLY_SAVED_WIFI_AP,
         OperationType.WIPE,
     ]
 
