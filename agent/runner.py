@@ -15,12 +15,14 @@ from agent import process_groups
 from agent.errors import HandlerError, InvalidArguments
 from agent.handlers import handler_for
 from agent.handlers.base import (
+    Announce,
     AnyHandler,
     HandlerContext,
     InventoryUpdate,
     PlatformTools,
     ProfileUpdate,
     RestartOutcome,
+    cannot_announce,
     keep_inventory,
     no_profile,
 )
@@ -86,6 +88,7 @@ class Runner:
         type_policy: TypePolicy | None = None,
         update_inventory: InventoryUpdate = keep_inventory,
         update_profile: ProfileUpdate = no_profile,
+        announce: Announce = cannot_announce,
         time_zone: Callable[[], str | None] = lambda: None,
     ) -> None:
         """`time_zone` says the zone the device announces now, which device-time windows are read in."""
@@ -99,6 +102,7 @@ class Runner:
         self._type_policy = type_policy or TypePolicy()
         self._update_inventory = update_inventory
         self._update_profile = update_profile
+        self._announce = announce
         self._time_zone = time_zone
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
         self._started = time.monotonic()
@@ -270,7 +274,7 @@ class Runner:
                 await self._report(command, DeviceStatus.EXECUTING)
                 log.info("command %s (%s) executing", command.command_id, command.operation_type)
                 context = HandlerContext(
-                    command, self._platform, work_dir, self._update_inventory, self._update_profile
+                    command, self._platform, work_dir, self._update_inventory, self._update_profile, self._announce
                 )
                 result = await self._run_handler(command, handler, arguments, context)
             except HandlerError as err:

@@ -8,8 +8,9 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_orig
 from pydantic import BaseModel
 
 from agent.errors import HandlerError
+from agent.platforms.contract import DeviceSurvey
 from shared.arguments.management import DeviceConfigArguments
-from shared.messages import Command
+from shared.messages import Announcement, Command
 from shared.operations import OperationType, Platform
 
 
@@ -21,12 +22,22 @@ class PlatformTools(Protocol):
     async def boot_id(self) -> str: ...
 
 
-InventoryUpdate = Callable[[Mapping[str, Any]], Awaitable[None]]
-"""Merges keys into the device's inventory and announces it again (REFRESH_APPLIST, CONVERGE)."""
+InventoryUpdate = Callable[[Mapping[str, Any]], Awaitable[bool]]
+"""Merges keys into the device's inventory and announces it again (REFRESH_APPLIST, CONVERGE); True if the
+announcement reached the broker now, False if it goes out on the next connect."""
 
 
-async def keep_inventory(_: Mapping[str, Any]) -> None:
-    return None
+async def keep_inventory(_: Mapping[str, Any]) -> bool:
+    return False
+
+
+Announce = Callable[[DeviceSurvey], Awaitable[Announcement | None]]
+"""Announces the device again with a fresh survey (NUDGE_DEVICE), and its online presence: the announcement published,
+or None when it could not be published now (it goes out on the next connect)."""
+
+
+async def cannot_announce(_: DeviceSurvey) -> Announcement | None:
+    raise HandlerError("this agent cannot announce the device")
 
 
 ProfileUpdate = Callable[[DeviceConfigArguments], Awaitable[dict[str, Any]]]
@@ -49,6 +60,7 @@ class HandlerContext(Generic[PlatformT]):
     """A private directory for this command's files, created by the runner."""
     update_inventory: InventoryUpdate = keep_inventory
     update_profile: ProfileUpdate = no_profile
+    announce: Announce = cannot_announce
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from agent.handlers import build_registry, handler_for
 from agent.handlers.base import Handler, PlatformTools
 from agent.journal import Journal
 from agent.platforms.android import AndroidPlatform
+from agent.platforms.contract import DeviceSurvey
 from agent.platforms.linux import LinuxPlatform
 from agent.profile import Profile, ProfileStore
 from agent.runner import Runner
@@ -307,9 +308,16 @@ class Bench:
         self.journal = Journal(tmp_path / "state" / "journal.db")
         self.published: list[StatusReport] = []
         self.profile = Profile(ProfileStore(tmp_path / "state" / "profile.json"), ANNOUNCED)
+        self.announced: list[Announcement] = []
 
     async def _update_profile(self, change: DeviceConfigArguments) -> dict[str, Any]:
         return self.profile.change(change, ANNOUNCED)[1]
+
+    async def _announce(self, survey: DeviceSurvey) -> Announcement:
+        """What the device's session publishes for NUDGE_DEVICE: the profile over what the device reported."""
+        reported = ANNOUNCED.model_copy(update={"inventory": survey.inventory, "time_zone": survey.time_zone})
+        self.announced.append(self.profile.announced(reported))
+        return self.announced[-1]
 
     def runner(self) -> Runner:
         return Runner(
@@ -321,6 +329,7 @@ class Bench:
             work_root=self.tmp_path / "state" / "work",
             allow_destructive=self.destructive,
             update_profile=self._update_profile,
+            announce=self._announce,
         )
 
     async def _publish(self, report: StatusReport) -> bool:
