@@ -139,7 +139,7 @@ def main() -> None:
 @click.option("--topic-prefix", help="Root of every Tether topic (default tether/v1).")
 @click.option("--tag", "tags", multiple=True, help="A tag that operation queries can select on; repeatable.")
 @click.option("--group", "groups", multiple=True, help="A group that operation queries can select on; repeatable.")
-@click.option("--time-zone", help="IANA time zone, if the system's cannot be detected.")
+@click.option("--time-zone", help="IANA time zone to announce instead of the system's (default: the system's).")
 @click.option("--boot-id-path", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
 @click.option("--reboot-grace", "reboot_grace_s", type=float, help="Seconds to wait for a reboot to take effect.")
 @click.option("--android", is_flag=True, default=None, help="Also run each Android device attached over adb.")

@@ -45,7 +45,11 @@ class AgentSettings(BaseModel):
     topic_prefix: str = DEFAULT_PREFIX
     tags: list[str] = Field(default_factory=list)
     groups: list[str] = Field(default_factory=list)
-    time_zone: str | None = Field(default=None, description="IANA zone; detected from the system when unset.")
+    time_zone: str | None = Field(
+        default=None,
+        description="IANA zone the host announces instead of its operating system's (which is announced when unset); "
+        "UPDATE_DEVICE_CONFIG and SET_TIMEZONE override it.",
+    )
     boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id")
     reboot_grace_s: float = Field(default=300.0, gt=0)
     tool_timeout_s: float = Field(default=60.0, gt=0)
