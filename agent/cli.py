@@ -19,7 +19,6 @@ from agent.device import run_device
 from agent.errors import AgentError, ConfigError, JournalError
 from agent.handlers import build_registry, capabilities
 from agent.handlers.base import AnyHandler
-from agent.inventory import linux_inventory, local_time_zone
 from agent.platforms.linux import LinuxPlatform
 from shared.logs import LogFormat, about, configure
 from shared.messages import Announcement, utc_now
@@ -48,7 +47,7 @@ def _make_state_dir(settings: AgentSettings) -> None:
         raise ConfigError(f"state_dir: cannot make {settings.state_dir}: {err.strerror or err}") from err
 
 
-async def run_agent(settings: AgentSettings) -> None:
+async def run_agent(settings: AgentSettings, config_file: Path | None = None) -> None:
     """Run this host as a device unless `host` is off, and every attached Android device too if `android` is on."""
     _make_state_dir(settings)
     if settings.verifier is None:
@@ -70,24 +69,28 @@ async def run_agent(settings: AgentSettings) -> None:
     async with asyncio.TaskGroup() as group:
         group.create_task(ping_watchdog())
         if settings.host:
-            group.create_task(run_host(settings, registry))
+            group.create_task(run_host(settings, registry, config_file))
         if settings.android:
             group.create_task(AndroidBridge(settings, registry).run())
 
 
-async def run_host(settings: AgentSettings, registry: Mapping[OperationType, AnyHandler]) -> None:
+async def run_host(
+    settings: AgentSettings, registry: Mapping[OperationType, AnyHandler], config_file: Path | None = None
+) -> None:
     platform = LinuxPlatform(
         boot_id_path=settings.boot_id_path,
         tool_timeout=settings.tool_timeout_s,
         agent_unit=settings.agent_unit,
         script_policy=settings.script_policy,
+        enrolment_paths=settings.enrolment_paths(config_file),
     )
+    survey = await platform.survey()
     announcement = Announcement(
         device_id=settings.device_id,
         platform=Platform.LINUX,
         agent_version=__version__,
-        inventory=linux_inventory(),
-        time_zone=settings.time_zone or local_time_zone(),
+        inventory=survey.inventory,
+        time_zone=survey.time_zone,
         capabilities=capabilities(platform, registry),
         tags=settings.tags,
         groups=settings.groups,
@@ -101,6 +104,7 @@ async def run_host(settings: AgentSettings, registry: Mapping[OperationType, Any
             announcement=announcement,
             root=settings.state_dir,
             registry=registry,
+            configured_time_zone=settings.time_zone,
         )
 
 
@@ -135,7 +139,7 @@ def main() -> None:
 @click.option("--topic-prefix", help="Root of every Tether topic (default tether/v1).")
 @click.option("--tag", "tags", multiple=True, help="A tag that operation queries can select on; repeatable.")
 @click.option("--group", "groups", multiple=True, help="A group that operation queries can select on; repeatable.")
-@click.option("--time-zone", help="IANA time zone, if the system's cannot be detected.")
+@click.option("--time-zone", help="IANA time zone to announce instead of the system's (default: the system's).")
 @click.option("--boot-id-path", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
 @click.option("--reboot-grace", "reboot_grace_s", type=float, help="Seconds to wait for a reboot to take effect.")
 @click.option("--android", is_flag=True, default=None, help="Also run each Android device attached over adb.")
@@ -154,7 +158,7 @@ def run_command(config_file: Path | None, log_level: str, log_format: LogFormat,
     if any(BrokerUrl.parse(url).password for url in overrides["broker"]):
         log.warning(ARGV_PASSWORD_WARNING)
     try:
-        asyncio.run(run_agent(settings))
+        asyncio.run(run_agent(settings, config_file))
     except (KeyboardInterrupt, asyncio.CancelledError):
         log.info("stopped")
     except ExceptionGroup as group:  # the task group of run_agent

@@ -45,12 +45,17 @@ class AgentSettings(BaseModel):
     topic_prefix: str = DEFAULT_PREFIX
     tags: list[str] = Field(default_factory=list)
     groups: list[str] = Field(default_factory=list)
-    time_zone: str | None = Field(default=None, description="IANA zone; detected from the system when unset.")
+    time_zone: str | None = Field(
+        default=None,
+        description="IANA zone the host announces instead of its operating system's (which is announced when unset); "
+        "UPDATE_DEVICE_CONFIG and SET_TIMEZONE override it.",
+    )
     boot_id_path: Path = Path("/proc/sys/kernel/random/boot_id")
     reboot_grace_s: float = Field(default=300.0, gt=0)
     tool_timeout_s: float = Field(default=60.0, gt=0)
     allow_destructive: list[OperationType] = Field(
-        default_factory=list, description="Destructive types (SHUT_DOWN, WIPE, REMOVE_AGENT) this device may run."
+        default_factory=list,
+        description="Destructive types (SHUT_DOWN, WIPE, REMOVE_AGENT, REMOVE_DEVICE) this device may run.",
     )
     custom_actions: dict[str, CustomAction] = Field(
         default_factory=dict, description="Named commands RUN_CUSTOM_ACTION may run; see docs/operations.md."
@@ -61,7 +66,8 @@ class AgentSettings(BaseModel):
     agent_unit: str = Field(
         default="tetherd.service",
         pattern=r"^[A-Za-z0-9:_.@-]+\.service$",
-        description="The agent's own systemd unit, which REMOVE_AGENT stops and disables.",
+        description="The agent's own systemd unit: REMOVE_AGENT and REMOVE_DEVICE stop and disable it, REQUEST_DPCLOG "
+        "sends its journal.",
     )
 
     @model_validator(mode="after")
@@ -210,6 +216,22 @@ class AgentSettings(BaseModel):
         if not self.host and not self.android:
             raise ValueError("nothing to run: host is false (--no-host) and android is not enabled (--android)")
         return self
+
+    def enrolment_paths(self, config_file: Path | None) -> list[Path]:
+        """What enrols this agent with its controller, which REMOVE_DEVICE deletes: the config file (with the trusted
+        keys), the broker password file, the client certificate and key, the Android logins and the state directory.
+
+        The CA bundle stays: it is public, and may well be the system's own.
+        """
+        paths = (
+            config_file,
+            self.broker_password_file,
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.android_logins,
+            self.state_dir,
+        )
+        return [path.absolute() for path in paths if path is not None]
 
     @property
     def broker_urls(self) -> list[BrokerUrl]:

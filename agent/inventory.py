@@ -53,15 +53,19 @@ def linux_inventory() -> dict[str, Any]:
 
 
 def local_time_zone(etc: Path = Path("/etc")) -> str | None:
-    """The device's IANA zone from $TZ, /etc/timezone or the /etc/localtime link; None if unknown."""
+    """The device's IANA zone from $TZ, the /etc/localtime link or /etc/timezone; None if unknown.
+
+    The link comes before /etc/timezone: it is what `timedatectl set-timezone` changes and what the C library reads,
+    while /etc/timezone is a copy only Debian keeps, which may be stale. Files only: no tool runs.
+    """
     candidates = [os.environ.get("TZ", "").lstrip(":")]
-    with contextlib.suppress(OSError):
-        candidates.append((etc / "timezone").read_text().strip())
     try:
         target = os.readlink(etc / "localtime")
         candidates.extend(target.split(root, 1)[1] for root in ZONEINFO_ROOTS if root in target)
     except OSError:
         pass
+    with contextlib.suppress(OSError):
+        candidates.append((etc / "timezone").read_text().strip())
     for name in candidates:
         if not name.startswith("/") and valid_zone(name):
             return name

@@ -1,8 +1,9 @@
 """A device's profile: the tags, groups and time zone it announces, changed remotely by UPDATE_DEVICE_CONFIG, and
 its lost mode, announced in its inventory.
 
-The agent config gives the starting values; changes are kept in the device's state directory, so they outlive
-restarts and upgrades, and `reset` goes back to the config's values (lost mode is not part of what it resets).
+The agent config gives the starting values (without a configured zone, the operating system's is announced); changes
+are kept in the device's state directory, so they outlive restarts and upgrades, and `reset` goes back to the config's
+values (lost mode is not part of what it resets).
 """
 
 import logging
@@ -99,11 +100,13 @@ class Profile:
     """The profile of one device: its config's values with the stored changes over them."""
 
     def __init__(self, store: ProfileStore, configured: Announcement) -> None:
+        """`configured` carries the config's tags, groups and time zone; a zone of None leaves the device's own."""
         self._store = store
-        self._configured = configured.model_dump(include={"tags", "groups", "time_zone"})
+        self._configured = configured.model_dump(include={"tags", "groups", "time_zone"}, exclude_none=True)
 
     def announced(self, announcement: Announcement) -> Announcement:
-        """`announcement` with the config's profile and the stored changes over it."""
+        """`announcement` (what the device reports, its operating system's zone included) with the config's profile
+        and the stored changes over it: a stored zone wins over the config's, which wins over the device's."""
         return self._store.load().applied_to(announcement.model_copy(update=self._configured))
 
     def set_lost_mode(self, message: str | None, current: Announcement) -> tuple[Announcement, LostMode]:

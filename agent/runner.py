@@ -16,6 +16,7 @@ from agent import process_groups
 from agent.errors import HandlerError, InvalidArguments
 from agent.handlers import handler_for
 from agent.handlers.base import (
+    Announce,
     AnyHandler,
     HandlerContext,
     InventoryUpdate,
@@ -23,6 +24,7 @@ from agent.handlers.base import (
     PlatformTools,
     ProfileUpdate,
     RestartOutcome,
+    cannot_announce,
     keep_inventory,
     no_lost_mode,
     no_profile,
@@ -91,6 +93,7 @@ class Runner:
         update_inventory: InventoryUpdate = keep_inventory,
         update_profile: ProfileUpdate = no_profile,
         update_lost_mode: LostModeUpdate = no_lost_mode,
+        announce: Announce = cannot_announce,
         time_zone: Callable[[], str | None] = lambda: None,
         reach_broker: ReachabilityCheck = no_broker,
     ) -> None:
@@ -106,6 +109,7 @@ class Runner:
         self._update_inventory = update_inventory
         self._update_profile = update_profile
         self._update_lost_mode = update_lost_mode
+        self._announce = announce
         self._time_zone = time_zone
         self._reach_broker = reach_broker
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
@@ -312,6 +316,7 @@ class Runner:
             run_step=run_step,
             update_lost_mode=self._update_lost_mode,
             reach_broker=self._reach_broker,
+            announce=self._announce,
         )
 
     def _park(self, command: Command, wait_s: float) -> None:

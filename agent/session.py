@@ -8,8 +8,7 @@ for the whole cluster, so the commands queued for the device while it moved are 
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import aiomqtt
 
@@ -59,26 +58,28 @@ class Session:
         self._activity = asyncio.Event()
         """Set as each message starts and ends being handled."""
 
-    async def update_inventory(self, patch: Mapping[str, Any]) -> None:
-        """Merge `patch` into the announced inventory and announce again."""
-        await self.reannounce(
-            self._announcement.model_copy(update={"inventory": {**self._announcement.inventory, **patch}})
-        )
-
     @property
     def announcement(self) -> Announcement:
         return self._announcement
 
-    async def reannounce(self, announcement: Announcement) -> None:
-        """Announce `announcement` (retained) now if connected, and on every later connect."""
+    async def reannounce(self, announcement: Announcement, *, with_presence: bool = False) -> bool:
+        """Announce `announcement` (retained) now if connected, and on every later connect; True if it reached the
+        broker now. `with_presence` also refreshes the retained online presence, with the agent's health."""
         self._announcement = announcement.model_copy(update={"announced_at": utc_now()})
         client = self._client
-        if client is not None:
-            topic = self._topics.announce(self._device_id)
-            try:
-                await client.publish(topic, encode(self._announcement), qos=1, retain=True, timeout=30)
-            except aiomqtt.MqttError as err:
-                log.warning("could not announce the change now (%s); it goes out on the next connect", err)
+        if client is None:
+            return False
+        try:
+            await client.publish(
+                self._topics.announce(self._device_id), encode(self._announcement), qos=1, retain=True, timeout=30
+            )
+            if with_presence:
+                presence = self._presence(PresenceState.ONLINE)
+                await client.publish(self._topics.presence(self._device_id), presence, qos=1, retain=True, timeout=30)
+        except aiomqtt.MqttError as err:
+            log.warning("could not announce the change now (%s); it goes out on the next connect", err)
+            return False
+        return True
 
     def _presence(self, state: PresenceState) -> bytes:
         health = self._runner.health() if state is PresenceState.ONLINE else None

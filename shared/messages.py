@@ -68,7 +68,12 @@ class _Message(BaseModel):
 
 
 ARTIFACT_TYPES = frozenset(
-    {OperationType.CAPTURE_SCREENSHOT, OperationType.COLLECT_LOGS, OperationType.REQUEST_BUGREPORT}
+    {
+        OperationType.CAPTURE_SCREENSHOT,
+        OperationType.COLLECT_LOGS,
+        OperationType.REQUEST_DPCLOG,
+        OperationType.REQUEST_BUGREPORT,
+    }
 )
 """Types whose output is a file, uploaded to the controller over HTTP rather than sent through MQTT."""
 

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from agent import __version__, process
-from agent.android.inventory import android_inventory
 from agent.android.logins import LoginsFile
 from agent.config import AgentSettings
 from agent.device import run_device
@@ -226,14 +225,16 @@ class AndroidBridge:
 
     async def _run_device(self, serial: str, device_id: str, urls: list[BrokerUrl]) -> None:
         settings = self._settings
-        platform = AndroidPlatform(serial=serial, adb=settings.adb_path, tool_timeout=settings.tool_timeout_s)
-        inventory, time_zone = await android_inventory(platform)
+        platform = AndroidPlatform(
+            serial=serial, adb=settings.adb_path, tool_timeout=settings.tool_timeout_s, agent_unit=settings.agent_unit
+        )
+        survey = await platform.survey()
         announcement = Announcement(
             device_id=device_id,
             platform=Platform.ANDROID,
             agent_version=__version__,
-            inventory=inventory,
-            time_zone=time_zone,
+            inventory=survey.inventory,
+            time_zone=survey.time_zone,
             capabilities=capabilities(platform, self._registry),
             tags=settings.tags,
             groups=settings.groups,

@@ -5,7 +5,7 @@ import re
 from typing import Any
 
 from agent.errors import HandlerError
-from agent.platforms.android import AndroidPlatform
+from agent.platforms.android_adb import AdbTools
 from shared.schedule import valid_zone
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _sdk(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-async def android_inventory(platform: AndroidPlatform) -> tuple[dict[str, Any], str | None]:
+async def android_inventory(platform: AdbTools) -> tuple[dict[str, Any], str | None]:
     """The inventory and IANA time zone of the device: one `getprop` call and one `dumpsys battery` call.
 
     A getprop failure propagates (a device that cannot answer it cannot be managed); a battery failure only leaves

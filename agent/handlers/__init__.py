@@ -6,7 +6,7 @@ from types import MappingProxyType
 from agent.config import CustomAction
 from agent.errors import UnsupportedOperation
 from agent.handlers.apps import AppPermissionHandler, AppStateHandler, ClearAppDataHandler
-from agent.handlers.artifacts import BugreportHandler, LogsHandler, ScreenshotHandler
+from agent.handlers.artifacts import AgentLogHandler, BugreportHandler, LogsHandler, ScreenshotHandler
 from agent.handlers.attention import BeepHandler, NotifyHandler
 from agent.handlers.base import AnyHandler, PlatformTools
 from agent.handlers.blueprint import BlueprintHandler
@@ -23,7 +23,7 @@ from agent.handlers.lost_mode import (
     LostModeLocationHandler,
     LostModeSoundHandler,
 )
-from agent.handlers.management import DeviceConfigHandler, RemoveAgentHandler
+from agent.handlers.management import DeviceConfigHandler, NudgeHandler, RemoveAgentHandler, RemoveDeviceHandler
 from agent.handlers.network import (
     AddWifiHandler,
     ApnOverrideHandler,
@@ -57,6 +57,8 @@ def build_registry(
         WipeHandler(custom_actions, wipe_action),
         DeviceConfigHandler(),
         RemoveAgentHandler(),
+        RemoveDeviceHandler(),
+        NudgeHandler(),
         RebootHandler(reboot_grace_s=reboot_grace_s),
         ShutDownHandler(shutdown_grace_s=reboot_grace_s),
         LockHandler(),
@@ -82,6 +84,7 @@ def build_registry(
         ShellHandler(),
         ScreenshotHandler(),
         LogsHandler(),
+        AgentLogHandler(),
         BugreportHandler(),
         ClearAppDataHandler(),
         AppPermissionHandler(),

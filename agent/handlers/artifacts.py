@@ -1,4 +1,5 @@
-"""CAPTURE_SCREENSHOT, COLLECT_LOGS and REQUEST_BUGREPORT: make a file on the device and upload it to the controller."""
+"""CAPTURE_SCREENSHOT, COLLECT_LOGS, REQUEST_DPCLOG and REQUEST_BUGREPORT: make a file on the device and upload it
+to the controller."""
 
 import asyncio
 import gzip
@@ -8,7 +9,7 @@ from typing import Any, ClassVar
 
 from agent.errors import HandlerError
 from agent.handlers.base import Handler, HandlerContext
-from agent.platforms.contract import Logs, Screenshots
+from agent.platforms.contract import AgentLog, Logs, Screenshots
 from agent.upload import upload_artifact
 from shared.arguments import NoArguments
 from shared.arguments.diagnostics import LogsArguments
@@ -76,6 +77,23 @@ class LogsHandler(Handler[LogsArguments, Logs]):
         text = context.work_dir / "logs.txt"
         await context.platform.collect_logs(text, since_minutes=arguments.since_minutes, max_lines=arguments.max_lines)
         packed = context.work_dir / "logs.txt.gz"
+        await asyncio.to_thread(gzip_file, text, packed)
+        return await _send(context, spec, packed)
+
+
+class AgentLogHandler(Handler[LogsArguments, AgentLog]):
+    """The agent's own log (its unit's journal), as COLLECT_LOGS sends the system's."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REQUEST_DPCLOG})
+    cancellable: ClassVar[bool] = True
+
+    async def run(self, arguments: LogsArguments, context: HandlerContext[AgentLog]) -> dict[str, Any]:
+        spec = _upload_spec(context)
+        text = context.work_dir / "agent-log.txt"
+        await context.platform.collect_agent_log(
+            text, since_minutes=arguments.since_minutes, max_lines=arguments.max_lines
+        )
+        packed = context.work_dir / "agent-log.txt.gz"
         await asyncio.to_thread(gzip_file, text, packed)
         return await _send(context, spec, packed)
 

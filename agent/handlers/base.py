@@ -8,10 +8,11 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_orig
 from pydantic import BaseModel
 
 from agent.errors import HandlerError
+from agent.platforms.contract import DeviceSurvey
 from agent.profile import LostMode
 from agent.reachability import ReachabilityCheck, no_broker
 from shared.arguments.management import DeviceConfigArguments
-from shared.messages import Command
+from shared.messages import Announcement, Command
 from shared.operations import OperationType, Platform
 
 
@@ -23,12 +24,22 @@ class PlatformTools(Protocol):
     async def boot_id(self) -> str: ...
 
 
-InventoryUpdate = Callable[[Mapping[str, Any]], Awaitable[None]]
-"""Merges keys into the device's inventory and announces it again (REFRESH_APPLIST, CONVERGE)."""
+InventoryUpdate = Callable[[Mapping[str, Any]], Awaitable[bool]]
+"""Merges keys into the device's inventory and announces it again (REFRESH_APPLIST, CONVERGE); True if the
+announcement reached the broker now, False if it goes out on the next connect."""
 
 
-async def keep_inventory(_: Mapping[str, Any]) -> None:
-    return None
+async def keep_inventory(_: Mapping[str, Any]) -> bool:
+    return False
+
+
+Announce = Callable[[DeviceSurvey], Awaitable[Announcement | None]]
+"""Announces the device again with a fresh survey (NUDGE_DEVICE), and its online presence: the announcement published,
+or None when it could not be published now (it goes out on the next connect)."""
+
+
+async def cannot_announce(_: DeviceSurvey) -> Announcement | None:
+    raise HandlerError("this agent cannot announce the device")
 
 
 ProfileUpdate = Callable[[DeviceConfigArguments], Awaitable[dict[str, Any]]]
@@ -72,6 +83,7 @@ class HandlerContext(Generic[PlatformT]):
     update_lost_mode: LostModeUpdate = no_lost_mode
     reach_broker: ReachabilityCheck = no_broker
     """Whether the broker can still be reached: a network change is kept only if it can."""
+    announce: Announce = cannot_announce
 
     @property
     def state_dir(self) -> Path:

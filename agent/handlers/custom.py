@@ -68,7 +68,9 @@ class CustomActionHandler(Handler[CustomActionArguments, CommandRunner]):
 
 class ConvergeHandler(Handler[ConvergeArguments, CommandRunner]):
     """Re-applies the device's desired configuration: runs the configured converge actions in order, then announces
-    the device again. `converge_with_provision` runs the provision action first."""
+    the device again (`announced` says whether that reached the broker now, or waits for the next connect).
+    `converge_with_provision` runs the provision action first; with no action to run it fails rather than report a
+    convergence that did not happen."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.CONVERGE})
 
@@ -85,12 +87,14 @@ class ConvergeHandler(Handler[ConvergeArguments, CommandRunner]):
             if self.provision_action is None:
                 raise HandlerError("converge_with_provision needs provision_action in the agent config")
             steps.insert(0, self.provision_action)
+        if not steps:
+            raise HandlerError("nothing to converge: the agent config lists no converge_actions")
         ran = []
         for name in steps:
             outcome = await run_action(name, self.actions, {}, context)
             ran.append({"action": name, "exit_code": outcome["exit_code"], "duration_s": outcome["duration_s"]})
-        await context.update_inventory({})
-        return {"actions": ran, "announced": True}
+        announced = await context.update_inventory({})
+        return {"actions": ran, "announced": announced}
 
 
 class WipeHandler(Handler[NoArguments, CommandRunner]):

@@ -1,9 +1,11 @@
-"""UPDATE_DEVICE_CONFIG and REMOVE_AGENT: operations on the agent itself rather than on the device's system."""
+"""UPDATE_DEVICE_CONFIG, NUDGE_DEVICE, REMOVE_AGENT and REMOVE_DEVICE: operations on the agent itself rather than on
+the device's system."""
 
 from typing import Any, ClassVar
 
+from agent.errors import HandlerError
 from agent.handlers.base import Handler, HandlerContext, PlatformTools
-from agent.platforms.contract import AgentRemover
+from agent.platforms.contract import AgentRemover, DeviceRemover, Surveyor
 from shared.arguments import NoArguments
 from shared.arguments.management import DeviceConfigArguments
 from shared.operations import OperationType
@@ -33,3 +35,34 @@ class RemoveAgentHandler(Handler[NoArguments, AgentRemover]):
     async def run(self, arguments: NoArguments, context: HandlerContext[AgentRemover]) -> dict[str, Any]:
         unit = await context.platform.remove_agent(REMOVE_DELAY_S)
         return {"unit": unit, "stops_in_s": REMOVE_DELAY_S}
+
+
+class RemoveDeviceHandler(Handler[NoArguments, DeviceRemover]):
+    """Unenrols the device: REMOVE_AGENT, then its credentials and state are deleted, so it can no longer connect."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.REMOVE_DEVICE})
+    destructive: ClassVar[bool] = True
+
+    async def run(self, arguments: NoArguments, context: HandlerContext[DeviceRemover]) -> dict[str, Any]:
+        unit, removed = await context.platform.remove_device(REMOVE_DELAY_S)
+        return {"unit": unit, "stops_in_s": REMOVE_DELAY_S, "removes": [str(path) for path in removed]}
+
+
+class NudgeHandler(Handler[NoArguments, Surveyor]):
+    """Reads the device's inventory and time zone afresh and announces them, with its online presence, at once."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.NUDGE_DEVICE})
+
+    async def run(self, arguments: NoArguments, context: HandlerContext[Surveyor]) -> dict[str, Any]:
+        survey = await context.platform.survey()
+        announced = await context.announce(survey)
+        if announced is None:
+            raise HandlerError(
+                "the device is not connected to the broker now: its fresh announcement goes out when it reconnects"
+            )
+        return {
+            "announced": True,
+            "presence": "online",
+            "inventory": sorted(survey.inventory),
+            "time_zone": announced.time_zone,
+        }

@@ -14,7 +14,8 @@ class TimeZoneHandler(Handler[TimeZoneArguments, Clock]):
 
     async def run(self, arguments: TimeZoneArguments, context: HandlerContext[Clock]) -> dict[str, Any]:
         await context.platform.set_time_zone(arguments.timezone)
-        # Announced as UPDATE_DEVICE_CONFIG would: device-time schedules follow the device to its new zone.
+        # Kept and announced as UPDATE_DEVICE_CONFIG's time_zone, so it wins over a config time_zone: device-time
+        # schedules follow the device to its new zone.
         await context.update_profile(DeviceConfigArguments(time_zone=arguments.timezone))
         return {"timezone": arguments.timezone}
 

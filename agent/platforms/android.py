@@ -2,10 +2,12 @@
 
 import re
 
+from agent.android.inventory import android_inventory
 from agent.errors import ToolFailed
 from agent.platforms.android_apps import AndroidApps
 from agent.platforms.android_diagnostics import AndroidDiagnostics
 from agent.platforms.android_kiosk import AndroidKiosk
+from agent.platforms.contract import DeviceSurvey
 from agent.platforms.location import LocationFix, parse_dumpsys_location, parse_uptime
 from shared.arguments.system import AudioStream, LocationMode, Rotation
 
@@ -50,6 +52,11 @@ class AndroidPlatform(AndroidApps, AndroidDiagnostics, AndroidKiosk):
         if not boot_id:
             raise ToolFailed(f"{self.serial} reported an empty boot id")
         return boot_id
+
+    async def survey(self) -> DeviceSurvey:
+        """`adb -s S shell getprop` and `adb -s S shell dumpsys battery`, as when the device was attached."""
+        inventory, time_zone = await android_inventory(self)
+        return DeviceSurvey(inventory=inventory, time_zone=time_zone)
 
     async def reboot(self) -> None:
         """`adb -s S reboot`: returns once the device has started to go down; it then leaves `adb devices`."""

@@ -27,10 +27,14 @@ class AdbTools:
 
     kind = Platform.ANDROID
 
-    def __init__(self, serial: str, adb: str = "adb", tool_timeout: float = 60.0) -> None:
+    def __init__(
+        self, serial: str, adb: str = "adb", tool_timeout: float = 60.0, agent_unit: str = "tetherd.service"
+    ) -> None:
         self.serial = serial
         self.adb_path = adb
         self.tool_timeout = tool_timeout
+        self.agent_unit = agent_unit
+        """The systemd unit of the agent bridging this device, on the host."""
 
     def argv(self, *args: str) -> list[str]:
         """`adb -s SERIAL args...`: every adb call names its device, so another one attached later is never hit."""

@@ -6,6 +6,7 @@ Methods raise agent.errors.HandlerError subclasses (ToolNotFound, ToolFailed, To
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,6 +32,30 @@ class PowerOff(Protocol):
 class AgentRemover(Protocol):
     async def remove_agent(self, delay_s: float) -> str:
         """Stop and disable the agent's own service `delay_s` from now, once its last status is out; return the unit."""
+        ...
+
+
+@runtime_checkable
+class DeviceRemover(Protocol):
+    async def remove_device(self, delay_s: float) -> tuple[str, list[Path]]:
+        """Stop and disable the agent's service `delay_s` from now, then delete its credentials and state; return the
+        unit and the paths it will delete."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSurvey:
+    """What a device says about itself now: its inventory and the zone its operating system is set to (None if
+    unknown)."""
+
+    inventory: dict[str, Any]
+    time_zone: str | None
+
+
+@runtime_checkable
+class Surveyor(Protocol):
+    async def survey(self) -> DeviceSurvey:
+        """Read the device's inventory and time zone afresh."""
         ...
 
 
@@ -228,6 +253,14 @@ class Logs(Protocol):
 
     async def bugreport(self, destination: Path) -> None:
         """Write a diagnostic archive to `destination`."""
+        ...
+
+
+@runtime_checkable
+class AgentLog(Protocol):
+    async def collect_agent_log(self, destination: Path, *, since_minutes: int, max_lines: int) -> None:
+        """Write the agent's own log of the last `since_minutes` (at most `max_lines` lines) as text to
+        `destination`."""
         ...
 
 

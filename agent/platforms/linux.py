@@ -1,10 +1,13 @@
 """A Linux device driven through systemd, logind and NetworkManager command-line tools."""
 
+import asyncio
 import os
 import tempfile
 from pathlib import Path
 
 from agent.errors import HandlerError
+from agent.inventory import linux_inventory, local_time_zone
+from agent.platforms.contract import DeviceSurvey
 from agent.platforms.linux_certificates import LinuxCertificates
 from agent.platforms.linux_diagnostics import LinuxDiagnostics
 from agent.platforms.linux_kiosk import LinuxKiosk
@@ -29,6 +32,11 @@ class LinuxPlatform(
             return self.boot_id_path.read_text().strip()
         except OSError as err:
             raise HandlerError(f"cannot read the boot id from {self.boot_id_path}: {err.strerror or err}") from err
+
+    async def survey(self) -> DeviceSurvey:
+        """The inventory (os-release, psutil) and the zone the system is set to, read from files: no tool runs."""
+        inventory = await asyncio.to_thread(linux_inventory)
+        return DeviceSurvey(inventory=inventory, time_zone=local_time_zone(self.etc_dir))
 
     async def reboot(self) -> None:
         """Ask systemd to reboot; it returns once the reboot is queued, before the system goes down."""

@@ -12,11 +12,10 @@ from agent import process
 from agent.errors import HandlerError, ToolNotFound
 from agent.inventory import linux_inventory
 from agent.platforms.linux_tools import LinuxTools
+from agent.platforms.unit_journal import write_journal
 
 SCREENSHOT_TOOLS: tuple[tuple[str, ...], ...] = (("grim",), ("gnome-screenshot", "-f"), ("import", "-window", "root"))
 """Tried in order: Wayland (grim), GNOME, then X11 through ImageMagick; each takes the output path last."""
-BYTES_PER_LOG_LINE = 512
-"""Bounds what is kept of journalctl's output: `max_lines` lines of this average length."""
 BUGREPORT_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("journal.txt", ("journalctl", "--no-pager", "-o", "short-iso", "--since", "-1day", "-n", "50000")),
     ("kernel.txt", ("journalctl", "--no-pager", "-k", "-b", "-o", "short-iso", "-n", "20000")),
@@ -38,12 +37,17 @@ class LinuxDiagnostics(LinuxTools):
         raise ToolNotFound(f"no screenshot tool found on PATH (tried {tried})")
 
     async def collect_logs(self, destination: Path, *, since_minutes: int, max_lines: int) -> None:
-        result = await process.check(
-            ["journalctl", "--no-pager", "-o", "short-iso", "--since", f"-{since_minutes}min", "-n", str(max_lines)],
+        await write_journal(destination, since_minutes=since_minutes, max_lines=max_lines, timeout=self.tool_timeout)
+
+    async def collect_agent_log(self, destination: Path, *, since_minutes: int, max_lines: int) -> None:
+        """The journal of the agent's own unit (`agent_unit`)."""
+        await write_journal(
+            destination,
+            since_minutes=since_minutes,
+            max_lines=max_lines,
             timeout=self.tool_timeout,
-            output_limit=max_lines * BYTES_PER_LOG_LINE,
+            unit=self.agent_unit,
         )
-        await asyncio.to_thread(destination.write_text, result.stdout_tail)
 
     async def bugreport(self, destination: Path) -> None:
         """A tar.gz of the journal, kernel log, failed units, disks, addresses, processes and the inventory.

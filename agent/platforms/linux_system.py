@@ -2,11 +2,14 @@
 
 import os
 import shutil
+from pathlib import Path
 
 from agent.errors import HandlerError, ToolNotFound, UnsupportedOperation
 from agent.platforms.linux_tools import LinuxTools
 from shared.arguments.system import AudioStream
 
+UNENROL_SCRIPT = 'systemctl disable --now "$0"; rm -rf -- "$@"'
+"""Stops the unit ($0), then deletes the paths ($@) even if the unit was already gone."""
 VOLUME_STREAMS = frozenset({AudioStream.MUSIC, AudioStream.SYSTEM})
 """Linux has one output volume, not one per stream; these two are the streams it stands for."""
 
@@ -37,6 +40,30 @@ class LinuxSystem(LinuxTools):
             self.agent_unit,
         )
         return self.agent_unit
+
+    async def remove_device(self, delay_s: float) -> tuple[str, list[Path]]:
+        """As remove_agent, then `rm -rf` of the agent's credentials and state, from one transient unit, in order.
+
+        The paths reach `sh` as arguments, never inside its script. A path that is the root or a top-level directory
+        (a state_dir of `/var`, say) is refused before anything is scheduled.
+        """
+        paths = list(self.enrolment_paths)
+        unsafe = [str(path) for path in paths if not path.is_absolute() or len(path.parts) < 3 or ".." in path.parts]
+        if unsafe:
+            raise HandlerError(f"refusing to delete {', '.join(unsafe)}: not a file or directory of the agent's own")
+        await self.tool(
+            "systemd-run",
+            f"--on-active={delay_s:g}",
+            "--unit=tetherd-remove-device",
+            "--collect",
+            "--description=Unenrol the Tether device",
+            "sh",
+            "-c",
+            UNENROL_SCRIPT,
+            self.agent_unit,
+            *(str(path) for path in paths),
+        )
+        return self.agent_unit, paths
 
     async def set_time_zone(self, zone: str) -> None:
         await self.tool("timedatectl", "set-timezone", zone)

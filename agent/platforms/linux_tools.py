@@ -23,6 +23,7 @@ class LinuxTools:
         agent_unit: str = "tetherd.service",
         script_policy: ScriptPolicy | None = None,
         etc_dir: Path = Path("/etc"),
+        enrolment_paths: Sequence[Path] = (),
     ) -> None:
         self.boot_id_path = boot_id_path
         self.tool_timeout = tool_timeout
@@ -31,6 +32,8 @@ class LinuxTools:
         self.etc_dir = etc_dir
         """Where the configuration files a handler writes live (polkit rules, modprobe and apt settings); tests
         point it into a temporary directory."""
+        self.enrolment_paths = tuple(enrolment_paths)
+        """The agent's credentials and state (AgentSettings.enrolment_paths), which REMOVE_DEVICE deletes."""
 
     async def tool(
         self, *argv: str, limit_s: float | None = None, stdin: bytes | None = None, output_limit: int = 4096

@@ -74,6 +74,7 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.RUN_CUSTOM_ACTION: CustomActionArguments,
         OperationType.UPDATE_DEVICE_CONFIG: DeviceConfigArguments,
         OperationType.COLLECT_LOGS: LogsArguments,
+        OperationType.REQUEST_DPCLOG: LogsArguments,
         OperationType.SET_WIFI_STATE: WifiArguments,
         OperationType.ADD_OVERRIDE_APN: ApnOverride,
         OperationType.ADD_WIFI_AP: WifiNetwork,

@@ -4,7 +4,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class LogsArguments(BaseModel):
-    """COLLECT_LOGS: the system log of the last `since_minutes`, at most `max_lines` lines."""
+    """COLLECT_LOGS (the system log) and REQUEST_DPCLOG (the agent's own log): the last `since_minutes`, at most
+    `max_lines` lines."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

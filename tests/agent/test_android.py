@@ -626,3 +626,38 @@ def test_the_hosts_login_for_android_devices_is_named_at_start_as_one_an_acl_ref
         "Android devices connect with the host's broker login bridge-host, which a broker with per-device logins "
         "(`tether broker acl`) refuses for them: give each device its own in an android_logins file"
     ]
+
+
+def test_a_nudge_announces_what_the_device_reports_now_and_its_presence(
+    mosquitto_url: str, observer: Observer, adb: FakeAdb, tmp_path: Path
+) -> None:
+    device_id = "android-" + SERIAL
+
+    async def scenario() -> None:
+        await until(lambda: observer.presence(device_id) == ["online"])
+        await until(lambda: len(observer.of(device_id, "announce")) == 1)
+        assert observer.of(device_id, "announce")[0]["time_zone"] == "Europe/Berlin"
+        # Since it was attached: moved to Tokyo, and unplugged.
+        adb.respond(
+            SERIAL, ["shell", "getprop"], stdout="[persist.sys.timezone]: [Asia/Tokyo]\n[ro.product.model]: [Tab]\n"
+        )
+        adb.respond(SERIAL, ["shell", "dumpsys", "battery"], stdout="  level: 40\n  status: 3\n")
+        adb.clear_calls()
+        observer.publish_command(command(device_id, "n1", OperationType.NUDGE_DEVICE))
+        await until(lambda: statuses(observer, device_id, "n1")[-1:] == ["SUCCESSFUL"])
+
+    asyncio.run(with_bridge(bridge_settings(mosquitto_url, tmp_path), scenario))
+    announcement = observer.of(device_id, "announce")[-1]
+    assert announcement["time_zone"] == "Asia/Tokyo"
+    assert announcement["inventory"]["model"] == "Tab"
+    assert announcement["inventory"]["battery"] == {"level": 40, "status": "discharging", "plugged": []}
+    final = observer.of(device_id, "status")[-1]
+    assert final["result"] == {
+        "announced": True,
+        "presence": "online",
+        "inventory": ["adb_serial", "battery", "manufacturer", "model", "os", "serial"],
+        "time_zone": "Asia/Tokyo",
+    }
+    assert observer.presence(device_id) == ["online", "online", "offline"]
+    commands = [argv[3:] for argv in adb.calls(SERIAL) if "boot_id" not in argv[-1]]
+    assert commands == [["shell", "getprop"], ["shell", "dumpsys", "battery"]]

@@ -24,6 +24,7 @@ from agent.handlers import build_registry, handler_for
 from agent.handlers.base import Handler, PlatformTools
 from agent.journal import Journal
 from agent.platforms.android import AndroidPlatform
+from agent.platforms.contract import DeviceSurvey
 from agent.platforms.linux import LinuxPlatform
 from agent.profile import LostMode, Profile, ProfileStore
 from agent.reachability import BrokerReachability
@@ -415,12 +416,19 @@ class Bench:
         self.profile = Profile(ProfileStore(tmp_path / "state" / "profile.json"), ANNOUNCED)
         self.broker = socket.create_server(("127.0.0.1", 0))
         """Stands in for the broker a network change must leave reachable."""
+        self.announced: list[Announcement] = []
 
     async def _update_profile(self, change: DeviceConfigArguments) -> dict[str, Any]:
         return self.profile.change(change, ANNOUNCED)[1]
 
     async def _update_lost_mode(self, message: str | None) -> LostMode:
         return self.profile.set_lost_mode(message, ANNOUNCED)[1]
+
+    async def _announce(self, survey: DeviceSurvey) -> Announcement:
+        """What the device's session publishes for NUDGE_DEVICE: the profile over what the device reported."""
+        reported = ANNOUNCED.model_copy(update={"inventory": survey.inventory, "time_zone": survey.time_zone})
+        self.announced.append(self.profile.announced(reported))
+        return self.announced[-1]
 
     def runner(self) -> Runner:
         return Runner(
@@ -434,6 +442,7 @@ class Bench:
             update_profile=self._update_profile,
             update_lost_mode=self._update_lost_mode,
             reach_broker=BrokerReachability((("127.0.0.1", self.broker.getsockname()[1]),), within_s=2),
+            announce=self._announce,
         )
 
     async def _publish(self, report: StatusReport) -> bool:

@@ -34,11 +34,15 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTools:
 
 
 class Inventory:
-    def __init__(self) -> None:
-        self.updates: list[Mapping[str, Any]] = []
+    """Records each inventory update; `connected` says whether the announcement reaches the broker now."""
 
-    async def __call__(self, patch: Mapping[str, Any]) -> None:
+    def __init__(self, connected: bool = True) -> None:
+        self.updates: list[Mapping[str, Any]] = []
+        self.connected = connected
+
+    async def __call__(self, patch: Mapping[str, Any]) -> bool:
         self.updates.append(patch)
+        return self.connected
 
 
 def context(tmp_path: Path, operation_type: OperationType, inventory: Inventory | None = None) -> HandlerContext:
@@ -100,6 +104,37 @@ def test_converge_runs_its_actions_in_order_and_reannounces(tools: FakeTools, tm
     assert [step["action"] for step in result["actions"]] == ["provision", "ansible"]
     assert result["announced"] is True
     assert inventory.updates == [{}]
+
+
+def test_converge_says_when_its_announcement_waits_for_the_next_connect(tools: FakeTools, tmp_path: Path) -> None:
+    inventory = Inventory(connected=False)
+    handler = ConvergeHandler(ACTIONS, ["ansible"], None)
+    parsed = validate_arguments(OperationType.CONVERGE, {})
+    result = asyncio.run(handler.run(parsed, context(tmp_path, OperationType.CONVERGE, inventory)))
+    assert tools.calls() == [["ansible-pull", "-U", "https://git.example/site.git"]]
+    assert result["announced"] is False
+    assert inventory.updates == [{}]
+
+
+def test_converge_with_no_converge_actions_fails_having_done_nothing(tools: FakeTools, tmp_path: Path) -> None:
+    inventory = Inventory()
+    handler = ConvergeHandler(ACTIONS, [], "provision")
+    parsed = validate_arguments(OperationType.CONVERGE, {})
+    with pytest.raises(HandlerError) as failure:
+        asyncio.run(handler.run(parsed, context(tmp_path, OperationType.CONVERGE, inventory)))
+    assert str(failure.value) == "nothing to converge: the agent config lists no converge_actions"
+    assert (tools.calls(), inventory.updates) == ([], [])
+
+
+def test_converge_with_no_converge_actions_runs_the_provision_action_when_asked(
+    tools: FakeTools, tmp_path: Path
+) -> None:
+    handler = ConvergeHandler(ACTIONS, [], "provision")
+    parsed = validate_arguments(OperationType.CONVERGE, {"converge_with_provision": True})
+    result = asyncio.run(handler.run(parsed, context(tmp_path, OperationType.CONVERGE)))
+    assert tools.calls() == [["provisioner"]]
+    assert [step["action"] for step in result["actions"]] == ["provision"]
+    assert result["announced"] is True
 
 
 def test_converge_with_provision_needs_a_provision_action(tools: FakeTools, tmp_path: Path) -> None:

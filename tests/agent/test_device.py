@@ -82,6 +82,17 @@ def test_without_changes_the_config_is_announced(tmp_path: Path) -> None:
     assert (announced.tags, announced.groups, announced.time_zone) == (["kiosk"], ["berlin"], "Europe/Berlin")
 
 
+def test_without_a_configured_zone_the_devices_own_is_announced_until_the_profile_names_one(tmp_path: Path) -> None:
+    profile = Profile(ProfileStore(tmp_path / "profile.json"), CONFIGURED.model_copy(update={"time_zone": None}))
+    reported = CONFIGURED.model_copy(update={"time_zone": "America/New_York"})  # the operating system's zone
+
+    assert profile.announced(reported).time_zone == "America/New_York"
+    now, _ = profile.change(change(time_zone="Asia/Tokyo"), reported)
+    assert now.time_zone == "Asia/Tokyo"
+    now, result = profile.change(change(reset=True), reported.model_copy(update={"time_zone": "Asia/Tokyo"}))
+    assert (now.time_zone, result["changed"]) == ("Asia/Tokyo", [])
+
+
 def test_a_change_replaces_only_the_fields_given_and_outlives_a_restart(tmp_path: Path) -> None:
     store = ProfileStore(tmp_path / "state" / "profile.json")
     current = CONFIGURED.model_copy(update={"inventory": {"os": "Debian 12", "packages": 312}})

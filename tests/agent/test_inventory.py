@@ -1,4 +1,4 @@
-"""The Linux agent's own time zone: the first of $TZ, /etc/timezone and the /etc/localtime link that names a zone."""
+"""The Linux agent's own time zone: the first of $TZ, the /etc/localtime link and /etc/timezone that names a zone."""
 
 from pathlib import Path
 
@@ -24,3 +24,13 @@ def test_tz_wins_and_nothing_known_is_none(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("TZ", "America")
     (tmp_path / "timezone").write_text("America\n")
     assert local_time_zone(tmp_path) is None
+
+
+def test_the_localtime_link_wins_over_a_stale_timezone_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """timedatectl set-timezone changes the link; /etc/timezone is a copy that only Debian keeps up to date."""
+    monkeypatch.delenv("TZ", raising=False)
+    (tmp_path / "timezone").write_text("Europe/Berlin\n")
+    (tmp_path / "localtime").symlink_to("/usr/share/zoneinfo/Asia/Tokyo")
+    assert local_time_zone(tmp_path) == "Asia/Tokyo"
+    (tmp_path / "localtime").unlink()
+    assert local_time_zone(tmp_path) == "Europe/Berlin"

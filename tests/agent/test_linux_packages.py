@@ -123,8 +123,9 @@ class Inventory:
     def __init__(self) -> None:
         self.updates: list[dict[str, Any]] = []
 
-    async def __call__(self, keys: Mapping[str, Any]) -> None:
+    async def __call__(self, keys: Mapping[str, Any]) -> bool:
         self.updates.append(dict(keys))
+        return True
 
 
 @pytest.fixture

@@ -1,0 +1,43 @@
+"""The systemd journal as text: the whole system's for COLLECT_LOGS, the agent unit's for REQUEST_DPCLOG."""
+
+import asyncio
+from pathlib import Path
+
+from agent import process
+
+BYTES_PER_LOG_LINE = 512
+"""Bounds what is kept of journalctl's output: `max_lines` lines of this average length."""
+
+
+def journal_argv(*, since_minutes: int, max_lines: int, unit: str | None = None) -> list[str]:
+    """`journalctl --no-pager -o short-iso [-u UNIT] --since -Nmin -n MAX`."""
+    only_unit = ["-u", unit] if unit else []
+    return [
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "short-iso",
+        *only_unit,
+        "--since",
+        f"-{since_minutes}min",
+        "-n",
+        str(max_lines),
+    ]
+
+
+async def write_journal(
+    destination: Path,
+    *,
+    since_minutes: int,
+    max_lines: int,
+    timeout: float,  # noqa: ASYNC109  (the platform's tool limit, passed down to agent.process)
+    unit: str | None = None,
+) -> None:
+    """Write the journal of the last `since_minutes` (of `unit` alone if given) to `destination`; ToolFailed if
+    journalctl fails, ToolNotFound if it is missing."""
+    result = await process.check(
+        journal_argv(since_minutes=since_minutes, max_lines=max_lines, unit=unit),
+        timeout=timeout,
+        output_limit=max_lines * BYTES_PER_LOG_LINE,
+    )
+    await asyncio.to_thread(destination.write_text, result.stdout_tail)
