@@ -5,7 +5,7 @@ from types import MappingProxyType
 
 from agent.config import CustomAction
 from agent.errors import UnsupportedOperation
-from agent.handlers.apps import AppPermissionHandler, AppStateHandler, ClearAppDataHandler
+from agent.handlers.apps import AppNotificationsHandler, AppPermissionHandler, AppStateHandler, ClearAppDataHandler
 from agent.handlers.artifacts import BugreportHandler, LogsHandler, ScreenshotHandler
 from agent.handlers.attention import BeepHandler, NotifyHandler
 from agent.handlers.base import AnyHandler, PlatformTools
@@ -15,6 +15,7 @@ from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHand
 from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.lock import LockHandler
+from agent.handlers.lockscreen import ClearPasscodeHandler, ResetLockscreenPasswordHandler
 from agent.handlers.management import DeviceConfigHandler, RemoveAgentHandler
 from agent.handlers.network import (
     AddWifiHandler,
@@ -51,6 +52,8 @@ def build_registry(
         RebootHandler(reboot_grace_s=reboot_grace_s),
         ShutDownHandler(shutdown_grace_s=reboot_grace_s),
         LockHandler(),
+        ClearPasscodeHandler(),
+        ResetLockscreenPasswordHandler(),
         WifiHandler(),
         AddWifiHandler(),
         RemoveWifiHandler(),
@@ -72,6 +75,7 @@ def build_registry(
         ClearAppDataHandler(),
         AppPermissionHandler(),
         AppStateHandler(),
+        AppNotificationsHandler(),
         RotationHandler(),
         LocationHandler(),
         InstallHandler(),

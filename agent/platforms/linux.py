@@ -3,6 +3,7 @@
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from agent.errors import HandlerError
 from agent.platforms.linux_certificates import LinuxCertificates
@@ -30,8 +31,9 @@ class LinuxPlatform(LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, 
         """Ask systemd to reboot; it returns once the reboot is queued, before the system goes down."""
         await self.tool("systemctl", "reboot")
 
-    async def lock_sessions(self) -> None:
+    async def lock_sessions(self) -> dict[str, Any]:
         await self.tool("loginctl", "lock-sessions")
+        return {"locked": True}
 
     async def set_wifi(self, enabled: bool) -> None:
         await self.tool("nmcli", "radio", "wifi", "on" if enabled else "off")

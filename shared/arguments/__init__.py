@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.arguments.apps import (
+    AppNotificationsArguments,
     AppPackageArguments,
     AppPermissionArguments,
     AppStateArguments,
@@ -22,6 +23,7 @@ from shared.arguments.apps import (
     UninstallArguments,
 )
 from shared.arguments.diagnostics import LogsArguments
+from shared.arguments.lockscreen import ClearPasscodeArguments, LockscreenPasswordArguments
 from shared.arguments.management import ConvergeArguments, CustomActionArguments, DeviceConfigArguments
 from shared.arguments.network import (
     BluetoothArguments,
@@ -86,6 +88,9 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.CLEAR_APP_DATA: AppPackageArguments,
         OperationType.SET_APP_PERMISSION: AppPermissionArguments,
         OperationType.SET_APP_STATE: AppStateArguments,
+        OperationType.SET_APP_NOTIFICATIONS: AppNotificationsArguments,
+        OperationType.CLEAR_PASSCODE: ClearPasscodeArguments,
+        OperationType.RESET_LOCKSCREEN_PASSWORD: LockscreenPasswordArguments,
         OperationType.SET_ROTATION_STATE: RotationArguments,
         OperationType.SET_GPS_STATE: GpsArguments,
         OperationType.SET_LOCATION_SERVICE: LocationServiceArguments,

@@ -227,6 +227,10 @@ NMCLI = """case "$*" in
   "--escape no -g connection.type connection show id "*) echo "Error: no such connection profile." >&2; exit 10 ;;
   "--escape no -g GENERAL.CON-UUID device show "*) echo 6c1e8f43-0f5a-4a52-9d3e-2b7a1c9e0d11 ;;
 esac"""
+LOCK_SETTINGS = """case "$2" in
+  clear) echo "Lock credential cleared" ;;
+  set-pin) echo "Pin set" ;;
+esac"""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
@@ -254,6 +258,8 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "rauc": {"stdout": "installing: succeeded\n"},
     "uptime": {"stdout": " 10:15:00 up 3 days,  2:01,  0 users\n"},
     "systemd-run": {"stdout": "Running timer as unit: tetherd-remove.timer\n"},
+    # The Android device's `cmd`: `cmd lock_settings` reaches the device on its shell's standard input.
+    "cmd": {"script": LOCK_SETTINGS},
     # The custom actions of the page's config example.
     "ansible-pull": {"stdout": "PLAY RECAP ok=3 changed=0\n"},
     "provision-kiosk": {},
@@ -273,12 +279,27 @@ def installed_certificate(bench: "Bench") -> None:
     (anchors / "tether-example-root.crt").write_text("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
 
 
+def lock_credential(credential: str) -> Preparation:
+    """The Android device's lock screen reads `credential` (`dumpsys lock_settings`), as it does after the row ran."""
+
+    def prepare(bench: "Bench") -> None:
+        if bench.adb is not None:
+            bench.adb.set_credential(SERIAL, credential)
+
+    return prepare
+
+
 ANNOUNCED = Announcement(
     device_id="d1", platform=Platform.LINUX, agent_version="0.1.0", tags=["kiosk"], announced_at=utc_now()
 )
 """What the device announced before the catalogue's UPDATE_DEVICE_CONFIG row changes it."""
 
-PREPARATIONS: dict[OperationType, Preparation] = {OperationType.UNINSTALL_CERTIFICATE: installed_certificate}
+PREPARATIONS: dict[OperationType, Preparation] = {
+    OperationType.UNINSTALL_CERTIFICATE: installed_certificate,
+    OperationType.LOCK: lock_credential("Pin"),
+    OperationType.CLEAR_PASSCODE: lock_credential("None"),
+    OperationType.RESET_LOCKSCREEN_PASSWORD: lock_credential("Pin"),
+}
 
 
 class Bench:
