@@ -127,6 +127,19 @@ out()
 """
 
 
+_SET_CREDENTIAL = r"""
+import json, os, sys
+
+state_path, serial, credential = sys.argv[1:]
+with open(state_path) as file:
+    state = json.load(file)
+state["devices"][serial]["credential"] = credential
+with open(state_path + ".tmp", "w") as file:
+    json.dump(state, file)
+os.replace(state_path + ".tmp", state_path)
+"""
+
+
 class FakeAdb:
     """The fake `adb` and its state: `attach` and `detach` take effect at the next adb call, as with a USB cable."""
 
@@ -204,6 +217,10 @@ class FakeAdb:
     def set_credential(self, serial: str, credential: str) -> None:
         """What `dumpsys lock_settings` reports from now on (`cmd lock_settings` runs in the host's shell, not here)."""
         self._update(serial, credential=credential)
+
+    def credential_change(self, serial: str, credential: str) -> str:
+        """A shell command making the device report `credential` from then on, for a fake `cmd lock_settings`."""
+        return shlex.join([sys.executable, "-c", _SET_CREDENTIAL, str(self.state_path), serial, credential])
 
     def device(self, serial: str) -> dict[str, Any]:
         """The device's state as the fake keeps it: `settings`, `awake`, `grants`, ..."""

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from agent import process
-from agent.errors import ToolFailed
+from agent.errors import InvalidArguments, ToolFailed
 from agent.platforms.android_adb import AdbTools, in_user_section, remote_command
 from agent.platforms.android_diagnostics import DEVICE_SHELL
 from agent.platforms.linux_network import password_hidden
@@ -90,7 +90,15 @@ class AndroidLockScreen(AdbTools):
 
     async def set_lock_credential(self, kind: CredentialKind, new: str, current: str | None) -> None:
         """`cmd lock_settings set-pin|set-password [--old CURRENT] NEW` on the standard input of
-        `adb -s S shell /system/bin/sh`, then `dumpsys lock_settings` must read the new kind."""
+        `adb -s S shell /system/bin/sh`, then `dumpsys lock_settings` must read the new kind.
+
+        Without `current` the credential type is read first: were one set, the device would count the missing
+        credential as a failed unlock attempt, so the command fails before that.
+        """
+        if current is None:
+            user, found = await self._credential()
+            if found != "none":
+                raise InvalidArguments(f"user {user} of {self.serial} has a {found} set: give it as current")
         verb = f"set-{kind}"
         result = await self._lock_settings(verb, current=current, new=new)
         if _refusal(result) is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.errors import HandlerError, ToolFailed
+from agent.errors import HandlerError, InvalidArguments, ToolFailed
 from agent.handlers import build_registry, handler_for
 from agent.handlers.base import HandlerContext
 from agent.platforms import android_lock
@@ -194,11 +194,11 @@ def test_a_clear_that_leaves_a_credential_fails(android: AndroidPlatform, adb: F
             ["cmd", "lock_settings", "set-pin", "--old", "1234", "5678"],
             "Pin",
         ),
-        ({"kind": "pin", "new": "5678"}, ["cmd", "lock_settings", "set-pin", "5678"], "Pin"),
+        ({"kind": "pin", "new": "5678"}, ["cmd", "lock_settings", "set-pin", "5678"], "None"),
         (
             {"kind": "password", "new": "it's $(reboot)", "current": "12369"},
             ["cmd", "lock_settings", "set-password", "--old", "12369", "it's $(reboot)"],
-            "Password",
+            "Pattern",
         ),
     ],
     ids=["pin", "first-pin", "password-quoted"],
@@ -212,12 +212,14 @@ def test_reset_lockscreen_password_sets_and_reads_back_the_kind(
     argv: list[str],
     credential: str,
 ) -> None:
-    adb.set_credential(SERIAL, credential)  # what the device reports once cmd has set it
-    device_cmd.add("cmd", stdout=f"{credential} set to '{arguments['new']}'\n")
+    adb.set_credential(SERIAL, credential)
+    kind = arguments["kind"].capitalize()
+    device_cmd.add("cmd", stdout=f"{kind} set\n", script=adb.credential_change(SERIAL, kind))
     result = run(OperationType.RESET_LOCKSCREEN_PASSWORD, arguments, android, tmp_path)
     assert result == {"credential": arguments["kind"]}
     assert device_cmd.calls("cmd") == [argv]
-    assert adb.calls() == on_device(DEVICE_SHELL, *CREDENTIAL_READ)
+    first_read = CREDENTIAL_READ if "current" not in arguments else []
+    assert adb.calls() == on_device(*first_read, DEVICE_SHELL, *CREDENTIAL_READ)
     assert arguments["new"] not in flattened(adb.calls())
 
 
@@ -233,10 +235,25 @@ def test_a_new_credential_the_policy_refuses_fails_with_the_policy_only(
     )
 
 
-def test_a_set_that_reads_back_another_kind_fails(android: AndroidPlatform, device_cmd: FakeTools) -> None:
+def test_a_set_that_reads_back_another_kind_fails(
+    android: AndroidPlatform, adb: FakeAdb, device_cmd: FakeTools
+) -> None:
+    adb.set_credential(SERIAL, "Password")
     device_cmd.add("cmd", stdout="Pin set to '5678'\n")
-    with pytest.raises(ToolFailed, match=f"^cmd lock_settings set-pin on {SERIAL} left user 0 with none, not a pin$"):
+    with pytest.raises(
+        ToolFailed, match=f"^cmd lock_settings set-pin on {SERIAL} left user 0 with password, not a pin$"
+    ):
+        asyncio.run(android.set_lock_credential(CredentialKind.PIN, "5678", "1234"))
+
+
+def test_a_new_credential_without_the_current_one_is_refused_before_an_attempt_counts(
+    android: AndroidPlatform, adb: FakeAdb, device_cmd: FakeTools
+) -> None:
+    adb.set_credential(SERIAL, "Pattern")
+    with pytest.raises(InvalidArguments, match=f"^user 0 of {SERIAL} has a pattern set: give it as current$"):
         asyncio.run(android.set_lock_credential(CredentialKind.PIN, "5678", None))
+    assert adb.calls() == on_device(*CREDENTIAL_READ)
+    assert device_cmd.calls() == []
 
 
 @pytest.mark.parametrize(
