@@ -28,10 +28,13 @@ _DISPLAY_POWER = re.compile(r"^\s*Display Power: state=(?P<state>\w+)", re.MULTI
 _USER = re.compile(r"^\s*User (?P<id>\d+)\s*$")
 _CREDENTIAL_TYPE = re.compile(r"^\s*CredentialType: (?P<type>\w+)\s*$")
 
+_SUCCESS_LINES = {"clear": "Lock credential cleared", "set-pin": "Pin set to '", "set-password": "Password set to '"}
+"""What `cmd lock_settings` prints once it has done VERB, and only then."""
+_NONE_SET = "Old password provided but user has no password"
 _LOCK_SETTINGS_REFUSALS = {
     "didn't match": "the current credential is wrong (the device counts this as a failed unlock attempt)",
     "Request throttled": "the device is throttling attempts after wrong credentials; try again later",
-    "Old password provided but user has no password": "no PIN, pattern or password is set: give no current one",
+    _NONE_SET: "no PIN, pattern or password is set: give no current one",
     "does not support lock screen": "this build has no secure lock screen",
     "Profile uses unified challenge": "the user's profile shares its parent's lock (unified challenge)",
 }
@@ -80,8 +83,8 @@ class AndroidLockScreen(AdbTools):
         """`cmd lock_settings clear --old CURRENT`, sent on the standard input of `adb -s S shell /system/bin/sh`,
         then `dumpsys lock_settings` must read "None"."""
         result = await self._lock_settings("clear", current=current)
-        had_one = _refusal(result) is None
-        if not had_one and "user has no password" not in result.stdout_tail + result.stderr_tail:
+        had_one = _succeeded("clear", result)
+        if not had_one and _NONE_SET not in result.stdout_tail + result.stderr_tail:
             raise self._refused("clear", result, current)
         user, kind = await self._credential()
         if kind != "none":
@@ -101,7 +104,7 @@ class AndroidLockScreen(AdbTools):
                 raise InvalidArguments(f"user {user} of {self.serial} has a {found} set: give it as current")
         verb = f"set-{kind}"
         result = await self._lock_settings(verb, current=current, new=new)
-        if _refusal(result) is not None:
+        if not _succeeded(verb, result):
             raise self._refused(verb, result, current, new)
         user, found = await self._credential()
         if found != str(kind):
@@ -144,27 +147,24 @@ class AndroidLockScreen(AdbTools):
 
     def _refused(self, verb: str, result: ProcessResult, *secrets: str | None) -> ToolFailed:
         """The failure of `cmd lock_settings VERB`, in words of its own: the tool's lines quote the credentials."""
-        reason = _refusal(result)
-        if not reason:
-            reason = result.exit_description
+        output = result.stdout_tail + result.stderr_tail
+        reason = next((reason for words, reason in _LOCK_SETTINGS_REFUSALS.items() if words in output), None)
+        if reason is None and _POLICY_REFUSAL in output:
+            policy = last_line(output.split(_POLICY_REFUSAL, 1)[1].split("\n", 1)[0])
+            reason = f"the new credential does not satisfy the device's password policy ({policy or 'no detail'})"
+        if reason is None:
             line = last_line(result.stderr_tail) or last_line(result.stdout_tail)
-            if line:
-                reason += ": " + line
+            reason = result.exit_description + (f": {line}" if line else "")
         for secret in secrets:
             if secret:
                 reason = reason.replace(secret, REDACTED)
         return ToolFailed(f"cmd lock_settings {verb} on {self.serial} failed: {reason}")
 
 
-def _refusal(result: ProcessResult) -> str | None:
-    """None if `cmd lock_settings` succeeded; else a reason without credentials ("" if none is known)."""
-    output = result.stdout_tail + result.stderr_tail
-    for words, reason in _LOCK_SETTINGS_REFUSALS.items():
-        if words in output:
-            return reason
-    if _POLICY_REFUSAL in output:
-        policy = last_line(output.split(_POLICY_REFUSAL, 1)[1].split("\n", 1)[0])
-        return f"the new credential does not satisfy the device's password policy ({policy or 'no detail'})"
-    if result.returncode != 0 or "Exception" in output or "Error" in output:
-        return ""
-    return None
+def _succeeded(verb: str, result: ProcessResult) -> bool:
+    """Exit 0 and the line `cmd lock_settings` prints only once it has changed the credential.
+
+    Not a search for error words: the success line echoes the new credential, which may hold any word.
+    """
+    done = _SUCCESS_LINES[verb]
+    return result.returncode == 0 and any(line.startswith(done) for line in result.stdout_tail.splitlines())

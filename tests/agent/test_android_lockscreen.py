@@ -165,6 +165,7 @@ def test_clearing_when_none_is_set_succeeds_unchanged(
             "Error while executing command: clear 4321\n",
             "exited 255: Error while executing command: clear [credential]",
         ),
+        ("Lock credential cleared\n", "", "exited 255: Lock credential cleared"),
     ],
 )
 def test_a_refused_clear_fails_without_the_credential(
@@ -200,8 +201,13 @@ def test_a_clear_that_leaves_a_credential_fails(android: AndroidPlatform, adb: F
             ["cmd", "lock_settings", "set-password", "--old", "12369", "it's $(reboot)"],
             "Pattern",
         ),
+        (
+            {"kind": "password", "new": "Error: didn't match", "current": "1234"},
+            ["cmd", "lock_settings", "set-password", "--old", "1234", "Error: didn't match"],
+            "Pin",
+        ),
     ],
-    ids=["pin", "first-pin", "password-quoted"],
+    ids=["pin", "first-pin", "password-quoted", "password-of-error-words"],
 )
 def test_reset_lockscreen_password_sets_and_reads_back_the_kind(
     android: AndroidPlatform,
@@ -214,7 +220,7 @@ def test_reset_lockscreen_password_sets_and_reads_back_the_kind(
 ) -> None:
     adb.set_credential(SERIAL, credential)
     kind = arguments["kind"].capitalize()
-    device_cmd.add("cmd", stdout=f"{kind} set\n", script=adb.credential_change(SERIAL, kind))
+    device_cmd.add("cmd", stdout=f"{kind} set to '{arguments['new']}'\n", script=adb.credential_change(SERIAL, kind))
     result = run(OperationType.RESET_LOCKSCREEN_PASSWORD, arguments, android, tmp_path)
     assert result == {"credential": arguments["kind"]}
     assert device_cmd.calls("cmd") == [argv]

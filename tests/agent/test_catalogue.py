@@ -229,7 +229,7 @@ NMCLI = """case "$*" in
 esac"""
 LOCK_SETTINGS = """case "$2" in
   clear) echo "Lock credential cleared" ;;
-  set-pin) echo "Pin set" ;;
+  set-pin) echo "Pin set to '482916'" ;;
 esac"""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
