@@ -57,6 +57,45 @@ for response in device["responses"]:
 shell = rest[1:] if rest[:1] == ["shell"] else None
 if shell == ["getprop"]:
     out("".join(f"[{key}]: [{value}]\n" for key, value in device["props"].items()))
+if shell is not None and shell[:1] == ["getprop"] and len(shell) == 2:
+    out(device["props"].get(shell[1], "") + "\n")
+if shell is not None and shell[:2] == ["settings", "put"] and len(shell) == 5:
+    device["settings"]["/".join(shell[2:4])] = shell[4]
+    save()
+    out()
+if shell is not None and shell[:2] == ["settings", "get"] and len(shell) == 4:
+    out(device["settings"].get("/".join(shell[2:4]), "null") + "\n")
+if shell is not None and shell[:2] == ["input", "keyevent"] and shell[2:] in (["KEYCODE_SLEEP"], ["KEYCODE_WAKEUP"]):
+    device["awake"] = shell[2] == "KEYCODE_WAKEUP"
+    save()
+    out()
+if shell == ["dumpsys", "power"]:
+    wakefulness, display = ("Awake", "ON") if device["awake"] else ("Asleep", "OFF")
+    out(f"POWER MANAGER (dumpsys power)\n\nPower Manager State:\n  mWakefulness={wakefulness}\n"
+        f"  mWakefulnessChanging=false\n\nDisplay Power: state={display}\n")
+if shell == ["am", "get-current-user"]:
+    out("0\n")
+if shell == ["dumpsys", "lock_settings"]:
+    out("Current lock settings service state:\n\nUser State:\n  User 0\n    SID: 0\n    Quality: 0\n"
+        f"    CredentialType: {device['credential']}\n    SeparateChallenge: false\n\n")
+PM_STATES = {
+    "enable": "new state: enabled",
+    "disable-user": "new state: disabled-user",
+    "suspend": "new suspended state: true",
+    "unsuspend": "new suspended state: false",
+}
+if shell is not None and len(shell) == 3 and shell[0] == "pm" and shell[1] in PM_STATES:
+    out(f"Package {shell[2]} {PM_STATES[shell[1]]}\n")
+if shell is not None and shell[:1] == ["pm"] and shell[1:2] in (["grant"], ["revoke"]) and len(shell) == 4:
+    device["grants"].setdefault(shell[2], {})[shell[3]] = shell[1] == "grant"
+    save()
+    out()
+if shell is not None and shell[:2] == ["dumpsys", "package"] and len(shell) == 3:
+    grants = device["grants"].get(shell[2], {})
+    permission = "android.permission.POST_NOTIFICATIONS"
+    out(f"Packages:\n  Package [{shell[2]}] (1a2b3c):\n    requested permissions:\n      {permission}\n"
+        f"    User 0: ceDataInode=1 installed=true hidden=false suspended=false\n      runtime permissions:\n"
+        f"        {permission}: granted={str(grants.get(permission, False)).lower()}, flags=[ USER_SET ]\n")
 if shell == ["dumpsys", "battery"]:
     battery = device["battery"]
     out("Current Battery Service state:\n" + "".join(f"  {key}: {value}\n" for key, value in battery.items()))
@@ -85,6 +124,19 @@ if rest[:1] == ["bugreport"] and len(rest) == 2:
         file.write(b"PK\x03\x04fake bugreport")
     out(f"Bug report copied to {rest[1]}\n")
 out()
+"""
+
+
+_SET_CREDENTIAL = r"""
+import json, os, sys
+
+state_path, serial, credential = sys.argv[1:]
+with open(state_path) as file:
+    state = json.load(file)
+state["devices"][serial]["credential"] = credential
+with open(state_path + ".tmp", "w") as file:
+    json.dump(state, file)
+os.replace(state_path + ".tmp", state_path)
 """
 
 
@@ -120,8 +172,12 @@ class FakeAdb:
         packages: dict[str, str] | None = None,
         boot_id: str = "boot-1",
         log_lines: int = 5,
+        credential: str = "None",
     ) -> None:
-        """Plug in a device; `props` are added to (or replace) a Pixel 7 on Android 14 in Europe/Berlin."""
+        """Plug in a device; `props` are added to (or replace) a Pixel 7 on Android 14 in Europe/Berlin.
+
+        `credential` is the lock screen's CredentialType in `dumpsys lock_settings`: None, Pattern, Pin or Password.
+        """
         self._state["devices"][serial] = {
             "state": state,
             "details": f"usb:1-{len(self._state['devices']) + 1} product:panther model:Pixel_7 device:panther",
@@ -138,6 +194,10 @@ class FakeAdb:
             "packages": packages if packages is not None else {"com.android.chrome": "631208033"},
             "boot_id": boot_id,
             "log_lines": log_lines,
+            "credential": credential,
+            "awake": True,
+            "settings": {},
+            "grants": {},
             "responses": [],
         }
         self._save()
@@ -153,6 +213,19 @@ class FakeAdb:
 
     def set_boot_id(self, serial: str, boot_id: str) -> None:
         self._update(serial, boot_id=boot_id)
+
+    def set_credential(self, serial: str, credential: str) -> None:
+        """What `dumpsys lock_settings` reports from now on (`cmd lock_settings` runs in the host's shell, not here)."""
+        self._update(serial, credential=credential)
+
+    def credential_change(self, serial: str, credential: str) -> str:
+        """A shell command making the device report `credential` from then on, for a fake `cmd lock_settings`."""
+        return shlex.join([sys.executable, "-c", _SET_CREDENTIAL, str(self.state_path), serial, credential])
+
+    def device(self, serial: str) -> dict[str, Any]:
+        """The device's state as the fake keeps it: `settings`, `awake`, `grants`, ..."""
+        self._load()
+        return dict(self._state["devices"][serial])
 
     def respond(
         self, serial: str, match: list[str], *, exit: int = 0, stdout: str = "", stderr: str = "", sleep: float = 0

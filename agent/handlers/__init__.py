@@ -5,7 +5,7 @@ from types import MappingProxyType
 
 from agent.config import CustomAction
 from agent.errors import UnsupportedOperation
-from agent.handlers.apps import AppPermissionHandler, AppStateHandler, ClearAppDataHandler
+from agent.handlers.apps import AppNotificationsHandler, AppPermissionHandler, AppStateHandler, ClearAppDataHandler
 from agent.handlers.artifacts import AgentLogHandler, BugreportHandler, LogsHandler, ScreenshotHandler
 from agent.handlers.attention import BeepHandler, NotifyHandler
 from agent.handlers.base import AnyHandler, PlatformTools
@@ -17,6 +17,7 @@ from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.kiosk import AllowlistHandler, KioskAppHandler, MultiAppModeHandler
 from agent.handlers.lock import LockHandler
+from agent.handlers.lockscreen import ClearPasscodeHandler, ResetLockscreenPasswordHandler
 from agent.handlers.lost_mode import (
     DisableLostModeHandler,
     EnableLostModeHandler,
@@ -66,6 +67,8 @@ def build_registry(
         DisableLostModeHandler(),
         LostModeLocationHandler(),
         LostModeSoundHandler(),
+        ClearPasscodeHandler(),
+        ResetLockscreenPasswordHandler(),
         WifiHandler(),
         AddWifiHandler(),
         RemoveWifiHandler(),
@@ -89,6 +92,7 @@ def build_registry(
         ClearAppDataHandler(),
         AppPermissionHandler(),
         AppStateHandler(),
+        AppNotificationsHandler(),
         RotationHandler(),
         LocationHandler(),
         InstallHandler(),

@@ -1,10 +1,15 @@
-"""CLEAR_APP_DATA, SET_APP_PERMISSION and SET_APP_STATE: per-app controls, which only Android has."""
+"""CLEAR_APP_DATA, SET_APP_PERMISSION, SET_APP_STATE and SET_APP_NOTIFICATIONS: per-app controls (Android only)."""
 
 from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext
-from agent.platforms.contract import AppControl
-from shared.arguments.apps import AppPackageArguments, AppPermissionArguments, AppStateArguments
+from agent.platforms.contract import AppControl, AppNotifications
+from shared.arguments.apps import (
+    AppNotificationsArguments,
+    AppPackageArguments,
+    AppPermissionArguments,
+    AppStateArguments,
+)
 from shared.operations import OperationType
 
 
@@ -30,3 +35,13 @@ class AppStateHandler(Handler[AppStateArguments, AppControl]):
     async def run(self, arguments: AppStateArguments, context: HandlerContext[AppControl]) -> dict[str, Any]:
         await context.platform.set_app_state(arguments.package, arguments.state)
         return {"package": arguments.package, "state": str(arguments.state)}
+
+
+class AppNotificationsHandler(Handler[AppNotificationsArguments, AppNotifications]):
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_APP_NOTIFICATIONS})
+
+    async def run(
+        self, arguments: AppNotificationsArguments, context: HandlerContext[AppNotifications]
+    ) -> dict[str, Any]:
+        await context.platform.set_app_notifications(arguments.package, arguments.enabled)
+        return {"package": arguments.package, "enabled": arguments.enabled}

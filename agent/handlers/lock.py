@@ -1,4 +1,4 @@
-"""LOCK: lock every graphical and console session on the device."""
+"""LOCK: lock every graphical and console session on the device; the platform says what it did."""
 
 from typing import Any, ClassVar
 
@@ -12,6 +12,4 @@ class LockHandler(Handler[NoArguments, SessionLocker]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.LOCK})
 
     async def run(self, arguments: NoArguments, context: HandlerContext[SessionLocker]) -> dict[str, Any]:
-        platform = context.platform
-        await platform.lock_sessions()
-        return {"locked": True}
+        return await context.platform.lock_sessions()

@@ -58,9 +58,8 @@ class EnableLostModeHandler(Handler[LostModeArguments, LostModeDevice]):
         async def show_message() -> None:
             await platform.notify(LOST_TITLE, arguments.shown_message())
 
-        async def lock() -> None:
-            # LOCK's lock_sessions reports nothing yet; once it describes what it locked, return that here.
-            await platform.lock_sessions()
+        async def lock() -> dict[str, Any]:
+            return {"lock": await platform.lock_sessions()}  # what LOCK's result would say
 
         return await run_steps([("record", record), ("message", show_message), ("lock", lock)])
 

@@ -7,6 +7,7 @@ from agent.errors import ToolFailed
 from agent.platforms.android_apps import AndroidApps
 from agent.platforms.android_diagnostics import AndroidDiagnostics
 from agent.platforms.android_kiosk import AndroidKiosk
+from agent.platforms.android_lock import AndroidLockScreen
 from agent.platforms.contract import DeviceSurvey
 from agent.platforms.location import LocationFix, parse_dumpsys_location, parse_uptime
 from shared.arguments.system import AudioStream, LocationMode, Rotation
@@ -34,16 +35,20 @@ NEVER_MS = 2_147_483_647
 
 NOTIFICATION_TAG = "tether"
 
+BLUETOOTH_MANAGER_SDK = 33
+"""`cmd bluetooth_manager` arrived in Android 13."""
+
 _VOLUME_RANGE = re.compile(r"in range \[(?P<low>\d+)\.\.(?P<high>\d+)\]")
 
 
-class AndroidPlatform(AndroidApps, AndroidDiagnostics, AndroidKiosk):
+class AndroidPlatform(AndroidApps, AndroidDiagnostics, AndroidKiosk, AndroidLockScreen):
     """One Android device, `adb -s SERIAL`; every process goes through `agent.process`.
 
-    Commands assume Android 12 (API 31) or later where noted; on older builds the tool fails and so does the command,
-    with the device's own error as the reason. Not implemented, so not advertised: BEEP_DEVICE (no shell tool plays a
-    tone), install by package name (adb has no store), Wi-Fi networks, Ethernet and static IP, language, certificates
-    and system updates (each needs root, a device-owner app or user confirmation on the device).
+    Commands assume Android 11, 12 or 13 where noted; on older builds the tool fails and so does the command, with
+    the device's own error as the reason (Bluetooth and app notifications check the API level first and say so).
+    Not implemented, so not advertised: BEEP_DEVICE (no shell tool plays a tone), install by package name (adb has
+    no store), Wi-Fi networks, Ethernet and static IP, language, certificates and system updates (each needs root,
+    a device-owner app or user confirmation on the device).
     """
 
     async def boot_id(self) -> str:
@@ -66,34 +71,35 @@ class AndroidPlatform(AndroidApps, AndroidDiagnostics, AndroidKiosk):
         """`adb -s S shell reboot -p`: power off."""
         await self.shell("reboot", "-p")
 
-    async def lock_sessions(self) -> None:
-        """`adb -s S shell input keyevent KEYCODE_SLEEP` (223): screen off, and locked if a lock screen is set."""
-        await self.shell("input", "keyevent", "KEYCODE_SLEEP")
-
     async def set_wifi(self, enabled: bool) -> None:
-        """`adb -s S shell svc wifi enable|disable`."""
-        await self.shell("svc", "wifi", "enable" if enabled else "disable")
+        """`adb -s S shell svc wifi enable|disable`; an error it prints with exit 0 fails the command."""
+        await self.shell_ok("svc", "wifi", "enable" if enabled else "disable")
 
     async def set_bluetooth(self, enabled: bool) -> None:
-        """`adb -s S shell cmd bluetooth_manager enable|disable` (Android 12+; `svc bluetooth` is gone in 13)."""
+        """`adb -s S shell cmd bluetooth_manager enable|disable`, which Android 13 (API 33) brought.
+
+        `svc bluetooth` is gone in 13 and older builds have no shell command for it, so an older device fails with
+        its API level (one `getprop ro.build.version.sdk`) rather than with whatever `cmd` prints there.
+        """
+        await self.require_sdk(BLUETOOTH_MANAGER_SDK, "13", "cmd bluetooth_manager")
         await self.shell_ok("cmd", "bluetooth_manager", "enable" if enabled else "disable")
 
     async def set_brightness(self, percent: int) -> None:
         """`settings put system screen_brightness_mode 0` (manual), then `screen_brightness` 0-255 from `percent`."""
-        await self.shell("settings", "put", "system", "screen_brightness_mode", "0")
-        await self.shell("settings", "put", "system", "screen_brightness", str(round(percent * 255 / 100)))
+        await self.put_setting("system", "screen_brightness_mode", "0")
+        await self.put_setting("system", "screen_brightness", str(round(percent * 255 / 100)))
 
     async def set_screen_off_timeout(self, seconds: int) -> None:
         """`adb -s S shell settings put system screen_off_timeout MS`; 0 (never) becomes NEVER_MS."""
-        await self.shell("settings", "put", "system", "screen_off_timeout", str(seconds * 1000 or NEVER_MS))
+        await self.put_setting("system", "screen_off_timeout", str(seconds * 1000 or NEVER_MS))
 
     async def set_rotation(self, rotation: Rotation) -> None:
         """`settings put system accelerometer_rotation 1` for AUTO; else `0` and `user_rotation 0-3`."""
         if rotation is Rotation.AUTO:
-            await self.shell("settings", "put", "system", "accelerometer_rotation", "1")
+            await self.put_setting("system", "accelerometer_rotation", "1")
             return
-        await self.shell("settings", "put", "system", "accelerometer_rotation", "0")
-        await self.shell("settings", "put", "system", "user_rotation", str(USER_ROTATIONS[rotation]))
+        await self.put_setting("system", "accelerometer_rotation", "0")
+        await self.put_setting("system", "user_rotation", str(USER_ROTATIONS[rotation]))
 
     async def set_stream_volume(self, stream: AudioStream, percent: int) -> None:
         """`cmd media_session volume --stream N --get` for the stream's index range, then `--set INDEX`.
@@ -131,7 +137,10 @@ class AndroidPlatform(AndroidApps, AndroidDiagnostics, AndroidKiosk):
     async def notify(self, title: str, message: str) -> None:
         """`adb -s S shell cmd notification post -S bigtext -t TITLE tether MESSAGE`, quoted for the device's shell.
 
-        The tag is always `tether`, so a new notification replaces the previous one instead of piling up.
+        The tag is always `tether`, so a new notification replaces the previous one instead of piling up. A refused
+        post exits non-zero, or prints its exception on standard error with exit 0 on some builds; standard output is
+        not searched, since the device may echo the message, and the message may contain any word.
         """
-        # shell, not shell_ok: the device may echo the notification, and the message may contain any word.
-        await self.shell("cmd", "notification", "post", "-S", "bigtext", "-t", title, NOTIFICATION_TAG, message)
+        await self.shell_ok(
+            "cmd", "notification", "post", "-S", "bigtext", "-t", title, NOTIFICATION_TAG, message, stderr_only=True
+        )

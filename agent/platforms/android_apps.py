@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.errors import HandlerError, ToolFailed, UnsupportedOperation
-from agent.platforms.android_adb import AdbTools
+from agent.platforms.android_adb import AdbTools, in_user_section
 from agent.process import last_line
 from shared.arguments.apps import AppState, SoftwareType
 
@@ -19,15 +19,28 @@ APP_SUFFIXES = (".apk", ".apex")
 
 _PACKAGE_LINE = re.compile(r"^package:(?P<name>\S+)(?:\s+versionCode:(?P<version>\S+))?")
 
-_APP_STATE_VERBS = {
+_APP_STATE_STEPS = {
     # disable-user, not disable: the shell user may disable apps for the user, not system-wide components.
-    AppState.ENABLED: ("enable", "unsuspend"),
-    AppState.DISABLED: ("disable-user",),
-    AppState.HIDDEN: ("hide",),
-    AppState.SUSPENDED: ("suspend",),
+    AppState.ENABLED: (("enable", "new state: enabled"), ("unsuspend", "new suspended state: false")),
+    AppState.DISABLED: (("disable-user", "new state: disabled-user"),),
+    AppState.SUSPENDED: (("suspend", "new suspended state: true"),),
 }
-"""`pm` verbs per state. ENABLED undoes DISABLED and SUSPENDED, which the shell user may both set (Android 9+). It does
-not run `pm unhide`: hide and unhide need root on most builds, and a failing unhide would fail every ENABLED."""
+"""`pm` verb per state, and the state `pm` reads back and prints after setting it (`Package P new state: enabled`).
+ENABLED undoes every state set here (DISABLED and SUSPENDED). HIDDEN has no entry: `pm hide` needs root."""
+
+POST_NOTIFICATIONS = "android.permission.POST_NOTIFICATIONS"
+POST_NOTIFICATIONS_SDK = 33
+"""Android 13 made posting notifications a runtime permission; before it, no shell command switches them per app."""
+
+_PERMISSION_USER = re.compile(r"^\s*User (?P<id>\d+):")
+_POST_NOTIFICATIONS_GRANT = re.compile(rf"^\s*{re.escape(POST_NOTIFICATIONS)}: granted=(?P<granted>true|false)")
+
+
+def notifications_granted(dump: str, user: str = "0") -> bool | None:
+    """Whether `dumpsys package P` shows POST_NOTIFICATIONS granted to `user` (pm's default user 0); None if not
+    listed."""
+    grant = in_user_section(dump, user, _PERMISSION_USER, _POST_NOTIFICATIONS_GRANT)
+    return None if grant is None else grant["granted"] == "true"
 
 
 def parse_package_list(text: str) -> list[dict[str, str]]:
@@ -92,6 +105,28 @@ class AndroidApps(AdbTools):
         await self.shell_ok("pm", "grant" if granted else "revoke", package, permission)
 
     async def set_app_state(self, package: str, state: AppState) -> None:
-        """`adb -s S shell pm enable|disable-user|hide|unhide|suspend|unsuspend PACKAGE`, see _APP_STATE_VERBS."""
-        for verb in _APP_STATE_VERBS[state]:
-            await self.shell_ok("pm", verb, package)
+        """`adb -s S shell pm enable|disable-user|suspend|unsuspend PACKAGE`, see _APP_STATE_STEPS; each must print
+        the state it was to set, which `pm` reads back from the package manager."""
+        steps = _APP_STATE_STEPS.get(state)
+        if steps is None:
+            raise UnsupportedOperation(
+                f"state '{state}' is not supported on android: pm hide needs root or a device-owner app"
+                " ('disabled' takes an app off the launcher)"
+            )
+        for verb, expected in steps:
+            result = await self.shell_ok("pm", verb, package)
+            if expected not in result.stdout_tail:
+                printed = last_line(result.stdout_tail) or "nothing"
+                raise ToolFailed(f"pm {verb} {package} on {self.serial} printed {printed!r}, not {expected!r}")
+
+    async def set_app_notifications(self, package: str, enabled: bool) -> None:
+        """`adb -s S shell pm grant|revoke PACKAGE android.permission.POST_NOTIFICATIONS` (Android 13+, checked with
+        `getprop ro.build.version.sdk` first), then `dumpsys package PACKAGE` must show the grant so for user 0."""
+        await self.require_sdk(POST_NOTIFICATIONS_SDK, "13", "switching an app's notifications")
+        verb = "grant" if enabled else "revoke"
+        await self.shell_ok("pm", verb, package, POST_NOTIFICATIONS)
+        granted = notifications_granted(await self.read_text("dumpsys", "package", package))
+        if granted is None:
+            raise ToolFailed(f"dumpsys package {package} on {self.serial} lists no POST_NOTIFICATIONS grant for user 0")
+        if granted is not enabled:
+            raise ToolFailed(f"pm {verb} {package} on {self.serial} left it granted={str(granted).lower()}")

@@ -14,6 +14,7 @@ from agent.platforms.location import LocationFix
 from agent.process import ProcessResult
 from agent.reachability import ReachabilityCheck
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
+from shared.arguments.lockscreen import CredentialKind
 from shared.arguments.network import ApnOverride, EthernetSettings, StaticIpSettings, WifiNetwork
 from shared.arguments.system import AudioStream, LocationMode, Rotation
 
@@ -61,7 +62,23 @@ class Surveyor(Protocol):
 
 @runtime_checkable
 class SessionLocker(Protocol):
-    async def lock_sessions(self) -> None: ...
+    async def lock_sessions(self) -> dict[str, Any]:
+        """Lock the device and return what happened, LOCK's result (at least `locked`); raise if it is not locked."""
+        ...
+
+
+@runtime_checkable
+class LockScreenCredential(Protocol):
+    """The lock screen's PIN or password, changed by whoever knows the current one.
+
+    Implementations keep both credentials out of errors, results and logs.
+    """
+
+    async def clear_lock_credential(self, current: str) -> bool:
+        """Remove the PIN, pattern or password `current`; return whether one was set (False: there was none)."""
+        ...
+
+    async def set_lock_credential(self, kind: CredentialKind, new: str, current: str | None) -> None: ...
 
 
 @runtime_checkable
@@ -210,6 +227,11 @@ class AppControl(Protocol):
     async def clear_app_data(self, package: str) -> None: ...
     async def set_app_permission(self, package: str, permission: str, granted: bool) -> None: ...
     async def set_app_state(self, package: str, state: AppState) -> None: ...
+
+
+@runtime_checkable
+class AppNotifications(Protocol):
+    async def set_app_notifications(self, package: str, enabled: bool) -> None: ...
 
 
 @runtime_checkable

@@ -4,6 +4,7 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from agent.errors import HandlerError
 from agent.inventory import linux_inventory, local_time_zone
@@ -42,8 +43,9 @@ class LinuxPlatform(
         """Ask systemd to reboot; it returns once the reboot is queued, before the system goes down."""
         await self.tool("systemctl", "reboot")
 
-    async def lock_sessions(self) -> None:
+    async def lock_sessions(self) -> dict[str, Any]:
         await self.tool("loginctl", "lock-sessions")
+        return {"locked": True}
 
     async def set_wifi(self, enabled: bool) -> None:
         await self.tool("nmcli", "radio", "wifi", "on" if enabled else "off")

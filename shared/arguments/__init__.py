@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.arguments.apps import (
+    AppNotificationsArguments,
     AppPackageArguments,
     AppPermissionArguments,
     AppStateArguments,
@@ -25,6 +26,7 @@ from shared.arguments.apps import (
 from shared.arguments.blueprint import BlueprintArguments
 from shared.arguments.diagnostics import LogsArguments
 from shared.arguments.kiosk import AllowlistArguments, KioskAppArguments, MultiAppModeArguments
+from shared.arguments.lockscreen import ClearPasscodeArguments, LockscreenPasswordArguments
 from shared.arguments.management import ConvergeArguments, CustomActionArguments, DeviceConfigArguments
 from shared.arguments.network import (
     ApnOverride,
@@ -94,6 +96,9 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.CLEAR_APP_DATA: AppPackageArguments,
         OperationType.SET_APP_PERMISSION: AppPermissionArguments,
         OperationType.SET_APP_STATE: AppStateArguments,
+        OperationType.SET_APP_NOTIFICATIONS: AppNotificationsArguments,
+        OperationType.CLEAR_PASSCODE: ClearPasscodeArguments,
+        OperationType.RESET_LOCKSCREEN_PASSWORD: LockscreenPasswordArguments,
         OperationType.SET_ROTATION_STATE: RotationArguments,
         OperationType.SET_GPS_STATE: GpsArguments,
         OperationType.SET_LOCATION_SERVICE: LocationServiceArguments,

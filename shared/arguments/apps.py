@@ -5,7 +5,9 @@ import re
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from shared.arguments.network import switch_word
 
 PACKAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9+._:@-]{0,254}$"
 """Debian, RPM, Alpine and Android package names alike; never anything a shell or option parser would read."""
@@ -133,6 +135,14 @@ class AppStateArguments(_Arguments):
 
     package: str = Field(pattern=PACKAGE_NAME)
     state: AppState
+
+
+class AppNotificationsArguments(_Arguments):
+    """SET_APP_NOTIFICATIONS: whether the app may post notifications."""
+
+    package: str = Field(pattern=PACKAGE_NAME)
+    enabled: StrictBool
+    _words = field_validator("enabled", mode="before")(switch_word)
 
 
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*([A-Za-z0-9+/=\s]*?)-----END ([A-Z0-9 ]+)-----")

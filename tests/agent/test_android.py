@@ -61,29 +61,36 @@ def on_device(*argvs: list[str]) -> list[list[str]]:
 # --- the platform: every method's exact adb commands ---------------------------------------------------------------
 
 SETTINGS = ["shell", "settings", "put", "system"]
+SDK = ["shell", "getprop", "ro.build.version.sdk"]
+
+
+def put(key: str, value: str) -> list[list[str]]:
+    """`settings put system KEY VALUE` and the `settings get` that reads it back."""
+    return [[*SETTINGS, key, value], ["shell", "settings", "get", "system", key]]
+
+
 QUOTED_TITLE_AND_MESSAGE = ["'Hello; reboot'", "tether", "'it'\"'\"'s $(id)'"]
 """What `adb shell` hands the device's sh: one word each, never a second command or a substitution."""
 
 EXACT: list[tuple[str, Call, list[list[str]]]] = [
     ("reboot", lambda p: p.reboot(), [["reboot"]]),
     ("shut_down", lambda p: p.shut_down(), [["shell", "reboot", "-p"]]),
-    ("lock", lambda p: p.lock_sessions(), [["shell", "input", "keyevent", "KEYCODE_SLEEP"]]),
     ("wifi_on", lambda p: p.set_wifi(True), [["shell", "svc", "wifi", "enable"]]),
     ("wifi_off", lambda p: p.set_wifi(False), [["shell", "svc", "wifi", "disable"]]),
-    ("bluetooth_on", lambda p: p.set_bluetooth(True), [["shell", "cmd", "bluetooth_manager", "enable"]]),
-    ("bluetooth_off", lambda p: p.set_bluetooth(False), [["shell", "cmd", "bluetooth_manager", "disable"]]),
+    ("bluetooth_on", lambda p: p.set_bluetooth(True), [SDK, ["shell", "cmd", "bluetooth_manager", "enable"]]),
+    ("bluetooth_off", lambda p: p.set_bluetooth(False), [SDK, ["shell", "cmd", "bluetooth_manager", "disable"]]),
     (
         "brightness",
         lambda p: p.set_brightness(50),
-        [[*SETTINGS, "screen_brightness_mode", "0"], [*SETTINGS, "screen_brightness", "128"]],
+        [*put("screen_brightness_mode", "0"), *put("screen_brightness", "128")],
     ),
-    ("screen_off", lambda p: p.set_screen_off_timeout(30), [[*SETTINGS, "screen_off_timeout", "30000"]]),
-    ("screen_never_off", lambda p: p.set_screen_off_timeout(0), [[*SETTINGS, "screen_off_timeout", "2147483647"]]),
-    ("rotation_auto", lambda p: p.set_rotation(Rotation.AUTO), [[*SETTINGS, "accelerometer_rotation", "1"]]),
+    ("screen_off", lambda p: p.set_screen_off_timeout(30), put("screen_off_timeout", "30000")),
+    ("screen_never_off", lambda p: p.set_screen_off_timeout(0), put("screen_off_timeout", "2147483647")),
+    ("rotation_auto", lambda p: p.set_rotation(Rotation.AUTO), put("accelerometer_rotation", "1")),
     (
         "rotation_landscape",
         lambda p: p.set_rotation(Rotation.REVERSE_LANDSCAPE),
-        [[*SETTINGS, "accelerometer_rotation", "0"], [*SETTINGS, "user_rotation", "3"]],
+        [*put("accelerometer_rotation", "0"), *put("user_rotation", "3")],
     ),
     (
         "volume",
@@ -137,7 +144,6 @@ EXACT: list[tuple[str, Call, list[list[str]]]] = [
         lambda p: p.set_app_state("com.example", AppState.DISABLED),
         [["shell", "pm", "disable-user", "com.example"]],
     ),
-    ("hide", lambda p: p.set_app_state("com.example", AppState.HIDDEN), [["shell", "pm", "hide", "com.example"]]),
     (
         "suspend",
         lambda p: p.set_app_state("com.example", AppState.SUSPENDED),
@@ -296,6 +302,85 @@ def test_detached_device_fails_with_adbs_reason(android: AndroidPlatform, adb: F
         asyncio.run(android.reboot())
 
 
+def test_bluetooth_before_android_13_fails_with_the_api_level(android: AndroidPlatform, adb: FakeAdb) -> None:
+    adb.attach(SERIAL, props={"ro.build.version.sdk": "32"})
+    with pytest.raises(UnsupportedOperation) as caught:
+        asyncio.run(android.set_bluetooth(True))
+    assert str(caught.value) == f"cmd bluetooth_manager needs Android 13 (API 33) or later; {SERIAL} runs API 32"
+    assert adb.calls() == on_device(SDK)
+
+
+def test_wifi_error_printed_with_exit_zero_fails(android: AndroidPlatform, adb: FakeAdb) -> None:
+    adb.respond(SERIAL, ["shell", "svc", "wifi"], stdout="Error: wifi service not available\n")
+    with pytest.raises(ToolFailed, match="svc wifi on 0A1B2C3D4E failed: Error: wifi service not available"):
+        asyncio.run(android.set_wifi(False))
+
+
+def test_a_setting_that_does_not_read_back_fails(android: AndroidPlatform, adb: FakeAdb) -> None:
+    adb.respond(SERIAL, ["shell", "settings", "get", "system", "screen_brightness"], stdout="77\n")
+    with pytest.raises(ToolFailed, match=f"^settings put system screen_brightness 255 on {SERIAL} left it '77'$"):
+        asyncio.run(android.set_brightness(100))
+    assert adb.device(SERIAL)["settings"] == {"system/screen_brightness_mode": "0", "system/screen_brightness": "255"}
+
+
+def test_notify_ignores_its_echoed_message_but_fails_on_an_error_on_stderr(
+    android: AndroidPlatform, adb: FakeAdb
+) -> None:
+    adb.respond(SERIAL, ["shell", "cmd", "notification"], stdout="posted: Error: Exception in the message\n")
+    asyncio.run(android.notify("Hi", "Error: Exception in the message"))
+    adb.attach(SERIAL)
+    adb.respond(SERIAL, ["shell", "cmd", "notification"], stderr="java.lang.SecurityException: not allowed\n")
+    with pytest.raises(ToolFailed, match=r"cmd notification on 0A1B2C3D4E failed: java\.lang\.SecurityException"):
+        asyncio.run(android.notify("Hi", "there"))
+
+
+def test_hidden_is_refused_before_anything_runs(android: AndroidPlatform, adb: FakeAdb) -> None:
+    with pytest.raises(UnsupportedOperation) as caught:
+        asyncio.run(android.set_app_state("com.example", AppState.HIDDEN))
+    assert str(caught.value) == (
+        "state 'hidden' is not supported on android: pm hide needs root or a device-owner app"
+        " ('disabled' takes an app off the launcher)"
+    )
+    assert adb.calls() == []
+
+
+def test_an_app_state_pm_does_not_print_back_fails(android: AndroidPlatform, adb: FakeAdb) -> None:
+    adb.respond(SERIAL, ["shell", "pm", "unsuspend"], stdout="Package com.example new suspended state: true\n")
+    with pytest.raises(ToolFailed) as caught:
+        asyncio.run(android.set_app_state("com.example", AppState.ENABLED))
+    assert str(caught.value) == (
+        f"pm unsuspend com.example on {SERIAL} printed 'Package com.example new suspended state: true',"
+        " not 'new suspended state: false'"
+    )
+
+
+NOTIFICATIONS = "android.permission.POST_NOTIFICATIONS"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_app_notifications_are_the_post_notifications_grant_read_back(
+    android: AndroidPlatform, adb: FakeAdb, enabled: bool
+) -> None:
+    asyncio.run(android.set_app_notifications("com.example", enabled))
+    verb = "grant" if enabled else "revoke"
+    assert adb.calls() == on_device(
+        SDK, ["shell", "pm", verb, "com.example", NOTIFICATIONS], ["shell", "dumpsys", "package", "com.example"]
+    )
+
+
+def test_app_notifications_that_do_not_read_back_fail(android: AndroidPlatform, adb: FakeAdb) -> None:
+    adb.respond(SERIAL, ["shell", "pm", "grant"])  # the grant does nothing on this device
+    with pytest.raises(ToolFailed, match=f"^pm grant com.example on {SERIAL} left it granted=false$"):
+        asyncio.run(android.set_app_notifications("com.example", True))
+
+
+def test_app_notifications_before_android_13_fail_with_the_api_level(android: AndroidPlatform, adb: FakeAdb) -> None:
+    adb.attach(SERIAL, props={"ro.build.version.sdk": "31"})
+    with pytest.raises(UnsupportedOperation, match=f"needs Android 13 \\(API 33\\) or later; {SERIAL} runs API 31"):
+        asyncio.run(android.set_app_notifications("com.example", False))
+    assert adb.calls() == on_device(SDK)
+
+
 # --- capabilities and the Android-only handlers ----------------------------------------------------------------------
 
 
@@ -305,12 +390,15 @@ def test_capabilities_follow_the_protocols_android_implements(android: AndroidPl
         OperationType.CLEAR_APP_DATA,
         OperationType.SET_APP_PERMISSION,
         OperationType.SET_APP_STATE,
+        OperationType.SET_APP_NOTIFICATIONS,
         OperationType.SET_ROTATION_STATE,
         OperationType.SET_GPS_STATE,
         OperationType.SET_LOCATION_SERVICE,
         OperationType.SET_MULTI_APP_MODE,
         OperationType.ADD_TO_WHITELIST,
         OperationType.REMOVE_FROM_WHITELIST,
+        OperationType.CLEAR_PASSCODE,
+        OperationType.RESET_LOCKSCREEN_PASSWORD,
     }
     assert OperationType.SET_KIOSK_APP in advertised
     assert android_only | {OperationType.REBOOT, OperationType.LOCK, OperationType.RUN_SHELL_SCRIPT} <= advertised
@@ -330,6 +418,16 @@ def test_capabilities_follow_the_protocols_android_implements(android: AndroidPl
             {"package": "com.example", "state": "disabled"},
         ),
         (
+            OperationType.SET_APP_NOTIFICATIONS,
+            {"package": "com.example", "enabled": "off"},
+            [
+                SDK,
+                ["shell", "pm", "revoke", "com.example", NOTIFICATIONS],
+                ["shell", "dumpsys", "package", "com.example"],
+            ],
+            {"package": "com.example", "enabled": False},
+        ),
+        (
             OperationType.SET_GPS_STATE,
             {"gps_state": "off"},
             [["shell", "cmd", "location", "set-location-enabled", "false"]],
@@ -344,7 +442,7 @@ def test_capabilities_follow_the_protocols_android_implements(android: AndroidPl
         (
             OperationType.SET_ROTATION_STATE,
             {"rotation": "portrait"},
-            [[*SETTINGS, "accelerometer_rotation", "0"], [*SETTINGS, "user_rotation", "0"]],
+            [*put("accelerometer_rotation", "0"), *put("user_rotation", "0")],
             {"rotation": "portrait"},
         ),
     ],
@@ -600,9 +698,9 @@ def test_commands_run_on_their_device_only_and_devices_run_concurrently(
     asyncio.run(with_bridge(bridge_settings(mosquitto_url, tmp_path), scenario))
     assert statuses(observer, fast, "f1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
     commands = [argv[3:] for argv in adb.calls(SERIAL) if argv[3:4] == ["shell"] and "boot_id" not in argv[-1]]
-    assert commands[-3:] == [
-        [*SETTINGS, "accelerometer_rotation", "0"],
-        [*SETTINGS, "user_rotation", "1"],
+    assert commands[-5:] == [
+        *put("accelerometer_rotation", "0"),
+        *put("user_rotation", "1"),
         ["shell", "pm", "clear", "com.example"],
     ]
     assert [argv for argv in adb.calls(other) if "svc" in argv] == [

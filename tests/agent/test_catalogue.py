@@ -299,6 +299,10 @@ BUSCTL = """case "$*" in
   *" GetDeviceByIpIface s "*) echo 'o "/org/freedesktop/NetworkManager/Devices/2"' ;;
   *" CheckpointCreate "*) echo 'o "/org/freedesktop/NetworkManager/Checkpoint/1"' ;;
 esac"""
+LOCK_SETTINGS = """case "$2" in
+  clear) echo "Lock credential cleared" ;;
+  set-pin) echo "Pin set to '482916'" ;;
+esac"""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
@@ -342,6 +346,8 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "getent": {"stdout": "kiosk:x:1001:1001:Kiosk:/home/kiosk:/bin/sh\n"},  # SET_KIOSK_APP's user
     "cage": {},
     "chromium": {},  # SET_KIOSK_APP's app
+    # The Android device's `cmd`: `cmd lock_settings` reaches the device on its shell's standard input.
+    "cmd": {"script": LOCK_SETTINGS},
     # The custom actions of the page's config example.
     "ansible-pull": {"stdout": "PLAY RECAP ok=3 changed=0\n"},
     "provision-kiosk": {},
@@ -376,6 +382,16 @@ def multi_app_mode(bench: "Bench") -> None:
     (state / "kiosk.json").write_text('{"multi_app": true, "suspended": ["com.android.chrome"]}')
 
 
+def lock_credential(credential: str) -> Preparation:
+    """The Android device's lock screen reads `credential` (`dumpsys lock_settings`), as it does after the row ran."""
+
+    def prepare(bench: "Bench") -> None:
+        if bench.adb is not None:
+            bench.adb.set_credential(SERIAL, credential)
+
+    return prepare
+
+
 ANNOUNCED = Announcement(
     device_id="d1", platform=Platform.LINUX, agent_version="0.1.0", tags=["kiosk"], announced_at=utc_now()
 )
@@ -385,6 +401,10 @@ PREPARATIONS: dict[OperationType, Preparation] = {
     OperationType.UNINSTALL_CERTIFICATE: installed_certificate,
     OperationType.ADD_TO_WHITELIST: multi_app_mode,
     OperationType.REMOVE_FROM_WHITELIST: multi_app_mode,
+    OperationType.LOCK: lock_credential("Pin"),
+    OperationType.ENABLE_LOST_MODE: lock_credential("Pin"),
+    OperationType.CLEAR_PASSCODE: lock_credential("None"),
+    OperationType.RESET_LOCKSCREEN_PASSWORD: lock_credential("Pin"),
 }
 
 

@@ -59,7 +59,7 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTools:
 @pytest.fixture
 def adb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeAdb:
     fake = FakeAdb.on_path(tmp_path / "adb-bin", monkeypatch)
-    fake.attach(SERIAL)
+    fake.attach(SERIAL, credential="Pin")  # a device with a lock screen: LOCK can lock it
     return fake
 
 
@@ -201,7 +201,11 @@ def test_enable_on_android_posts_the_message_and_puts_the_screen_to_sleep(
     assert adb.calls() == [
         notification("This device has been reported lost", SHOWN),
         ["adb", "-s", SERIAL, "shell", "input", "keyevent", "KEYCODE_SLEEP"],
+        ["adb", "-s", SERIAL, "shell", "dumpsys", "power"],
+        ["adb", "-s", SERIAL, "shell", "am", "get-current-user"],
+        ["adb", "-s", SERIAL, "shell", "dumpsys", "lock_settings"],
     ]
+    assert result["lock"] == {"screen_off": True, "locked": True, "credential": "pin"}
     assert adb.calls()[0][-1] == "'Please return me to the front desk; $(reboot)\nCall +49 30 1234567'"
     assert [step["ok"] for step in result["steps"]] == [True, True, True]
     assert announced_lost_mode(profile)["enabled"] is True

@@ -25,8 +25,8 @@ def fleet(mosquitto_url: str, tmp_path: Path) -> Iterator[Fleet]:
     controller = Controller(tmp_path, broker_url=mosquitto_url)
     host = Agent(tmp_path, mosquitto_url, "kiosk", "--tag", "store-12")
     adb = FakeAdb(tmp_path / "bridge" / "bin")
-    adb.attach(PHONE)
-    adb.attach(TABLET, props={"persist.sys.timezone": "Asia/Tokyo"})
+    adb.attach(PHONE, credential="Pin")  # a PIN is set, so LOCK locks them
+    adb.attach(TABLET, props={"persist.sys.timezone": "Asia/Tokyo"}, credential="Pin")
     bridge = Agent(tmp_path, mosquitto_url, "bridge", "--android", "--no-host", "--tag", "store-12")
     try:
         controller.wait_online("kiosk", f"android-{PHONE}", f"android-{TABLET}")

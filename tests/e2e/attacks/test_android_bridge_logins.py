@@ -70,8 +70,8 @@ def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BridgedFle
     config.write_text(f'android_logins = "{logins}"\nandroid_poll_interval_s = 0.3\n')
     controller = Controller(tmp_path, None, "--embedded-broker", request.param, "--broker-auth", str(auth))
     adb = FakeAdb(tmp_path / HOST / "bin")  # first on the bridge's PATH
-    adb.attach(PHONE)
-    adb.attach(TABLET)
+    adb.attach(PHONE, credential="Pin")  # a PIN is set, so LOCK locks them
+    adb.attach(TABLET, credential="Pin")
     port = controller.mqtt_port
     bridge = Agent(
         tmp_path, f"mqtt://{HOST}:{credentials[HOST]}@127.0.0.1:{port}", HOST, "--android", "--config", str(config)
