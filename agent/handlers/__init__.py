@@ -12,6 +12,7 @@ from agent.handlers.base import AnyHandler, PlatformTools
 from agent.handlers.certificates import InstallCertificateHandler, UninstallCertificateHandler
 from agent.handlers.content import InstallOtaHandler, SyncContentHandler
 from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHandler
+from agent.handlers.desktop import LockdownHandler, WallpaperHandler
 from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.lock import LockHandler
@@ -51,6 +52,7 @@ def build_registry(
         RebootHandler(reboot_grace_s=reboot_grace_s),
         ShutDownHandler(shutdown_grace_s=reboot_grace_s),
         LockHandler(),
+        LockdownHandler(),
         WifiHandler(),
         AddWifiHandler(),
         RemoveWifiHandler(),
@@ -61,6 +63,7 @@ def build_registry(
         TimeZoneHandler(),
         LanguageHandler(),
         BrightnessHandler(),
+        WallpaperHandler(),
         ScreenOffTimeoutHandler(),
         VolumeHandler(),
         NotifyHandler(),

@@ -13,5 +13,5 @@ class LockHandler(Handler[NoArguments, SessionLocker]):
 
     async def run(self, arguments: NoArguments, context: HandlerContext[SessionLocker]) -> dict[str, Any]:
         platform = context.platform
-        await platform.lock_sessions()
-        return {"locked": True}
+        outcome = await platform.lock_sessions()
+        return {"locked": True, **(outcome or {})}

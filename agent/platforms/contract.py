@@ -7,7 +7,7 @@ Methods raise agent.errors.HandlerError subclasses (ToolNotFound, ToolFailed, To
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agent.process import ProcessResult
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
@@ -34,7 +34,10 @@ class AgentRemover(Protocol):
 
 @runtime_checkable
 class SessionLocker(Protocol):
-    async def lock_sessions(self) -> None: ...
+    async def lock_sessions(self) -> dict[str, Any] | None:
+        """Lock the device's sessions; return None, or what the result says beyond `locked: true` (Linux: the
+        sessions and their read-back lock state). Raise a HandlerError when nothing was locked."""
+        ...
 
 
 @runtime_checkable
@@ -77,13 +80,17 @@ class Clock(Protocol):
 
 @runtime_checkable
 class Locale(Protocol):
-    async def set_language(self, locale: str) -> None: ...
+    async def set_language(self, locale: str) -> dict[str, Any]:
+        """Make `locale` the system's language; return what the result says beyond `language`."""
+        ...
 
 
 @runtime_checkable
 class Display(Protocol):
     async def set_brightness(self, percent: int) -> None: ...
-    async def set_screen_off_timeout(self, seconds: int) -> None: ...
+    async def set_screen_off_timeout(self, seconds: int) -> dict[str, Any] | None:
+        """Return None, or what the result says beyond `timeout_s` (Linux: the mechanism and the sessions)."""
+        ...
 
 
 @runtime_checkable
@@ -98,7 +105,9 @@ class Audio(Protocol):
 
 @runtime_checkable
 class Notifier(Protocol):
-    async def notify(self, title: str, message: str) -> None: ...
+    async def notify(self, title: str, message: str) -> dict[str, Any] | None:
+        """Return None, or what the result says beyond the title and message (Linux: whom it reached)."""
+        ...
 
 
 @runtime_checkable
@@ -109,6 +118,21 @@ class Beeper(Protocol):
 @runtime_checkable
 class Attention(Notifier, Beeper, Protocol):
     """Notifier and Beeper. Android can notify but not beep over adb, so a handler should need only the one it uses."""
+
+
+@runtime_checkable
+class Wallpaper(Protocol):
+    async def set_wallpaper(self, image: Path) -> dict[str, Any]:
+        """Show the image at `image` (a downloaded file the platform may move) as the wallpaper; return what was
+        set where."""
+        ...
+
+
+@runtime_checkable
+class Lockdown(Protocol):
+    async def set_lockdown(self, enabled: bool, message: str) -> dict[str, Any]:
+        """Refuse (or again allow) new logins, locking the sessions already open; return what was done."""
+        ...
 
 
 @runtime_checkable

@@ -6,14 +6,18 @@ from pathlib import Path
 
 from agent.errors import HandlerError
 from agent.platforms.linux_certificates import LinuxCertificates
+from agent.platforms.linux_desktop import LinuxDesktop
 from agent.platforms.linux_diagnostics import LinuxDiagnostics
+from agent.platforms.linux_locale import LinuxLocale
 from agent.platforms.linux_network import LinuxNetwork
 from agent.platforms.linux_packages import LinuxPackages
 from agent.platforms.linux_system import LinuxSystem
 from agent.process import ProcessResult
 
 
-class LinuxPlatform(LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, LinuxCertificates):
+class LinuxPlatform(
+    LinuxNetwork, LinuxSystem, LinuxLocale, LinuxDesktop, LinuxDiagnostics, LinuxPackages, LinuxCertificates
+):
     """The tools a handler may use on Linux; every process goes through `agent.process`.
 
     Capabilities beyond power, sessions, Wi-Fi radio and scripts come from the linux_* mix-ins listed as bases.
@@ -29,9 +33,6 @@ class LinuxPlatform(LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, 
     async def reboot(self) -> None:
         """Ask systemd to reboot; it returns once the reboot is queued, before the system goes down."""
         await self.tool("systemctl", "reboot")
-
-    async def lock_sessions(self) -> None:
-        await self.tool("loginctl", "lock-sessions")
 
     async def set_wifi(self, enabled: bool) -> None:
         await self.tool("nmcli", "radio", "wifi", "on" if enabled else "off")

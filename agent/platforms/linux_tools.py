@@ -1,6 +1,7 @@
 """The base every Linux capability mix-in shares: a tool timeout and one way to run a tool."""
 
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,3 +82,26 @@ class LinuxTools:
     async def probe(self, argv: Sequence[str]) -> ProcessResult:
         """Run a read-only tool and return its result whatever the exit code."""
         return await process.run(argv, timeout=self.tool_timeout)
+
+
+def replace_file(path: Path, content: bytes) -> bytes | None:
+    """Replace `path` atomically with `content`, world-readable (0644) as configuration and trust anchors are; return
+    what it held before (None: it did not exist)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            previous: bytes | None = path.read_bytes()
+        except FileNotFoundError:
+            previous = None
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                os.fchmod(file.fileno(), 0o644)
+                file.write(content)
+            os.replace(name, path)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        raise HandlerError(f"cannot write {path}: {err.strerror or err}") from err
+    return previous

@@ -39,11 +39,13 @@ from shared.arguments.system import (
     GpsArguments,
     LanguageArguments,
     LocationServiceArguments,
+    LockdownArguments,
     NotifyArguments,
     RotationArguments,
     ScreenOffTimeoutArguments,
     TimeZoneArguments,
     VolumeArguments,
+    WallpaperArguments,
 )
 from shared.messages import MAX_ARGUMENTS_BYTES, MAX_PAYLOAD_BYTES
 from shared.operations import OperationType
@@ -97,6 +99,8 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.UNINSTALL_CERTIFICATE: CertificateNameArguments,
         OperationType.SYNC_CONTENT: SyncContentArguments,
         OperationType.INSTALL_OTA: OtaArguments,
+        OperationType.SET_WALLPAPER: WallpaperArguments,
+        OperationType.SET_DEVICE_LOCKDOWN_STATE: LockdownArguments,
     }
 )
 

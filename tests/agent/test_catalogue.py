@@ -32,7 +32,7 @@ from shared.operations import DeviceStatus, OperationType, Platform
 from tests.agent.file_server import Server
 from tests.agent.test_runner import until
 from tests.fake_adb import FakeAdb
-from tests.fakes import FakeTools
+from tests.fakes import GSETTINGS, RUNUSER, FakeSession, FakeTools, logind
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 HEADER = "| Type | Linux | Android | Example arguments | Result |"
@@ -148,6 +148,9 @@ def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
             tool_timeout=5,
             debian_ca_dir=tmp_path / "ca" / "debian",
             rhel_ca_dir=tmp_path / "ca" / "rhel",
+            etc_dir=tmp_path / "etc",
+            wallpaper_dir=tmp_path / "backgrounds",
+            user_runtime_root=tmp_path / "run-user",
         )
     return AndroidPlatform(serial=SERIAL, tool_timeout=5)
 
@@ -240,6 +243,14 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "rfkill": {"script": RFKILL},
     "timedatectl": {},
     "localectl": {},
+    "locale": {"stdout": "C\nC.utf8\nPOSIX\nde_DE.utf8\n"},
+    # A kiosk user in GNOME on Wayland at the screen, and an administrator over SSH (a terminal for wall).
+    "loginctl": {
+        "script": logind(FakeSession("2", tty="tty2"), FakeSession("7", user="ops", uid=1001, type="tty", tty="pts/0"))
+    },
+    "runuser": {"script": RUNUSER},
+    "gsettings": {"script": GSETTINGS},
+    "notify-send": {},
     "brightnessctl": {"stdout": "Updated device 'intel_backlight'\n"},
     "xset": {},
     "wpctl": {},
