@@ -119,9 +119,9 @@ class FakeSession:
         return "\\n".join(lines) + "\\n"
 
 
-def logind(*sessions: FakeSession) -> str:
-    """A fake loginctl's script: lists `sessions`, shows each, and after `lock-sessions` shows LockedHint=yes for
-    those whose locker works (builtins only)."""
+def logind(*sessions: FakeSession, lock_s: float = 0.0) -> str:
+    """A fake loginctl's script: lists `sessions`, shows each, and after `lock-sessions` (which takes `lock_s`) shows
+    LockedHint=yes for those whose locker works (builtins only, but for that sleep)."""
     listing = "".join(f"{s.id} {s.uid} {s.user} seat0 {s.tty}\\n" for s in sessions)
     hint = {s.id: "locked" if s.locks else "echo no" for s in sessions}
     shows = "\n".join(
@@ -130,7 +130,7 @@ def logind(*sessions: FakeSession) -> str:
     return f"""locked() {{ if [ -e "${{0%/*}}/locked" ]; then echo yes; else echo no; fi; }}
 case "$1" in
   list-sessions) printf '{listing}' ;;
-  lock-sessions) : > "${{0%/*}}/locked" ;;
+  lock-sessions) : > "${{0%/*}}/locked"{f"; sleep {lock_s}" if lock_s else ""} ;;
   show-session)
     case "$2" in
 {shows}
