@@ -2,11 +2,23 @@
 
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-DANGEROUS = ("systemctl", "loginctl", "nmcli", "busctl", "shutdown", "reboot", "poweroff", "halt")
+DANGEROUS = (
+    "systemctl",
+    "loginctl",
+    "nmcli",
+    "busctl",
+    "shutdown",
+    "reboot",
+    "poweroff",
+    "halt",
+    "locale-gen",
+    "localedef",
+)
 """Always faked, so that a test that forgets to fake one of them still cannot reboot or cut off this machine."""
 
 
@@ -73,3 +85,73 @@ def is_running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+LIST_SESSIONS = ["loginctl", "list-sessions", "--no-legend"]
+PROPERTIES = ["Id", "Name", "User", "Type", "State", "Remote", "Display", "TTY", "Desktop", "LockedHint"]
+
+
+def show_session(session_id: str) -> list[str]:
+    """How the agent asks loginctl about one session."""
+    return ["loginctl", "show-session", session_id, *[word for name in PROPERTIES for word in ("-p", name)]]
+
+
+RUNUSER = 'shift 3; exec "$@"'
+"""A fake runuser's script: drop `-u USER --` and run the rest (`env VAR=... TOOL ...`) as this user."""
+
+
+@dataclass(frozen=True)
+class FakeSession:
+    """A logind session as a fake loginctl describes it."""
+
+    id: str
+    user: str = "kiosk"
+    uid: int = 1000
+    type: str = "wayland"
+    desktop: str = "GNOME"
+    display: str = ""
+    tty: str = ""
+    remote: bool = False
+    locks: bool = True
+    """Whether its screen locker sets LockedHint once `loginctl lock-sessions` has run."""
+
+    def shown(self) -> str:
+        lines = [
+            f"Id={self.id}",
+            f"Name={self.user}",
+            f"User={self.uid}",
+            f"Type={self.type}",
+            "State=active",
+            f"Remote={'yes' if self.remote else 'no'}",
+            f"Display={self.display}",
+            f"TTY={self.tty}",
+            f"Desktop={self.desktop}",
+        ]
+        return "\\n".join(lines) + "\\n"
+
+
+def logind(*sessions: FakeSession, lock_s: float = 0.0) -> str:
+    """A fake loginctl's script: lists `sessions`, shows each, and after `lock-sessions` (which takes `lock_s`) shows
+    LockedHint=yes for those whose locker works (builtins only, but for that sleep)."""
+    listing = "".join(f"{s.id} {s.uid} {s.user} seat0 {s.tty}\\n" for s in sessions)
+    hint = {s.id: "locked" if s.locks else "echo no" for s in sessions}
+    shows = "\n".join(
+        f"""    {shlex.quote(s.id)}) printf '{s.shown()}LockedHint=%s\\n' "$({hint[s.id]})" ;;""" for s in sessions
+    )
+    return f"""locked() {{ if [ -e "${{0%/*}}/locked" ]; then echo yes; else echo no; fi; }}
+case "$1" in
+  list-sessions) printf '{listing}' ;;
+  lock-sessions) : > "${{0%/*}}/locked"{f"; sleep {lock_s}" if lock_s else ""} ;;
+  show-session)
+    case "$2" in
+{shows}
+      *) echo "Failed to get session: No session '$2' known" >&2; exit 1 ;;
+    esac ;;
+esac"""
+
+
+GSETTINGS = """case "$1" in
+  set) printf '%s' "$4" > "${0%/*}/gsettings.$3" ;;
+  get) read -r value < "${0%/*}/gsettings.$3"; printf "'%s'\\n" "$value" ;;
+esac"""
+"""A fake gsettings's script that keeps what `set SCHEMA KEY VALUE` set and `get SCHEMA KEY` prints it quoted."""

@@ -13,6 +13,7 @@ from agent.handlers.blueprint import BlueprintHandler
 from agent.handlers.certificates import InstallCertificateHandler, UninstallCertificateHandler
 from agent.handlers.content import InstallOtaHandler, SyncContentHandler
 from agent.handlers.custom import ConvergeHandler, CustomActionHandler, WipeHandler
+from agent.handlers.desktop import LockdownHandler, WallpaperHandler
 from agent.handlers.device import LocationHandler, RotationHandler
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.kiosk import AllowlistHandler, KioskAppHandler, MultiAppModeHandler
@@ -69,6 +70,7 @@ def build_registry(
         LostModeSoundHandler(),
         ClearPasscodeHandler(),
         ResetLockscreenPasswordHandler(),
+        LockdownHandler(),
         WifiHandler(),
         AddWifiHandler(),
         RemoveWifiHandler(),
@@ -80,6 +82,7 @@ def build_registry(
         TimeZoneHandler(),
         LanguageHandler(),
         BrightnessHandler(),
+        WallpaperHandler(),
         ScreenOffTimeoutHandler(),
         VolumeHandler(),
         NotifyHandler(),

@@ -12,8 +12,8 @@ class NotifyHandler(Handler[NotifyArguments, Notifier]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.NOTIFY_DEVICE})
 
     async def run(self, arguments: NotifyArguments, context: HandlerContext[Notifier]) -> dict[str, Any]:
-        await context.platform.notify(arguments.title, arguments.message)
-        return {"title": arguments.title, "message": arguments.message}
+        reached = await context.platform.notify(arguments.title, arguments.message)
+        return {"title": arguments.title, "message": arguments.message, **(reached or {})}
 
 
 class BeepHandler(Handler[BeepArguments, Beeper]):

@@ -20,5 +20,5 @@ class ScreenOffTimeoutHandler(Handler[ScreenOffTimeoutArguments, Display]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_SCREEN_OFF_TIMEOUT})
 
     async def run(self, arguments: ScreenOffTimeoutArguments, context: HandlerContext[Display]) -> dict[str, Any]:
-        await context.platform.set_screen_off_timeout(arguments.timeout_s)
-        return {"timeout_s": arguments.timeout_s}
+        applied = await context.platform.set_screen_off_timeout(arguments.timeout_s)
+        return {"timeout_s": arguments.timeout_s, **(applied or {})}

@@ -12,4 +12,6 @@ class LockHandler(Handler[NoArguments, SessionLocker]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.LOCK})
 
     async def run(self, arguments: NoArguments, context: HandlerContext[SessionLocker]) -> dict[str, Any]:
-        return await context.platform.lock_sessions()
+        platform = context.platform
+        outcome = await platform.lock_sessions()
+        return {"locked": True, **(outcome or {})}

@@ -24,5 +24,5 @@ class LanguageHandler(Handler[LanguageArguments, Locale]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.SET_DEVICE_LANGUAGE})
 
     async def run(self, arguments: LanguageArguments, context: HandlerContext[Locale]) -> dict[str, Any]:
-        await context.platform.set_language(arguments.language)
-        return {"language": arguments.language}
+        applied = await context.platform.set_language(arguments.language)
+        return {"language": arguments.language, **applied}

@@ -63,7 +63,8 @@ class Surveyor(Protocol):
 @runtime_checkable
 class SessionLocker(Protocol):
     async def lock_sessions(self) -> dict[str, Any]:
-        """Lock the device and return what happened, LOCK's result (at least `locked`); raise if it is not locked."""
+        """Lock the device and return what LOCK's result says beyond `locked: true` (Linux: the sessions and their
+        read-back lock state; Android: the screen and the credential); raise a HandlerError when it is not locked."""
         ...
 
 
@@ -133,13 +134,17 @@ class Clock(Protocol):
 
 @runtime_checkable
 class Locale(Protocol):
-    async def set_language(self, locale: str) -> None: ...
+    async def set_language(self, locale: str) -> dict[str, Any]:
+        """Make `locale` the system's language; return what the result says beyond `language`."""
+        ...
 
 
 @runtime_checkable
 class Display(Protocol):
     async def set_brightness(self, percent: int) -> None: ...
-    async def set_screen_off_timeout(self, seconds: int) -> None: ...
+    async def set_screen_off_timeout(self, seconds: int) -> dict[str, Any] | None:
+        """Return None, or what the result says beyond `timeout_s` (Linux: the mechanism and the sessions)."""
+        ...
 
 
 @runtime_checkable
@@ -154,7 +159,9 @@ class Audio(Protocol):
 
 @runtime_checkable
 class Notifier(Protocol):
-    async def notify(self, title: str, message: str) -> None: ...
+    async def notify(self, title: str, message: str) -> dict[str, Any] | None:
+        """Return None, or what the result says beyond the title and message (Linux: whom it reached)."""
+        ...
 
 
 @runtime_checkable
@@ -170,6 +177,21 @@ class Attention(Notifier, Beeper, Protocol):
 @runtime_checkable
 class LostModeDevice(SessionLocker, Notifier, Protocol):
     """What ENABLE_LOST_MODE needs: lock the device and show whoever finds it a message."""
+
+
+@runtime_checkable
+class Wallpaper(Protocol):
+    async def set_wallpaper(self, image: Path) -> dict[str, Any]:
+        """Show the image at `image` (a downloaded file the platform may move) as the wallpaper; return what was
+        set where."""
+        ...
+
+
+@runtime_checkable
+class Lockdown(Protocol):
+    async def set_lockdown(self, enabled: bool, message: str) -> dict[str, Any]:
+        """Refuse (or again allow) new logins, locking the sessions already open; return what was done."""
+        ...
 
 
 @runtime_checkable

@@ -4,14 +4,15 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from agent.errors import HandlerError
 from agent.inventory import linux_inventory, local_time_zone
 from agent.platforms.contract import DeviceSurvey
 from agent.platforms.linux_certificates import LinuxCertificates
+from agent.platforms.linux_desktop import LinuxDesktop
 from agent.platforms.linux_diagnostics import LinuxDiagnostics
 from agent.platforms.linux_kiosk import LinuxKiosk
+from agent.platforms.linux_locale import LinuxLocale
 from agent.platforms.linux_location import LinuxLocation
 from agent.platforms.linux_network import LinuxNetwork
 from agent.platforms.linux_packages import LinuxPackages
@@ -20,7 +21,15 @@ from agent.process import ProcessResult
 
 
 class LinuxPlatform(
-    LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, LinuxCertificates, LinuxKiosk, LinuxLocation
+    LinuxNetwork,
+    LinuxSystem,
+    LinuxLocale,
+    LinuxDesktop,
+    LinuxDiagnostics,
+    LinuxPackages,
+    LinuxCertificates,
+    LinuxKiosk,
+    LinuxLocation,
 ):
     """The tools a handler may use on Linux; every process goes through `agent.process`.
 
@@ -42,10 +51,6 @@ class LinuxPlatform(
     async def reboot(self) -> None:
         """Ask systemd to reboot; it returns once the reboot is queued, before the system goes down."""
         await self.tool("systemctl", "reboot")
-
-    async def lock_sessions(self) -> dict[str, Any]:
-        await self.tool("loginctl", "lock-sessions")
-        return {"locked": True}
 
     async def set_wifi(self, enabled: bool) -> None:
         await self.tool("nmcli", "radio", "wifi", "on" if enabled else "off")

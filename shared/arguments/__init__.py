@@ -45,6 +45,7 @@ from shared.arguments.system import (
     GpsArguments,
     LanguageArguments,
     LocationServiceArguments,
+    LockdownArguments,
     LostModeArguments,
     LostModeSoundArguments,
     NotifyArguments,
@@ -52,6 +53,7 @@ from shared.arguments.system import (
     ScreenOffTimeoutArguments,
     TimeZoneArguments,
     VolumeArguments,
+    WallpaperArguments,
 )
 from shared.messages import MAX_ARGUMENTS_BYTES, MAX_PAYLOAD_BYTES
 from shared.operations import OperationType
@@ -119,6 +121,8 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.SET_MULTI_APP_MODE: MultiAppModeArguments,
         OperationType.ADD_TO_WHITELIST: AllowlistArguments,
         OperationType.REMOVE_FROM_WHITELIST: AllowlistArguments,
+        OperationType.SET_WALLPAPER: WallpaperArguments,
+        OperationType.SET_DEVICE_LOCKDOWN_STATE: LockdownArguments,
     }
 )
 

@@ -1,4 +1,4 @@
-"""Arguments of the regional, display, sound, attention, location and lost-mode operation types."""
+"""Arguments of the regional, display, sound, attention, desktop, location and lost-mode operation types."""
 
 import unicodedata
 from enum import StrEnum
@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from shared.arguments.apps import Download
 from shared.arguments.network import switch_word
 from shared.messages import TimeZone
 
@@ -21,7 +22,8 @@ class TimeZoneArguments(_Arguments):
 
 
 class LanguageArguments(_Arguments):
-    """SET_DEVICE_LANGUAGE: a locale such as de_DE.UTF-8, de-DE or de_DE."""
+    """SET_DEVICE_LANGUAGE: a locale such as de_DE.UTF-8, de-DE or de_DE, or a bare language (de) where the device
+    knows its default country."""
 
     language: str = Field(pattern=r"^[a-z]{2,3}([_-][A-Z]{2})?(\.UTF-8)?$")
 
@@ -79,6 +81,25 @@ class BeepArguments(_Arguments):
     """BEEP_DEVICE."""
 
     duration_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class WallpaperArguments(Download):
+    """SET_WALLPAPER: an image (.png, .jpg, .jpeg or .webp, as the URL's file name says) and its SHA-256."""
+
+
+class LockdownArguments(_Arguments):
+    """SET_DEVICE_LOCKDOWN_STATE: refuse new logins (showing `message` to whoever tries) and lock the open sessions."""
+
+    enabled: StrictBool
+    message: str = Field(default="", max_length=1000)
+
+    @field_validator("message")
+    @classmethod
+    def _printable(cls, message: str) -> str:
+        # Shown on the terminal of whoever tries to log in: no escape sequences, only text and line breaks.
+        if any((ord(char) < 32 and char not in "\n\t") or ord(char) == 127 for char in message):
+            raise ValueError("the message may hold line breaks and tabs but no other control characters")
+        return message
 
 
 class LocationMode(StrEnum):

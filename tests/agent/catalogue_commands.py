@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from shared.operations import OperationType, Platform
@@ -35,11 +35,20 @@ _EPOCH = re.compile(r"\b1\d{9}\.\d{3}\b")
 _PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
-def normalise(calls: Iterable[Sequence[str]], tmp_path: Path, serial: str) -> list[list[str]]:
-    """The calls with what changes from run to run (the temporary directory, the time, the serial) made constant."""
+def normalise(
+    calls: Iterable[Sequence[str]], tmp_path: Path, serial: str, stand_ins: Mapping[Path, str]
+) -> list[list[str]]:
+    """The calls with what changes from run to run (the temporary directory, the time, the serial) made constant,
+    and the temporary directories that stand in for system ones (`stand_ins`) named as those."""
+
+    def constant(word: str) -> str:
+        for stand_in, real in stand_ins.items():
+            word = word.replace(str(stand_in), real)
+        return _EPOCH.sub("EPOCH.MS", word.replace(str(tmp_path), "/tmp/T"))
+
     normalised = []
     for argv in calls:
-        words = [_EPOCH.sub("EPOCH.MS", word.replace(str(tmp_path), "/tmp/T")) for word in argv]
+        words = [constant(word) for word in argv]
         if words[:3] == ["adb", "-s", serial]:
             words[2] = "S"
         normalised.append(words)
@@ -102,9 +111,25 @@ def _word_matches(documented_word: str, word: str) -> bool:
     return False
 
 
+def _wrapped(words: list[str]) -> list[str]:
+    """The command a span runs inside `runuser -u USER -- [env VAR=VALUE...]`, which the fake runuser runs too."""
+    if "--" not in words:
+        return []
+    inner = words[words.index("--") + 1 :]
+    if inner[:1] == ["env"]:
+        inner = inner[1:]
+    while inner and re.fullmatch(r"[A-Z_]+=\S*", inner[0]):
+        inner = inner[1:]
+    return inner
+
+
 def _span_matches(span: str, argv: Sequence[str]) -> bool:
-    """Whether a code span of a cell describes `argv`: word by word, until an optional `[...]` part or its end."""
-    words = span.split()
+    """Whether a code span of a cell describes `argv`: word by word, until an optional `[...]` part or its end; a
+    span that wraps a command in `runuser ... --` describes that command too."""
+    return _words_match(span.split(), argv) or _words_match(_wrapped(span.split()), argv)
+
+
+def _words_match(words: list[str], argv: Sequence[str]) -> bool:
     for index, documented_word in enumerate(words):
         if documented_word.startswith("[") or "..." in documented_word:
             return index > 0

@@ -37,7 +37,7 @@ from tests.agent.catalogue_commands import check_or_record, normalise, unnamed
 from tests.agent.file_server import Server
 from tests.agent.test_runner import until
 from tests.fake_adb import FakeAdb
-from tests.fakes import FakeTools
+from tests.fakes import GSETTINGS, RUNUSER, FakeSession, FakeTools, logind
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 HEADER = "| Type | Linux | Android | Example arguments | Result |"
@@ -205,6 +205,16 @@ def test_every_command_a_cell_names_is_a_program_the_agent_runs() -> None:
                     )
 
 
+STAND_INS = {
+    "ca/debian": "/usr/local/share/ca-certificates",
+    "ca/rhel": "/etc/pki/ca-trust/source/anchors",
+    "etc": "/etc",
+    "backgrounds": "/usr/local/share/backgrounds/tether",
+    "run-user": "/run/user",
+}
+"""The system directories the Linux rows write to, as temporary ones: the commands shown name the real ones."""
+
+
 def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
     if platform is Platform.LINUX:
         return LinuxPlatform(
@@ -213,6 +223,8 @@ def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
             debian_ca_dir=tmp_path / "ca" / "debian",
             rhel_ca_dir=tmp_path / "ca" / "rhel",
             etc_dir=tmp_path / "etc",
+            wallpaper_dir=tmp_path / "backgrounds",
+            user_runtime_root=tmp_path / "run-user",
         )
     return AndroidPlatform(serial=SERIAL, tool_timeout=5)
 
@@ -327,6 +339,14 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "rfkill": {"script": RFKILL},
     "timedatectl": {},
     "localectl": {},
+    "locale": {"stdout": "C\nC.utf8\nPOSIX\nde_DE.utf8\n"},
+    # A kiosk user in GNOME on Wayland at the screen, and an administrator over SSH (a terminal for wall).
+    "loginctl": {
+        "script": logind(FakeSession("2", tty="tty2"), FakeSession("7", user="ops", uid=1001, type="tty", tty="pts/0"))
+    },
+    "runuser": {"script": RUNUSER},
+    "gsettings": {"script": GSETTINGS},
+    "notify-send": {},
     "brightnessctl": {"stdout": "Updated device 'intel_backlight'\n"},
     "xset": {},
     "wpctl": {},
@@ -577,7 +597,9 @@ def test_the_row_runs_as_the_table_says(
 
     bench.run(command)
 
-    ran = normalise(bench.calls(), bench.tmp_path, SERIAL)
+    ran = normalise(
+        bench.calls(), bench.tmp_path, SERIAL, {bench.tmp_path / name: real for name, real in STAND_INS.items()}
+    )
     check_or_record(row.type_name, platform, ran if row.supported(platform) else None)
     operator_programs = OPERATOR_PROGRAMS if row.operation_type in OPERATOR_COMMANDS else set()
     assert not unnamed(row.cells[platform], ran, operator_programs), "the cell does not name these commands"

@@ -21,7 +21,7 @@ from agent.platforms.contract import Rebooter, ScriptRunner, SessionLocker, Wifi
 from shared.arguments import ArgumentsError, arguments_model, validate_arguments
 from shared.messages import Command
 from shared.operations import OperationType, Platform
-from tests.fakes import FakeTools
+from tests.fakes import LIST_SESSIONS, FakeSession, FakeTools, logind, show_session
 
 BOOT_ID = "0d3c1f4e-8a52-4c1b-9a7e-3f0b6e9d2a11"
 
@@ -153,9 +153,16 @@ def test_same_boot_id_after_restart_means_it_did_not() -> None:
 # --- LOCK -----------------------------------------------------------------------------------------------------------
 
 
-def test_lock_locks_every_session(fake_tools: FakeTools, context: HandlerContext) -> None:
-    assert execute(LockHandler(), {}, context) == {"locked": True}
-    assert fake_tools.calls() == [["loginctl", "lock-sessions"]]
+def test_lock_locks_every_session_and_reads_back_that_it_is_locked(
+    fake_tools: FakeTools, context: HandlerContext
+) -> None:
+    fake_tools.add("loginctl", script=logind(FakeSession("2")))
+
+    assert execute(LockHandler(), {}, context) == {
+        "locked": True,
+        "sessions": [{"session": "2", "user": "kiosk", "type": "wayland", "desktop": "GNOME", "locked": True}],
+    }
+    assert fake_tools.calls() == [LIST_SESSIONS, show_session("2"), ["loginctl", "lock-sessions"], show_session("2")]
 
 
 def test_lock_failure_names_loginctl(fake_tools: FakeTools, context: HandlerContext) -> None:
@@ -354,12 +361,14 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.SET_BLUETOOTH_STATE,
         OperationType.SET_BRIGHTNESS_SCALE,
         OperationType.SET_DEVICE_LANGUAGE,
+        OperationType.SET_DEVICE_LOCKDOWN_STATE,
         OperationType.SET_ETHERNET_SETTINGS,
         OperationType.SET_KIOSK_APP,
         OperationType.SET_SCREEN_OFF_TIMEOUT,
         OperationType.SET_STATIC_IP,
         OperationType.SET_STREAM_VOLUME,
         OperationType.SET_TIMEZONE,
+        OperationType.SET_WALLPAPER,
         OperationType.SET_WIFI_STATE,
         OperationType.SHUT_DOWN,
         OperationType.SIMPLE_INSTALL,

@@ -25,7 +25,7 @@ from shared.arguments import ArgumentsError, validate_arguments
 from shared.arguments.management import DeviceConfigArguments
 from shared.messages import Command
 from shared.operations import OperationType
-from tests.fakes import FakeTools
+from tests.fakes import LIST_SESSIONS, RUNUSER, FakeSession, FakeTools, logind, show_session
 
 sh = shlex.split
 
@@ -64,13 +64,26 @@ def execute(
         operation_type=operation_type,
         issued_at=datetime.now(UTC),
     )
-    platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id", tool_timeout=tool_timeout)
+    platform = LinuxPlatform(
+        boot_id_path=tmp_path / "boot_id",
+        tool_timeout=tool_timeout,
+        etc_dir=tmp_path / "etc",
+        user_runtime_root=tmp_path / "run-user",
+        lock_wait_s=0.5,
+    )
     context = HandlerContext(command=command, platform=platform, work_dir=tmp_path, update_profile=update_profile)
     return asyncio.run(handler.run(validate_arguments(operation_type, arguments), context))
 
 
 # Records what the fake wall reads on stdin (builtins only).
 READ_STDIN = """while IFS= read -r line; do printf '%s\\n' "$line"; done > "${0%/*}/stdin.txt\""""
+
+
+KIOSK = FakeSession("2", tty="tty2")
+"""A kiosk user in GNOME on Wayland."""
+SSH = FakeSession("7", user="ops", uid=1001, type="tty", desktop="", tty="pts/0")
+"""An administrator logged in over SSH."""
+LOCALES = {"locale": {"stdout": "C\nC.utf8\nPOSIX\nde_DE.utf8\npt_BR.utf8\nen_GB.utf8\n"}}
 
 
 @dataclass(frozen=True)
@@ -100,31 +113,59 @@ CASES = {
         {"timezone": "Europe/Berlin"},
     ),
     "language-tag": Case(
-        LanguageHandler(), {"language": "de-DE"}, [sh("localectl set-locale LANG=de_DE.UTF-8")], {"language": "de-DE"}
+        LanguageHandler(),
+        {"language": "de-DE"},
+        [sh("locale -a"), sh("localectl set-locale LANG=de_DE.UTF-8")],
+        {"language": "de-DE", "locale": "de_DE.UTF-8", "generated": False},
+        fakes=LOCALES,
     ),
     "language-posix": Case(
-        LanguageHandler(), {"language": "pt_BR"}, [sh("localectl set-locale LANG=pt_BR.UTF-8")], {"language": "pt_BR"}
+        LanguageHandler(),
+        {"language": "pt_BR"},
+        [sh("locale -a"), sh("localectl set-locale LANG=pt_BR.UTF-8")],
+        {"language": "pt_BR", "locale": "pt_BR.UTF-8", "generated": False},
+        fakes=LOCALES,
     ),
     "language-full": Case(
         LanguageHandler(),
         {"language": "en_GB.UTF-8"},
-        [sh("localectl set-locale LANG=en_GB.UTF-8")],
-        {"language": "en_GB.UTF-8"},
+        [sh("locale -a"), sh("localectl set-locale LANG=en_GB.UTF-8")],
+        {"language": "en_GB.UTF-8", "locale": "en_GB.UTF-8", "generated": False},
+        fakes=LOCALES,
+    ),
+    "language-bare": Case(
+        LanguageHandler(),
+        {"language": "de"},
+        [sh("locale -a"), sh("localectl set-locale LANG=de_DE.UTF-8")],
+        {"language": "de", "locale": "de_DE.UTF-8", "generated": False},
+        fakes=LOCALES,
     ),
     "brightness": Case(BrightnessHandler(), {"brightness": 40}, [sh("brightnessctl set 40%")], {"brightness": 40}),
     "brightness-off": Case(BrightnessHandler(), {"brightness": 0}, [sh("brightnessctl set 0%")], {"brightness": 0}),
     "screen-off-after": Case(
         ScreenOffTimeoutHandler(),
         {"timeout_s": 300},
-        [sh("xset s 300 0 +dpms dpms 300 300 300")],
-        {"timeout_s": 300},
+        [LIST_SESSIONS, sh("xset s 300 0 +dpms dpms 300 300 300")],
+        {"timeout_s": 300, "mechanism": "xset", "display": ":0", "sessions": []},
     ),
-    "screen-never-off": Case(ScreenOffTimeoutHandler(), {"timeout_s": 0}, [sh("xset s off -dpms")], {"timeout_s": 0}),
+    "screen-never-off": Case(
+        ScreenOffTimeoutHandler(),
+        {"timeout_s": 0},
+        [LIST_SESSIONS, sh("xset s off -dpms")],
+        {"timeout_s": 0, "mechanism": "xset", "display": ":0", "sessions": []},
+    ),
     "volume-pipewire": Case(
         VolumeHandler(),
         {"volume": 35},
-        [sh("wpctl set-volume @DEFAULT_AUDIO_SINK@ 35%")],
+        [
+            LIST_SESSIONS,
+            show_session("2"),
+            sh("runuser -u kiosk -- env XDG_RUNTIME_DIR=<runtime> DBUS_SESSION_BUS_ADDRESS=unix:path=<runtime>/bus")
+            + sh("wpctl set-volume @DEFAULT_AUDIO_SINK@ 35%"),
+            sh("wpctl set-volume @DEFAULT_AUDIO_SINK@ 35%"),
+        ],
         {"stream": "music", "volume": 35},
+        fakes={"loginctl": {"script": logind(KIOSK)}, "runuser": {"script": RUNUSER}},
         missing="neither wpctl (PipeWire) nor amixer (ALSA) found on PATH",
     ),
     "volume-alsa": Case(
@@ -137,9 +178,15 @@ CASES = {
     "notify": Case(
         NotifyHandler(),
         {"title": "Maintenance", "message": "Rebooting at 22:00 -- save your work"},
-        [["wall"]],
-        {"title": "Maintenance", "message": "Rebooting at 22:00 -- save your work"},
-        fakes={"wall": {"script": READ_STDIN}},
+        [LIST_SESSIONS, show_session("7"), ["wall"]],
+        {
+            "title": "Maintenance",
+            "message": "Rebooting at 22:00 -- save your work",
+            "terminals": ["pts/0"],
+            "sessions": [],
+            "not_reached": [],
+        },
+        fakes={"wall": {"script": READ_STDIN}, "loginctl": {"script": logind(SSH)}},
     ),
     "beep": Case(BeepHandler(), {"duration_s": 1.5}, [sh("beep -l 1500")], {"duration_s": 1.5}),
     "beep-default": Case(BeepHandler(), {}, [sh("beep -l 1000")], {"duration_s": 1.0}),
@@ -169,7 +216,8 @@ def test_handler_runs_the_tools_and_returns_what_it_applied(
     case.install(fake_tools, monkeypatch)
 
     assert execute(case.handler, case.arguments, tmp_path) == case.result
-    assert fake_tools.calls() == case.calls
+    runtime = str(tmp_path / "run-user" / "1000")
+    assert fake_tools.calls() == [[word.replace("<runtime>", runtime) for word in argv] for argv in case.calls]
 
 
 def test_a_new_time_zone_is_announced_for_device_time_schedules(tmp_path: Path, fake_tools: FakeTools) -> None:
@@ -210,18 +258,20 @@ def test_missing_tool(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize("case", FAILING.values(), ids=FAILING.keys())
-def test_failing_tool(case: Case, fake_tools: FakeTools, tmp_path: Path) -> None:
+def test_failing_tool(case: Case, fake_tools: FakeTools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tool = case.calls[0][0]
+    case.install(fake_tools, monkeypatch)
     fake_tools.add(tool, exit_code=3, stderr="details\nFailed to set: Access denied\n")
 
     with pytest.raises(ToolFailed, match=rf"^{tool} exited 3: Failed to set: Access denied$"):
         execute(case.handler, case.arguments, tmp_path)
-    assert fake_tools.calls() == case.calls
+    assert fake_tools.calls() == case.calls[:1]
 
 
 @pytest.mark.parametrize("case", FAILING.values(), ids=FAILING.keys())
-def test_hanging_tool(case: Case, fake_tools: FakeTools, tmp_path: Path) -> None:
+def test_hanging_tool(case: Case, fake_tools: FakeTools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tool = case.calls[0][0]
+    case.install(fake_tools, monkeypatch)
     fake_tools.add(tool, sleep=10)
     # A beep may take its own duration on top of the tool timeout.
     limit = "0.3" if tool == "beep" else "0.2"
@@ -317,21 +367,23 @@ def test_same_boot_id_after_restart_means_it_did_not_shut_down() -> None:
 
 def test_notify_sends_title_and_message_through_stdin(fake_tools: FakeTools, tmp_path: Path) -> None:
     fake_tools.add("wall", script=READ_STDIN)
+    fake_tools.add("loginctl", script=logind(SSH))
 
     execute(NotifyHandler(), {"title": "/etc/shadow", "message": "line one\nline two"}, tmp_path)
 
-    assert fake_tools.calls() == [["wall"]]
+    assert fake_tools.calls("wall") == [["wall"]]
     assert (fake_tools.directory / "stdin.txt").read_text() == "/etc/shadow\nline one\nline two\n"
 
 
 def test_notify_without_a_message_sends_the_title(fake_tools: FakeTools, tmp_path: Path) -> None:
     fake_tools.add("wall", script=READ_STDIN)
+    fake_tools.add("loginctl", script=logind(SSH))
 
-    assert execute(NotifyHandler(), {"title": "Hello"}, tmp_path) == {"title": "Hello", "message": ""}
+    assert execute(NotifyHandler(), {"title": "Hello"}, tmp_path)["message"] == ""
     assert (fake_tools.directory / "stdin.txt").read_text() == "Hello\n"
 
 
-def test_screen_timeout_needs_an_x_display(
+def test_screen_timeout_without_a_session_needs_an_x_display(
     fake_tools: FakeTools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DISPLAY")
@@ -340,22 +392,21 @@ def test_screen_timeout_needs_an_x_display(
         execute(ScreenOffTimeoutHandler(), {"timeout_s": 60}, tmp_path)
 
     assert str(caught.value) == (
-        "the screen-off timeout is set on an X display, and tetherd has no DISPLAY: "
-        "set DISPLAY (and XAUTHORITY) in its service environment"
+        "no graphical session is logged in and tetherd has no DISPLAY of its own: nothing has a screen timeout to set"
     )
-    assert fake_tools.calls() == []
+    assert fake_tools.calls() == [LIST_SESSIONS]
 
 
-def test_volume_prefers_pipewire_over_alsa(
-    fake_tools: FakeTools, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_volume_prefers_pipewire_over_alsa(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add("loginctl", script=logind(KIOSK))
+    fake_tools.add("runuser", script=RUNUSER)
     fake_tools.add("wpctl")
     fake_tools.add("amixer")
-    monkeypatch.setenv("PATH", str(fake_tools.directory))
 
     execute(VolumeHandler(), {"stream": "system", "volume": 10}, tmp_path)
 
-    assert fake_tools.calls() == [sh("wpctl set-volume @DEFAULT_AUDIO_SINK@ 10%")]
+    assert fake_tools.calls("wpctl") == [sh("wpctl set-volume @DEFAULT_AUDIO_SINK@ 10%")]
+    assert fake_tools.calls("amixer") == []
 
 
 @pytest.mark.parametrize("stream", ["ring", "alarm", "notification", "voice_call"])

@@ -25,7 +25,7 @@ from shared.arguments import ArgumentsError, validate_arguments
 from shared.messages import Announcement, Command, utc_now
 from shared.operations import OperationType, Platform
 from tests.fake_adb import FakeAdb
-from tests.fakes import FakeTools
+from tests.fakes import RUNUSER, FakeSession, FakeTools, logind
 
 SERIAL = "0A1B2C3D4E"
 CONFIGURED = Announcement(
@@ -40,6 +40,7 @@ READ_STDIN = """while IFS= read -r line; do printf '%s\\n' "$line"; done > "${0%
 """Records what the fake wall reads on stdin (builtins only)."""
 LOST = {"message": "Please return me to the front desk; $(reboot)", "phone_number": "+49 30 1234567"}
 SHOWN = "Please return me to the front desk; $(reboot)\nCall +49 30 1234567"
+NOTIFY_SEND_LOST = ["notify-send", "--app-name=Tether", "--", "This device has been reported lost", SHOWN]
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +54,22 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTools:
     """Fakes first on PATH, `wall` among them, so no test writes to this machine's terminals."""
     fakes = FakeTools.on_path(tmp_path / "bin", monkeypatch)
     fakes.add("wall")
+    # A kiosk's screen session, whose locker works, and an operator's terminal: the message reaches both.
+    fakes.add(
+        "loginctl", script=logind(FakeSession("2"), FakeSession("7", user="ops", uid=1001, type="tty", tty="pts/0"))
+    )
+    fakes.add("runuser", script=RUNUSER)
+    fakes.add("notify-send")
     return fakes
+
+
+def acting(tools: FakeTools) -> list[list[str]]:
+    """The calls that show the message or lock, without logind's read-backs and runuser's wrapping."""
+    return [
+        call
+        for call in tools.calls()
+        if call[0] in ("wall", "notify-send") or call[:2] == ["loginctl", "lock-sessions"]
+    ]
 
 
 @pytest.fixture
@@ -114,7 +130,7 @@ def test_enable_on_linux_keeps_announces_shows_and_locks(tmp_path: Path, tools: 
 
     result = execute(EnableLostModeHandler(), LOST, linux(tmp_path), tmp_path, profile)
 
-    assert tools.calls() == [["wall"], ["loginctl", "lock-sessions"]]
+    assert acting(tools) == [["wall"], NOTIFY_SEND_LOST, ["loginctl", "lock-sessions"]]
     assert (tools.directory / "stdin.txt").read_text() == f"This device has been reported lost\n{SHOWN}\n"
     assert result["steps"] == [
         {"step": "record", "ok": True},
@@ -139,21 +155,19 @@ def test_enable_again_replaces_the_message_and_keeps_since(tmp_path: Path, tools
 def test_a_failed_lock_fails_the_command_after_every_step_was_tried(
     tmp_path: Path, tools: FakeTools, profile: Profile
 ) -> None:
-    tools.add("loginctl", exit_code=1, stderr="Failed to issue method call: Access denied\n")
+    # The kiosk's session has no screen locker: lock-sessions succeeds, and its LockedHint stays "no".
+    tools.add("loginctl", script=logind(FakeSession("2", locks=False)))
 
     with pytest.raises(HandlerError) as raised:
         execute(EnableLostModeHandler(), LOST, linux(tmp_path), tmp_path, profile)
 
-    assert str(raised.value) == (
-        "lock: loginctl exited 1: Failed to issue method call: Access denied (done: record, message)"
-    )
-    assert tools.calls() == [["wall"], ["loginctl", "lock-sessions"]]
+    assert str(raised.value).startswith("lock: ")
+    assert str(raised.value).endswith(" (done: record, message)")
+    assert acting(tools) == [NOTIFY_SEND_LOST, ["loginctl", "lock-sessions"]]
     assert raised.value.result is not None
-    assert raised.value.result["steps"] == [
-        {"step": "record", "ok": True},
-        {"step": "message", "ok": True},
-        {"step": "lock", "ok": False, "error": "loginctl exited 1: Failed to issue method call: Access denied"},
-    ]
+    steps = raised.value.result["steps"]
+    assert [(step["step"], step["ok"]) for step in steps] == [("record", True), ("message", True), ("lock", False)]
+    assert "2" in steps[2]["error"]
     assert raised.value.result["lost_mode"] == announced_lost_mode(profile)
     assert announced_lost_mode(profile)["enabled"] is True
 
@@ -166,7 +180,7 @@ def test_a_profile_that_cannot_be_kept_fails_the_record_step_only(tmp_path: Path
     with pytest.raises(HandlerError, match=r"^record: cannot keep the device profile in .* \(done: message, lock\)$"):
         execute(EnableLostModeHandler(), LOST, linux(tmp_path), tmp_path, unwritable)
 
-    assert tools.calls() == [["wall"], ["loginctl", "lock-sessions"]]
+    assert acting(tools) == [["wall"], NOTIFY_SEND_LOST, ["loginctl", "lock-sessions"]]
 
 
 def test_disable_on_linux_announces_it_and_says_so(tmp_path: Path, tools: FakeTools, profile: Profile) -> None:
@@ -175,7 +189,7 @@ def test_disable_on_linux_announces_it_and_says_so(tmp_path: Path, tools: FakeTo
 
     result = execute(DisableLostModeHandler(), {}, linux(tmp_path), tmp_path, profile)
 
-    assert tools.calls()[-1] == ["wall"]
+    assert acting(tools)[0] == ["wall"]
     shown = (tools.directory / "stdin.txt").read_text()
     assert shown == "Lost mode has ended\nThis device is no longer reported lost.\n"
     assert result["steps"] == [{"step": "record", "ok": True}, {"step": "message", "ok": True}]

@@ -19,7 +19,7 @@ from agent.runner import PROCESSES_STOPPED, RESTARTED, Runner
 from shared.messages import CancelRequest, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType
 from shared.schedule import Window
-from tests.fakes import FakeTools
+from tests.fakes import FakeSession, FakeTools, logind
 
 
 class Bench:
@@ -59,6 +59,10 @@ class Bench:
 
     def final(self, command_id: str) -> StatusReport:
         return [r for r in self.published if r.command_id == command_id][-1]
+
+    def locks(self) -> list[list[str]]:
+        """The times LOCK ran its tool (the session look-ups around it left out)."""
+        return [argv for argv in self.tools.calls("loginctl") if argv[1:] == ["lock-sessions"]]
 
     def drive(self, *commands: Command, settle: float = 0.0) -> None:
         """Accept the commands and run the queue until it is empty (plus `settle` seconds)."""
@@ -100,6 +104,7 @@ def command(command_id: str, operation_type: OperationType, **arguments: Any) ->
 @pytest.fixture
 def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bench]:
     tools = FakeTools.on_path(tmp_path / "bin", monkeypatch)
+    tools.add("loginctl", script=logind(FakeSession("2")))  # LOCK, the commands here, needs a session to lock
     bench = Bench(tmp_path, tools)
     yield bench
     bench.journal.close()
@@ -117,9 +122,9 @@ def test_statuses_in_order_and_fifo(bench: Bench) -> None:
 def test_a_command_id_runs_once_and_a_finished_one_resends_its_status(bench: Bench) -> None:
     lock = command("c1", OperationType.LOCK)
     bench.drive(lock, lock)
-    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert bench.locks() == [["loginctl", "lock-sessions"]]
     bench.drive(lock)
-    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert bench.locks() == [["loginctl", "lock-sessions"]]
     assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL", "SUCCESSFUL"]
 
 
@@ -142,7 +147,7 @@ def test_a_schedule_this_agent_cannot_read_is_refused(bench: Bench) -> None:
     bench.drive(scheduled)
     assert bench.statuses("c1") == ["PENDING", "FAILED"]
     assert (bench.final("c1").failure_reason or "").startswith("invalid schedule: ")
-    assert bench.tools.calls("loginctl") == []
+    assert bench.locks() == []
 
 
 def window(start: datetime, end: datetime, zone: str | None = None) -> dict[str, Any]:
@@ -169,7 +174,7 @@ def test_a_command_waits_for_its_window_without_holding_up_the_others(bench: Ben
     asyncio.run(restarted())
     started = [r.timestamp for r in bench.published if r.command_id == "c1" and r.status == "EXECUTING"]
     assert started[0] >= opens
-    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert bench.locks() == [["loginctl", "lock-sessions"]]
 
 
 def test_a_command_whose_window_has_ended_fails_without_running(bench: Bench) -> None:
@@ -178,7 +183,7 @@ def test_a_command_whose_window_has_ended_fails_without_running(bench: Bench) ->
     bench.drive(ended)
     assert bench.statuses("c1") == ["PENDING", "FAILED"]
     assert bench.final("c1").failure_reason == "schedule window ended"
-    assert bench.tools.calls("loginctl") == []
+    assert bench.locks() == []
 
 
 def test_an_open_window_in_the_devices_own_zone_runs_at_once(bench: Bench) -> None:
@@ -211,7 +216,7 @@ def test_device_time_is_read_in_the_zone_the_device_has_now(
     bench.time_zone = now_in
     bench.drive(command("c1", OperationType.LOCK).model_copy(update={"schedule": schedule}))
     assert bench.statuses("c1") == (["PENDING", "EXECUTING", "SUCCESSFUL"] if runs else ["PENDING"])
-    assert len(bench.tools.calls("loginctl")) == runs
+    assert len(bench.locks()) == runs
 
 
 def test_a_parked_command_is_read_again_when_the_device_changes_zone(bench: Bench) -> None:
@@ -237,7 +242,7 @@ def test_a_parked_command_is_read_again_when_the_device_changes_zone(bench: Benc
     assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
     assert bench.statuses("c2") == ["PENDING", "FAILED"]
     assert bench.runner._parked == {}
-    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert bench.locks() == [["loginctl", "lock-sessions"]]
 
 
 def test_failed_script_keeps_its_output(bench: Bench) -> None:
@@ -261,7 +266,7 @@ def test_restart_during_execution_fails_and_never_reruns(bench: Bench) -> None:
     assert bench.statuses("c1") == ["FAILED"]
     assert bench.final("c1").failure_reason == "agent restarted during execution"
     bench.drive(lock)
-    assert bench.tools.calls("loginctl") == []
+    assert bench.locks() == []
 
 
 @pytest.mark.parametrize(
@@ -294,7 +299,7 @@ def test_queued_commands_survive_a_restart(bench: Bench) -> None:
         worker.cancel()
 
     asyncio.run(go())
-    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert bench.locks() == [["loginctl", "lock-sessions"]]
     assert bench.statuses("c1") == ["EXECUTING", "SUCCESSFUL"]
 
 
@@ -349,7 +354,7 @@ def test_cancelling_a_queued_command_fails_it_and_it_never_runs(bench: Bench) ->
     asyncio.run(go())
     assert bench.statuses("c2") == ["PENDING", "FAILED"]
     assert bench.final("c2").failure_reason == "cancelled by ops"
-    assert bench.tools.calls("loginctl") == []
+    assert bench.locks() == []
 
 
 def test_cancelling_a_running_script_kills_its_process_group_and_the_runner_goes_on(bench: Bench) -> None:
@@ -404,7 +409,7 @@ def test_cancelling_a_finished_command_sends_its_final_status_again_and_an_unkno
     assert bench.statuses("c1") == ["PENDING", "EXECUTING", "SUCCESSFUL", "SUCCESSFUL", "SUCCESSFUL"]
     assert len({r.timestamp for r in bench.published if r.status == "SUCCESSFUL"}) == 1  # the same status again
     assert bench.statuses("never-sent") == []
-    assert len(bench.tools.calls("loginctl")) == 1
+    assert len(bench.locks()) == 1
 
 
 def test_stopping_the_runner_mid_command_is_not_mistaken_for_a_cancellation(bench: Bench) -> None:
@@ -426,7 +431,7 @@ def test_a_command_past_its_start_before_is_never_started(bench: Bench) -> None:
     bench.drive(late)
     assert bench.statuses("c1") == ["PENDING", "FAILED"]
     assert (bench.final("c1").failure_reason or "").startswith("expired: not started before ")
-    assert bench.tools.calls("loginctl") == []
+    assert bench.locks() == []
 
 
 def test_a_command_within_its_start_before_runs(bench: Bench) -> None:
@@ -447,7 +452,7 @@ def test_a_cancellation_arriving_as_the_command_starts_still_stops_it(bench: Ben
     bench.drive(command("c1", OperationType.LOCK))
     assert bench.statuses("c1") == ["PENDING", "EXECUTING", "FAILED"]
     assert bench.final("c1").failure_reason == "cancelled by ops"
-    assert bench.tools.calls("loginctl") == []
+    assert bench.locks() == []
 
 
 def test_a_parked_command_runs_when_its_window_opens(bench: Bench) -> None:
@@ -486,7 +491,7 @@ def test_after_a_journal_loss_a_command_it_may_have_run_fails_as_journal_lost_an
     assert bench.statuses("c1") == ["FAILED", "FAILED"]  # the final status again, for a duplicate
     assert bench.final("c4").failure_reason == JOURNAL_LOST  # issued before the loss: in doubt for good
     assert bench.statuses("c3") == ["PENDING", "EXECUTING", "SUCCESSFUL"]
-    assert bench.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert bench.locks() == [["loginctl", "lock-sessions"]]
 
 
 def test_a_restart_ends_the_processes_a_command_left_running_and_says_so(bench: Bench) -> None:

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from controller.remote.client import no_delay_transport
-from tests.fakes import DANGEROUS, FakeTools
+from tests.fakes import DANGEROUS, FakeSession, FakeTools, logind
 from tests.fixtures_brokers import free_port
 
 T = TypeVar("T")
@@ -198,6 +198,7 @@ class Agent:
         self.tools = FakeTools(self.work / "bin")
         for name in DANGEROUS:
             self.tools.add(name)
+        self.tools.add("loginctl", script=logind(FakeSession("2")))  # a kiosk session whose screen LOCK locks
         self.boot_id = self.work / "boot_id"
         if not self.boot_id.exists():
             self.boot_id.write_text("boot-1\n")
@@ -232,13 +233,17 @@ class Agent:
     def stop(self) -> int:
         return self.process.stop()
 
+    def locks(self) -> list[list[str]]:
+        """The times LOCK ran its tool (the session look-ups around it left out)."""
+        return [argv for argv in self.tools.calls("loginctl") if argv[1:] == ["lock-sessions"]]
+
 
 def assert_lock_runs(controller: Controller, agent: Agent) -> None:
     """A LOCK to the agent's device completes, and the agent ran its (fake) loginctl for it exactly once."""
-    before = len(agent.tools.calls("loginctl"))
+    before = len(agent.locks())
     created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": agent.device_id}})
     assert controller.wait_finished(created["id"])["state"] == "COMPLETED"
-    assert len(agent.tools.calls("loginctl")) == before + 1
+    assert len(agent.locks()) == before + 1
 
 
 def run_cli(program: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -58,7 +58,7 @@ def test_a_denied_type_fails_with_the_policy_and_is_not_announced(confined: tupl
     assert result["status"] == "FAILED"
     # Refused at dispatch, as it was never announced: the controller cannot tell a denied type from a missing one.
     assert result["failure_reason"] == "LOCK is not supported on linux or is denied by the device's agent config"
-    assert agent.tools.calls("loginctl") == []
+    assert agent.locks() == []
 
 
 def test_scripts_run_as_the_configured_user_with_a_scrubbed_environment(confined: tuple[Controller, Agent]) -> None:

@@ -69,6 +69,6 @@ def test_a_device_moved_to_where_its_window_is_open_runs_at_once(
     # Planned again in Tokyo, where the window had opened a minute before it was created: due as it was planned.
     opened_in_tokyo = start - timedelta(hours=9)
     assert opened_in_tokyo < datetime.fromisoformat(ran["not_before"]) < opened_in_tokyo + timedelta(minutes=30)
-    assert agent.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert agent.locks() == [["loginctl", "lock-sessions"]]
     expected = [["timedatectl", "set-timezone", "Asia/Tokyo"]] if operation_type == "SET_TIMEZONE" else []
     assert agent.tools.calls("timedatectl") == expected

@@ -370,7 +370,7 @@ def test_agent_restarted_after_finishing_does_not_run_the_command_again_even_if_
     time.sleep(0.5)
 
     assert line_count(runs) == 1
-    assert agent.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert agent.locks() == [["loginctl", "lock-sessions"]]
     for op in (script, lock):
         assert controller.get(f"/v0/operations/{op}/") == operations[op]
         assert stable_fields(controller.device_results(op)["alpha"]) == stable_fields(results[op])

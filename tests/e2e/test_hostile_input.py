@@ -9,6 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.e2e.harness import Agent, Controller, wait_for
+from tests.fakes import FakeSession, logind
 
 pytestmark = pytest.mark.e2e
 
@@ -55,10 +56,10 @@ def test_agent_drops_foreign_and_malformed_commands(setup: tuple[Controller, Age
     intruder.publish(topic.format("c5"), b"x" * 300_000, qos=1).wait_for_publish(5)
     intruder.publish(topic.format("ok"), command("alpha", "ok"), qos=1).wait_for_publish(5)
     intruder.publish(topic.format("ok"), command("alpha", "ok"), qos=1).wait_for_publish(5)
-    wait_for("the valid LOCK", lambda: alpha.tools.calls("loginctl"))
+    wait_for("the valid LOCK", lambda: alpha.locks())
     time.sleep(0.5)
-    assert alpha.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
-    assert beta.tools.calls("loginctl") == []
+    assert alpha.locks() == [["loginctl", "lock-sessions"]]
+    assert beta.locks() == []
     log = alpha.process.output()
     assert log.count("dropped a message") == 5, log
     assert alpha.process.popen.poll() is None
@@ -68,7 +69,7 @@ def test_controller_ignores_foreign_and_regressing_statuses(
     setup: tuple[Controller, Agent, Agent, mqtt.Client],
 ) -> None:
     controller, _, beta, intruder = setup
-    beta.tools.add("loginctl", sleep=1.5)
+    beta.tools.add("loginctl", script=logind(FakeSession("2"), lock_s=1.5))
     created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "beta"}})
     wait_for("beta executing", lambda: controller.device_results(created["id"])["beta"]["status"] == "EXECUTING")
     command_id = controller.device_results(created["id"])["beta"]["command_id"]

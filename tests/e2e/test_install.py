@@ -158,7 +158,7 @@ def test_a_device_installed_by_the_script_runs_signed_operations_and_refuses_eve
         publish(site, "tether-controller", topic, json.dumps(body).encode())  # unsigned
         wait_for("the second refusal", lambda: "attack-2 (RUN_SHELL_SCRIPT) refused" in agent.process.output())
         assert not marker.exists()
-        assert len(agent.tools.calls("loginctl")) == 1
+        assert len(agent.locks()) == 1
     finally:
         agent.stop()
 

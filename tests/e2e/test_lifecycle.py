@@ -110,7 +110,7 @@ def test_an_offline_device_fails_after_the_delivery_timeout_and_never_runs_the_c
     alpha.process = alpha.start()
     controller.wait_online("alpha")
     time.sleep(1)
-    assert alpha.tools.calls("loginctl") == []
+    assert alpha.locks() == []
 
 
 def test_cancel_stops_the_running_script_fails_the_queued_lock_and_names_who_cancelled(
@@ -142,7 +142,7 @@ def test_cancel_stops_the_running_script_fails_the_queued_lock_and_names_who_can
         assert controller.device_results(operation_id)["alpha"]["failure_reason"] == "cancelled by ops"
     time.sleep(1)
     assert lines(marker) == ["started"]  # the script was killed, not left to finish
-    assert alpha.tools.calls("loginctl") == []
+    assert alpha.locks() == []
     assert retained(controller.broker_url, "tether/v1/devices/+/commands/+") == {}
     again = controller.http.post(f"/v0/operations/{running['id']}/cancel/")
     assert again.status_code == 409
@@ -210,14 +210,14 @@ def test_a_window_operation_waits_then_dispatches_when_the_window_opens(controll
     assert created["next_dispatch_at"] is not None
     assert datetime.fromisoformat(created["next_dispatch_at"]) == datetime.fromisoformat(args["start_datetime"])
     time.sleep(1)
-    assert alpha.tools.calls("loginctl") == []
+    assert alpha.locks() == []
 
     operation = controller.wait_finished(created["id"], timeout=20)
 
     assert operation["state"] == "COMPLETED"
     device = controller.device_results(created["id"])["alpha"]
     assert datetime.fromisoformat(device["started_at"]) >= datetime.fromisoformat(args["start_datetime"])
-    assert alpha.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+    assert alpha.locks() == [["loginctl", "lock-sessions"]]
 
 
 def test_a_device_offline_for_its_whole_window_fails_when_the_window_ends(controller: Controller, fleet: Fleet) -> None:
@@ -240,7 +240,7 @@ def test_a_device_offline_for_its_whole_window_fails_when_the_window_ends(contro
     alpha.process = alpha.start()
     controller.wait_online("alpha")
     time.sleep(1)
-    assert alpha.tools.calls("loginctl") == []
+    assert alpha.locks() == []
 
 
 def test_device_time_runs_where_the_local_window_is_open_and_waits_elsewhere(
@@ -273,7 +273,7 @@ def test_device_time_runs_where_the_local_window_is_open_and_waits_elsewhere(
         assert timedelta(hours=18) < opens < timedelta(hours=20)
         operation = controller.get(f"/v0/operations/{created['id']}/")
         assert operation["next_dispatch_at"] == waiting["not_before"]
-        assert honolulu.tools.calls("loginctl") == []
+        assert honolulu.locks() == []
         cancel(controller, created["id"])
         ended = controller.wait_finished(created["id"], timeout=20)
         assert controller.device_results(created["id"])["honolulu"]["failure_reason"] == "cancelled by ops"

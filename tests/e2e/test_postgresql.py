@@ -100,7 +100,7 @@ def test_a_postgresql_restart_mid_operation_loses_nothing_and_runs_nothing_twice
         assert finished["state"] == "COMPLETED"
         stats = finished["operation_stats"]["device_operation_statuses_count"]
         assert (stats["success_device_count"], stats["failed_device_count"]) == (3, 0)
-        assert all(len(agent.tools.calls("loginctl")) == 1 for agent in agents)
+        assert all(len(agent.locks()) == 1 for agent in agents)
         assert "Traceback" not in controller.process.output()
         assert controller.process.popen.poll() is None
     finally:

@@ -26,7 +26,7 @@ def test_both_sides_reconnect_after_a_broker_restart(tmp_path: Path) -> None:
             operation = controller.wait_finished(created["id"], timeout=60)
             assert operation["state"] == "COMPLETED"
             assert operation["operation_stats"]["device_operation_statuses_count"]["success_device_count"] == 1
-            assert agent.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+            assert agent.locks() == [["loginctl", "lock-sessions"]]
             assert agent.process.output().count("connected to") >= 2
             controller.wait_online("alpha")
     finally:
@@ -48,7 +48,7 @@ def test_a_device_offline_at_dispatch_runs_the_command_once_when_it_returns(tmp_
         assert operation["state"] == "COMPLETED"
         agent.restart()
         controller.wait_online("alpha")
-        assert agent.tools.calls("loginctl") == [["loginctl", "lock-sessions"]]
+        assert agent.locks() == [["loginctl", "lock-sessions"]]
     finally:
         agent.stop()
         controller.stop()

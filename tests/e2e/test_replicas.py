@@ -121,7 +121,7 @@ def test_any_replica_serves_the_api_one_leads_and_the_lead_moves_when_it_dies(
         finished = standby.wait_finished(again["id"], timeout=TAKEOVER_S)
         assert finished["state"] == "COMPLETED"
         assert finished["operation_stats"]["device_operation_statuses_count"]["success_device_count"] == 3
-        assert [len(agent.tools.calls("loginctl")) for agent in agents] == [1, 1, 1]
+        assert [len(agent.locks()) for agent in agents] == [1, 1, 1]
         assert stored_counts(postgres_database.url, again["id"]) == {"SUCCESSFUL": 3}
 
 
@@ -172,7 +172,7 @@ def test_three_replicas_lose_a_leader_mid_dispatch_and_another_mid_ingest_and_ea
         counted = finished["operation_stats"]["device_operation_statuses_count"]
         assert counted["success_device_count"] == FLEET + 3
         assert stored_counts(url, operation_id) == {"SUCCESSFUL": FLEET + 3}
-        assert [len(agent.tools.calls("loginctl")) for agent in agents] == [1, 1, 1]
+        assert [len(agent.locks()) for agent in agents] == [1, 1, 1]
         ran = fleet.stop()["runs_per_device"]
         assert len(ran) == FLEET
         assert set(ran.values()) == {1}

@@ -45,11 +45,11 @@ def device_result(controller: Controller, operation_id: str) -> dict[str, Any]:
 
 
 def run_lock(controller: Controller, agent: Agent) -> None:
-    before = len(agent.tools.calls("loginctl"))
+    before = len(agent.locks())
     created = controller.create({"operation_type": "LOCK", "operation_device_query": {"device_id": "alpha"}})
     assert controller.wait_finished(created["id"])["state"] == "COMPLETED"
     assert device_result(controller, created["id"])["status"] == "SUCCESSFUL"
-    assert len(agent.tools.calls("loginctl")) == before + 1
+    assert len(agent.locks()) == before + 1
 
 
 def stable(result: dict[str, Any]) -> dict[str, Any]:
