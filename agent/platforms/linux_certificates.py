@@ -1,15 +1,13 @@
 """Linux CA certificates: a file in the system's anchor directory, then the distribution's trust-store update."""
 
 import asyncio
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.errors import HandlerError, ToolNotFound
-from agent.platforms.linux_tools import LinuxTools
+from agent.platforms.linux_tools import LinuxTools, replace_file, restore_file
 
 DEBIAN_CA_DIR = Path("/usr/local/share/ca-certificates")
 RHEL_CA_DIR = Path("/etc/pki/ca-trust/source/anchors")
@@ -49,13 +47,13 @@ class LinuxCertificates(LinuxTools):
     async def install_certificate(self, name: str, pem: bytes) -> Path:
         store = self.trust_store()
         path = store.path(name)
-        previous = await asyncio.to_thread(_write, path, pem)
+        previous = await asyncio.to_thread(replace_file, path, pem)
         try:
             await self.tool(*store.update)
         except BaseException:
             # Put back what was there, so the anchors never disagree with the trust store a failed update left.
             # Synchronously: one small file, and it must happen even when the command is being cancelled.
-            _restore(path, previous)
+            restore_file(path, previous)
             raise
         return path
 
@@ -69,35 +67,3 @@ class LinuxCertificates(LinuxTools):
         except OSError as err:
             raise HandlerError(f"cannot remove {path}: {err.strerror or err}") from err
         await self.tool(*store.update)
-
-
-def _write(path: Path, content: bytes) -> bytes | None:
-    """Replace `path` atomically with `content`, world-readable as trust anchors are; return what it held before."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            previous: bytes | None = path.read_bytes()
-        except FileNotFoundError:
-            previous = None
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(file.fileno(), 0o644)
-                file.write(content)
-            os.replace(name, path)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-    except OSError as err:
-        raise HandlerError(f"cannot write {path}: {err.strerror or err}") from err
-    return previous
-
-
-def _restore(path: Path, previous: bytes | None) -> None:
-    try:
-        if previous is None:
-            path.unlink(missing_ok=True)
-        else:
-            _write(path, previous)
-    except (OSError, HandlerError):
-        pass  # the update's own error is the one to report
