@@ -27,6 +27,7 @@ from agent.handlers.network import (
 from agent.handlers.packages import InstallAppHandler, InstallHandler, RefreshAppListHandler, UninstallHandler
 from agent.handlers.power import RebootHandler, ShutDownHandler
 from agent.handlers.regional import LanguageHandler, TimeZoneHandler
+from agent.handlers.restrictions import AllowHandler
 from agent.handlers.shell import ShellHandler
 from agent.handlers.sound import VolumeHandler
 from agent.handlers.wifi import WifiHandler
@@ -82,6 +83,7 @@ def build_registry(
         UninstallCertificateHandler(),
         SyncContentHandler(),
         InstallOtaHandler(),
+        AllowHandler(),
     )
     table: dict[OperationType, AnyHandler] = {}
     for handler in handlers:

@@ -7,11 +7,12 @@ Methods raise agent.errors.HandlerError subclasses (ToolNotFound, ToolFailed, To
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agent.process import ProcessResult
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
 from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork
+from shared.arguments.restrictions import Restriction
 from shared.arguments.system import AudioStream, LocationMode, Rotation
 
 
@@ -185,6 +186,15 @@ class Certificates(Protocol):
 @runtime_checkable
 class SystemUpdate(Protocol):
     async def install_update(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class Restrictions(Protocol):
+    """Device-wide restrictions (ALLOW_*): what a user of the device may use at all."""
+
+    async def set_allowed(self, restriction: Restriction, allowed: bool) -> dict[str, Any]:
+        """Allow or disallow `restriction`; return what was done and what is in force now."""
+        ...
 
 
 @runtime_checkable

@@ -9,11 +9,12 @@ from agent.platforms.linux_certificates import LinuxCertificates
 from agent.platforms.linux_diagnostics import LinuxDiagnostics
 from agent.platforms.linux_network import LinuxNetwork
 from agent.platforms.linux_packages import LinuxPackages
+from agent.platforms.linux_restrictions import LinuxRestrictions
 from agent.platforms.linux_system import LinuxSystem
 from agent.process import ProcessResult
 
 
-class LinuxPlatform(LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, LinuxCertificates):
+class LinuxPlatform(LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, LinuxCertificates, LinuxRestrictions):
     """The tools a handler may use on Linux; every process goes through `agent.process`.
 
     Capabilities beyond power, sessions, Wi-Fi radio and scripts come from the linux_* mix-ins listed as bases.

@@ -32,6 +32,7 @@ from shared.arguments.network import (
     WifiNetwork,
     WifiSsid,
 )
+from shared.arguments.restrictions import AllowArguments
 from shared.arguments.scripts import ShellArguments
 from shared.arguments.system import (
     BeepArguments,
@@ -97,6 +98,8 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.UNINSTALL_CERTIFICATE: CertificateNameArguments,
         OperationType.SYNC_CONTENT: SyncContentArguments,
         OperationType.INSTALL_OTA: OtaArguments,
+        OperationType.ALLOW_BLUETOOTH: AllowArguments,
+        OperationType.ALLOW_CAMERA: AllowArguments,
     }
 )
 

@@ -148,6 +148,8 @@ def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
             tool_timeout=5,
             debian_ca_dir=tmp_path / "ca" / "debian",
             rhel_ca_dir=tmp_path / "ca" / "rhel",
+            etc_dir=tmp_path / "etc",
+            proc_modules=tmp_path / "proc-modules",
         )
     return AndroidPlatform(serial=SERIAL, tool_timeout=5)
 
@@ -230,7 +232,6 @@ esac"""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
-
 HOST_TOOLS: dict[str, dict[str, Any]] = {
     # On the host for Linux rows; for Android rows the fake adb's device shell is this host's, so scripts find them.
     "apt-get": {"stdout": "Reading package lists... Done\n"},
@@ -254,6 +255,7 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "rauc": {"stdout": "installing: succeeded\n"},
     "uptime": {"stdout": " 10:15:00 up 3 days,  2:01,  0 users\n"},
     "systemd-run": {"stdout": "Running timer as unit: tetherd-remove.timer\n"},
+    "modprobe": {},
     # The custom actions of the page's config example.
     "ansible-pull": {"stdout": "PLAY RECAP ok=3 changed=0\n"},
     "provision-kiosk": {},
@@ -273,12 +275,23 @@ def installed_certificate(bench: "Bench") -> None:
     (anchors / "tether-example-root.crt").write_text("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
 
 
+def loaded_drivers(bench: "Bench") -> None:
+    """ALLOW_BLUETOOTH and ALLOW_CAMERA unload what is loaded: a Bluetooth adapter's and a webcam's drivers."""
+    (bench.tmp_path / "proc-modules").write_text(
+        "btusb 77824 0 - Live 0x0\nbluetooth 1028096 3 btusb, Live 0x0\nuvcvideo 139264 0 - Live 0x0\n"
+    )
+
+
 ANNOUNCED = Announcement(
     device_id="d1", platform=Platform.LINUX, agent_version="0.1.0", tags=["kiosk"], announced_at=utc_now()
 )
 """What the device announced before the catalogue's UPDATE_DEVICE_CONFIG row changes it."""
 
-PREPARATIONS: dict[OperationType, Preparation] = {OperationType.UNINSTALL_CERTIFICATE: installed_certificate}
+PREPARATIONS: dict[OperationType, Preparation] = {
+    OperationType.UNINSTALL_CERTIFICATE: installed_certificate,
+    OperationType.ALLOW_BLUETOOTH: loaded_drivers,
+    OperationType.ALLOW_CAMERA: loaded_drivers,
+}
 
 
 class Bench:

@@ -325,6 +325,8 @@ def test_script_defaults() -> None:
 def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
     assert capabilities(platform) == [
         OperationType.ADD_WIFI_AP,
+        OperationType.ALLOW_BLUETOOTH,
+        OperationType.ALLOW_CAMERA,
         OperationType.BEEP_DEVICE,
         OperationType.CAPTURE_SCREENSHOT,
         OperationType.COLLECT_LOGS,
