@@ -30,6 +30,7 @@ from agent.handlers.regional import LanguageHandler, TimeZoneHandler
 from agent.handlers.restrictions import AllowHandler
 from agent.handlers.shell import ShellHandler
 from agent.handlers.sound import VolumeHandler
+from agent.handlers.updates import OsUpdatePolicyHandler, PauseOsUpdatesHandler
 from agent.handlers.wifi import WifiHandler
 from shared.operations import OperationType
 
@@ -83,6 +84,8 @@ def build_registry(
         UninstallCertificateHandler(),
         SyncContentHandler(),
         InstallOtaHandler(),
+        OsUpdatePolicyHandler(),
+        PauseOsUpdatesHandler(),
         AllowHandler(),
     )
     table: dict[OperationType, AnyHandler] = {}

@@ -6,6 +6,7 @@ Methods raise agent.errors.HandlerError subclasses (ToolNotFound, ToolFailed, To
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -14,6 +15,7 @@ from shared.arguments.apps import AppState, PackageSpec, SoftwareType
 from shared.arguments.network import EthernetSettings, StaticIpSettings, WifiNetwork
 from shared.arguments.restrictions import Restriction
 from shared.arguments.system import AudioStream, LocationMode, Rotation
+from shared.arguments.updates import OsUpdatePolicyArguments
 
 
 @runtime_checkable
@@ -186,6 +188,18 @@ class Certificates(Protocol):
 @runtime_checkable
 class SystemUpdate(Protocol):
     async def install_update(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class OsUpdates(Protocol):
+    """When the system updates itself. Each method returns what it did and what it read back, as the result."""
+
+    async def set_os_update_policy(self, policy: OsUpdatePolicyArguments) -> dict[str, Any]: ...
+    async def pause_os_updates(self, until: datetime | None) -> dict[str, Any]:
+        """Pause automatic updates until `until` (an aware datetime) or, with None, until resumed."""
+        ...
+
+    async def resume_os_updates(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable

@@ -11,10 +11,13 @@ from agent.platforms.linux_network import LinuxNetwork
 from agent.platforms.linux_packages import LinuxPackages
 from agent.platforms.linux_restrictions import LinuxRestrictions
 from agent.platforms.linux_system import LinuxSystem
+from agent.platforms.linux_updates import LinuxUpdates
 from agent.process import ProcessResult
 
 
-class LinuxPlatform(LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, LinuxCertificates, LinuxRestrictions):
+class LinuxPlatform(
+    LinuxNetwork, LinuxSystem, LinuxDiagnostics, LinuxPackages, LinuxCertificates, LinuxUpdates, LinuxRestrictions
+):
     """The tools a handler may use on Linux; every process goes through `agent.process`.
 
     Capabilities beyond power, sessions, Wi-Fi radio and scripts come from the linux_* mix-ins listed as bases.

@@ -46,6 +46,7 @@ from shared.arguments.system import (
     TimeZoneArguments,
     VolumeArguments,
 )
+from shared.arguments.updates import OsUpdatePolicyArguments, PauseOsUpdatesArguments
 from shared.messages import MAX_ARGUMENTS_BYTES, MAX_PAYLOAD_BYTES
 from shared.operations import OperationType
 from shared.signing import canonical
@@ -98,6 +99,8 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.UNINSTALL_CERTIFICATE: CertificateNameArguments,
         OperationType.SYNC_CONTENT: SyncContentArguments,
         OperationType.INSTALL_OTA: OtaArguments,
+        OperationType.PAUSE_OS_UPDATES: PauseOsUpdatesArguments,
+        OperationType.SET_OS_UPDATE_POLICY: OsUpdatePolicyArguments,
         OperationType.ALLOW_BLUETOOTH: AllowArguments,
         OperationType.ALLOW_CAMERA: AllowArguments,
     }

@@ -30,6 +30,7 @@ from shared.arguments.management import DeviceConfigArguments
 from shared.messages import ARTIFACT_TYPES, Announcement, ArtifactUpload, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType, Platform
 from tests.agent.file_server import Server
+from tests.agent.test_linux_updates import fake_apt_config, fake_systemctl
 from tests.agent.test_runner import until
 from tests.fake_adb import FakeAdb
 from tests.fakes import FakeTools
@@ -232,6 +233,9 @@ esac"""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
+ETC = '"${0%/bin/*}/etc"'
+"""The platform's etc_dir (tmp_path/etc), as a fake in tmp_path/bin finds it."""
+
 HOST_TOOLS: dict[str, dict[str, Any]] = {
     # On the host for Linux rows; for Android rows the fake adb's device shell is this host's, so scripts find them.
     "apt-get": {"stdout": "Reading package lists... Done\n"},
@@ -255,6 +259,9 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "rauc": {"stdout": "installing: succeeded\n"},
     "uptime": {"stdout": " 10:15:00 up 3 days,  2:01,  0 users\n"},
     "systemd-run": {"stdout": "Running timer as unit: tetherd-remove.timer\n"},
+    "systemctl": {"script": fake_systemctl(ETC)},
+    "unattended-upgrade": {},  # apt's automatic updates are installed
+    "apt-config": {"script": fake_apt_config(ETC)},
     "modprobe": {},
     # The custom actions of the page's config example.
     "ansible-pull": {"stdout": "PLAY RECAP ok=3 changed=0\n"},
