@@ -83,7 +83,9 @@ class LinuxRestrictions(LinuxTools):
         path = self.restriction_file(restriction)
         loaded = self._loaded_modules()
         targets = dependants_first([name for name in drivers.modules if name in loaded], loaded)
-        await asyncio.to_thread(replace_file, path, block_file(drivers, targets).encode())
+        # A block renewed after a reboot finds nothing loaded: keep what the first one unloaded, to load it back.
+        earlier = [name for name in recorded_modules(await self._read_block(path)) if name not in targets]
+        await asyncio.to_thread(replace_file, path, block_file(drivers, [*targets, *earlier]).encode())
         if restriction is Restriction.BLUETOOTH and targets:
             await switch_bluetooth_radios(self, False)  # radios silent at once, even if a driver cannot go
         reasons: dict[str, str] = {}
@@ -111,13 +113,7 @@ class LinuxRestrictions(LinuxTools):
         load at the next boot or when it is plugged in), and unblock the Bluetooth radios."""
         drivers = DRIVERS[restriction]
         path = self.restriction_file(restriction)
-        try:
-            text = await asyncio.to_thread(path.read_text)
-        except FileNotFoundError:
-            text = ""
-        except OSError as err:
-            raise HandlerError(f"cannot read {path}: {err.strerror or err}") from err
-        unloaded = recorded_modules(text)
+        unloaded = recorded_modules(await self._read_block(path))
         removed = await asyncio.to_thread(remove_file, path)
         if unloaded:
             try:
@@ -137,6 +133,15 @@ class LinuxRestrictions(LinuxTools):
         if restriction is Restriction.BLUETOOTH:
             result["radios_unblocked"] = radios
         return result
+
+    async def _read_block(self, path: Path) -> str:
+        """The block file's text, "" if there is none."""
+        try:
+            return await asyncio.to_thread(path.read_text)
+        except FileNotFoundError:
+            return ""
+        except OSError as err:
+            raise HandlerError(f"cannot read {path}: {err.strerror or err}") from err
 
     def _loaded_modules(self) -> dict[str, list[str]]:
         """Each loaded module -> the loaded modules that use it, from /proc/modules (none without module support)."""

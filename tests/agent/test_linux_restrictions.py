@@ -166,6 +166,20 @@ def test_allowing_again_removes_the_block_and_loads_back_what_it_unloaded(
     assert not block_file(tmp_path, "bluetooth").exists()
 
 
+def test_a_block_renewed_after_a_reboot_keeps_what_the_first_one_unloaded(
+    tools: FakeTools, modules: Path, tmp_path: Path
+) -> None:
+    modules.write_text(CAMERA_LOADED)
+    modprobe_removes(tools, modules, UNRELATED)
+    allow(OperationType.ALLOW_CAMERA, {"allowed": False}, tmp_path, modules)
+    modules.write_text(UNRELATED)  # the next boot: the block kept uvcvideo out
+
+    result = allow(OperationType.ALLOW_CAMERA, {"allowed": False}, tmp_path, modules)
+
+    assert (result["unloaded"], result["effective_now"]) == ([], True)
+    assert "# loaded when disallowed: uvcvideo\n" in block_file(tmp_path, "camera").read_text()
+
+
 def test_allowing_what_was_never_disallowed_changes_nothing(tools: FakeTools, modules: Path, tmp_path: Path) -> None:
     result = allow(OperationType.ALLOW_CAMERA, {"allowed": True}, tmp_path, modules)
 
