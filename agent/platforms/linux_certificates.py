@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import HandlerError, ToolNotFound
-from agent.platforms.linux_tools import LinuxTools, replace_file, restore_file
+from agent.files import write_atomically
+from agent.platforms.linux_tools import LinuxTools
 
 DEBIAN_CA_DIR = Path("/usr/local/share/ca-certificates")
 RHEL_CA_DIR = Path("/etc/pki/ca-trust/source/anchors")
@@ -47,13 +48,13 @@ class LinuxCertificates(LinuxTools):
     async def install_certificate(self, name: str, pem: bytes) -> Path:
         store = self.trust_store()
         path = store.path(name)
-        previous = await asyncio.to_thread(replace_file, path, pem)
+        previous = await asyncio.to_thread(write_atomically, path, pem)
         try:
             await self.tool(*store.update)
         except BaseException:
             # Put back what was there, so the anchors never disagree with the trust store a failed update left.
             # Synchronously: one small file, and it must happen even when the command is being cancelled.
-            restore_file(path, previous)
+            _restore(path, previous)
             raise
         return path
 
@@ -67,3 +68,13 @@ class LinuxCertificates(LinuxTools):
         except OSError as err:
             raise HandlerError(f"cannot remove {path}: {err.strerror or err}") from err
         await self.tool(*store.update)
+
+
+def _restore(path: Path, previous: bytes | None) -> None:
+    try:
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomically(path, previous)
+    except (OSError, HandlerError):
+        pass  # the update's own error is the one to report

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import HandlerError, ToolFailed
+from agent.files import write_atomically
 from agent.platforms.linux_network import switch_bluetooth_radios
-from agent.platforms.linux_tools import LinuxTools, remove_file, replace_file
+from agent.platforms.linux_tools import LinuxTools, remove_file
 from shared.arguments.restrictions import Restriction
 
 PROC_MODULES = Path("/proc/modules")
@@ -85,7 +86,7 @@ class LinuxRestrictions(LinuxTools):
         targets = dependants_first([name for name in drivers.modules if name in loaded], loaded)
         # A block renewed after a reboot finds nothing loaded: keep what the first one unloaded, to load it back.
         earlier = [name for name in recorded_modules(await self._read_block(path)) if name not in targets]
-        await asyncio.to_thread(replace_file, path, block_file(drivers, [*targets, *earlier]).encode())
+        await asyncio.to_thread(write_atomically, path, block_file(drivers, [*targets, *earlier]).encode())
         if restriction is Restriction.BLUETOOTH and targets:
             await switch_bluetooth_radios(self, False)  # radios silent at once, even if a driver cannot go
         reasons: dict[str, str] = {}

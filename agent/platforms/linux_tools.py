@@ -1,7 +1,6 @@
 """The base every Linux capability mix-in shares: a tool timeout and one way to run a tool."""
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,29 +83,6 @@ class LinuxTools:
         return await process.run(argv, timeout=self.tool_timeout)
 
 
-def replace_file(path: Path, content: bytes) -> bytes | None:
-    """Replace `path` atomically with `content`, world-readable as trust anchors and config files are; return what it
-    held before (None: nothing)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            previous: bytes | None = path.read_bytes()
-        except FileNotFoundError:
-            previous = None
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(file.fileno(), 0o644)
-                file.write(content)
-            os.replace(name, path)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-    except OSError as err:
-        raise HandlerError(f"cannot write {path}: {err.strerror or err}") from err
-    return previous
-
-
 def remove_file(path: Path) -> bool:
     """Remove `path`; whether it was there."""
     try:
@@ -116,14 +92,3 @@ def remove_file(path: Path) -> bool:
     except OSError as err:
         raise HandlerError(f"cannot remove {path}: {err.strerror or err}") from err
     return True
-
-
-def restore_file(path: Path, previous: bytes | None) -> None:
-    """Put back what `replace_file` returned, after a failure whose own error is the one to report."""
-    try:
-        if previous is None:
-            path.unlink(missing_ok=True)
-        else:
-            replace_file(path, previous)
-    except (OSError, HandlerError):
-        pass  # the update's own error is the one to report

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import HandlerError, ToolNotFound
-from agent.platforms.linux_tools import LinuxTools, remove_file, replace_file
+from agent.files import write_atomically
+from agent.platforms.linux_tools import LinuxTools, remove_file
 from shared.arguments.updates import OsUpdatePolicyArguments, UpdatePolicy
 
 RESUME_UNIT = "tether-os-updates-resume"
@@ -166,7 +167,7 @@ class LinuxUpdates(LinuxTools):
         await asyncio.to_thread(remove_file, self._units_dir / f"{RESUME_UNIT}.service")
 
     async def _write(self, path: Path, lines: list[str]) -> None:
-        await asyncio.to_thread(replace_file, path, ("\n".join(lines) + "\n").encode())
+        await asyncio.to_thread(write_atomically, path, ("\n".join(lines) + "\n").encode())
 
     async def _show(self, unit: str, prop: str) -> str:
         shown = await self.tool("systemctl", "show", "-p", prop, "--value", unit)

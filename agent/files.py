@@ -1,0 +1,30 @@
+"""Files the agent writes whole: replaced atomically, so a crash or a full disk never leaves half of one."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from agent.errors import HandlerError
+
+
+def write_atomically(path: Path, content: bytes) -> bytes | None:
+    """Replace `path` atomically with `content`, world-readable (trust anchors, unit files, agent state); return what
+    it held before."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            previous: bytes | None = path.read_bytes()
+        except FileNotFoundError:
+            previous = None
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                os.fchmod(file.fileno(), 0o644)
+                file.write(content)
+            os.replace(name, path)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        raise HandlerError(f"cannot write {path}: {err.strerror or err}") from err
+    return previous
