@@ -29,13 +29,14 @@ CALENDAR = "{ OnCalendar=*-*-* 06:00:00 ; next_elapse=Mon 2026-12-07 06:00:00 UT
 
 
 def fake_systemctl(etc: str) -> str:
-    """systemctl as far as these handlers ask, for the fake's `script`: enable/disable are remembered beside the fake,
-    and a unit's drop-ins are the .conf files under `etc`/systemd/system/UNIT.d/ (`etc` is a shell word)."""
+    """systemctl as far as the agent asks, for the fake's `script`: enable/disable are remembered beside the fake, every
+    unit is active, and a unit's drop-ins are the .conf files under `etc`/systemd/system/UNIT.d/ (a shell word)."""
     return f"""state="${{0%/*}}/systemctl-state"
 case "$1" in
   enable) printf enabled > "$state-$2" ;;
   disable) [ "$2" = --now ] && shift; printf disabled > "$state-$2" ;;
   is-enabled) s=enabled; [ -e "$state-$2" ] && read -r s < "$state-$2"; echo "$s" ;;
+  is-active) echo active ;;
   show) case "$3" in
       DropInPaths) for f in {etc}/systemd/system/"$5".d/*.conf; do [ -e "$f" ] && printf '%s ' "$f"; done; echo ;;
       TimersCalendar) echo {shlex.quote(CALENDAR)} ;;
