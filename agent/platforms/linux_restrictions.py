@@ -1,6 +1,7 @@
 """Disallowing Bluetooth or the camera on Linux: a modprobe.d file that stops their kernel drivers from loading."""
 
 import asyncio
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from agent.platforms.linux_tools import LinuxTools, remove_file
 from shared.arguments.restrictions import Restriction
 
 PROC_MODULES = Path("/proc/modules")
+BUILTIN_MODULES = Path("/lib/modules") / os.uname().release / "modules.builtin"
+"""The drivers compiled into the running kernel, which no modprobe.d file can keep out."""
 MODULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 LOADED_MARK = "# loaded when disallowed:"
 """The block file's line naming the drivers it unloaded, which allowing the feature again loads back."""
@@ -62,9 +65,12 @@ DRIVERS: Mapping[Restriction, Drivers] = {
 class LinuxRestrictions(LinuxTools):
     """Blocks a feature's drivers in `<etc_dir>/modprobe.d/tether-<feature>.conf` and unloads those loaded now."""
 
-    def __init__(self, *args: Any, proc_modules: Path = PROC_MODULES, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, proc_modules: Path = PROC_MODULES, builtin_modules: Path = BUILTIN_MODULES, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.proc_modules = proc_modules
+        self.builtin_modules = builtin_modules
 
     def restriction_file(self, restriction: Restriction) -> Path:
         return self.etc_dir / "modprobe.d" / f"tether-{restriction}.conf"
@@ -82,6 +88,13 @@ class LinuxRestrictions(LinuxTools):
         """
         drivers = DRIVERS[restriction]
         path = self.restriction_file(restriction)
+        builtin = sorted(set(drivers.modules) & await asyncio.to_thread(self._builtin_modules))
+        if builtin:
+            raise HandlerError(
+                f"{drivers.title} cannot be disallowed here: {', '.join(builtin)} "
+                f"{'is' if len(builtin) == 1 else 'are'} built into this kernel "
+                f"({self.builtin_modules}), so no modprobe.d file keeps it out; nothing was changed"
+            )
         loaded = self._loaded_modules()
         targets = dependants_first([name for name in drivers.modules if name in loaded], loaded)
         # A block renewed after a reboot finds nothing loaded: keep what the first one unloaded, to load it back.
@@ -143,6 +156,16 @@ class LinuxRestrictions(LinuxTools):
             return ""
         except OSError as err:
             raise HandlerError(f"cannot read {path}: {err.strerror or err}") from err
+
+    def _builtin_modules(self) -> set[str]:
+        """Names of the drivers built into the kernel: `kernel/drivers/bluetooth/btusb.ko` lines, `-` read as `_`."""
+        try:
+            text = self.builtin_modules.read_text()
+        except FileNotFoundError:
+            return set()
+        except OSError as err:
+            raise HandlerError(f"cannot read {self.builtin_modules}: {err.strerror or err}") from err
+        return {line.rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_") for line in text.split()}
 
     def _loaded_modules(self) -> dict[str, list[str]]:
         """Each loaded module -> the loaded modules that use it, from /proc/modules (none without module support)."""

@@ -151,6 +151,7 @@ def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
             rhel_ca_dir=tmp_path / "ca" / "rhel",
             etc_dir=tmp_path / "etc",
             proc_modules=tmp_path / "proc-modules",
+            builtin_modules=tmp_path / "modules.builtin",
         )
     return AndroidPlatform(serial=SERIAL, tool_timeout=5)
 

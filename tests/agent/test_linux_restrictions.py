@@ -58,7 +58,12 @@ def modprobe_removes(tools: FakeTools, modules: Path, after: str, *, exit_code: 
 
 
 def allow(operation_type: OperationType, arguments: dict[str, Any], tmp_path: Path, modules: Path) -> dict[str, Any]:
-    platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id", etc_dir=tmp_path / "etc", proc_modules=modules)
+    platform = LinuxPlatform(
+        boot_id_path=tmp_path / "boot_id",
+        etc_dir=tmp_path / "etc",
+        proc_modules=modules,
+        builtin_modules=tmp_path / "modules.builtin",
+    )
     command = Command(
         command_id="cmd-1",
         operation_id="op-1",
@@ -198,6 +203,18 @@ def test_a_driver_that_will_not_load_back_fails_and_says_the_block_is_gone(
     with pytest.raises(HandlerError, match=r"^the camera is allowed again \(.*tether-camera.conf removed\), but"):
         allow(OperationType.ALLOW_CAMERA, {"allowed": True}, tmp_path, modules)
     assert not path.exists()
+
+
+def test_a_driver_built_into_the_kernel_cannot_be_disallowed_and_nothing_changes(
+    tools: FakeTools, modules: Path, tmp_path: Path
+) -> None:
+    modules.write_text(BLUETOOTH_LOADED)
+    (tmp_path / "modules.builtin").write_text("kernel/drivers/bluetooth/btusb.ko\nkernel/net/bluetooth/bluetooth.ko\n")
+
+    with pytest.raises(HandlerError, match=r"^Bluetooth cannot be disallowed here: bluetooth, btusb are built into"):
+        allow(OperationType.ALLOW_BLUETOOTH, {"allowed": False}, tmp_path, modules)
+    assert tools.calls() == []
+    assert not block_file(tmp_path, "bluetooth").exists()
 
 
 def test_an_edited_block_file_cannot_hand_modprobe_an_option() -> None:
