@@ -116,6 +116,12 @@ class LinuxUpdates(LinuxTools):
     async def pause_os_updates(self, until: datetime | None) -> dict[str, Any]:
         """Pause the backend's automatic updates, until `until` (UTC or with an offset) or until resumed."""
         backend = update_backend()
+        state = await self._show(backend.service, "LoadState")
+        if state != "loaded":
+            # A drop-in for a unit that is not there would pause nothing; say so before changing anything.
+            raise HandlerError(
+                f"{backend.service} is {state or 'unknown'} to systemd: there are no automatic updates to pause"
+            )
         pause = self._pause_file(backend)
         end = None if until is None else until.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         note = f"Automatic updates are paused until {end}." if end else "Automatic updates are paused."

@@ -40,6 +40,7 @@ case "$1" in
   show) case "$3" in
       DropInPaths) for f in {etc}/systemd/system/"$5".d/*.conf; do [ -e "$f" ] && printf '%s ' "$f"; done; echo ;;
       TimersCalendar) echo {shlex.quote(CALENDAR)} ;;
+      LoadState) echo loaded ;;
     esac ;;
 esac"""
 
@@ -100,6 +101,10 @@ def execute(handler: Handler, arguments: dict[str, Any], tmp_path: Path) -> dict
 
 def drop_ins(unit: str) -> list[str]:
     return sh(f"systemctl show -p DropInPaths --value {unit}")
+
+
+def load_state(unit: str) -> list[str]:
+    return sh(f"systemctl show -p LoadState --value {unit}")
 
 
 # --- SET_OS_UPDATE_POLICY ---------------------------------------------------------------------------------------------
@@ -269,7 +274,11 @@ def test_an_open_ended_pause_is_a_drop_in_whose_condition_fails_while_it_exists(
         "[Unit]\n"
         f"ConditionPathExists=!{path}\n"
     )
-    assert apt.calls() == [sh("systemctl daemon-reload"), drop_ins("apt-daily-upgrade.service")]
+    assert apt.calls() == [
+        load_state("apt-daily-upgrade.service"),
+        sh("systemctl daemon-reload"),
+        drop_ins("apt-daily-upgrade.service"),
+    ]
 
 
 def test_a_pause_until_a_time_arms_a_persistent_timer_that_removes_it(
@@ -289,6 +298,7 @@ def test_a_pause_until_a_time_arms_a_persistent_timer_that_removes_it(
     service = (etc / "systemd/system/tether-os-updates-resume.service").read_text()
     assert f"\n[Service]\nType=oneshot\nExecStart=/bin/rm -f {path}\n" in service
     assert dnf.calls() == [
+        load_state("dnf-automatic-install.service"),
         sh("systemctl daemon-reload"),
         sh(f"systemctl enable {RESUME_TIMER}"),
         sh(f"systemctl restart {RESUME_TIMER}"),
@@ -313,7 +323,7 @@ def test_an_open_ended_pause_retires_the_timer_of_an_earlier_one(apt: FakeTools,
 
     assert not (etc / f"systemd/system/{RESUME_TIMER}").exists()
     assert not (etc / "systemd/system/tether-os-updates-resume.service").exists()
-    assert apt.calls()[0] == sh(f"systemctl disable --now {RESUME_TIMER}")
+    assert apt.calls()[1] == sh(f"systemctl disable --now {RESUME_TIMER}")
 
 
 def test_resuming_removes_the_pause_and_its_timer(apt: FakeTools, etc: Path, tmp_path: Path) -> None:
@@ -336,8 +346,19 @@ def test_resuming_what_was_not_paused_says_so(apt: FakeTools, tmp_path: Path) ->
     assert execute(PauseOsUpdatesHandler(), {"paused": False}, tmp_path)["was_paused"] is False
 
 
+def test_pausing_a_service_systemd_does_not_have_fails_and_changes_nothing(
+    dnf: FakeTools, etc: Path, tmp_path: Path
+) -> None:
+    dnf.add("systemctl", stdout="not-found\n")
+
+    with pytest.raises(HandlerError, match=r"^dnf-automatic-install.service is not-found to systemd: there are no"):
+        execute(PauseOsUpdatesHandler(), {"paused": True}, tmp_path)
+    assert dnf.calls() == [load_state("dnf-automatic-install.service")]
+    assert not etc.exists()
+
+
 def test_a_pause_systemd_does_not_read_fails(apt: FakeTools, tmp_path: Path) -> None:
-    apt.add("systemctl")
+    apt.add("systemctl", script="""case "$3" in LoadState) echo loaded ;; esac""")
 
     with pytest.raises(HandlerError, match=r"^systemd does not read .*tether-pause.conf for apt-daily-upgrade.service"):
         execute(PauseOsUpdatesHandler(), {"paused": True}, tmp_path)
