@@ -38,8 +38,10 @@ from agent.handlers.network import (
 from agent.handlers.packages import InstallAppHandler, InstallHandler, RefreshAppListHandler, UninstallHandler
 from agent.handlers.power import RebootHandler, ShutDownHandler
 from agent.handlers.regional import LanguageHandler, TimeZoneHandler
+from agent.handlers.restrictions import AllowHandler
 from agent.handlers.shell import ShellHandler
 from agent.handlers.sound import VolumeHandler
+from agent.handlers.updates import OsUpdatePolicyHandler, PauseOsUpdatesHandler
 from agent.handlers.wifi import WifiHandler
 from shared.operations import OperationType
 
@@ -110,6 +112,9 @@ def build_registry(
         KioskAppHandler(),
         MultiAppModeHandler(),
         AllowlistHandler(),
+        OsUpdatePolicyHandler(),
+        PauseOsUpdatesHandler(),
+        AllowHandler(),
     )
     table: dict[OperationType, AnyHandler] = {}
     for handler in handlers:

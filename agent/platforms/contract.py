@@ -7,6 +7,7 @@ Methods raise agent.errors.HandlerError subclasses (ToolNotFound, ToolFailed, To
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,7 +17,9 @@ from agent.reachability import ReachabilityCheck
 from shared.arguments.apps import AppState, PackageSpec, SoftwareType
 from shared.arguments.lockscreen import CredentialKind
 from shared.arguments.network import ApnOverride, EthernetSettings, StaticIpSettings, WifiNetwork
+from shared.arguments.restrictions import Restriction
 from shared.arguments.system import AudioStream, LocationMode, Rotation
+from shared.arguments.updates import OsUpdatePolicyArguments
 
 
 @runtime_checkable
@@ -280,6 +283,27 @@ class Certificates(Protocol):
 @runtime_checkable
 class SystemUpdate(Protocol):
     async def install_update(self, path: Path) -> None: ...
+
+
+@runtime_checkable
+class OsUpdates(Protocol):
+    """When the system updates itself. Each method returns what it did and what it read back, as the result."""
+
+    async def set_os_update_policy(self, policy: OsUpdatePolicyArguments) -> dict[str, Any]: ...
+    async def pause_os_updates(self, until: datetime | None) -> dict[str, Any]:
+        """Pause automatic updates until `until` (an aware datetime) or, with None, until resumed."""
+        ...
+
+    async def resume_os_updates(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Restrictions(Protocol):
+    """Device-wide restrictions (ALLOW_*): what a user of the device may use at all."""
+
+    async def set_allowed(self, restriction: Restriction, allowed: bool) -> dict[str, Any]:
+        """Allow or disallow `restriction`; return what was done and what is in force now."""
+        ...
 
 
 @runtime_checkable

@@ -16,7 +16,9 @@ from agent.platforms.linux_locale import LinuxLocale
 from agent.platforms.linux_location import LinuxLocation
 from agent.platforms.linux_network import LinuxNetwork
 from agent.platforms.linux_packages import LinuxPackages
+from agent.platforms.linux_restrictions import LinuxRestrictions
 from agent.platforms.linux_system import LinuxSystem
+from agent.platforms.linux_updates import LinuxUpdates
 from agent.process import ProcessResult
 
 
@@ -30,6 +32,8 @@ class LinuxPlatform(
     LinuxCertificates,
     LinuxKiosk,
     LinuxLocation,
+    LinuxUpdates,
+    LinuxRestrictions,
 ):
     """The tools a handler may use on Linux; every process goes through `agent.process`.
 

@@ -120,11 +120,8 @@ class LinuxNetwork(LinuxTools):
 
     async def set_bluetooth(self, enabled: bool) -> None:
         """Flip the kernel's rfkill switch for every Bluetooth adapter; bluetoothd powers them up when unblocked."""
-        adapters = await self.tool("rfkill", "--noheadings", "--output", "ID", "list", "bluetooth")
-        if not adapters.stdout_tail.strip():
-            # rfkill succeeds without touching anything when there is nothing to switch.
+        if not await switch_bluetooth_radios(self, enabled):
             raise HandlerError("no Bluetooth adapter: rfkill lists no bluetooth device")
-        await self.tool("rfkill", "unblock" if enabled else "block", "bluetooth")
 
     async def configure_ethernet(self, settings: EthernetSettings, still_reachable: ReachabilityCheck) -> None:
         change: Callable[[], Awaitable[object]]
@@ -243,6 +240,16 @@ class LinuxNetwork(LinuxTools):
                 return []
             raise
         return [line.strip() for line in shown.stdout_tail.splitlines() if line.strip()]
+
+
+async def switch_bluetooth_radios(tools: LinuxTools, enabled: bool) -> bool:
+    """rfkill-unblock or block every Bluetooth adapter; False, with nothing switched, when rfkill lists none."""
+    adapters = await tools.tool("rfkill", "--noheadings", "--output", "ID", "list", "bluetooth")
+    if not adapters.stdout_tail.strip():
+        # rfkill succeeds without touching anything when there is nothing to switch.
+        return False
+    await tools.tool("rfkill", "unblock" if enabled else "block", "bluetooth")
+    return True
 
 
 def wifi_properties(network: WifiNetwork) -> list[str]:

@@ -86,3 +86,14 @@ class LinuxTools:
     async def probe(self, argv: Sequence[str]) -> ProcessResult:
         """Run a read-only tool and return its result whatever the exit code."""
         return await process.run(argv, timeout=self.tool_timeout)
+
+
+def remove_file(path: Path) -> bool:
+    """Remove `path`; whether it was there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise HandlerError(f"cannot remove {path}: {err.strerror or err}") from err
+    return True

@@ -38,6 +38,7 @@ from shared.arguments.network import (
     WifiNetwork,
     WifiSsid,
 )
+from shared.arguments.restrictions import AllowArguments
 from shared.arguments.scripts import ShellArguments
 from shared.arguments.system import (
     BeepArguments,
@@ -55,6 +56,7 @@ from shared.arguments.system import (
     VolumeArguments,
     WallpaperArguments,
 )
+from shared.arguments.updates import OsUpdatePolicyArguments, PauseOsUpdatesArguments
 from shared.messages import MAX_ARGUMENTS_BYTES, MAX_PAYLOAD_BYTES
 from shared.operations import OperationType
 from shared.signing import canonical
@@ -123,6 +125,10 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.REMOVE_FROM_WHITELIST: AllowlistArguments,
         OperationType.SET_WALLPAPER: WallpaperArguments,
         OperationType.SET_DEVICE_LOCKDOWN_STATE: LockdownArguments,
+        OperationType.PAUSE_OS_UPDATES: PauseOsUpdatesArguments,
+        OperationType.SET_OS_UPDATE_POLICY: OsUpdatePolicyArguments,
+        OperationType.ALLOW_BLUETOOTH: AllowArguments,
+        OperationType.ALLOW_CAMERA: AllowArguments,
     }
 )
 

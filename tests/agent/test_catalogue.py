@@ -35,6 +35,7 @@ from shared.messages import ARTIFACT_TYPES, Announcement, ArtifactUpload, Comman
 from shared.operations import DeviceStatus, OperationType, Platform
 from tests.agent.catalogue_commands import check_or_record, normalise, unnamed
 from tests.agent.file_server import Server
+from tests.agent.test_linux_updates import fake_apt_config, fake_systemctl
 from tests.agent.test_runner import until
 from tests.fake_adb import FakeAdb
 from tests.fakes import GSETTINGS, RUNUSER, FakeSession, FakeTools, logind
@@ -225,6 +226,8 @@ def platform_object(platform: Platform, tmp_path: Path) -> PlatformTools:
             etc_dir=tmp_path / "etc",
             wallpaper_dir=tmp_path / "backgrounds",
             user_runtime_root=tmp_path / "run-user",
+            proc_modules=tmp_path / "proc-modules",
+            builtin_modules=tmp_path / "modules.builtin",
         )
     return AndroidPlatform(serial=SERIAL, tool_timeout=5)
 
@@ -304,9 +307,6 @@ NMCLI = """case "$*" in
   "--escape no -g connection.type connection show id "*) echo "Error: no such connection profile." >&2; exit 10 ;;
   "--escape no -g GENERAL.CON-UUID device show "*) echo 6c1e8f43-0f5a-4a52-9d3e-2b7a1c9e0d11 ;;
 esac"""
-SYSTEMCTL = """case "$1" in
-  is-active) echo active ;;
-esac"""
 BUSCTL = """case "$*" in
   *" GetDeviceByIpIface s "*) echo 'o "/org/freedesktop/NetworkManager/Devices/2"' ;;
   *" CheckpointCreate "*) echo 'o "/org/freedesktop/NetworkManager/Checkpoint/1"' ;;
@@ -318,6 +318,8 @@ esac"""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
+ETC = '"${0%/bin/*}/etc"'
+"""The platform's etc_dir (tmp_path/etc), as a fake in tmp_path/bin finds it."""
 
 GPSD_FIX = (
     '{"class":"VERSION","release":"3.22","rev":"3.22","proto_major":3,"proto_minor":14}\n'
@@ -362,12 +364,15 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "rauc": {"stdout": "installing: succeeded\n"},
     "uptime": {"stdout": " 10:15:00 up 3 days,  2:01,  0 users\n"},
     "systemd-run": {"stdout": "Running timer as unit: tetherd-remove.timer\n"},
-    "systemctl": {"script": SYSTEMCTL},
+    "systemctl": {"script": fake_systemctl(ETC)},
     "getent": {"stdout": "kiosk:x:1001:1001:Kiosk:/home/kiosk:/bin/sh\n"},  # SET_KIOSK_APP's user
     "cage": {},
     "chromium": {},  # SET_KIOSK_APP's app
     # The Android device's `cmd`: `cmd lock_settings` reaches the device on its shell's standard input.
     "cmd": {"script": LOCK_SETTINGS},
+    "unattended-upgrade": {},  # apt's automatic updates are installed
+    "apt-config": {"script": fake_apt_config(ETC)},
+    "modprobe": {},
     # The custom actions of the page's config example.
     "ansible-pull": {"stdout": "PLAY RECAP ok=3 changed=0\n"},
     "provision-kiosk": {},
@@ -412,6 +417,13 @@ def lock_credential(credential: str) -> Preparation:
     return prepare
 
 
+def loaded_drivers(bench: "Bench") -> None:
+    """ALLOW_BLUETOOTH and ALLOW_CAMERA unload what is loaded: a Bluetooth adapter's and a webcam's drivers."""
+    (bench.tmp_path / "proc-modules").write_text(
+        "btusb 77824 0 - Live 0x0\nbluetooth 1028096 3 btusb, Live 0x0\nuvcvideo 139264 0 - Live 0x0\n"
+    )
+
+
 ANNOUNCED = Announcement(
     device_id="d1", platform=Platform.LINUX, agent_version="0.1.0", tags=["kiosk"], announced_at=utc_now()
 )
@@ -425,6 +437,8 @@ PREPARATIONS: dict[OperationType, Preparation] = {
     OperationType.ENABLE_LOST_MODE: lock_credential("Pin"),
     OperationType.CLEAR_PASSCODE: lock_credential("None"),
     OperationType.RESET_LOCKSCREEN_PASSWORD: lock_credential("Pin"),
+    OperationType.ALLOW_BLUETOOTH: loaded_drivers,
+    OperationType.ALLOW_CAMERA: loaded_drivers,
 }
 
 
