@@ -4,8 +4,9 @@ to the controller."""
 import asyncio
 import gzip
 import shutil
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from agent.errors import HandlerError
 from agent.handlers.base import Handler, HandlerContext
@@ -50,6 +51,24 @@ def _upload_spec(context: HandlerContext[Any]) -> ArtifactUpload:
     return spec
 
 
+class LogWriter(Protocol):
+    """`collect_logs` or `collect_agent_log`: writes `since_minutes` of a log, at most `max_lines` lines, as text."""
+
+    def __call__(self, destination: Path, *, since_minutes: int, max_lines: int) -> Awaitable[None]: ...
+
+
+async def _send_log(
+    context: HandlerContext[Any], name: str, arguments: LogsArguments, write_log: LogWriter
+) -> dict[str, Any]:
+    """Write the log to `name` in the work directory, gzip it and upload it."""
+    spec = _upload_spec(context)
+    text = context.work_dir / name
+    await write_log(text, since_minutes=arguments.since_minutes, max_lines=arguments.max_lines)
+    packed = context.work_dir / f"{name}.gz"
+    await asyncio.to_thread(gzip_file, text, packed)
+    return await _send(context, spec, packed)
+
+
 async def _send(context: HandlerContext[Any], spec: ArtifactUpload, path: Path) -> dict[str, Any]:
     kind = await asyncio.to_thread(content_type, path)
     if kind is None:
@@ -73,12 +92,7 @@ class LogsHandler(Handler[LogsArguments, Logs]):
     cancellable: ClassVar[bool] = True
 
     async def run(self, arguments: LogsArguments, context: HandlerContext[Logs]) -> dict[str, Any]:
-        spec = _upload_spec(context)
-        text = context.work_dir / "logs.txt"
-        await context.platform.collect_logs(text, since_minutes=arguments.since_minutes, max_lines=arguments.max_lines)
-        packed = context.work_dir / "logs.txt.gz"
-        await asyncio.to_thread(gzip_file, text, packed)
-        return await _send(context, spec, packed)
+        return await _send_log(context, "logs.txt", arguments, context.platform.collect_logs)
 
 
 class AgentLogHandler(Handler[LogsArguments, AgentLog]):
@@ -88,14 +102,7 @@ class AgentLogHandler(Handler[LogsArguments, AgentLog]):
     cancellable: ClassVar[bool] = True
 
     async def run(self, arguments: LogsArguments, context: HandlerContext[AgentLog]) -> dict[str, Any]:
-        spec = _upload_spec(context)
-        text = context.work_dir / "agent-log.txt"
-        await context.platform.collect_agent_log(
-            text, since_minutes=arguments.since_minutes, max_lines=arguments.max_lines
-        )
-        packed = context.work_dir / "agent-log.txt.gz"
-        await asyncio.to_thread(gzip_file, text, packed)
-        return await _send(context, spec, packed)
+        return await _send_log(context, "agent-log.txt", arguments, context.platform.collect_agent_log)
 
 
 class BugreportHandler(Handler[NoArguments, Logs]):

@@ -9,7 +9,7 @@ from pathlib import Path
 from agent import process
 from agent.errors import InvalidArguments, ToolFailed
 from agent.platforms.android_adb import AdbTools
-from agent.platforms.unit_journal import write_journal
+from agent.platforms.unit_journal import AgentJournal
 from agent.process import ProcessResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,7 +37,7 @@ def starts_with(path: Path, magic: bytes) -> bool:
         return False
 
 
-class AndroidDiagnostics(AdbTools):
+class AndroidDiagnostics(AdbTools, AgentJournal):
     async def capture_screenshot(self, destination: Path) -> None:
         """`adb -s S exec-out screencap -p`, its standard output written to `destination`.
 
@@ -65,17 +65,6 @@ class AndroidDiagnostics(AdbTools):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 raw.unlink()
-
-    async def collect_agent_log(self, destination: Path, *, since_minutes: int, max_lines: int) -> None:
-        """The journal of the bridge's unit on the host (`journalctl -u AGENT_UNIT`), not filtered to this device: its
-        text log lines do not name the device they are about, so the whole bridge's log is the device's agent log."""
-        await write_journal(
-            destination,
-            since_minutes=since_minutes,
-            max_lines=max_lines,
-            timeout=self.tool_timeout,
-            unit=self.agent_unit,
-        )
 
     async def bugreport(self, destination: Path) -> None:
         """`adb -s S bugreport DESTINATION.zip`, the zip then renamed to `destination`.

@@ -12,7 +12,7 @@ from agent import process
 from agent.errors import HandlerError, ToolNotFound
 from agent.inventory import linux_inventory
 from agent.platforms.linux_tools import LinuxTools
-from agent.platforms.unit_journal import write_journal
+from agent.platforms.unit_journal import AgentJournal, write_journal
 
 SCREENSHOT_TOOLS: tuple[tuple[str, ...], ...] = (("grim",), ("gnome-screenshot", "-f"), ("import", "-window", "root"))
 """Tried in order: Wayland (grim), GNOME, then X11 through ImageMagick; each takes the output path last."""
@@ -27,7 +27,7 @@ BUGREPORT_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
 SECTION_LIMIT = 8 * 1024 * 1024
 
 
-class LinuxDiagnostics(LinuxTools):
+class LinuxDiagnostics(LinuxTools, AgentJournal):
     async def capture_screenshot(self, destination: Path) -> None:
         for argv in SCREENSHOT_TOOLS:
             if shutil.which(argv[0]):
@@ -38,16 +38,6 @@ class LinuxDiagnostics(LinuxTools):
 
     async def collect_logs(self, destination: Path, *, since_minutes: int, max_lines: int) -> None:
         await write_journal(destination, since_minutes=since_minutes, max_lines=max_lines, timeout=self.tool_timeout)
-
-    async def collect_agent_log(self, destination: Path, *, since_minutes: int, max_lines: int) -> None:
-        """The journal of the agent's own unit (`agent_unit`)."""
-        await write_journal(
-            destination,
-            since_minutes=since_minutes,
-            max_lines=max_lines,
-            timeout=self.tool_timeout,
-            unit=self.agent_unit,
-        )
 
     async def bugreport(self, destination: Path) -> None:
         """A tar.gz of the journal, kernel log, failed units, disks, addresses, processes and the inventory.

@@ -41,3 +41,22 @@ async def write_journal(
         output_limit=max_lines * BYTES_PER_LOG_LINE,
     )
     await asyncio.to_thread(destination.write_text, result.stdout_tail)
+
+
+class AgentJournal:
+    """REQUEST_DPCLOG where the agent runs under systemd on this host: the journal of its unit (`agent_unit`).
+
+    For an Android device that is the bridge's whole log: its text lines do not name the device they are about.
+    """
+
+    tool_timeout: float
+    agent_unit: str
+
+    async def collect_agent_log(self, destination: Path, *, since_minutes: int, max_lines: int) -> None:
+        await write_journal(
+            destination,
+            since_minutes=since_minutes,
+            max_lines=max_lines,
+            timeout=self.tool_timeout,
+            unit=self.agent_unit,
+        )
