@@ -2,7 +2,6 @@
 
 import asyncio
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
@@ -19,8 +18,8 @@ from agent.handlers.wifi import WifiHandler
 from agent.platforms import LinuxPlatform
 from agent.platforms.contract import Rebooter, ScriptRunner, SessionLocker, WifiRadio
 from shared.arguments import ArgumentsError, arguments_model, validate_arguments
-from shared.messages import Command
 from shared.operations import OperationType, Platform
+from tests.agent.contexts import context_for as shared_context
 from tests.fakes import LIST_SESSIONS, FakeSession, FakeTools, logind, show_session
 
 BOOT_ID = "0d3c1f4e-8a52-4c1b-9a7e-3f0b6e9d2a11"
@@ -47,14 +46,7 @@ def platform(tmp_path: Path) -> LinuxPlatform:
 
 def context_for(platform: Any, work_dir: Path, operation_type: OperationType = OperationType.LOCK) -> HandlerContext:
     work_dir.mkdir(exist_ok=True)
-    command = Command(
-        command_id="cmd-1",
-        operation_id="op-1",
-        device_id="dev-1",
-        operation_type=operation_type,
-        issued_at=datetime.now(UTC),
-    )
-    return HandlerContext(command=command, platform=platform, work_dir=work_dir)
+    return shared_context(platform, work_dir, operation_type)
 
 
 @pytest.fixture

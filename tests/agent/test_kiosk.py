@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,8 @@ from agent.handlers.base import HandlerContext
 from agent.platforms.android import AndroidPlatform
 from agent.platforms.linux import LinuxPlatform
 from shared.arguments import ArgumentsError, validate_arguments
-from shared.messages import Command
 from shared.operations import OperationType
+from tests.agent.contexts import context_for as shared_context
 from tests.fake_adb import FakeAdb
 from tests.fakes import FakeTools
 
@@ -42,14 +41,7 @@ def short_graces(monkeypatch: pytest.MonkeyPatch) -> None:
 def context_for(platform: Any, state_dir: Path, operation_type: OperationType) -> HandlerContext:
     work_dir = state_dir / "work" / "cmd-1"
     work_dir.mkdir(parents=True, exist_ok=True)
-    command = Command(
-        command_id="cmd-1",
-        operation_id="op-1",
-        device_id="dev-1",
-        operation_type=operation_type,
-        issued_at=datetime.now(UTC),
-    )
-    return HandlerContext(command=command, platform=platform, work_dir=work_dir)
+    return shared_context(platform, work_dir, operation_type)
 
 
 def execute(platform: Any, state_dir: Path, operation_type: OperationType, arguments: dict[str, Any]) -> Any:

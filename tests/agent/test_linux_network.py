@@ -9,7 +9,6 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,9 @@ from agent.platforms.contract import BluetoothRadio, MobileApns, WifiJoinPolicy,
 from agent.reachability import BrokerReachability, ReachabilityCheck, no_broker
 from agent.runner import Runner
 from shared.arguments import ArgumentsError, validate_arguments
-from shared.messages import Command, StatusReport
+from shared.messages import StatusReport
 from shared.operations import DeviceStatus, OperationType
+from tests.agent.contexts import context_for as shared_context
 from tests.agent.test_runner import until
 from tests.fakes import FakeTools
 
@@ -109,14 +109,7 @@ def lost_broker() -> BrokerReachability:
 def context_for(
     platform: Any, tmp_path: Path, operation_type: OperationType, reach_broker: ReachabilityCheck = no_broker
 ) -> HandlerContext:
-    command = Command(
-        command_id="cmd-1",
-        operation_id="op-1",
-        device_id="dev-1",
-        operation_type=operation_type,
-        issued_at=datetime.now(UTC),
-    )
-    return HandlerContext(command=command, platform=platform, work_dir=tmp_path, reach_broker=reach_broker)
+    return shared_context(platform, tmp_path, operation_type, reach_broker=reach_broker)
 
 
 def execute(

@@ -2,7 +2,6 @@
 
 import asyncio
 import shlex
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +9,13 @@ import pytest
 
 from agent.errors import HandlerError, UnsupportedOperation
 from agent.handlers import handler_for
-from agent.handlers.base import HandlerContext
 from agent.handlers.restrictions import AllowHandler
 from agent.platforms import LinuxPlatform
 from agent.platforms.android import AndroidPlatform
 from agent.platforms.linux_restrictions import dependants_first, parse_proc_modules, recorded_modules
 from shared.arguments import ArgumentsError, validate_arguments
-from shared.messages import Command
 from shared.operations import OperationType
+from tests.agent.contexts import context_for
 from tests.fakes import FakeTools
 
 sh = shlex.split
@@ -64,15 +62,8 @@ def allow(operation_type: OperationType, arguments: dict[str, Any], tmp_path: Pa
         proc_modules=modules,
         builtin_modules=tmp_path / "modules.builtin",
     )
-    command = Command(
-        command_id="cmd-1",
-        operation_id="op-1",
-        device_id="dev-1",
-        operation_type=operation_type,
-        issued_at=datetime.now(UTC),
-    )
     parsed = validate_arguments(operation_type, arguments)
-    context = HandlerContext(command=command, platform=platform, work_dir=tmp_path)
+    context = context_for(platform, tmp_path, operation_type)
     return asyncio.run(AllowHandler().run(parsed, context))
 
 

@@ -3,7 +3,6 @@
 import asyncio
 import shlex
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from agent import process
 from agent.errors import HandlerError, ToolFailed, ToolNotFound, ToolTimeout, UnsupportedOperation
 from agent.handlers import build_registry, handler_for
 from agent.handlers.attention import BeepHandler, NotifyHandler
-from agent.handlers.base import Handler, HandlerContext, RestartOutcome
+from agent.handlers.base import Handler, RestartOutcome
 from agent.handlers.display import BrightnessHandler, ScreenOffTimeoutHandler
 from agent.handlers.management import RemoveAgentHandler
 from agent.handlers.power import ShutDownHandler
@@ -23,8 +22,8 @@ from agent.platforms import LinuxPlatform
 from agent.platforms.contract import AgentRemover, Audio, Beeper, Clock, Display, Locale, Notifier, PowerOff
 from shared.arguments import ArgumentsError, validate_arguments
 from shared.arguments.management import DeviceConfigArguments
-from shared.messages import Command
 from shared.operations import OperationType
+from tests.agent.contexts import context_for
 from tests.fakes import LIST_SESSIONS, RUNUSER, FakeSession, FakeTools, logind, show_session
 
 sh = shlex.split
@@ -57,13 +56,6 @@ def execute(
         return {}
 
     (operation_type,) = handler.operation_types
-    command = Command(
-        command_id="cmd-1",
-        operation_id="op-1",
-        device_id="dev-1",
-        operation_type=operation_type,
-        issued_at=datetime.now(UTC),
-    )
     platform = LinuxPlatform(
         boot_id_path=tmp_path / "boot_id",
         tool_timeout=tool_timeout,
@@ -71,7 +63,7 @@ def execute(
         user_runtime_root=tmp_path / "run-user",
         lock_wait_s=0.5,
     )
-    context = HandlerContext(command=command, platform=platform, work_dir=tmp_path, update_profile=update_profile)
+    context = context_for(platform, tmp_path, operation_type, update_profile=update_profile)
     return asyncio.run(handler.run(validate_arguments(operation_type, arguments), context))
 
 

@@ -10,13 +10,13 @@ import pytest
 
 from agent.errors import HandlerError, InvalidArguments, ToolNotFound, UnsupportedOperation
 from agent.handlers import handler_for
-from agent.handlers.base import Handler, HandlerContext
+from agent.handlers.base import Handler
 from agent.handlers.updates import OsUpdatePolicyHandler, PauseOsUpdatesHandler
 from agent.platforms import LinuxPlatform
 from agent.platforms.android import AndroidPlatform
 from shared.arguments import ArgumentsError, validate_arguments
-from shared.messages import Command
 from shared.operations import OperationType
+from tests.agent.contexts import context_for
 from tests.fakes import FakeTools
 
 sh = shlex.split
@@ -88,15 +88,8 @@ def dnf(tools: FakeTools) -> FakeTools:
 def execute(handler: Handler, arguments: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     (operation_type,) = handler.operation_types
     platform = LinuxPlatform(boot_id_path=tmp_path / "boot_id", etc_dir=tmp_path / "etc")
-    command = Command(
-        command_id="cmd-1",
-        operation_id="op-1",
-        device_id="dev-1",
-        operation_type=operation_type,
-        issued_at=datetime.now(UTC),
-    )
     parsed = validate_arguments(operation_type, arguments)
-    return asyncio.run(handler.run(parsed, HandlerContext(command=command, platform=platform, work_dir=tmp_path)))
+    return asyncio.run(handler.run(parsed, context_for(platform, tmp_path, operation_type)))
 
 
 def drop_ins(unit: str) -> list[str]:

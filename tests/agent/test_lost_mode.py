@@ -11,7 +11,7 @@ import pytest
 from agent import process
 from agent.errors import HandlerError, ToolFailed, UnsupportedOperation
 from agent.handlers import handler_for
-from agent.handlers.base import Handler, HandlerContext, PlatformTools
+from agent.handlers.base import Handler, PlatformTools
 from agent.handlers.lost_mode import (
     DisableLostModeHandler,
     EnableLostModeHandler,
@@ -22,8 +22,9 @@ from agent.platforms.android import AndroidPlatform
 from agent.platforms.linux import LinuxPlatform
 from agent.profile import LostMode, Profile, ProfileStore
 from shared.arguments import ArgumentsError, validate_arguments
-from shared.messages import Announcement, Command, utc_now
+from shared.messages import Announcement, utc_now
 from shared.operations import OperationType, Platform
+from tests.agent.contexts import context_for
 from tests.fake_adb import FakeAdb
 from tests.fakes import RUNUSER, FakeSession, FakeTools, logind
 
@@ -106,14 +107,7 @@ def execute(
         return profile.set_lost_mode(message, CONFIGURED)[1]
 
     (operation_type,) = handler.operation_types
-    command = Command(
-        command_id="cmd-1",
-        operation_id="op-1",
-        device_id="dev-1",
-        operation_type=operation_type,
-        issued_at=datetime.now(UTC),
-    )
-    context = HandlerContext(command=command, platform=platform, work_dir=tmp_path, update_lost_mode=update_lost_mode)
+    context = context_for(platform, tmp_path, operation_type, update_lost_mode=update_lost_mode)
     assert handler.supports(platform)
     return asyncio.run(handler.run(validate_arguments(operation_type, arguments), context))
 
