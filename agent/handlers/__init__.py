@@ -41,7 +41,7 @@ from agent.handlers.regional import LanguageHandler, TimeZoneHandler
 from agent.handlers.restrictions import AllowHandler
 from agent.handlers.shell import ShellHandler
 from agent.handlers.sound import VolumeHandler
-from agent.handlers.updates import OsUpdatePolicyHandler, PauseOsUpdatesHandler
+from agent.handlers.updates import OsUpdatePolicyHandler, PauseOsUpdatesHandler, PendingUpdatesHandler
 from agent.handlers.wifi import WifiHandler
 from shared.operations import OperationType
 
@@ -114,6 +114,7 @@ def build_registry(
         AllowlistHandler(),
         OsUpdatePolicyHandler(),
         PauseOsUpdatesHandler(),
+        PendingUpdatesHandler(),
         AllowHandler(),
     )
     table: dict[OperationType, AnyHandler] = {}

@@ -297,6 +297,23 @@ class OsUpdates(Protocol):
     async def resume_os_updates(self) -> dict[str, Any]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PendingUpdates:
+    """The upgrades a package manager has waiting: `{name, current, available}` by name."""
+
+    manager: str
+    packages: list[dict[str, str | None]]
+    security: int | None
+    """How many come from a security repository, where the tool says so cheaply (apt); else None."""
+
+
+@runtime_checkable
+class OsUpdateCheck(Protocol):
+    async def pending_updates(self) -> PendingUpdates:
+        """Refresh the package lists and read which upgrades are waiting; nothing is installed."""
+        ...
+
+
 @runtime_checkable
 class Restrictions(Protocol):
     """Device-wide restrictions (ALLOW_*): what a user of the device may use at all."""

@@ -349,6 +349,7 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.LOCK,
         OperationType.LOST_MODE_DEVICE_LOCATION,
         OperationType.NOTIFY_DEVICE,
+        OperationType.NOTIFY_OTA,
         OperationType.NUDGE_DEVICE,
         OperationType.PAUSE_OS_UPDATES,
         OperationType.PLAY_LOST_MODE_SOUND,
