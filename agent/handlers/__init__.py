@@ -5,7 +5,13 @@ from types import MappingProxyType
 
 from agent.config import CustomAction
 from agent.errors import UnsupportedOperation
-from agent.handlers.apps import AppNotificationsHandler, AppPermissionHandler, AppStateHandler, ClearAppDataHandler
+from agent.handlers.apps import (
+    AppConfigHandler,
+    AppNotificationsHandler,
+    AppPermissionHandler,
+    AppStateHandler,
+    ClearAppDataHandler,
+)
 from agent.handlers.artifacts import AgentLogHandler, BugreportHandler, LogsHandler, ScreenshotHandler
 from agent.handlers.attention import BeepHandler, NotifyHandler
 from agent.handlers.base import AnyHandler, PlatformTools
@@ -98,6 +104,7 @@ def build_registry(
         AppPermissionHandler(),
         AppStateHandler(),
         AppNotificationsHandler(),
+        AppConfigHandler(),
         RotationHandler(),
         LocationHandler(),
         InstallHandler(),

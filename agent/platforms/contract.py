@@ -260,6 +260,15 @@ class AppNotifications(Protocol):
 
 
 @runtime_checkable
+class AppConfiguration(Protocol):
+    """Managed app configuration (Linux): a file the app reads, replaced whole."""
+
+    async def apply_app_config(self, app: str, document: bytes, restart_unit: str | None) -> dict[str, Any]:
+        """Write `document` as `app`'s configuration and restart `restart_unit` if it runs; return what was done."""
+        ...
+
+
+@runtime_checkable
 class Location(Protocol):
     async def set_location_mode(self, mode: LocationMode) -> None: ...
 

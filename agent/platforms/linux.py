@@ -8,6 +8,7 @@ from pathlib import Path
 from agent.errors import HandlerError
 from agent.inventory import linux_inventory, local_time_zone
 from agent.platforms.contract import DeviceSurvey
+from agent.platforms.linux_app_config import LinuxAppConfig
 from agent.platforms.linux_certificates import LinuxCertificates
 from agent.platforms.linux_desktop import LinuxDesktop
 from agent.platforms.linux_diagnostics import LinuxDiagnostics
@@ -34,6 +35,7 @@ class LinuxPlatform(
     LinuxLocation,
     LinuxUpdates,
     LinuxRestrictions,
+    LinuxAppConfig,
 ):
     """The tools a handler may use on Linux; every process goes through `agent.process`.
 

@@ -87,6 +87,12 @@ class LinuxTools:
         """Run a read-only tool and return its result whatever the exit code."""
         return await process.run(argv, timeout=self.tool_timeout)
 
+    async def unit_state(self, unit: str) -> str:
+        """`systemctl is-active UNIT`, which prints the state (`inactive` for a unit it does not know) and exits
+        non-zero for any but active."""
+        result = await self.probe(["systemctl", "is-active", unit])
+        return result.stdout_tail.strip() or "unknown"
+
 
 def remove_file(path: Path) -> bool:
     """Remove `path`; whether it was there."""

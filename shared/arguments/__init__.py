@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shared.arguments.app_config import AppConfigArguments
 from shared.arguments.apps import (
     AppNotificationsArguments,
     AppPackageArguments,
@@ -129,6 +130,7 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.SET_OS_UPDATE_POLICY: OsUpdatePolicyArguments,
         OperationType.ALLOW_BLUETOOTH: AllowArguments,
         OperationType.ALLOW_CAMERA: AllowArguments,
+        OperationType.APPLY_APP_CONFIG: AppConfigArguments,
     }
 )
 

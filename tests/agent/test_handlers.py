@@ -335,6 +335,7 @@ def test_capabilities_on_linux(platform: LinuxPlatform) -> None:
         OperationType.ADD_WIFI_AP,
         OperationType.ALLOW_BLUETOOTH,
         OperationType.ALLOW_CAMERA,
+        OperationType.APPLY_APP_CONFIG,
         OperationType.BEEP_DEVICE,
         OperationType.CAPTURE_SCREENSHOT,
         OperationType.COLLECT_LOGS,
