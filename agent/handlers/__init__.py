@@ -3,7 +3,7 @@
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from agent.config import CustomAction
+from agent.config import CustomAction, RemoteConnectionSettings
 from agent.errors import UnsupportedOperation
 from agent.handlers.apps import (
     AppConfigHandler,
@@ -44,6 +44,7 @@ from agent.handlers.network import (
 from agent.handlers.packages import InstallAppHandler, InstallHandler, RefreshAppListHandler, UninstallHandler
 from agent.handlers.power import RebootHandler, ShutDownHandler
 from agent.handlers.regional import LanguageHandler, TimeZoneHandler
+from agent.handlers.remote import RemoteConnectionHandler
 from agent.handlers.restrictions import AllowHandler
 from agent.handlers.shell import ShellHandler
 from agent.handlers.sound import VolumeHandler
@@ -59,6 +60,7 @@ def build_registry(
     converge_actions: Sequence[str] = (),
     provision_action: str | None = None,
     wipe_action: str | None = None,
+    remote_connection: RemoteConnectionSettings | None = None,
 ) -> Mapping[OperationType, AnyHandler]:
     """One handler instance per operation family, keyed by every operation type it runs."""
     handlers: tuple[AnyHandler, ...] = (
@@ -123,6 +125,7 @@ def build_registry(
         PauseOsUpdatesHandler(),
         PendingUpdatesHandler(),
         AllowHandler(),
+        RemoteConnectionHandler(remote_connection),
     )
     table: dict[OperationType, AnyHandler] = {}
     for handler in handlers:

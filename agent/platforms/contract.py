@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from agent.config import RemoteConnectionSettings
 from agent.platforms.location import LocationFix
 from agent.process import ProcessResult
 from agent.reachability import ReachabilityCheck
@@ -266,6 +267,19 @@ class AppConfiguration(Protocol):
     async def apply_app_config(self, app: str, document: bytes, restart_unit: str | None) -> dict[str, Any]:
         """Write `document` as `app`'s configuration and restart `restart_unit` if it runs; return what was done."""
         ...
+
+
+@runtime_checkable
+class RemoteTunnel(Protocol):
+    """A reverse SSH tunnel to the configured bastion (Linux), open for a while or closed."""
+
+    async def open_remote_connection(
+        self, bastion: RemoteConnectionSettings, remote_port: int, duration_s: int
+    ) -> dict[str, Any]:
+        """Open (or reopen) the tunnel forwarding the bastion's `remote_port` here, for at most `duration_s`."""
+        ...
+
+    async def close_remote_connection(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable

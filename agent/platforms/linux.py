@@ -17,6 +17,7 @@ from agent.platforms.linux_locale import LinuxLocale
 from agent.platforms.linux_location import LinuxLocation
 from agent.platforms.linux_network import LinuxNetwork
 from agent.platforms.linux_packages import LinuxPackages
+from agent.platforms.linux_remote import LinuxRemoteConnection
 from agent.platforms.linux_restrictions import LinuxRestrictions
 from agent.platforms.linux_system import LinuxSystem
 from agent.platforms.linux_updates import LinuxUpdates
@@ -36,6 +37,7 @@ class LinuxPlatform(
     LinuxUpdates,
     LinuxRestrictions,
     LinuxAppConfig,
+    LinuxRemoteConnection,
 ):
     """The tools a handler may use on Linux; every process goes through `agent.process`.
 

@@ -7,10 +7,7 @@ from typing import Any
 
 from agent.errors import HandlerError
 from agent.files import write_atomically
-from agent.platforms.linux_tools import LinuxTools
-
-RUNNING = ("active", "activating", "reloading")
-"""The states in which `systemctl try-restart` restarts a unit; in any other it does nothing."""
+from agent.platforms.linux_tools import RUNNING, LinuxTools
 
 
 class LinuxAppConfig(LinuxTools):

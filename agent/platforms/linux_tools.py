@@ -10,6 +10,9 @@ from agent.policy import ScriptPolicy
 from agent.process import ProcessResult
 from shared.operations import Platform
 
+RUNNING = ("active", "activating", "reloading")
+"""The states of a systemd unit that is running (`systemctl try-restart` restarts it, `stop` has something to stop)."""
+
 
 class LinuxTools:
     """Settings of the Linux platform; mix-ins (linux_*.py) add capabilities on top of it."""

@@ -39,6 +39,7 @@ from shared.arguments.network import (
     WifiNetwork,
     WifiSsid,
 )
+from shared.arguments.remote import RemoteConnectionArguments
 from shared.arguments.restrictions import AllowArguments
 from shared.arguments.scripts import ShellArguments
 from shared.arguments.system import (
@@ -131,6 +132,7 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.ALLOW_BLUETOOTH: AllowArguments,
         OperationType.ALLOW_CAMERA: AllowArguments,
         OperationType.APPLY_APP_CONFIG: AppConfigArguments,
+        OperationType.REMOTE_CONNECTION: RemoteConnectionArguments,
     }
 )
 

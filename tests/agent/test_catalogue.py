@@ -130,6 +130,7 @@ def registry(state_dir: Path) -> Mapping[OperationType, Handler]:
         converge_actions=config.converge_actions,
         provision_action=config.provision_action,
         wipe_action=config.wipe_action,
+        remote_connection=config.remote_connection,
     )
 
 
