@@ -65,6 +65,9 @@ class PackageManager:
     parse: Callable[[str], list[dict[str, str]]]
     file_suffix: str
     install_file: tuple[str, ...]
+    pending: tuple[str, ...]
+    """Lists the upgrades waiting (NOTIFY_OTA), for `parse_pending`."""
+    parse_pending: Callable[[str], list[PendingUpdate]]
     inspect_file: tuple[str, ...] = ()
     """Prints a package file's `name<TAB>version`; without it a file cannot be checked before it is installed."""
     refresh: tuple[str, ...] = ()
@@ -72,9 +75,6 @@ class PackageManager:
     env: dict[str, str] = field(default_factory=dict)
     refresh_lists: tuple[str, ...] = ()
     """Fetches the repositories' package lists before `pending` reads them (dnf's `--refresh` does it itself)."""
-    pending: tuple[str, ...] = ()
-    """Lists the upgrades waiting, for `parse_pending`."""
-    parse_pending: Callable[[str], list[PendingUpdate]] = parse_apt
     tells_security: bool = False
     """Whether `parse_pending` knows which updates come from a security repository."""
     pending_exits: Mapping[int, bool | None] = field(default_factory=lambda: {0: None})

@@ -48,7 +48,7 @@ def parse_dnf(text: str) -> list[PendingUpdate]:
         fields = line.split()
         if not fields or line.startswith("Security: "):  # dnf's notes on installed security updates
             continue
-        if line.strip() == "Obsoleting Packages":
+        if line.strip().lower() == "obsoleting packages":
             break
         if pending_name is not None:
             fields = [pending_name, *fields]
