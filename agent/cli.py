@@ -58,6 +58,7 @@ async def run_agent(settings: AgentSettings, config_file: Path | None = None) ->
         converge_actions=settings.converge_actions,
         provision_action=settings.provision_action,
         wipe_action=settings.wipe_action,
+        remote_connection=settings.remote_connection,
     )
     policy = settings.type_policy
     registry = {kind: handler for kind, handler in registry.items() if policy.refusal(kind) is None}  # not announced

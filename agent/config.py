@@ -28,6 +28,38 @@ class CustomAction(BaseModel):
     parameters: list[str] = Field(default_factory=list, description="The arguments the operator may pass.")
 
 
+class RemoteConnectionSettings(BaseModel):
+    """REMOTE_CONNECTION's bastion: a command can only open or close the reverse SSH tunnel to it, never name it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$", description="The bastion's host name or address.")
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$", description="The bastion account the tunnel logs in as.")
+    identity_file: Path = Field(description="The private key ssh logs in with (readable by the agent only).")
+    known_hosts_file: Path = Field(description="The bastion's host key: ssh refuses any other host key.")
+    remote_port_range: tuple[int, int] = Field(
+        description="[first, last]: the bastion port forwarded to this device's SSH is one of these, chosen by the "
+        "device id, so the same device always gets the same port."
+    )
+    local_port: int = Field(default=22, ge=1, le=65535, description="The device's own SSH port the tunnel reaches.")
+
+    @field_validator("identity_file", "known_hosts_file")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"{value} is not an absolute path")
+        return value
+
+    @field_validator("remote_port_range")
+    @classmethod
+    def _port_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        first, last = value
+        if not 1024 <= first <= last <= 65535:
+            raise ValueError("give [first, last] with 1024 <= first <= last <= 65535")
+        return value
+
+
 class AgentSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,6 +95,9 @@ class AgentSettings(BaseModel):
     converge_actions: list[str] = Field(default_factory=list, description="Custom actions CONVERGE runs, in order.")
     provision_action: str | None = Field(default=None, description="The custom action converge_with_provision runs.")
     wipe_action: str | None = Field(default=None, description="The custom action WIPE runs (destructive).")
+    remote_connection: RemoteConnectionSettings | None = Field(
+        default=None, description="The bastion REMOTE_CONNECTION tunnels to; without it the type is not offered."
+    )
     agent_unit: str = Field(
         default="tetherd.service",
         pattern=r"^[A-Za-z0-9:_.@-]+\.service$",

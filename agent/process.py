@@ -6,7 +6,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
@@ -173,12 +173,14 @@ async def check(
     output_limit: int = 4096,
     stdin: bytes | None = None,
     stdout_path: Path | None = None,
+    ok_returncodes: Collection[int] = (0,),
 ) -> ProcessResult:
-    """`run`, and raise ToolFailed naming the tool, its exit code and its last line of output on a non-zero exit."""
+    """`run`, and raise ToolFailed naming the tool, its exit code and its last line of output on an exit code not in
+    `ok_returncodes` (0 alone: `dnf check-update` exits 100 when updates are waiting)."""
     result = await run(
         argv, timeout=timeout, env=env, cwd=cwd, output_limit=output_limit, stdin=stdin, stdout_path=stdout_path
     )
-    if result.returncode != 0:
+    if result.returncode not in ok_returncodes:
         line = last_line(result.stderr_tail) or last_line(result.stdout_tail)
         reason = f"{argv[0]} {result.exit_description}" + (f": {line}" if line else "")
         raise ToolFailed(reason, result=result.summary())

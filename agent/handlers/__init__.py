@@ -3,9 +3,15 @@
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from agent.config import CustomAction
+from agent.config import CustomAction, RemoteConnectionSettings
 from agent.errors import UnsupportedOperation
-from agent.handlers.apps import AppNotificationsHandler, AppPermissionHandler, AppStateHandler, ClearAppDataHandler
+from agent.handlers.apps import (
+    AppConfigHandler,
+    AppNotificationsHandler,
+    AppPermissionHandler,
+    AppStateHandler,
+    ClearAppDataHandler,
+)
 from agent.handlers.artifacts import AgentLogHandler, BugreportHandler, LogsHandler, ScreenshotHandler
 from agent.handlers.attention import BeepHandler, NotifyHandler
 from agent.handlers.base import AnyHandler, PlatformTools
@@ -38,10 +44,11 @@ from agent.handlers.network import (
 from agent.handlers.packages import InstallAppHandler, InstallHandler, RefreshAppListHandler, UninstallHandler
 from agent.handlers.power import RebootHandler, ShutDownHandler
 from agent.handlers.regional import LanguageHandler, TimeZoneHandler
+from agent.handlers.remote import RemoteConnectionHandler
 from agent.handlers.restrictions import AllowHandler
 from agent.handlers.shell import ShellHandler
 from agent.handlers.sound import VolumeHandler
-from agent.handlers.updates import OsUpdatePolicyHandler, PauseOsUpdatesHandler
+from agent.handlers.updates import OsUpdatePolicyHandler, PauseOsUpdatesHandler, PendingUpdatesHandler
 from agent.handlers.wifi import WifiHandler
 from shared.operations import OperationType
 
@@ -53,6 +60,7 @@ def build_registry(
     converge_actions: Sequence[str] = (),
     provision_action: str | None = None,
     wipe_action: str | None = None,
+    remote_connection: RemoteConnectionSettings | None = None,
 ) -> Mapping[OperationType, AnyHandler]:
     """One handler instance per operation family, keyed by every operation type it runs."""
     handlers: tuple[AnyHandler, ...] = (
@@ -98,6 +106,7 @@ def build_registry(
         AppPermissionHandler(),
         AppStateHandler(),
         AppNotificationsHandler(),
+        AppConfigHandler(),
         RotationHandler(),
         LocationHandler(),
         InstallHandler(),
@@ -114,7 +123,9 @@ def build_registry(
         AllowlistHandler(),
         OsUpdatePolicyHandler(),
         PauseOsUpdatesHandler(),
+        PendingUpdatesHandler(),
         AllowHandler(),
+        RemoteConnectionHandler(remote_connection),
     )
     table: dict[OperationType, AnyHandler] = {}
     for handler in handlers:

@@ -1,9 +1,11 @@
-"""CLEAR_APP_DATA, SET_APP_PERMISSION, SET_APP_STATE and SET_APP_NOTIFICATIONS: per-app controls (Android only)."""
+"""Per-app controls: CLEAR_APP_DATA, SET_APP_PERMISSION, SET_APP_STATE and SET_APP_NOTIFICATIONS (Android), and
+APPLY_APP_CONFIG (Linux)."""
 
 from typing import Any, ClassVar
 
 from agent.handlers.base import Handler, HandlerContext
-from agent.platforms.contract import AppControl, AppNotifications
+from agent.platforms.contract import AppConfiguration, AppControl, AppNotifications
+from shared.arguments.app_config import AppConfigArguments
 from shared.arguments.apps import (
     AppNotificationsArguments,
     AppPackageArguments,
@@ -45,3 +47,12 @@ class AppNotificationsHandler(Handler[AppNotificationsArguments, AppNotification
     ) -> dict[str, Any]:
         await context.platform.set_app_notifications(arguments.package, arguments.enabled)
         return {"package": arguments.package, "enabled": arguments.enabled}
+
+
+class AppConfigHandler(Handler[AppConfigArguments, AppConfiguration]):
+    """APPLY_APP_CONFIG: the app's managed configuration, as a file it reads (docs/operations.md, App configuration)."""
+
+    operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.APPLY_APP_CONFIG})
+
+    async def run(self, arguments: AppConfigArguments, context: HandlerContext[AppConfiguration]) -> dict[str, Any]:
+        return await context.platform.apply_app_config(arguments.app, arguments.document(), arguments.restart_unit)

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from agent.config import RemoteConnectionSettings
 from agent.platforms.location import LocationFix
 from agent.process import ProcessResult
 from agent.reachability import ReachabilityCheck
@@ -260,6 +261,28 @@ class AppNotifications(Protocol):
 
 
 @runtime_checkable
+class AppConfiguration(Protocol):
+    """Managed app configuration (Linux): a file the app reads, replaced whole."""
+
+    async def apply_app_config(self, app: str, document: bytes, restart_unit: str | None) -> dict[str, Any]:
+        """Write `document` as `app`'s configuration and restart `restart_unit` if it runs; return what was done."""
+        ...
+
+
+@runtime_checkable
+class RemoteTunnel(Protocol):
+    """A reverse SSH tunnel to the configured bastion (Linux), open for a while or closed."""
+
+    async def open_remote_connection(
+        self, bastion: RemoteConnectionSettings, remote_port: int, duration_s: int
+    ) -> dict[str, Any]:
+        """Open (or reopen) the tunnel forwarding the bastion's `remote_port` here, for at most `duration_s`."""
+        ...
+
+    async def close_remote_connection(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class Location(Protocol):
     async def set_location_mode(self, mode: LocationMode) -> None: ...
 
@@ -295,6 +318,23 @@ class OsUpdates(Protocol):
         ...
 
     async def resume_os_updates(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpdates:
+    """The upgrades a package manager has waiting: `{name, current, available}` by name."""
+
+    manager: str
+    packages: list[dict[str, str | None]]
+    security: int | None
+    """How many come from a security repository, where the tool says so cheaply (apt); else None."""
+
+
+@runtime_checkable
+class OsUpdateCheck(Protocol):
+    async def pending_updates(self) -> PendingUpdates:
+        """Refresh the package lists and read which upgrades are waiting; nothing is installed."""
+        ...
 
 
 @runtime_checkable

@@ -8,6 +8,7 @@ from pathlib import Path
 from agent.errors import HandlerError
 from agent.inventory import linux_inventory, local_time_zone
 from agent.platforms.contract import DeviceSurvey
+from agent.platforms.linux_app_config import LinuxAppConfig
 from agent.platforms.linux_certificates import LinuxCertificates
 from agent.platforms.linux_desktop import LinuxDesktop
 from agent.platforms.linux_diagnostics import LinuxDiagnostics
@@ -16,6 +17,7 @@ from agent.platforms.linux_locale import LinuxLocale
 from agent.platforms.linux_location import LinuxLocation
 from agent.platforms.linux_network import LinuxNetwork
 from agent.platforms.linux_packages import LinuxPackages
+from agent.platforms.linux_remote import LinuxRemoteConnection
 from agent.platforms.linux_restrictions import LinuxRestrictions
 from agent.platforms.linux_system import LinuxSystem
 from agent.platforms.linux_updates import LinuxUpdates
@@ -34,6 +36,8 @@ class LinuxPlatform(
     LinuxLocation,
     LinuxUpdates,
     LinuxRestrictions,
+    LinuxAppConfig,
+    LinuxRemoteConnection,
 ):
     """The tools a handler may use on Linux; every process goes through `agent.process`.
 

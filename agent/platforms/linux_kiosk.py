@@ -91,7 +91,7 @@ class LinuxKiosk(LinuxTools):
         await self.tool("systemctl", "daemon-reload")
         await self.tool("systemctl", "enable", KIOSK_UNIT)
         await self.tool("systemctl", "restart", KIOSK_UNIT)
-        state = await self._kiosk_state()
+        state = await self.unit_state(KIOSK_UNIT)
         if state != "active":
             raise ToolFailed(f"{KIOSK_UNIT} is {state} after its restart: see journalctl -u {KIOSK_UNIT}")
         return {"unit": KIOSK_UNIT, "path": str(path), "app": command, "user": user, "state": state}
@@ -107,7 +107,7 @@ class LinuxKiosk(LinuxTools):
             except OSError as err:
                 raise HandlerError(f"cannot remove {path}: {err.strerror or err}") from err
             await self.tool("systemctl", "daemon-reload")
-        state = await self._kiosk_state()
+        state = await self.unit_state(KIOSK_UNIT)
         if state in ("active", "activating", "deactivating", "reloading"):
             raise ToolFailed(f"{KIOSK_UNIT} is still {state} after it was stopped")
         return {"unit": KIOSK_UNIT, "path": str(path), "removed": removed, "state": state}
@@ -120,8 +120,3 @@ class LinuxKiosk(LinuxTools):
             raise HandlerError(f"there is no user {user} on this device: create the kiosk's account first")
         if fields[2] == "0":
             raise HandlerError(f"user {user} has uid 0: a kiosk never runs as root")
-
-    async def _kiosk_state(self) -> str:
-        """`systemctl is-active`, which prints the state and exits non-zero for any but active."""
-        result = await self.probe(["systemctl", "is-active", KIOSK_UNIT])
-        return result.stdout_tail.strip() or "unknown"

@@ -3,13 +3,15 @@
 import asyncio
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent import process
 from agent.errors import HandlerError, UnsupportedOperation
+from agent.platforms.contract import PendingUpdates
+from agent.platforms.linux_pending_updates import PendingUpdate, parse_apk, parse_apt, parse_dnf, parse_zypper
 from agent.platforms.linux_tools import LinuxTools
 from shared.arguments.apps import PackageSpec, SoftwareType
 
@@ -63,11 +65,20 @@ class PackageManager:
     parse: Callable[[str], list[dict[str, str]]]
     file_suffix: str
     install_file: tuple[str, ...]
+    pending: tuple[str, ...]
+    """Lists the upgrades waiting (NOTIFY_OTA), for `parse_pending`."""
+    parse_pending: Callable[[str], list[PendingUpdate]]
     inspect_file: tuple[str, ...] = ()
     """Prints a package file's `name<TAB>version`; without it a file cannot be checked before it is installed."""
     refresh: tuple[str, ...] = ()
     """Run before installing from the repositories, so a stale index cannot make a package unknown."""
     env: dict[str, str] = field(default_factory=dict)
+    refresh_lists: tuple[str, ...] = ()
+    """Fetches the repositories' package lists before `pending` reads them (dnf's `--refresh` does it itself)."""
+    tells_security: bool = False
+    """Whether `parse_pending` knows which updates come from a security repository."""
+    pending_exits: Mapping[int, bool | None] = field(default_factory=lambda: {0: None})
+    """The exit codes of `pending` that are no failure, each with whether it says updates are waiting (None: either)."""
 
 
 RPM_FILE_FIELDS = ("rpm", "-q", "--package", "--queryformat", "%{NAME}\t%{VERSION}-%{RELEASE}\n")
@@ -88,6 +99,11 @@ MANAGERS: tuple[PackageManager, ...] = (
         inspect_file=("dpkg-deb", "--show", "--showformat=${Package}\t${Version}\n"),
         refresh=("apt-get", "update", "-q"),
         env={"DEBIAN_FRONTEND": "noninteractive"},
+        refresh_lists=("apt-get", "update", "-q"),
+        # apt-get's simulation rather than `apt list --upgradable`, whose output apt says is no interface for scripts.
+        pending=("apt-get", "-s", "-q", "upgrade"),
+        parse_pending=parse_apt,
+        tells_security=True,
     ),
     PackageManager(
         tool="dnf",
@@ -100,6 +116,9 @@ MANAGERS: tuple[PackageManager, ...] = (
         file_suffix=".rpm",
         install_file=("dnf", "install", "-y"),
         inspect_file=RPM_FILE_FIELDS,
+        pending=("dnf", "check-update", "-q", "--refresh"),
+        parse_pending=parse_dnf,
+        pending_exits={0: False, 100: True},
     ),
     PackageManager(
         tool="zypper",
@@ -113,6 +132,9 @@ MANAGERS: tuple[PackageManager, ...] = (
         # The file's SHA-256 was checked against the command's before it got here.
         install_file=("zypper", "--non-interactive", "install", "--allow-unsigned-rpm"),
         inspect_file=RPM_FILE_FIELDS,
+        refresh_lists=("zypper", "--non-interactive", "refresh"),
+        pending=("zypper", "--non-interactive", "list-updates"),
+        parse_pending=parse_zypper,
     ),
     PackageManager(
         tool="apk",
@@ -125,6 +147,9 @@ MANAGERS: tuple[PackageManager, ...] = (
         file_suffix=".apk",
         # As for zypper: a local file carries no repository signature, and its SHA-256 is already checked.
         install_file=("apk", "add", "--allow-untrusted"),
+        refresh_lists=("apk", "update"),
+        pending=("apk", "version", "-l", "<"),
+        parse_pending=parse_apk,
     ),
 )
 
@@ -216,6 +241,42 @@ class LinuxPackages(LinuxTools):
 
     async def list_packages(self) -> list[dict[str, str]]:
         return await self._listing(package_manager())
+
+    async def pending_updates(self) -> PendingUpdates:
+        """Refresh the package lists, then read the upgrades waiting; versions the tool leaves out are read from what
+        is installed."""
+        manager = package_manager()
+        if manager.refresh_lists:
+            await self._package_tool(manager, manager.refresh_lists)
+        result = await process.check(
+            manager.pending,
+            timeout=self.package_timeout,
+            env={**os.environ, **manager.env, "LC_ALL": "C"},  # the parsers read the C locale's words
+            output_limit=LIST_OUTPUT_LIMIT,
+            ok_returncodes=tuple(manager.pending_exits),
+        )
+        if result.stdout_truncated:
+            raise HandlerError(f"{manager.tool} listed more than {LIST_OUTPUT_LIMIT} bytes of updates")
+        updates = manager.parse_pending(result.stdout_tail)
+        waiting = manager.pending_exits[result.returncode]
+        if waiting is not None and waiting != bool(updates):
+            listed = f"listed {len(updates)} updates"
+            raise HandlerError(f"{manager.tool} {result.exit_description} but {listed}: cannot tell what is waiting")
+        installed: dict[str, str] = {}
+        if any(update.current is None for update in updates):
+            installed = {package["name"]: package["version"] for package in await self._listing(manager)}
+        return PendingUpdates(
+            manager=manager.tool,
+            packages=[
+                {
+                    "name": update.name,
+                    "current": update.current or installed.get(update.name),
+                    "available": update.available,
+                }
+                for update in sorted(updates, key=lambda update: (update.name, update.available))
+            ],
+            security=sum(update.security for update in updates) if manager.tells_security else None,
+        )
 
     async def _listing(self, manager: PackageManager) -> list[dict[str, str]]:
         result = await process.check(manager.listing, timeout=self.tool_timeout, output_limit=LIST_OUTPUT_LIMIT)

@@ -10,6 +10,9 @@ from agent.policy import ScriptPolicy
 from agent.process import ProcessResult
 from shared.operations import Platform
 
+RUNNING = ("active", "activating", "reloading")
+"""The states of a systemd unit that is running (`systemctl try-restart` restarts it, `stop` has something to stop)."""
+
 
 class LinuxTools:
     """Settings of the Linux platform; mix-ins (linux_*.py) add capabilities on top of it."""
@@ -86,6 +89,12 @@ class LinuxTools:
     async def probe(self, argv: Sequence[str]) -> ProcessResult:
         """Run a read-only tool and return its result whatever the exit code."""
         return await process.run(argv, timeout=self.tool_timeout)
+
+    async def unit_state(self, unit: str) -> str:
+        """`systemctl is-active UNIT`, which prints the state (`inactive` for a unit it does not know) and exits
+        non-zero for any but active."""
+        result = await self.probe(["systemctl", "is-active", unit])
+        return result.stdout_tail.strip() or "unknown"
 
 
 def remove_file(path: Path) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shared.arguments.app_config import AppConfigArguments
 from shared.arguments.apps import (
     AppNotificationsArguments,
     AppPackageArguments,
@@ -38,6 +39,7 @@ from shared.arguments.network import (
     WifiNetwork,
     WifiSsid,
 )
+from shared.arguments.remote import RemoteConnectionArguments
 from shared.arguments.restrictions import AllowArguments
 from shared.arguments.scripts import ShellArguments
 from shared.arguments.system import (
@@ -129,6 +131,8 @@ ARGUMENTS: Mapping[OperationType, type[BaseModel]] = MappingProxyType(
         OperationType.SET_OS_UPDATE_POLICY: OsUpdatePolicyArguments,
         OperationType.ALLOW_BLUETOOTH: AllowArguments,
         OperationType.ALLOW_CAMERA: AllowArguments,
+        OperationType.APPLY_APP_CONFIG: AppConfigArguments,
+        OperationType.REMOTE_CONNECTION: RemoteConnectionArguments,
     }
 )
 

@@ -130,6 +130,7 @@ def registry(state_dir: Path) -> Mapping[OperationType, Handler]:
         converge_actions=config.converge_actions,
         provision_action=config.provision_action,
         wipe_action=config.wipe_action,
+        remote_connection=config.remote_connection,
     )
 
 
@@ -333,6 +334,11 @@ LOCK_SETTINGS = """case "$2" in
   clear) echo "Lock credential cleared" ;;
   set-pin) echo "Pin set to '482916'" ;;
 esac"""
+APT_GET = """case "$1" in
+  -s) echo "Inst tzdata [2024a-0+deb12u1] (2025a-0+deb12u1 Debian:12.9/stable-updates [all])" ;;
+  *) echo "Reading package lists... Done" ;;
+esac"""
+"""NOTIFY_OTA's simulated upgrade finds one update; everything else apt-get does just succeeds."""
 RFKILL = """case "$*" in
   "--noheadings --output ID list bluetooth") echo 0 ;;
 esac"""
@@ -351,7 +357,7 @@ DUMPSYS_LOCATION = """Location Manager State:
 
 HOST_TOOLS: dict[str, dict[str, Any]] = {
     # On the host for Linux rows; for Android rows the fake adb's device shell is this host's, so scripts find them.
-    "apt-get": {"stdout": "Reading package lists... Done\n"},
+    "apt-get": {"script": APT_GET},
     "dpkg-query": {"stdout": "curl\t7.88.1-10+deb12u5\tinstalled\nhtop\t3.2.2-2\tinstalled\nkiosk\t2.1\tinstalled\n"},
     "dpkg-deb": {"stdout": "kiosk\t2.1\n"},  # INSTALL's example package file
     "nmcli": {"script": NMCLI},
