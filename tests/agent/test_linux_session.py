@@ -211,6 +211,9 @@ def test_ending_the_lockdown_removes_nologin_and_says_whether_it_was_there(
         ({"enabled": "yes"}, "arguments.enabled"),
         ({"enabled": True, "message": "\x1b[2J gone"}, "arguments.message"),
         ({"enabled": True, "message": "bell\x07"}, "arguments.message"),
+        # C1 controls: U+009B is CSI on terminals that read 8-bit controls, which login would print it to raw.
+        ({"enabled": True, "message": "\x9b2J gone"}, "arguments.message"),
+        ({"enabled": True, "message": "\x9d0;owned\x9c"}, "arguments.message"),
         ({"enabled": True, "message": "m" * 1001}, "arguments.message"),
         ({"enabled": True, "path": "/etc/passwd"}, "arguments.path"),
     ],
