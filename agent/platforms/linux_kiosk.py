@@ -19,6 +19,8 @@ from agent.platforms.linux_tools import LinuxTools
 
 KIOSK_UNIT = "tether-kiosk.service"
 KIOSK_TTY = "tty1"
+FIRST_USER_UID = 1000
+"""UID_MIN of login.defs on Debian, Ubuntu and Fedora: below it are root and the accounts of system services."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -113,13 +115,29 @@ class LinuxKiosk(LinuxTools):
         return {"unit": KIOSK_UNIT, "path": str(path), "removed": removed, "state": state}
 
     async def _check_kiosk_user(self, user: str) -> None:
-        """`getent passwd USER`: the account must exist (the unit would fail at every start) and must not be uid 0."""
+        """`getent passwd USER`: the account must exist (the unit would fail at every start), must not be root nor a
+        system account, and must not have root's group.
+
+        The operator chooses the program as well as the account, so a system account (a service's: postgres,
+        www-data) would hand the kiosk app that service's files and data, beyond what RUN_SHELL_SCRIPT's
+        run_scripts_as confines scripts to.
+        """
         entry = await self.probe(["getent", "passwd", user])
         fields = entry.stdout_tail.strip().split(":")
-        if entry.returncode != 0 or len(fields) < 3:
+        if entry.returncode != 0 or len(fields) < 4 or not (fields[2].isdigit() and fields[3].isdigit()):
             raise HandlerError(f"there is no user {user} on this device: create the kiosk's account first")
-        if fields[2] == "0":
+        uid, gid = int(fields[2]), int(fields[3])
+        if uid == 0:
             raise HandlerError(f"user {user} has uid 0: a kiosk never runs as root")
+        if uid < FIRST_USER_UID:
+            raise HandlerError(
+                f"user {user} is a system account (uid {uid}): a kiosk runs as an ordinary user's account, "
+                f"uid {FIRST_USER_UID} or above"
+            )
+        if gid == 0:
+            raise HandlerError(
+                f"user {user} has the root group (gid 0) as its own: a kiosk never runs with root's group"
+            )
 
     async def _kiosk_state(self) -> str:
         """`systemctl is-active`, which prints the state and exits non-zero for any but active."""

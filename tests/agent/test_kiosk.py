@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -226,13 +227,22 @@ def test_kiosk_app_that_is_not_there_fails(
     [
         ({"exit_code": 2}, "there is no user kiosk on this device: create the kiosk's account first"),
         ({"stdout": "kiosk:x:0:0::/root:/bin/sh\n"}, "user kiosk has uid 0: a kiosk never runs as root"),
+        # A service's account (postgres, www-data, messagebus): the app would own that service's files and data.
+        (
+            {"stdout": "kiosk:x:33:33:www-data:/var/www:/usr/sbin/nologin\n"},
+            "user kiosk is a system account (uid 33): a kiosk runs as an ordinary user's account, uid 1000 or above",
+        ),
+        (
+            {"stdout": "kiosk:x:1001:0::/home/kiosk:/bin/sh\n"},
+            "user kiosk has the root group (gid 0) as its own: a kiosk never runs with root's group",
+        ),
     ],
 )
 def test_kiosk_user_must_exist_and_not_be_root(
     getent: dict[str, Any], reason: str, tools: FakeTools, linux: LinuxPlatform, tmp_path: Path
 ) -> None:
     tools.add("getent", **getent)
-    with pytest.raises(HandlerError, match=f"^{reason}$"):
+    with pytest.raises(HandlerError, match=f"^{re.escape(reason)}$"):
         execute(linux, tmp_path / "state", OperationType.SET_KIOSK_APP, {"app": ["chromium"]})
     assert tools.calls() == [["getent", "passwd", "kiosk"]]
     assert not unit_path(tmp_path).exists()
