@@ -2,6 +2,8 @@
 
 import asyncio
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ class LinuxDesktop(LinuxSessions):
                 raise UnsupportedOperation(
                     f"the wallpaper of {session.named()} cannot be set: only GNOME's (gsettings) is supported"
                 )
+        await asyncio.to_thread(readable_directory, self.wallpaper_dir)
         content = await asyncio.to_thread(image.read_bytes)
         stored = self.wallpaper_dir / f"{WALLPAPER_PREFIX}{hashlib.sha256(content).hexdigest()[:16]}{suffix}"
         await asyncio.to_thread(write_atomically, stored, content)
@@ -81,3 +84,35 @@ class LinuxDesktop(LinuxSessions):
         except HandlerError as err:
             raise HandlerError(f"new logins are refused ({path} written), but {err}", result=err.result) from err
         return {"enabled": True, "nologin": str(path), "sessions": locked}
+
+
+def readable_directory(path: Path) -> None:
+    """Make `path`, and each missing directory above it, readable by every user (0755) whatever tetherd's umask (077),
+    so the session's user can read what is stored there; then refuse it unless it is a directory (not a link) of
+    tetherd's own user that no one else may change, as one planted before tetherd first made it could be."""
+    missing = []
+    current = path
+    while not os.path.lexists(current):
+        missing.append(current)
+        current = current.parent
+    try:
+        for directory in reversed(missing):
+            directory.mkdir(exist_ok=True)
+            directory.chmod(0o755)
+        status = os.lstat(path)
+    except OSError as err:
+        raise HandlerError(f"cannot make {path}: {err.strerror or err}") from err
+    problem = None
+    if not stat.S_ISDIR(status.st_mode):
+        problem = "not a directory (a symbolic link or a file)"
+    elif status.st_uid != os.geteuid():
+        problem = f"owned by uid {status.st_uid}, not by tetherd's user"
+    elif status.st_mode & 0o022:
+        problem = f"writable by others (mode {stat.S_IMODE(status.st_mode):04o})"
+    if problem is not None:
+        raise HandlerError(f"cannot store the wallpaper in {path}: it is {problem}")
+    if stat.S_IMODE(status.st_mode) != 0o755:
+        try:
+            path.chmod(0o755)  # made 0700 by an agent before this check
+        except OSError as err:
+            raise HandlerError(f"cannot make {path} readable: {err.strerror or err}") from err

@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import os
 import shlex
 from collections.abc import Coroutine
 from pathlib import Path
@@ -264,6 +265,52 @@ def test_wallpaper_is_stored_by_content_set_in_gnome_and_read_back(
         ["gsettings", "get", "org.gnome.desktop.background", "picture-uri"],
     ]
     assert fake_tools.calls("runuser")[0] == as_user(tmp_path, "kiosk", 1000) + fake_tools.calls("gsettings")[0]
+
+
+def test_wallpaper_directories_made_under_the_agents_umask_can_be_read_by_the_session_user(
+    fake_tools: FakeTools, tmp_path: Path
+) -> None:
+    # tetherd runs with umask 077 (its unit's UMask, and cli.py): directories it makes would be root's alone, and
+    # GNOME, as the session's user, could not reach the image it was told to show.
+    sessions(fake_tools, KIOSK)
+    fake_tools.add("gsettings", script=GSETTINGS)
+    share = tmp_path / "share"
+    platform = LinuxPlatform(
+        tool_timeout=5, user_runtime_root=tmp_path / "run-user", wallpaper_dir=share / "backgrounds" / "tether"
+    )
+    previous = os.umask(0o077)
+    try:
+        result = run(platform.set_wallpaper(image(tmp_path)))
+    finally:
+        os.umask(previous)
+
+    assert Path(result["path"]).parent == share / "backgrounds" / "tether"
+    for directory in (share, share / "backgrounds", share / "backgrounds" / "tether"):
+        assert directory.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("planted", ["symlink", "group-writable"])
+def test_wallpaper_directory_another_user_could_change_is_refused(
+    planted: str, fake_tools: FakeTools, platform: LinuxPlatform, tmp_path: Path
+) -> None:
+    # Debian's /usr/local/share is group staff's to write: a member could plant the directory (or a link to one the
+    # agent would then fill and clean up as root) before the agent first makes it.
+    sessions(fake_tools, KIOSK)
+    fake_tools.add("gsettings", script=GSETTINGS)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "wallpaper-keep").write_bytes(b"not the agent's")
+    if planted == "symlink":
+        (tmp_path / "backgrounds").symlink_to(elsewhere)
+    else:
+        (tmp_path / "backgrounds").mkdir()
+        (tmp_path / "backgrounds").chmod(0o775)
+
+    with pytest.raises(HandlerError, match=r"^cannot store the wallpaper in .*backgrounds: it is "):
+        run(platform.set_wallpaper(image(tmp_path)))
+
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["wallpaper-keep"]
+    assert fake_tools.calls("gsettings") == []
 
 
 def test_wallpaper_that_does_not_read_back_fails(
