@@ -424,6 +424,11 @@ def loaded_drivers(bench: "Bench") -> None:
     )
 
 
+def javascript_polkit(bench: "Bench") -> None:
+    """USE_ONLY_SAVED_WIFI_AP writes a rule only where polkit reads JavaScript rules (0.106 and later)."""
+    (bench.tmp_path / "etc" / "polkit-1" / "rules.d").mkdir(parents=True, exist_ok=True)
+
+
 ANNOUNCED = Announcement(
     device_id="d1", platform=Platform.LINUX, agent_version="0.1.0", tags=["kiosk"], announced_at=utc_now()
 )
@@ -439,6 +444,7 @@ PREPARATIONS: dict[OperationType, Preparation] = {
     OperationType.RESET_LOCKSCREEN_PASSWORD: lock_credential("Pin"),
     OperationType.ALLOW_BLUETOOTH: loaded_drivers,
     OperationType.ALLOW_CAMERA: loaded_drivers,
+    OperationType.USE_ONLY_SAVED_WIFI_AP: javascript_polkit,
 }
 
 
