@@ -422,6 +422,7 @@ def loaded_drivers(bench: "Bench") -> None:
     (bench.tmp_path / "proc-modules").write_text(
         "btusb 77824 0 - Live 0x0\nbluetooth 1028096 3 btusb, Live 0x0\nuvcvideo 139264 0 - Live 0x0\n"
     )
+    (bench.tmp_path / "modules.builtin").write_text("kernel/drivers/net/e1000e/e1000e.ko\n")  # neither built in
 
 
 def javascript_polkit(bench: "Bench") -> None:
