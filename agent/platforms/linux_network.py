@@ -190,9 +190,15 @@ class LinuxNetwork(LinuxTools):
                 f"rolling back failed ({err}); NetworkManager rolls back by itself {self.rollback_after_s()} s after"
                 " the change began"
             )
-        # `a{su} N "DEVICE" RESULT ...`: 0 is NM_ROLLBACK_RESULT_OK.
-        words = shlex.split(answer)
-        failed = [device for device, result in zip(words[2::2], words[3::2], strict=False) if result != "0"]
+        # `a{su} N "DEVICE" RESULT ...`: 0 is NM_ROLLBACK_RESULT_OK. Anything else is not taken for a rollback.
+        try:
+            words = shlex.split(answer)
+        except ValueError:
+            words = []
+        devices = words[2::2]
+        if words[:1] != ["a{su}"] or not devices or len(words) != 2 + 2 * len(devices) or words[1] != str(len(devices)):
+            return f"NetworkManager answered the rollback with {answer!r}, not with the result of each device"
+        failed = [device for device, result in zip(devices, words[3::2], strict=True) if result != "0"]
         if failed:
             return f"NetworkManager could not roll back {', '.join(failed)}"
         return None

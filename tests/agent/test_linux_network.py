@@ -802,6 +802,24 @@ def test_a_device_networkmanager_could_not_restore_is_named(
     )
 
 
+@pytest.mark.parametrize("answer", ['a{su} 1 "/org/freedesktop/NetworkManager/Devices/2 0', "a{su} 1", "done"])
+def test_a_rollback_answer_that_cannot_be_read_is_not_taken_for_a_rollback(
+    answer: str, fake_tools: FakeTools, tmp_path: Path, lost_broker: BrokerReachability
+) -> None:
+    # An unbalanced quote made shlex raise ValueError (an "internal agent error"); an answer naming no device was
+    # read as every device restored.
+    fake_tools.add("nmcli", script=ACTIVE)
+    odd = f"""case "$*" in *" CheckpointRollback "*) printf '%s\\n' {shlex.quote(answer)}; exit 0;; esac"""
+    fake_tools.add("busctl", script=odd + "\n" + BUSCTL)
+
+    with pytest.raises(HandlerError) as caught:
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=lost_broker)
+    assert str(caught.value) == (
+        f"the change cut the device off its broker, and NetworkManager answered the rollback with {answer!r}, not"
+        " with the result of each device"
+    )
+
+
 def test_a_checkpoint_networkmanager_already_rolled_back_is_not_reported_kept(
     fake_tools: FakeTools, tmp_path: Path, broker: BrokerReachability
 ) -> None:
