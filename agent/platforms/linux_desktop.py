@@ -14,6 +14,8 @@ from agent.platforms.linux_session import LinuxSessions, one_per_user
 WALLPAPER_DIR = Path("/usr/local/share/backgrounds/tether")
 """World-readable, as the session's user must read the image; outside any user's home, which the user could edit."""
 WALLPAPER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+_SIGNATURES = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff", ".webp": b"RIFF"}
+"""How each format's file begins; a WebP also has `WEBP` at byte 8."""
 WALLPAPER_PREFIX = "wallpaper-"
 BACKGROUND_SCHEMA = "org.gnome.desktop.background"
 BACKGROUND_KEYS = ("picture-uri", "picture-uri-dark")
@@ -43,8 +45,13 @@ class LinuxDesktop(LinuxSessions):
                 raise UnsupportedOperation(
                     f"the wallpaper of {session.named()} cannot be set: only GNOME's (gsettings) is supported"
                 )
-        await asyncio.to_thread(readable_directory, self.wallpaper_dir)
         content = await asyncio.to_thread(image.read_bytes)
+        if not is_image_of(suffix, content):
+            raise HandlerError(
+                f"{image.name} is not a {suffix[1:]} image: its first bytes are {content[:12]!r}, so GNOME would read "
+                "it as whatever format they say"
+            )
+        await asyncio.to_thread(readable_directory, self.wallpaper_dir)
         stored = self.wallpaper_dir / f"{WALLPAPER_PREFIX}{hashlib.sha256(content).hexdigest()[:16]}{suffix}"
         await asyncio.to_thread(write_atomically, stored, content)
         uri = stored.as_uri()
@@ -116,3 +123,9 @@ def readable_directory(path: Path) -> None:
             path.chmod(0o755)  # made 0700 by an agent before this check
         except OSError as err:
             raise HandlerError(f"cannot make {path} readable: {err.strerror or err}") from err
+
+
+def is_image_of(suffix: str, content: bytes) -> bool:
+    """Whether `content` begins as a `suffix` file does: GNOME's loader (gdk-pixbuf) picks the format from the content,
+    so a name alone would let any format it has a loader for through."""
+    return content.startswith(_SIGNATURES[suffix]) and (suffix != ".webp" or content[8:12] == b"WEBP")

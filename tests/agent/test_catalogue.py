@@ -554,6 +554,10 @@ def handler_in(registry: Mapping[OperationType, Handler], command: Command, devi
     return True
 
 
+IMAGE_HEADERS = {".png": b"\x89PNG\r\n\x1a\n"}
+"""How a served image begins, as SET_WALLPAPER checks."""
+
+
 def served(arguments: Any, server: Server, label: str) -> Any:
     """`arguments` with every download object pointing at a real file on `server`, with its real SHA-256."""
     if isinstance(arguments, list):
@@ -562,7 +566,7 @@ def served(arguments: Any, server: Server, label: str) -> Any:
         return arguments
     if {"url", "sha256"} <= arguments.keys():
         name = str(arguments["url"]).rsplit("/", 1)[-1]
-        body = f"{label}: the bytes of {name}\n".encode() * 64
+        body = IMAGE_HEADERS.get(Path(name).suffix, b"") + f"{label}: the bytes of {name}\n".encode() * 64
         server.files[name] = body
         return {**arguments, "url": server.url(f"/files/{name}"), "sha256": hashlib.sha256(body).hexdigest()}
     return {key: served(value, server, label) for key, value in arguments.items()}

@@ -228,7 +228,7 @@ def test_lockdown_arguments_are_refused(arguments: dict[str, Any], field: str) -
 # --- SET_WALLPAPER ----------------------------------------------------------------------------------------------------
 
 
-PNG = b"\x89PNG fake"
+PNG = b"\x89PNG\r\n\x1a\n fake"
 
 
 def image(tmp_path: Path, name: str = "kiosk.png", content: bytes = PNG) -> Path:
@@ -310,6 +310,29 @@ def test_wallpaper_directory_another_user_could_change_is_refused(
         run(platform.set_wallpaper(image(tmp_path)))
 
     assert sorted(path.name for path in elsewhere.iterdir()) == ["wallpaper-keep"]
+    assert fake_tools.calls("gsettings") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("kiosk.png", b"<svg xmlns='http://www.w3.org/2000/svg'/>"),  # another of gdk-pixbuf's loaders would read it
+        ("kiosk.jpg", b"\x89PNG\r\n\x1a\n a PNG under a JPEG name"),
+        ("kiosk.webp", b"RIFF\x00\x00\x00\x00AVI a RIFF that is no WebP"),
+    ],
+)
+def test_wallpaper_whose_content_is_not_what_its_name_says_is_refused(
+    name: str, content: bytes, fake_tools: FakeTools, platform: LinuxPlatform, tmp_path: Path
+) -> None:
+    # GNOME's image loader goes by the content, not the name: without this check any format it has a loader for
+    # (TGA, ICO, XPM, SVG...) would be parsed in every user's session.
+    sessions(fake_tools, KIOSK)
+    fake_tools.add("gsettings", script=GSETTINGS)
+
+    with pytest.raises(HandlerError, match=rf"^{name} is not a {name.rsplit('.', 1)[1]} image: its first bytes "):
+        run(platform.set_wallpaper(image(tmp_path, name, content)))
+
+    assert not (tmp_path / "backgrounds").exists()
     assert fake_tools.calls("gsettings") == []
 
 
