@@ -106,6 +106,27 @@ def test_a_tool_runs_as_the_session_user_with_its_display_and_gdm_cookie(
     ]
 
 
+def test_a_tool_run_as_the_session_user_gets_none_of_tetherds_secrets(
+    fake_tools: FakeTools, platform: LinuxPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user owns the tool's process and can read its /proc/PID/environ: tetherd's environment may hold the broker
+    # password ($TETHER_BROKER_PASSWORD) or a proxy's credentials.
+    monkeypatch.setenv("TETHER_BROKER_PASSWORD", "broker-s3cret")
+    monkeypatch.setenv("https_proxy", "http://ops:proxy-s3cret@proxy.example:3128")
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    dump = tmp_path / "environment"
+    sessions(fake_tools, KIOSK)
+    fake_tools.add("gsettings", script=f"env > {shlex.quote(str(dump))}")
+
+    (session,) = run(platform.graphical_sessions())
+    run(platform.as_session_user(session, "gsettings", "get", "a", "b"))
+
+    environment = dump.read_text()
+    assert "s3cret" not in environment
+    assert "LANG=de_DE.UTF-8\n" in environment  # the tool still speaks the device's language
+    assert f"XDG_RUNTIME_DIR={tmp_path / 'run-user' / '1000'}\n" in environment
+
+
 def test_a_tool_missing_from_path_is_named_before_anything_runs(
     fake_tools: FakeTools, platform: LinuxPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
