@@ -366,6 +366,7 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "systemd-run": {"stdout": "Running timer as unit: tetherd-remove.timer\n"},
     "systemctl": {"script": fake_systemctl(ETC)},
     "getent": {"stdout": "kiosk:x:1001:1001:Kiosk:/home/kiosk:/bin/sh\n"},  # SET_KIOSK_APP's user
+    "id": {"stdout": "kiosk video\n"},  # and its groups
     "cage": {},
     "chromium": {},  # SET_KIOSK_APP's app
     # The Android device's `cmd`: `cmd lock_settings` reaches the device on its shell's standard input.

@@ -128,6 +128,7 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTools:
     fakes.add("cage")
     fakes.add("chromium")
     fakes.add("getent", stdout=PASSWD)
+    fakes.add("id", stdout="kiosk video\n")
     fakes.add("systemctl", script=IS_ACTIVE)
     return fakes
 
@@ -162,6 +163,7 @@ def test_kiosk_app_writes_the_cage_unit_and_starts_it(tools: FakeTools, linux: L
     bin_dir = tmp_path / "bin"
     assert tools.calls() == [
         ["getent", "passwd", "kiosk"],
+        ["id", "-nG", "kiosk"],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", UNIT],
         ["systemctl", "restart", UNIT],
@@ -245,6 +247,24 @@ def test_kiosk_user_must_exist_and_not_be_root(
     with pytest.raises(HandlerError, match=f"^{re.escape(reason)}$"):
         execute(linux, tmp_path / "state", OperationType.SET_KIOSK_APP, {"app": ["chromium"]})
     assert tools.calls() == [["getent", "passwd", "kiosk"]]
+    assert not unit_path(tmp_path).exists()
+
+
+@pytest.mark.parametrize("group", ["sudo", "wheel", "admin", "docker", "lxd", "disk"])
+def test_kiosk_user_who_can_become_root_is_refused(
+    group: str, tools: FakeTools, linux: LinuxPlatform, tmp_path: Path
+) -> None:
+    # Raspberry Pi OS's first user (uid 1000) is in sudo with NOPASSWD: an app run as them is root one `sudo` away,
+    # past the confinement run_scripts_as gives RUN_SHELL_SCRIPT.
+    tools.add("id", stdout=f"kiosk adm {group} video\n")
+
+    with pytest.raises(HandlerError) as caught:
+        execute(linux, tmp_path / "state", OperationType.SET_KIOSK_APP, {"app": ["chromium"]})
+
+    assert str(caught.value) == (
+        f"user kiosk is in the group {group}, which can become root: a kiosk runs as an account without it"
+    )
+    assert tools.calls() == [["getent", "passwd", "kiosk"], ["id", "-nG", "kiosk"]]
     assert not unit_path(tmp_path).exists()
 
 
