@@ -7,11 +7,23 @@ from pathlib import Path
 from agent.errors import HandlerError
 
 
+def _make_readable_directories(directory: Path) -> None:
+    """Create `directory` and its missing parents 0755 whatever the umask (tetherd's unit sets 077), so that what is
+    written into them can be read by the users it is for."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+        made.chmod(0o755)
+
+
 def write_atomically(path: Path, content: bytes) -> bytes | None:
     """Replace `path` atomically with `content`, world-readable (trust anchors, unit files, agent state); return what
     it held before."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_readable_directories(path.parent)
         try:
             previous: bytes | None = path.read_bytes()
         except FileNotFoundError:

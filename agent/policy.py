@@ -12,6 +12,12 @@ INHERITED_VARIABLES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM"})
 secret (credentials in the agent's unit, SSH agent sockets, proxies with passwords)."""
 
 
+def harmless_environment(inherited: Mapping[str, str]) -> dict[str, str]:
+    """What a process run as another user keeps of the agent's environment (INHERITED_VARIABLES and LC_*): that
+    user can read its /proc/PID/environ."""
+    return {k: v for k, v in inherited.items() if k in INHERITED_VARIABLES or k.startswith("LC_")}
+
+
 @dataclass(frozen=True, slots=True)
 class TypePolicy:
     allowed: frozenset[OperationType] | None = None
@@ -50,7 +56,7 @@ class ScriptPolicy:
     def environment(self, inherited: Mapping[str, str]) -> dict[str, str]:
         """A scrubbed environment: a few harmless variables of the agent's, the account's identity, then the
         configured extras."""
-        kept = {k: v for k, v in inherited.items() if k in INHERITED_VARIABLES or k.startswith("LC_")}
+        kept = harmless_environment(inherited)
         if self.account is not None:
             kept |= {"HOME": self.account.home, "USER": self.account.name, "LOGNAME": self.account.name}
         return kept | dict(self.extra_environment)

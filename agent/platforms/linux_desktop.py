@@ -2,6 +2,8 @@
 
 import asyncio
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ from agent.platforms.linux_session import LinuxSessions, one_per_user
 WALLPAPER_DIR = Path("/usr/local/share/backgrounds/tether")
 """World-readable, as the session's user must read the image; outside any user's home, which the user could edit."""
 WALLPAPER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+_SIGNATURES = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff", ".webp": b"RIFF"}
+"""How each format's file begins; a WebP also has `WEBP` at byte 8."""
 WALLPAPER_PREFIX = "wallpaper-"
 BACKGROUND_SCHEMA = "org.gnome.desktop.background"
 BACKGROUND_KEYS = ("picture-uri", "picture-uri-dark")
@@ -42,6 +46,12 @@ class LinuxDesktop(LinuxSessions):
                     f"the wallpaper of {session.named()} cannot be set: only GNOME's (gsettings) is supported"
                 )
         content = await asyncio.to_thread(image.read_bytes)
+        if not is_image_of(suffix, content):
+            raise HandlerError(
+                f"{image.name} is not a {suffix[1:]} image: its first bytes are {content[:12]!r}, so GNOME would read "
+                "it as whatever format they say"
+            )
+        await asyncio.to_thread(readable_directory, self.wallpaper_dir)
         stored = self.wallpaper_dir / f"{WALLPAPER_PREFIX}{hashlib.sha256(content).hexdigest()[:16]}{suffix}"
         await asyncio.to_thread(write_atomically, stored, content)
         uri = stored.as_uri()
@@ -81,3 +91,41 @@ class LinuxDesktop(LinuxSessions):
         except HandlerError as err:
             raise HandlerError(f"new logins are refused ({path} written), but {err}", result=err.result) from err
         return {"enabled": True, "nologin": str(path), "sessions": locked}
+
+
+def readable_directory(path: Path) -> None:
+    """Make `path`, and each missing directory above it, readable by every user (0755) whatever tetherd's umask (077),
+    so the session's user can read what is stored there; then refuse it unless it is a directory (not a link) of
+    tetherd's own user that no one else may change, as one planted before tetherd first made it could be."""
+    missing = []
+    current = path
+    while not os.path.lexists(current):
+        missing.append(current)
+        current = current.parent
+    try:
+        for directory in reversed(missing):
+            directory.mkdir(exist_ok=True)
+            directory.chmod(0o755)
+        status = os.lstat(path)
+    except OSError as err:
+        raise HandlerError(f"cannot make {path}: {err.strerror or err}") from err
+    problem = None
+    if not stat.S_ISDIR(status.st_mode):
+        problem = "not a directory (a symbolic link or a file)"
+    elif status.st_uid != os.geteuid():
+        problem = f"owned by uid {status.st_uid}, not by tetherd's user"
+    elif status.st_mode & 0o022:
+        problem = f"writable by others (mode {stat.S_IMODE(status.st_mode):04o})"
+    if problem is not None:
+        raise HandlerError(f"cannot store the wallpaper in {path}: it is {problem}")
+    if stat.S_IMODE(status.st_mode) != 0o755:
+        try:
+            path.chmod(0o755)  # made 0700 by an agent before this check
+        except OSError as err:
+            raise HandlerError(f"cannot make {path} readable: {err.strerror or err}") from err
+
+
+def is_image_of(suffix: str, content: bytes) -> bool:
+    """Whether `content` begins as a `suffix` file does: GNOME's loader (gdk-pixbuf) picks the format from the content,
+    so a name alone would let any format it has a loader for through."""
+    return content.startswith(_SIGNATURES[suffix]) and (suffix != ".webp" or content[8:12] == b"WEBP")

@@ -19,6 +19,11 @@ from agent.platforms.linux_tools import LinuxTools
 
 KIOSK_UNIT = "tether-kiosk.service"
 KIOSK_TTY = "tty1"
+FIRST_USER_UID = 1000
+"""UID_MIN of login.defs on Debian, Ubuntu and Fedora: below it are root and the accounts of system services."""
+ROOT_GROUPS = frozenset({"root", "sudo", "wheel", "admin", "docker", "lxd", "disk"})
+"""Groups whose members can become root: sudo's administrators (Debian, Fedora, old Ubuntu), the container daemons'
+sockets, raw disks. A sudoers rule naming the user alone is not seen here."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -113,10 +118,33 @@ class LinuxKiosk(LinuxTools):
         return {"unit": KIOSK_UNIT, "path": str(path), "removed": removed, "state": state}
 
     async def _check_kiosk_user(self, user: str) -> None:
-        """`getent passwd USER`: the account must exist (the unit would fail at every start) and must not be uid 0."""
+        """`getent passwd USER` and `id -nG USER`: the account must exist (the unit would fail at every start), must
+        not be root nor a system account, and must not be in root's group nor one that can become root.
+
+        The operator chooses the program as well as the account, so a system account (a service's: postgres,
+        www-data) would hand the kiosk app that service's files and data, beyond what RUN_SHELL_SCRIPT's
+        run_scripts_as confines scripts to.
+        """
         entry = await self.probe(["getent", "passwd", user])
         fields = entry.stdout_tail.strip().split(":")
-        if entry.returncode != 0 or len(fields) < 3:
+        if entry.returncode != 0 or len(fields) < 4 or not (fields[2].isdigit() and fields[3].isdigit()):
             raise HandlerError(f"there is no user {user} on this device: create the kiosk's account first")
-        if fields[2] == "0":
+        uid, gid = int(fields[2]), int(fields[3])
+        if uid == 0:
             raise HandlerError(f"user {user} has uid 0: a kiosk never runs as root")
+        if uid < FIRST_USER_UID:
+            raise HandlerError(
+                f"user {user} is a system account (uid {uid}): a kiosk runs as an ordinary user's account, "
+                f"uid {FIRST_USER_UID} or above"
+            )
+        if gid == 0:
+            raise HandlerError(
+                f"user {user} has the root group (gid 0) as its own: a kiosk never runs with root's group"
+            )
+        groups = await self.tool("id", "-nG", user)
+        powerful = sorted(set(groups.stdout_tail.split()) & ROOT_GROUPS)
+        if powerful:
+            raise HandlerError(
+                f"user {user} is in the group{'s' if len(powerful) > 1 else ''} {', '.join(powerful)}, which can "
+                "become root: a kiosk runs as an account without it"
+            )

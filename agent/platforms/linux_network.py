@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any
 
-from agent.errors import HandlerError, ToolFailed
+from agent.errors import HandlerError, ToolFailed, UnsupportedOperation
 from agent.files import write_atomically
 from agent.platforms.linux_tools import LinuxTools
 from agent.reachability import REACH_WITHIN_S, ReachabilityCheck
@@ -107,6 +107,12 @@ class LinuxNetwork(LinuxTools):
         user saving one; polkitd reloads its rules when the file changes. The file is read back for the result.
         """
         path = self.etc_dir / SAVED_WIFI_ONLY_RULE
+        if enabled and not path.parent.is_dir():
+            # polkit before 0.106 (Debian 11, Ubuntu 22.04) reads .pkla files only and never makes this directory.
+            raise UnsupportedOperation(
+                f"polkit on this device reads no JavaScript rules: {path.parent} does not exist (polkit 0.106 or "
+                "later has it); nothing was changed"
+            )
         await asyncio.to_thread(_write_or_remove, path, SAVED_WIFI_ONLY_POLICY.encode() if enabled else None)
         in_force = await asyncio.to_thread(_holds, path, SAVED_WIFI_ONLY_POLICY.encode())
         if in_force != enabled:
@@ -184,9 +190,15 @@ class LinuxNetwork(LinuxTools):
                 f"rolling back failed ({err}); NetworkManager rolls back by itself {self.rollback_after_s()} s after"
                 " the change began"
             )
-        # `a{su} N "DEVICE" RESULT ...`: 0 is NM_ROLLBACK_RESULT_OK.
-        words = shlex.split(answer)
-        failed = [device for device, result in zip(words[2::2], words[3::2], strict=False) if result != "0"]
+        # `a{su} N "DEVICE" RESULT ...`: 0 is NM_ROLLBACK_RESULT_OK. Anything else is not taken for a rollback.
+        try:
+            words = shlex.split(answer)
+        except ValueError:
+            words = []
+        devices = words[2::2]
+        if words[:1] != ["a{su}"] or not devices or len(words) != 2 + 2 * len(devices) or words[1] != str(len(devices)):
+            return f"NetworkManager answered the rollback with {answer!r}, not with the result of each device"
+        failed = [device for device, result in zip(devices, words[3::2], strict=True) if result != "0"]
         if failed:
             return f"NetworkManager could not roll back {', '.join(failed)}"
         return None

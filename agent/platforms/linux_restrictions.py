@@ -88,7 +88,14 @@ class LinuxRestrictions(LinuxTools):
         """
         drivers = DRIVERS[restriction]
         path = self.restriction_file(restriction)
-        builtin = sorted(set(drivers.modules) & await asyncio.to_thread(self._builtin_modules))
+        compiled_in = await asyncio.to_thread(self._builtin_modules)
+        if compiled_in is None:
+            raise HandlerError(
+                f"cannot tell whether {drivers.title}'s drivers are built into this kernel: {self.builtin_modules} "
+                "is missing (a kernel without loadable modules, or /lib/modules hidden from tetherd, as "
+                "ProtectKernelModules=yes does); nothing was changed"
+            )
+        builtin = sorted(set(drivers.modules) & compiled_in)
         if builtin:
             raise HandlerError(
                 f"{drivers.title} cannot be disallowed here: {', '.join(builtin)} "
@@ -157,12 +164,13 @@ class LinuxRestrictions(LinuxTools):
         except OSError as err:
             raise HandlerError(f"cannot read {path}: {err.strerror or err}") from err
 
-    def _builtin_modules(self) -> set[str]:
-        """Names of the drivers built into the kernel: `kernel/drivers/bluetooth/btusb.ko` lines, `-` read as `_`."""
+    def _builtin_modules(self) -> set[str] | None:
+        """Names of the drivers built into the kernel: `kernel/drivers/bluetooth/btusb.ko` lines, `-` read as `_`;
+        None without the list, which depmod writes for every kernel that has loadable modules."""
         try:
             text = self.builtin_modules.read_text()
         except FileNotFoundError:
-            return set()
+            return None
         except OSError as err:
             raise HandlerError(f"cannot read {self.builtin_modules}: {err.strerror or err}") from err
         return {line.rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_") for line in text.split()}

@@ -11,6 +11,7 @@ needs neither a running user manager nor one that has imported the session's env
 """
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 from agent.errors import HandlerError, ToolNotFound
 from agent.platforms.linux_tools import LinuxTools
+from agent.policy import harmless_environment
 from agent.process import ProcessResult
 
 GRAPHICAL_TYPES = frozenset({"x11", "wayland", "mir"})
@@ -123,8 +125,9 @@ class LinuxSessions(LinuxTools):
         return parse_session(shown.stdout_tail) if shown.returncode == 0 else None
 
     async def as_session_user(self, session: LoginSession, *argv: str) -> ProcessResult:
-        """Run `argv` as the session's user, with its runtime directory, session bus and X display; a non-zero exit
-        raises ToolFailed. The tool must be on tetherd's PATH (runuser's own PATH holds at least what it does)."""
+        """Run `argv` as the session's user, with its runtime directory, session bus and X display, and nothing of
+        tetherd's environment that could carry a secret; a non-zero exit raises ToolFailed. The tool must be on
+        tetherd's PATH (runuser's own PATH holds at least what it does)."""
         if shutil.which(argv[0]) is None:
             raise ToolNotFound(f"{argv[0]} not found on PATH")
         runtime = self.user_runtime_root / str(session.uid)
@@ -136,7 +139,10 @@ class LinuxSessions(LinuxTools):
             cookie = runtime / "gdm" / "Xauthority"
             if cookie.is_file():
                 environment.append(f"XAUTHORITY={cookie}")
-        return await self.tool("runuser", "-u", session.user, "--", "env", *environment, *argv)
+        # Only harmless variables of tetherd's own: the user can read the environment of a process of theirs.
+        return await self.tool(
+            "runuser", "-u", session.user, "--", "env", *environment, *argv, env=harmless_environment(os.environ)
+        )
 
     async def lock_sessions(self) -> dict[str, Any]:
         """Lock every session and read back that each graphical one is locked; FAILED if none, or one is not."""

@@ -1,7 +1,7 @@
 """The base every Linux capability mix-in shares: a tool timeout and one way to run a tool."""
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from agent import process
@@ -39,10 +39,18 @@ class LinuxTools:
         """The agent's credentials and state (AgentSettings.enrolment_paths), which REMOVE_DEVICE deletes."""
 
     async def tool(
-        self, *argv: str, limit_s: float | None = None, stdin: bytes | None = None, output_limit: int = 4096
+        self,
+        *argv: str,
+        limit_s: float | None = None,
+        stdin: bytes | None = None,
+        output_limit: int = 4096,
+        env: Mapping[str, str] | None = None,
     ) -> ProcessResult:
-        """Run a system tool found on PATH; a non-zero exit raises ToolFailed naming the tool and its last line."""
-        return await process.check(argv, timeout=limit_s or self.tool_timeout, stdin=stdin, output_limit=output_limit)
+        """Run a system tool found on PATH (tetherd's environment, or `env`); a non-zero exit raises ToolFailed
+        naming the tool and its last line."""
+        return await process.check(
+            argv, timeout=limit_s or self.tool_timeout, stdin=stdin, output_limit=output_limit, env=env
+        )
 
     async def run_command(
         self,

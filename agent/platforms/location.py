@@ -117,9 +117,14 @@ def parse_uptime(text: str) -> float:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    """A JSON number as a finite float; None for anything else, an integer no float holds included."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _gpsd_accuracy(report: dict[str, Any]) -> float | None:

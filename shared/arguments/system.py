@@ -96,8 +96,9 @@ class LockdownArguments(_Arguments):
     @field_validator("message")
     @classmethod
     def _printable(cls, message: str) -> str:
-        # Shown on the terminal of whoever tries to log in: no escape sequences, only text and line breaks.
-        if any((ord(char) < 32 and char not in "\n\t") or ord(char) == 127 for char in message):
+        # Shown on the terminal of whoever tries to log in, unfiltered: no escape sequences (C0 or C1, such as
+        # U+009B, the one-character CSI), only text, line breaks and tabs.
+        if any(unicodedata.category(char) == "Cc" and char not in "\n\t" for char in message):
             raise ValueError("the message may hold line breaks and tabs but no other control characters")
         return message
 

@@ -390,6 +390,7 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "systemd-run": {"stdout": "Running timer as unit: tetherd-remove.timer\n"},
     "systemctl": {"script": fake_systemctl(ETC)},
     "getent": {"stdout": "kiosk:x:1001:1001:Kiosk:/home/kiosk:/bin/sh\n"},  # SET_KIOSK_APP's user
+    "id": {"stdout": "kiosk video\n"},  # and its groups
     "cage": {},
     "chromium": {},  # SET_KIOSK_APP's app
     # The Android device's `cmd`: `cmd lock_settings` reaches the device on its shell's standard input.
@@ -446,6 +447,12 @@ def loaded_drivers(bench: "Bench") -> None:
     (bench.tmp_path / "proc-modules").write_text(
         "btusb 77824 0 - Live 0x0\nbluetooth 1028096 3 btusb, Live 0x0\nuvcvideo 139264 0 - Live 0x0\n"
     )
+    (bench.tmp_path / "modules.builtin").write_text("kernel/drivers/net/e1000e/e1000e.ko\n")  # neither built in
+
+
+def javascript_polkit(bench: "Bench") -> None:
+    """USE_ONLY_SAVED_WIFI_AP writes a rule only where polkit reads JavaScript rules (0.106 and later)."""
+    (bench.tmp_path / "etc" / "polkit-1" / "rules.d").mkdir(parents=True, exist_ok=True)
 
 
 ANNOUNCED = Announcement(
@@ -463,6 +470,7 @@ PREPARATIONS: dict[OperationType, Preparation] = {
     OperationType.RESET_LOCKSCREEN_PASSWORD: lock_credential("Pin"),
     OperationType.ALLOW_BLUETOOTH: loaded_drivers,
     OperationType.ALLOW_CAMERA: loaded_drivers,
+    OperationType.USE_ONLY_SAVED_WIFI_AP: javascript_polkit,
 }
 
 
@@ -571,6 +579,10 @@ def handler_in(registry: Mapping[OperationType, Handler], command: Command, devi
     return True
 
 
+IMAGE_HEADERS = {".png": b"\x89PNG\r\n\x1a\n"}
+"""How a served image begins, as SET_WALLPAPER checks."""
+
+
 def served(arguments: Any, server: Server, label: str) -> Any:
     """`arguments` with every download object pointing at a real file on `server`, with its real SHA-256."""
     if isinstance(arguments, list):
@@ -579,7 +591,7 @@ def served(arguments: Any, server: Server, label: str) -> Any:
         return arguments
     if {"url", "sha256"} <= arguments.keys():
         name = str(arguments["url"]).rsplit("/", 1)[-1]
-        body = f"{label}: the bytes of {name}\n".encode() * 64
+        body = IMAGE_HEADERS.get(Path(name).suffix, b"") + f"{label}: the bytes of {name}\n".encode() * 64
         server.files[name] = body
         return {**arguments, "url": server.url(f"/files/{name}"), "sha256": hashlib.sha256(body).hexdigest()}
     return {key: served(value, server, label) for key, value in arguments.items()}

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTools:
     fakes.add("cage")
     fakes.add("chromium")
     fakes.add("getent", stdout=PASSWD)
+    fakes.add("id", stdout="kiosk video\n")
     fakes.add("systemctl", script=IS_ACTIVE)
     return fakes
 
@@ -153,6 +155,7 @@ def test_kiosk_app_writes_the_cage_unit_and_starts_it(tools: FakeTools, linux: L
     bin_dir = tmp_path / "bin"
     assert tools.calls() == [
         ["getent", "passwd", "kiosk"],
+        ["id", "-nG", "kiosk"],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", UNIT],
         ["systemctl", "restart", UNIT],
@@ -218,15 +221,42 @@ def test_kiosk_app_that_is_not_there_fails(
     [
         ({"exit_code": 2}, "there is no user kiosk on this device: create the kiosk's account first"),
         ({"stdout": "kiosk:x:0:0::/root:/bin/sh\n"}, "user kiosk has uid 0: a kiosk never runs as root"),
+        # A service's account (postgres, www-data, messagebus): the app would own that service's files and data.
+        (
+            {"stdout": "kiosk:x:33:33:www-data:/var/www:/usr/sbin/nologin\n"},
+            "user kiosk is a system account (uid 33): a kiosk runs as an ordinary user's account, uid 1000 or above",
+        ),
+        (
+            {"stdout": "kiosk:x:1001:0::/home/kiosk:/bin/sh\n"},
+            "user kiosk has the root group (gid 0) as its own: a kiosk never runs with root's group",
+        ),
     ],
 )
 def test_kiosk_user_must_exist_and_not_be_root(
     getent: dict[str, Any], reason: str, tools: FakeTools, linux: LinuxPlatform, tmp_path: Path
 ) -> None:
     tools.add("getent", **getent)
-    with pytest.raises(HandlerError, match=f"^{reason}$"):
+    with pytest.raises(HandlerError, match=f"^{re.escape(reason)}$"):
         execute(linux, tmp_path / "state", OperationType.SET_KIOSK_APP, {"app": ["chromium"]})
     assert tools.calls() == [["getent", "passwd", "kiosk"]]
+    assert not unit_path(tmp_path).exists()
+
+
+@pytest.mark.parametrize("group", ["sudo", "wheel", "admin", "docker", "lxd", "disk"])
+def test_kiosk_user_who_can_become_root_is_refused(
+    group: str, tools: FakeTools, linux: LinuxPlatform, tmp_path: Path
+) -> None:
+    # Raspberry Pi OS's first user (uid 1000) is in sudo with NOPASSWD: an app run as them is root one `sudo` away,
+    # past the confinement run_scripts_as gives RUN_SHELL_SCRIPT.
+    tools.add("id", stdout=f"kiosk adm {group} video\n")
+
+    with pytest.raises(HandlerError) as caught:
+        execute(linux, tmp_path / "state", OperationType.SET_KIOSK_APP, {"app": ["chromium"]})
+
+    assert str(caught.value) == (
+        f"user kiosk is in the group {group}, which can become root: a kiosk runs as an account without it"
+    )
+    assert tools.calls() == [["getent", "passwd", "kiosk"], ["id", "-nG", "kiosk"]]
     assert not unit_path(tmp_path).exists()
 
 

@@ -478,8 +478,15 @@ polkit.addRule(function(action, subject) {
 """
 
 
+def rules_dir(tmp_path: Path) -> Path:
+    """polkit's JavaScript rules directory, as polkit 0.106 and later install it."""
+    directory = tmp_path / "etc" / "polkit-1" / "rules.d"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 def test_use_only_saved_wifi_writes_a_polkit_rule(fake_tools: FakeTools, tmp_path: Path) -> None:
-    rule = tmp_path / "etc" / "polkit-1" / "rules.d" / "49-tether-saved-wifi-only.rules"
+    rule = rules_dir(tmp_path) / "49-tether-saved-wifi-only.rules"
 
     result = execute(SavedWifiOnlyHandler(), {}, tmp_path)
 
@@ -502,6 +509,7 @@ console.log(JSON.stringify(asked.map(([id, user]) => rules[0]({id}, {user}) ?? n
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the rule's JavaScript")
 def test_the_polkit_rule_denies_saving_networks_to_everyone_but_root(tmp_path: Path) -> None:
+    rules_dir(tmp_path)
     execute(SavedWifiOnlyHandler(), {}, tmp_path)
     rule = tmp_path / "etc" / "polkit-1" / "rules.d" / "49-tether-saved-wifi-only.rules"
     nm = "org.freedesktop.NetworkManager"
@@ -522,6 +530,7 @@ def test_the_polkit_rule_denies_saving_networks_to_everyone_but_root(tmp_path: P
 
 
 def test_use_only_saved_wifi_off_removes_the_rule(fake_tools: FakeTools, tmp_path: Path) -> None:
+    rules_dir(tmp_path)
     execute(SavedWifiOnlyHandler(), {"enabled": "on"}, tmp_path)
     rule = tmp_path / "etc" / "polkit-1" / "rules.d" / "49-tether-saved-wifi-only.rules"
 
@@ -544,10 +553,22 @@ def test_use_only_saved_wifi_replaces_an_edited_rule(tmp_path: Path) -> None:
 
 
 def test_use_only_saved_wifi_that_cannot_write_fails(tmp_path: Path) -> None:
-    (tmp_path / "etc").write_text("not a directory\n")
+    (rules_dir(tmp_path) / "49-tether-saved-wifi-only.rules").mkdir()
 
-    with pytest.raises(HandlerError, match=r"^cannot write .*49-tether-saved-wifi-only\.rules: Not a directory$"):
+    with pytest.raises(HandlerError, match=r"^cannot write .*49-tether-saved-wifi-only\.rules: Is a directory$"):
         execute(SavedWifiOnlyHandler(), {}, tmp_path)
+
+
+def test_use_only_saved_wifi_without_javascript_rules_fails_and_writes_nothing(tmp_path: Path) -> None:
+    # polkit 0.105 (Debian 11, Ubuntu 22.04) reads .pkla files only: a JavaScript rule written there would leave
+    # every user free to save networks while the command reported the policy in force.
+    (tmp_path / "etc" / "polkit-1" / "localauthority").mkdir(parents=True)
+
+    with pytest.raises(HandlerError, match=r"^polkit on this device reads no JavaScript rules: .*rules\.d does not"):
+        execute(SavedWifiOnlyHandler(), {}, tmp_path)
+
+    assert not (tmp_path / "etc" / "polkit-1" / "rules.d").exists()
+    assert execute(SavedWifiOnlyHandler(), {"enabled": False}, tmp_path)["in_force"] is False  # off needs no polkit
 
 
 def test_linux_has_every_network_capability(tmp_path: Path) -> None:
@@ -771,6 +792,24 @@ def test_a_device_networkmanager_could_not_restore_is_named(
         execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=lost_broker)
     assert str(caught.value) == (
         f"the change cut the device off its broker, and NetworkManager could not roll back {DEVICE}"
+    )
+
+
+@pytest.mark.parametrize("answer", ['a{su} 1 "/org/freedesktop/NetworkManager/Devices/2 0', "a{su} 1", "done"])
+def test_a_rollback_answer_that_cannot_be_read_is_not_taken_for_a_rollback(
+    answer: str, fake_tools: FakeTools, tmp_path: Path, lost_broker: BrokerReachability
+) -> None:
+    # An unbalanced quote made shlex raise ValueError (an "internal agent error"); an answer naming no device was
+    # read as every device restored.
+    fake_tools.add("nmcli", script=ACTIVE)
+    odd = f"""case "$*" in *" CheckpointRollback "*) printf '%s\\n' {shlex.quote(answer)}; exit 0;; esac"""
+    fake_tools.add("busctl", script=odd + "\n" + BUSCTL)
+
+    with pytest.raises(HandlerError) as caught:
+        execute(StaticIpHandler(), {"address": "192.0.2.10/24"}, tmp_path, reach_broker=lost_broker)
+    assert str(caught.value) == (
+        f"the change cut the device off its broker, and NetworkManager answered the rollback with {answer!r}, not"
+        " with the result of each device"
     )
 
 

@@ -14,6 +14,7 @@ from agent.platforms import LinuxPlatform
 from agent.platforms.android import AndroidPlatform
 from agent.platforms.linux_restrictions import dependants_first, parse_proc_modules, recorded_modules
 from shared.arguments import ArgumentsError, validate_arguments
+from shared.arguments.restrictions import Restriction
 from shared.operations import OperationType
 from tests.agent.contexts import context_for
 from tests.fakes import FakeTools
@@ -56,6 +57,9 @@ def modprobe_removes(tools: FakeTools, modules: Path, after: str, *, exit_code: 
 
 
 def allow(operation_type: OperationType, arguments: dict[str, Any], tmp_path: Path, modules: Path) -> dict[str, Any]:
+    builtin = tmp_path / "modules.builtin"
+    if not builtin.exists():
+        builtin.write_text("kernel/drivers/net/e1000e/e1000e.ko\n")  # a kernel with loadable modules has one
     platform = LinuxPlatform(
         boot_id_path=tmp_path / "boot_id",
         etc_dir=tmp_path / "etc",
@@ -204,6 +208,22 @@ def test_a_driver_built_into_the_kernel_cannot_be_disallowed_and_nothing_changes
 
     with pytest.raises(HandlerError, match=r"^Bluetooth cannot be disallowed here: bluetooth, btusb are built into"):
         allow(OperationType.ALLOW_BLUETOOTH, {"allowed": False}, tmp_path, modules)
+    assert tools.calls() == []
+    assert not block_file(tmp_path, "bluetooth").exists()
+
+
+def test_without_the_kernels_list_of_built_in_drivers_nothing_is_disallowed(
+    tools: FakeTools, modules: Path, tmp_path: Path
+) -> None:
+    # No modules.builtin: a kernel without loadable modules, or /lib/modules hidden from tetherd (ProtectKernelModules=
+    # yes). Either way Bluetooth may be built in, and a block file would claim a restriction nothing enforces.
+    modules.write_text(BLUETOOTH_LOADED)
+    platform = LinuxPlatform(
+        etc_dir=tmp_path / "etc", proc_modules=modules, builtin_modules=tmp_path / "missing" / "modules.builtin"
+    )
+
+    with pytest.raises(HandlerError, match=r"^cannot tell whether Bluetooth's drivers are built into this kernel: "):
+        asyncio.run(platform.set_allowed(Restriction.BLUETOOTH, False))
     assert tools.calls() == []
     assert not block_file(tmp_path, "bluetooth").exists()
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import os
 import shlex
 from collections.abc import Coroutine
 from pathlib import Path
@@ -103,6 +104,27 @@ def test_a_tool_runs_as_the_session_user_with_its_display_and_gdm_cookie(
         [*as_user(tmp_path, "signage", 1002, "DISPLAY=:0", f"XAUTHORITY={cookie}"), "xset", "q"],
         ["xset", "q"],
     ]
+
+
+def test_a_tool_run_as_the_session_user_gets_none_of_tetherds_secrets(
+    fake_tools: FakeTools, platform: LinuxPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user owns the tool's process and can read its /proc/PID/environ: tetherd's environment may hold the broker
+    # password ($TETHER_BROKER_PASSWORD) or a proxy's credentials.
+    monkeypatch.setenv("TETHER_BROKER_PASSWORD", "broker-s3cret")
+    monkeypatch.setenv("https_proxy", "http://ops:proxy-s3cret@proxy.example:3128")
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    dump = tmp_path / "environment"
+    sessions(fake_tools, KIOSK)
+    fake_tools.add("gsettings", script=f"env > {shlex.quote(str(dump))}")
+
+    (session,) = run(platform.graphical_sessions())
+    run(platform.as_session_user(session, "gsettings", "get", "a", "b"))
+
+    environment = dump.read_text()
+    assert "s3cret" not in environment
+    assert "LANG=de_DE.UTF-8\n" in environment  # the tool still speaks the device's language
+    assert f"XDG_RUNTIME_DIR={tmp_path / 'run-user' / '1000'}\n" in environment
 
 
 def test_a_tool_missing_from_path_is_named_before_anything_runs(
@@ -211,6 +233,9 @@ def test_ending_the_lockdown_removes_nologin_and_says_whether_it_was_there(
         ({"enabled": "yes"}, "arguments.enabled"),
         ({"enabled": True, "message": "\x1b[2J gone"}, "arguments.message"),
         ({"enabled": True, "message": "bell\x07"}, "arguments.message"),
+        # C1 controls: U+009B is CSI on terminals that read 8-bit controls, which login would print it to raw.
+        ({"enabled": True, "message": "\x9b2J gone"}, "arguments.message"),
+        ({"enabled": True, "message": "\x9d0;owned\x9c"}, "arguments.message"),
         ({"enabled": True, "message": "m" * 1001}, "arguments.message"),
         ({"enabled": True, "path": "/etc/passwd"}, "arguments.path"),
     ],
@@ -224,7 +249,7 @@ def test_lockdown_arguments_are_refused(arguments: dict[str, Any], field: str) -
 # --- SET_WALLPAPER ----------------------------------------------------------------------------------------------------
 
 
-PNG = b"\x89PNG fake"
+PNG = b"\x89PNG\r\n\x1a\n fake"
 
 
 def image(tmp_path: Path, name: str = "kiosk.png", content: bytes = PNG) -> Path:
@@ -261,6 +286,75 @@ def test_wallpaper_is_stored_by_content_set_in_gnome_and_read_back(
         ["gsettings", "get", "org.gnome.desktop.background", "picture-uri"],
     ]
     assert fake_tools.calls("runuser")[0] == as_user(tmp_path, "kiosk", 1000) + fake_tools.calls("gsettings")[0]
+
+
+def test_wallpaper_directories_made_under_the_agents_umask_can_be_read_by_the_session_user(
+    fake_tools: FakeTools, tmp_path: Path
+) -> None:
+    # tetherd runs with umask 077 (its unit's UMask, and cli.py): directories it makes would be root's alone, and
+    # GNOME, as the session's user, could not reach the image it was told to show.
+    sessions(fake_tools, KIOSK)
+    fake_tools.add("gsettings", script=GSETTINGS)
+    share = tmp_path / "share"
+    platform = LinuxPlatform(
+        tool_timeout=5, user_runtime_root=tmp_path / "run-user", wallpaper_dir=share / "backgrounds" / "tether"
+    )
+    previous = os.umask(0o077)
+    try:
+        result = run(platform.set_wallpaper(image(tmp_path)))
+    finally:
+        os.umask(previous)
+
+    assert Path(result["path"]).parent == share / "backgrounds" / "tether"
+    for directory in (share, share / "backgrounds", share / "backgrounds" / "tether"):
+        assert directory.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("planted", ["symlink", "group-writable"])
+def test_wallpaper_directory_another_user_could_change_is_refused(
+    planted: str, fake_tools: FakeTools, platform: LinuxPlatform, tmp_path: Path
+) -> None:
+    # Debian's /usr/local/share is group staff's to write: a member could plant the directory (or a link to one the
+    # agent would then fill and clean up as root) before the agent first makes it.
+    sessions(fake_tools, KIOSK)
+    fake_tools.add("gsettings", script=GSETTINGS)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "wallpaper-keep").write_bytes(b"not the agent's")
+    if planted == "symlink":
+        (tmp_path / "backgrounds").symlink_to(elsewhere)
+    else:
+        (tmp_path / "backgrounds").mkdir()
+        (tmp_path / "backgrounds").chmod(0o775)
+
+    with pytest.raises(HandlerError, match=r"^cannot store the wallpaper in .*backgrounds: it is "):
+        run(platform.set_wallpaper(image(tmp_path)))
+
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["wallpaper-keep"]
+    assert fake_tools.calls("gsettings") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("kiosk.png", b"<svg xmlns='http://www.w3.org/2000/svg'/>"),  # another of gdk-pixbuf's loaders would read it
+        ("kiosk.jpg", b"\x89PNG\r\n\x1a\n a PNG under a JPEG name"),
+        ("kiosk.webp", b"RIFF\x00\x00\x00\x00AVI a RIFF that is no WebP"),
+    ],
+)
+def test_wallpaper_whose_content_is_not_what_its_name_says_is_refused(
+    name: str, content: bytes, fake_tools: FakeTools, platform: LinuxPlatform, tmp_path: Path
+) -> None:
+    # GNOME's image loader goes by the content, not the name: without this check any format it has a loader for
+    # (TGA, ICO, XPM, SVG...) would be parsed in every user's session.
+    sessions(fake_tools, KIOSK)
+    fake_tools.add("gsettings", script=GSETTINGS)
+
+    with pytest.raises(HandlerError, match=rf"^{name} is not a {name.rsplit('.', 1)[1]} image: its first bytes "):
+        run(platform.set_wallpaper(image(tmp_path, name, content)))
+
+    assert not (tmp_path / "backgrounds").exists()
+    assert fake_tools.calls("gsettings") == []
 
 
 def test_wallpaper_that_does_not_read_back_fails(

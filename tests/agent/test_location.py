@@ -155,12 +155,20 @@ def test_gpsd_without_a_fix(output: str) -> None:
         '{"class":"TPV","mode":3,"lat":52.5}',
         '{"class":"TPV","mode":3,"lat":91.0,"lon":13.4}',
         '{"class":"TPV","mode":3,"lat":true,"lon":13.4}',
+        # An integer no float holds: math.isfinite raised OverflowError, an internal agent error.
+        '{"class":"TPV","mode":3,"lat":1' + "0" * 400 + ',"lon":13.4}',
     ],
-    ids=["string", "missing-lon", "off-the-globe", "boolean"],
+    ids=["string", "missing-lon", "off-the-globe", "boolean", "huge-integer"],
 )
 def test_gpsd_fix_without_a_valid_position_fails(report: str) -> None:
     with pytest.raises(ToolFailed, match=r"^gpsd reported a fix without a valid position: "):
         parse_gpsd_reports(report + "\n", NOW)
+
+
+def test_gpsd_error_estimate_no_float_holds_is_no_estimate() -> None:
+    fix = parse_gpsd_reports('{"class":"TPV","mode":2,"lat":1.5,"lon":2.5,"eph":1' + "0" * 400 + "}\n", NOW)
+
+    assert fix.accuracy_m is None
 
 
 def test_gpsd_fix_at_an_unreadable_time_fails() -> None:
