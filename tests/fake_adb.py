@@ -1,5 +1,6 @@
 """A recording fake `adb` first on PATH, driven by a JSON state file that tests rewrite to attach and detach devices."""
 
+import fcntl
 import json
 import os
 import shlex
@@ -32,9 +33,18 @@ def out(text="", code=0, err=""):
 
 
 def save():
-    with open(STATE + ".tmp", "w") as file:
-        json.dump(state, file)
-    os.replace(STATE + ".tmp", STATE)
+    # Write back this call's device only, under a lock: calls to two devices at once (one operation reaching a phone
+    # and a tablet) must not undo each other's change.
+    import fcntl
+    with open(STATE + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(STATE) as file:
+            fresh = json.load(file)
+        fresh["devices"][serial] = device
+        temporary = f"{STATE}.{os.getpid()}.tmp"
+        with open(temporary, "w") as file:
+            json.dump(fresh, file)
+        os.replace(temporary, STATE)
 
 
 devices = state["devices"]
@@ -251,9 +261,11 @@ class FakeAdb:
         self.calls_path.unlink(missing_ok=True)
 
     def _update(self, serial: str, **changes: Any) -> None:
-        self._load()
-        self._state["devices"][serial].update(changes)
-        self._save()
+        with self.state_path.with_name(self.state_path.name + ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the fake's own calls write back under the same lock
+            self._load()
+            self._state["devices"][serial].update(changes)
+            self._save()
 
     def _load(self) -> None:
         # The fake rewrites the state itself (uninstall), so read it back before changing it.

@@ -81,7 +81,8 @@ def test_a_type_both_platforms_run_reaches_each_through_its_own_tool(fleet: Flee
 
     operation = fleet.controller.wait_finished(created["id"])
 
-    assert operation["operation_stats"]["device_operation_statuses_count"]["success_device_count"] == 3
+    statuses = fleet.controller.device_results(created["id"])
+    assert operation["operation_stats"]["device_operation_statuses_count"]["success_device_count"] == 3, statuses
     assert fleet.host.locks() == [["loginctl", "lock-sessions"]]
     for serial in (PHONE, TABLET):
         assert ["adb", "-s", serial, "shell", "input", "keyevent", "KEYCODE_SLEEP"] in fleet.adb.calls(serial)
