@@ -27,8 +27,9 @@ from shared.arguments import NoArguments, validate_arguments
 from shared.arguments.diagnostics import LogsArguments
 from shared.messages import Announcement, ArtifactUpload, Command, utc_now
 from shared.operations import OperationType, Platform
+from tests.agent.artifact_receiver import Receiver, serving
+from tests.agent.contexts import context_for as shared_context
 from tests.agent.test_android import Observer, statuses
-from tests.agent.test_catalogue import Receiver
 from tests.agent.test_runner import until
 from tests.fake_adb import FakeAdb
 from tests.fakes import FakeTools
@@ -61,10 +62,7 @@ def linux(tmp_path: Path, **settings: Any) -> LinuxPlatform:
 def context_for(platform: Any, tmp_path: Path, operation_type: OperationType, **callbacks: Any) -> HandlerContext:
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    command = Command(
-        command_id="c1", operation_id="op", device_id="d1", operation_type=operation_type, issued_at=utc_now()
-    )
-    return HandlerContext(command, platform, work, **callbacks)
+    return shared_context(platform, work, operation_type, **callbacks)
 
 
 # --- NUDGE_DEVICE ---------------------------------------------------------------------------------------------------
@@ -141,11 +139,8 @@ def test_a_nudge_while_disconnected_fails_saying_so(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with serving() as server:
+        yield server
 
 
 def agent_log(platform: Any, tmp_path: Path, receiver: Receiver | None, **arguments: Any) -> dict[str, Any]:

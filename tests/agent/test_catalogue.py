@@ -7,11 +7,9 @@ import hashlib
 import json
 import re
 import socket
-import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from shared.arguments import validate_arguments
 from shared.arguments.management import DeviceConfigArguments
 from shared.messages import ARTIFACT_TYPES, Announcement, ArtifactUpload, Command, StatusReport, utc_now
 from shared.operations import DeviceStatus, OperationType, Platform
+from tests.agent.artifact_receiver import Receiver, serving
 from tests.agent.catalogue_commands import check_or_record, normalise, unnamed
 from tests.agent.file_server import Server
 from tests.agent.test_linux_updates import fake_apt_config, fake_systemctl
@@ -267,46 +266,10 @@ def test_the_cell_says_not_supported_exactly_when_the_registry_has_no_handler(
 # --- running every row --------------------------------------------------------------------------------------------
 
 
-class Receiver:
-    """The controller's artifact endpoint in miniature: PUT stores the body and answers 201 with what it stored."""
-
-    def __init__(self) -> None:
-        self.stored: dict[str, bytes] = {}
-        stored = self.stored
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_PUT(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                stored[self.path] = body
-                answer = json.dumps(
-                    {
-                        "size_bytes": len(body),
-                        "sha256": hashlib.sha256(body).hexdigest(),
-                        "content_type": self.headers.get("Content-Type", "application/octet-stream"),
-                    }
-                ).encode()
-                self.send_response(201)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with serving() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
