@@ -12,6 +12,4 @@ class LockHandler(Handler[NoArguments, SessionLocker]):
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.LOCK})
 
     async def run(self, arguments: NoArguments, context: HandlerContext[SessionLocker]) -> dict[str, Any]:
-        platform = context.platform
-        outcome = await platform.lock_sessions()
-        return {"locked": True, **(outcome or {})}
+        return {"locked": True, **await context.platform.lock_sessions()}
