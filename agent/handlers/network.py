@@ -17,13 +17,13 @@ from shared.operations import OperationType
 
 
 class AddWifiHandler(Handler[WifiNetwork, WifiNetworks]):
-    """ADD_WIFI_AP: save a network the device may join; the result never carries the password."""
+    """ADD_WIFI_AP: save a network and join it where that is safe; the result never carries the password."""
 
     operation_types: ClassVar[frozenset[OperationType]] = frozenset({OperationType.ADD_WIFI_AP})
 
     async def run(self, arguments: WifiNetwork, context: HandlerContext[WifiNetworks]) -> dict[str, Any]:
-        await context.platform.add_wifi_network(arguments)
-        return arguments.model_dump(mode="json", exclude={"password"})
+        joined = await context.platform.add_wifi_network(arguments)
+        return {**arguments.model_dump(mode="json", exclude={"password"}), **joined}
 
 
 class RemoveWifiHandler(Handler[WifiSsid, WifiNetworks]):

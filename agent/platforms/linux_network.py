@@ -34,12 +34,19 @@ REDACTED = "[password]"
 
 NM = ("org.freedesktop.NetworkManager", "/org/freedesktop/NetworkManager", "org.freedesktop.NetworkManager")
 """The bus name, object and interface of NetworkManager's D-Bus API, which alone has checkpoints (nmcli has none)."""
-CHECKPOINT_FLAGS = 2 | 4
-"""NM_CHECKPOINT_CREATE_FLAG_DELETE_NEW_CONNECTIONS | DISCONNECT_NEW_DEVICES: a rollback also removes a profile
-`nmcli device connect` made. Without ALLOW_OVERLAPPING, a change still pending on the device makes creation fail."""
+CHECKPOINT_FLAGS = 2
+"""NM_CHECKPOINT_CREATE_FLAG_DELETE_NEW_CONNECTIONS: a rollback also removes a profile `nmcli device connect` made.
+Not DISCONNECT_NEW_DEVICES: NetworkManager refuses it for a checkpoint of named devices (seen on Debian 12's 1.42 in
+the VM tier; fakes had accepted it). Without ALLOW_OVERLAPPING, a change still pending on the device makes creation
+fail."""
 STEPS_IN_CHECKPOINT = 5
 """The most nmcli calls a wired change makes under its checkpoint: device show, device connect, device show,
 connection modify, connection up."""
+JOIN_WITHIN_S = 45
+"""How long a join may take: a scan, the handshake and DHCP (about 5 s in the VM tier; 25 s to give up on a network
+out of range)."""
+NOT_IN_RANGE = "The Wi-Fi network could not be found"
+"""How nmcli ends an activation that found no network of the SSID (NM_DEVICE_STATE_REASON_SSID_NOT_FOUND)."""
 OBJECT_PATH = re.compile(r'^o "(/[A-Za-z0-9_/]*)"$')
 
 SAVED_WIFI_ONLY_RULE = "polkit-1/rules.d/49-tether-saved-wifi-only.rules"
@@ -72,8 +79,14 @@ class LinuxNetwork(LinuxTools):
     rule for the saved-networks-only policy.
     """
 
-    async def add_wifi_network(self, network: WifiNetwork) -> None:
-        """Save `network` as a profile named after its SSID; a Wi-Fi profile of that name is replaced.
+    async def add_wifi_network(self, network: WifiNetwork) -> dict[str, Any]:
+        """Save `network` as a profile named after its SSID (a Wi-Fi profile of that name is replaced) and, with
+        autoconnect, join it now on a Wi-Fi device that is on no network: `{"joined": true, "device": ...}`.
+
+        A network that is out of range, or with no free Wi-Fi device to try it, stays saved (`joined: false` and
+        why), to be joined by NetworkManager when it can be. One that NetworkManager refuses (a wrong password, say)
+        is deleted again and fails with NetworkManager's reason: a profile that can never connect would only retry.
+        A device already on a network is never moved off it here, lest its broker link go with it.
 
         The password reaches nmcli in its argument list, so for the milliseconds nmcli runs a local user could read
         it in /proc/<pid>/cmdline (unless /proc is mounted with hidepid=2). nmcli has no non-interactive way to take
@@ -87,6 +100,35 @@ class LinuxNetwork(LinuxTools):
             await self.tool(
                 "nmcli", "connection", "add", "type", "wifi", "con-name", network.ssid, *wifi_properties(network)
             )
+            if not network.autoconnect:
+                return {"joined": False, "not_joined": "autoconnect is off: saved only"}
+            device = await self._free_wifi_device()
+            if device is None:
+                return {"joined": False, "not_joined": "no Wi-Fi device is free (each is on a network, or off)"}
+            try:
+                await self.tool(
+                    "nmcli", "--wait", str(JOIN_WITHIN_S), "connection", "up", "id", network.ssid, "ifname", device,
+                    limit_s=JOIN_WITHIN_S + 10,
+                )  # fmt: skip
+            except ToolFailed as err:
+                reason = nmcli_error(err)
+                if reason.endswith(NOT_IN_RANGE):
+                    return {
+                        "joined": False,
+                        "not_joined": f"{device} found no such network in range; saved for when it is",
+                    }
+                await self.tool("nmcli", "connection", "delete", "id", network.ssid)
+                raise HandlerError(f"{device} could not join {network.ssid!r}, so it was not saved: {reason}") from err
+        return {"joined": True, "device": device}
+
+    async def _free_wifi_device(self) -> str | None:
+        """The first Wi-Fi device NetworkManager has on no network, radio on; None if there is none."""
+        shown = await self.tool("nmcli", "-g", "DEVICE,TYPE,STATE", "device")
+        for line in shown.stdout_tail.splitlines():
+            fields = line.rsplit(":", 2)
+            if len(fields) == 3 and fields[1:] == ["wifi", "disconnected"]:
+                return fields[0].replace("\\:", ":")
+        return None
 
     async def add_apn_override(self, override: ApnOverride) -> None:
         """Save a mobile-data profile for any modem ModemManager drives; a mobile profile of that name is replaced.
@@ -262,6 +304,15 @@ async def switch_bluetooth_radios(tools: LinuxTools, enabled: bool) -> bool:
         return False
     await tools.tool("rfkill", "unblock" if enabled else "block", "bluetooth")
     return True
+
+
+def nmcli_error(failed: ToolFailed) -> str:
+    """nmcli's own `Error: ...` line (its last line is a hint to read the journal), without the prefix."""
+    stderr = str((failed.result or {}).get("stderr", ""))
+    for line in stderr.splitlines():
+        if line.startswith("Error: "):
+            return line.removeprefix("Error: ").removeprefix("Connection activation failed: ").strip()
+    return str(failed)
 
 
 def wifi_properties(network: WifiNetwork) -> list[str]:

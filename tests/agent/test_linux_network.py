@@ -55,7 +55,7 @@ DEVICE = "/org/freedesktop/NetworkManager/Devices/2"
 CHECKPOINT = "/org/freedesktop/NetworkManager/Checkpoint/7"
 ROLLBACK_AFTER_S = 55
 """Five nmcli calls of the tests' 5 s tool timeout, and the broker check's 30 s."""
-CREATE = sh(f"busctl call {NM} CheckpointCreate aouu 1 {DEVICE} {ROLLBACK_AFTER_S} 6")
+CREATE = sh(f"busctl call {NM} CheckpointCreate aouu 1 {DEVICE} {ROLLBACK_AFTER_S} 2")
 DESTROY = sh(f"busctl call {NM} CheckpointDestroy o {CHECKPOINT}")
 ROLLBACK = sh(f"busctl call {NM} CheckpointRollback o {CHECKPOINT}")
 BUSCTL = f"""case "$*" in
@@ -142,7 +142,10 @@ class Case:
 
 
 WPA = {"ssid": "home", "password": PASSWORD}
-WPA_RESULT = {"ssid": "home", "security": "wpa-psk", "hidden": False, "autoconnect": True}
+NO_FREE_RADIO = {"joined": False, "not_joined": "no Wi-Fi device is free (each is on a network, or off)"}
+WPA_RESULT = {"ssid": "home", "security": "wpa-psk", "hidden": False, "autoconnect": True, **NO_FREE_RADIO}
+DEVICES = sh("nmcli -g DEVICE,TYPE,STATE device")
+JOIN_WLAN0 = sh("nmcli --wait 45 connection up id home ifname wlan0")
 ADD_HOME = "nmcli connection add type wifi con-name home 802-11-wireless.ssid home"
 ADD_WPA = sh(
     f"{ADD_HOME} 802-11-wireless.hidden no connection.autoconnect yes"
@@ -160,7 +163,7 @@ STATIC_V4 = {"interface": "enp1s0", "dhcp": False, "address": "192.0.2.10/24", "
 STATIC_V6 = {"address": "2001:db8::10/64", "gateway": "2001:db8::1", "dns": ["2001:db8::53"]}
 
 CASES = {
-    "add-new-wpa": Case(AddWifiHandler(), WPA, [SHOW_WIFI, ADD_WPA], WPA_RESULT, nmcli=UNSAVED),
+    "add-new-wpa": Case(AddWifiHandler(), WPA, [SHOW_WIFI, ADD_WPA, DEVICES], WPA_RESULT, nmcli=UNSAVED),
     "add-replaces-saved-sae-hidden": Case(
         AddWifiHandler(),
         {"ssid": "home", "security": "sae", "password": PASSWORD, "hidden": True, "autoconnect": False},
@@ -172,14 +175,21 @@ CASES = {
                 f" 802-11-wireless-security.key-mgmt sae 802-11-wireless-security.psk {PASSWORD}"
             ),
         ],
-        {"ssid": "home", "security": "sae", "hidden": True, "autoconnect": False},
+        {
+            "ssid": "home",
+            "security": "sae",
+            "hidden": True,
+            "autoconnect": False,
+            "joined": False,
+            "not_joined": "autoconnect is off: saved only",
+        },
         nmcli=SAVED_WIFI,
     ),
     "add-open": Case(
         AddWifiHandler(),
         {"ssid": "home", "security": "open"},
-        [SHOW_WIFI, sh(f"{ADD_HOME} 802-11-wireless.hidden no connection.autoconnect yes")],
-        {"ssid": "home", "security": "open", "hidden": False, "autoconnect": True},
+        [SHOW_WIFI, sh(f"{ADD_HOME} 802-11-wireless.hidden no connection.autoconnect yes"), DEVICES],
+        {"ssid": "home", "security": "open", "hidden": False, "autoconnect": True, **NO_FREE_RADIO},
         nmcli=UNSAVED,
     ),
     "remove": Case(
@@ -440,6 +450,75 @@ def test_a_hanging_nmcli_add_leaks_no_password(fake_tools: FakeTools, tmp_path: 
 
     assert str(caught.value) == "nmcli timed out after 0.2s"
     assert PASSWORD not in repr(caught.value.result)
+
+
+RADIOS = """case "$*" in *" device") printf 'eth0:ethernet:connected\\nwlan1:wifi:unavailable\\nwlan0:wifi:disconnected\\n';; esac"""
+"""A fake nmcli's device listing: wlan1's radio is off, wlan0 is on no network."""
+
+
+def joining(stderr: str = "") -> str:
+    """A fake nmcli that saves, lists RADIOS, and joins (or fails with `stderr`, as nmcli does, exit 4)."""
+    join = f"""case "$*" in *"connection up"*) printf '%s' '{stderr}' >&2; exit 4;; esac""" if stderr else ""
+    return "\n".join([UNSAVED, RADIOS, join])
+
+
+def test_a_network_in_range_is_joined_on_the_free_wifi_device(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add("nmcli", script=joining())
+
+    result = execute(AddWifiHandler(), WPA, tmp_path)
+
+    saved = {"ssid": "home", "security": "wpa-psk", "hidden": False, "autoconnect": True}
+    assert result == {**saved, "joined": True, "device": "wlan0"}
+    assert fake_tools.calls() == [SHOW_WIFI, ADD_WPA, DEVICES, JOIN_WLAN0]
+
+
+def test_a_network_out_of_range_stays_saved_for_later(fake_tools: FakeTools, tmp_path: Path) -> None:
+    fake_tools.add(
+        "nmcli",
+        script=joining(
+            "Error: Connection activation failed: The Wi-Fi network could not be found\n"
+            "Hint: use journalctl -xe NM_CONNECTION=x + NM_DEVICE=wlan0 to get more details.\n"
+        ),
+    )
+
+    result = execute(AddWifiHandler(), WPA, tmp_path)
+
+    assert result == {
+        **WPA_RESULT,
+        "joined": False,
+        "not_joined": "wlan0 found no such network in range; saved for when it is",
+    }
+    assert fake_tools.calls() == [SHOW_WIFI, ADD_WPA, DEVICES, JOIN_WLAN0]
+
+
+def test_a_network_that_refuses_the_password_fails_with_nms_reason_and_is_not_kept(
+    fake_tools: FakeTools, tmp_path: Path
+) -> None:
+    fake_tools.add(
+        "nmcli",
+        script=joining(
+            f"Passwords or encryption keys are required to access the wireless network home ({PASSWORD}).\n"
+            "Error: Connection activation failed: Secrets were required, but not provided\n"
+            "Hint: use journalctl -xe NM_CONNECTION=x + NM_DEVICE=wlan0 to get more details.\n"
+        ),
+    )
+
+    with pytest.raises(HandlerError) as caught:
+        execute(AddWifiHandler(), WPA, tmp_path)
+
+    assert str(caught.value) == (
+        "wlan0 could not join 'home', so it was not saved: Secrets were required, but not provided"
+    )
+    assert PASSWORD not in repr(caught.value.result)
+    assert fake_tools.calls() == [SHOW_WIFI, ADD_WPA, DEVICES, JOIN_WLAN0, DELETE_HOME]
+
+
+def test_a_device_already_on_a_network_is_not_moved_off_it(fake_tools: FakeTools, tmp_path: Path) -> None:
+    busy = """case "$*" in *" device") printf 'wlan0:wifi:connected\\n';; esac"""
+    fake_tools.add("nmcli", script=UNSAVED + "\n" + busy)
+
+    assert execute(AddWifiHandler(), WPA, tmp_path) == WPA_RESULT
+    assert fake_tools.calls() == [SHOW_WIFI, ADD_WPA, DEVICES]
 
 
 def test_add_refuses_to_replace_a_wired_profile_of_the_same_name(fake_tools: FakeTools, tmp_path: Path) -> None:
