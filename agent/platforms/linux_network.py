@@ -96,13 +96,15 @@ class LinuxNetwork(LinuxTools):
         error and result here.
         """
         await self._make_room(network.ssid, WIFI_TYPE, "a Wi-Fi network")
+        # Looked for before the profile exists: NetworkManager may start joining it by itself the moment it is added,
+        # and a device "connecting" would no longer read as free (seen in the VM tier).
+        device = await self._free_wifi_device() if network.autoconnect else None
         with password_hidden(network.password):
             await self.tool(
                 "nmcli", "connection", "add", "type", "wifi", "con-name", network.ssid, *wifi_properties(network)
             )
             if not network.autoconnect:
                 return {"joined": False, "not_joined": "autoconnect is off: saved only"}
-            device = await self._free_wifi_device()
             if device is None:
                 return {"joined": False, "not_joined": "no Wi-Fi device is free (each is on a network, or off)"}
             try:

@@ -163,7 +163,7 @@ STATIC_V4 = {"interface": "enp1s0", "dhcp": False, "address": "192.0.2.10/24", "
 STATIC_V6 = {"address": "2001:db8::10/64", "gateway": "2001:db8::1", "dns": ["2001:db8::53"]}
 
 CASES = {
-    "add-new-wpa": Case(AddWifiHandler(), WPA, [SHOW_WIFI, ADD_WPA, DEVICES], WPA_RESULT, nmcli=UNSAVED),
+    "add-new-wpa": Case(AddWifiHandler(), WPA, [SHOW_WIFI, DEVICES, ADD_WPA], WPA_RESULT, nmcli=UNSAVED),
     "add-replaces-saved-sae-hidden": Case(
         AddWifiHandler(),
         {"ssid": "home", "security": "sae", "password": PASSWORD, "hidden": True, "autoconnect": False},
@@ -188,7 +188,7 @@ CASES = {
     "add-open": Case(
         AddWifiHandler(),
         {"ssid": "home", "security": "open"},
-        [SHOW_WIFI, sh(f"{ADD_HOME} 802-11-wireless.hidden no connection.autoconnect yes"), DEVICES],
+        [SHOW_WIFI, DEVICES, sh(f"{ADD_HOME} 802-11-wireless.hidden no connection.autoconnect yes")],
         {"ssid": "home", "security": "open", "hidden": False, "autoconnect": True, **NO_FREE_RADIO},
         nmcli=UNSAVED,
     ),
@@ -469,7 +469,7 @@ def test_a_network_in_range_is_joined_on_the_free_wifi_device(fake_tools: FakeTo
 
     saved = {"ssid": "home", "security": "wpa-psk", "hidden": False, "autoconnect": True}
     assert result == {**saved, "joined": True, "device": "wlan0"}
-    assert fake_tools.calls() == [SHOW_WIFI, ADD_WPA, DEVICES, JOIN_WLAN0]
+    assert fake_tools.calls() == [SHOW_WIFI, DEVICES, ADD_WPA, JOIN_WLAN0]
 
 
 def test_a_network_out_of_range_stays_saved_for_later(fake_tools: FakeTools, tmp_path: Path) -> None:
@@ -488,7 +488,7 @@ def test_a_network_out_of_range_stays_saved_for_later(fake_tools: FakeTools, tmp
         "joined": False,
         "not_joined": "wlan0 found no such network in range; saved for when it is",
     }
-    assert fake_tools.calls() == [SHOW_WIFI, ADD_WPA, DEVICES, JOIN_WLAN0]
+    assert fake_tools.calls() == [SHOW_WIFI, DEVICES, ADD_WPA, JOIN_WLAN0]
 
 
 def test_a_network_that_refuses_the_password_fails_with_nms_reason_and_is_not_kept(
@@ -510,7 +510,7 @@ def test_a_network_that_refuses_the_password_fails_with_nms_reason_and_is_not_ke
         "wlan0 could not join 'home', so it was not saved: Secrets were required, but not provided"
     )
     assert PASSWORD not in repr(caught.value.result)
-    assert fake_tools.calls() == [SHOW_WIFI, ADD_WPA, DEVICES, JOIN_WLAN0, DELETE_HOME]
+    assert fake_tools.calls() == [SHOW_WIFI, DEVICES, ADD_WPA, JOIN_WLAN0, DELETE_HOME]
 
 
 def test_a_device_already_on_a_network_is_not_moved_off_it(fake_tools: FakeTools, tmp_path: Path) -> None:
@@ -518,7 +518,7 @@ def test_a_device_already_on_a_network_is_not_moved_off_it(fake_tools: FakeTools
     fake_tools.add("nmcli", script=UNSAVED + "\n" + busy)
 
     assert execute(AddWifiHandler(), WPA, tmp_path) == WPA_RESULT
-    assert fake_tools.calls() == [SHOW_WIFI, ADD_WPA, DEVICES]
+    assert fake_tools.calls() == [SHOW_WIFI, DEVICES, ADD_WPA]
 
 
 def test_add_refuses_to_replace_a_wired_profile_of_the_same_name(fake_tools: FakeTools, tmp_path: Path) -> None:
