@@ -18,8 +18,11 @@ DANGEROUS = (
     "halt",
     "locale-gen",
     "localedef",
+    "wall",
+    "who",
 )
-"""Always faked, so that a test that forgets to fake one of them still cannot reboot or cut off this machine."""
+"""Always faked, so that a test that forgets to fake one of them still cannot reboot or cut off this machine, write
+to its terminals (wall) or depend on who is logged in to it (who)."""
 
 
 class FakeTools:

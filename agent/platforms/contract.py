@@ -98,6 +98,7 @@ class WifiNetworks(Protocol):
     async def add_wifi_network(self, network: WifiNetwork) -> dict[str, Any]:
         """Save `network`; join it now where that is safe: `joined`, and `device` or `not_joined` (why not)."""
         ...
+
     async def remove_wifi_network(self, ssid: str) -> None:
         """Raise a HandlerError naming `ssid` when no Wi-Fi network of that name is saved."""
         ...

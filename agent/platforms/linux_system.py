@@ -137,14 +137,18 @@ class LinuxSystem(LinuxSessions):
             raise ToolNotFound("neither wpctl (PipeWire) nor amixer (ALSA) found on PATH")
 
     async def notify(self, title: str, message: str) -> dict[str, Any]:
-        """wall to the terminals of console and SSH sessions, and notify-send in each graphical session.
+        """wall to the terminals of console and SSH logins, and notify-send in each graphical session.
+
+        A terminal is one logind names, or one `who` lists from utmp, which is what wall writes to: OpenSSH opens the
+        logind session before it allocates the terminal, so logind never names an SSH login's (seen on Debian 12).
 
         wall's text goes through stdin: given as an argument, a message that names a file would make wall, as root,
         broadcast that file's contents. notify-send gets `--` before the title, so no title is read as an option.
         FAILED when nobody was reached.
         """
         sessions = await self.login_sessions()
-        terminals = sorted({session.tty for session in sessions if session.tty and not session.graphical})
+        logind_terminals = {session.tty for session in sessions if session.tty and not session.graphical}
+        terminals = sorted(logind_terminals | await self.logged_in_terminals())
         if terminals:
             text = f"{title}\n{message}\n" if message else f"{title}\n"
             await self.tool("wall", stdin=text.encode())
@@ -163,6 +167,12 @@ class LinuxSystem(LinuxSessions):
                 "; ".join(missed) if missed else "nobody to notify: logind lists no session with a terminal or a screen"
             )
         return {"terminals": terminals, "sessions": reached, "not_reached": missed}
+
+    async def logged_in_terminals(self) -> set[str]:
+        """The terminals of the logins utmp records (`who`), X displays (`:0`) left out."""
+        listed = await self.tool("who")
+        fields = (line.split() for line in listed.stdout_tail.splitlines())
+        return {words[1] for words in fields if len(words) >= 2 and not words[1].startswith(":")}
 
     async def beep(self, seconds: float) -> None:
         """Sound the PC speaker with `beep`; it needs no sound server, but boards without a speaker fail."""

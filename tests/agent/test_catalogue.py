@@ -340,6 +340,7 @@ HOST_TOOLS: dict[str, dict[str, Any]] = {
     "xset": {},
     "wpctl": {},
     "wall": {},
+    "who": {"stdout": "kiosk    tty2         2026-11-22 09:58\n"},
     "beep": {},
     "gpspipe": {"stdout": GPSD_FIX},
     "grim": {"script": PNG_PRINTF + ' "$1"'},

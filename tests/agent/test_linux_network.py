@@ -452,7 +452,8 @@ def test_a_hanging_nmcli_add_leaks_no_password(fake_tools: FakeTools, tmp_path: 
     assert PASSWORD not in repr(caught.value.result)
 
 
-RADIOS = """case "$*" in *" device") printf 'eth0:ethernet:connected\\nwlan1:wifi:unavailable\\nwlan0:wifi:disconnected\\n';; esac"""
+LISTED = r"eth0:ethernet:connected\nwlan1:wifi:unavailable\nwlan0:wifi:disconnected\n"
+RADIOS = f"""case "$*" in *" device") printf '{LISTED}';; esac"""
 """A fake nmcli's device listing: wlan1's radio is off, wlan0 is on no network."""
 
 

@@ -411,6 +411,18 @@ def test_notify_reaches_terminals_and_each_graphical_session(
     assert fake_tools.calls("notify-send") == [["notify-send", "--app-name=Tether", "--", "--help", "Restart at 14:00"]]
 
 
+def test_notify_reaches_the_terminal_of_an_ssh_login_that_logind_names_none_for(
+    fake_tools: FakeTools, platform: LinuxPlatform
+) -> None:
+    # OpenSSH opens its logind session before the terminal exists (Debian 12, seen in the VM tier): only utmp has it.
+    fake_tools.add("who", stdout="root     pts/0        2026-12-06 18:36 (10.0.2.2)\nkiosk    :0   2026-12-06 09:58\n")
+
+    result = run(platform.notify("Maintenance", "Restart at 14:00"))
+
+    assert result == {"terminals": ["pts/0"], "sessions": [], "not_reached": []}
+    assert fake_tools.calls("wall") == [["wall"]]
+
+
 def test_notify_fails_when_nobody_is_reached(fake_tools: FakeTools, platform: LinuxPlatform) -> None:
     with pytest.raises(HandlerError, match=r"^nobody to notify: logind lists no session with a terminal or a screen$"):
         run(platform.notify("Hello", ""))

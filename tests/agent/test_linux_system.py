@@ -170,7 +170,7 @@ CASES = {
     "notify": Case(
         NotifyHandler(),
         {"title": "Maintenance", "message": "Rebooting at 22:00 -- save your work"},
-        [LIST_SESSIONS, show_session("7"), ["wall"]],
+        [LIST_SESSIONS, show_session("7"), ["who"], ["wall"]],
         {
             "title": "Maintenance",
             "message": "Rebooting at 22:00 -- save your work",
